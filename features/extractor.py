@@ -1,0 +1,144 @@
+"""Turn battles (parsed turn lists) into a numeric feature frame, in parallel and cached.
+
+Input: a DataFrame with ``prompt_turns``, ``a_turns``, ``b_turns`` (lists of str).
+Output: a float32 DataFrame, one row per battle in input order, columns following the A/B
+convention of :mod:`features.symmetry`. Work per row is bounded, so time and memory are
+linear in rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from features.groups import GROUPS, TextView
+from features.readability import ensure_offline_cmudict
+from features.symmetry import check_swappable
+
+log = logging.getLogger(__name__)
+
+FEATURE_VERSION = "1"  # bump when any group's output changes: invalidates caches
+TURN_COLUMNS = ("prompt_turns", "a_turns", "b_turns")
+
+
+def battle_features(prompt_turns: list[str], a_turns: list[str], b_turns: list[str],
+                    groups: Sequence[str]) -> dict[str, float]:
+    """All requested groups' features of one battle."""
+    prompt, a, b = (TextView.from_turns(t) for t in (prompt_turns, a_turns, b_turns))
+    row: dict[str, float] = {}
+    for name in groups:
+        group = GROUPS[name]
+        sa, sb = group.side(a, prompt), group.side(b, prompt)
+        for key, va in sa.items():
+            vb = sb[key]
+            row[f"a_{key}"] = va
+            row[f"b_{key}"] = vb
+            row[f"diff_{key}"] = va - vb
+            if key in group.ratio_keys:
+                row[f"logratio_{key}"] = math.log1p(va) - math.log1p(vb)
+        if group.pair is not None:
+            row.update(group.pair(a, b, prompt))
+    return row
+
+
+def _features_chunk(rows: list[tuple[list[str], list[str], list[str]]], groups: Sequence[str]) -> list[dict]:
+    if "readability" in groups:
+        ensure_offline_cmudict()  # once per worker process
+    return [battle_features(p, a, b, groups) for p, a, b in rows]
+
+
+def content_hash(battles: pd.DataFrame, groups: Iterable[str]) -> str:
+    """Hash of the texts, their order and the feature definition: the cache key."""
+    h = hashlib.sha256(f"v{FEATURE_VERSION}|{','.join(sorted(groups))}|".encode())
+    for row in battles[list(TURN_COLUMNS)].itertuples(index=False):
+        for turns in row:
+            for turn in turns:
+                h.update(turn.encode("utf-8", "surrogatepass"))
+                h.update(b"\x1f")
+            h.update(b"\x1e")
+    return h.hexdigest()[:20]
+
+
+class FeatureExtractor:
+    """Computes the chosen feature groups; ``n_jobs`` worker processes over row chunks."""
+
+    def __init__(self, groups: Sequence[str] | None = None, n_jobs: int = 2, chunk_size: int = 1000,
+                 cache_dir: str | Path | None = None, progress: bool = True):
+        self.groups = tuple(groups) if groups is not None else tuple(GROUPS)
+        unknown = [g for g in self.groups if g not in GROUPS]
+        if unknown:
+            raise ValueError(f"unknown feature group(s) {unknown}; known: {list(GROUPS)}")
+        self.n_jobs = n_jobs
+        self.chunk_size = chunk_size
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.progress = progress
+
+    def transform(self, battles: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in TURN_COLUMNS if c not in battles]
+        if missing:
+            raise ValueError(f"battles lack column(s) {missing}")
+        cache_path = None
+        if self.cache_dir is not None:
+            cache_path = self.cache_dir / f"features_{content_hash(battles, self.groups)}.parquet"
+            if cache_path.exists():
+                log.info("features: cache hit %s", cache_path)
+                cached = pd.read_parquet(cache_path)
+                cached.index = battles.index
+                return cached
+        frame = self._compute(battles)
+        if cache_path is not None:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_path.with_suffix(".tmp")
+            frame.reset_index(drop=True).to_parquet(tmp)
+            tmp.replace(cache_path)
+            log.info("features: cached %s", cache_path)
+        return frame
+
+    def _compute(self, battles: pd.DataFrame) -> pd.DataFrame:
+        rows = list(zip(*(battles[c].tolist() for c in TURN_COLUMNS)))
+        chunks = [rows[i:i + self.chunk_size] for i in range(0, len(rows), self.chunk_size)]
+        log.info("features: %d rows, groups %s, %d job(s)", len(rows), ",".join(self.groups), self.n_jobs)
+        bar = tqdm(total=len(rows), desc="features", unit="row", disable=not self.progress)
+        records: list[dict] = []
+        if self.n_jobs == 1 or len(chunks) == 1:
+            for chunk in chunks:
+                records.extend(_features_chunk(chunk, self.groups))
+                bar.update(len(chunk))
+        else:
+            parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
+            for chunk, result in zip(chunks, parallel(delayed(_features_chunk)(c, self.groups) for c in chunks)):
+                records.extend(result)
+                bar.update(len(chunk))
+        bar.close()
+        frame = pd.DataFrame.from_records(records, index=battles.index).astype(np.float32)
+        frame = frame[sorted(frame.columns)]
+        check_swappable(list(frame.columns))
+        return frame
+
+
+_GROUP_COLUMNS: dict[str, frozenset[str]] = {}
+
+
+def _columns_of_group(name: str) -> frozenset[str]:
+    if name not in _GROUP_COLUMNS:
+        _GROUP_COLUMNS[name] = frozenset(battle_features(["p"], ["a"], ["b"], [name]))
+    return _GROUP_COLUMNS[name]
+
+
+def group_columns(columns: Iterable[str]) -> dict[str, list[str]]:
+    """Partition feature columns by group; columns of no group (e.g. encoder sources) are left out."""
+    out: dict[str, list[str]] = {}
+    for col in columns:
+        for name in GROUPS:
+            if col in _columns_of_group(name):
+                out.setdefault(name, []).append(col)
+                break
+    return out

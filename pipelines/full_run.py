@@ -1,0 +1,209 @@
+"""Train on train.csv, predict test.csv, write a calibrated submission.csv and a report.
+
+    python -m pipelines.full_run                       # Kaggle data if present, else the bundled sample
+    python -m pipelines.full_run --train T.csv --test S.csv --out DIR [--encoder MODEL_DIR] [--params best.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from pipelines.config import EncoderConfig, RunConfig, load_params_file
+from pipelines.data import load_battles
+from pipelines.metrics import nested_prior, summarize
+from pipelines.paths import resolve_paths
+from pipelines.report import StageTimer, write_report
+from pipelines.stacker_inputs import StackerInputs, prepare_inputs
+from pipelines.submission import write_submission
+from stacking.calibration import cross_calibrate
+from stacking.lgbm import cross_fit
+from stacking.model import StackerModel, library_versions
+from stacking.sources import PROBA_COLUMNS
+
+log = logging.getLogger("arena_pref")
+
+
+def fit_stacker(inputs: StackerInputs, config: RunConfig, progress: bool = True):
+    """Cross-fitted stacker + nested calibration: (uncalibrated OOF, calibrated OOF, test proba, model)."""
+    sc = config.stacker
+    bar = tqdm(total=len(np.unique(inputs.folds)), desc="stacker folds", disable=not progress)
+    result = cross_fit(inputs.X, inputs.y, inputs.folds, inputs.groups, inputs.X_test, params=sc.params,
+                       seed=config.seed, swap_augment=sc.swap_augment, progress=bar,
+                       num_boost_round=sc.num_boost_round, early_stopping_rounds=sc.early_stopping_rounds,
+                       inner_valid_fraction=sc.inner_valid_fraction)
+    bar.close()
+    oof_cal, calibrator = cross_calibrate(result.oof, inputs.y, inputs.folds, sc.calibration)
+    model = StackerModel.from_fold_models(
+        result.models, calibrator,
+        feature_config={"groups": list(config.features.groups), "sources": list(config.extra_sources)},
+        metadata={"best_iterations": [m.best_iteration_ for m in result.models], "seed": config.seed},
+    )
+    test_cal = calibrator.predict_proba(result.test)
+    return result.oof, oof_cal, test_cal, model
+
+
+def save_predictions(ids: pd.Series, proba: np.ndarray, path: Path, extra: dict | None = None) -> None:
+    frame = pd.DataFrame(proba, columns=list(PROBA_COLUMNS))
+    frame.insert(0, "id", ids.astype(str).to_numpy())
+    for key, values in (extra or {}).items():
+        frame[key] = values
+    frame.to_csv(path, index=False)
+
+
+def evaluate_test_labels(labels_path: Path, ids: pd.Series, proba: dict[str, np.ndarray]) -> dict:
+    """Score test predictions against a labels file (sample_submission schema), read only now."""
+    answers, _ = load_battles_labels(labels_path)
+    order = answers.set_index("id").reindex(ids.astype(str))
+    if order["label"].isna().any():
+        raise ValueError(f"{labels_path}: no label for some test ids")
+    y = order["label"].to_numpy(dtype=int)
+    single_fold = np.zeros(len(y), dtype=int)
+    return {name: summarize(y, p, single_fold) for name, p in proba.items()}
+
+
+def load_battles_labels(path: Path) -> tuple[pd.DataFrame, None]:
+    frame = pd.read_csv(path, dtype={"id": str})
+    missing = [c for c in ("id", *PROBA_COLUMNS) if c not in frame]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}")
+    values = frame[list(PROBA_COLUMNS)].to_numpy()
+    if not np.isin(values, [0, 1]).all() or (values.sum(axis=1) != 1).any():
+        bad = int(np.flatnonzero(~np.isin(values, [0, 1]).all(axis=1) | (values.sum(axis=1) != 1))[0])
+        raise ValueError(f"{path}: row {bad + 1}: labels are not one-hot")
+    return pd.DataFrame({"id": frame["id"], "label": values.argmax(axis=1)}), None
+
+
+def run(config: RunConfig, submission_path: Path | None = None, test_labels: Path | None = None) -> dict:
+    timer = StageTimer()
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = prepare_inputs(config, timer)
+    log.info("train %d rows, test %d rows, %d features", len(inputs.train), len(inputs.test), inputs.X.shape[1])
+
+    sources = dict(config.extra_sources)
+    if config.encoders:
+        from pipelines.encoder_stage import run_encoders
+
+        with timer.stage("encoders"):
+            for name, (oof_path, test_path) in run_encoders(inputs, config).items():
+                inputs.with_source(name, oof_path, test_path)
+                sources[name] = f"{oof_path},{test_path}"
+
+    with timer.stage("stacker"):
+        oof_raw, oof_cal, test_proba, model = fit_stacker(inputs, config, config.progress)
+    prior = nested_prior(inputs.y, inputs.folds)
+
+    with timer.stage("write"):
+        submission_path = submission_path or Path(config.submission_path or out / "submission.csv")
+        write_submission(inputs.test["id"], test_proba, submission_path)
+        model.feature_config["sources"] = list(sources)
+        model.save(out / "model")
+        save_predictions(inputs.train["id"], oof_cal, out / "oof_stacker.csv",
+                         {"fold": inputs.folds, "label": inputs.y})
+
+    report = {
+        "data": {
+            "train": {"path": str(config.train_path), "rows": len(inputs.train), "parse": inputs.train_parse.as_dict(),
+                      "label_counts": {c: int((inputs.y == i).sum()) for i, c in enumerate(("a", "b", "tie"))}},
+            "test": {"path": str(config.test_path), "rows": len(inputs.test), "parse": inputs.test_parse.as_dict()},
+        },
+        "folds": {"n_folds": config.n_folds, "rows_per_fold": np.bincount(inputs.folds).tolist()},
+        "features": {"groups": list(config.features.groups), "sources": list(sources), "n_columns": inputs.X.shape[1]},
+        "oof": {"class prior": summarize(inputs.y, prior, inputs.folds),
+                "stacker (uncalibrated)": summarize(inputs.y, oof_raw, inputs.folds),
+                "stacker (calibrated)": summarize(inputs.y, oof_cal, inputs.folds)},
+        "calibration": {"kind": config.stacker.calibration, "fitted": model.calibrator.to_dict()},
+        "stacker": {"best_iterations": model.metadata["best_iterations"], "params": config.stacker.params},
+        "submission": str(submission_path),
+        "config": config.to_dict(),
+        "timings": timer.seconds,
+        "versions": library_versions(),
+    }
+    if test_labels is not None:
+        counts = np.bincount(inputs.y, minlength=3) + 1.0
+        report["holdout"] = evaluate_test_labels(
+            test_labels, inputs.test["id"],
+            {"class prior (train)": np.tile(counts / counts.sum(), (len(inputs.test), 1)), "stacker (calibrated)": test_proba})
+    json_path, md_path = write_report(report, out)
+    oof = report["oof"]
+    log.info("OOF log loss: prior %.4f, stacker %.4f -> calibrated %.4f", oof["class prior"]["log_loss"],
+             oof["stacker (uncalibrated)"]["log_loss"], oof["stacker (calibrated)"]["log_loss"])
+    log.info("wrote %s, %s, %s", submission_path, json_path, md_path)
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipelines.full_run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train", help="train.csv (Kaggle schema); default: Kaggle input or the bundled sample")
+    p.add_argument("--test", help="test.csv (Kaggle schema)")
+    p.add_argument("--out", help="run directory (default outputs/run; /kaggle/working on Kaggle)")
+    p.add_argument("--submission", help="submission path (default <out>/submission.csv; /kaggle/working/submission.csv)")
+    p.add_argument("--params", help="best-params JSON from pipelines.tune")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--groups", help="comma-separated feature groups (default: all)")
+    p.add_argument("--calibration", choices=["none", "temperature", "vector"])
+    p.add_argument("--source", action="append", default=[], metavar="NAME=OOF,TEST",
+                   help="extra probability source: OOF file for train and prediction file for test")
+    p.add_argument("--encoder", action="append", default=[], metavar="MODEL_DIR",
+                   help="fine-tune this local Hugging Face model in the same folds (repeatable)")
+    p.add_argument("--encoder-max-length", type=int)
+    p.add_argument("--encoder-epochs", type=float)
+    p.add_argument("--encoder-batch-size", type=int)
+    p.add_argument("--encoder-max-steps", type=int)
+    p.add_argument("--encoder-max-train-rows", type=int)
+    p.add_argument("--test-labels", help="labels for test (sample_submission schema): scored after prediction, "
+                                         "for evaluation only")
+    p.add_argument("--n-jobs", type=int, default=2)
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, Path]:
+    paths = resolve_paths(args.train, args.test, args.out)
+    config = RunConfig(train_path=str(paths.train), test_path=str(paths.test), out_dir=str(paths.out_dir),
+                       n_folds=args.folds, seed=args.seed, progress=not args.no_progress)
+    config.features.n_jobs = args.n_jobs
+    if args.groups:
+        config.features.groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
+    if args.params:
+        best = load_params_file(args.params)
+        config.stacker.params = best["params"]
+        config.stacker.calibration = best.get("calibration", config.stacker.calibration)
+    if args.calibration:
+        config.stacker.calibration = args.calibration
+    for spec in args.source:
+        name, _, files = spec.partition("=")
+        if not files or "," not in files:
+            raise SystemExit(f"--source expects NAME=OOF,TEST, got {spec!r}")
+        config.extra_sources[name] = files
+    for model_dir in args.encoder:
+        enc = EncoderConfig(model_path=model_dir)
+        for field_name, value in (("max_length", args.encoder_max_length), ("epochs", args.encoder_epochs),
+                                  ("batch_size", args.encoder_batch_size), ("max_steps", args.encoder_max_steps),
+                                  ("max_train_rows", args.encoder_max_train_rows)):
+            if value is not None:
+                setattr(enc, field_name, value)
+        config.encoders.append(enc)
+    submission = Path(args.submission) if args.submission else paths.submission
+    return config, submission
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    config, submission = config_from_args(args)
+    run(config, submission, Path(args.test_labels) if args.test_labels else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

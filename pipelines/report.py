@@ -1,0 +1,72 @@
+"""Run reports a person can read: ``report.json`` (everything) and ``report.md`` (the summary)."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class StageTimer:
+    """Wall time per named stage, in order."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def _metrics_table(title: str, rows: dict[str, dict]) -> list[str]:
+    lines = [f"## {title}", "", "| predictions | log loss | fold mean ± std | A wins | B wins | tie | accuracy |",
+             "|---|---|---|---|---|---|---|"]
+    for name, m in rows.items():
+        pc = m["per_class"]
+        lines.append(f"| {name} | {_fmt(m['log_loss'])} | {_fmt(m['fold_mean'])} ± {_fmt(m['fold_std'])} | "
+                     f"{_fmt(pc['a'])} | {_fmt(pc['b'])} | {_fmt(pc['tie'])} | {m['accuracy']:.3f} |")
+    return lines + [""]
+
+
+def render_markdown(report: dict) -> str:
+    lines = [f"# arena-pref run report", "", f"- train: `{report['data']['train']['path']}` "
+             f"({report['data']['train']['rows']} rows)",
+             f"- test: `{report['data']['test']['path']}` ({report['data']['test']['rows']} rows)",
+             f"- folds: {report['folds']['n_folds']} (grouped by prompt, stratified by label)",
+             f"- features: {report['features']['n_columns']} columns from groups {', '.join(report['features']['groups'])}",
+             f"- extra sources: {', '.join(report['features']['sources']) or 'none'}",
+             f"- calibration: {report['calibration']['kind']} {report['calibration']['fitted']}", ""]
+    lines += _metrics_table("Out-of-fold log loss (lower is better)", report["oof"])
+    lines.append("Every figure above is out-of-fold: each row is scored by models (and a calibrator and prior)"
+                 " fitted without its fold.")
+    lines.append("")
+    if report.get("holdout"):
+        lines += _metrics_table("Labelled test set (evaluation only)", {k: v for k, v in report["holdout"].items()})
+    lines += ["## Parse problems", "", "| file | column | invalid JSON (kept as one turn) | null turns | lone surrogates |",
+              "|---|---|---|---|---|"]
+    for side in ("train", "test"):
+        parse = report["data"][side]["parse"]
+        for col in parse["invalid_json"]:
+            lines.append(f"| {side} | {col} | {parse['invalid_json'][col]} | {parse['null_turns'][col]} | "
+                         f"{parse['surrogates'][col]} |")
+    lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in report["timings"].items()]
+    lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
+    return "\n".join(lines)
+
+
+def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "report.json", out_dir / "report.md"
+    json_path.write_text(json.dumps(report, indent=2, default=str))
+    md_path.write_text(render_markdown(report))
+    return json_path, md_path
