@@ -20,7 +20,6 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from features.groups import GROUPS, TextView
-from features.readability import ensure_offline_cmudict
 from features.symmetry import check_swappable
 
 log = logging.getLogger(__name__)
@@ -50,8 +49,6 @@ def battle_features(prompt_turns: list[str], a_turns: list[str], b_turns: list[s
 
 
 def _features_chunk(rows: list[tuple[list[str], list[str], list[str]]], groups: Sequence[str]) -> list[dict]:
-    if "readability" in groups:
-        ensure_offline_cmudict()  # once per worker process
     return [battle_features(p, a, b, groups) for p, a, b in rows]
 
 

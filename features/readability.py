@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 MAX_CHARS = 4000  # readability of the first 4k chars: bounded cost per row, plenty for a score
@@ -64,10 +65,16 @@ def ensure_offline_cmudict(target: Path | None = None) -> Path:
     return target
 
 
+@lru_cache(maxsize=1)
+def _offline_ready() -> Path:
+    return ensure_offline_cmudict()
+
+
 def readability_scores(text: str) -> dict[str, float]:
     """textstat scores of one text; empty text scores 0 so the row still has a value."""
     import textstat
 
+    _offline_ready()
     text = text[:MAX_CHARS]
     if not text.strip():
         return {name: 0.0 for name in SCORES}

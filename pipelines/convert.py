@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.data import clean_text
+
 log = logging.getLogger(__name__)
 
 COLUMNS = [
@@ -58,12 +60,7 @@ class ConversionError(ValueError):
 
 
 def _clean(text: str) -> str:
-    """Replace lone UTF-16 surrogates (unencodable in UTF-8) with U+FFFD."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return clean_text(text)[0]
 
 
 def _text(rec: dict, field: str, where: str, *, optional: bool = False) -> str:

@@ -45,12 +45,13 @@ class ParseReport:
 
 
 def clean_text(text: str) -> tuple[str, bool]:
-    """Replace lone UTF-16 surrogates (invalid in UTF-8) with U+FFFD; say whether any were found."""
+    """Replace each lone UTF-16 surrogate (invalid in UTF-8) with one U+FFFD, rejoining split pairs;
+    say whether any were found."""
     try:
         text.encode("utf-8")
         return text, False
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace"), True
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace"), True
 
 
 def parse_turns(raw: object) -> tuple[list[str], str | None]:

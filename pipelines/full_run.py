@@ -16,7 +16,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from pipelines.config import EncoderConfig, RunConfig, load_params_file
-from pipelines.data import load_battles
 from pipelines.metrics import nested_prior, summarize
 from pipelines.paths import resolve_paths
 from pipelines.report import StageTimer, write_report

@@ -1,0 +1,146 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.extractor import FeatureExtractor
+from features.symmetry import swap_feature_frame
+from pipelines.data import load_battles
+from pipelines.folds import make_folds, prompt_groups
+from pipelines.metrics import multiclass_log_loss, nested_prior
+from stacking.calibration import ProbabilityCalibrator, cross_calibrate
+from stacking.lgbm import LGBMStacker, cross_fit
+from stacking.model import StackerModel
+from stacking.sources import read_proba_file, source_features
+from stacking.symmetry import swap_proba
+
+FAST = {"num_boost_round": 200, "early_stopping_rounds": 20}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    from tests.conftest import make_battles
+
+    path = tmp_path_factory.mktemp("d") / "train.csv"
+    make_battles(300, seed=3).to_csv(path, index=False)
+    battles, _ = load_battles(path)
+    X = FeatureExtractor(["length", "formatting", "overlap"], n_jobs=1, progress=False).transform(battles)
+    folds = make_folds(battles, 5, seed=0)["fold"].to_numpy()
+    return battles, X, battles["label"].to_numpy(), folds, prompt_groups(battles)
+
+
+def test_swap_averaging_is_exactly_symmetric(prepared):
+    battles, X, y, folds, groups = prepared
+    model = LGBMStacker(seed=0, **FAST).fit(X, y, groups)
+    direct = model.predict_proba(X)
+    swapped = model.predict_proba(swap_feature_frame(X))
+    np.testing.assert_array_equal(direct, swap_proba(swapped))  # p(A wins | A,B) == p(B wins | B,A), exactly
+    np.testing.assert_allclose(direct.sum(axis=1), 1.0)
+
+
+def test_swap_augmentation_doubles_training_rows(prepared):
+    _, X, y, _, groups = prepared
+    model = LGBMStacker(seed=0, **FAST).fit(X, y, groups)
+    Xa, ya = model._augment(X.to_numpy(np.float32), y)
+    assert len(ya) == 2 * len(y) and Xa.shape == (2 * len(y), X.shape[1])
+    counts = np.bincount(ya, minlength=3)
+    assert counts[0] == counts[1]  # A and B wins balanced after augmentation
+
+
+def test_cross_fit_oof_covers_every_row_once_and_beats_prior(prepared):
+    _, X, y, folds, groups = prepared
+    result = cross_fit(X, y, folds, groups, X_test=X.iloc[:20], seed=0, **FAST)
+    assert not np.isnan(result.oof).any()
+    assert result.oof.shape == (len(y), 3) and result.test.shape == (20, 3)
+    assert len(result.models) == 5
+    # each row's OOF prediction equals the prediction of the one model that did not train on its fold
+    for k, model in zip(result.fold_ids, result.models):
+        np.testing.assert_allclose(result.oof[folds == k], model.predict_proba(X[folds == k]))
+    prior = multiclass_log_loss(y, nested_prior(y, folds))
+    assert multiclass_log_loss(y, result.oof) < prior  # the synthetic signal is learnable
+
+
+def test_inner_early_stopping_never_sees_the_predicted_fold(prepared, monkeypatch):
+    """Each fold's booster is trained and early-stopped only on rows of the other folds."""
+    _, X, y, folds, groups = prepared
+    seen = []
+    original = LGBMStacker.fit
+
+    def spy(self, X_fit, y_fit, groups_fit=None, callbacks=None):
+        seen.append(set(X_fit.index))
+        return original(self, X_fit, y_fit, groups_fit, callbacks)
+
+    monkeypatch.setattr(LGBMStacker, "fit", spy)
+    cross_fit(X, y, folds, groups, seed=0, **FAST)
+    for k, rows in zip(sorted(np.unique(folds)), seen):
+        assert rows.isdisjoint(set(X.index[folds == k]))
+
+
+def test_temperature_calibration_fixes_overconfidence():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 3000)
+    logits = rng.normal(0, 1, (3000, 3))
+    logits[np.arange(3000), y] += 1.0
+    honest = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    overconfident = np.exp(3 * logits) / np.exp(3 * logits).sum(1, keepdims=True)
+    cal = ProbabilityCalibrator("temperature").fit(overconfident, y)
+    assert cal.temperature_ == pytest.approx(3.0, rel=0.15)
+    assert multiclass_log_loss(y, cal.predict_proba(overconfident)) < multiclass_log_loss(y, overconfident)
+    assert multiclass_log_loss(y, cal.predict_proba(overconfident)) == pytest.approx(multiclass_log_loss(y, honest), abs=0.01)
+
+
+def test_vector_calibration_keeps_swap_symmetry():
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet([2, 2, 1], 500)
+    y = rng.integers(0, 3, 500)
+    cal = ProbabilityCalibrator("vector").fit(p, y)
+    np.testing.assert_allclose(cal.predict_proba(swap_proba(p)), swap_proba(cal.predict_proba(p)))
+
+
+def test_cross_calibrate_is_nested(monkeypatch):
+    """The calibrator that scores fold k never saw fold k's rows."""
+    rng = np.random.default_rng(2)
+    p, y, folds = rng.dirichlet([1, 1, 1], 100), rng.integers(0, 3, 100), np.repeat(np.arange(5), 20)
+    fitted_on = []
+    original = ProbabilityCalibrator.fit
+
+    def spy(self, proba, labels):
+        fitted_on.append(len(labels))
+        return original(self, proba, labels)
+
+    monkeypatch.setattr(ProbabilityCalibrator, "fit", spy)
+    calibrated, final = cross_calibrate(p, y, folds, "temperature")
+    assert fitted_on == [80] * 5 + [100]
+    assert calibrated.shape == p.shape and np.allclose(calibrated.sum(1), 1)
+
+
+def test_model_save_load_predicts_the_same(prepared, tmp_path):
+    _, X, y, folds, groups = prepared
+    result = cross_fit(X, y, folds, groups, seed=0, **FAST)
+    _, calibrator = cross_calibrate(result.oof, y, folds, "vector")
+    model = StackerModel.from_fold_models(result.models, calibrator, {"groups": ["length"]})
+    before = model.predict_proba(X)
+    model.save(tmp_path / "model")
+    after = StackerModel.load(tmp_path / "model").predict_proba(X)
+    np.testing.assert_allclose(before, after, rtol=1e-10)
+    assert (tmp_path / "model" / "model.json").exists()
+    with pytest.raises(ValueError, match="lacks column"):
+        model.predict_proba(X.drop(columns=[X.columns[0]]))
+
+
+def test_probability_source_columns_swap_like_features(tmp_path):
+    ids = pd.Series(["1", "2", "3"])
+    frame = pd.DataFrame({"id": ["3", "1", "2"], "winner_model_a": [0.2, 0.5, 0.1],
+                          "winner_model_b": [0.7, 0.3, 0.1], "winner_tie": [0.1, 0.2, 0.8]})
+    path = tmp_path / "oof_x.parquet"
+    frame.to_parquet(path)
+    cols = source_features(read_proba_file(path), ids, "x")
+    assert cols["a_enc_x"].tolist() == pytest.approx([0.5, 0.1, 0.2])  # aligned by id
+    swapped = swap_feature_frame(cols)
+    assert swapped["a_enc_x"].tolist() == cols["b_enc_x"].tolist()
+    assert swapped["diff_enc_x"].tolist() == (-cols["diff_enc_x"]).tolist()
+    with pytest.raises(ValueError, match="no probabilities for 1 id"):
+        source_features(read_proba_file(path), pd.Series(["1", "4"]), "x")
+    frame.loc[0, "winner_tie"] = 0.5
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"bad.csv: row 1 \(id=3\)"):
+        read_proba_file(tmp_path / "bad.csv")
