@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 
 import numpy as np
@@ -64,6 +65,12 @@ class TransformerClassifier:
         from accelerate import Accelerator
 
         if self.accelerator_ is None:
+            if "WORLD_SIZE" not in os.environ:
+                # accelerate keeps process-wide state; one process may fine-tune models with different
+                # precisions one after another (several --encoder runs, tests), so start it afresh
+                from accelerate.state import AcceleratorState
+
+                AcceleratorState._reset_state(reset_partial_state=True)
             self.accelerator_ = Accelerator(mixed_precision=resolve_precision(self.config.precision),
                                             gradient_accumulation_steps=self.config.grad_accum)
         return self.accelerator_

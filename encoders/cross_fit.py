@@ -86,6 +86,9 @@ def cross_fit_encoder(config: EncoderConfig, train: pd.DataFrame, y: np.ndarray,
             seconds.append(json.loads(done_file.read_text())["seconds"])
             log.info("encoder %s fold %d: checkpoint found, skipping", name, k)
             continue
+        if deadline is not None and time.monotonic() >= deadline:
+            log.warning("encoder %s: time budget spent before fold %d", name, k)
+            break
         if deadline is not None and seconds:
             projected = time.monotonic() + float(np.mean(seconds)) * 1.1
             if projected > deadline:

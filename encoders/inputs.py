@@ -92,7 +92,7 @@ class BattleEncoder:
 
     def _turn_ids(self, turns: list[str]) -> list[list[int]]:
         turns = [t for t in turns if t] or [""]
-        return self.tokenizer(turns, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(turns, add_special_tokens=False, verbose=False)["input_ids"]
 
     def encode(self, prompt_turns: list[str], a_turns: list[str], b_turns: list[str]) -> list[int]:
         parts = [self._turn_ids(t) for t in (prompt_turns, a_turns, b_turns)]

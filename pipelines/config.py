@@ -41,6 +41,7 @@ class RunConfig:
     stacker: StackerConfig = field(default_factory=StackerConfig)
     encoders: list[EncoderConfig] = field(default_factory=list)
     progress: bool = True
+    time_budget_hours: float | None = None  # whole run; encoder folds that would overrun are not started
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from pipelines.config import EncoderConfig, RunConfig, load_params_file
-from pipelines.metrics import nested_prior, summarize
+from pipelines.metrics import multiclass_log_loss, nested_prior, summarize
 from pipelines.paths import resolve_paths
 from pipelines.report import StageTimer, write_report
 from pipelines.stacker_inputs import StackerInputs, prepare_inputs
@@ -27,12 +29,27 @@ from stacking.model import StackerModel, library_versions
 from stacking.sources import PROBA_COLUMNS
 
 log = logging.getLogger("arena_pref")
+KAGGLE_TIME_BUDGET_HOURS = 8.5
 
 
-def fit_stacker(inputs: StackerInputs, config: RunConfig, progress: bool = True):
-    """Cross-fitted stacker + nested calibration: (uncalibrated OOF, calibrated OOF, test proba, model)."""
+@dataclass
+class StackerFit:
+    """One fitted stacker: uncalibrated and calibrated OOF, calibrated test probabilities, the model."""
+
+    oof_raw: np.ndarray
+    oof_cal: np.ndarray
+    test: np.ndarray
+    model: StackerModel
+    sources: list[str]
+
+    def log_loss(self, y: np.ndarray) -> float:
+        return multiclass_log_loss(y, self.oof_cal)
+
+
+def fit_stacker(inputs: StackerInputs, config: RunConfig, sources: list[str]) -> StackerFit:
+    """Cross-fitted stacker followed by nested calibration."""
     sc = config.stacker
-    bar = tqdm(total=len(np.unique(inputs.folds)), desc="stacker folds", disable=not progress)
+    bar = tqdm(total=len(np.unique(inputs.folds)), desc="stacker folds", disable=not config.progress)
     result = cross_fit(inputs.X, inputs.y, inputs.folds, inputs.groups, inputs.X_test, params=sc.params,
                        seed=config.seed, swap_augment=sc.swap_augment, progress=bar,
                        num_boost_round=sc.num_boost_round, early_stopping_rounds=sc.early_stopping_rounds,
@@ -41,11 +58,19 @@ def fit_stacker(inputs: StackerInputs, config: RunConfig, progress: bool = True)
     oof_cal, calibrator = cross_calibrate(result.oof, inputs.y, inputs.folds, sc.calibration)
     model = StackerModel.from_fold_models(
         result.models, calibrator,
-        feature_config={"groups": list(config.features.groups), "sources": list(config.extra_sources)},
+        feature_config={"groups": list(config.features.groups), "sources": list(sources)},
         metadata={"best_iterations": [m.best_iteration_ for m in result.models], "seed": config.seed},
     )
-    test_cal = calibrator.predict_proba(result.test)
-    return result.oof, oof_cal, test_cal, model
+    return StackerFit(result.oof, oof_cal, calibrator.predict_proba(result.test), model, list(sources))
+
+
+def write_outputs(fit: StackerFit, inputs: StackerInputs, out: Path, submission_path: Path) -> None:
+    """Submission (validated), model directory and OOF predictions of one fitted stacker."""
+    write_submission(inputs.test["id"], fit.test, submission_path)
+    fit.model.save(out / "model")
+    save_predictions(inputs.train["id"], fit.oof_cal, out / "oof_stacker.csv", {"fold": inputs.folds, "label": inputs.y})
+    log.info("wrote %s (stacker over %s)", submission_path, "features + " + ", ".join(fit.sources) if fit.sources
+             else "features only")
 
 
 def save_predictions(ids: pd.Series, proba: np.ndarray, path: Path, extra: dict | None = None) -> None:
@@ -80,33 +105,54 @@ def load_battles_labels(path: Path) -> tuple[pd.DataFrame, None]:
 
 
 def run(config: RunConfig, submission_path: Path | None = None, test_labels: Path | None = None) -> dict:
+    started = time.monotonic()
+    deadline = None if config.time_budget_hours is None else started + config.time_budget_hours * 3600
     timer = StageTimer()
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
+    submission_path = submission_path or Path(config.submission_path or out / "submission.csv")
     inputs = prepare_inputs(config, timer)
     log.info("train %d rows, test %d rows, %d features", len(inputs.train), len(inputs.test), inputs.X.shape[1])
 
-    sources = dict(config.extra_sources)
+    # first a submission from what is cheap; an encoder run replaces it only if it is better
+    with timer.stage("stacker"):
+        fit = fit_stacker(inputs, config, list(config.extra_sources))
+    with timer.stage("write"):
+        write_outputs(fit, inputs, out, submission_path)
+    candidates = {"features" + ("+" + "+".join(fit.sources) if fit.sources else ""): fit}
+    chosen = fit
+
+    plan = {"time_budget_hours": config.time_budget_hours, "encoders": [e.resolved_name for e in config.encoders]}
     if config.encoders:
         from pipelines.encoder_stage import run_encoders
 
+        # keep room after the encoders for a second stacker fit and the writes
+        reserve = 2 * (timer.seconds["stacker"] + timer.seconds["write"]) + 60
+        encoder_deadline = None if deadline is None else deadline - reserve
+        plan["encoder_deadline_s_from_start"] = None if deadline is None else round(encoder_deadline - started, 1)
         with timer.stage("encoders"):
-            for name, (oof_path, test_path) in run_encoders(inputs, config).items():
+            finished = run_encoders(inputs, config, encoder_deadline)
+        plan["encoders_finished"] = list(finished)
+        if finished:
+            for name, (oof_path, test_path) in finished.items():
                 inputs.with_source(name, oof_path, test_path)
-                sources[name] = f"{oof_path},{test_path}"
-
-    with timer.stage("stacker"):
-        oof_raw, oof_cal, test_proba, model = fit_stacker(inputs, config, config.progress)
+            with timer.stage("stacker (with encoders)"):
+                with_enc = fit_stacker(inputs, config, [*config.extra_sources, *finished])
+            candidates["features+" + "+".join(with_enc.sources)] = with_enc
+            if with_enc.log_loss(inputs.y) < fit.log_loss(inputs.y):
+                with timer.stage("write"):
+                    write_outputs(with_enc, inputs, out, submission_path)
+                chosen = with_enc
+            else:
+                log.warning("stacker with encoders (OOF %.4f) is not better than without (%.4f): keeping the "
+                            "features-only submission", with_enc.log_loss(inputs.y), fit.log_loss(inputs.y))
     prior = nested_prior(inputs.y, inputs.folds)
 
-    with timer.stage("write"):
-        submission_path = submission_path or Path(config.submission_path or out / "submission.csv")
-        write_submission(inputs.test["id"], test_proba, submission_path)
-        model.feature_config["sources"] = list(sources)
-        model.save(out / "model")
-        save_predictions(inputs.train["id"], oof_cal, out / "oof_stacker.csv",
-                         {"fold": inputs.folds, "label": inputs.y})
-
+    oof_metrics = {"class prior": summarize(inputs.y, prior, inputs.folds)}
+    for name, cand in candidates.items():
+        suffix = "" if len(candidates) == 1 else f" [{name}]"
+        oof_metrics[f"stacker (uncalibrated){suffix}"] = summarize(inputs.y, cand.oof_raw, inputs.folds)
+        oof_metrics[f"stacker (calibrated){suffix}"] = summarize(inputs.y, cand.oof_cal, inputs.folds)
     report = {
         "data": {
             "train": {"path": str(config.train_path), "rows": len(inputs.train), "parse": inputs.train_parse.as_dict(),
@@ -114,27 +160,27 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
             "test": {"path": str(config.test_path), "rows": len(inputs.test), "parse": inputs.test_parse.as_dict()},
         },
         "folds": {"n_folds": config.n_folds, "rows_per_fold": np.bincount(inputs.folds).tolist()},
-        "features": {"groups": list(config.features.groups), "sources": list(sources), "n_columns": inputs.X.shape[1]},
-        "oof": {"class prior": summarize(inputs.y, prior, inputs.folds),
-                "stacker (uncalibrated)": summarize(inputs.y, oof_raw, inputs.folds),
-                "stacker (calibrated)": summarize(inputs.y, oof_cal, inputs.folds)},
-        "calibration": {"kind": config.stacker.calibration, "fitted": model.calibrator.to_dict()},
-        "stacker": {"best_iterations": model.metadata["best_iterations"], "params": config.stacker.params},
+        "features": {"groups": list(config.features.groups), "sources": chosen.sources, "n_columns": inputs.X.shape[1]},
+        "oof": oof_metrics,
+        "chosen": {"sources": chosen.sources, "oof_log_loss": chosen.log_loss(inputs.y)},
+        "calibration": {"kind": config.stacker.calibration, "fitted": chosen.model.calibrator.to_dict()},
+        "stacker": {"best_iterations": chosen.model.metadata["best_iterations"], "params": config.stacker.params},
+        "plan": plan,
         "submission": str(submission_path),
         "config": config.to_dict(),
-        "timings": timer.seconds,
+        "timings": {**timer.seconds, "total": round(time.monotonic() - started, 3)},
         "versions": library_versions(),
     }
     if test_labels is not None:
         counts = np.bincount(inputs.y, minlength=3) + 1.0
         report["holdout"] = evaluate_test_labels(
             test_labels, inputs.test["id"],
-            {"class prior (train)": np.tile(counts / counts.sum(), (len(inputs.test), 1)), "stacker (calibrated)": test_proba})
+            {"class prior (train)": np.tile(counts / counts.sum(), (len(inputs.test), 1)),
+             "stacker (calibrated)": chosen.test})
     json_path, md_path = write_report(report, out)
-    oof = report["oof"]
-    log.info("OOF log loss: prior %.4f, stacker %.4f -> calibrated %.4f", oof["class prior"]["log_loss"],
-             oof["stacker (uncalibrated)"]["log_loss"], oof["stacker (calibrated)"]["log_loss"])
-    log.info("wrote %s, %s, %s", submission_path, json_path, md_path)
+    log.info("OOF log loss: prior %.4f, chosen stacker %.4f (%s)", oof_metrics["class prior"]["log_loss"],
+             chosen.log_loss(inputs.y), "features + " + ", ".join(chosen.sources) if chosen.sources else "features only")
+    log.info("wrote %s, %s", json_path, md_path)
     return report
 
 
@@ -161,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-max-train-rows", type=int)
     p.add_argument("--test-labels", help="labels for test (sample_submission schema): scored after prediction, "
                                          "for evaluation only")
+    p.add_argument("--time-budget-hours", type=float,
+                   help="stop starting encoder folds that would not finish in time (default: none; 8.5 on Kaggle)")
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -169,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, Path]:
     paths = resolve_paths(args.train, args.test, args.out)
     config = RunConfig(train_path=str(paths.train), test_path=str(paths.test), out_dir=str(paths.out_dir),
-                       n_folds=args.folds, seed=args.seed, progress=not args.no_progress)
+                       n_folds=args.folds, seed=args.seed, progress=not args.no_progress,
+                       time_budget_hours=args.time_budget_hours if args.time_budget_hours is not None
+                       else (KAGGLE_TIME_BUDGET_HOURS if paths.on_kaggle else None))
     config.features.n_jobs = args.n_jobs
     if args.groups:
         config.features.groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())

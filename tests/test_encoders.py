@@ -1,0 +1,224 @@
+"""Encoder code paths on tiny offline models (random weights, fixture-trained tokenizers)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from encoders.classifier import TransformerClassifier, pad_batch
+from encoders.cross_fit import cross_fit_encoder
+from encoders.inputs import BattleEncoder, allocate_budget, keep_latest_turns, length_sorted_batches
+from encoders.model import load_classifier, load_tokenizer, load_trained_classifier, save_classifier
+from encoders.settings import EncoderConfig
+from pipelines.data import load_battles, swap_battles
+from stacking.symmetry import swap_proba
+from tests.conftest import make_battles
+from tests.tiny_models import build_tiny_distilbert, build_tiny_llama
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    return build_tiny_distilbert(tmp_path_factory.mktemp("models") / "tiny-distilbert")
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def battles(tmp_path_factory):
+    path = tmp_path_factory.mktemp("enc") / "train.csv"
+    make_battles(40, seed=5).to_csv(path, index=False)
+    return load_battles(path)[0]
+
+
+# --- token budget --------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(0, 2000), min_size=3, max_size=3), total=st.integers(3, 1024))
+def test_budget_properties(lengths, total):
+    shares = [0.2, 0.4, 0.4]
+    alloc = allocate_budget(lengths, shares, total)
+    assert sum(alloc) <= total
+    assert all(0 <= a <= n for a, n in zip(alloc, lengths))
+    assert all(a > 0 for a, n in zip(alloc, lengths) if n > 0)  # no part with text is cut away entirely
+    if sum(lengths) <= total:
+        assert alloc == lengths  # everything fits: nothing cut
+    else:
+        assert sum(alloc) == total  # unused shares pass on: the budget is used up
+    for a, n, s in zip(alloc, lengths, shares):
+        assert a >= min(n, int(s * total))  # each part gets at least its share (or all it needs)
+
+
+def test_keep_latest_turns():
+    turns = [[1] * 5, [2] * 5, [3] * 5]
+    assert keep_latest_turns(turns, 100, [0]) == [1] * 5 + [0] + [2] * 5 + [0] + [3] * 5
+    assert keep_latest_turns(turns, 11, [0]) == [2] * 5 + [0] + [3] * 5  # oldest turn dropped first
+    assert keep_latest_turns(turns, 9, [0]) == [2] * 3 + [0] + [3] * 5  # older turn keeps its end
+    assert keep_latest_turns(turns, 3, [0]) == [3] * 3  # the latest turn keeps its start
+
+
+def _response_b_tokens(ids: list[int], encoder: BattleEncoder) -> list[int]:
+    marker = encoder._markers[2]
+    for i in range(len(ids) - len(marker) + 1):
+        if ids[i:i + len(marker)] == marker:
+            return ids[i + len(marker):len(ids) - len(encoder._suffix)]
+    raise AssertionError("response B marker missing")
+
+
+@pytest.mark.parametrize("model", ["tiny_bert", "tiny_llama"])
+def test_response_b_is_never_cut_away(model, request):
+    """At 256 tokens the naive concatenation loses B on long rows; the budget never does."""
+    tok = load_tokenizer(request.getfixturevalue(model))
+    encoder = BattleEncoder(tok, max_length=256)
+    long = "the model answer explains python code data table " * 80
+    naive_lost = 0
+    for prompt_len in (1, 50, 400):
+        for a_len in (1, 80, 400):
+            prompt, a, b = ["question " * prompt_len], [long[: a_len * 8]], ["clear detail step " * 100]
+            ids = encoder.encode(prompt, a, b)
+            assert len(ids) <= 256
+            assert len(_response_b_tokens(ids, encoder)) > 0
+            # the naive baseline: the same pieces concatenated, then cut at 256 tokens
+            pieces = [encoder._prefix, encoder._markers[0], *encoder._turn_ids(prompt), encoder._markers[1],
+                      *encoder._turn_ids(a), encoder._markers[2]]
+            naive_lost += sum(map(len, pieces)) >= 256 - 1
+    assert naive_lost > 0  # the baseline really does lose B here, so the check above means something
+
+
+def test_length_sorted_batches_cover_all_rows():
+    lengths = np.array([5, 50, 7, 30, 31, 2])
+    batches = length_sorted_batches(lengths, 4)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(6))
+    assert lengths[batches[0]].min() >= lengths[batches[1]].max()
+
+
+def test_dynamic_padding_pads_to_batch_max():
+    batch = pad_batch([[1, 2, 3], [4]], pad_id=0, labels=[0, 2])
+    assert batch["input_ids"].shape == (2, 3)
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [0, 2]
+
+
+# --- models --------------------------------------------------------------------------------
+
+def _config(path: Path, **kw) -> EncoderConfig:
+    base = dict(model_path=str(path), max_length=96, batch_size=8, eval_batch_size=16, max_steps=4,
+                learning_rate=1e-3, precision="fp32")
+    return EncoderConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("model", ["tiny_bert", "tiny_llama"])
+def test_classifier_probabilities_are_valid_and_swap_symmetric(model, request, battles):
+    clf = TransformerClassifier(_config(request.getfixturevalue(model)), progress=False)
+    clf.fit(battles, battles["label"].to_numpy())
+    assert clf.steps_ == 4
+    p = clf.predict_proba(battles)
+    assert p.shape == (len(battles), 3) and np.isfinite(p).all()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(clf.predict_proba(swap_battles(battles)), swap_proba(p), atol=1e-12)
+
+
+def test_bf16_autocast_path_runs_on_cpu(tiny_bert, battles):
+    clf = TransformerClassifier(_config(tiny_bert, precision="bf16", max_steps=2), progress=False)
+    p = clf.fit(battles, battles["label"].to_numpy()).predict_proba(battles.iloc[:5])
+    assert np.isfinite(p).all()
+
+
+def test_lora_head_survives_save_and_load(tiny_llama, battles, tmp_path):
+    clf = TransformerClassifier(_config(tiny_llama, max_steps=6), progress=False)
+    clf.fit(battles, battles["label"].to_numpy())
+    model = clf.model_
+    assert hasattr(model, "peft_config")  # decoder LLM -> LoRA by default
+    tok = load_tokenizer(tiny_llama)
+    batch = pad_batch(BattleEncoder(tok, 96).encode_many(battles["prompt_turns"][:4], battles["a_turns"][:4],
+                                                         battles["b_turns"][:4]), tok.pad_token_id)
+    model.eval()
+    with torch.no_grad():
+        before = model(**batch).logits
+    save_classifier(model, tok, tmp_path / "saved", tiny_llama)
+    reloaded = load_trained_classifier(tmp_path / "saved").eval()
+    fresh = load_classifier(tiny_llama, pad_token_id=tok.pad_token_id).eval()
+    with torch.no_grad():
+        after = reloaded(**batch).logits
+        untrained = fresh(**batch).logits
+    torch.testing.assert_close(before, after)
+    assert not torch.allclose(before, untrained)  # a lost head would show as different logits
+
+
+def test_encoder_save_and_load_full_model(tiny_bert, battles, tmp_path):
+    clf = TransformerClassifier(_config(tiny_bert), progress=False).fit(battles, battles["label"].to_numpy())
+    tok = load_tokenizer(tiny_bert)
+    batch = pad_batch([[2, 10, 11, 3]], tok.pad_token_id)
+    clf.model_.eval()
+    with torch.no_grad():
+        before = clf.model_(**batch).logits
+    save_classifier(clf.model_, tok, tmp_path / "m", tiny_bert)
+    with torch.no_grad():
+        after = load_trained_classifier(tmp_path / "m").eval()(**batch).logits
+    torch.testing.assert_close(before, after)
+
+
+# --- folds, checkpoints, resume, time budget -------------------------------------------------
+
+def test_cross_fit_covers_each_row_once_and_resumes(tiny_bert, battles, tmp_path, monkeypatch):
+    y = battles["label"].to_numpy()
+    folds = np.arange(len(battles)) % 2
+    test = battles.iloc[:7].assign(id=lambda f: "t" + f["id"])
+    config = _config(tiny_bert)
+    run = cross_fit_encoder(config, battles, y, folds, test, tmp_path, progress=False)
+    assert run.complete and run.folds_done == [0, 1]
+    oof = pd.read_parquet(run.oof_path)
+    assert oof["id"].tolist() == battles["id"].tolist()  # every train row exactly once, in order
+    p = oof[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy()
+    assert np.isfinite(p).all() and np.allclose(p.sum(1), 1)
+    t = pd.read_parquet(run.test_path)
+    assert len(t) == 7 and np.allclose(t.iloc[:, 1:].sum(1), 1)
+
+    calls = []
+    original = TransformerClassifier.fit
+    monkeypatch.setattr(TransformerClassifier, "fit", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    cross_fit_encoder(config, battles, y, folds, test, tmp_path, progress=False)
+    assert calls == []  # both folds checkpointed: nothing retrained
+    for f in (tmp_path / "encoder_tiny-distilbert").glob("fold_1.*"):
+        f.unlink()
+    run = cross_fit_encoder(config, battles, y, folds, test, tmp_path, progress=False)
+    assert calls == [1] and run.complete  # only the missing fold ran
+    changed = cross_fit_encoder(config, battles, y, 1 - folds, test, tmp_path, progress=False)
+    assert len(calls) == 3 and changed.complete  # new folds: old checkpoints discarded
+
+
+def test_time_budget_leaves_unfinished_encoder_out(tiny_bert, train_csv, test_csv, tmp_path):
+    from pipelines import full_run
+
+    out = tmp_path / "run"
+    args = ["--train", str(train_csv), "--test", str(test_csv), "--out", str(out), "--no-progress", "--n-jobs", "1",
+            "--encoder", str(tiny_bert), "--encoder-max-steps", "3", "--encoder-max-length", "64",
+            "--time-budget-hours", "0"]
+    assert full_run.main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["features"]["sources"] == []  # nothing unfinished fed the stacker
+    assert (out / "submission.csv").exists()
+    assert not (out / "oof_tiny-distilbert.parquet").exists()
+
+
+def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
+    from pipelines import full_run
+
+    out = tmp_path / "run"
+    assert full_run.main(["--train", str(train_csv), "--test", str(test_csv), "--out", str(out), "--no-progress",
+                          "--n-jobs", "1", "--encoder", str(tiny_bert), "--encoder-max-steps", "3",
+                          "--encoder-max-length", "64"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["features"]["sources"] == ["tiny-distilbert"]
+    oof = pd.read_parquet(out / "oof_tiny-distilbert.parquet")
+    folds = pd.read_csv(out / "folds.csv", dtype={"id": str})
+    assert oof["id"].tolist() == folds["id"].tolist()
+    model_json = json.loads((out / "model" / "model.json").read_text())
+    assert "a_enc_tiny-distilbert" in model_json["columns"]
