@@ -117,6 +117,8 @@ class TransformerClassifier:
         bar = tqdm(total=total_steps, desc="fine-tune", unit="step",
                    disable=not (self.progress and accelerator.is_local_main_process))
         step, running = 0, []
+        self.step_seconds_: list[float] = []  # wall time per optimiser step, for throughput projections
+        last = time.perf_counter()
         while step < total_steps:
             for batch in loader:
                 with accelerator.accumulate(model):
@@ -132,6 +134,9 @@ class TransformerClassifier:
                 running.append(float(loss.detach()))
                 if accelerator.sync_gradients:
                     step += 1
+                    now = time.perf_counter()
+                    self.step_seconds_.append(now - last)
+                    last = now
                     bar.update(1)
                     bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}")
                     if step >= total_steps:
