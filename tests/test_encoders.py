@@ -18,7 +18,7 @@ from encoders.settings import EncoderConfig
 from pipelines.data import load_battles, swap_battles
 from stacking.symmetry import swap_proba
 from tests.conftest import make_battles
-from tests.tiny_models import build_tiny_distilbert, build_tiny_llama
+from tests.tiny_models import build_tiny_deberta_v2, build_tiny_distilbert, build_tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,11 @@ def tiny_bert(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def tiny_deberta(tmp_path_factory) -> Path:
+    return build_tiny_deberta_v2(tmp_path_factory.mktemp("models") / "tiny-deberta")
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +119,7 @@ def _config(path: Path, **kw) -> EncoderConfig:
     return EncoderConfig(**{**base, **kw})
 
 
-@pytest.mark.parametrize("model", ["tiny_bert", "tiny_llama"])
+@pytest.mark.parametrize("model", ["tiny_bert", "tiny_llama", "tiny_deberta"])
 def test_classifier_probabilities_are_valid_and_swap_symmetric(model, request, battles):
     clf = TransformerClassifier(_config(request.getfixturevalue(model)), progress=False)
     clf.fit(battles, battles["label"].to_numpy())
@@ -125,10 +130,13 @@ def test_classifier_probabilities_are_valid_and_swap_symmetric(model, request, b
     np.testing.assert_allclose(clf.predict_proba(swap_battles(battles)), swap_proba(p), atol=1e-12)
 
 
-def test_bf16_autocast_path_runs_on_cpu(tiny_bert, battles):
-    clf = TransformerClassifier(_config(tiny_bert, precision="bf16", max_steps=2), progress=False)
-    p = clf.fit(battles, battles["label"].to_numpy()).predict_proba(battles.iloc[:5])
-    assert np.isfinite(p).all()
+@pytest.mark.parametrize("model", ["tiny_bert", "tiny_llama"])
+def test_bf16_autocast_gradient_checkpointing_and_accumulation(model, request, battles):
+    cfg = _config(request.getfixturevalue(model), precision="bf16", max_steps=2, grad_accum=2,
+                  gradient_checkpointing=True)
+    clf = TransformerClassifier(cfg, progress=False).fit(battles, battles["label"].to_numpy())
+    assert clf.steps_ == 2  # optimiser steps, each over grad_accum batches
+    assert np.isfinite(clf.predict_proba(battles.iloc[:5])).all()
 
 
 def test_lora_head_survives_save_and_load(tiny_llama, battles, tmp_path):

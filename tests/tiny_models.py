@@ -68,3 +68,21 @@ def build_tiny_llama(path: Path) -> Path:
     LlamaForCausalLM(config).save_pretrained(str(path))  # a causal LM checkpoint, as real LLMs ship
     fast.save_pretrained(str(path))
     return path
+
+
+def build_tiny_deberta_v2(path: Path) -> Path:
+    """DeBERTa-v2/v3-shaped (relative attention); the tokenizer type does not matter to the model code."""
+    import torch
+    from transformers import DebertaV2Config, DebertaV2Model, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    tok = _wordpiece()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+    config = DebertaV2Config(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=1,
+                             num_attention_heads=2, intermediate_size=64, max_position_embeddings=512,
+                             relative_attention=True, position_buckets=64, pos_att_type=["p2c", "c2p"],
+                             pad_token_id=0)
+    DebertaV2Model(config).save_pretrained(str(path))  # a base checkpoint without a head, as released
+    fast.save_pretrained(str(path))
+    return path
