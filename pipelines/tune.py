@@ -1,0 +1,319 @@
+"""Tune the stacker's LightGBM parameters and calibration with Optuna; write best_params.json.
+
+    python -m pipelines.tune [--train T.csv --test S.csv] [--out DIR] --n-trials 30 [--timeout 900]
+    python -m pipelines.full_run --params DIR/best_params.json      # use the result
+
+Each trial is scored by the calibrated, nested out-of-fold log loss on the run's saved folds
+(``DIR/folds.csv``), the number ``full_run`` reports. TPE is seeded; a MedianPruner stops a
+trial whose running loss after a fold is worse than the median of earlier trials at that fold.
+
+The study lives in ``sqlite:///DIR/optuna.db`` (name ``--study``, default "stacker"): run the
+command again to add trials to it. ``--storage postgresql://user:pass@host/db`` (any Optuna RDB
+URL) lets several machines work on one study at once; give each worker its own ``--sampler-seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from pipelines.config import RunConfig, StackerConfig
+from pipelines.paths import resolve_paths
+from pipelines.stacker_inputs import StackerInputs, prepare_inputs
+from stacking.tuning import FoldResult, StackerFit, evaluate_stacker, split_trial_params, suggest_stacker
+
+log = logging.getLogger("arena_pref.tune")
+
+
+@dataclass
+class TuneConfig:
+    """Settings of one ``pipelines.tune`` invocation (the data side is a ``RunConfig``)."""
+
+    n_trials: int | None = 30  # trials to add now; None: until --timeout
+    timeout: float | None = None  # seconds
+    study_name: str = "stacker"
+    storage: str | None = None  # default: sqlite:///<out>/optuna.db
+    sampler_seed: int | None = None  # default: the run's seed; give each worker of a shared study its own
+    pruner_startup_trials: int = 5
+    pruner_warmup_steps: int = 1
+
+
+# --------------------------------------------------------------------------- arguments shared with ablation
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """The data and stacker arguments ``pipelines.full_run`` also takes, with the same meaning."""
+    p.add_argument("--train", help="train.csv (Kaggle schema); default: Kaggle input or the bundled sample")
+    p.add_argument("--test", help="test.csv (Kaggle schema)")
+    p.add_argument("--out", help="run directory (default outputs/run; /kaggle/working/arena_pref_run on Kaggle)")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--groups", help="comma-separated feature groups (default: all)")
+    p.add_argument("--source", action="append", default=[], metavar="NAME=OOF,TEST",
+                   help="extra probability source: OOF file for train and prediction file for test")
+    p.add_argument("--num-boost-round", type=int, help=f"default {StackerConfig.num_boost_round}")
+    p.add_argument("--early-stopping-rounds", type=int, help=f"default {StackerConfig.early_stopping_rounds}")
+    p.add_argument("--num-threads", type=int, help="LightGBM threads (default 2, as full_run); 1 is much faster "
+                                                   "on a machine whose cores are busy with other work")
+    p.add_argument("--n-jobs", type=int, default=2, help="feature extraction processes")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_config_from_args(args: argparse.Namespace) -> RunConfig:
+    paths = resolve_paths(args.train, args.test, args.out)
+    config = RunConfig(train_path=str(paths.train), test_path=str(paths.test), out_dir=str(paths.out_dir),
+                       n_folds=args.folds, seed=args.seed, progress=not args.no_progress)
+    config.features.n_jobs = args.n_jobs
+    if args.groups:
+        config.features.groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
+    for spec in args.source:
+        name, _, files = spec.partition("=")
+        if not files or "," not in files:
+            raise SystemExit(f"--source expects NAME=OOF,TEST, got {spec!r}")
+        config.extra_sources[name] = files
+    if args.num_boost_round is not None:
+        config.stacker.num_boost_round = args.num_boost_round
+    if args.early_stopping_rounds is not None:
+        config.stacker.early_stopping_rounds = args.early_stopping_rounds
+    if args.num_threads is not None:
+        config.stacker.params["num_threads"] = args.num_threads
+    return config
+
+
+def stacker_fit_of(config: RunConfig) -> StackerFit:
+    sc = config.stacker
+    return StackerFit(seed=config.seed, num_boost_round=sc.num_boost_round,
+                      early_stopping_rounds=sc.early_stopping_rounds,
+                      inner_valid_fraction=sc.inner_valid_fraction, swap_augment=sc.swap_augment,
+                      base_params=dict(sc.params))
+
+
+# --------------------------------------------------------------------------- study
+
+def default_storage(out: Path) -> str:
+    return f"sqlite:///{(out / 'optuna.db').resolve()}"
+
+
+def setup_key(inputs: StackerInputs, fit: StackerFit) -> dict:
+    """What makes trials comparable: the data, its folds and the fixed fit settings.
+
+    A study resumed on anything else would rank losses of different problems against each other.
+    """
+    h = hashlib.sha256()
+    h.update(",".join(inputs.X.columns).encode())
+    h.update(np.ascontiguousarray(inputs.X.to_numpy(dtype=np.float32)).tobytes())
+    h.update(np.asarray(inputs.y, dtype=np.int64).tobytes())
+    h.update(np.asarray(inputs.folds, dtype=np.int64).tobytes())
+    settings = asdict(fit)
+    settings["base_params"] = {k: v for k, v in fit.base_params.items() if k != "num_threads"}  # per machine
+    return {"data_sha256": h.hexdigest()[:20], "rows": len(inputs.y), "n_features": int(inputs.X.shape[1]),
+            "fit": settings}
+
+
+def open_study(storage: str, name: str, seed: int, tune: TuneConfig):
+    """Create the study or resume it; the sampler's seed moves on with the trials already there,
+    so a resumed study does not replay its first random (startup) trials. ``seed`` seeds only the
+    sampler: the fit's seed is part of the problem (see :func:`setup_key`)."""
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=tune.pruner_startup_trials,
+                                         n_warmup_steps=tune.pruner_warmup_steps)
+    study = optuna.create_study(storage=storage, study_name=name, direction="minimize", pruner=pruner,
+                                load_if_exists=True)
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+    return study
+
+
+def check_setup(study, key: dict) -> None:
+    stored = study.user_attrs.get("setup")
+    if stored is None:
+        study.set_user_attr("setup", key)
+    elif stored != key:
+        changed = {k: (stored.get(k), key.get(k)) for k in sorted(set(stored) | set(key)) if stored.get(k) != key.get(k)}
+        raise SystemExit(f"study {study.study_name!r} was run on other data, folds or fit settings "
+                         f"(stored, now: {changed}); pick another --study or --out")
+
+
+def ensure_baseline(study, inputs: StackerInputs, fit: StackerFit) -> dict:
+    """The default parameters' loss (those ``full_run`` uses without ``--params``), computed once
+    per study and kept in it, as the bar to beat."""
+    defaults = StackerConfig()
+    if "baseline" not in study.user_attrs:
+        log.info("baseline: default parameters, calibration %s", defaults.calibration)
+        result = evaluate_stacker(inputs.X, inputs.y, inputs.folds, inputs.groups, dict(defaults.params),
+                                  defaults.calibration, fit)
+        study.set_user_attr("baseline", {**result.as_dict(), "params": dict(defaults.params),
+                                         "calibration": defaults.calibration})
+        log.info("baseline OOF log loss %.5f", result.log_loss)
+    return study.user_attrs["baseline"]
+
+
+def make_objective(inputs: StackerInputs, fit: StackerFit):
+    def objective(trial) -> float:
+        params, calibration = suggest_stacker(trial)
+
+        def report(value: float, step: int) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"running log loss {value:.5f} after fold {step}")
+
+        result: FoldResult = evaluate_stacker(inputs.X, inputs.y, inputs.folds, inputs.groups, params,
+                                              calibration, fit, report)
+        for key, value in result.as_dict().items():
+            trial.set_user_attr(key, value)
+        return result.log_loss
+
+    return objective
+
+
+def trial_counts(study) -> dict[str, int]:
+    states = [t.state for t in study.trials]
+    return {"total": len(states), **{s.name.lower(): states.count(s) for s in
+                                      (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}}
+
+
+def best_choice(study, baseline: dict) -> dict:
+    """The best completed trial, or the defaults when no trial beat them (never worse than defaults)."""
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    best = min(complete, key=lambda t: t.value) if complete else None
+    if best is not None and best.value <= baseline["log_loss"]:
+        params, calibration = split_trial_params(best.params)
+        return {"params": params, "calibration": calibration, "value": float(best.value),
+                "source": f"trial {best.number}", "per_fold": best.user_attrs.get("per_fold")}
+    return {"params": dict(baseline["params"]), "calibration": baseline["calibration"],
+            "value": float(baseline["log_loss"]), "source": "defaults (no trial beat them)",
+            "per_fold": baseline["per_fold"]}
+
+
+def param_importances(study) -> tuple[dict[str, float] | None, str | None]:
+    """Optuna's (PED-ANOVA) importances, or None and why: they need two completed trials."""
+    if trial_counts(study)["complete"] < 2:
+        return None, "fewer than 2 completed trials"
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}, None
+    except (ValueError, RuntimeError) as exc:  # e.g. every completed trial has the same loss
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+# --------------------------------------------------------------------------- outputs
+
+def write_best_params(path: Path, choice: dict, study, baseline: dict) -> Path:
+    """In the format ``pipelines.config.load_params_file`` (and so ``full_run --params``) reads."""
+    payload = {"params": choice["params"], "calibration": choice["calibration"], "value": choice["value"],
+               "n_trials": len(study.trials), "study": study.study_name, "source": choice["source"],
+               "per_fold": choice["per_fold"], "baseline_value": baseline["log_loss"]}
+    path.write_text(json.dumps(payload, indent=2))
+    return path
+
+
+def render_report(study, choice: dict, baseline: dict, counts: dict, wall_s: float,
+                  importances: dict | None, importance_note: str | None, plots: dict[str, list[Path]],
+                  out: Path) -> str:
+    trials_s = sum((t.duration.total_seconds() for t in study.trials if t.duration is not None), 0.0)
+    gain = baseline["log_loss"] - choice["value"]
+    lines = [
+        f"# Stacker tuning: study `{study.study_name}`", "",
+        "Objective: calibrated, nested out-of-fold log loss on the run's saved folds (lower is better).", "",
+        "| | OOF log loss |", "|---|---|",
+        f"| baseline (default parameters, calibration {baseline['calibration']}) | {baseline['log_loss']:.5f} |",
+        f"| best ({choice['source']}, calibration {choice['calibration']}) | {choice['value']:.5f} |",
+        f"| improvement | {gain:+.5f} |", "",
+        (f"- trials: {counts['total']} in the study ({counts['complete']} complete, {counts['pruned']} pruned, "
+         f"{counts['fail']} failed)"),
+        f"- wall time of this invocation: {wall_s:.1f} s; all trials of the study together: {trials_s:.1f} s",
+        f"- best per-fold losses: {', '.join(f'{v:.4f}' for v in choice['per_fold'] or [])}",
+        f"- use it: `python -m pipelines.full_run --params {out / 'best_params.json'}`", "",
+        "## Best parameters", "", "| parameter | value |", "|---|---|",
+        *[f"| {k} | {v} |" for k, v in choice["params"].items()], "",
+        "## Parameter importances", "",
+    ]
+    if importances:
+        lines += ["| parameter | importance |", "|---|---|", *[f"| {k} | {v:.3f} |" for k, v in importances.items()]]
+    else:
+        lines.append(f"Not computed: {importance_note}.")
+    lines += ["", "## Plots", ""]
+    for name, files in plots.items():
+        lines.append(f"- {name}: " + ", ".join(f"[{f.name}]({f.name})" for f in files))
+        lines.append(f"\n![{name}]({files[0].name})\n")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(study, baseline: dict, out: Path, wall_s: float) -> dict:
+    from pipelines.plots import save_optuna_plots
+
+    counts = trial_counts(study)
+    choice = best_choice(study, baseline)
+    best_path = write_best_params(out / "best_params.json", choice, study, baseline)
+    importances, note = param_importances(study)
+    if note:
+        log.info("parameter importances skipped: %s", note)
+    plots = save_optuna_plots(study, out, importances, baseline["log_loss"])
+    report = render_report(study, choice, baseline, counts, wall_s, importances, note, plots, out)
+    (out / "tuning_report.md").write_text(report)
+    log.info("best OOF log loss %.5f (%s) vs baseline %.5f; wrote %s", choice["value"], choice["source"],
+             baseline["log_loss"], best_path)
+    return {"choice": choice, "baseline": baseline, "counts": counts, "importances": importances,
+            "plots": {k: [str(p) for p in v] for k, v in plots.items()}, "wall_s": wall_s}
+
+
+# --------------------------------------------------------------------------- entry points
+
+def tune(config: RunConfig, tune_config: TuneConfig) -> dict:
+    """Prepare the inputs once, run (or resume) the study, write best_params.json, plots and report."""
+    start = time.perf_counter()
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = prepare_inputs(config)
+    fit = stacker_fit_of(config)
+    storage = tune_config.storage or default_storage(out)
+    sampler_seed = config.seed if tune_config.sampler_seed is None else tune_config.sampler_seed
+    study = open_study(storage, tune_config.study_name, sampler_seed, tune_config)
+    check_setup(study, setup_key(inputs, fit))
+    log.info("study %r: %d trial(s) so far; adding up to %s trial(s), timeout %s s", study.study_name,
+             len(study.trials), tune_config.n_trials, tune_config.timeout)
+    baseline = ensure_baseline(study, inputs, fit)
+    interrupted = False
+    try:
+        study.optimize(make_objective(inputs, fit), n_trials=tune_config.n_trials, timeout=tune_config.timeout,
+                       show_progress_bar=config.progress, catch=(lgb.basic.LightGBMError,))
+    except KeyboardInterrupt:  # the finished trials are in the storage: report them, resume later
+        log.warning("interrupted: writing the results of the trials finished so far")
+        interrupted = True
+    summary = write_outputs(study, baseline, out, time.perf_counter() - start)
+    summary.update(study=study, interrupted=interrupted)
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipelines.tune", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(p)
+    p.add_argument("--n-trials", type=int, default=TuneConfig.n_trials,
+                   help="trials to add in this invocation (the study keeps earlier ones)")
+    p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    p.add_argument("--study", default=TuneConfig.study_name, help="study name in the storage")
+    p.add_argument("--storage", help="Optuna RDB URL (default sqlite:///<out>/optuna.db), e.g. postgresql://...")
+    p.add_argument("--sampler-seed", type=int, help="TPE seed (default --seed); --seed also seeds folds and "
+                                                    "LightGBM, which every worker of one study must share")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    config = run_config_from_args(args)
+    tune_config = TuneConfig(n_trials=args.n_trials, timeout=args.timeout, study_name=args.study,
+                             storage=args.storage, sampler_seed=args.sampler_seed)
+    return 130 if tune(config, tune_config)["interrupted"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
