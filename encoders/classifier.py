@@ -60,6 +60,7 @@ class TransformerClassifier:
         self.accelerator_ = None
         self.stopped_early_ = False
         self.steps_ = 0
+        self.timing_: dict = {}  # load_s, encode_s, n_sequences, num_processes of the last fit
 
     def _accelerator(self):
         from accelerate import Accelerator
@@ -71,7 +72,8 @@ class TransformerClassifier:
                 from accelerate.state import AcceleratorState
 
                 AcceleratorState._reset_state(reset_partial_state=True)
-            self.accelerator_ = Accelerator(mixed_precision=resolve_precision(self.config.precision),
+            self.accelerator_ = Accelerator(cpu=not torch.cuda.is_available(),  # lets torchrun on CPUs use gloo DDP
+                                            mixed_precision=resolve_precision(self.config.precision),
                                             gradient_accumulation_steps=self.config.grad_accum)
         return self.accelerator_
 
@@ -88,17 +90,21 @@ class TransformerClassifier:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         accelerator = self._accelerator()
+        started = time.monotonic()
         self.tokenizer_ = load_tokenizer(cfg.model_path)
         model = load_classifier(cfg.model_path, lora=cfg.lora, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                 lora_dropout=cfg.lora_dropout, load_in_bits=cfg.load_in_bits,
                                 gradient_checkpointing=cfg.gradient_checkpointing,
                                 pad_token_id=self.tokenizer_.pad_token_id)
+        loaded = time.monotonic()
         y = np.asarray(y)
         sequences = self._encode(battles)
         labels = list(y)
         if cfg.swap_augment:
             sequences += self._encode(battles, swapped=True)
             labels += list(swap_labels(y))
+        self.timing_ = {"load_s": loaded - started, "encode_s": time.monotonic() - loaded,
+                        "n_sequences": len(sequences)}
         pad_id = self.tokenizer_.pad_token_id
         data = list(zip(sequences, labels))
         loader = torch.utils.data.DataLoader(
@@ -112,6 +118,13 @@ class TransformerClassifier:
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
         model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+        log.info("fine-tune: process %d of %d, device %s, mixed precision %s, %d rows (swap-augmented), %d steps",
+                 accelerator.process_index, accelerator.num_processes, accelerator.device,
+                 accelerator.mixed_precision, len(data), total_steps)
+        # data-parallel: each process takes its own batch per step and accelerate's scheduler advances
+        # num_processes times per step, so the epoch (and the schedule) ends after total/num_processes steps
+        total_steps = math.ceil(total_steps / accelerator.num_processes)
+        self.timing_["num_processes"] = accelerator.num_processes
         loss_fn = torch.nn.CrossEntropyLoss()
         model.train()
         bar = tqdm(total=total_steps, desc="fine-tune", unit="step",
@@ -141,7 +154,7 @@ class TransformerClassifier:
                     bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}")
                     if step >= total_steps:
                         break
-                    if deadline is not None and time.monotonic() > deadline:
+                    if deadline is not None and self._deadline_passed(accelerator, deadline):
                         self.stopped_early_ = True
                         log.warning("fine-tune: time budget reached after %d/%d steps", step, total_steps)
                         break
@@ -152,6 +165,22 @@ class TransformerClassifier:
         self.model_ = model
         self.train_loss_ = float(np.mean(running[-50:])) if running else float("nan")
         return self
+
+    @staticmethod
+    def _deadline_passed(accelerator, deadline: float) -> bool:
+        """All processes agree (a rank leaving the loop alone would hang the others in a collective)."""
+        if accelerator.num_processes == 1:
+            return time.monotonic() > deadline
+        if time.monotonic() > deadline:
+            accelerator.set_trigger()
+        return accelerator.check_trigger()
+
+    def seconds_per_step(self) -> float | None:
+        """Measured optimiser-step time of the last ``fit``, the first two (warm-up) steps left out when possible."""
+        steps = getattr(self, "step_seconds_", None) or []
+        if len(steps) >= 4:
+            steps = steps[2:]
+        return float(np.mean(steps)) if steps else None
 
     @torch.no_grad()
     def _predict_logits(self, sequences: list[list[int]]) -> np.ndarray:

@@ -32,6 +32,12 @@ class EncoderConfig:
     max_train_rows: int | None = None  # subsample training rows per fold (quick runs)
     max_steps: int | None = None  # stop each fold's training after this many optimiser steps
     seed: int = 42
+    # time-budget planning (only with a deadline): time this many training steps before fold 0 and
+    # halve max_length (not below min_max_length) while all folds would not fit; 0 turns it off
+    probe_steps: int = 20
+    min_max_length: int = 128
+
+    PLANNING_FIELDS = ("seed", "probe_steps", "min_max_length")  # do not change what a fold computes
 
     @property
     def resolved_name(self) -> str:

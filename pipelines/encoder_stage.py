@@ -7,8 +7,10 @@ out of the stacker (a source must cover every train row) and the run goes on wit
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.config import RunConfig
@@ -16,6 +18,15 @@ from pipelines.stacker_inputs import StackerInputs
 from pipelines.train_encoder import launch_data_parallel, run_in_process
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncoderStage:
+    """``finished``: {name: (oof_path, test_path)} of every model whose folds all finished;
+    ``plans``: {name: the cross-fit's plan (decisions, projected and actual seconds)}."""
+
+    finished: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    plans: dict[str, dict] = field(default_factory=dict)
 
 
 def gpu_count() -> int:
@@ -27,23 +38,42 @@ def gpu_count() -> int:
         return 0
 
 
-def run_encoders(inputs: StackerInputs, config: RunConfig, deadline: float | None = None) -> dict[str, tuple[Path, Path]]:
-    """Returns ``{name: (oof_path, test_path)}`` for every model whose folds all finished."""
-    finished: dict[str, tuple[Path, Path]] = {}
+def _read_plan(run_dir: Path, name: str) -> dict:
+    path = run_dir / f"encoder_{name}" / "plan.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def run_encoders(inputs: StackerInputs, config: RunConfig, deadline: float | None = None) -> EncoderStage:
+    """Fine-tune every configured model; a model that fails or runs out of time is left out, never the run."""
+    stage = EncoderStage()
     run_dir = config.out
     for enc in config.encoders:
         enc.seed = config.seed
         name = enc.resolved_name
         seconds_left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        started = time.monotonic()
         n_gpus = gpu_count()
-        if n_gpus > 1:
-            launch_data_parallel(enc, config.train_path, config.test_path, run_dir, n_gpus, seconds_left)
-        else:
-            run_in_process(enc, inputs.train, inputs.test, inputs.folds, run_dir, seconds_left, config.progress)
+        plan: dict = {}
+        try:
+            if n_gpus > 1:
+                launch_data_parallel(enc, config.train_path, config.test_path, run_dir, n_gpus, seconds_left)
+                plan = _read_plan(run_dir, name)
+            else:
+                plan = run_in_process(enc, inputs.train, inputs.test, inputs.folds, run_dir, seconds_left,
+                                      config.progress).plan
+        except Exception as exc:  # the features-only submission is already written: keep going without it
+            log.exception("encoder %s failed; left out of the stacker", name)
+            plan = {**_read_plan(run_dir, name), "error": f"{type(exc).__name__}: {exc}"}
+        plan = {**plan, "seconds_left_given": None if seconds_left is None else round(seconds_left, 1),
+                "wall_s": round(time.monotonic() - started, 1)}
         oof, test = run_dir / f"oof_{name}.parquet", run_dir / f"test_{name}.parquet"
-        if oof.exists() and test.exists():
-            finished[name] = (oof, test)
+        # a file from an earlier complete run counts only if this run's folds were all done
+        if oof.exists() and test.exists() and plan.get("complete", True) and "error" not in plan:
+            stage.finished[name] = (oof, test)
+            plan["finished"] = True
         else:
+            plan["finished"] = False
             log.warning("encoder %s did not finish all folds in the time budget: left out of the stacker "
                         "(a rerun resumes from its checkpoints)", name)
-    return finished
+        stage.plans[name] = plan
+    return stage

@@ -122,7 +122,9 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
     candidates = {"features" + ("+" + "+".join(fit.sources) if fit.sources else ""): fit}
     chosen = fit
 
-    plan = {"time_budget_hours": config.time_budget_hours, "encoders": [e.resolved_name for e in config.encoders]}
+    plan = {"time_budget_hours": config.time_budget_hours, "encoders": [e.resolved_name for e in config.encoders],
+            "submission_writes": [{"sources": fit.sources, "oof_log_loss": round(fit.log_loss(inputs.y), 5),
+                                   "at_s": round(time.monotonic() - started, 1)}]}
     if config.encoders:
         from pipelines.encoder_stage import run_encoders
 
@@ -131,8 +133,11 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
         encoder_deadline = None if deadline is None else deadline - reserve
         plan["encoder_deadline_s_from_start"] = None if deadline is None else round(encoder_deadline - started, 1)
         with timer.stage("encoders"):
-            finished = run_encoders(inputs, config, encoder_deadline)
+            stage = run_encoders(inputs, config, encoder_deadline)
+        finished = stage.finished
+        plan["encoder_runs"] = stage.plans
         plan["encoders_finished"] = list(finished)
+        plan["encoders_used"] = []
         if finished:
             for name, (oof_path, test_path) in finished.items():
                 inputs.with_source(name, oof_path, test_path)
@@ -143,9 +148,17 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
                 with timer.stage("write"):
                     write_outputs(with_enc, inputs, out, submission_path)
                 chosen = with_enc
+                plan["encoders_used"] = list(finished)
+                plan["submission_writes"].append({"sources": with_enc.sources,
+                                                  "oof_log_loss": round(with_enc.log_loss(inputs.y), 5),
+                                                  "at_s": round(time.monotonic() - started, 1)})
             else:
                 log.warning("stacker with encoders (OOF %.4f) is not better than without (%.4f): keeping the "
                             "features-only submission", with_enc.log_loss(inputs.y), fit.log_loss(inputs.y))
+        for name, enc_plan in stage.plans.items():
+            enc_plan["used_in_submission"] = name in plan["encoders_used"]
+    if deadline is not None:
+        plan["seconds_left_at_end"] = round(deadline - time.monotonic(), 1)
     prior = nested_prior(inputs.y, inputs.folds)
 
     oof_metrics = {"class prior": summarize(inputs.y, prior, inputs.folds)}
@@ -205,10 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-batch-size", type=int)
     p.add_argument("--encoder-max-steps", type=int)
     p.add_argument("--encoder-max-train-rows", type=int)
+    p.add_argument("--encoder-probe-steps", type=int,
+                   help="with a time budget: training steps timed before fold 0 to plan max_length (0: off)")
+    p.add_argument("--encoder-min-max-length", type=int,
+                   help="with a time budget: max_length is never shortened below this (default 128)")
     p.add_argument("--test-labels", help="labels for test (sample_submission schema): scored after prediction, "
                                          "for evaluation only")
     p.add_argument("--time-budget-hours", type=float,
-                   help="stop starting encoder folds that would not finish in time (default: none; 8.5 on Kaggle)")
+                   help="budget for the whole run (default: none; 8.5 on Kaggle): the features-only submission is "
+                        "written first; encoders are planned against the rest (shorter max_length, fewer folds "
+                        "scoring test, or left out) and replace it only when better")
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -238,7 +257,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, Path]:
         enc = EncoderConfig(model_path=model_dir)
         for field_name, value in (("max_length", args.encoder_max_length), ("epochs", args.encoder_epochs),
                                   ("batch_size", args.encoder_batch_size), ("max_steps", args.encoder_max_steps),
-                                  ("max_train_rows", args.encoder_max_train_rows)):
+                                  ("max_train_rows", args.encoder_max_train_rows),
+                                  ("probe_steps", args.encoder_probe_steps),
+                                  ("min_max_length", args.encoder_min_max_length)):
             if value is not None:
                 setattr(enc, field_name, value)
         config.encoders.append(enc)

