@@ -65,7 +65,8 @@ def source_paths(data: Path) -> dict[str, list[Path]]:
     }
     for fmt, ps in paths.items():
         if not ps or not all(p.is_file() for p in ps):
-            raise SystemExit(f"benchmark: {fmt} data not found under {data} (looked for {[str(p) for p in ps] or 'hh-rlhf/*/test.jsonl.gz'})")
+            looked = [str(p) for p in ps] or "hh-rlhf/*/test.jsonl.gz"
+            raise SystemExit(f"benchmark: {fmt} data not found under {data} (looked for {looked})")
     return paths
 
 
@@ -98,7 +99,7 @@ def length_stats(battles: pd.DataFrame) -> dict[str, float]:
     lens = text_lengths(battles)
     resp = pd.concat([lens["a_turns"], lens["b_turns"]])
     return {
-        "rows": int(len(battles)),
+        "rows": len(battles),
         "mean_chars_per_row": float(lens.sum(axis=1).mean()),
         "mean_prompt_chars": float(lens["prompt_turns"].mean()),
         "mean_response_chars": float(resp.mean()),
@@ -146,26 +147,40 @@ def arena_like_sample(battles: pd.DataFrame, n: int, target: float, seed: int) -
 # --------------------------------------------------------------------------- memory
 
 class PeakRSS:
-    """Largest sum of RSS over this process and all its descendants, sampled in a thread."""
+    """Largest sum of RSS over this process and all its descendants, sampled in a thread; also
+    the CPU seconds the tree spent meanwhile (workers included, even ones that exit)."""
 
     def __init__(self, interval: float = 0.05):
         self.interval = interval
         self.peak = 0
+        self.cpu_s = 0.0
         self._stop = threading.Event()
         self._proc = psutil.Process()
+        self.peak_by_pid: dict[int, int] = {}
+        self._cpu_first: dict[int, float] = {}
+        self._cpu_last: dict[int, float] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            return [self._proc, *self._proc.children(recursive=True)]
+        except psutil.Error:
+            return [self._proc]
 
     def sample(self) -> int:
         total = 0
-        try:
-            procs = [self._proc, *self._proc.children(recursive=True)]
-        except psutil.Error:
-            procs = [self._proc]
-        for p in procs:
+        for p in self._tree():
             try:
-                total += p.memory_info().rss
+                with p.oneshot():
+                    rss = p.memory_info().rss
+                    times = p.cpu_times()
             except psutil.Error:
-                pass
+                continue
+            total += rss
+            self.peak_by_pid[p.pid] = max(self.peak_by_pid.get(p.pid, 0), rss)
+            cpu = times.user + times.system
+            self._cpu_first.setdefault(p.pid, cpu)
+            self._cpu_last[p.pid] = cpu
         return total
 
     def _run(self) -> None:
@@ -173,7 +188,7 @@ class PeakRSS:
             self.peak = max(self.peak, self.sample())
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self.peak = self.sample()
         self._thread.start()
         return self
@@ -182,6 +197,7 @@ class PeakRSS:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.sample())
+        self.cpu_s = sum(self._cpu_last[pid] - self._cpu_first[pid] for pid in self._cpu_last)
 
 
 def mib(n_bytes: float) -> float:
@@ -197,31 +213,68 @@ def maxrss_mib(who: int) -> float:
 # --------------------------------------------------------------------------- timing
 
 def run_config(name: str, battles: pd.DataFrame, groups: list[str], n_jobs: int, chunk_size: int,
-               chars_per_row: float) -> dict:
+               chars_per_row: float, repeat: int = 1) -> dict:
+    """Time ``repeat`` runs; rows/s come from the fastest (the least disturbed by other work on the
+    machine), the median is reported beside it. Peak RSS is the largest over all runs."""
     extractor = FeatureExtractor(groups, n_jobs=n_jobs, chunk_size=chunk_size, cache_dir=None, progress=False)
-    with PeakRSS() as mem:
-        t0 = time.perf_counter()
-        frame = extractor.transform(battles)
-        seconds = time.perf_counter() - t0
+    runs = []
+    peak = 0
+    for _ in range(max(repeat, 1)):
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            frame = extractor.transform(battles)
+            seconds = time.perf_counter() - t0
+        runs.append((seconds, mem.cpu_s))
+        peak = max(peak, mem.peak)
+    seconds, cpu_s = min(runs)
+    median_s = float(np.median([r[0] for r in runs]))
     rows_s = len(battles) / seconds
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     result = {
         "name": name, "groups": groups, "n_jobs": n_jobs, "chunk_size": chunk_size,
-        "rows": int(len(battles)), "columns": int(frame.shape[1]), "seconds": round(seconds, 3),
+        "rows": len(battles), "columns": int(frame.shape[1]), "repeats": len(runs),
+        "seconds": round(seconds, 3), "seconds_all": [round(r[0], 3) for r in runs],
         "rows_per_s": round(rows_s, 1),
+        "rows_per_s_median": round(len(battles) / median_s, 1),
         "rows_per_s_per_1k_chars": round(rows_s * chars_per_row / 1000, 1),  # = thousand chars per second
-        "peak_rss_mib": mib(mem.peak),
+        "cpu_s": round(cpu_s, 3),  # this process + workers in the fastest run; sampled, so approximate
+        "rows_per_cpu_s": round(len(battles) / cpu_s, 1) if cpu_s > 0 else None,
+        "peak_rss_mib": mib(peak),
+        "load_avg_1min_after": round(load, 2),
     }
-    log.info("%-22s n_jobs=%d  %6d rows  %7.2fs  %8.1f rows/s  %8.1f rows/s per 1k chars  peak RSS %.0f MiB",
-             name, n_jobs, len(battles), seconds, rows_s, result["rows_per_s_per_1k_chars"], mib(mem.peak))
+    log.info("%-22s n_jobs=%d  %6d rows  best of %d %7.2fs  %8.1f rows/s (median %.1f)  %8.1f rows/s per 1k chars"
+             "  %.1f CPU s  peak RSS %.0f MiB  load %.1f", name, n_jobs, len(battles), len(runs), seconds, rows_s,
+             result["rows_per_s_median"], result["rows_per_s_per_1k_chars"], cpu_s, mib(peak), load)
     return result
 
 
-def warm_up(battles: pd.DataFrame, n_jobs: int) -> float:
-    """Start-up paid once per process: imports, cmudict load (and worker spawn for n_jobs > 1)."""
-    small = battles.head(max(4 * n_jobs, 8))
+def _warm_worker(hold: float) -> int:
+    """Run in a worker: import and load everything features need, then stay busy a moment so
+    the other workers must take the remaining warm-up tasks."""
+    from features.extractor import battle_features as features_of
+
+    features_of(["Warm up."], ["A short answer. It has two sentences."], ["Another one."], list(GROUPS))
+    time.sleep(hold)
+    return os.getpid()
+
+
+def warm_up(battles: pd.DataFrame, n_jobs: int, hold: float = 0.5) -> float:
+    """Start-up paid once per process: imports, cmudict load (and, for n_jobs > 1, starting the
+    joblib workers, each of which loads the same). Returns seconds, the ``hold`` waits excluded."""
     t0 = time.perf_counter()
-    FeatureExtractor(None, n_jobs=n_jobs, chunk_size=max(len(small) // n_jobs, 1), progress=False).transform(small)
-    return time.perf_counter() - t0
+    if n_jobs == 1:
+        FeatureExtractor(None, n_jobs=1, progress=False).transform(battles.head(8))
+        return time.perf_counter() - t0
+    from joblib import Parallel, delayed
+
+    pids: set[int] = set()
+    rounds = 0
+    while len(pids) < n_jobs and rounds < 5:
+        rounds += 1
+        pids |= set(Parallel(n_jobs=n_jobs)(delayed(_warm_worker)(hold) for _ in range(2 * n_jobs)))
+    if len(pids) < n_jobs:
+        log.warning("warm-up reached %d of %d workers", len(pids), n_jobs)
+    return max(time.perf_counter() - t0 - rounds * 2 * hold, 0.0)
 
 
 # --------------------------------------------------------------------------- report
@@ -229,7 +282,8 @@ def warm_up(battles: pd.DataFrame, n_jobs: int) -> float:
 def print_report(res: dict) -> None:
     d, a = res["data"], res["arena_like"]["data"]
     print()
-    print(f"feature extraction benchmark  ({res['env']['cpus_available']} CPUs available, python {res['env']['python']})")
+    env = res["env"]
+    print(f"feature extraction benchmark  ({env['cpus_available']} CPUs available, python {env['python']})")
     print(f"real data: {d['rows']} rows ({', '.join(f'{k} {v}' for k, v in res['data']['sources'].items())}); "
           f"mean {d['mean_chars_per_row']:.0f} chars/row (prompt {d['mean_prompt_chars']:.0f}, "
           f"response {d['mean_response_chars']:.0f}, median {d['median_response_chars']:.0f})")
@@ -239,21 +293,31 @@ def print_report(res: dict) -> None:
     print(f"start-up (imports, cmudict, workers): n_jobs=1 {res['startup_s']['1']:.2f}s, "
           f"n_jobs=2 {res['startup_s']['2']:.2f}s (excluded from rows/s)")
     print()
-    header = f"{'configuration':<26}{'jobs':>5}{'rows':>8}{'seconds':>9}{'rows/s':>10}{'rows/s/1kch':>13}" \
-             f"{'arena rows/s*':>15}{'peak RSS MiB':>14}"
+    header = (f"{'configuration':<26}{'jobs':>5}{'rows':>8}{'seconds':>9}{'rows/s':>10}{'median':>9}"
+              f"{'rows/s/1kch':>13}{'arena rows/s*':>15}{'CPU s':>8}{'rows/CPU s':>12}{'peak RSS MiB':>14}")
     print(header)
     print("-" * len(header))
     for r in res["configs"]:
         print(f"{r['name']:<26}{r['n_jobs']:>5}{r['rows']:>8}{r['seconds']:>9.2f}{r['rows_per_s']:>10.1f}"
-              f"{r['rows_per_s_per_1k_chars']:>13.1f}{r['arena_rows_per_s_linear']:>15.1f}{r['peak_rss_mib']:>14.0f}")
+              f"{r['rows_per_s_median']:>9.1f}"
+              f"{r['rows_per_s_per_1k_chars']:>13.1f}{r['arena_rows_per_s_linear']:>15.1f}{r['cpu_s']:>8.1f}"
+              f"{(r['rows_per_cpu_s'] or float('nan')):>12.1f}{r['peak_rss_mib']:>14.0f}")
+    print(f"rows/s: fastest of {res['args']['repeat']} runs per configuration (median beside it; the full-size run "
+          "is timed once)")
     print("* linear projection to the arena-like chars per row: rows/s x (chars/row here) / (arena chars/row)")
+    print(f"1-min load average: {res['load_avg_1min']['start']:.2f} at start, {res['load_avg_1min']['end']:.2f} at end "
+          f"(other work on these {env['cpus_available']} CPUs slows the wall-clock figures; CPU s does not count it)")
     print()
     p = res["projection"]
-    print(f"peak RSS (self + workers, sampled): {res['peak_rss_mib']:.0f} MiB; getrusage max RSS self "
-          f"{res['ru_maxrss_mib']['self']:.0f} MiB, largest child {res['ru_maxrss_mib']['children']:.0f} MiB")
+    print(f"peak RSS (sampled): this process + workers {res['peak_rss_mib']:.0f} MiB; this process "
+          f"{res['peak_rss_main_mib']:.0f} MiB (after loading the data {res['rss_after_loading_mib']:.0f} MiB); "
+          f"largest worker {res['peak_rss_worker_max_mib']:.0f} MiB; getrusage max RSS self "
+          f"{res['ru_maxrss_mib']['self']:.0f} MiB")
     print(f"target: {TARGET_ROWS} rows in {TARGET_SECONDS:.0f}s = {TARGET_ROWS / TARGET_SECONDS:.0f} rows/s "
           f"(goal >= {TARGET_ROWS_PER_S:.0f} rows/s), all groups, n_jobs=2:")
-    for key in ("real_mix", "arena_like_measured"):
+    for key in ("real_mix", "arena_like_measured", "full_size_measured"):
+        if key not in p:
+            continue
         q = p[key]
         print(f"  {key:<22} {q['rows_per_s']:8.1f} rows/s -> {q['projected_seconds']:6.1f}s for {TARGET_ROWS} rows "
               f"(incl. start-up)  {'MEETS' if q['meets_target'] else 'MISSES'} target")
@@ -268,8 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arena-rows", type=int, default=2000, help="rows in the arena-length sample")
     parser.add_argument("--arena-response-chars", type=float, default=ARENA_RESPONSE_CHARS,
                         help="mean chars per response the arena-like sample aims at")
-    parser.add_argument("--chunk-size", type=int, default=1000, help="FeatureExtractor chunk size (pipeline default 1000)")
+    parser.add_argument("--chunk-size", type=int, default=1000,
+                        help="FeatureExtractor chunk size (pipeline default 1000)")
     parser.add_argument("--skip-groups", action="store_true", help="skip the per-group runs")
+    parser.add_argument("--full-size-rows", type=int, default=0,
+                        help="also time all groups, n_jobs=2 on this many rows (e.g. 82000) made by cycling the real "
+                             "rows: a direct check of the target's time and memory (0: skip)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per configuration; rows/s from the fastest, median also given (default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-features", type=Path, default=None,
                         help="also write the all-groups n_jobs=1 feature frame here (parquet), e.g. to diff versions")
@@ -279,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("pipelines.convert", "pipelines.data"):
         logging.getLogger(noisy).setLevel(logging.ERROR)  # their per-row repair warnings are not the point here
 
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     with PeakRSS() as total_mem:
         t0 = time.perf_counter()
         battles = load_real_battles(args.data)
@@ -302,12 +373,19 @@ def main(argv: list[str] | None = None) -> int:
         configs = []
         if not args.skip_groups:
             for g in all_groups:
-                configs.append(run_config(f"group {g}", battles, [g], 1, args.chunk_size, cpr))
-        configs.append(run_config("all groups", battles, all_groups, 1, args.chunk_size, cpr))
-        configs.append(run_config("all groups", battles, all_groups, 2, args.chunk_size, cpr))
+                configs.append(run_config(f"group {g}", battles, [g], 1, args.chunk_size, cpr, args.repeat))
+        configs.append(run_config("all groups", battles, all_groups, 1, args.chunk_size, cpr, args.repeat))
+        configs.append(run_config("all groups", battles, all_groups, 2, args.chunk_size, cpr, args.repeat))
         acpr = arena_stats["mean_chars_per_row"]
-        configs.append(run_config("all groups, arena-like", arena, all_groups, 1, args.chunk_size, acpr))
-        configs.append(run_config("all groups, arena-like", arena, all_groups, 2, args.chunk_size, acpr))
+        configs.append(run_config("all groups, arena-like", arena, all_groups, 1, args.chunk_size, acpr, args.repeat))
+        configs.append(run_config("all groups, arena-like", arena, all_groups, 2, args.chunk_size, acpr, args.repeat))
+        if args.full_size_rows:
+            reps = -(-args.full_size_rows // len(full))
+            big = pd.concat([full] * reps, ignore_index=True).iloc[: args.full_size_rows]
+            big_stats = length_stats(big)
+            configs.append(run_config(f"all, {len(big)} cycled rows", big, all_groups, 2, args.chunk_size,
+                                      big_stats["mean_chars_per_row"]))
+            del big
         for r in configs:
             r["arena_rows_per_s_linear"] = round(r["rows_per_s_per_1k_chars"] * 1000 / acpr, 1)
         if args.save_features is not None:
@@ -334,8 +412,15 @@ def main(argv: list[str] | None = None) -> int:
         "arena_like": {"data": arena_stats, "target_mean_response_chars": args.arena_response_chars},
         "startup_s": {k: round(v, 3) for k, v in startup.items()},
         "configs": configs,
+        "load_avg_1min": {"start": round(load_start, 2),
+                          "end": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else float("nan")},
         "rss_after_loading_mib": mib(rss_loaded),
         "peak_rss_mib": mib(total_mem.peak),
+        "peak_rss_main_mib": mib(total_mem.peak_by_pid.get(os.getpid(), 0)),
+        "peak_rss_worker_max_mib": mib(max([v for k, v in total_mem.peak_by_pid.items() if k != os.getpid()],
+                                           default=0)),
+        # getrusage: a forked child's maxrss starts at the pages it shared with this process at fork,
+        # so "children" is at least this process's size when it forked, whatever the worker used
         "ru_maxrss_mib": {"self": maxrss_mib(resource.RUSAGE_SELF), "children": maxrss_mib(resource.RUSAGE_CHILDREN)},
         "target": {"rows": TARGET_ROWS, "seconds": TARGET_SECONDS, "rows_per_s": TARGET_ROWS_PER_S},
         "projection": {
@@ -344,6 +429,13 @@ def main(argv: list[str] | None = None) -> int:
             "arena_like_linear_from_real_mix": projection(real2["arena_rows_per_s_linear"]),
         },
     }
+    full_size = [r for r in configs if r["name"].endswith("cycled rows")]
+    if full_size:
+        f = full_size[0]
+        results["projection"]["full_size_measured"] = {
+            "rows_per_s": f["rows_per_s"], "projected_seconds": round(TARGET_ROWS / f["rows_per_s"] + startup["2"], 1),
+            "measured_seconds": f["seconds"], "rows": f["rows"],
+            "meets_target": bool(f["rows_per_s"] >= TARGET_ROWS_PER_S)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print_report(results)

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from tqdm.auto import tqdm
 
 from features.groups import GROUPS, TextView
@@ -50,6 +50,26 @@ def battle_features(prompt_turns: list[str], a_turns: list[str], b_turns: list[s
 
 def _features_chunk(rows: list[tuple[list[str], list[str], list[str]]], groups: Sequence[str]) -> list[dict]:
     return [battle_features(p, a, b, groups) for p, a, b in rows]
+
+
+def _features_matrix(rows: list[tuple[list[str], list[str], list[str]]],
+                     groups: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray] | list[dict]:
+    """One chunk's features as (sorted column names, float32 rows x columns): a small fraction of
+    the memory and pickling of per-row dicts (whose keys are fresh strings in every row). Falls
+    back to the dicts if rows disagree on their keys."""
+    records = _features_chunk(rows, groups)
+    if not records:
+        return records
+    columns = sorted(records[0])
+    if any(len(r) != len(columns) for r in records):
+        return records
+    try:
+        values = [[r[c] for c in columns] for r in records]
+    except KeyError:
+        return records
+    # Python ints/floats -> float64 is exact here (counts are far below 2**53), so the float32
+    # cast rounds each value exactly as pandas' int64/float64 -> float32 cast of the records did
+    return tuple(columns), np.array(values, dtype=np.float64).astype(np.float32)
 
 
 def content_hash(battles: pd.DataFrame, groups: Iterable[str]) -> str:
@@ -101,24 +121,44 @@ class FeatureExtractor:
 
     def _compute(self, battles: pd.DataFrame) -> pd.DataFrame:
         rows = list(zip(*(battles[c].tolist() for c in TURN_COLUMNS)))
-        chunks = [rows[i:i + self.chunk_size] for i in range(0, len(rows), self.chunk_size)]
+        n_jobs = effective_n_jobs(self.n_jobs)
+        size = self.chunk_size
+        if n_jobs > 1 and len(rows) > size:
+            # at least 4 chunks per worker, so that no worker idles while another finishes a big one
+            size = max(1, min(size, math.ceil(len(rows) / (4 * n_jobs))))
+        chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
         log.info("features: %d rows, groups %s, %d job(s)", len(rows), ",".join(self.groups), self.n_jobs)
         bar = tqdm(total=len(rows), desc="features", unit="row", disable=not self.progress)
-        records: list[dict] = []
-        if self.n_jobs == 1 or len(chunks) == 1:
+        parts: list = []
+        if n_jobs == 1 or len(chunks) == 1:
             for chunk in chunks:
-                records.extend(_features_chunk(chunk, self.groups))
+                parts.append(_features_matrix(chunk, self.groups))
                 bar.update(len(chunk))
         else:
             parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
-            for chunk, result in zip(chunks, parallel(delayed(_features_chunk)(c, self.groups) for c in chunks)):
-                records.extend(result)
+            for chunk, result in zip(chunks, parallel(delayed(_features_matrix)(c, self.groups) for c in chunks)):
+                parts.append(result)
                 bar.update(len(chunk))
         bar.close()
-        frame = pd.DataFrame.from_records(records, index=battles.index).astype(np.float32)
-        frame = frame[sorted(frame.columns)]
+        frame = _assemble(parts, battles.index)
         check_swappable(list(frame.columns))
         return frame
+
+
+def _assemble(parts: list, index: pd.Index) -> pd.DataFrame:
+    """Stack chunk results into one float32 frame with sorted columns."""
+    matrices = [p for p in parts if isinstance(p, tuple)]
+    if matrices and len(matrices) == len(parts) and all(cols == matrices[0][0] for cols, _ in matrices):
+        columns = list(matrices[0][0])
+        values = np.concatenate([v for _, v in matrices]) if len(matrices) > 1 else matrices[0][1]
+        parts.clear()  # the chunks' copies are in ``values`` now
+        del matrices
+        return pd.DataFrame(values, index=index, columns=columns)
+    records: list[dict] = []  # rows disagree on their keys (or no rows): pandas aligns them
+    for p in parts:
+        records.extend([dict(zip(p[0], row)) for row in p[1].tolist()] if isinstance(p, tuple) else p)
+    frame = pd.DataFrame.from_records(records, index=index).astype(np.float32)
+    return frame[sorted(frame.columns)]
 
 
 _GROUP_COLUMNS: dict[str, frozenset[str]] = {}

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable
 
 from features.readability import readability_scores
@@ -32,10 +32,17 @@ class TextView:
     @classmethod
     def from_turns(cls, turns: list[str]) -> "TextView":
         text = "\n\n".join(turns)
-        return cls(text=text, n_turns=sum(bool(t.strip()) for t in turns), words=tuple(WORD_RE.findall(text.lower())))
+        lower = text.lower()
+        view = cls(text=text, n_turns=sum(bool(t.strip()) for t in turns), words=tuple(WORD_RE.findall(lower)))
+        view.__dict__["lower"] = lower  # seeds the cached property below
+        return view
 
-    @property
-    def vocabulary(self) -> frozenset[str]:
+    @cached_property
+    def lower(self) -> str:
+        return self.text.lower()
+
+    @cached_property
+    def vocabulary(self) -> frozenset[str]:  # computed once per view, shared by the groups
         return frozenset(self.words)
 
 
@@ -83,16 +90,20 @@ def moving_average_ttr(words: tuple[str, ...], window: int = MATTR_WINDOW) -> fl
         return 0.0
     if n <= window:
         return len(set(words)) / n
-    counts = Counter(words[:window])
-    distinct = len(counts)
-    total = distinct
-    for i in range(window, n):
-        new, old = words[i], words[i - window]
-        counts[new] += 1
-        distinct += counts[new] == 1
-        counts[old] -= 1
-        distinct -= counts[old] == 0
-        total += distinct
+    # Each position i adds 1 to every window that holds it and no earlier copy of its word:
+    # windows starting at s with max(prev[i] + 1, i - window + 1) <= s <= min(i, n - window).
+    # Summing those integer counts gives exactly the sum of per-window distinct counts.
+    last: dict[str, int] = {}
+    total = 0
+    last_start = n - window
+    for i, word in enumerate(words):  # plain comparisons below: max()/min() calls cost more here
+        lo = last.get(word, -1) + 1
+        last[word] = i
+        if lo < i - window + 1:
+            lo = i - window + 1
+        hi = i if i < last_start else last_start
+        if hi >= lo:
+            total += hi - lo + 1
     return total / ((n - window + 1) * window)
 
 
@@ -162,9 +173,51 @@ FORMAT_PATTERNS = {
 }
 FORMAT_COUNT_KEYS = tuple(FORMAT_PATTERNS)
 
+# Literals without which a pattern cannot match (none of these patterns ignores case): the
+# regex only runs when one is present, which gives the same count, sooner.
+_FORMAT_NEEDS = {
+    "headers": ("#",),
+    "code_blocks": ("```",),
+    "inline_code": ("`",),
+    "bold": ("**", "__"),
+    "italic": ("*", "_"),
+    "links": ("](", "http"),
+    "table_rows": ("|",),
+}
+# The case-insensitive patterns: each alternative holds one of these lowercase pieces. Python's re
+# matches an ASCII letter ignoring case only with its two ASCII cases and, beyond ASCII, with
+# U+0130, U+0131, U+017F and the Kelvin sign U+212A (re docs, IGNORECASE); so when a text has none
+# of those four, any match lowercases (str.lower, char by char) to one of the pieces, and a text
+# whose lowercase holds no piece has no match.
+_FORMAT_NEEDS_LOWER = {
+    "refusal": ("i can", "i am ", "i 'm ", "i won", "as an ai", "language model", "i do", "not appropriate"),
+    "apology": ("sorry", "apologi"),
+}
+_CASELESS_NON_ASCII = ("\u0130", "\u0131", "\u017f", "\u212a")
+_FORMAT_CHAR_COUNTS = {"questions": "?", "exclamations": "!"}  # one-character patterns: str.count
+# Same matches, found faster: the leading look-behind moves after the literal it guards
+# ("(?<!X)\*" == "\*(?<!X\*)"), so the regex engine can skip ahead to '*'/'_' characters.
+_FORMAT_FAST = {
+    "italic": re.compile(r"\*(?<![*\w]\*)[^*\s][^*\n]*\*(?![*\w])|_(?<![_\w]_)[^_\s][^_\n]*_(?![_\w])"),
+}
+assert all(not FORMAT_PATTERNS[k].flags & re.IGNORECASE for k in _FORMAT_NEEDS)
+assert all(FORMAT_PATTERNS[k].flags & re.IGNORECASE for k in _FORMAT_NEEDS_LOWER)
+assert all(FORMAT_PATTERNS[k].pattern == re.escape(c) for k, c in _FORMAT_CHAR_COUNTS.items())
+
 
 def _formatting_side(view: TextView, prompt: TextView) -> dict[str, float]:
-    counts = {name: len(p.findall(view.text)) for name, p in FORMAT_PATTERNS.items()}
+    text = view.text
+    counts = {}
+    for name, pattern in FORMAT_PATTERNS.items():
+        if name in _FORMAT_CHAR_COUNTS:
+            counts[name] = text.count(_FORMAT_CHAR_COUNTS[name])
+        elif name in _FORMAT_NEEDS and not any(lit in text for lit in _FORMAT_NEEDS[name]):
+            counts[name] = 0
+        elif (name in _FORMAT_NEEDS_LOWER and not any(lit in view.lower for lit in _FORMAT_NEEDS_LOWER[name])
+              and (text.isascii() or not any(c in text for c in _CASELESS_NON_ASCII))):
+            counts[name] = 0
+        else:
+            counts[name] = len(_FORMAT_FAST.get(name, pattern).findall(text))
     counts["code_blocks"] //= 2  # a block is an opening and a closing fence
     return counts
 

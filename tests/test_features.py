@@ -117,3 +117,20 @@ def test_readability_works_with_no_network(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("OK")
     assert (tmp_path / "nltk_offline" / "corpora" / "cmudict" / "cmudict").stat().st_size > 1_000_000
+
+
+def test_fast_readability_equals_textstat_on_real_text():
+    """The fast path must give textstat's own numbers, bit for bit, or not be used at all."""
+    from features.readability import MAX_CHARS, _fast_textstat, ensure_offline_cmudict, textstat_scores
+    from pipelines.data import load_battles
+    from pipelines.paths import SAMPLE_DIR
+
+    ensure_offline_cmudict()
+    fast = _fast_textstat()
+    if fast is None:
+        pytest.skip("installed textstat differs from the release the fast path reproduces: textstat itself is used")
+    battles, _ = load_battles(SAMPLE_DIR / "train.csv")
+    texts = [t[:MAX_CHARS] for turns in battles["a_turns"].head(150) for t in turns if t.strip()]
+    texts += ["I'm sorry... Dr. Smith's e-mail (v2.0) costs $3.50!", "One. Two? Three!", "x" * 50, "Ünïcödé wörds ñ."]
+    mismatches = [t[:60] for t in texts if fast.scores(t) != textstat_scores(t)]
+    assert mismatches == []
