@@ -118,13 +118,14 @@ class TransformerClassifier:
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
         model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-        log.info("fine-tune: process %d of %d, device %s, mixed precision %s, %d rows (swap-augmented), %d steps",
-                 accelerator.process_index, accelerator.num_processes, accelerator.device,
-                 accelerator.mixed_precision, len(data), total_steps)
         # data-parallel: each process takes its own batch per step and accelerate's scheduler advances
         # num_processes times per step, so the epoch (and the schedule) ends after total/num_processes steps
         total_steps = math.ceil(total_steps / accelerator.num_processes)
         self.timing_["num_processes"] = accelerator.num_processes
+        log.info("fine-tune: process %d of %d, device %s, mixed precision %s, %d rows (swap-augmented), "
+                 "%d steps per process",
+                 accelerator.process_index, accelerator.num_processes, accelerator.device,
+                 accelerator.mixed_precision, len(data), total_steps)
         loss_fn = torch.nn.CrossEntropyLoss()
         model.train()
         bar = tqdm(total=total_steps, desc="fine-tune", unit="step",

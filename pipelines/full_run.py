@@ -138,11 +138,17 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
         plan["encoder_runs"] = stage.plans
         plan["encoders_finished"] = list(finished)
         plan["encoders_used"] = []
+        with_enc = None
         if finished:
-            for name, (oof_path, test_path) in finished.items():
-                inputs.with_source(name, oof_path, test_path)
-            with timer.stage("stacker (with encoders)"):
-                with_enc = fit_stacker(inputs, config, [*config.extra_sources, *finished])
+            try:  # the features-only submission is already on disk: a failure here must not lose the run
+                for name, (oof_path, test_path) in finished.items():
+                    inputs.with_source(name, oof_path, test_path)
+                with timer.stage("stacker (with encoders)"):
+                    with_enc = fit_stacker(inputs, config, [*config.extra_sources, *finished])
+            except Exception as exc:  # noqa: BLE001 - reported, and the fallback stands
+                log.exception("stacker with encoder sources failed; keeping the features-only submission")
+                plan["encoder_stacker_error"] = f"{type(exc).__name__}: {exc}"
+        if with_enc is not None:
             candidates["features+" + "+".join(with_enc.sources)] = with_enc
             if with_enc.log_loss(inputs.y) < fit.log_loss(inputs.y):
                 with timer.stage("write"):

@@ -261,3 +261,20 @@ def test_data_parallel_two_processes_on_cpu(tiny_bert, train_csv, test_csv, tmp_
     assert np.isfinite(p).all() and np.allclose(p.sum(1), 1)
     test = pd.read_parquet(run_dir / "test_tiny-distilbert.parquet")
     assert len(test) == 60 and np.allclose(test.iloc[:, 1:].sum(1), 1)
+
+
+def test_failing_encoder_stacker_keeps_the_features_only_submission(tiny_bert, train_csv, test_csv, tmp_path,
+                                                                     monkeypatch):
+    from pipelines import full_run
+
+    def broken(*args, **kwargs):
+        raise ValueError("corrupt probability file")
+
+    monkeypatch.setattr("pipelines.stacker_inputs.read_proba_file", broken)
+    out = tmp_path / "run"
+    assert full_run.main(["--train", str(train_csv), "--test", str(test_csv), "--out", str(out), "--no-progress",
+                          "--n-jobs", "1", "--encoder", str(tiny_bert), "--encoder-max-steps", "2",
+                          "--encoder-max-length", "64", "--folds", "3"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert "corrupt probability file" in report["plan"]["encoder_stacker_error"]
+    assert report["chosen"]["sources"] == [] and (out / "submission.csv").exists()
