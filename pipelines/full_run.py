@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from pipelines.cli import add_data_args, run_config_from_data_args
 from pipelines.config import EncoderConfig, RunConfig, load_params_file
 from pipelines.metrics import multiclass_log_loss, nested_prior, summarize
-from pipelines.paths import resolve_paths
 from pipelines.report import StageTimer, write_report
 from pipelines.stacker_inputs import StackerInputs, prepare_inputs
 from pipelines.submission import write_submission
@@ -206,17 +206,10 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipelines.full_run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", help="train.csv (Kaggle schema); default: Kaggle input or the bundled sample")
-    p.add_argument("--test", help="test.csv (Kaggle schema)")
-    p.add_argument("--out", help="run directory (default outputs/run; /kaggle/working on Kaggle)")
+    add_data_args(p)
     p.add_argument("--submission", help="submission path (default <out>/submission.csv; /kaggle/working/submission.csv)")
     p.add_argument("--params", help="best-params JSON from pipelines.tune")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--groups", help="comma-separated feature groups (default: all)")
     p.add_argument("--calibration", choices=["none", "temperature", "vector"])
-    p.add_argument("--source", action="append", default=[], metavar="NAME=OOF,TEST",
-                   help="extra probability source: OOF file for train and prediction file for test")
     p.add_argument("--encoder", action="append", default=[], metavar="MODEL_DIR",
                    help="fine-tune this local Hugging Face model in the same folds (repeatable)")
     p.add_argument("--encoder-max-length", type=int)
@@ -234,31 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="budget for the whole run (default: none; 8.5 on Kaggle): the features-only submission is "
                         "written first; encoders are planned against the rest (shorter max_length, fewer folds "
                         "scoring test, or left out) and replace it only when better")
-    p.add_argument("--n-jobs", type=int, default=2)
-    p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, Path]:
-    paths = resolve_paths(args.train, args.test, args.out)
-    config = RunConfig(train_path=str(paths.train), test_path=str(paths.test), out_dir=str(paths.out_dir),
-                       n_folds=args.folds, seed=args.seed, progress=not args.no_progress,
-                       time_budget_hours=args.time_budget_hours if args.time_budget_hours is not None
-                       else (KAGGLE_TIME_BUDGET_HOURS if paths.on_kaggle else None))
-    config.features.n_jobs = args.n_jobs
-    if args.groups:
-        config.features.groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
+    config, paths = run_config_from_data_args(args)
+    config.time_budget_hours = (args.time_budget_hours if args.time_budget_hours is not None
+                                else (KAGGLE_TIME_BUDGET_HOURS if paths.on_kaggle else None))
     if args.params:
         best = load_params_file(args.params)
         config.stacker.params = best["params"]
         config.stacker.calibration = best.get("calibration", config.stacker.calibration)
     if args.calibration:
         config.stacker.calibration = args.calibration
-    for spec in args.source:
-        name, _, files = spec.partition("=")
-        if not files or "," not in files:
-            raise SystemExit(f"--source expects NAME=OOF,TEST, got {spec!r}")
-        config.extra_sources[name] = files
     for model_dir in args.encoder:
         enc = EncoderConfig(model_path=model_dir)
         for field_name, value in (("max_length", args.encoder_max_length), ("epochs", args.encoder_epochs),

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import log_loss
 
 from pipelines.data import CLASS_NAMES
+from stacking.metrics import multiclass_log_loss
 
 LABELS = [0, 1, 2]
-
-
-def multiclass_log_loss(y: np.ndarray, proba: np.ndarray) -> float:
-    return float(log_loss(y, np.clip(proba, 1e-15, 1), labels=LABELS))
 
 
 def nested_prior(y: np.ndarray, folds: np.ndarray) -> np.ndarray:

@@ -29,7 +29,8 @@ import optuna
 from optuna.trial import TrialState
 
 from pipelines.config import RunConfig, StackerConfig
-from pipelines.paths import resolve_paths
+from pipelines.cli import add_data_args as add_shared_data_args
+from pipelines.cli import run_config_from_data_args
 from pipelines.stacker_inputs import StackerInputs, prepare_inputs
 from stacking.tuning import FoldResult, StackerFit, evaluate_stacker, split_trial_params, suggest_stacker
 
@@ -52,35 +53,16 @@ class TuneConfig:
 # --------------------------------------------------------------------------- arguments shared with ablation
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    """The data and stacker arguments ``pipelines.full_run`` also takes, with the same meaning."""
-    p.add_argument("--train", help="train.csv (Kaggle schema); default: Kaggle input or the bundled sample")
-    p.add_argument("--test", help="test.csv (Kaggle schema)")
-    p.add_argument("--out", help="run directory (default outputs/run; /kaggle/working/arena_pref_run on Kaggle)")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--groups", help="comma-separated feature groups (default: all)")
-    p.add_argument("--source", action="append", default=[], metavar="NAME=OOF,TEST",
-                   help="extra probability source: OOF file for train and prediction file for test")
+    """The data arguments ``pipelines.full_run`` also takes, plus quick-look stacker settings."""
+    add_shared_data_args(p)
     p.add_argument("--num-boost-round", type=int, help=f"default {StackerConfig.num_boost_round}")
     p.add_argument("--early-stopping-rounds", type=int, help=f"default {StackerConfig.early_stopping_rounds}")
     p.add_argument("--num-threads", type=int, help="LightGBM threads (default 2, as full_run); 1 is much faster "
                                                    "on a machine whose cores are busy with other work")
-    p.add_argument("--n-jobs", type=int, default=2, help="feature extraction processes")
-    p.add_argument("--no-progress", action="store_true")
 
 
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
-    paths = resolve_paths(args.train, args.test, args.out)
-    config = RunConfig(train_path=str(paths.train), test_path=str(paths.test), out_dir=str(paths.out_dir),
-                       n_folds=args.folds, seed=args.seed, progress=not args.no_progress)
-    config.features.n_jobs = args.n_jobs
-    if args.groups:
-        config.features.groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
-    for spec in args.source:
-        name, _, files = spec.partition("=")
-        if not files or "," not in files:
-            raise SystemExit(f"--source expects NAME=OOF,TEST, got {spec!r}")
-        config.extra_sources[name] = files
+    config, _ = run_config_from_data_args(args)
     if args.num_boost_round is not None:
         config.stacker.num_boost_round = args.num_boost_round
     if args.early_stopping_rounds is not None:

@@ -17,20 +17,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import log_loss
 
 from stacking.calibration import ProbabilityCalibrator, cross_calibrate
 from stacking.lgbm import LGBMStacker, cross_fit
+from stacking.metrics import multiclass_log_loss
 
 log = logging.getLogger(__name__)
 
 CALIBRATIONS = ProbabilityCalibrator.KINDS
 MAX_DEPTHS = (-1, 3, 4, 5, 6, 8, 10)
-
-
-def multiclass_log_loss(y: np.ndarray, proba: np.ndarray) -> float:
-    """As ``pipelines.metrics.multiclass_log_loss`` (stacking/ does not import pipelines/)."""
-    return float(log_loss(y, np.clip(proba, 1e-15, 1), labels=[0, 1, 2]))
 
 
 def suggest_stacker(trial) -> tuple[dict, str]:

@@ -27,6 +27,15 @@ def _wordpiece(vocab_size: int = 200):
     return tok
 
 
+def _bert_style_tokenizer():
+    """A WordPiece tokenizer and its transformers wrapper with BERT's special tokens."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = _wordpiece()
+    return tok, PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                        sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+
+
 def _bpe(vocab_size: int = 200):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -41,12 +50,10 @@ def _bpe(vocab_size: int = 200):
 
 def build_tiny_distilbert(path: Path) -> Path:
     import torch
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
     torch.manual_seed(0)
-    tok = _wordpiece()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+    tok, fast = _bert_style_tokenizer()
     config = DistilBertConfig(vocab_size=tok.get_vocab_size(), dim=32, n_layers=1, n_heads=2, hidden_dim=64,
                               max_position_embeddings=512, pad_token_id=0)
     DistilBertForSequenceClassification(config).save_pretrained(str(path))
@@ -73,12 +80,10 @@ def build_tiny_llama(path: Path) -> Path:
 def build_tiny_deberta_v2(path: Path) -> Path:
     """DeBERTa-v2/v3-shaped (relative attention); the tokenizer type does not matter to the model code."""
     import torch
-    from transformers import DebertaV2Config, DebertaV2Model, PreTrainedTokenizerFast
+    from transformers import DebertaV2Config, DebertaV2Model
 
     torch.manual_seed(0)
-    tok = _wordpiece()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+    tok, fast = _bert_style_tokenizer()
     config = DebertaV2Config(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=1,
                              num_attention_heads=2, intermediate_size=64, max_position_embeddings=512,
                              relative_attention=True, position_buckets=64, pos_att_type=["p2c", "c2p"],
