@@ -67,13 +67,16 @@ print(f"kaggle root {KAGGLE_ROOT}; time budget {TIME_BUDGET_HOURS} h; encoders {
 # %% [markdown]
 # ## Locate the attached `arena-pref-offline` dataset
 
+
 # %%
 def find_offline_dataset(input_dir: Path) -> Path:
     """The input folder holding ``wheels/arena_pref-*.whl`` (the newest wheel wins if several)."""
     wheels = sorted(input_dir.glob("**/wheels/arena_pref-*.whl"), key=lambda p: p.stat().st_mtime)
     if not wheels:
-        raise FileNotFoundError(f"no wheels/arena_pref-*.whl under {input_dir}: attach the dataset built by "
-                                "`python -m pipelines.export_kaggle --out DIR`")
+        raise FileNotFoundError(
+            f"no wheels/arena_pref-*.whl under {input_dir}: attach the dataset built by "
+            "`python -m pipelines.export_kaggle --out DIR`"
+        )
     if len(wheels) > 1:
         print("several project wheels found, using the newest:", *wheels, sep="\n  ")
     return wheels[-1].parent.parent
@@ -89,6 +92,7 @@ for wheel in sorted(WHEELS_DIR.glob("*.whl")):
 # %% [markdown]
 # ## Install from the dataset's wheels (no index, no internet)
 
+
 # %%
 def _normalise(name: str) -> str:
     return name.lower().replace("-", "_").replace(".", "_")
@@ -101,8 +105,9 @@ def wheel_for(package: str, wheels_dir: Path) -> Path | None:
 
 def importable(*modules: str) -> bool:
     """In a fresh process, as ``full_run`` will see them."""
-    probe = subprocess.run([sys.executable, "-c", f"import {', '.join(modules)}"], env=child_env(),
-                           capture_output=True, check=False)
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import {', '.join(modules)}"], env=child_env(), capture_output=True, check=False
+    )
     return probe.returncode == 0
 
 
@@ -114,8 +119,17 @@ def child_env() -> dict:
 
 
 def pip_install(names: list[str], no_deps: bool) -> int:
-    cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(WHEELS_DIR),
-           "--disable-pip-version-check", "--no-warn-script-location"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-index",
+        "--find-links",
+        str(WHEELS_DIR),
+        "--disable-pip-version-check",
+        "--no-warn-script-location",
+    ]
     if PIP_TARGET:
         # --target installs ignore what is installed already, so dependencies are not resolved there
         cmd += ["--target", PIP_TARGET, "--upgrade", "--no-deps"]
@@ -131,8 +145,10 @@ for package in PACKAGES:
     if wheel_for(package, WHEELS_DIR) is not None:
         to_install.append(package)
     elif STRICT_WHEELS or package == "arena-pref":
-        raise FileNotFoundError(f"no wheel for {package} in {WHEELS_DIR} (ARENA_PREF_STRICT_WHEELS=1 requires all "
-                                f"of {PACKAGES}): rebuild the dataset with pipelines.export_kaggle")
+        raise FileNotFoundError(
+            f"no wheel for {package} in {WHEELS_DIR} (ARENA_PREF_STRICT_WHEELS=1 requires all "
+            f"of {PACKAGES}): rebuild the dataset with pipelines.export_kaggle"
+        )
     else:
         print(f"skipping {package}: no wheel in {WHEELS_DIR}; using the installed one", flush=True)
 
@@ -147,8 +163,10 @@ if pip_install(to_install, no_deps=False) != 0:
 importlib.invalidate_caches()
 missing = [] if importable(*IMPORT_NAMES.values()) else [p for p in PACKAGES if not importable(IMPORT_NAMES[p])]
 if missing:
-    raise ImportError(f"not importable after the install: {missing}; add their wheels to the dataset "
-                      "(python -m pipelines.export_kaggle --packages ...)")
+    raise ImportError(
+        f"not importable after the install: {missing}; add their wheels to the dataset "
+        "(python -m pipelines.export_kaggle --packages ...)"
+    )
 
 import pipelines  # installed just above
 
@@ -209,8 +227,9 @@ for model_dir in ENCODER_DIRS:
 cmd += FULL_RUN_ARGS
 env = {**child_env(), "TOKENIZERS_PARALLELISM": "false", "ARENA_PREF_KAGGLE_ROOT": str(KAGGLE_ROOT)}
 print("$", " ".join(cmd), flush=True)
-proc = subprocess.Popen(cmd, cwd=WORKING_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                        text=True, bufsize=1)
+proc = subprocess.Popen(
+    cmd, cwd=WORKING_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+)
 for line in proc.stdout:
     print(line, end="", flush=True)
 returncode = proc.wait()

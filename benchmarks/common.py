@@ -16,8 +16,13 @@ REAL_SETS = {
     "arena-king398": ("arena", ["arena-snippets-king398/batch_input.jsonl"]),
     "llmeval2": ("llmeval2", ["llmeval2/LLMEval2_benchmark.json.zip"]),
     "pandalm": ("pandalm", ["pandalm/testset-v1.json"]),
-    "hh-rlhf": ("hh-rlhf", [f"hh-rlhf/{s}/test.jsonl.gz" for s in ("harmless-base", "helpful-base",
-                                                                   "helpful-online", "helpful-rejection-sampled")]),
+    "hh-rlhf": (
+        "hh-rlhf",
+        [
+            f"hh-rlhf/{s}/test.jsonl.gz"
+            for s in ("harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled")
+        ],
+    ),
 }
 
 

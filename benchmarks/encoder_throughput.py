@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import DEFAULT_DATA, ROOT, load_real_battles, minilm_path
 
 # Kaggle "LLM Classification Finetuning": 57,477 train rows, ~25k test rows (hidden)
@@ -30,7 +29,9 @@ MODELS = {  # parameters, max_length, assumed model-FLOP utilisation on T4, LoRA
 }
 
 
-def time_inference(model, batches: list[list[list[int]]], pad_to: int | None, device: str, precision: str) -> tuple[float, int]:
+def time_inference(
+    model, batches: list[list[list[int]]], pad_to: int | None, device: str, precision: str
+) -> tuple[float, int]:
     """Seconds and real (non-pad) tokens for batches, padding each to its own max or to ``pad_to``."""
     from encoders.classifier import pad_batch
 
@@ -61,10 +62,18 @@ def kaggle_estimate(mean_tokens: dict[int, float], epochs: float = 1.0) -> list[
         gpu_seconds = flops_fold * 5 / (T4_FP16_TFLOPS * 1e12 * m["mfu"])
         hours_2gpu = gpu_seconds / 2 / 3600
         test_seconds = KAGGLE_TEST * 2 * tokens * 2 * m["params"] / (T4_FP16_TFLOPS * 1e12 * m["mfu"])
-        rows.append({"model": name, "hours_test_inference_only_2xT4": round(test_seconds / 2 / 3600, 2), "max_length": m["max_length"], "mean_tokens_per_row": round(tokens, 1),
-                     "assumed_mfu": m["mfu"], "hours_5_folds_2xT4": round(hours_2gpu, 2),
-                     "hours_1_fold_plus_test_2xT4": round(hours_2gpu / 5, 2),
-                     "fits_9h_5_folds": hours_2gpu < 9.0})
+        rows.append(
+            {
+                "model": name,
+                "hours_test_inference_only_2xT4": round(test_seconds / 2 / 3600, 2),
+                "max_length": m["max_length"],
+                "mean_tokens_per_row": round(tokens, 1),
+                "assumed_mfu": m["mfu"],
+                "hours_5_folds_2xT4": round(hours_2gpu, 2),
+                "hours_1_fold_plus_test_2xT4": round(hours_2gpu / 5, 2),
+                "fits_9h_5_folds": hours_2gpu < 9.0,
+            }
+        )
     return rows
 
 
@@ -89,26 +98,33 @@ def main() -> None:
     sets = load_real_battles(Path(args.data))
     rng = np.random.default_rng(0)
     frames = []
-    for name, frame in sets.items():  # a mix like a real run would see: arena rows, then a draw of the others
+    for frame in sets.values():  # a mix like a real run would see: arena rows, then a draw of the others
         frames.append(frame.iloc[rng.permutation(len(frame))[: max(args.rows // len(sets), 1)]])
     import pandas as pd
 
     rows = pd.concat(frames, ignore_index=True).iloc[: args.rows]
-    encoded = {L: BattleEncoder(tok, L).encode_many(rows["prompt_turns"], rows["a_turns"], rows["b_turns"])
-               for L in sorted({args.max_length, 512, 1024})}
+    encoded = {
+        L: BattleEncoder(tok, L).encode_many(rows["prompt_turns"], rows["a_turns"], rows["b_turns"])
+        for L in sorted({args.max_length, 512, 1024})
+    }
     lengths = np.array([len(s) for s in encoded[args.max_length]])
     seqs = encoded[args.max_length]
 
     sorted_batches = [[seqs[i] for i in idx] for idx in length_sorted_batches(lengths, args.batch_size)]
-    fixed_batches = [seqs[i:i + args.batch_size] for i in range(0, len(seqs), args.batch_size)]
+    fixed_batches = [seqs[i : i + args.batch_size] for i in range(0, len(seqs), args.batch_size)]
     time_inference(model, sorted_batches[:1], None, "cpu", args.precision)  # warm-up
     t_dyn, tokens = time_inference(model, sorted_batches, None, "cpu", args.precision)
     t_fix, _ = time_inference(model, fixed_batches, args.max_length, "cpu", args.precision)
     n_params = sum(p.numel() for p in model.parameters())
     result = {
-        "model": str(model_path), "params": n_params, "rows": len(seqs), "max_length": args.max_length,
-        "precision": args.precision, "threads": torch.get_num_threads(),
-        "mean_tokens_per_row": float(lengths.mean()), "share_rows_at_max_length": float((lengths >= args.max_length).mean()),
+        "model": str(model_path),
+        "params": n_params,
+        "rows": len(seqs),
+        "max_length": args.max_length,
+        "precision": args.precision,
+        "threads": torch.get_num_threads(),
+        "mean_tokens_per_row": float(lengths.mean()),
+        "share_rows_at_max_length": float((lengths >= args.max_length).mean()),
         "dynamic_sorted": {"seconds": t_dyn, "rows_per_s": len(seqs) / t_dyn, "tokens_per_s": tokens / t_dyn},
         "fixed_max_length": {"seconds": t_fix, "rows_per_s": len(seqs) / t_fix, "tokens_per_s": tokens / t_fix},
         "speedup_dynamic_over_fixed": t_fix / t_dyn,
@@ -117,29 +133,52 @@ def main() -> None:
     }
     # Kaggle's rows are arena battles: take token lengths from the real arena rows, not the mix
     arena = sets["arena-king398"]
-    arena_tokens = {L: float(np.mean([len(s) for s in BattleEncoder(tok, L).encode_many(
-        arena["prompt_turns"], arena["a_turns"], arena["b_turns"])])) for L in (512, 1024)}
+    arena_tokens = {
+        L: float(
+            np.mean(
+                [
+                    len(s)
+                    for s in BattleEncoder(tok, L).encode_many(
+                        arena["prompt_turns"], arena["a_turns"], arena["b_turns"]
+                    )
+                ]
+            )
+        )
+        for L in (512, 1024)
+    }
     result["arena_mean_tokens_per_row_by_max_length"] = arena_tokens
     result["kaggle_estimate"] = kaggle_estimate(arena_tokens)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
 
-    print(f"model {model_path.parent.name}/{model_path.name}: {n_params / 1e6:.1f}M params, {len(seqs)} real rows, max_length {args.max_length}, "
-          f"{args.precision}, {torch.get_num_threads()} threads")
+    print(
+        f"model {model_path.parent.name}/{model_path.name}: {n_params / 1e6:.1f}M params, {len(seqs)} real rows, "
+        f"max_length {args.max_length}, "
+        f"{args.precision}, {torch.get_num_threads()} threads"
+    )
     print(f"mean tokens/row {lengths.mean():.0f}; rows at max_length {result['share_rows_at_max_length']:.0%}")
     print(f"{'padding':<28}{'rows/s':>10}{'tokens/s':>12}")
     for key in ("dynamic_sorted", "fixed_max_length"):
         print(f"{key:<28}{result[key]['rows_per_s']:>10.1f}{result[key]['tokens_per_s']:>12.0f}")
     print(f"dynamic + sorted is {result['speedup_dynamic_over_fixed']:.2f}x faster than fixed max-length padding")
-    print("\nEstimate on 2x T4 (FLOPs / (65 TFLOPS fp16 x assumed utilisation)), Kaggle 57k train + 25k test, 1 epoch,"
-          " token lengths of the real arena rows:")
-    print(f"{'model':<26}{'max_len':>8}{'tok/row':>9}{'MFU':>6}{'5 folds h':>11}{'1 fold h':>10}{'test only h':>13}  5 folds fit 9h")
+    print(
+        "\nEstimate on 2x T4 (FLOPs / (65 TFLOPS fp16 x assumed utilisation)), Kaggle 57k train + 25k test, 1 epoch,"
+        " token lengths of the real arena rows:"
+    )
+    print(
+        f"{'model':<26}{'max_len':>8}{'tok/row':>9}{'MFU':>6}{'5 folds h':>11}{'1 fold h':>10}"
+        f"{'test only h':>13}  5 folds fit 9h"
+    )
     for r in result["kaggle_estimate"]:
-        print(f"{r['model']:<26}{r['max_length']:>8}{r['mean_tokens_per_row']:>9.0f}{r['assumed_mfu']:>6.2f}"
-              f"{r['hours_5_folds_2xT4']:>11.1f}{r['hours_1_fold_plus_test_2xT4']:>10.1f}"
-              f"{r['hours_test_inference_only_2xT4']:>13.1f}  {r['fits_9h_5_folds']}")
-    print("'test only': a model fine-tuned elsewhere, scoring Kaggle's test in both A/B orders (how the"
-          " winning Gemma-2-9B entries ran)")
+        print(
+            f"{r['model']:<26}{r['max_length']:>8}{r['mean_tokens_per_row']:>9.0f}{r['assumed_mfu']:>6.2f}"
+            f"{r['hours_5_folds_2xT4']:>11.1f}{r['hours_1_fold_plus_test_2xT4']:>10.1f}"
+            f"{r['hours_test_inference_only_2xT4']:>13.1f}  {r['fits_9h_5_folds']}"
+        )
+    print(
+        "'test only': a model fine-tuned elsewhere, scoring Kaggle's test in both A/B orders (how the"
+        " winning Gemma-2-9B entries ran)"
+    )
     print(f"\nwrote {args.out}")
 
 

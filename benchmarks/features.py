@@ -48,13 +48,14 @@ from pipelines.data import load_battles  # noqa: E402
 
 log = logging.getLogger("benchmarks.features")
 
-TARGET_ROWS = 82_000       # Kaggle LLM Classification Finetuning: ~57.5k train + ~25k test
+TARGET_ROWS = 82_000  # Kaggle LLM Classification Finetuning: ~57.5k train + ~25k test
 TARGET_SECONDS = 120.0
 TARGET_ROWS_PER_S = 700.0  # 82k / 120 s = 683 rows/s, rounded up
 ARENA_RESPONSE_CHARS = 1400.0  # mean chars per response in the Kaggle arena data (approx.)
 
 
 # --------------------------------------------------------------------------- data
+
 
 def source_paths(data: Path) -> dict[str, list[Path]]:
     """Inputs per converter format; every one must exist."""
@@ -89,10 +90,10 @@ def load_real_battles(data: Path) -> pd.DataFrame:
 
 def text_lengths(battles: pd.DataFrame) -> pd.DataFrame:
     """Chars per side as the features see them (turns joined by a blank line, as TextView does)."""
-    return pd.DataFrame({
-        col: battles[col].map(lambda turns: len("\n\n".join(turns))).to_numpy()
-        for col in TURN_COLUMNS
-    }, index=battles.index)
+    return pd.DataFrame(
+        {col: battles[col].map(lambda turns: len("\n\n".join(turns))).to_numpy() for col in TURN_COLUMNS},
+        index=battles.index,
+    )
 
 
 def length_stats(battles: pd.DataFrame) -> dict[str, float]:
@@ -129,8 +130,12 @@ def arena_like_sample(battles: pd.DataFrame, n: int, target: float, seed: int) -
 
     lo, hi = 0.0, 20.0
     if resp[pick(hi)].mean() < target:
-        log.warning("arena-like sample: even the longest %d rows average %.0f chars per response (< %.0f)",
-                    n, resp[pick(hi)].mean(), target)
+        log.warning(
+            "arena-like sample: even the longest %d rows average %.0f chars per response (< %.0f)",
+            n,
+            resp[pick(hi)].mean(),
+            target,
+        )
         lam = hi
     else:
         for _ in range(60):
@@ -145,6 +150,7 @@ def arena_like_sample(battles: pd.DataFrame, n: int, target: float, seed: int) -
 
 
 # --------------------------------------------------------------------------- memory
+
 
 class PeakRSS:
     """Largest sum of RSS over this process and all its descendants, sampled in a thread; also
@@ -212,8 +218,16 @@ def maxrss_mib(who: int) -> float:
 
 # --------------------------------------------------------------------------- timing
 
-def run_config(name: str, battles: pd.DataFrame, groups: list[str], n_jobs: int, chunk_size: int,
-               chars_per_row: float, repeat: int = 1) -> dict:
+
+def run_config(
+    name: str,
+    battles: pd.DataFrame,
+    groups: list[str],
+    n_jobs: int,
+    chunk_size: int,
+    chars_per_row: float,
+    repeat: int = 1,
+) -> dict:
     """Time ``repeat`` runs; rows/s come from the fastest (the least disturbed by other work on the
     machine), the median is reported beside it. Peak RSS is the largest over all runs."""
     extractor = FeatureExtractor(groups, n_jobs=n_jobs, chunk_size=chunk_size, cache_dir=None, progress=False)
@@ -231,9 +245,15 @@ def run_config(name: str, battles: pd.DataFrame, groups: list[str], n_jobs: int,
     rows_s = len(battles) / seconds
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     result = {
-        "name": name, "groups": groups, "n_jobs": n_jobs, "chunk_size": chunk_size,
-        "rows": len(battles), "columns": int(frame.shape[1]), "repeats": len(runs),
-        "seconds": round(seconds, 3), "seconds_all": [round(r[0], 3) for r in runs],
+        "name": name,
+        "groups": groups,
+        "n_jobs": n_jobs,
+        "chunk_size": chunk_size,
+        "rows": len(battles),
+        "columns": int(frame.shape[1]),
+        "repeats": len(runs),
+        "seconds": round(seconds, 3),
+        "seconds_all": [round(r[0], 3) for r in runs],
         "rows_per_s": round(rows_s, 1),
         "rows_per_s_median": round(len(battles) / median_s, 1),
         "rows_per_s_per_1k_chars": round(rows_s * chars_per_row / 1000, 1),  # = thousand chars per second
@@ -242,9 +262,21 @@ def run_config(name: str, battles: pd.DataFrame, groups: list[str], n_jobs: int,
         "peak_rss_mib": mib(peak),
         "load_avg_1min_after": round(load, 2),
     }
-    log.info("%-22s n_jobs=%d  %6d rows  best of %d %7.2fs  %8.1f rows/s (median %.1f)  %8.1f rows/s per 1k chars"
-             "  %.1f CPU s  peak RSS %.0f MiB  load %.1f", name, n_jobs, len(battles), len(runs), seconds, rows_s,
-             result["rows_per_s_median"], result["rows_per_s_per_1k_chars"], cpu_s, mib(peak), load)
+    log.info(
+        "%-22s n_jobs=%d  %6d rows  best of %d %7.2fs  %8.1f rows/s (median %.1f)  %8.1f rows/s per 1k chars"
+        "  %.1f CPU s  peak RSS %.0f MiB  load %.1f",
+        name,
+        n_jobs,
+        len(battles),
+        len(runs),
+        seconds,
+        rows_s,
+        result["rows_per_s_median"],
+        result["rows_per_s_per_1k_chars"],
+        cpu_s,
+        mib(peak),
+        load,
+    )
     return result
 
 
@@ -279,70 +311,112 @@ def warm_up(battles: pd.DataFrame, n_jobs: int, hold: float = 0.5) -> float:
 
 # --------------------------------------------------------------------------- report
 
+
 def print_report(res: dict) -> None:
     d, a = res["data"], res["arena_like"]["data"]
     print()
     env = res["env"]
     print(f"feature extraction benchmark  ({env['cpus_available']} CPUs available, python {env['python']})")
-    print(f"real data: {d['rows']} rows ({', '.join(f'{k} {v}' for k, v in res['data']['sources'].items())}); "
-          f"mean {d['mean_chars_per_row']:.0f} chars/row (prompt {d['mean_prompt_chars']:.0f}, "
-          f"response {d['mean_response_chars']:.0f}, median {d['median_response_chars']:.0f})")
-    print(f"arena-like sample: {a['rows']} distinct real rows, mean {a['mean_chars_per_row']:.0f} chars/row "
-          f"(prompt {a['mean_prompt_chars']:.0f}, response {a['mean_response_chars']:.0f}, "
-          f"median {a['median_response_chars']:.0f})")
-    print(f"start-up (imports, cmudict, workers): n_jobs=1 {res['startup_s']['1']:.2f}s, "
-          f"n_jobs=2 {res['startup_s']['2']:.2f}s (excluded from rows/s)")
+    print(
+        f"real data: {d['rows']} rows ({', '.join(f'{k} {v}' for k, v in res['data']['sources'].items())}); "
+        f"mean {d['mean_chars_per_row']:.0f} chars/row (prompt {d['mean_prompt_chars']:.0f}, "
+        f"response {d['mean_response_chars']:.0f}, median {d['median_response_chars']:.0f})"
+    )
+    print(
+        f"arena-like sample: {a['rows']} distinct real rows, mean {a['mean_chars_per_row']:.0f} chars/row "
+        f"(prompt {a['mean_prompt_chars']:.0f}, response {a['mean_response_chars']:.0f}, "
+        f"median {a['median_response_chars']:.0f})"
+    )
+    print(
+        f"start-up (imports, cmudict, workers): n_jobs=1 {res['startup_s']['1']:.2f}s, "
+        f"n_jobs=2 {res['startup_s']['2']:.2f}s (excluded from rows/s)"
+    )
     print()
-    header = (f"{'configuration':<26}{'jobs':>5}{'rows':>8}{'seconds':>9}{'rows/s':>10}{'median':>9}"
-              f"{'rows/s/1kch':>13}{'arena rows/s*':>15}{'CPU s':>8}{'rows/CPU s':>12}{'peak RSS MiB':>14}")
+    header = (
+        f"{'configuration':<26}{'jobs':>5}{'rows':>8}{'seconds':>9}{'rows/s':>10}{'median':>9}"
+        f"{'rows/s/1kch':>13}{'arena rows/s*':>15}{'CPU s':>8}{'rows/CPU s':>12}{'peak RSS MiB':>14}"
+    )
     print(header)
     print("-" * len(header))
     for r in res["configs"]:
-        print(f"{r['name']:<26}{r['n_jobs']:>5}{r['rows']:>8}{r['seconds']:>9.2f}{r['rows_per_s']:>10.1f}"
-              f"{r['rows_per_s_median']:>9.1f}"
-              f"{r['rows_per_s_per_1k_chars']:>13.1f}{r['arena_rows_per_s_linear']:>15.1f}{r['cpu_s']:>8.1f}"
-              f"{(r['rows_per_cpu_s'] or float('nan')):>12.1f}{r['peak_rss_mib']:>14.0f}")
-    print(f"rows/s: fastest of {res['args']['repeat']} runs per configuration (median beside it; the full-size run "
-          "is timed once)")
+        print(
+            f"{r['name']:<26}{r['n_jobs']:>5}{r['rows']:>8}{r['seconds']:>9.2f}{r['rows_per_s']:>10.1f}"
+            f"{r['rows_per_s_median']:>9.1f}"
+            f"{r['rows_per_s_per_1k_chars']:>13.1f}{r['arena_rows_per_s_linear']:>15.1f}{r['cpu_s']:>8.1f}"
+            f"{(r['rows_per_cpu_s'] or float('nan')):>12.1f}{r['peak_rss_mib']:>14.0f}"
+        )
+    print(
+        f"rows/s: fastest of {res['args']['repeat']} runs per configuration (median beside it; the full-size run "
+        "is timed once)"
+    )
     print("* linear projection to the arena-like chars per row: rows/s x (chars/row here) / (arena chars/row)")
-    print(f"1-min load average: {res['load_avg_1min']['start']:.2f} at start, {res['load_avg_1min']['end']:.2f} at end "
-          f"(other work on these {env['cpus_available']} CPUs slows the wall-clock figures; CPU s does not count it)")
+    print(
+        f"1-min load average: {res['load_avg_1min']['start']:.2f} at start, {res['load_avg_1min']['end']:.2f} at end "
+        f"(other work on these {env['cpus_available']} CPUs slows the wall-clock figures; CPU s does not count it)"
+    )
     print()
     p = res["projection"]
-    print(f"peak RSS (sampled): this process + workers {res['peak_rss_mib']:.0f} MiB; this process "
-          f"{res['peak_rss_main_mib']:.0f} MiB (after loading the data {res['rss_after_loading_mib']:.0f} MiB); "
-          f"largest worker {res['peak_rss_worker_max_mib']:.0f} MiB; getrusage max RSS self "
-          f"{res['ru_maxrss_mib']['self']:.0f} MiB")
-    print(f"target: {TARGET_ROWS} rows in {TARGET_SECONDS:.0f}s = {TARGET_ROWS / TARGET_SECONDS:.0f} rows/s "
-          f"(goal >= {TARGET_ROWS_PER_S:.0f} rows/s), all groups, n_jobs=2:")
+    print(
+        f"peak RSS (sampled): this process + workers {res['peak_rss_mib']:.0f} MiB; this process "
+        f"{res['peak_rss_main_mib']:.0f} MiB (after loading the data {res['rss_after_loading_mib']:.0f} MiB); "
+        f"largest worker {res['peak_rss_worker_max_mib']:.0f} MiB; getrusage max RSS self "
+        f"{res['ru_maxrss_mib']['self']:.0f} MiB"
+    )
+    print(
+        f"target: {TARGET_ROWS} rows in {TARGET_SECONDS:.0f}s = {TARGET_ROWS / TARGET_SECONDS:.0f} rows/s "
+        f"(goal >= {TARGET_ROWS_PER_S:.0f} rows/s), all groups, n_jobs=2:"
+    )
     for key in ("real_mix", "arena_like_measured", "full_size_measured"):
         if key not in p:
             continue
         q = p[key]
-        print(f"  {key:<22} {q['rows_per_s']:8.1f} rows/s -> {q['projected_seconds']:6.1f}s for {TARGET_ROWS} rows "
-              f"(incl. start-up)  {'MEETS' if q['meets_target'] else 'MISSES'} target")
+        print(
+            f"  {key:<22} {q['rows_per_s']:8.1f} rows/s -> {q['projected_seconds']:6.1f}s for {TARGET_ROWS} rows "
+            f"(incl. start-up)  {'MEETS' if q['meets_target'] else 'MISSES'} target"
+        )
     print()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
-                        help="folder holding llmeval2/, pandalm/, hh-rlhf/ (default: the repo's sibling shared/data)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT.parent / "shared" / "data",
+        help="folder holding llmeval2/, pandalm/, hh-rlhf/ (default: the repo's sibling shared/data)",
+    )
     parser.add_argument("--rows", type=int, default=None, help="subsample this many rows (seeded) for a quick run")
     parser.add_argument("--arena-rows", type=int, default=2000, help="rows in the arena-length sample")
-    parser.add_argument("--arena-response-chars", type=float, default=ARENA_RESPONSE_CHARS,
-                        help="mean chars per response the arena-like sample aims at")
-    parser.add_argument("--chunk-size", type=int, default=1000,
-                        help="FeatureExtractor chunk size (pipeline default 1000)")
+    parser.add_argument(
+        "--arena-response-chars",
+        type=float,
+        default=ARENA_RESPONSE_CHARS,
+        help="mean chars per response the arena-like sample aims at",
+    )
+    parser.add_argument(
+        "--chunk-size", type=int, default=1000, help="FeatureExtractor chunk size (pipeline default 1000)"
+    )
     parser.add_argument("--skip-groups", action="store_true", help="skip the per-group runs")
-    parser.add_argument("--full-size-rows", type=int, default=0,
-                        help="also time all groups, n_jobs=2 on this many rows (e.g. 82000) made by cycling the real "
-                             "rows: a direct check of the target's time and memory (0: skip)")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs per configuration; rows/s from the fastest, median also given (default 3)")
+    parser.add_argument(
+        "--full-size-rows",
+        type=int,
+        default=0,
+        help="also time all groups, n_jobs=2 on this many rows (e.g. 82000) made by cycling the real "
+        "rows: a direct check of the target's time and memory (0: skip)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per configuration; rows/s from the fastest, median also given (default 3)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save-features", type=Path, default=None,
-                        help="also write the all-groups n_jobs=1 feature frame here (parquet), e.g. to diff versions")
+    parser.add_argument(
+        "--save-features",
+        type=Path,
+        default=None,
+        help="also write the all-groups n_jobs=1 feature frame here (parquet), e.g. to diff versions",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "features.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -360,8 +434,11 @@ def main(argv: list[str] | None = None) -> int:
         sources = battles["source"].value_counts().sort_index().to_dict()
         data_stats = {**length_stats(battles), "sources": {k: int(v) for k, v in sources.items()}}
         arena, lam = arena_like_sample(full, args.arena_rows, args.arena_response_chars, args.seed)
-        arena_stats = {**length_stats(arena), "tilt_lambda_per_1k_chars": round(lam, 4),
-                       "sources": {k: int(v) for k, v in arena["source"].value_counts().sort_index().items()}}
+        arena_stats = {
+            **length_stats(arena),
+            "tilt_lambda_per_1k_chars": round(lam, 4),
+            "sources": {k: int(v) for k, v in arena["source"].value_counts().sort_index().items()},
+        }
         log.info("real data: %s", data_stats)
         log.info("arena-like sample: %s", arena_stats)
         rss_loaded = PeakRSS().sample()
@@ -383,8 +460,11 @@ def main(argv: list[str] | None = None) -> int:
             reps = -(-args.full_size_rows // len(full))
             big = pd.concat([full] * reps, ignore_index=True).iloc[: args.full_size_rows]
             big_stats = length_stats(big)
-            configs.append(run_config(f"all, {len(big)} cycled rows", big, all_groups, 2, args.chunk_size,
-                                      big_stats["mean_chars_per_row"]))
+            configs.append(
+                run_config(
+                    f"all, {len(big)} cycled rows", big, all_groups, 2, args.chunk_size, big_stats["mean_chars_per_row"]
+                )
+            )
             del big
         for r in configs:
             r["arena_rows_per_s_linear"] = round(r["rows_per_s_per_1k_chars"] * 1000 / acpr, 1)
@@ -398,27 +478,36 @@ def main(argv: list[str] | None = None) -> int:
 
     def projection(rows_per_s: float) -> dict:
         seconds = TARGET_ROWS / rows_per_s + startup["2"]
-        return {"rows_per_s": rows_per_s, "projected_seconds": round(seconds, 1),
-                "meets_target": bool(rows_per_s >= TARGET_ROWS_PER_S and seconds <= TARGET_SECONDS)}
+        return {
+            "rows_per_s": rows_per_s,
+            "projected_seconds": round(seconds, 1),
+            "meets_target": bool(rows_per_s >= TARGET_ROWS_PER_S and seconds <= TARGET_SECONDS),
+        }
 
     real2 = next(r for r in configs if r["name"] == "all groups" and r["n_jobs"] == 2)
     arena2 = next(r for r in configs if r["name"] == "all groups, arena-like" and r["n_jobs"] == 2)
     results = {
-        "env": {"python": platform.python_version(), "platform": platform.platform(),
-                "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-                "versions": _versions()},
+        "env": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "versions": _versions(),
+        },
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "data": data_stats,
         "arena_like": {"data": arena_stats, "target_mean_response_chars": args.arena_response_chars},
         "startup_s": {k: round(v, 3) for k, v in startup.items()},
         "configs": configs,
-        "load_avg_1min": {"start": round(load_start, 2),
-                          "end": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else float("nan")},
+        "load_avg_1min": {
+            "start": round(load_start, 2),
+            "end": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else float("nan"),
+        },
         "rss_after_loading_mib": mib(rss_loaded),
         "peak_rss_mib": mib(total_mem.peak),
         "peak_rss_main_mib": mib(total_mem.peak_by_pid.get(os.getpid(), 0)),
-        "peak_rss_worker_max_mib": mib(max([v for k, v in total_mem.peak_by_pid.items() if k != os.getpid()],
-                                           default=0)),
+        "peak_rss_worker_max_mib": mib(
+            max([v for k, v in total_mem.peak_by_pid.items() if k != os.getpid()], default=0)
+        ),
         # getrusage: a forked child's maxrss starts at the pages it shared with this process at fork,
         # so "children" is at least this process's size when it forked, whatever the worker used
         "ru_maxrss_mib": {"self": maxrss_mib(resource.RUSAGE_SELF), "children": maxrss_mib(resource.RUSAGE_CHILDREN)},
@@ -433,9 +522,12 @@ def main(argv: list[str] | None = None) -> int:
     if full_size:
         f = full_size[0]
         results["projection"]["full_size_measured"] = {
-            "rows_per_s": f["rows_per_s"], "projected_seconds": round(TARGET_ROWS / f["rows_per_s"] + startup["2"], 1),
-            "measured_seconds": f["seconds"], "rows": f["rows"],
-            "meets_target": bool(f["rows_per_s"] >= TARGET_ROWS_PER_S)}
+            "rows_per_s": f["rows_per_s"],
+            "projected_seconds": round(TARGET_ROWS / f["rows_per_s"] + startup["2"], 1),
+            "measured_seconds": f["seconds"],
+            "rows": f["rows"],
+            "meets_target": bool(f["rows_per_s"] >= TARGET_ROWS_PER_S),
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print_report(results)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from common import DEFAULT_DATA, REAL_SETS, ROOT, minilm_path
 
 
@@ -27,8 +26,14 @@ def time_training_steps(model_path: Path, battles: pd.DataFrame, precision: str,
     from encoders.classifier import TransformerClassifier
     from encoders.settings import EncoderConfig
 
-    cfg = EncoderConfig(model_path=str(model_path), max_length=max_length, batch_size=8, max_steps=steps,
-                        precision=precision, swap_augment=False)
+    cfg = EncoderConfig(
+        model_path=str(model_path),
+        max_length=max_length,
+        batch_size=8,
+        max_steps=steps,
+        precision=precision,
+        swap_augment=False,
+    )
     clf = TransformerClassifier(cfg, progress=False).fit(battles, battles["label"].to_numpy())
     return float(np.median(clf.step_seconds_[1:]))  # the first step carries warm-up costs
 
@@ -70,14 +75,25 @@ def main() -> None:
         arena[["id", "prompt", "response_a", "response_b"]].to_csv(test_path, index=False)
 
         battles = load_battles(train_path)[0]
-        timing = {prec: time_training_steps(model, battles, prec, args.timing_steps, args.max_length)
-                  for prec in ("fp32", "bf16")}
+        timing = {
+            prec: time_training_steps(model, battles, prec, args.timing_steps, args.max_length)
+            for prec in ("fp32", "bf16")
+        }
 
-        config = RunConfig(train_path=str(train_path), test_path=str(test_path), out_dir=str(tmp / "run"),
-                           seed=42, progress=False)
-        config.encoders.append(EncoderConfig(model_path=str(model), name="minilm", max_length=args.max_length,
-                                             epochs=args.epochs, batch_size=16, learning_rate=5e-5,
-                                             precision="bf16"))
+        config = RunConfig(
+            train_path=str(train_path), test_path=str(test_path), out_dir=str(tmp / "run"), seed=42, progress=False
+        )
+        config.encoders.append(
+            EncoderConfig(
+                model_path=str(model),
+                name="minilm",
+                max_length=args.max_length,
+                epochs=args.epochs,
+                batch_size=16,
+                learning_rate=5e-5,
+                precision="bf16",
+            )
+        )
         start = time.perf_counter()
         report = run(config)
         seconds = time.perf_counter() - start
@@ -86,11 +102,15 @@ def main() -> None:
         minilm_alone = multiclass_log_loss(y, oof[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy())
 
     result = {
-        "rows": len(sample), "sets": args.sets, "max_length": args.max_length, "epochs": args.epochs,
+        "rows": len(sample),
+        "sets": args.sets,
+        "max_length": args.max_length,
+        "epochs": args.epochs,
         "oof_log_loss": {k: v["log_loss"] for k, v in report["oof"].items() if "uncalibrated" not in k},
         "minilm_alone_oof_log_loss": minilm_alone,
         "chosen_sources": report["chosen"]["sources"],
-        "seconds_total": seconds, "timings": report["timings"],
+        "seconds_total": seconds,
+        "timings": report["timings"],
         "seconds_per_training_step_batch8": timing,
         "bf16_speedup_over_fp32": timing["fp32"] / timing["bf16"],
     }

@@ -42,8 +42,9 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def should_start_fold(now: float, deadline: float | None, done: list[FoldTiming], folds_left: int,
-                      safety: float = SAFETY) -> tuple[bool, dict]:
+def should_start_fold(
+    now: float, deadline: float | None, done: list[FoldTiming], folds_left: int, safety: float = SAFETY
+) -> tuple[bool, dict]:
     """Start the next fold only if the training (with OOF prediction) of every remaining fold fits.
 
     ``folds_left`` counts the fold about to start. Returns (start?, record of the projection).
@@ -57,17 +58,25 @@ def should_start_fold(now: float, deadline: float | None, done: list[FoldTiming]
         return True, {"seconds_left": round(left, 1)}  # nothing measured yet: the first fold runs
     fit = _mean([t.fit_s for t in done])
     need = folds_left * fit * safety
-    record = {"seconds_left": round(left, 1), "projected_fit_s_per_fold": round(fit, 2),
-              "projected_s_remaining_folds_without_test": round(need, 1)}
+    record = {
+        "seconds_left": round(left, 1),
+        "projected_fit_s_per_fold": round(fit, 2),
+        "projected_s_remaining_folds_without_test": round(need, 1),
+    }
     if need > left:
-        record["reason"] = (f"training the {folds_left} remaining fold(s) needs ~{need:.0f}s, "
-                            f"{left:.0f}s left")
+        record["reason"] = f"training the {folds_left} remaining fold(s) needs ~{need:.0f}s, {left:.0f}s left"
         return False, record
     return True, record
 
 
-def should_score_test(now: float, deadline: float | None, done: list[FoldTiming], folds_after: int,
-                      current_fit_s: float, safety: float = SAFETY) -> tuple[bool, dict]:
+def should_score_test(
+    now: float,
+    deadline: float | None,
+    done: list[FoldTiming],
+    folds_after: int,
+    current_fit_s: float,
+    safety: float = SAFETY,
+) -> tuple[bool, dict]:
     """After a fold's OOF prediction: score test too, if that still leaves room to train the folds after it.
 
     The test time is projected from earlier folds that scored test (the first fold always does,
@@ -83,11 +92,16 @@ def should_score_test(now: float, deadline: float | None, done: list[FoldTiming]
     test = _mean(tests)
     left = deadline - now
     need = (folds_after * fit + test) * safety
-    record = {"seconds_left": round(left, 1), "projected_test_s": round(test, 2),
-              "projected_s_this_test_and_remaining_folds": round(need, 1)}
+    record = {
+        "seconds_left": round(left, 1),
+        "projected_test_s": round(test, 2),
+        "projected_s_this_test_and_remaining_folds": round(need, 1),
+    }
     if need > left:
-        record["reason"] = (f"test inference (~{test:.0f}s) plus {folds_after} more fold(s) "
-                            f"(~{fit:.0f}s each) would pass the time budget ({left:.0f}s left)")
+        record["reason"] = (
+            f"test inference (~{test:.0f}s) plus {folds_after} more fold(s) "
+            f"(~{fit:.0f}s each) would pass the time budget ({left:.0f}s left)"
+        )
         return False, record
     return True, record
 
@@ -103,8 +117,9 @@ class ProbeTiming:
     rows_per_step: int  # sequences per optimiser step (batch size x gradient accumulation)
 
 
-def project_fold_seconds(probe: ProbeTiming, n_train_sequences: int, steps: int, n_oof_sequences: int,
-                         n_test_sequences: int) -> dict:
+def project_fold_seconds(
+    probe: ProbeTiming, n_train_sequences: int, steps: int, n_oof_sequences: int, n_test_sequences: int
+) -> dict:
     """Projected seconds of one fold from a probe: ``fit_s`` (load, encode, train, OOF predict) and
     ``test_s`` (encode and predict test). Prediction is forward only: ``FORWARD_SHARE`` of a training
     pass per sequence."""

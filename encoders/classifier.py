@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from arena_schema import swap_labels, swap_proba
 from encoders.inputs import BattleEncoder, length_sorted_batches
 from encoders.model import load_classifier, load_tokenizer
 from encoders.settings import EncoderConfig
-from stacking.symmetry import swap_labels, swap_proba
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ def pad_batch(sequences: list[list[int]], pad_id: int, labels: list[int] | None 
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for i, s in enumerate(sequences):
-        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, :len(s)] = 1
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
     batch = {"input_ids": ids, "attention_mask": mask}
     if labels is not None:
         batch["labels"] = torch.tensor(labels, dtype=torch.long)
@@ -72,9 +72,11 @@ class TransformerClassifier:
                 from accelerate.state import AcceleratorState
 
                 AcceleratorState._reset_state(reset_partial_state=True)
-            self.accelerator_ = Accelerator(cpu=not torch.cuda.is_available(),  # lets torchrun on CPUs use gloo DDP
-                                            mixed_precision=resolve_precision(self.config.precision),
-                                            gradient_accumulation_steps=self.config.grad_accum)
+            self.accelerator_ = Accelerator(
+                cpu=not torch.cuda.is_available(),  # lets torchrun on CPUs use gloo DDP
+                mixed_precision=resolve_precision(self.config.precision),
+                gradient_accumulation_steps=self.config.grad_accum,
+            )
         return self.accelerator_
 
     def _encoder(self) -> BattleEncoder:
@@ -84,7 +86,7 @@ class TransformerClassifier:
         a, b = ("b_turns", "a_turns") if swapped else ("a_turns", "b_turns")
         return self._encoder().encode_many(battles["prompt_turns"], battles[a], battles[b])
 
-    def fit(self, battles: pd.DataFrame, y: np.ndarray, deadline: float | None = None) -> "TransformerClassifier":
+    def fit(self, battles: pd.DataFrame, y: np.ndarray, deadline: float | None = None) -> TransformerClassifier:
         from transformers import get_linear_schedule_with_warmup
 
         cfg = self.config
@@ -92,10 +94,16 @@ class TransformerClassifier:
         accelerator = self._accelerator()
         started = time.monotonic()
         self.tokenizer_ = load_tokenizer(cfg.model_path)
-        model = load_classifier(cfg.model_path, lora=cfg.lora, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                                lora_dropout=cfg.lora_dropout, load_in_bits=cfg.load_in_bits,
-                                gradient_checkpointing=cfg.gradient_checkpointing,
-                                pad_token_id=self.tokenizer_.pad_token_id)
+        model = load_classifier(
+            cfg.model_path,
+            lora=cfg.lora,
+            lora_r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            load_in_bits=cfg.load_in_bits,
+            gradient_checkpointing=cfg.gradient_checkpointing,
+            pad_token_id=self.tokenizer_.pad_token_id,
+        )
         loaded = time.monotonic()
         y = np.asarray(y)
         sequences = self._encode(battles)
@@ -103,13 +111,20 @@ class TransformerClassifier:
         if cfg.swap_augment:
             sequences += self._encode(battles, swapped=True)
             labels += list(swap_labels(y))
-        self.timing_ = {"load_s": loaded - started, "encode_s": time.monotonic() - loaded,
-                        "n_sequences": len(sequences)}
+        self.timing_ = {
+            "load_s": loaded - started,
+            "encode_s": time.monotonic() - loaded,
+            "n_sequences": len(sequences),
+        }
         pad_id = self.tokenizer_.pad_token_id
         data = list(zip(sequences, labels))
         loader = torch.utils.data.DataLoader(
-            data, batch_size=cfg.batch_size, shuffle=True, generator=torch.Generator().manual_seed(cfg.seed),
-            collate_fn=lambda rows: pad_batch([r[0] for r in rows], pad_id, [int(r[1]) for r in rows]))
+            data,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(cfg.seed),
+            collate_fn=lambda rows: pad_batch([r[0] for r in rows], pad_id, [int(r[1]) for r in rows]),
+        )
         steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
         total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
         if cfg.max_steps is not None:
@@ -122,14 +137,24 @@ class TransformerClassifier:
         # num_processes times per step, so the epoch (and the schedule) ends after total/num_processes steps
         total_steps = math.ceil(total_steps / accelerator.num_processes)
         self.timing_["num_processes"] = accelerator.num_processes
-        log.info("fine-tune: process %d of %d, device %s, mixed precision %s, %d rows (swap-augmented), "
-                 "%d steps per process",
-                 accelerator.process_index, accelerator.num_processes, accelerator.device,
-                 accelerator.mixed_precision, len(data), total_steps)
+        log.info(
+            "fine-tune: process %d of %d, device %s, mixed precision %s, %d rows (swap-augmented), "
+            "%d steps per process",
+            accelerator.process_index,
+            accelerator.num_processes,
+            accelerator.device,
+            accelerator.mixed_precision,
+            len(data),
+            total_steps,
+        )
         loss_fn = torch.nn.CrossEntropyLoss()
         model.train()
-        bar = tqdm(total=total_steps, desc="fine-tune", unit="step",
-                   disable=not (self.progress and accelerator.is_local_main_process))
+        bar = tqdm(
+            total=total_steps,
+            desc="fine-tune",
+            unit="step",
+            disable=not (self.progress and accelerator.is_local_main_process),
+        )
         step, running = 0, []
         self.step_seconds_: list[float] = []  # wall time per optimiser step, for throughput projections
         last = time.perf_counter()
@@ -192,10 +217,12 @@ class TransformerClassifier:
         model = self.model_
         model.eval()
         batches = length_sorted_batches(np.array([len(s) for s in sequences]), self.config.eval_batch_size)
-        mine = batches[accelerator.process_index::accelerator.num_processes]
+        mine = batches[accelerator.process_index :: accelerator.num_processes]
         pad_id = self.tokenizer_.pad_token_id
         results: list[tuple[np.ndarray, np.ndarray]] = []
-        for idx in tqdm(mine, desc="predict", unit="batch", disable=not (self.progress and accelerator.is_local_main_process)):
+        for idx in tqdm(
+            mine, desc="predict", unit="batch", disable=not (self.progress and accelerator.is_local_main_process)
+        ):
             batch = pad_batch([sequences[i] for i in idx], pad_id)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.autocast():

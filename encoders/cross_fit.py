@@ -28,13 +28,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from encoders.budget import (SAFETY, FoldTiming, ProbeTiming, next_max_length, project_fold_seconds,
-                             should_score_test, should_start_fold, total_steps)
+from arena_schema import CLASS_COLUMNS
+from encoders.budget import (
+    SAFETY,
+    FoldTiming,
+    ProbeTiming,
+    next_max_length,
+    project_fold_seconds,
+    should_score_test,
+    should_start_fold,
+    total_steps,
+)
 from encoders.classifier import TransformerClassifier
 from encoders.settings import EncoderConfig
 
 log = logging.getLogger(__name__)
-PROBA_COLUMNS = ("winner_model_a", "winner_model_b", "winner_tie")
 LENGTH_PLAN = "max_length_plan.json"
 
 
@@ -55,7 +63,7 @@ class EncoderRun:
 
 
 def _proba_frame(ids: pd.Series, proba: np.ndarray) -> pd.DataFrame:
-    frame = pd.DataFrame(proba, columns=list(PROBA_COLUMNS))
+    frame = pd.DataFrame(proba, columns=list(CLASS_COLUMNS))
     frame.insert(0, "id", ids.astype(str).to_numpy())
     return frame
 
@@ -106,35 +114,54 @@ def _invalidate_stale_checkpoints(work: Path, config: EncoderConfig, train: pd.D
 def _fit_rows(config: EncoderConfig, folds: np.ndarray, k: int) -> np.ndarray:
     fit_rows = np.flatnonzero(folds != k)
     if config.max_train_rows is not None and len(fit_rows) > config.max_train_rows:
-        fit_rows = np.sort(np.random.default_rng(config.seed + k).choice(fit_rows, config.max_train_rows,
-                                                                          replace=False))
+        fit_rows = np.sort(
+            np.random.default_rng(config.seed + k).choice(fit_rows, config.max_train_rows, replace=False)
+        )
     return fit_rows
 
 
-def _probe(config: EncoderConfig, max_length: int, train: pd.DataFrame, y: np.ndarray, fit_rows: np.ndarray,
-           ) -> tuple[ProbeTiming, int]:
+def _probe(
+    config: EncoderConfig,
+    max_length: int,
+    train: pd.DataFrame,
+    y: np.ndarray,
+    fit_rows: np.ndarray,
+) -> tuple[ProbeTiming, int]:
     """Train ``probe_steps`` steps at ``max_length`` on a sample of fold 0's rows; the measured timing."""
     per_step = config.batch_size * config.grad_accum
     n = min(len(fit_rows), config.probe_steps * per_step)
     rows = np.sort(np.random.default_rng(config.seed).choice(fit_rows, n, replace=False))
-    probe_config = replace(config, max_length=max_length, max_steps=config.probe_steps,
-                           epochs=max(config.epochs, 1.0))
+    probe_config = replace(config, max_length=max_length, max_steps=config.probe_steps, epochs=max(config.epochs, 1.0))
     clf = TransformerClassifier(probe_config, progress=False)
     clf.fit(train.iloc[rows], y[rows])
     timing = clf.timing_
     seconds_per_step = clf.seconds_per_step() or 0.0
     clf.release()
-    return ProbeTiming(max_length, timing["load_s"], timing["encode_s"] / max(timing["n_sequences"], 1),
-                       seconds_per_step, per_step), int(timing.get("num_processes", 1))
+    return ProbeTiming(
+        max_length, timing["load_s"], timing["encode_s"] / max(timing["n_sequences"], 1), seconds_per_step, per_step
+    ), int(timing.get("num_processes", 1))
 
 
-def _plan_max_length(config: EncoderConfig, train: pd.DataFrame, y: np.ndarray, folds: np.ndarray,
-                     fold_ids: list[int], test: pd.DataFrame, work: Path, deadline: float | None,
-                     resumed: bool, clock: Callable[[], float]) -> dict:
+def _plan_max_length(
+    config: EncoderConfig,
+    train: pd.DataFrame,
+    y: np.ndarray,
+    folds: np.ndarray,
+    fold_ids: list[int],
+    test: pd.DataFrame,
+    work: Path,
+    deadline: float | None,
+    resumed: bool,
+    clock: Callable[[], float],
+) -> dict:
     """The max_length for every fold, decided once before fold 0 (and kept on resume)."""
     path = work / LENGTH_PLAN
-    info: dict = {"configured": config.max_length, "used": config.max_length, "floor": config.min_max_length,
-                  "probes": []}
+    info: dict = {
+        "configured": config.max_length,
+        "used": config.max_length,
+        "floor": config.min_max_length,
+        "probes": [],
+    }
     if resumed:
         if path.exists():
             info.update(json.loads(path.read_text()))
@@ -155,34 +182,58 @@ def _plan_max_length(config: EncoderConfig, train: pd.DataFrame, y: np.ndarray, 
     length = config.max_length
     while _agree(clock() < deadline):
         probe, n_proc = _probe(config, length, train, y, fit_rows)
-        steps = -(-total_steps(n_train_seq, config.batch_size, config.grad_accum, config.epochs,
-                               config.max_steps) // n_proc)
+        steps = -(
+            -total_steps(n_train_seq, config.batch_size, config.grad_accum, config.epochs, config.max_steps) // n_proc
+        )
         fold = project_fold_seconds(probe, n_train_seq, steps, n_oof_seq, n_test_seq)
         # all folds trained and OOF-predicted, and test scored by at least one of them
         need = (len(fold_ids) * fold["fit_s"] + fold["test_s"]) * SAFETY
         left = deadline - clock()
         fits = bool(_agree(need <= left))
-        info["probes"].append({"max_length": length, "seconds_per_step": round(probe.seconds_per_step, 4),
-                               "steps_per_fold": steps, "projected_fold_fit_s": round(fold["fit_s"], 1),
-                               "projected_fold_test_s": round(fold["test_s"], 1),
-                               "projected_total_s": round(need, 1), "seconds_left": round(left, 1), "fits": fits})
+        info["probes"].append(
+            {
+                "max_length": length,
+                "seconds_per_step": round(probe.seconds_per_step, 4),
+                "steps_per_fold": steps,
+                "projected_fold_fit_s": round(fold["fit_s"], 1),
+                "projected_fold_test_s": round(fold["test_s"], 1),
+                "projected_total_s": round(need, 1),
+                "seconds_left": round(left, 1),
+                "fits": fits,
+            }
+        )
         if fits:
             break
         shorter = next_max_length(length, config.min_max_length)
         if shorter is None:
-            log.warning("encoder %s: even at max_length %d the folds are projected to need ~%.0fs (%.0fs left)",
-                        config.resolved_name, length, need, left)
+            log.warning(
+                "encoder %s: even at max_length %d the folds are projected to need ~%.0fs (%.0fs left)",
+                config.resolved_name,
+                length,
+                need,
+                left,
+            )
             break
-        log.warning("encoder %s: all folds at max_length %d are projected to need ~%.0fs, %.0fs left: "
-                    "max_length %d for every fold", config.resolved_name, length, need, left, shorter)
+        log.warning(
+            "encoder %s: all folds at max_length %d are projected to need ~%.0fs, %.0fs left: "
+            "max_length %d for every fold",
+            config.resolved_name,
+            length,
+            need,
+            left,
+            shorter,
+        )
         length = shorter
     info["used"] = length
     if not info["probes"]:
         info["decision"] = "no probe (time budget spent): configured max_length"
         return info
     fits = info["probes"][-1]["fits"]
-    info["decision"] = (f"max_length {length}" + (" (shortened to fit the time budget)" if length != config.max_length
-                                                   else "") + ("" if fits else ": projected not to fit even so"))
+    info["decision"] = (
+        f"max_length {length}"
+        + (" (shortened to fit the time budget)" if length != config.max_length else "")
+        + ("" if fits else ": projected not to fit even so")
+    )
     if _is_main_process():
         path.write_text(json.dumps(info, indent=2))
     return info
@@ -195,9 +246,17 @@ def _fold_record(work: Path, k: int) -> dict:
     return record
 
 
-def cross_fit_encoder(config: EncoderConfig, train: pd.DataFrame, y: np.ndarray, folds: np.ndarray,
-                      test: pd.DataFrame, out_dir: str | Path, deadline: float | None = None,
-                      progress: bool = True, clock: Callable[[], float] = time.monotonic) -> EncoderRun:
+def cross_fit_encoder(
+    config: EncoderConfig,
+    train: pd.DataFrame,
+    y: np.ndarray,
+    folds: np.ndarray,
+    test: pd.DataFrame,
+    out_dir: str | Path,
+    deadline: float | None = None,
+    progress: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+) -> EncoderRun:
     """Run (or resume) all folds; write ``oof_<name>.parquet`` / ``test_<name>.parquet`` when all are done.
 
     ``deadline`` and ``clock`` are in the same seconds (``time.monotonic`` unless a test fakes it).
@@ -209,10 +268,15 @@ def cross_fit_encoder(config: EncoderConfig, train: pd.DataFrame, y: np.ndarray,
     fold_ids = sorted(int(k) for k in np.unique(folds))
     started = clock()
     is_done = {k: (work / f"fold_{k}.done.json").exists() for k in fold_ids}
-    plan: dict = {"seconds_left_at_start": None if deadline is None else round(deadline - started, 1),
-                  "safety_factor": SAFETY, "folds": [], "stopped": None}
-    plan["max_length"] = _plan_max_length(config, train, y, folds, fold_ids, test, work, deadline,
-                                          any(is_done.values()), clock)
+    plan: dict = {
+        "seconds_left_at_start": None if deadline is None else round(deadline - started, 1),
+        "safety_factor": SAFETY,
+        "folds": [],
+        "stopped": None,
+    }
+    plan["max_length"] = _plan_max_length(
+        config, train, y, folds, fold_ids, test, work, deadline, any(is_done.values()), clock
+    )
     run_config = replace(config, max_length=plan["max_length"]["used"])
 
     seconds: list[float] = []
@@ -223,8 +287,14 @@ def cross_fit_encoder(config: EncoderConfig, train: pd.DataFrame, y: np.ndarray,
             record = _fold_record(work, k)
             seconds.append(record["seconds"])
             timings.append(FoldTiming.from_record(record))
-            plan["folds"].append({"fold": k, "decision": "checkpoint", "test_scored": record["test_scored"],
-                                  "actual_s": round(record["seconds"], 1)})
+            plan["folds"].append(
+                {
+                    "fold": k,
+                    "decision": "checkpoint",
+                    "test_scored": record["test_scored"],
+                    "actual_s": round(record["seconds"], 1),
+                }
+            )
             log.info("encoder %s fold %d: checkpoint found, skipping", name, k)
             continue
         folds_left = sum(not is_done[j] for j in fold_ids[i:])
@@ -243,13 +313,16 @@ def cross_fit_encoder(config: EncoderConfig, train: pd.DataFrame, y: np.ndarray,
         if model.stopped_early_:
             log.warning("encoder %s fold %d: training cut short by the time budget; fold not kept", name, k)
             model.release()
-            plan["stopped"] = {"in_fold": k, "reason": "training cut short by the time budget; fold not kept",
-                               "after_s": round(clock() - t0, 1)}
+            plan["stopped"] = {
+                "in_fold": k,
+                "reason": "training cut short by the time budget; fold not kept",
+                "after_s": round(clock() - t0, 1),
+            }
             break
         t1 = clock()
         oof = model.predict_proba(train[~train_mask])
         t2 = clock()
-        folds_after = sum(not is_done[j] for j in fold_ids[i + 1:])
+        folds_after = sum(not is_done[j] for j in fold_ids[i + 1 :])
         score_test, test_projection = should_score_test(t2, deadline, timings, folds_after, t2 - t0)
         score_test = bool(_agree(score_test))
         test_proba = None
@@ -260,10 +333,18 @@ def cross_fit_encoder(config: EncoderConfig, train: pd.DataFrame, y: np.ndarray,
         t3 = clock()
         model.release()
         elapsed = t3 - t0
-        record = {"fold": k, "seconds": elapsed, "train_s": t1 - t0, "oof_s": t2 - t1,
-                  "test_s": (t3 - t2) if score_test else None, "test_scored": score_test,
-                  "max_length": run_config.max_length, "steps": model.steps_, "train_rows": len(fit_rows),
-                  "train_loss": model.train_loss_}
+        record = {
+            "fold": k,
+            "seconds": elapsed,
+            "train_s": t1 - t0,
+            "oof_s": t2 - t1,
+            "test_s": (t3 - t2) if score_test else None,
+            "test_scored": score_test,
+            "max_length": run_config.max_length,
+            "steps": model.steps_,
+            "train_rows": len(fit_rows),
+            "train_loss": model.train_loss_,
+        }
         if _is_main_process():
             _proba_frame(train["id"][~train_mask], oof).to_parquet(work / f"fold_{k}.oof.parquet")
             test_file = work / f"fold_{k}.test.parquet"
@@ -274,31 +355,50 @@ def cross_fit_encoder(config: EncoderConfig, train: pd.DataFrame, y: np.ndarray,
             done_file.write_text(json.dumps(record))
         seconds.append(elapsed)
         timings.append(FoldTiming(t2 - t0, record["test_s"]))
-        plan["folds"].append({"fold": k, "decision": "train + OOF + test" if score_test else "train + OOF (test cut)",
-                              "projected_before": projection, "test_projection": test_projection,
-                              "actual_s": {key: None if record[key] is None else round(record[key], 2)
-                                           for key in ("train_s", "oof_s", "test_s", "seconds")}})
-        log.info("encoder %s fold %d: %.1fs (train %.1fs, OOF %.1fs, test %s), %d steps", name, k, elapsed,
-                 t1 - t0, t2 - t1, f"{t3 - t2:.1f}s" if score_test else "cut", model.steps_)
+        plan["folds"].append(
+            {
+                "fold": k,
+                "decision": "train + OOF + test" if score_test else "train + OOF (test cut)",
+                "projected_before": projection,
+                "test_projection": test_projection,
+                "actual_s": {
+                    key: None if record[key] is None else round(record[key], 2)
+                    for key in ("train_s", "oof_s", "test_s", "seconds")
+                },
+            }
+        )
+        log.info(
+            "encoder %s fold %d: %.1fs (train %.1fs, OOF %.1fs, test %s), %d steps",
+            name,
+            k,
+            elapsed,
+            t1 - t0,
+            t2 - t1,
+            f"{t3 - t2:.1f}s" if score_test else "cut",
+            model.steps_,
+        )
 
     done = [k for k in fold_ids if (work / f"fold_{k}.done.json").exists()]
-    test_folds = [k for k in done if _fold_record(work, k)["test_scored"]
-                  and (work / f"fold_{k}.test.parquet").exists()]
+    test_folds = [
+        k for k in done if _fold_record(work, k)["test_scored"] and (work / f"fold_{k}.test.parquet").exists()
+    ]
     run = EncoderRun(name, done, len(fold_ids), None, None, seconds, test_folds, plan)
-    plan.update(folds_done=done, test_folds=test_folds, complete=run.complete,
-                actual_s=round(clock() - started, 1))
+    plan.update(folds_done=done, test_folds=test_folds, complete=run.complete, actual_s=round(clock() - started, 1))
     if run.complete and _is_main_process():
         oof = pd.concat([pd.read_parquet(work / f"fold_{k}.oof.parquet") for k in fold_ids])
         oof = oof.set_index("id").loc[train["id"].astype(str)].reset_index()
         tests = [pd.read_parquet(work / f"fold_{k}.test.parquet") for k in test_folds]
-        test_mean = np.mean([t[list(PROBA_COLUMNS)].to_numpy() for t in tests], axis=0)
+        test_mean = np.mean([t[list(CLASS_COLUMNS)].to_numpy() for t in tests], axis=0)
         run.oof_path = Path(out_dir) / f"oof_{name}.parquet"
         run.test_path = Path(out_dir) / f"test_{name}.parquet"
         oof.to_parquet(run.oof_path)
         _proba_frame(test["id"], test_mean).to_parquet(run.test_path)
         if len(test_folds) < len(fold_ids):
-            log.warning("encoder %s: test probabilities average folds %s only (test inference cut for the others)",
-                        name, test_folds)
+            log.warning(
+                "encoder %s: test probabilities average folds %s only (test inference cut for the others)",
+                name,
+                test_folds,
+            )
     if _is_main_process():
         (work / "plan.json").write_text(json.dumps(plan, indent=2, default=str))
     return run

@@ -60,7 +60,7 @@ def keep_latest_turns(turns: list[list[int]], budget: int, separator: list[int])
             continue
         room = budget - used - (len(separator) if kept else 0)
         if room > 0:
-            kept.append(turn[len(turn) - room:] if kept else turn[:room])
+            kept.append(turn[len(turn) - room :] if kept else turn[:room])
         break
     out: list[int] = []
     for i, turn in enumerate(reversed(kept)):
@@ -82,8 +82,11 @@ class BattleEncoder:
         tok = self.tokenizer
         self._markers = [tok(m, add_special_tokens=False)["input_ids"] for m in MARKERS]
         self._turn_sep = tok("\n", add_special_tokens=False)["input_ids"]
-        self._prefix = [tok.cls_token_id] if tok.cls_token_id is not None else (
-            [tok.bos_token_id] if tok.bos_token_id is not None else [])
+        self._prefix = (
+            [tok.cls_token_id]
+            if tok.cls_token_id is not None
+            else ([tok.bos_token_id] if tok.bos_token_id is not None else [])
+        )
         end = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
         self._suffix = [end] if end is not None else []
         self._overhead = len(self._prefix) + len(self._suffix) + sum(len(m) for m in self._markers)
@@ -113,4 +116,4 @@ class BattleEncoder:
 def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Batches of row indices with similar lengths (longest first), so padding stays small."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

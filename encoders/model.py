@@ -16,8 +16,26 @@ import torch
 
 log = logging.getLogger(__name__)
 
-DECODER_TYPES = {"llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3", "mistral", "mixtral", "phi", "phi3",
-                 "gpt2", "gpt_neox", "falcon", "olmo", "olmo2", "granite", "smollm3", "cohere"}
+DECODER_TYPES = {
+    "llama",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "mixtral",
+    "phi",
+    "phi3",
+    "gpt2",
+    "gpt_neox",
+    "falcon",
+    "olmo",
+    "olmo2",
+    "granite",
+    "smollm3",
+    "cohere",
+}
 HEAD_NAMES = ("score", "classifier", "pre_classifier", "pooler")
 ADAPTER_MARK = "arena_pref_adapter.json"
 
@@ -34,8 +52,25 @@ def _head_modules(model) -> list[str]:
 
 def _lora_targets(model) -> list[str]:
     """Attention and MLP projections found in this model (names differ by family)."""
-    wanted = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-              "query", "key", "value", "dense", "c_attn", "c_proj", "q_lin", "k_lin", "v_lin", "out_lin")
+    wanted = (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+        "query",
+        "key",
+        "value",
+        "dense",
+        "c_attn",
+        "c_proj",
+        "q_lin",
+        "k_lin",
+        "v_lin",
+        "out_lin",
+    )
     names = {n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     heads = set(HEAD_NAMES)
     return [w for w in wanted if w in names and w not in heads]
@@ -49,8 +84,12 @@ def quantization_config(bits: int | None):
     from transformers import BitsAndBytesConfig
 
     if bits == 4:
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=torch.float16)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.float16,
+        )
     if bits == 8:
         return BitsAndBytesConfig(load_in_8bit=True)
     raise ValueError(f"load_in_bits must be 4 or 8, got {bits}")
@@ -65,9 +104,17 @@ def load_tokenizer(model_path: str | Path):
     return tok
 
 
-def load_classifier(model_path: str | Path, *, lora: bool | None = None, lora_r: int = 16, lora_alpha: int = 32,
-                    lora_dropout: float = 0.05, load_in_bits: int | None = None,
-                    gradient_checkpointing: bool = False, pad_token_id: int | None = None):
+def load_classifier(
+    model_path: str | Path,
+    *,
+    lora: bool | None = None,
+    lora_r: int = 16,
+    lora_alpha: int = 32,
+    lora_dropout: float = 0.05,
+    load_in_bits: int | None = None,
+    gradient_checkpointing: bool = False,
+    pad_token_id: int | None = None,
+):
     """A fresh 3-class classifier from ``model_path`` (weights of the base, a new head)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -84,8 +131,9 @@ def load_classifier(model_path: str | Path, *, lora: bool | None = None, lora_r:
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig
     # a checkpoint fine-tuned with another number of labels keeps its body; the head starts anew
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), config=config, local_files_only=True,
-                                                               ignore_mismatched_sizes=True, **kwargs)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(path), config=config, local_files_only=True, ignore_mismatched_sizes=True, **kwargs
+    )
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
         if hasattr(model.config, "use_cache"):
@@ -97,9 +145,14 @@ def load_classifier(model_path: str | Path, *, lora: bool | None = None, lora_r:
             from peft import prepare_model_for_kbit_training
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-        lora_config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora_r, lora_alpha=lora_alpha,
-                                 lora_dropout=lora_dropout, target_modules=_lora_targets(model),
-                                 modules_to_save=_head_modules(model))
+        lora_config = LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=lora_dropout,
+            target_modules=_lora_targets(model),
+            modules_to_save=_head_modules(model),
+        )
         model = get_peft_model(model, lora_config)
     log.info("loaded %s (%s%s)", path.name, config.model_type, ", LoRA" if use_lora else "")
     return model
@@ -126,6 +179,7 @@ def load_trained_classifier(directory: str | Path, base_path: str | Path | None 
         return AutoModelForSequenceClassification.from_pretrained(str(directory), local_files_only=True)
     from peft import PeftModel
 
-    base = load_classifier(base_path or mark["base_model"], lora=False,
-                           pad_token_id=load_tokenizer(directory).pad_token_id)
+    base = load_classifier(
+        base_path or mark["base_model"], lora=False, pad_token_id=load_tokenizer(directory).pad_token_id
+    )
     return PeftModel.from_pretrained(base, str(directory), is_trainable=False)

@@ -11,16 +11,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, effective_n_jobs
 from tqdm.auto import tqdm
 
+from arena_schema import check_swappable
 from features.groups import GROUPS, TextView
-from features.symmetry import check_swappable
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,9 @@ FEATURE_VERSION = "1"  # bump when any group's output changes: invalidates cache
 TURN_COLUMNS = ("prompt_turns", "a_turns", "b_turns")
 
 
-def battle_features(prompt_turns: list[str], a_turns: list[str], b_turns: list[str],
-                    groups: Sequence[str]) -> dict[str, float]:
+def battle_features(
+    prompt_turns: list[str], a_turns: list[str], b_turns: list[str], groups: Sequence[str]
+) -> dict[str, float]:
     """All requested groups' features of one battle."""
     prompt, a, b = (TextView.from_turns(t) for t in (prompt_turns, a_turns, b_turns))
     row: dict[str, float] = {}
@@ -52,8 +53,9 @@ def _features_chunk(rows: list[tuple[list[str], list[str], list[str]]], groups: 
     return [battle_features(p, a, b, groups) for p, a, b in rows]
 
 
-def _features_matrix(rows: list[tuple[list[str], list[str], list[str]]],
-                     groups: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray] | list[dict]:
+def _features_matrix(
+    rows: list[tuple[list[str], list[str], list[str]]], groups: Sequence[str]
+) -> tuple[tuple[str, ...], np.ndarray] | list[dict]:
     """One chunk's features as (sorted column names, float32 rows x columns): a small fraction of
     the memory and pickling of per-row dicts (whose keys are fresh strings in every row). Falls
     back to the dicts if rows disagree on their keys."""
@@ -87,8 +89,14 @@ def content_hash(battles: pd.DataFrame, groups: Iterable[str]) -> str:
 class FeatureExtractor:
     """Computes the chosen feature groups; ``n_jobs`` worker processes over row chunks."""
 
-    def __init__(self, groups: Sequence[str] | None = None, n_jobs: int = 2, chunk_size: int = 1000,
-                 cache_dir: str | Path | None = None, progress: bool = True):
+    def __init__(
+        self,
+        groups: Sequence[str] | None = None,
+        n_jobs: int = 2,
+        chunk_size: int = 1000,
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+    ):
         self.groups = tuple(groups) if groups is not None else tuple(GROUPS)
         unknown = [g for g in self.groups if g not in GROUPS]
         if unknown:
@@ -126,7 +134,7 @@ class FeatureExtractor:
         if n_jobs > 1 and len(rows) > size:
             # at least 4 chunks per worker, so that no worker idles while another finishes a big one
             size = max(1, min(size, math.ceil(len(rows) / (4 * n_jobs))))
-        chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
+        chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
         log.info("features: %d rows, groups %s, %d job(s)", len(rows), ",".join(self.groups), self.n_jobs)
         bar = tqdm(total=len(rows), desc="features", unit="row", disable=not self.progress)
         parts: list = []

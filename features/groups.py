@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable
 
 from features.readability import readability_scores
 
@@ -30,7 +30,7 @@ class TextView:
     words: tuple[str, ...] = field(repr=False)
 
     @classmethod
-    def from_turns(cls, turns: list[str]) -> "TextView":
+    def from_turns(cls, turns: list[str]) -> TextView:
         text = "\n\n".join(turns)
         lower = text.lower()
         view = cls(text=text, n_turns=sum(bool(t.strip()) for t in turns), words=tuple(WORD_RE.findall(lower)))
@@ -61,6 +61,7 @@ class FeatureGroup:
 
 # --- length -------------------------------------------------------------------------------
 
+
 def _length_side(view: TextView, prompt: TextView) -> dict[str, float]:
     return {
         "chars": len(view.text),
@@ -81,6 +82,7 @@ def _length_pair(a: TextView, b: TextView, prompt: TextView) -> dict[str, float]
 
 
 # --- lexical diversity --------------------------------------------------------------------
+
 
 def moving_average_ttr(words: tuple[str, ...], window: int = MATTR_WINDOW) -> float:
     """MATTR (Covington & McFall 2010): type/token ratio averaged over sliding windows,
@@ -122,6 +124,7 @@ def _lexical_side(view: TextView, prompt: TextView) -> dict[str, float]:
 
 # --- overlap ------------------------------------------------------------------------------
 
+
 def _jaccard(x: frozenset[str], y: frozenset[str]) -> float:
     union = len(x | y)
     return len(x & y) / union if union else 0.0
@@ -144,6 +147,7 @@ def _overlap_pair(a: TextView, b: TextView, prompt: TextView) -> dict[str, float
 
 
 # --- readability --------------------------------------------------------------------------
+
 
 def _readability_side(view: TextView, prompt: TextView) -> dict[str, float]:
     return readability_scores(view.text)
@@ -213,8 +217,11 @@ def _formatting_side(view: TextView, prompt: TextView) -> dict[str, float]:
             counts[name] = text.count(_FORMAT_CHAR_COUNTS[name])
         elif name in _FORMAT_NEEDS and not any(lit in text for lit in _FORMAT_NEEDS[name]):
             counts[name] = 0
-        elif (name in _FORMAT_NEEDS_LOWER and not any(lit in view.lower for lit in _FORMAT_NEEDS_LOWER[name])
-              and (text.isascii() or not any(c in text for c in _CASELESS_NON_ASCII))):
+        elif (
+            name in _FORMAT_NEEDS_LOWER
+            and not any(lit in view.lower for lit in _FORMAT_NEEDS_LOWER[name])
+            and (text.isascii() or not any(c in text for c in _CASELESS_NON_ASCII))
+        ):
             counts[name] = 0
         else:
             counts[name] = len(_FORMAT_FAST.get(name, pattern).findall(text))

@@ -184,8 +184,9 @@ class _FastTextstat:
                         memo[word] = 0
                     else:
                         lower = word.lower()
-                        memo[word] = int(lower not in self.easy
-                                         and self.count_syllables(lower) >= self.SYLLABLE_THRESHOLD)
+                        memo[word] = int(
+                            lower not in self.easy and self.count_syllables(lower) >= self.SYLLABLE_THRESHOLD
+                        )
             return sum(map(memo.__getitem__, words))
 
     def _reset_memos(self) -> None:

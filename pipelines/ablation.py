@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from arena_schema import swap_feature_frame, swap_proba
 from features.extractor import group_columns
 from features.groups import GROUPS
-from features.symmetry import swap_feature_frame
 from pipelines.config import RunConfig, load_params_file
 from pipelines.metrics import nested_prior, summarize
 from pipelines.stacker_inputs import StackerInputs, prepare_inputs
@@ -39,7 +39,6 @@ from pipelines.tune import add_data_args, run_config_from_args
 from stacking.calibration import ProbabilityCalibrator, cross_calibrate
 from stacking.lgbm import CrossFitResult, cross_fit
 from stacking.sources import source_name_of
-from stacking.symmetry import swap_proba
 
 log = logging.getLogger("arena_pref.ablation")
 
@@ -56,6 +55,7 @@ class AblationConfig:
 
 
 # --------------------------------------------------------------------------- groups and variants
+
 
 def feature_groups(columns: list[str]) -> dict[str, list[str]]:
     """Handcrafted groups in their canonical order, then one group per probability source.
@@ -88,13 +88,23 @@ def variant_columns(columns: list[str], groups: dict[str, list[str]]) -> dict[st
     return {k: v for k, v in variants.items() if v}  # dropping the only group leaves nothing to fit
 
 
-def fit_variant(inputs: StackerInputs, columns: list[str], config: RunConfig
-                ) -> tuple[CrossFitResult, np.ndarray, ProbabilityCalibrator]:
+def fit_variant(
+    inputs: StackerInputs, columns: list[str], config: RunConfig
+) -> tuple[CrossFitResult, np.ndarray, ProbabilityCalibrator]:
     """Cross-fitted stacker on ``columns`` plus nested calibration, exactly as ``full_run`` fits it."""
     sc = config.stacker
-    result = cross_fit(inputs.X[columns], inputs.y, inputs.folds, inputs.groups, params=sc.params,
-                       seed=config.seed, swap_augment=sc.swap_augment, num_boost_round=sc.num_boost_round,
-                       early_stopping_rounds=sc.early_stopping_rounds, inner_valid_fraction=sc.inner_valid_fraction)
+    result = cross_fit(
+        inputs.X[columns],
+        inputs.y,
+        inputs.folds,
+        inputs.groups,
+        params=sc.params,
+        seed=config.seed,
+        swap_augment=sc.swap_augment,
+        num_boost_round=sc.num_boost_round,
+        early_stopping_rounds=sc.early_stopping_rounds,
+        inner_valid_fraction=sc.inner_valid_fraction,
+    )
     calibrated, calibrator = cross_calibrate(result.oof, inputs.y, inputs.folds, sc.calibration)
     return result, calibrated, calibrator
 
@@ -102,19 +112,28 @@ def fit_variant(inputs: StackerInputs, columns: list[str], config: RunConfig
 def score(y: np.ndarray, proba: np.ndarray, folds: np.ndarray) -> dict:
     """Log loss overall and per fold (a list in fold order), per class and accuracy."""
     s = summarize(y, proba, folds)
-    return {"log_loss": s["log_loss"], "per_fold": [s["per_fold"][k] for k in sorted(s["per_fold"])],
-            "per_class": s["per_class"], "accuracy": s["accuracy"]}
+    return {
+        "log_loss": s["log_loss"],
+        "per_fold": [s["per_fold"][k] for k in sorted(s["per_fold"])],
+        "per_class": s["per_class"],
+        "accuracy": s["accuracy"],
+    }
 
 
 def paired_difference(variant: list[float], full: list[float]) -> dict:
     """Per-fold variant − full: positive means the variant is worse on that fold."""
     diff = np.asarray(variant) - np.asarray(full)
-    return {"per_fold": diff.tolist(), "mean": float(diff.mean()),
-            "std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
-            "folds_worse": int((diff > 0).sum()), "n_folds": len(diff)}
+    return {
+        "per_fold": diff.tolist(),
+        "mean": float(diff.mean()),
+        "std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
+        "folds_worse": int((diff > 0).sum()),
+        "n_folds": len(diff),
+    }
 
 
 # --------------------------------------------------------------------------- diagnostics of the full model
+
 
 def gain_importance(result: CrossFitResult, groups: dict[str, list[str]], top: int) -> dict:
     """Gain summed over the fold boosters (each at its best iteration): top features and group shares."""
@@ -127,8 +146,10 @@ def gain_importance(result: CrossFitResult, groups: dict[str, list[str]], top: i
     ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
     grand = sum(total.values()) or 1.0
     by_group = {name: sum(total.get(c, 0.0) for c in cols) / grand for name, cols in groups.items()}
-    return {"top": [{"feature": f, "gain": g} for f, g in ranked[:top]],
-            "by_group": dict(sorted(by_group.items(), key=lambda kv: -kv[1]))}
+    return {
+        "top": [{"feature": f, "gain": g} for f, g in ranked[:top]],
+        "by_group": dict(sorted(by_group.items(), key=lambda kv: -kv[1])),
+    }
 
 
 def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int) -> dict:
@@ -142,9 +163,15 @@ def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int) -> dict:
         for b in range(n_bins):
             mask = index == b
             n = int(mask.sum())
-            bins.append({"low": float(edges[b]), "high": float(edges[b + 1]), "n": n,
-                         "mean_predicted": float(p[mask].mean()) if n else None,
-                         "observed": float(hit[mask].mean()) if n else None})
+            bins.append(
+                {
+                    "low": float(edges[b]),
+                    "high": float(edges[b + 1]),
+                    "n": n,
+                    "mean_predicted": float(p[mask].mean()) if n else None,
+                    "observed": float(hit[mask].mean()) if n else None,
+                }
+            )
         ece = sum(b["n"] * abs(b["observed"] - b["mean_predicted"]) for b in bins if b["n"]) / len(y)
         out[name] = {"bins": bins, "ece": float(ece)}
     return out
@@ -208,6 +235,7 @@ def position(y: np.ndarray, proba: np.ndarray, swap_gap: float) -> dict:
 
 # --------------------------------------------------------------------------- the run
 
+
 def run_ablation(config: RunConfig, settings: AblationConfig | None = None) -> dict:
     """Fit every variant, compute the diagnostics, write JSON, Markdown, HTML and PNGs."""
     settings = settings or AblationConfig()
@@ -225,27 +253,39 @@ def run_ablation(config: RunConfig, settings: AblationConfig | None = None) -> d
     for name, cols in variant_columns(columns, groups).items():
         log.info("ablation variant %s: %d column(s)", name, len(cols))
         result, calibrated, _ = fit_variant(inputs, cols, config)
-        variants[name] = {"n_columns": len(cols), **score(y, calibrated, folds),
-                          "log_loss_uncalibrated": summarize(y, result.oof, folds)["log_loss"]}
+        variants[name] = {
+            "n_columns": len(cols),
+            **score(y, calibrated, folds),
+            "log_loss_uncalibrated": summarize(y, result.oof, folds)["log_loss"],
+        }
         if name == "full":
             full = (result, calibrated)
-    for name, v in variants.items():
+    for v in variants.values():
         v["diff_vs_full"] = paired_difference(v["per_fold"], variants["full"]["per_fold"])
 
     result, calibrated = full
     report = {
-        "config": {"train": str(config.train_path), "rows": len(y), "n_folds": len(np.unique(folds)),
-                   "seed": config.seed, "calibration": config.stacker.calibration, "params": config.stacker.params,
-                   "stacker": {k: v for k, v in asdict(config.stacker).items() if k not in ("params", "calibration")},
-                   "feature_groups": list(config.features.groups), "sources": list(config.extra_sources),
-                   "settings": asdict(settings)},
+        "config": {
+            "train": str(config.train_path),
+            "rows": len(y),
+            "n_folds": len(np.unique(folds)),
+            "seed": config.seed,
+            "calibration": config.stacker.calibration,
+            "params": config.stacker.params,
+            "stacker": {k: v for k, v in asdict(config.stacker).items() if k not in ("params", "calibration")},
+            "feature_groups": list(config.features.groups),
+            "sources": list(config.extra_sources),
+            "settings": asdict(settings),
+        },
         "folds": sorted(int(k) for k in np.unique(folds)),
         "groups": groups,
         "prior": prior,
         "variants": variants,
         "importance": gain_importance(result, groups, settings.top_features),
-        "reliability": {"before": reliability(y, result.oof, settings.reliability_bins),
-                        "after": reliability(y, calibrated, settings.reliability_bins)},
+        "reliability": {
+            "before": reliability(y, result.oof, settings.reliability_bins),
+            "after": reliability(y, calibrated, settings.reliability_bins),
+        },
         "verbosity": verbosity(y, calibrated, length_log_ratio(inputs.train), settings.length_buckets),
         "position": position(y, calibrated, max_swap_gap(result, inputs, columns)),
     }
@@ -261,13 +301,19 @@ def group_rows(report: dict) -> list[dict]:
         for kind in ("drop", "only"):
             v = report["variants"].get(f"{kind}:{name}")
             d = v["diff_vs_full"] if v else {"mean": float("nan"), "std": float("nan"), "folds_worse": 0, "n_folds": 0}
-            row[kind] = {"log_loss": v["log_loss"] if v else float("nan"), "diff_mean": d["mean"],
-                         "diff_std": d["std"], "folds_worse": d["folds_worse"], "n_folds": d["n_folds"]}
+            row[kind] = {
+                "log_loss": v["log_loss"] if v else float("nan"),
+                "diff_mean": d["mean"],
+                "diff_std": d["std"],
+                "folds_worse": d["folds_worse"],
+                "n_folds": d["n_folds"],
+            }
         rows.append(row)
     return sorted(rows, key=lambda r: -np.nan_to_num(r["drop"]["diff_mean"], nan=-np.inf))
 
 
 # --------------------------------------------------------------------------- rendering (one content, two formats)
+
 
 def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[tuple]:
     """The report as blocks — ("h1"|"h2"|"p", text), ("table", header, rows), ("img", file, alt) —
@@ -277,24 +323,54 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
     rows = group_rows(report)
     blocks: list[tuple] = [
         ("h1", "arena-pref ablation report"),
-        ("p", (f"train {cfg['train']} ({cfg['rows']} rows), {cfg['n_folds']} grouped folds, seed {cfg['seed']}, "
-               f"calibration {cfg['calibration']}, stacker overrides {cfg['params'] or 'none'}; "
-               f"wall time {wall_s:.0f} s.")),
-        ("p", (f"Full model calibrated OOF log loss {full['log_loss']:.4f} (uncalibrated "
-               f"{full['log_loss_uncalibrated']:.4f}); class prior {report['prior']['log_loss']:.4f}. "
-               "Every number is out-of-fold, each variant on the same folds with the same seed.")),
+        (
+            "p",
+            (
+                f"train {cfg['train']} ({cfg['rows']} rows), {cfg['n_folds']} grouped folds, seed {cfg['seed']}, "
+                f"calibration {cfg['calibration']}, stacker overrides {cfg['params'] or 'none'}; "
+                f"wall time {wall_s:.0f} s."
+            ),
+        ),
+        (
+            "p",
+            (
+                f"Full model calibrated OOF log loss {full['log_loss']:.4f} (uncalibrated "
+                f"{full['log_loss_uncalibrated']:.4f}); class prior {report['prior']['log_loss']:.4f}. "
+                "Every number is out-of-fold, each variant on the same folds with the same seed."
+            ),
+        ),
         ("h2", "Feature groups"),
-        ("p", ("Δ = variant − full, paired per fold (mean ± std over folds). Drop-one Δ > 0: the group pays "
-               "(removing it hurts); 'folds worse' counts folds where the variant lost to the full model.")),
-        ("table", ["group", "columns", "drop-one log loss", "drop-one Δ", "folds worse", "only-this log loss",
-                   "only-this Δ"],
-         [[r["group"], r["n_columns"], f"{r['drop']['log_loss']:.4f}",
-           f"{r['drop']['diff_mean']:+.4f} ± {r['drop']['diff_std']:.4f}",
-           f"{r['drop']['folds_worse']}/{r['drop']['n_folds']}", f"{r['only']['log_loss']:.4f}",
-           f"{r['only']['diff_mean']:+.4f} ± {r['only']['diff_std']:.4f}"] for r in rows]),
-        ("table", ["model", *[f"fold {k}" for k in report["folds"]], "overall"],
-         [[name, *[f"{x:.4f}" for x in v["per_fold"]], f"{v['log_loss']:.4f}"]
-          for name, v in [("class prior", report["prior"]), *report["variants"].items()]]),
+        (
+            "p",
+            (
+                "Δ = variant − full, paired per fold (mean ± std over folds). Drop-one Δ > 0: the group pays "
+                "(removing it hurts); 'folds worse' counts folds where the variant lost to the full model."
+            ),
+        ),
+        (
+            "table",
+            ["group", "columns", "drop-one log loss", "drop-one Δ", "folds worse", "only-this log loss", "only-this Δ"],
+            [
+                [
+                    r["group"],
+                    r["n_columns"],
+                    f"{r['drop']['log_loss']:.4f}",
+                    f"{r['drop']['diff_mean']:+.4f} ± {r['drop']['diff_std']:.4f}",
+                    f"{r['drop']['folds_worse']}/{r['drop']['n_folds']}",
+                    f"{r['only']['log_loss']:.4f}",
+                    f"{r['only']['diff_mean']:+.4f} ± {r['only']['diff_std']:.4f}",
+                ]
+                for r in rows
+            ],
+        ),
+        (
+            "table",
+            ["model", *[f"fold {k}" for k in report["folds"]], "overall"],
+            [
+                [name, *[f"{x:.4f}" for x in v["per_fold"]], f"{v['log_loss']:.4f}"]
+                for name, v in [("class prior", report["prior"]), *report["variants"].items()]
+            ],
+        ),
         ("img", images["ablation"], "ablation: paired differences"),
         ("h2", "LightGBM gain importance (full model, summed over fold boosters)"),
         ("table", ["group", "share of gain"], [[g, f"{s:.3f}"] for g, s in report["importance"]["by_group"].items()]),
@@ -302,31 +378,63 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
         ("table", ["feature", "gain"], [[t["feature"], f"{t['gain']:.1f}"] for t in report["importance"]["top"]]),
         ("img", images["importance_top"], "top features by gain"),
         ("h2", "Calibration (reliability, OOF)"),
-        ("table", ["class", "ECE before", "ECE after"],
-         [[c, f"{report['reliability']['before'][c]['ece']:.4f}", f"{report['reliability']['after'][c]['ece']:.4f}"]
-          for c in CLASSES]),
+        (
+            "table",
+            ["class", "ECE before", "ECE after"],
+            [
+                [
+                    c,
+                    f"{report['reliability']['before'][c]['ece']:.4f}",
+                    f"{report['reliability']['after'][c]['ece']:.4f}",
+                ]
+                for c in CLASSES
+            ],
+        ),
         ("img", images["reliability"], "reliability diagram"),
         ("h2", "Verbosity bias: outcome by length difference"),
         ("p", "Buckets are quantiles of log(1+chars A) − log(1+chars B); predicted = calibrated OOF mean."),
-        ("table", ["length log ratio", "rows", "pred P(A)", "obs A", "pred P(B)", "obs B", "pred P(tie)", "obs tie"],
-         [[f"{b['low']:+.2f} .. {b['high']:+.2f}", b["n"], *[f"{b[f'{k}_{c}']:.3f}" for c in CLASSES
-                                                            for k in ("predicted", "observed")]]
-          for b in report["verbosity"]]),
+        (
+            "table",
+            ["length log ratio", "rows", "pred P(A)", "obs A", "pred P(B)", "obs B", "pred P(tie)", "obs tie"],
+            [
+                [
+                    f"{b['low']:+.2f} .. {b['high']:+.2f}",
+                    b["n"],
+                    *[f"{b[f'{k}_{c}']:.3f}" for c in CLASSES for k in ("predicted", "observed")],
+                ]
+                for b in report["verbosity"]
+            ],
+        ),
         ("img", images["verbosity"], "verbosity"),
         ("h2", "Position bias and swap consistency"),
     ]
     pos = report["position"]
     share = pos["a_share_of_decided"]
     blocks += [
-        ("p", f"The stacker is swap-symmetric: max |p(A|A,B) − p(B|B,A)| over OOF rows = {pos['max_swap_gap']:.2e}. "
-              f"In the data, A won {share:.3f} of decided battles (binomial test vs 0.5: p = "
-              f"{pos['a_share_p_value']:.3g})." if share is not None else
-              f"max swap gap {pos['max_swap_gap']:.2e}; no decided battles."),
-        ("table", ["", "A wins", "B wins", "tie", "A − B"],
-         [["mean predicted (OOF)", *[f"{pos['predicted'][c]:.4f}" for c in CLASSES],
-           f"{pos['predicted_a_minus_b']:+.4f}"],
-          ["observed (± 95% CI)", *[f"{pos['observed'][c]:.4f} ± {pos['observed_ci95'][c]:.4f}" for c in CLASSES],
-           f"{pos['observed_a_minus_b']:+.4f}"]]),
+        (
+            "p",
+            f"The stacker is swap-symmetric: max |p(A|A,B) − p(B|B,A)| over OOF rows = {pos['max_swap_gap']:.2e}. "
+            f"In the data, A won {share:.3f} of decided battles (binomial test vs 0.5: p = "
+            f"{pos['a_share_p_value']:.3g})."
+            if share is not None
+            else f"max swap gap {pos['max_swap_gap']:.2e}; no decided battles.",
+        ),
+        (
+            "table",
+            ["", "A wins", "B wins", "tie", "A − B"],
+            [
+                [
+                    "mean predicted (OOF)",
+                    *[f"{pos['predicted'][c]:.4f}" for c in CLASSES],
+                    f"{pos['predicted_a_minus_b']:+.4f}",
+                ],
+                [
+                    "observed (± 95% CI)",
+                    *[f"{pos['observed'][c]:.4f} ± {pos['observed_ci95'][c]:.4f}" for c in CLASSES],
+                    f"{pos['observed_a_minus_b']:+.4f}",
+                ],
+            ],
+        ),
         ("img", images["position"], "position"),
     ]
     return blocks
@@ -362,21 +470,34 @@ def render_html(blocks: list[tuple]) -> str:
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "img":
             body.append(f'<p><img src="{e(block[1])}" alt="{e(block[2])}" style="max-width:100%"></p>')
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}")
-    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>arena-pref ablation</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
+    )
+    return (
+        f'<!doctype html>\n<html><head><meta charset="utf-8"><title>arena-pref ablation</title>'
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def write_outputs(report: dict, out: Path, wall_s: float) -> dict[str, Path]:
     from pipelines import plots
 
-    images = {"ablation": "ablation.png", "importance_top": "importance_top.png",
-              "importance_groups": "importance_groups.png", "reliability": "reliability.png",
-              "verbosity": "verbosity.png", "position": "position.png"}
+    images = {
+        "ablation": "ablation.png",
+        "importance_top": "importance_top.png",
+        "importance_groups": "importance_groups.png",
+        "reliability": "reliability.png",
+        "verbosity": "verbosity.png",
+        "position": "position.png",
+    }
     plots.ablation_bars(group_rows(report), out / images["ablation"])
-    plots.importance_plots(report["importance"]["top"], report["importance"]["by_group"],
-                           out / images["importance_top"], out / images["importance_groups"])
+    plots.importance_plots(
+        report["importance"]["top"],
+        report["importance"]["by_group"],
+        out / images["importance_top"],
+        out / images["importance_groups"],
+    )
     plots.reliability_diagram(report["reliability"], out / images["reliability"])
     plots.verbosity_plot(report["verbosity"], out / images["verbosity"])
     plots.position_plot(report["position"], out / images["position"])
@@ -390,8 +511,9 @@ def write_outputs(report: dict, out: Path, wall_s: float) -> dict[str, Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.ablation", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines.ablation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_data_args(p)
     p.add_argument("--params", help="best-params JSON from pipelines.tune (stacker overrides and calibration)")
     p.add_argument("--calibration", choices=list(ProbabilityCalibrator.KINDS))

@@ -26,17 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS
 from pipelines.data import clean_text
 
 log = logging.getLogger(__name__)
 
-COLUMNS = [
-    "id", "model_a", "model_b", "prompt", "response_a", "response_b",
-    "winner_model_a", "winner_model_b", "winner_tie",
-]
+COLUMNS = ["id", "model_a", "model_b", *TEXT_COLUMNS, *CLASS_COLUMNS]
 EXTRA_COLUMNS = ["source", "source_id"]  # optional; consumers ignore them
-WINNER_COLUMNS = ["winner_model_a", "winner_model_b", "winner_tie"]
-JSON_COLUMNS = ["prompt", "response_a", "response_b"]
+WINNER_COLUMNS = list(CLASS_COLUMNS)
+JSON_COLUMNS = list(TEXT_COLUMNS)
 _ONE_HOT = {"a": (1, 0, 0), "b": (0, 1, 0), "tie": (0, 0, 1)}
 
 # id = offset + running index over all rows of one convert() call (all files together).
@@ -101,10 +99,17 @@ def _row(
 
     wa, wb, wt = _ONE_HOT[winner]
     return {
-        "id": int(id_), "model_a": _clean(model_a), "model_b": _clean(model_b),
-        "prompt": dump(prompt), "response_a": dump(resp_a), "response_b": dump(resp_b),
-        "winner_model_a": wa, "winner_model_b": wb, "winner_tie": wt,
-        "source": source, "source_id": str(source_id),
+        "id": int(id_),
+        "model_a": _clean(model_a),
+        "model_b": _clean(model_b),
+        "prompt": dump(prompt),
+        "response_a": dump(resp_a),
+        "response_b": dump(resp_b),
+        "winner_model_a": wa,
+        "winner_model_b": wb,
+        "winner_tie": wt,
+        "source": source,
+        "source_id": str(source_id),
     }
 
 
@@ -148,8 +153,10 @@ def _iter_records(path: Path) -> Iterator[tuple[str, dict]]:
     if path.suffix == ".zip":
         with zipfile.ZipFile(path) as zf:
             members = [
-                m for m in zf.namelist()
-                if not m.endswith("/") and not m.startswith("__MACOSX/")
+                m
+                for m in zf.namelist()
+                if not m.endswith("/")
+                and not m.startswith("__MACOSX/")
                 and m.endswith((".json", ".jsonl", ".json.gz", ".jsonl.gz"))
             ]
             if not members:
@@ -213,12 +220,15 @@ def _hh_split(chosen: str, rejected: str, where: str) -> tuple[list[str], list[s
     if not last:
         raise ConversionError(
             f"{where}: fields 'chosen' and 'rejected' share no '\\n\\nHuman: ...\\n\\nAssistant:' "
-            "turns before they differ")
+            "turns before they differ"
+        )
     k = last[-1]
     if bounds[0][0] != "Human" or chosen[: bounds[0][1]].strip():
         raise ConversionError(f"{where}: field 'chosen' does not start with '\\n\\nHuman:'")
-    texts = [chosen[end: (bounds[j + 1][1] if j + 1 < len(bounds) else len(chosen))].strip()
-             for j, (_, _, end) in enumerate(bounds[:k])]
+    texts = [
+        chosen[end : (bounds[j + 1][1] if j + 1 < len(bounds) else len(chosen))].strip()
+        for j, (_, _, end) in enumerate(bounds[:k])
+    ]
     prompts = texts[0::2]
     shared = texts[1::2]
     start = bounds[k][2]
@@ -237,7 +247,8 @@ def convert_hh_rlhf(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.D
             odd["identical chosen/rejected"] += chosen == rejected
             odd["empty final reply"] += (not ch[-1]) or (not rj[-1])
             odd["final reply holding more 'Human:/Assistant:' turns"] += bool(
-                re.search(r"\n\n(Human|Assistant):", ch[-1] + rj[-1]))
+                re.search(r"\n\n(Human|Assistant):", ch[-1] + rj[-1])
+            )
             folder = path.resolve().parent.name
             parsed.append((prompts, ch, rj, f"hh-rlhf/{folder}", f"{folder}/{path.name}:{where.rsplit(' ', 1)[-1]}"))
         _nonempty(path, before, len(parsed))
@@ -257,8 +268,7 @@ def convert_hh_rlhf(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.D
 def _split_cmp_key(key: str, where: str) -> tuple[str, str]:
     parts = key.split("_")
     if len(parts) != 2 or not all(p.strip() for p in parts):
-        raise ConversionError(
-            f"{where}: field 'cmp_key' {key!r} is not '<modelX>_<modelY>' with exactly one '_'")
+        raise ConversionError(f"{where}: field 'cmp_key' {key!r} is not '<modelX>_<modelY>' with exactly one '_'")
     return parts[0].strip(), parts[1].strip()
 
 
@@ -290,9 +300,19 @@ def convert_pandalm(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.D
                 raise ConversionError(f"{where}: fields 'annotator1..3' {votes} have no majority")
             odd["empty response"] += (not r1.strip()) or (not r2.strip())
             odd["identical responses"] += r1 == r2
-            rows.append(_row(ID_OFFSETS["pandalm"] + len(rows), [prompt], [r1], [r2], labels[top],
-                             model_a=model_a, model_b=model_b, source="pandalm",
-                             source_id=rec.get("idx", where)))
+            rows.append(
+                _row(
+                    ID_OFFSETS["pandalm"] + len(rows),
+                    [prompt],
+                    [r1],
+                    [r2],
+                    labels[top],
+                    model_a=model_a,
+                    model_b=model_b,
+                    source="pandalm",
+                    source_id=rec.get("idx", where),
+                )
+            )
         _nonempty(path, before, len(rows))
         log.info("pandalm: %s: %d rows", path, len(rows) - before)
     _log_odd("pandalm", odd)
@@ -347,9 +367,17 @@ def convert_llmeval2(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.
                     odd["empty query, kept as one flat turn"] += 1
             odd["empty response"] += (not r1.strip()) or (not r2.strip())
             odd["identical responses"] += r1 == r2
-            rows.append(_row(ID_OFFSETS["llmeval2"] + len(rows), prompt, a, b, label,
-                             source=f"llmeval2/{dataset}" if dataset else "llmeval2",
-                             source_id=where.rsplit(" ", 1)[-1]))
+            rows.append(
+                _row(
+                    ID_OFFSETS["llmeval2"] + len(rows),
+                    prompt,
+                    a,
+                    b,
+                    label,
+                    source=f"llmeval2/{dataset}" if dataset else "llmeval2",
+                    source_id=where.rsplit(" ", 1)[-1],
+                )
+            )
         _nonempty(path, before, len(rows))
         log.info("llmeval2: %s: %d rows", path, len(rows) - before)
     _log_odd("llmeval2", odd)
@@ -379,8 +407,17 @@ def convert_autoj(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.Dat
                 raise ConversionError(f"{where}: field 'label' is {raw!r}, expected 0, 1 or 2")
             odd["empty response"] += (not r1.strip()) or (not r2.strip())
             odd["identical responses"] += r1 == r2
-            rows.append(_row(ID_OFFSETS["autoj"] + len(rows), [prompt], [r1], [r2], _AUTOJ_LABELS[value],
-                             source="autoj", source_id=where.rsplit(" ", 1)[-1]))
+            rows.append(
+                _row(
+                    ID_OFFSETS["autoj"] + len(rows),
+                    [prompt],
+                    [r1],
+                    [r2],
+                    _AUTOJ_LABELS[value],
+                    source="autoj",
+                    source_id=where.rsplit(" ", 1)[-1],
+                )
+            )
         _nonempty(path, before, len(rows))
         log.info("autoj: %s: %d rows", path, len(rows) - before)
     _log_odd("autoj", odd)
@@ -392,7 +429,8 @@ def convert_autoj(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.Dat
 _ARENA_WINNERS = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "tie"}
 _BATCH_LABELS = {"A is better": "a", "B is better": "b", "Both are equal": "tie"}
 _BATCH_TURN = re.compile(
-    r"Instruction:\n(.*?)\n\nResponse A:\n(.*?)\n\nResponse B:\n(.*?)(?=\n\nInstruction:\n|\Z)", re.S)
+    r"Instruction:\n(.*?)\n\nResponse A:\n(.*?)\n\nResponse B:\n(.*?)(?=\n\nInstruction:\n|\Z)", re.S
+)
 _BATCH_END = "<|eot_id|>\n\nLabel: "
 _BATCH_HEADER = "<|start_header_id|>user<|end_header_id|>\n\n"
 
@@ -441,8 +479,17 @@ def _arena_kaggle_row(rec: dict, where: str, source: str, odd: collections.Count
         v = rec[field]
         models.append("" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
     winner = ("a", "b", "tie")[winners.index(1)]
-    return _row(id_, turns["prompt"], turns["response_a"], turns["response_b"], winner,
-                model_a=models[0], model_b=models[1], source=source, source_id=id_)
+    return _row(
+        id_,
+        turns["prompt"],
+        turns["response_a"],
+        turns["response_b"],
+        winner,
+        model_a=models[0],
+        model_b=models[1],
+        source=source,
+        source_id=id_,
+    )
 
 
 def _conversation(value: object, where: str, field: str) -> tuple[list[str], list[str]]:
@@ -483,15 +530,22 @@ def _arena_conversation_row(rec: dict, where: str, id_: int) -> dict:
             raise ConversionError(f"{where}: field {field!r} missing")
     winner = _ARENA_WINNERS.get(str(rec["winner"]).strip())
     if winner is None:
-        raise ConversionError(f"{where}: field 'winner' is {rec['winner']!r}, "
-                              f"expected one of {sorted(_ARENA_WINNERS)}")
+        raise ConversionError(f"{where}: field 'winner' is {rec['winner']!r}, expected one of {sorted(_ARENA_WINNERS)}")
     users_a, resp_a = _conversation(rec["conversation_a"], where, "conversation_a")
     users_b, resp_b = _conversation(rec["conversation_b"], where, "conversation_b")
     if users_a != users_b:
         raise ConversionError(f"{where}: fields 'conversation_a' and 'conversation_b' have different user turns")
-    return _row(id_, users_a, resp_a, resp_b, winner,
-                model_a=_text(rec, "model_a", where), model_b=_text(rec, "model_b", where),
-                source="arena/conversations-33k", source_id=rec["question_id"])
+    return _row(
+        id_,
+        users_a,
+        resp_a,
+        resp_b,
+        winner,
+        model_a=_text(rec, "model_a", where),
+        model_b=_text(rec, "model_b", where),
+        source="arena/conversations-33k",
+        source_id=rec["question_id"],
+    )
 
 
 def _parse_batch_content(content: str, where: str) -> tuple[list[str], list[str], list[str], str]:
@@ -501,13 +555,17 @@ def _parse_batch_content(content: str, where: str) -> tuple[list[str], list[str]
     start = head + len(_BATCH_HEADER) if head >= 0 else content.find("Instruction:\n")
     end = content.rfind(_BATCH_END)
     if start < 0 or end < start:
-        raise ConversionError(f"{where}: field 'body.messages[1].content' has no "
-                              "'Instruction: ... Response B: ...<|eot_id|>\\n\\nLabel:' block")
-    label_text = content[end + len(_BATCH_END):].split("\n", 1)[0].strip()
+        raise ConversionError(
+            f"{where}: field 'body.messages[1].content' has no "
+            "'Instruction: ... Response B: ...<|eot_id|>\\n\\nLabel:' block"
+        )
+    label_text = content[end + len(_BATCH_END) :].split("\n", 1)[0].strip()
     winner = _BATCH_LABELS.get(label_text)
     if winner is None:
-        raise ConversionError(f"{where}: field 'body.messages[1].content' has label {label_text!r}, "
-                              f"expected one of {sorted(_BATCH_LABELS)}")
+        raise ConversionError(
+            f"{where}: field 'body.messages[1].content' has label {label_text!r}, "
+            f"expected one of {sorted(_BATCH_LABELS)}"
+        )
     body = content[start:end]
     prompts, a, b = [], [], []
     pos = 0
@@ -519,8 +577,9 @@ def _parse_batch_content(content: str, where: str) -> tuple[list[str], list[str]
         b.append(m.group(3))
         pos = m.end() + 2  # the "\n\n" before the next "Instruction:"
     if not prompts or pos - 2 != len(body):
-        raise ConversionError(f"{where}: field 'body.messages[1].content' does not parse as "
-                              "'Instruction:/Response A:/Response B:' turns")
+        raise ConversionError(
+            f"{where}: field 'body.messages[1].content' does not parse as 'Instruction:/Response A:/Response B:' turns"
+        )
     return prompts, a, b, winner
 
 
@@ -533,8 +592,15 @@ def _arena_batch_row(rec: dict, where: str, id_: int) -> dict:
     if not isinstance(content, str):
         raise ConversionError(f"{where}: field 'body.messages[1].content' is not text")
     prompts, a, b, winner = _parse_batch_content(_clean(content), where)
-    return _row(id_, prompts, a, b, winner, source="arena/king398-batch",
-                source_id=rec.get("custom_id", where.rsplit(" ", 1)[-1]))
+    return _row(
+        id_,
+        prompts,
+        a,
+        b,
+        winner,
+        source="arena/king398-batch",
+        source_id=rec.get("custom_id", where.rsplit(" ", 1)[-1]),
+    )
 
 
 def _arena_layout(rec: dict) -> str | None:
@@ -584,7 +650,8 @@ def convert_arena(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.Dat
                     if layout is None:
                         raise ConversionError(
                             f"{where}: unknown arena layout (fields {sorted(rec)[:8]}); expected "
-                            "conversation_a/conversation_b, body.messages, or the train.csv columns")
+                            "conversation_a/conversation_b, body.messages, or the train.csv columns"
+                        )
                     log.info("arena: %s: layout %s", path, layout)
                 if layout == "kaggle":
                     rows.append(_arena_kaggle_row(rec, where, "arena/kaggle-55k", odd))
@@ -599,7 +666,8 @@ def convert_arena(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.Dat
         for row in rows[before:]:
             odd["identical responses"] += row["response_a"] == row["response_b"]
             odd["an empty response turn"] += any(
-                not t.strip() for c in ("response_a", "response_b") for t in json.loads(row[c]))
+                not t.strip() for c in ("response_a", "response_b") for t in json.loads(row[c])
+            )
         log.info("arena: %s: %d rows", path, len(rows) - before)
     _log_odd("arena", odd)
     return _frame(rows)
@@ -632,8 +700,10 @@ def validate(df: pd.DataFrame) -> None:
         raise ConversionError(f"column 'id' has dtype {df['id'].dtype}, expected integers")
     dup = df["id"][df["id"].duplicated()]
     if len(dup):
-        raise ConversionError(f"{len(dup)} duplicate id(s), e.g. {dup.iloc[0]} "
-                              f"(source {df.loc[dup.index[0], 'source'] if 'source' in df else '?'})")
+        raise ConversionError(
+            f"{len(dup)} duplicate id(s), e.g. {dup.iloc[0]} "
+            f"(source {df.loc[dup.index[0], 'source'] if 'source' in df else '?'})"
+        )
     win = df[WINNER_COLUMNS]
     if not all(pd.api.types.is_integer_dtype(win[c]) for c in WINNER_COLUMNS) or not win.isin([0, 1]).all().all():
         raise ConversionError("winner columns must be 0/1 integers")

@@ -15,13 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stacking.symmetry import swap_labels
+from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS, swap_labels
 
 log = logging.getLogger(__name__)
 
-TEXT_COLUMNS = ("prompt", "response_a", "response_b")
-LABEL_COLUMNS = ("winner_model_a", "winner_model_b", "winner_tie")
-CLASS_NAMES = ("a", "b", "tie")
 TURN_COLUMNS = {"prompt": "prompt_turns", "response_a": "a_turns", "response_b": "b_turns"}
 
 
@@ -114,7 +111,7 @@ def _check_ids(frame: pd.DataFrame, path: Path) -> None:
 def _labels(frame: pd.DataFrame, path: Path) -> np.ndarray:
     """One-hot winner columns to class indices 0=a, 1=b, 2=tie, or a DataError naming the first bad cell."""
     values = np.zeros((len(frame), 3), dtype=np.int64)
-    for j, col in enumerate(LABEL_COLUMNS):
+    for j, col in enumerate(CLASS_COLUMNS):
         cells = frame[col].str.strip()
         parsed = pd.to_numeric(cells, errors="coerce")
         bad = ~parsed.isin([0, 1])
@@ -126,7 +123,7 @@ def _labels(frame: pd.DataFrame, path: Path) -> np.ndarray:
     if not_one_hot.any():
         row = int(np.flatnonzero(not_one_hot)[0])
         raise DataError(
-            f"{path}: row {row + 1}, columns {list(LABEL_COLUMNS)}: labels are not one-hot "
+            f"{path}: row {row + 1}, columns {list(CLASS_COLUMNS)}: labels are not one-hot "
             f"({values[row].tolist()}); {int(not_one_hot.sum())} such row(s)"
         )
     return values.argmax(axis=1)
@@ -143,9 +140,9 @@ def load_battles(path: str | Path, *, labelled: bool | None = None) -> tuple[pd.
     frame = _read_csv(path)
     _check_columns(frame, path, ("id", *TEXT_COLUMNS))
     if labelled is None:
-        labelled = any(c in frame.columns for c in LABEL_COLUMNS)
+        labelled = any(c in frame.columns for c in CLASS_COLUMNS)
     if labelled:
-        _check_columns(frame, path, LABEL_COLUMNS)
+        _check_columns(frame, path, CLASS_COLUMNS)
     _check_ids(frame, path)
 
     report = ParseReport(path=str(path), rows=len(frame))
@@ -175,8 +172,13 @@ def load_battles(path: str | Path, *, labelled: bool | None = None) -> tuple[pd.
         out["label"] = _labels(frame, path)
     repaired = sum(report.invalid_json.values()) + sum(report.surrogates.values())
     if repaired:
-        log.warning("%s: repaired %d cell(s): invalid JSON %s, lone surrogates %s", path, repaired,
-                    report.invalid_json, report.surrogates)
+        log.warning(
+            "%s: repaired %d cell(s): invalid JSON %s, lone surrogates %s",
+            path,
+            repaired,
+            report.invalid_json,
+            report.surrogates,
+        )
     log.info("loaded %s: %d rows%s", path, len(out), " (labelled)" if labelled else "")
     return out, report
 

@@ -59,13 +59,17 @@ def run_encoders(inputs: StackerInputs, config: RunConfig, deadline: float | Non
                 launch_data_parallel(enc, config.train_path, config.test_path, run_dir, n_gpus, seconds_left)
                 plan = _read_plan(run_dir, name)
             else:
-                plan = run_in_process(enc, inputs.train, inputs.test, inputs.folds, run_dir, seconds_left,
-                                      config.progress).plan
+                plan = run_in_process(
+                    enc, inputs.train, inputs.test, inputs.folds, run_dir, seconds_left, config.progress
+                ).plan
         except Exception as exc:  # the features-only submission is already written: keep going without it
             log.exception("encoder %s failed; left out of the stacker", name)
             plan = {**_read_plan(run_dir, name), "error": f"{type(exc).__name__}: {exc}"}
-        plan = {**plan, "seconds_left_given": None if seconds_left is None else round(seconds_left, 1),
-                "wall_s": round(time.monotonic() - started, 1)}
+        plan = {
+            **plan,
+            "seconds_left_given": None if seconds_left is None else round(seconds_left, 1),
+            "wall_s": round(time.monotonic() - started, 1),
+        }
         oof, test = run_dir / f"oof_{name}.parquet", run_dir / f"test_{name}.parquet"
         # a file from an earlier complete run counts only if this run's folds were all done
         if oof.exists() and test.exists() and plan.get("complete", True) and "error" not in plan:
@@ -73,7 +77,10 @@ def run_encoders(inputs: StackerInputs, config: RunConfig, deadline: float | Non
             plan["finished"] = True
         else:
             plan["finished"] = False
-            log.warning("encoder %s did not finish all folds in the time budget: left out of the stacker "
-                        "(a rerun resumes from its checkpoints)", name)
+            log.warning(
+                "encoder %s did not finish all folds in the time budget: left out of the stacker "
+                "(a rerun resumes from its checkpoints)",
+                name,
+            )
         stage.plans[name] = plan
     return stage

@@ -34,15 +34,21 @@ DATASET_SLUG = "arena-pref-offline"
 DATASET_TITLE = "arena-pref offline"
 
 
-def _project_packages(root: Path) -> list[str]:
+def _project_sources(root: Path) -> list[str]:
+    """The packages and top-level modules pyproject.toml ships (``tool.setuptools``), as paths under ``root``."""
     text = (root / "pyproject.toml").read_text()
     try:
         import tomllib
-    except ImportError:  # Python 3.10: the one line we need
+    except ImportError:  # Python 3.10: the two lists we need
         import re
 
-        return re.findall(r'"([^"]+)"', re.search(r"^packages\s*=\s*\[(.*?)\]", text, re.MULTILINE | re.DOTALL).group(1))
-    return list(tomllib.loads(text)["tool"]["setuptools"]["packages"])
+        def listed(key: str) -> list[str]:
+            found = re.search(rf"^{key}\s*=\s*\[(.*?)\]", text, re.MULTILINE | re.DOTALL)
+            return re.findall(r'"([^"]+)"', found.group(1)) if found else []
+
+        return listed("packages") + [f"{m}.py" for m in listed("py-modules")]
+    setup = tomllib.loads(text)["tool"]["setuptools"]
+    return list(setup["packages"]) + [f"{m}.py" for m in setup.get("py-modules", [])]
 
 
 def _setuptools_ok() -> bool:
@@ -65,13 +71,26 @@ def build_project_wheel(wheels: Path, root: Path = PROJECT_ROOT) -> Path:
         for name in ("pyproject.toml", "README.md"):
             if (root / name).exists():
                 shutil.copy2(root / name, src / name)
-        for package in _project_packages(root):
-            shutil.copytree(root / package, src / package,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for name in _project_sources(root):
+            if (root / name).is_dir():
+                shutil.copytree(root / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy2(root / name, src / name)
         # with the build backend already here, no isolated build environment needs downloading
         isolation = ["--no-build-isolation"] if _setuptools_ok() else []
-        cmd = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", *isolation,
-               "--disable-pip-version-check", "-q", "-w", str(wheels)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(src),
+            "--no-deps",
+            *isolation,
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            str(wheels),
+        ]
         log.info("building the project wheel: %s", " ".join(cmd))
         subprocess.run(cmd, check=True, cwd=tmp)
     built = sorted(wheels.glob("arena_pref-*.whl"))
@@ -84,8 +103,19 @@ def build_project_wheel(wheels: Path, root: Path = PROJECT_ROOT) -> Path:
 def download_wheels(wheels: Path, packages: list[str]) -> list[Path]:
     """``pip download`` the packages Kaggle lacks (binary wheels only, no dependencies: Kaggle has them)."""
     before = set(wheels.glob("*.whl"))
-    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
-           "--disable-pip-version-check", "-q", "-d", str(wheels), *packages]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--only-binary=:all:",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(wheels),
+        *packages,
+    ]
     log.info("downloading wheels: %s", " ".join(cmd))
     subprocess.run(cmd, check=True)
     new = sorted(set(wheels.glob("*.whl")) - before)
@@ -105,18 +135,23 @@ def write_nltk_data(target: Path) -> Path:
 
 def write_metadata(out: Path, user: str, title: str = DATASET_TITLE) -> Path:
     path = out / "dataset-metadata.json"
-    path.write_text(json.dumps({"title": title, "id": f"{user}/{DATASET_SLUG}", "licenses": [{"name": "MIT"}]},
-                               indent=2) + "\n")
+    path.write_text(
+        json.dumps({"title": title, "id": f"{user}/{DATASET_SLUG}", "licenses": [{"name": "MIT"}]}, indent=2) + "\n"
+    )
     log.info("wrote %s (id %s/%s)", path, user, DATASET_SLUG)
     return path
 
 
 def write_readme(out: Path, packages: list[str], downloaded: bool) -> Path:
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "README.txt")
-    lines = ["arena-pref offline dataset: attach it to kaggle_notebook.ipynb (internet off).", "",
-             "The notebook installs with:",
-             "  pip install --no-index --find-links <this dataset>/wheels arena-pref " + " ".join(packages),
-             "and points NLTK_DATA at <this dataset>/nltk_data (textstat's cmudict, no download).", ""]
+    lines = [
+        "arena-pref offline dataset: attach it to kaggle_notebook.ipynb (internet off).",
+        "",
+        "The notebook installs with:",
+        "  pip install --no-index --find-links <this dataset>/wheels arena-pref " + " ".join(packages),
+        "and points NLTK_DATA at <this dataset>/nltk_data (textstat's cmudict, no download).",
+        "",
+    ]
     if not downloaded:
         lines += [f"Built with --no-download: wheels of {', '.join(packages)} are NOT included.", ""]
     lines += ["Contents:"]
@@ -130,8 +165,13 @@ def write_readme(out: Path, packages: list[str], downloaded: bool) -> Path:
     return readme
 
 
-def export(out: Path, packages: list[str] | None = None, download: bool = True, kaggle_user: str | None = None,
-           title: str = DATASET_TITLE) -> dict:
+def export(
+    out: Path,
+    packages: list[str] | None = None,
+    download: bool = True,
+    kaggle_user: str | None = None,
+    title: str = DATASET_TITLE,
+) -> dict:
     packages = list(DEFAULT_PACKAGES if packages is None else packages)
     out.mkdir(parents=True, exist_ok=True)
     wheels = out / "wheels"
@@ -140,8 +180,10 @@ def export(out: Path, packages: list[str] | None = None, download: bool = True, 
     if download and packages:
         download_wheels(wheels, packages)
     else:
-        log.info("skipping pip download of %s (--no-download): the notebook installs what wheels/ holds",
-                 ", ".join(packages) or "nothing")
+        log.info(
+            "skipping pip download of %s (--no-download): the notebook installs what wheels/ holds",
+            ", ".join(packages) or "nothing",
+        )
     write_nltk_data(out / "nltk_data")
     user = kaggle_user or os.environ.get("KAGGLE_USERNAME")
     if not user:
@@ -149,27 +191,39 @@ def export(out: Path, packages: list[str] | None = None, download: bool = True, 
         log.warning("no --kaggle-user (or KAGGLE_USERNAME): edit the id in dataset-metadata.json before uploading")
     write_metadata(out, user, title)
     readme = write_readme(out, packages, download)
-    summary = {"out": str(out), "project_wheel": project_wheel.name,
-               "wheels": sorted(p.name for p in wheels.glob("*.whl")), "nltk_data": str(out / "nltk_data"),
-               "metadata": str(out / "dataset-metadata.json"), "readme": str(readme)}
-    log.info("dataset folder ready: %s (%d wheels). Upload: kaggle datasets create -p %s", out,
-             len(summary["wheels"]), out)
+    summary = {
+        "out": str(out),
+        "project_wheel": project_wheel.name,
+        "wheels": sorted(p.name for p in wheels.glob("*.whl")),
+        "nltk_data": str(out / "nltk_data"),
+        "metadata": str(out / "dataset-metadata.json"),
+        "readme": str(readme),
+    }
+    log.info(
+        "dataset folder ready: %s (%d wheels). Upload: kaggle datasets create -p %s", out, len(summary["wheels"]), out
+    )
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(prog="python -m pipelines.export_kaggle", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines.export_kaggle",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", required=True, help="dataset folder to build")
-    p.add_argument("--packages", help=f"comma-separated packages to pip download (default: {','.join(DEFAULT_PACKAGES)})")
+    p.add_argument(
+        "--packages", help=f"comma-separated packages to pip download (default: {','.join(DEFAULT_PACKAGES)})"
+    )
     p.add_argument("--no-download", action="store_true", help="skip pip download (offline; tests)")
     p.add_argument("--kaggle-user", help="Kaggle user name for the dataset id (default: $KAGGLE_USERNAME)")
     p.add_argument("--title", default=DATASET_TITLE)
     args = p.parse_args(argv)
     packages = None if args.packages is None else [x.strip() for x in args.packages.split(",") if x.strip()]
-    summary = export(Path(args.out), packages, download=not args.no_download, kaggle_user=args.kaggle_user,
-                     title=args.title)
+    summary = export(
+        Path(args.out), packages, download=not args.no_download, kaggle_user=args.kaggle_user, title=args.title
+    )
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 def prompt_groups(battles: pd.DataFrame) -> np.ndarray:
     """Group key per row: a hash of the normalised prompt turns (same prompt -> same group)."""
     keys = [
-        hashlib.blake2b("\x1e".join(" ".join(t.lower().split()) for t in turns).encode("utf-8", "replace"),
-                        digest_size=8).hexdigest()
+        hashlib.blake2b(
+            "\x1e".join(" ".join(t.lower().split()) for t in turns).encode("utf-8", "replace"), digest_size=8
+        ).hexdigest()
         for turns in battles["prompt_turns"]
     ]
     return pd.factorize(pd.Series(keys))[0]

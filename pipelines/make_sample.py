@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS
 from pipelines.convert import convert
 from pipelines.paths import SAMPLE_DIR
 
@@ -22,11 +23,12 @@ TRAIN_DRAW = {"llmeval2": 300, "pandalm": 150, "hh-rlhf": 150}
 SOURCES = {
     "llmeval2": ["llmeval2/LLMEval2_benchmark.json.zip"],
     "pandalm": ["pandalm/testset-v1.json"],
-    "hh-rlhf": [f"hh-rlhf/{s}/test.jsonl.gz" for s in ("harmless-base", "helpful-base", "helpful-online",
-                                                       "helpful-rejection-sampled")],
+    "hh-rlhf": [
+        f"hh-rlhf/{s}/test.jsonl.gz"
+        for s in ("harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled")
+    ],
 }
-KAGGLE_TRAIN = ["id", "model_a", "model_b", "prompt", "response_a", "response_b",
-                "winner_model_a", "winner_model_b", "winner_tie"]
+KAGGLE_TRAIN = ["id", "model_a", "model_b", *TEXT_COLUMNS, *CLASS_COLUMNS]
 
 
 def build(data_dir: Path, out_dir: Path, seed: int = 0) -> None:
@@ -38,12 +40,13 @@ def build(data_dir: Path, out_dir: Path, seed: int = 0) -> None:
     arena = convert("arena", [data_dir / "arena-snippets-king398" / "batch_input.jsonl"], seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     train[KAGGLE_TRAIN].to_csv(out_dir / "train.csv", index=False)
-    arena[["id", "prompt", "response_a", "response_b"]].to_csv(out_dir / "test.csv", index=False)
-    arena[["id", "winner_model_a", "winner_model_b", "winner_tie"]].to_csv(out_dir / "test_labels.csv", index=False)
+    arena[["id", *TEXT_COLUMNS]].to_csv(out_dir / "test.csv", index=False)
+    arena[["id", *CLASS_COLUMNS]].to_csv(out_dir / "test_labels.csv", index=False)
     counts = train["source"].str.split("/").str[0].value_counts().to_dict()
     (out_dir / "SOURCE.md").write_text(
         "# Bundled sample\n\n"
-        f"Built by `python -m pipelines.make_sample --seed {seed}` from `shared/data/` (see each folder's SOURCE.txt).\n\n"
+        f"Built by `python -m pipelines.make_sample --seed {seed}` from `shared/data/` "
+        "(see each folder's SOURCE.txt).\n\n"
         f"- `train.csv`: {len(train)} rows drawn at random: {counts}. LLMEval² (MIT), PandaLM (Apache-2.0),"
         " Anthropic hh-rlhf test splits (MIT; A/B order shuffled with the seed, no ties).\n"
         f"- `test.csv`: {len(arena)} real Chatbot Arena battles (LMSYS arena-55k texts, embedded in"

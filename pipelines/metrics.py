@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.data import CLASS_NAMES
+from arena_schema import CLASS_NAMES
 from stacking.metrics import multiclass_log_loss
 
 LABELS = [0, 1, 2]

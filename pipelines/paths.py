@@ -44,9 +44,21 @@ def find_model_dirs(input_dir: Path) -> list[Path]:
     """Hugging Face model folders attached as Kaggle inputs, recognised by their config.json."""
     if not input_dir.is_dir():
         return []
-    return sorted({p.parent for p in input_dir.glob("**/config.json")
-                   if any((p.parent / f).exists() for f in ("model.safetensors", "pytorch_model.bin",
-                                                             "model.safetensors.index.json", "adapter_config.json"))})
+    return sorted(
+        {
+            p.parent
+            for p in input_dir.glob("**/config.json")
+            if any(
+                (p.parent / f).exists()
+                for f in (
+                    "model.safetensors",
+                    "pytorch_model.bin",
+                    "model.safetensors.index.json",
+                    "adapter_config.json",
+                )
+            )
+        }
+    )
 
 
 def resolve_paths(train: str | None, test: str | None, out: str | None) -> DataPaths:
@@ -56,8 +68,13 @@ def resolve_paths(train: str | None, test: str | None, out: str | None) -> DataP
         competition = find_competition_dir(root / "input")
         if competition is not None:
             working = Path(out) if out else root / "working"
-            return DataPaths(competition / "train.csv", competition / "test.csv", working / "arena_pref_run",
-                             working / "submission.csv", on_kaggle=True)
+            return DataPaths(
+                competition / "train.csv",
+                competition / "test.csv",
+                working / "arena_pref_run",
+                working / "submission.csv",
+                on_kaggle=True,
+            )
         train_path, test_path = SAMPLE_DIR / "train.csv", SAMPLE_DIR / "test.csv"
     elif train is None or test is None:
         raise SystemExit("give both --train and --test, or neither (Kaggle discovery / bundled sample)")

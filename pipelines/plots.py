@@ -32,8 +32,10 @@ def _save(fig, path: Path) -> Path:
 
 # --------------------------------------------------------------------------- Optuna
 
-def save_optuna_plots(study, out_dir: Path, importances: dict[str, float] | None,
-                      baseline: float | None = None) -> dict[str, list[Path]]:
+
+def save_optuna_plots(
+    study, out_dir: Path, importances: dict[str, float] | None, baseline: float | None = None
+) -> dict[str, list[Path]]:
     """Optimisation history always; parameter importances when they could be computed
     (``importances`` is None with fewer than two completed trials). HTML needs plotly; the HTML
     files share one ``plotly.min.js`` beside them, so they open offline."""
@@ -77,6 +79,7 @@ def fixed_importances(importances: dict[str, float]):
 
 
 # --------------------------------------------------------------------------- ablation
+
 
 def ablation_bars(rows: list[dict], path: Path) -> Path:
     """Paired per-fold difference to the full model (mean ± std over folds), drop-one beside only-this."""
@@ -124,8 +127,13 @@ def reliability_diagram(reliability: dict, path: Path, min_rows: int = 10) -> Pa
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
         for stage, style in (("before", "o-"), ("after", "s-")):
             bins = [b for b in reliability[stage][cls]["bins"] if b["n"] >= min_rows]
-            ax.plot([b["mean_predicted"] for b in bins], [b["observed"] for b in bins], style,
-                    label=f"{stage} (ECE {reliability[stage][cls]['ece']:.3f})", ms=4)
+            ax.plot(
+                [b["mean_predicted"] for b in bins],
+                [b["observed"] for b in bins],
+                style,
+                label=f"{stage} (ECE {reliability[stage][cls]['ece']:.3f})",
+                ms=4,
+            )
         ax.set_title(f"P({CLASS_LABELS[cls]}) (bins of ≥ {min_rows} rows)")
         ax.set_xlabel("mean predicted")
         ax.set_ylabel("observed frequency")
@@ -163,7 +171,9 @@ def position_plot(position: dict, path: Path) -> Path:
     ax.bar(x + 0.18, observed, width=0.36, yerr=errors, capsize=4, label="observed rate ± 95% CI")
     ax.set_xticks(x, names)
     ax.set_ylabel("probability / rate")
-    ax.set_title(f"position: observed A−B = {position['observed_a_minus_b']:+.3f}, "
-                 f"swap gap {position['max_swap_gap']:.1e}", fontsize=10)
+    ax.set_title(
+        f"position: observed A−B = {position['observed_a_minus_b']:+.3f}, swap gap {position['max_swap_gap']:.1e}",
+        fontsize=10,
+    )
     ax.legend(fontsize=8)
     return _save(fig, path)

@@ -1,7 +1,7 @@
 """Score new battles with a saved stacker directory.
 
-    python -m pipelines.predict --model outputs/run/model --test test.csv --out submission.csv
-       [--source NAME=TEST_PROBA_FILE ...]   # the same extra sources the model was trained with
+python -m pipelines.predict --model outputs/run/model --test test.csv --out submission.csv
+   [--source NAME=TEST_PROBA_FILE ...]   # the same extra sources the model was trained with
 """
 
 from __future__ import annotations
@@ -22,8 +22,14 @@ from stacking.sources import read_proba_file, source_features
 log = logging.getLogger("arena_pref")
 
 
-def predict_file(model_dir: str | Path, test_path: str | Path, out_path: str | Path,
-                 sources: dict[str, str] | None = None, n_jobs: int = 2, progress: bool = True) -> pd.DataFrame:
+def predict_file(
+    model_dir: str | Path,
+    test_path: str | Path,
+    out_path: str | Path,
+    sources: dict[str, str] | None = None,
+    n_jobs: int = 2,
+    progress: bool = True,
+) -> pd.DataFrame:
     model = StackerModel.load(model_dir)
     test, _ = load_battles(test_path, labelled=False)
     X = FeatureExtractor(model.feature_config["groups"], n_jobs=n_jobs, progress=progress).transform(test)
@@ -39,8 +45,9 @@ def predict_file(model_dir: str | Path, test_path: str | Path, out_path: str | P
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(prog="python -m pipelines.predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", required=True, help="model directory written by pipelines.full_run (<run>/model)")
     p.add_argument("--test", required=True, help="test.csv in the Kaggle schema")
     p.add_argument("--out", required=True, help="where to write submission.csv")

@@ -28,12 +28,18 @@ def _fmt(x) -> str:
 
 
 def _metrics_table(title: str, rows: dict[str, dict]) -> list[str]:
-    lines = [f"## {title}", "", "| predictions | log loss | fold mean ± std | A wins | B wins | tie | accuracy |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## {title}",
+        "",
+        "| predictions | log loss | fold mean ± std | A wins | B wins | tie | accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, m in rows.items():
         pc = m["per_class"]
-        lines.append(f"| {name} | {_fmt(m['log_loss'])} | {_fmt(m['fold_mean'])} ± {_fmt(m['fold_std'])} | "
-                     f"{_fmt(pc['a'])} | {_fmt(pc['b'])} | {_fmt(pc['tie'])} | {m['accuracy']:.3f} |")
+        lines.append(
+            f"| {name} | {_fmt(m['log_loss'])} | {_fmt(m['fold_mean'])} ± {_fmt(m['fold_std'])} | "
+            f"{_fmt(pc['a'])} | {_fmt(pc['b'])} | {_fmt(pc['tie'])} | {m['accuracy']:.3f} |"
+        )
     return lines + [""]
 
 
@@ -44,42 +50,59 @@ def _plan_lines(plan: dict) -> list[str]:
     budget = plan.get("time_budget_hours")
     lines = ["", "## Plan", "", f"- time budget: {'none' if budget is None else f'{budget} h'}"]
     for write in plan.get("submission_writes", []):
-        lines.append(f"- submission written at {write['at_s']:.0f}s: stacker over features"
-                     f"{' + ' + ', '.join(write['sources']) if write['sources'] else ' only'} "
-                     f"(OOF log loss {write['oof_log_loss']:.4f})")
+        lines.append(
+            f"- submission written at {write['at_s']:.0f}s: stacker over features"
+            f"{' + ' + ', '.join(write['sources']) if write['sources'] else ' only'} "
+            f"(OOF log loss {write['oof_log_loss']:.4f})"
+        )
     for name, enc in (plan.get("encoder_runs") or {}).items():
         length = enc.get("max_length") or {}
         stopped = enc.get("stopped") or {}
-        lines.append(f"- encoder {name}: folds done {enc.get('folds_done', [])}, test scored by folds "
-                     f"{enc.get('test_folds', [])}, max_length {length.get('used', '?')}"
-                     f"{' (configured ' + str(length['configured']) + ')' if length.get('used') != length.get('configured') else ''}"
-                     f", {enc.get('wall_s', 0):.0f}s; {'used' if enc.get('used_in_submission') else 'not used'}"
-                     f"{': ' + stopped['reason'] if stopped.get('reason') else ''}"
-                     f"{': ' + enc['error'] if enc.get('error') else ''}")
+        configured = f" (configured {length['configured']})" if length.get("used") != length.get("configured") else ""
+        lines.append(
+            f"- encoder {name}: folds done {enc.get('folds_done', [])}, test scored by folds "
+            f"{enc.get('test_folds', [])}, max_length {length.get('used', '?')}"
+            f"{configured}"
+            f", {enc.get('wall_s', 0):.0f}s; {'used' if enc.get('used_in_submission') else 'not used'}"
+            f"{': ' + stopped['reason'] if stopped.get('reason') else ''}"
+            f"{': ' + enc['error'] if enc.get('error') else ''}"
+        )
     return lines
 
 
 def render_markdown(report: dict) -> str:
-    lines = [f"# arena-pref run report", "", f"- train: `{report['data']['train']['path']}` "
-             f"({report['data']['train']['rows']} rows)",
-             f"- test: `{report['data']['test']['path']}` ({report['data']['test']['rows']} rows)",
-             f"- folds: {report['folds']['n_folds']} (grouped by prompt, stratified by label)",
-             f"- features: {report['features']['n_columns']} columns from groups {', '.join(report['features']['groups'])}",
-             f"- extra sources: {', '.join(report['features']['sources']) or 'none'}",
-             f"- calibration: {report['calibration']['kind']} {report['calibration']['fitted']}", ""]
+    lines = [
+        "# arena-pref run report",
+        "",
+        f"- train: `{report['data']['train']['path']}` ({report['data']['train']['rows']} rows)",
+        f"- test: `{report['data']['test']['path']}` ({report['data']['test']['rows']} rows)",
+        f"- folds: {report['folds']['n_folds']} (grouped by prompt, stratified by label)",
+        f"- features: {report['features']['n_columns']} columns from groups {', '.join(report['features']['groups'])}",
+        f"- extra sources: {', '.join(report['features']['sources']) or 'none'}",
+        f"- calibration: {report['calibration']['kind']} {report['calibration']['fitted']}",
+        "",
+    ]
     lines += _metrics_table("Out-of-fold log loss (lower is better)", report["oof"])
-    lines.append("Every figure above is out-of-fold: each row is scored by models (and a calibrator and prior)"
-                 " fitted without its fold.")
+    lines.append(
+        "Every figure above is out-of-fold: each row is scored by models (and a calibrator and prior)"
+        " fitted without its fold."
+    )
     lines.append("")
     if report.get("holdout"):
         lines += _metrics_table("Labelled test set (evaluation only)", {k: v for k, v in report["holdout"].items()})
-    lines += ["## Parse problems", "", "| file | column | invalid JSON (kept as one turn) | null turns | lone surrogates |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "## Parse problems",
+        "",
+        "| file | column | invalid JSON (kept as one turn) | null turns | lone surrogates |",
+        "|---|---|---|---|---|",
+    ]
     for side in ("train", "test"):
         parse = report["data"][side]["parse"]
         for col in parse["invalid_json"]:
-            lines.append(f"| {side} | {col} | {parse['invalid_json'][col]} | {parse['null_turns'][col]} | "
-                         f"{parse['surrogates'][col]} |")
+            lines.append(
+                f"| {side} | {col} | {parse['invalid_json'][col]} | {parse['null_turns'][col]} | "
+                f"{parse['surrogates'][col]} |"
+            )
     lines += _plan_lines(report.get("plan") or {})
     lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in report["timings"].items()]

@@ -33,9 +33,12 @@ class StackerInputs:
 
     def with_source(self, name: str, oof_path: str | Path, test_path: str | Path) -> None:
         """Add an extra probability source's columns (OOF for train, fold-mean for test)."""
-        self.X = pd.concat([self.X, source_features(read_proba_file(oof_path), self.train["id"], name, str(oof_path))], axis=1)
-        self.X_test = pd.concat([self.X_test, source_features(read_proba_file(test_path), self.test["id"], name,
-                                                              str(test_path))], axis=1)
+        self.X = pd.concat(
+            [self.X, source_features(read_proba_file(oof_path), self.train["id"], name, str(oof_path))], axis=1
+        )
+        self.X_test = pd.concat(
+            [self.X_test, source_features(read_proba_file(test_path), self.test["id"], name, str(test_path))], axis=1
+        )
 
 
 def cache_dir_of(config: RunConfig) -> Path:
@@ -50,9 +53,13 @@ def prepare_inputs(config: RunConfig, timer: StageTimer | None = None) -> Stacke
     with timer.stage("folds"):
         folds = load_or_make_folds(train, config.out / "folds.csv", config.n_folds, config.seed)["fold"].to_numpy()
         groups = prompt_groups(train)
-    extractor = FeatureExtractor(config.features.groups, n_jobs=config.features.n_jobs,
-                                 chunk_size=config.features.chunk_size, cache_dir=cache_dir_of(config),
-                                 progress=config.progress)
+    extractor = FeatureExtractor(
+        config.features.groups,
+        n_jobs=config.features.n_jobs,
+        chunk_size=config.features.chunk_size,
+        cache_dir=cache_dir_of(config),
+        progress=config.progress,
+    )
     with timer.stage("features"):
         X = extractor.transform(train)
         X_test = extractor.transform(test)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stacking.sources import PROBA_COLUMNS
+from arena_schema import CLASS_COLUMNS
 
 CLIP = 1e-6
 
@@ -25,12 +25,14 @@ def build_submission(ids: pd.Series | list, proba: np.ndarray) -> pd.DataFrame:
         raise SubmissionError(f"duplicate test ids, e.g. {ids[ids.duplicated()].iloc[0]!r}")
     bad = ~np.isfinite(proba).all(axis=1)
     if bad.any():
-        raise SubmissionError(f"{int(bad.sum())} row(s) with NaN/inf probabilities, first id {ids.iloc[np.flatnonzero(bad)[0]]!r}")
+        raise SubmissionError(
+            f"{int(bad.sum())} row(s) with NaN/inf probabilities, first id {ids.iloc[np.flatnonzero(bad)[0]]!r}"
+        )
     if (proba < 0).any():
         raise SubmissionError("negative probabilities")
     proba = np.clip(proba, CLIP, 1 - CLIP)
     proba = proba / proba.sum(axis=1, keepdims=True)
-    frame = pd.DataFrame(proba, columns=list(PROBA_COLUMNS))
+    frame = pd.DataFrame(proba, columns=list(CLASS_COLUMNS))
     frame.insert(0, "id", ids.to_numpy())
     return frame
 
@@ -50,11 +52,11 @@ def write_submission(ids: pd.Series | list, proba: np.ndarray, path: str | Path)
 def check_submission_file(path: str | Path, ids: pd.Series | list) -> None:
     """The file on disk has one row per id in order, and rows that sum to 1 to 6 decimals."""
     back = pd.read_csv(path, dtype={"id": str})
-    if list(back.columns) != ["id", *PROBA_COLUMNS]:
+    if list(back.columns) != ["id", *CLASS_COLUMNS]:
         raise SubmissionError(f"{path}: columns {list(back.columns)}")
     if back["id"].tolist() != [str(i) for i in ids]:
         raise SubmissionError(f"{path}: ids are not the test ids in test order")
-    values = back[list(PROBA_COLUMNS)].to_numpy()
+    values = back[list(CLASS_COLUMNS)].to_numpy()
     if not np.isfinite(values).all():
         raise SubmissionError(f"{path}: NaN in file")
     if np.abs(values.sum(axis=1) - 1).max() > 1e-6:

@@ -30,20 +30,43 @@ log = logging.getLogger("arena_pref")
 LAUNCH_GRACE_S = 60  # past its budget, a launched run is ended (the caller reserved this much and more)
 
 
-def run_in_process(config: EncoderConfig, train: pd.DataFrame, test: pd.DataFrame, folds, run_dir: Path,
-                   seconds_left: float | None, progress: bool = True) -> EncoderRun:
+def run_in_process(
+    config: EncoderConfig,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    folds,
+    run_dir: Path,
+    seconds_left: float | None,
+    progress: bool = True,
+) -> EncoderRun:
     deadline = None if seconds_left is None else time.monotonic() + seconds_left
     return cross_fit_encoder(config, train, train["label"].to_numpy(), folds, test, run_dir, deadline, progress)
 
 
-def launch_data_parallel(config: EncoderConfig, train_path: str, test_path: str, run_dir: Path, n_gpus: int,
-                         seconds_left: float | None) -> None:
+def launch_data_parallel(
+    config: EncoderConfig, train_path: str, test_path: str, run_dir: Path, n_gpus: int, seconds_left: float | None
+) -> None:
     """Several GPUs: the same CLI under ``accelerate launch`` (accelerate does the process management)."""
     config_path = run_dir / f"encoder_{config.resolved_name}.json"
     config_path.write_text(json.dumps(asdict(config), indent=2))
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n_gpus),
-           "-m", "pipelines.train_encoder", "--run-dir", str(run_dir), "--train", train_path, "--test", test_path,
-           "--config", str(config_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(n_gpus),
+        "-m",
+        "pipelines.train_encoder",
+        "--run-dir",
+        str(run_dir),
+        "--train",
+        train_path,
+        "--test",
+        test_path,
+        "--config",
+        str(config_path),
+    ]
     if seconds_left is not None:
         cmd += ["--seconds", str(int(seconds_left))]
     log.info("launching: %s", " ".join(cmd))
@@ -70,8 +93,11 @@ def launch_data_parallel(config: EncoderConfig, train_path: str, test_path: str,
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(prog="python -m pipelines.train_encoder", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines.train_encoder",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory holding folds.csv")
     p.add_argument("--train", required=True)
     p.add_argument("--test", required=True)

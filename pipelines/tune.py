@@ -28,9 +28,9 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from pipelines.config import RunConfig, StackerConfig
 from pipelines.cli import add_data_args as add_shared_data_args
 from pipelines.cli import run_config_from_data_args
+from pipelines.config import RunConfig, StackerConfig
 from pipelines.stacker_inputs import StackerInputs, prepare_inputs
 from stacking.tuning import FoldResult, StackerFit, evaluate_stacker, split_trial_params, suggest_stacker
 
@@ -52,13 +52,18 @@ class TuneConfig:
 
 # --------------------------------------------------------------------------- arguments shared with ablation
 
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     """The data arguments ``pipelines.full_run`` also takes, plus quick-look stacker settings."""
     add_shared_data_args(p)
     p.add_argument("--num-boost-round", type=int, help=f"default {StackerConfig.num_boost_round}")
     p.add_argument("--early-stopping-rounds", type=int, help=f"default {StackerConfig.early_stopping_rounds}")
-    p.add_argument("--num-threads", type=int, help="LightGBM threads (default 2, as full_run); 1 is much faster "
-                                                   "on a machine whose cores are busy with other work")
+    p.add_argument(
+        "--num-threads",
+        type=int,
+        help="LightGBM threads (default 2, as full_run); 1 is much faster "
+        "on a machine whose cores are busy with other work",
+    )
 
 
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -74,13 +79,18 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def stacker_fit_of(config: RunConfig) -> StackerFit:
     sc = config.stacker
-    return StackerFit(seed=config.seed, num_boost_round=sc.num_boost_round,
-                      early_stopping_rounds=sc.early_stopping_rounds,
-                      inner_valid_fraction=sc.inner_valid_fraction, swap_augment=sc.swap_augment,
-                      base_params=dict(sc.params))
+    return StackerFit(
+        seed=config.seed,
+        num_boost_round=sc.num_boost_round,
+        early_stopping_rounds=sc.early_stopping_rounds,
+        inner_valid_fraction=sc.inner_valid_fraction,
+        swap_augment=sc.swap_augment,
+        base_params=dict(sc.params),
+    )
 
 
 # --------------------------------------------------------------------------- study
+
 
 def default_storage(out: Path) -> str:
     return f"sqlite:///{(out / 'optuna.db').resolve()}"
@@ -98,18 +108,24 @@ def setup_key(inputs: StackerInputs, fit: StackerFit) -> dict:
     h.update(np.asarray(inputs.folds, dtype=np.int64).tobytes())
     settings = asdict(fit)
     settings["base_params"] = {k: v for k, v in fit.base_params.items() if k != "num_threads"}  # per machine
-    return {"data_sha256": h.hexdigest()[:20], "rows": len(inputs.y), "n_features": int(inputs.X.shape[1]),
-            "fit": settings}
+    return {
+        "data_sha256": h.hexdigest()[:20],
+        "rows": len(inputs.y),
+        "n_features": int(inputs.X.shape[1]),
+        "fit": settings,
+    }
 
 
 def open_study(storage: str, name: str, seed: int, tune: TuneConfig):
     """Create the study or resume it; the sampler's seed moves on with the trials already there,
     so a resumed study does not replay its first random (startup) trials. ``seed`` seeds only the
     sampler: the fit's seed is part of the problem (see :func:`setup_key`)."""
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=tune.pruner_startup_trials,
-                                         n_warmup_steps=tune.pruner_warmup_steps)
-    study = optuna.create_study(storage=storage, study_name=name, direction="minimize", pruner=pruner,
-                                load_if_exists=True)
+    pruner = optuna.pruners.MedianPruner(
+        n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_steps
+    )
+    study = optuna.create_study(
+        storage=storage, study_name=name, direction="minimize", pruner=pruner, load_if_exists=True
+    )
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
     return study
 
@@ -119,9 +135,13 @@ def check_setup(study, key: dict) -> None:
     if stored is None:
         study.set_user_attr("setup", key)
     elif stored != key:
-        changed = {k: (stored.get(k), key.get(k)) for k in sorted(set(stored) | set(key)) if stored.get(k) != key.get(k)}
-        raise SystemExit(f"study {study.study_name!r} was run on other data, folds or fit settings "
-                         f"(stored, now: {changed}); pick another --study or --out")
+        changed = {
+            k: (stored.get(k), key.get(k)) for k in sorted(set(stored) | set(key)) if stored.get(k) != key.get(k)
+        }
+        raise SystemExit(
+            f"study {study.study_name!r} was run on other data, folds or fit settings "
+            f"(stored, now: {changed}); pick another --study or --out"
+        )
 
 
 def ensure_baseline(study, inputs: StackerInputs, fit: StackerFit) -> dict:
@@ -130,10 +150,12 @@ def ensure_baseline(study, inputs: StackerInputs, fit: StackerFit) -> dict:
     defaults = StackerConfig()
     if "baseline" not in study.user_attrs:
         log.info("baseline: default parameters, calibration %s", defaults.calibration)
-        result = evaluate_stacker(inputs.X, inputs.y, inputs.folds, inputs.groups, dict(defaults.params),
-                                  defaults.calibration, fit)
-        study.set_user_attr("baseline", {**result.as_dict(), "params": dict(defaults.params),
-                                         "calibration": defaults.calibration})
+        result = evaluate_stacker(
+            inputs.X, inputs.y, inputs.folds, inputs.groups, dict(defaults.params), defaults.calibration, fit
+        )
+        study.set_user_attr(
+            "baseline", {**result.as_dict(), "params": dict(defaults.params), "calibration": defaults.calibration}
+        )
         log.info("baseline OOF log loss %.5f", result.log_loss)
     return study.user_attrs["baseline"]
 
@@ -147,8 +169,9 @@ def make_objective(inputs: StackerInputs, fit: StackerFit):
             if trial.should_prune():
                 raise optuna.TrialPruned(f"running log loss {value:.5f} after fold {step}")
 
-        result: FoldResult = evaluate_stacker(inputs.X, inputs.y, inputs.folds, inputs.groups, params,
-                                              calibration, fit, report)
+        result: FoldResult = evaluate_stacker(
+            inputs.X, inputs.y, inputs.folds, inputs.groups, params, calibration, fit, report
+        )
         for key, value in result.as_dict().items():
             trial.set_user_attr(key, value)
         return result.log_loss
@@ -158,8 +181,13 @@ def make_objective(inputs: StackerInputs, fit: StackerFit):
 
 def trial_counts(study) -> dict[str, int]:
     states = [t.state for t in study.trials]
-    return {"total": len(states), **{s.name.lower(): states.count(s) for s in
-                                      (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}}
+    return {
+        "total": len(states),
+        **{
+            s.name.lower(): states.count(s)
+            for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+        },
+    }
 
 
 def best_choice(study, baseline: dict) -> dict:
@@ -168,11 +196,20 @@ def best_choice(study, baseline: dict) -> dict:
     best = min(complete, key=lambda t: t.value) if complete else None
     if best is not None and best.value <= baseline["log_loss"]:
         params, calibration = split_trial_params(best.params)
-        return {"params": params, "calibration": calibration, "value": float(best.value),
-                "source": f"trial {best.number}", "per_fold": best.user_attrs.get("per_fold")}
-    return {"params": dict(baseline["params"]), "calibration": baseline["calibration"],
-            "value": float(baseline["log_loss"]), "source": "defaults (no trial beat them)",
-            "per_fold": baseline["per_fold"]}
+        return {
+            "params": params,
+            "calibration": calibration,
+            "value": float(best.value),
+            "source": f"trial {best.number}",
+            "per_fold": best.user_attrs.get("per_fold"),
+        }
+    return {
+        "params": dict(baseline["params"]),
+        "calibration": baseline["calibration"],
+        "value": float(baseline["log_loss"]),
+        "source": "defaults (no trial beat them)",
+        "per_fold": baseline["per_fold"],
+    }
 
 
 def param_importances(study) -> tuple[dict[str, float] | None, str | None]:
@@ -187,35 +224,63 @@ def param_importances(study) -> tuple[dict[str, float] | None, str | None]:
 
 # --------------------------------------------------------------------------- outputs
 
+
 def write_best_params(path: Path, choice: dict, study, baseline: dict) -> Path:
     """In the format ``pipelines.config.load_params_file`` (and so ``full_run --params``) reads."""
-    payload = {"params": choice["params"], "calibration": choice["calibration"], "value": choice["value"],
-               "n_trials": len(study.trials), "study": study.study_name, "source": choice["source"],
-               "per_fold": choice["per_fold"], "baseline_value": baseline["log_loss"]}
+    payload = {
+        "params": choice["params"],
+        "calibration": choice["calibration"],
+        "value": choice["value"],
+        "n_trials": len(study.trials),
+        "study": study.study_name,
+        "source": choice["source"],
+        "per_fold": choice["per_fold"],
+        "baseline_value": baseline["log_loss"],
+    }
     path.write_text(json.dumps(payload, indent=2))
     return path
 
 
-def render_report(study, choice: dict, baseline: dict, counts: dict, wall_s: float,
-                  importances: dict | None, importance_note: str | None, plots: dict[str, list[Path]],
-                  out: Path) -> str:
+def render_report(
+    study,
+    choice: dict,
+    baseline: dict,
+    counts: dict,
+    wall_s: float,
+    importances: dict | None,
+    importance_note: str | None,
+    plots: dict[str, list[Path]],
+    out: Path,
+) -> str:
     trials_s = sum((t.duration.total_seconds() for t in study.trials if t.duration is not None), 0.0)
     gain = baseline["log_loss"] - choice["value"]
     lines = [
-        f"# Stacker tuning: study `{study.study_name}`", "",
-        "Objective: calibrated, nested out-of-fold log loss on the run's saved folds (lower is better).", "",
-        "| | OOF log loss |", "|---|---|",
+        f"# Stacker tuning: study `{study.study_name}`",
+        "",
+        "Objective: calibrated, nested out-of-fold log loss on the run's saved folds (lower is better).",
+        "",
+        "| | OOF log loss |",
+        "|---|---|",
         f"| baseline (default parameters, calibration {baseline['calibration']}) | {baseline['log_loss']:.5f} |",
         f"| best ({choice['source']}, calibration {choice['calibration']}) | {choice['value']:.5f} |",
-        f"| improvement | {gain:+.5f} |", "",
-        (f"- trials: {counts['total']} in the study ({counts['complete']} complete, {counts['pruned']} pruned, "
-         f"{counts['fail']} failed)"),
+        f"| improvement | {gain:+.5f} |",
+        "",
+        (
+            f"- trials: {counts['total']} in the study ({counts['complete']} complete, {counts['pruned']} pruned, "
+            f"{counts['fail']} failed)"
+        ),
         f"- wall time of this invocation: {wall_s:.1f} s; all trials of the study together: {trials_s:.1f} s",
         f"- best per-fold losses: {', '.join(f'{v:.4f}' for v in choice['per_fold'] or [])}",
-        f"- use it: `python -m pipelines.full_run --params {out / 'best_params.json'}`", "",
-        "## Best parameters", "", "| parameter | value |", "|---|---|",
-        *[f"| {k} | {v} |" for k, v in choice["params"].items()], "",
-        "## Parameter importances", "",
+        f"- use it: `python -m pipelines.full_run --params {out / 'best_params.json'}`",
+        "",
+        "## Best parameters",
+        "",
+        "| parameter | value |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in choice["params"].items()],
+        "",
+        "## Parameter importances",
+        "",
     ]
     if importances:
         lines += ["| parameter | importance |", "|---|---|", *[f"| {k} | {v:.3f} |" for k, v in importances.items()]]
@@ -240,13 +305,25 @@ def write_outputs(study, baseline: dict, out: Path, wall_s: float) -> dict:
     plots = save_optuna_plots(study, out, importances, baseline["log_loss"])
     report = render_report(study, choice, baseline, counts, wall_s, importances, note, plots, out)
     (out / "tuning_report.md").write_text(report)
-    log.info("best OOF log loss %.5f (%s) vs baseline %.5f; wrote %s", choice["value"], choice["source"],
-             baseline["log_loss"], best_path)
-    return {"choice": choice, "baseline": baseline, "counts": counts, "importances": importances,
-            "plots": {k: [str(p) for p in v] for k, v in plots.items()}, "wall_s": wall_s}
+    log.info(
+        "best OOF log loss %.5f (%s) vs baseline %.5f; wrote %s",
+        choice["value"],
+        choice["source"],
+        baseline["log_loss"],
+        best_path,
+    )
+    return {
+        "choice": choice,
+        "baseline": baseline,
+        "counts": counts,
+        "importances": importances,
+        "plots": {k: [str(p) for p in v] for k, v in plots.items()},
+        "wall_s": wall_s,
+    }
 
 
 # --------------------------------------------------------------------------- entry points
+
 
 def tune(config: RunConfig, tune_config: TuneConfig) -> dict:
     """Prepare the inputs once, run (or resume) the study, write best_params.json, plots and report."""
@@ -259,13 +336,23 @@ def tune(config: RunConfig, tune_config: TuneConfig) -> dict:
     sampler_seed = config.seed if tune_config.sampler_seed is None else tune_config.sampler_seed
     study = open_study(storage, tune_config.study_name, sampler_seed, tune_config)
     check_setup(study, setup_key(inputs, fit))
-    log.info("study %r: %d trial(s) so far; adding up to %s trial(s), timeout %s s", study.study_name,
-             len(study.trials), tune_config.n_trials, tune_config.timeout)
+    log.info(
+        "study %r: %d trial(s) so far; adding up to %s trial(s), timeout %s s",
+        study.study_name,
+        len(study.trials),
+        tune_config.n_trials,
+        tune_config.timeout,
+    )
     baseline = ensure_baseline(study, inputs, fit)
     interrupted = False
     try:
-        study.optimize(make_objective(inputs, fit), n_trials=tune_config.n_trials, timeout=tune_config.timeout,
-                       show_progress_bar=config.progress, catch=(lgb.basic.LightGBMError,))
+        study.optimize(
+            make_objective(inputs, fit),
+            n_trials=tune_config.n_trials,
+            timeout=tune_config.timeout,
+            show_progress_bar=config.progress,
+            catch=(lgb.basic.LightGBMError,),
+        )
     except KeyboardInterrupt:  # the finished trials are in the storage: report them, resume later
         log.warning("interrupted: writing the results of the trials finished so far")
         interrupted = True
@@ -275,16 +362,25 @@ def tune(config: RunConfig, tune_config: TuneConfig) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.tune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines.tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_data_args(p)
-    p.add_argument("--n-trials", type=int, default=TuneConfig.n_trials,
-                   help="trials to add in this invocation (the study keeps earlier ones)")
+    p.add_argument(
+        "--n-trials",
+        type=int,
+        default=TuneConfig.n_trials,
+        help="trials to add in this invocation (the study keeps earlier ones)",
+    )
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     p.add_argument("--study", default=TuneConfig.study_name, help="study name in the storage")
     p.add_argument("--storage", help="Optuna RDB URL (default sqlite:///<out>/optuna.db), e.g. postgresql://...")
-    p.add_argument("--sampler-seed", type=int, help="TPE seed (default --seed); --seed also seeds folds and "
-                                                    "LightGBM, which every worker of one study must share")
+    p.add_argument(
+        "--sampler-seed",
+        type=int,
+        help="TPE seed (default --seed); --seed also seeds folds and "
+        "LightGBM, which every worker of one study must share",
+    )
     return p
 
 
@@ -292,8 +388,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     config = run_config_from_args(args)
-    tune_config = TuneConfig(n_trials=args.n_trials, timeout=args.timeout, study_name=args.study,
-                             storage=args.storage, sampler_seed=args.sampler_seed)
+    tune_config = TuneConfig(
+        n_trials=args.n_trials,
+        timeout=args.timeout,
+        study_name=args.study,
+        storage=args.storage,
+        sampler_seed=args.sampler_seed,
+    )
     return 130 if tune(config, tune_config)["interrupted"] else 0
 
 

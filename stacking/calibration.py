@@ -36,7 +36,7 @@ class ProbabilityCalibrator:
         out[:, 2] += tie_bias
         return out
 
-    def fit(self, proba: np.ndarray, y: np.ndarray) -> "ProbabilityCalibrator":
+    def fit(self, proba: np.ndarray, y: np.ndarray) -> ProbabilityCalibrator:
         if self.kind == "none":
             return self
         logits = _logits(proba)
@@ -49,7 +49,9 @@ class ProbabilityCalibrator:
             return -log_softmax(self._transform_logits(logits, temperature, bias), axis=1)[rows, y].mean()
 
         x0 = np.zeros(2 if self.kind == "vector" else 1)
-        result = minimize(nll, x0, method="L-BFGS-B", bounds=[(-3.0, 3.0)] + ([(-5.0, 5.0)] if self.kind == "vector" else []))
+        result = minimize(
+            nll, x0, method="L-BFGS-B", bounds=[(-3.0, 3.0)] + ([(-5.0, 5.0)] if self.kind == "vector" else [])
+        )
         self.temperature_ = float(np.exp(result.x[0]))
         self.tie_bias_ = float(result.x[1]) if self.kind == "vector" else 0.0
         return self
@@ -63,15 +65,16 @@ class ProbabilityCalibrator:
         return {"kind": self.kind, "temperature": self.temperature_, "tie_bias": self.tie_bias_}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ProbabilityCalibrator":
+    def from_dict(cls, data: dict) -> ProbabilityCalibrator:
         cal = cls(data["kind"])
         cal.temperature_ = float(data["temperature"])
         cal.tie_bias_ = float(data["tie_bias"])
         return cal
 
 
-def cross_calibrate(oof: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str = "temperature"
-                    ) -> tuple[np.ndarray, ProbabilityCalibrator]:
+def cross_calibrate(
+    oof: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str = "temperature"
+) -> tuple[np.ndarray, ProbabilityCalibrator]:
     """Calibrated OOF (fold k scored by a calibrator fit on the other folds' OOF) and a final
     calibrator fit on all OOF rows, for test predictions."""
     y, folds = np.asarray(y), np.asarray(folds)

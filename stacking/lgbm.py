@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
-from features.symmetry import check_swappable, swap_feature_matrix
-from stacking.symmetry import swap_labels, swap_proba
+from arena_schema import check_swappable, swap_feature_matrix, swap_labels, swap_proba
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,15 @@ DEFAULT_PARAMS: dict = {
 class LGBMStacker:
     """One LightGBM booster over a feature frame whose columns follow the A/B convention."""
 
-    def __init__(self, params: dict | None = None, num_boost_round: int = 3000, early_stopping_rounds: int = 100,
-                 inner_valid_fraction: float = 0.15, swap_augment: bool = True, seed: int = 0):
+    def __init__(
+        self,
+        params: dict | None = None,
+        num_boost_round: int = 3000,
+        early_stopping_rounds: int = 100,
+        inner_valid_fraction: float = 0.15,
+        swap_augment: bool = True,
+        seed: int = 0,
+    ):
         self.params = {**DEFAULT_PARAMS, **(params or {})}
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
@@ -57,8 +63,9 @@ class LGBMStacker:
             return X, y
         return np.vstack([X, swap_feature_matrix(X, self.columns_)]), np.concatenate([y, swap_labels(y)])
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None,
-            callbacks: list | None = None) -> "LGBMStacker":
+    def fit(
+        self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None, callbacks: list | None = None
+    ) -> LGBMStacker:
         """Train with early stopping on an inner grouped split of (X, y) only."""
         self.columns_ = list(X.columns)
         check_swappable(self.columns_)
@@ -68,11 +75,14 @@ class LGBMStacker:
         splitter = GroupShuffleSplit(n_splits=1, test_size=self.inner_valid_fraction, random_state=self.seed)
         fit_idx, stop_idx = next(splitter.split(values, y, groups))
         params = {**self.params, "seed": self.seed}
-        train = lgb.Dataset(*self._augment(values[fit_idx], y[fit_idx]), feature_name=self.columns_,
-                            free_raw_data=True)
+        train = lgb.Dataset(*self._augment(values[fit_idx], y[fit_idx]), feature_name=self.columns_, free_raw_data=True)
         stop = lgb.Dataset(*self._augment(values[stop_idx], y[stop_idx]), reference=train)
         self.booster_ = lgb.train(
-            params, train, num_boost_round=self.num_boost_round, valid_sets=[stop], valid_names=["early_stop"],
+            params,
+            train,
+            num_boost_round=self.num_boost_round,
+            valid_sets=[stop],
+            valid_names=["early_stop"],
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False), *(callbacks or [])],
         )
         log.debug("stacker: best iteration %d", self.booster_.best_iteration)
@@ -108,9 +118,18 @@ class CrossFitResult:
     fold_ids: list[int]
 
 
-def cross_fit(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, groups: np.ndarray | None = None,
-              X_test: pd.DataFrame | None = None, params: dict | None = None, seed: int = 0,
-              swap_augment: bool = True, progress=None, **stacker_kwargs) -> CrossFitResult:
+def cross_fit(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    folds: np.ndarray,
+    groups: np.ndarray | None = None,
+    X_test: pd.DataFrame | None = None,
+    params: dict | None = None,
+    seed: int = 0,
+    swap_augment: bool = True,
+    progress=None,
+    **stacker_kwargs,
+) -> CrossFitResult:
     """Fit one stacker per fold on the other folds; predict its fold (OOF) and the test rows."""
     y = np.asarray(y)
     folds = np.asarray(folds)

@@ -43,8 +43,13 @@ class StackerModel:
     metadata: dict = field(default_factory=dict)
 
     @classmethod
-    def from_fold_models(cls, models: list[LGBMStacker], calibrator: ProbabilityCalibrator,
-                         feature_config: dict, metadata: dict | None = None) -> "StackerModel":
+    def from_fold_models(
+        cls,
+        models: list[LGBMStacker],
+        calibrator: ProbabilityCalibrator,
+        feature_config: dict,
+        metadata: dict | None = None,
+    ) -> StackerModel:
         return cls([m.booster_ for m in models], list(models[0].columns_), calibrator, feature_config, metadata or {})
 
     def predict_proba_uncalibrated(self, X: pd.DataFrame) -> np.ndarray:
@@ -71,7 +76,7 @@ class StackerModel:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "StackerModel":
+    def load(cls, directory: str | Path) -> StackerModel:
         directory = Path(directory)
         manifest_path = directory / "model.json"
         if not manifest_path.exists():
@@ -80,5 +85,10 @@ class StackerModel:
         if manifest.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{manifest_path}: format_version {manifest.get('format_version')} != {FORMAT_VERSION}")
         boosters = [lgb.Booster(model_file=str(directory / f"booster_{i}.txt")) for i in range(manifest["n_boosters"])]
-        return cls(boosters, manifest["columns"], ProbabilityCalibrator.from_dict(manifest["calibrator"]),
-                   manifest["feature_config"], manifest.get("metadata", {}))
+        return cls(
+            boosters,
+            manifest["columns"],
+            ProbabilityCalibrator.from_dict(manifest["calibrator"]),
+            manifest["feature_config"],
+            manifest.get("metadata", {}),
+        )

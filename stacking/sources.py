@@ -13,48 +13,55 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PROBA_COLUMNS = ("winner_model_a", "winner_model_b", "winner_tie")
+from arena_schema import CLASS_COLUMNS
 
 
 def read_proba_file(path: str | Path) -> pd.DataFrame:
     """id + 3 probabilities, checked: a broken source must not silently become NaN features."""
     path = Path(path)
     frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"id": str})
-    missing = [c for c in ("id", *PROBA_COLUMNS) if c not in frame]
+    missing = [c for c in ("id", *CLASS_COLUMNS) if c not in frame]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}")
     frame["id"] = frame["id"].astype(str)
-    values = frame[list(PROBA_COLUMNS)].to_numpy(dtype=np.float64)
+    values = frame[list(CLASS_COLUMNS)].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values).all(axis=1) | (np.abs(values.sum(axis=1) - 1) > 1e-3) | (values < 0).any(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{path}: row {row + 1} (id={frame['id'].iloc[row]}): probabilities invalid {values[row].tolist()}")
+        raise ValueError(
+            f"{path}: row {row + 1} (id={frame['id'].iloc[row]}): probabilities invalid {values[row].tolist()}"
+        )
     if frame["id"].duplicated().any():
         raise ValueError(f"{path}: duplicate ids")
-    return frame[["id", *PROBA_COLUMNS]]
+    return frame[["id", *CLASS_COLUMNS]]
 
 
 def source_features(proba: pd.DataFrame, ids: pd.Series, name: str, path: str = "") -> pd.DataFrame:
     """Align a probability frame to ``ids`` and name its columns for the stacker."""
     indexed = proba.set_index("id").reindex(pd.Index(ids.astype(str)))
-    missing = indexed[PROBA_COLUMNS[0]].isna()
+    missing = indexed[CLASS_COLUMNS[0]].isna()
     if missing.any():
-        raise ValueError(f"source {name!r} {path}: no probabilities for {int(missing.sum())} id(s), "
-                         f"e.g. {list(indexed.index[missing][:5])}")
+        raise ValueError(
+            f"source {name!r} {path}: no probabilities for {int(missing.sum())} id(s), "
+            f"e.g. {list(indexed.index[missing][:5])}"
+        )
     p = np.clip(indexed.to_numpy(dtype=np.float64), 1e-7, 1.0)
-    return pd.DataFrame({
-        f"a_enc_{name}": p[:, 0],
-        f"b_enc_{name}": p[:, 1],
-        f"pair_enc_{name}_tie": p[:, 2],
-        f"diff_enc_{name}": np.log(p[:, 0]) - np.log(p[:, 1]),
-    }, index=ids.index).astype(np.float32)
+    return pd.DataFrame(
+        {
+            f"a_enc_{name}": p[:, 0],
+            f"b_enc_{name}": p[:, 1],
+            f"pair_enc_{name}_tie": p[:, 2],
+            f"diff_enc_{name}": np.log(p[:, 0]) - np.log(p[:, 1]),
+        },
+        index=ids.index,
+    ).astype(np.float32)
 
 
 def source_name_of(column: str) -> str | None:
     """The source a stacker column came from, or None for handcrafted columns."""
     for prefix in ("a_enc_", "b_enc_", "diff_enc_"):
         if column.startswith(prefix):
-            return column[len(prefix):]
+            return column[len(prefix) :]
     if column.startswith("pair_enc_") and column.endswith("_tie"):
-        return column[len("pair_enc_"):-len("_tie")]
+        return column[len("pair_enc_") : -len("_tie")]
     return None

@@ -72,8 +72,11 @@ class StackerFit:
         return {**self.base_params, **searched}
 
     def stacker_kwargs(self) -> dict:
-        return {"num_boost_round": self.num_boost_round, "early_stopping_rounds": self.early_stopping_rounds,
-                "inner_valid_fraction": self.inner_valid_fraction}
+        return {
+            "num_boost_round": self.num_boost_round,
+            "early_stopping_rounds": self.early_stopping_rounds,
+            "inner_valid_fraction": self.inner_valid_fraction,
+        }
 
 
 @dataclass
@@ -86,12 +89,17 @@ class FoldResult:
     best_iterations: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"log_loss": self.log_loss, "log_loss_uncalibrated": self.log_loss_uncalibrated,
-                "per_fold": self.per_fold, "best_iterations": self.best_iterations}
+        return {
+            "log_loss": self.log_loss,
+            "log_loss_uncalibrated": self.log_loss_uncalibrated,
+            "per_fold": self.per_fold,
+            "best_iterations": self.best_iterations,
+        }
 
 
-def iter_fold_predictions(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, groups: np.ndarray | None,
-                          params: dict, fit: StackerFit) -> Iterator[tuple[int, np.ndarray, np.ndarray, LGBMStacker]]:
+def iter_fold_predictions(
+    X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, groups: np.ndarray | None, params: dict, fit: StackerFit
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, LGBMStacker]]:
     """(fold, held-out mask, held-out probabilities, model) per fold, fitted as ``cross_fit`` does.
 
     ``cross_fit`` returns only when every fold is done; pruning needs each fold as it finishes.
@@ -99,8 +107,9 @@ def iter_fold_predictions(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, gro
     y, folds = np.asarray(y), np.asarray(folds)
     for k in sorted(np.unique(folds)):
         train_mask = folds != k
-        model = LGBMStacker(params=fit.params(params), seed=fit.seed + int(k), swap_augment=fit.swap_augment,
-                            **fit.stacker_kwargs())
+        model = LGBMStacker(
+            params=fit.params(params), seed=fit.seed + int(k), swap_augment=fit.swap_augment, **fit.stacker_kwargs()
+        )
         model.fit(X[train_mask], y[train_mask], None if groups is None else np.asarray(groups)[train_mask])
         yield int(k), ~train_mask, model.predict_proba(X[~train_mask]), model
 
@@ -115,9 +124,16 @@ def running_loss(oof: np.ndarray, y: np.ndarray, folds: np.ndarray, done: list[i
     return multiclass_log_loss(y[mask], calibrated)
 
 
-def evaluate_stacker(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, groups: np.ndarray | None,
-                     params: dict, calibration: str, fit: StackerFit,
-                     report: Callable[[float, int], None] | None = None) -> FoldResult:
+def evaluate_stacker(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    folds: np.ndarray,
+    groups: np.ndarray | None,
+    params: dict,
+    calibration: str,
+    fit: StackerFit,
+    report: Callable[[float, int], None] | None = None,
+) -> FoldResult:
     """Calibrated nested OOF log loss of one parameter set; ``report(running_loss, step)`` after
     each fold may raise (e.g. ``optuna.TrialPruned``) to stop a hopeless trial."""
     y, folds = np.asarray(y), np.asarray(folds)
@@ -133,19 +149,37 @@ def evaluate_stacker(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, groups: 
     return score_oof(oof, y, folds, calibration, best_iterations)
 
 
-def score_oof(oof: np.ndarray, y: np.ndarray, folds: np.ndarray, calibration: str,
-              best_iterations: list[int] | None = None) -> FoldResult:
+def score_oof(
+    oof: np.ndarray, y: np.ndarray, folds: np.ndarray, calibration: str, best_iterations: list[int] | None = None
+) -> FoldResult:
     """Nested calibration of complete OOF probabilities, then log loss overall and per fold."""
     calibrated, _ = cross_calibrate(oof, y, folds, calibration)
     per_fold = [multiclass_log_loss(y[folds == k], calibrated[folds == k]) for k in sorted(np.unique(folds))]
-    return FoldResult(multiclass_log_loss(y, calibrated), multiclass_log_loss(y, oof), per_fold,
-                      list(best_iterations or []))
+    return FoldResult(
+        multiclass_log_loss(y, calibrated), multiclass_log_loss(y, oof), per_fold, list(best_iterations or [])
+    )
 
 
-def cross_validated_loss(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, groups: np.ndarray | None,
-                         params: dict, calibration: str, fit: StackerFit) -> FoldResult:
+def cross_validated_loss(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    folds: np.ndarray,
+    groups: np.ndarray | None,
+    params: dict,
+    calibration: str,
+    fit: StackerFit,
+) -> FoldResult:
     """The same number as :func:`evaluate_stacker`, through ``cross_fit`` in one call (no pruning)."""
-    result = cross_fit(X, y, folds, groups, params=fit.params(params), seed=fit.seed, swap_augment=fit.swap_augment,
-                       **fit.stacker_kwargs())
-    return score_oof(result.oof, np.asarray(y), np.asarray(folds), calibration,
-                     [m.best_iteration_ for m in result.models])
+    result = cross_fit(
+        X,
+        y,
+        folds,
+        groups,
+        params=fit.params(params),
+        seed=fit.seed,
+        swap_augment=fit.swap_augment,
+        **fit.stacker_kwargs(),
+    )
+    return score_oof(
+        result.oof, np.asarray(y), np.asarray(folds), calibration, [m.best_iteration_ for m in result.models]
+    )

@@ -15,13 +15,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-WORDS = ("the model answer explains python code data table list because however example result simple "
-         "clear detail step first second finally note important summary question reason value").split()
+WORDS = (
+    "the model answer explains python code data table list because however example result simple "
+    "clear detail step first second finally note important summary question reason value"
+).split()
 
 
 def _text(rng: np.random.Generator, n_words: int, markdown: bool) -> str:
     words = rng.choice(WORDS, size=max(n_words, 1))
-    sentences = [" ".join(words[i:i + 9]).capitalize() + "." for i in range(0, len(words), 9)]
+    sentences = [" ".join(words[i : i + 9]).capitalize() + "." for i in range(0, len(words), 9)]
     if markdown:
         return "## Answer\n\n" + "\n".join(f"- {s}" for s in sentences) + "\n\n**Summary**: done."
     return " ".join(sentences)
@@ -42,16 +44,36 @@ def make_battles(n: int, seed: int = 0, labelled: bool = True, start_id: int = 1
             b = a
         score = (la - lb) / 40 + 0.8 * (ma - mb) + rng.normal(0, 0.7)
         label = 2 if a == b or abs(score) < 0.35 else (0 if score > 0 else 1)
-        row = {"id": start_id + i, "prompt": json.dumps(prompt), "response_a": json.dumps([a]),
-               "response_b": json.dumps([b])}
+        row = {
+            "id": start_id + i,
+            "prompt": json.dumps(prompt),
+            "response_a": json.dumps([a]),
+            "response_b": json.dumps([b]),
+        }
         if labelled:
-            row.update(model_a="m1", model_b="m2", winner_model_a=int(label == 0), winner_model_b=int(label == 1),
-                       winner_tie=int(label == 2))
+            row.update(
+                model_a="m1",
+                model_b="m2",
+                winner_model_a=int(label == 0),
+                winner_model_b=int(label == 1),
+                winner_tie=int(label == 2),
+            )
         rows.append(row)
     frame = pd.DataFrame(rows)
     if labelled:
-        frame = frame[["id", "model_a", "model_b", "prompt", "response_a", "response_b",
-                       "winner_model_a", "winner_model_b", "winner_tie"]]
+        frame = frame[
+            [
+                "id",
+                "model_a",
+                "model_b",
+                "prompt",
+                "response_a",
+                "response_b",
+                "winner_model_a",
+                "winner_model_b",
+                "winner_tie",
+            ]
+        ]
     return frame
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from arena_schema import CLASS_COLUMNS
 from features.extractor import group_columns
 from features.groups import GROUPS
 from pipelines import ablation
@@ -14,11 +15,19 @@ from pipelines.stacker_inputs import prepare_inputs
 from pipelines.tune import build_parser, run_config_from_args
 from stacking.calibration import cross_calibrate
 from stacking.lgbm import cross_fit
-from stacking.sources import PROBA_COLUMNS
 from tests.conftest import make_battles
 
-FAST = ["--num-boost-round", "20", "--early-stopping-rounds", "5", "--num-threads", "1", "--no-progress",
-        "--n-jobs", "1"]
+FAST = [
+    "--num-boost-round",
+    "20",
+    "--early-stopping-rounds",
+    "5",
+    "--num-threads",
+    "1",
+    "--no-progress",
+    "--n-jobs",
+    "1",
+]
 
 
 def _length_source(frame: pd.DataFrame, path) -> str:
@@ -26,7 +35,7 @@ def _length_source(frame: pd.DataFrame, path) -> str:
     ratio = np.log1p(frame["response_a"].str.len().to_numpy()) - np.log1p(frame["response_b"].str.len().to_numpy())
     logits = np.stack([ratio, -ratio, np.full(len(ratio), -0.5)], axis=1)
     proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    out = pd.DataFrame(proba, columns=list(PROBA_COLUMNS))
+    out = pd.DataFrame(proba, columns=list(CLASS_COLUMNS))
     out.insert(0, "id", frame["id"].astype(str).to_numpy())
     out.to_csv(path, index=False)
     return str(path)
@@ -46,8 +55,17 @@ def test_ablation_report_equals_recomputation_and_is_deterministic(args, tmp_pat
     out = tmp_path / "run"
     assert ablation.main([*args, "--out", str(out)]) == 0
     folder = out / "ablation"
-    for name in ("ablation.json", "ablation.md", "ablation.html", "ablation.png", "importance_top.png",
-                 "importance_groups.png", "reliability.png", "verbosity.png", "position.png"):
+    for name in (
+        "ablation.json",
+        "ablation.md",
+        "ablation.html",
+        "ablation.png",
+        "importance_top.png",
+        "importance_groups.png",
+        "reliability.png",
+        "verbosity.png",
+        "position.png",
+    ):
         assert (folder / name).stat().st_size > 0, name
     report = json.loads((folder / "ablation.json").read_text())
     assert list(report["groups"]) == [*GROUPS, "source:lenprior"]
@@ -60,10 +78,20 @@ def test_ablation_report_equals_recomputation_and_is_deterministic(args, tmp_pat
     y, folds = inputs.y, inputs.folds
     formatting = set(group_columns(inputs.X.columns)["formatting"])
     per_fold = {}
-    for name, cols in (("full", list(inputs.X.columns)), ("drop:formatting", [c for c in inputs.X.columns
-                                                                            if c not in formatting])):
-        result = cross_fit(inputs.X[cols], y, folds, inputs.groups, params={"num_threads": 1}, seed=config.seed,
-                           num_boost_round=20, early_stopping_rounds=5)
+    for name, cols in (
+        ("full", list(inputs.X.columns)),
+        ("drop:formatting", [c for c in inputs.X.columns if c not in formatting]),
+    ):
+        result = cross_fit(
+            inputs.X[cols],
+            y,
+            folds,
+            inputs.groups,
+            params={"num_threads": 1},
+            seed=config.seed,
+            num_boost_round=20,
+            early_stopping_rounds=5,
+        )
         calibrated, _ = cross_calibrate(result.oof, y, folds, "temperature")
         per_fold[name] = [multiclass_log_loss(y[folds == k], calibrated[folds == k]) for k in range(5)]
         assert report["variants"][name]["per_fold"] == pytest.approx(per_fold[name], abs=1e-12)
@@ -85,11 +113,26 @@ def test_ablation_report_equals_recomputation_and_is_deterministic(args, tmp_pat
 
 
 def test_feature_groups_keep_pairs_whole_and_sources_apart():
-    columns = ["a_chars", "b_chars", "diff_chars", "logratio_chars", "prompt_chars", "a_bold", "b_bold",
-               "diff_bold", "logratio_bold", "a_enc_x", "b_enc_x", "diff_enc_x", "pair_enc_x_tie"]
+    columns = [
+        "a_chars",
+        "b_chars",
+        "diff_chars",
+        "logratio_chars",
+        "prompt_chars",
+        "a_bold",
+        "b_bold",
+        "diff_bold",
+        "logratio_bold",
+        "a_enc_x",
+        "b_enc_x",
+        "diff_enc_x",
+        "pair_enc_x_tie",
+    ]
     groups = ablation.feature_groups(columns)
-    assert groups == {"length": ["a_chars", "b_chars", "diff_chars", "logratio_chars", "prompt_chars"],
-                      "formatting": ["a_bold", "b_bold", "diff_bold", "logratio_bold"],
-                      "source:x": ["a_enc_x", "b_enc_x", "diff_enc_x", "pair_enc_x_tie"]}
+    assert groups == {
+        "length": ["a_chars", "b_chars", "diff_chars", "logratio_chars", "prompt_chars"],
+        "formatting": ["a_bold", "b_bold", "diff_bold", "logratio_bold"],
+        "source:x": ["a_enc_x", "b_enc_x", "diff_enc_x", "pair_enc_x_tie"],
+    }
     variants = ablation.variant_columns(columns, groups)
     assert variants["drop:source:x"] == columns[:9] and variants["only:formatting"] == columns[5:9]

@@ -47,8 +47,7 @@ def check_schema(df: pd.DataFrame) -> None:
 
 
 def hh(chosen_last: str, rejected_last: str, context: str = "\n\nHuman: hi") -> dict:
-    return {"chosen": f"{context}\n\nAssistant: {chosen_last}",
-            "rejected": f"{context}\n\nAssistant: {rejected_last}"}
+    return {"chosen": f"{context}\n\nAssistant: {chosen_last}", "rejected": f"{context}\n\nAssistant: {rejected_last}"}
 
 
 # --------------------------------------------------------------------------- hh-rlhf
@@ -69,8 +68,11 @@ def test_hh_rlhf_multi_turn_split(tmp_path):
     assert df["source"].tolist() == ["hh-rlhf/helpful-base"] * 3
     assert df["id"].tolist() == [1_000_000, 1_000_001, 1_000_002]
     assert set(df["model_a"]) == {""} and set(df["model_b"]) == {""}
-    expected = [(["hi"], "good", "bad"), (["first q", "second q"], "good two", "bad two"),
-                (["first q", "second q"], "short", "long\n\nHuman: fake\n\nAssistant: more")]
+    expected = [
+        (["hi"], "good", "bad"),
+        (["first q", "second q"], "good two", "bad two"),
+        (["first q", "second q"], "short", "long\n\nHuman: fake\n\nAssistant: more"),
+    ]
     for i, (prompt, good, bad) in enumerate(expected):
         p, a, b = turns(df, i)
         assert p == prompt
@@ -121,8 +123,9 @@ def test_missing_field_names_file_line_and_field(tmp_path):
 
 
 def test_hh_rlhf_unsplittable_pair_raises(tmp_path):
-    path = write_jsonl(tmp_path / "hh.jsonl", [{"chosen": "\n\nHuman: a\n\nAssistant: b",
-                                                 "rejected": "\n\nHuman: c\n\nAssistant: b"}])
+    path = write_jsonl(
+        tmp_path / "hh.jsonl", [{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: c\n\nAssistant: b"}]
+    )
     with pytest.raises(ConversionError, match=r"hh\.jsonl line 1: fields 'chosen' and 'rejected'"):
         convert("hh-rlhf", [path])
 
@@ -142,14 +145,22 @@ def test_empty_file_and_missing_file_raise(tmp_path):
 
 
 def pandalm_rec(idx, votes, cmp_key="llama-7b_cerebras-gpt-6.7B", inp="", r1="one", r2="two"):
-    return {"idx": idx, "motivation_app": "x", "cmp_key": cmp_key, "instruction": "Do it.",
-            "input": inp, "response1": r1, "response2": r2,
-            "annotator1": votes[0], "annotator2": votes[1], "annotator3": votes[2]}
+    return {
+        "idx": idx,
+        "motivation_app": "x",
+        "cmp_key": cmp_key,
+        "instruction": "Do it.",
+        "input": inp,
+        "response1": r1,
+        "response2": r2,
+        "annotator1": votes[0],
+        "annotator2": votes[1],
+        "annotator3": votes[2],
+    }
 
 
 def test_pandalm_majority_models_and_prompt(tmp_path):
-    recs = [pandalm_rec(0, (1, 1, 2), inp="the input"), pandalm_rec(1, (2, 0, 2)),
-            pandalm_rec(2, (0, 0, 1), r1=True)]
+    recs = [pandalm_rec(0, (1, 1, 2), inp="the input"), pandalm_rec(1, (2, 0, 2)), pandalm_rec(2, (0, 0, 1), r1=True)]
     path = tmp_path / "testset-v1.json"
     path.write_text(json.dumps(recs), encoding="utf-8")
     df = convert("pandalm", [path])
@@ -187,11 +198,20 @@ def test_llmeval2_zip_labels_source_and_mt_bench(tmp_path):
         {"query": "q1", "response1": "a1", "response2": "b1", "human": "model1", "dataset": "shp"},
         {"query": "q2", "response1": "a2", "response2": "b2", "human": "model2", "dataset": "webgpt"},
         {"query": "q3", "response1": "a3", "response2": "b3", "human": "TIE", "dataset": "shp"},
-        {"query": "", "human": "model2", "dataset": "mt-bench",
-         "response1": "user: u1\n\nassistant: x1\n\nuser: u2\n\nassistant: x2",
-         "response2": "user: u1\n\nassistant: y1\n\nuser: u2\n\nassistant: y2"},
-        {"query": "", "human": "TIE", "dataset": "mt-bench",  # truncated dialogue: kept flat
-         "response1": "user: u1\n\nassistant: x1", "response2": "cut off code"},
+        {
+            "query": "",
+            "human": "model2",
+            "dataset": "mt-bench",
+            "response1": "user: u1\n\nassistant: x1\n\nuser: u2\n\nassistant: x2",
+            "response2": "user: u1\n\nassistant: y1\n\nuser: u2\n\nassistant: y2",
+        },
+        {
+            "query": "",
+            "human": "TIE",
+            "dataset": "mt-bench",  # truncated dialogue: kept flat
+            "response1": "user: u1\n\nassistant: x1",
+            "response2": "cut off code",
+        },
     ]
     path = tmp_path / "LLMEval2_benchmark.json.zip"
     with zipfile.ZipFile(path, "w") as zf:
@@ -200,8 +220,13 @@ def test_llmeval2_zip_labels_source_and_mt_bench(tmp_path):
     df = convert("llmeval2", [path])
     check_schema(df)
     assert [winner(df, i) for i in range(5)] == ["a", "b", "tie", "b", "tie"]
-    assert df["source"].tolist() == ["llmeval2/shp", "llmeval2/webgpt", "llmeval2/shp",
-                                     "llmeval2/mt-bench", "llmeval2/mt-bench"]
+    assert df["source"].tolist() == [
+        "llmeval2/shp",
+        "llmeval2/webgpt",
+        "llmeval2/shp",
+        "llmeval2/mt-bench",
+        "llmeval2/mt-bench",
+    ]
     assert turns(df, 0) == (["q1"], ["a1"], ["b1"])
     assert turns(df, 3) == (["u1", "u2"], ["x1", "x2"], ["y1", "y2"])
     assert turns(df, 4) == ([""], ["user: u1\n\nassistant: x1"], ["cut off code"])
@@ -212,8 +237,9 @@ def test_llmeval2_zip_labels_source_and_mt_bench(tmp_path):
 
 
 def test_llmeval2_bad_label(tmp_path):
-    path = write_jsonl(tmp_path / "l.jsonl", [{"query": "q", "response1": "a", "response2": "b",
-                                               "human": "model3", "dataset": "x"}])
+    path = write_jsonl(
+        tmp_path / "l.jsonl", [{"query": "q", "response1": "a", "response2": "b", "human": "model3", "dataset": "x"}]
+    )
     with pytest.raises(ConversionError, match=r"l\.jsonl line 1: field 'human'"):
         convert("llmeval2", [path])
 
@@ -222,8 +248,10 @@ def test_llmeval2_bad_label(tmp_path):
 
 
 def test_autoj(tmp_path):
-    recs = [{"scenario": "code", "label": lab, "prompt": f"p{lab}",
-             "response 1": f"r1-{lab}", "response 2": f"r2-{lab}"} for lab in (0, 1, 2)]
+    recs = [
+        {"scenario": "code", "label": lab, "prompt": f"p{lab}", "response 1": f"r1-{lab}", "response 2": f"r2-{lab}"}
+        for lab in (0, 1, 2)
+    ]
     df = convert("autoj", [write_jsonl(tmp_path / "autoj.jsonl", recs)])
     check_schema(df)
     assert [winner(df, i) for i in range(3)] == ["a", "b", "tie"]
@@ -243,9 +271,19 @@ def conv33k(qid, winner_, turns_a, turns_b, users=("hello",)):
         for u, r in zip(users, replies):
             out += [{"role": "user", "content": u}, {"role": "assistant", "content": r}]
         return out
-    return {"question_id": qid, "model_a": "vicuna-13b", "model_b": "gpt-4", "winner": winner_,
-            "judge": "arena_user_1", "conversation_a": conv(turns_a), "conversation_b": conv(turns_b),
-            "turn": len(users), "anony": True, "language": "English"}
+
+    return {
+        "question_id": qid,
+        "model_a": "vicuna-13b",
+        "model_b": "gpt-4",
+        "winner": winner_,
+        "judge": "arena_user_1",
+        "conversation_a": conv(turns_a),
+        "conversation_b": conv(turns_b),
+        "turn": len(users),
+        "anony": True,
+        "language": "English",
+    }
 
 
 ARENA_33K = [
@@ -293,20 +331,31 @@ def kaggle_csv(path: Path, rows: list[dict]) -> Path:
 
 
 def kaggle_row(id_, win, prompt=("hi",), a=("A",), b=("B",)):
-    return {"id": id_, "model_a": "m1", "model_b": "m2", "prompt": json.dumps(list(prompt)),
-            "response_a": json.dumps(list(a)), "response_b": json.dumps(list(b)),
-            "winner_model_a": int(win == "a"), "winner_model_b": int(win == "b"), "winner_tie": int(win == "tie")}
+    return {
+        "id": id_,
+        "model_a": "m1",
+        "model_b": "m2",
+        "prompt": json.dumps(list(prompt)),
+        "response_a": json.dumps(list(a)),
+        "response_b": json.dumps(list(b)),
+        "winner_model_a": int(win == "a"),
+        "winner_model_b": int(win == "b"),
+        "winner_tie": int(win == "tie"),
+    }
 
 
 def test_arena_55k_csv_pass_through(tmp_path):
-    rows = [kaggle_row(30192, "a", prompt=["p1", "p2"], a=["x1", "x2"], b=["y1", None]),
-            kaggle_row(53567, "b"), kaggle_row(4294947231, "tie", a=["caf\u00e9 \ud83d\ude00"])]
+    rows = [
+        kaggle_row(30192, "a", prompt=["p1", "p2"], a=["x1", "x2"], b=["y1", None]),
+        kaggle_row(53567, "b"),
+        kaggle_row(4294947231, "tie", a=["caf\u00e9 \ud83d\ude00"]),
+    ]
     df = convert("arena", [kaggle_csv(tmp_path / "train.csv", rows)])
     check_schema(df)
     assert df["id"].tolist() == [30192, 53567, 4294947231]
     assert [winner(df, i) for i in range(3)] == ["a", "b", "tie"]
     assert turns(df, 0) == (["p1", "p2"], ["x1", "x2"], ["y1", ""])  # null turn -> ""
-    assert turns(df, 2)[1] == ["caf\u00e9 \U0001F600"]
+    assert turns(df, 2)[1] == ["caf\u00e9 \U0001f600"]
     assert set(df["source"]) == {"arena/kaggle-55k"}
     with pytest.raises(ConversionError, match="duplicate id"):
         convert("arena", [tmp_path / "train.csv", tmp_path / "train.csv"])
@@ -329,17 +378,27 @@ def test_arena_55k_csv_errors(tmp_path):
 
 def batch_line(i, blocks, label):
     body = "\n\n".join(f"Instruction:\n{p}\n\nResponse A:\n{a}\n\nResponse B:\n{b}" for p, a, b in blocks)
-    content = ("\nParaphrase the following conversation.\n<|begin_of_text|><|start_header_id|>user"
-               f"<|end_header_id|>\n\n{body}<|eot_id|>\n\nLabel: {label}\n\nGuidelines for paraphrasing:\n\n1. x")
-    return {"custom_id": f"request-{i}", "method": "POST", "url": "/v1/chat/completions",
-            "body": {"model": "gpt-4o-mini", "messages": [{"role": "system", "content": "You are helpful."},
-                                                          {"role": "user", "content": content}]}}
+    content = (
+        "\nParaphrase the following conversation.\n<|begin_of_text|><|start_header_id|>user"
+        f"<|end_header_id|>\n\n{body}<|eot_id|>\n\nLabel: {label}\n\nGuidelines for paraphrasing:\n\n1. x"
+    )
+    return {
+        "custom_id": f"request-{i}",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": content}],
+        },
+    }
 
 
 def test_arena_batch_layout(tmp_path):
-    lines = [batch_line(0, [("Say hi\n\n", "Hi!\n\nHow are you?", "Hello!")], "B is better"),
-             batch_line(1, [("q1", "a1", "b1"), ("q2", "a2", "b2\ncode")], "A is better"),
-             batch_line(2, [("q", "same", "same")], "Both are equal")]
+    lines = [
+        batch_line(0, [("Say hi\n\n", "Hi!\n\nHow are you?", "Hello!")], "B is better"),
+        batch_line(1, [("q1", "a1", "b1"), ("q2", "a2", "b2\ncode")], "A is better"),
+        batch_line(2, [("q", "same", "same")], "Both are equal"),
+    ]
     df = convert("arena", [write_jsonl(tmp_path / "batch_input.jsonl", lines)])
     check_schema(df)
     assert [winner(df, i) for i in range(3)] == ["b", "a", "tie"]
@@ -356,10 +415,13 @@ def test_arena_batch_layout(tmp_path):
 
 
 def test_main_writes_csv_and_round_trips(tmp_path, capsys):
-    src = write_jsonl(tmp_path / "hh.jsonl", [
-        hh("caf\u00e9 \ud800 lone", "b,\"quoted\"\nnewline"),
-        hh("x", "y", "\n\nHuman: 1\n\nAssistant: 2\n\nHuman: 3"),
-    ])
+    src = write_jsonl(
+        tmp_path / "hh.jsonl",
+        [
+            hh("caf\u00e9 \ud800 lone", 'b,"quoted"\nnewline'),
+            hh("x", "y", "\n\nHuman: 1\n\nAssistant: 2\n\nHuman: 3"),
+        ],
+    )
     out = tmp_path / "sub" / "train.csv"
     assert cv.main(["--format", "hh-rlhf", str(src), "--out", str(out), "--seed", "7"]) == 0
     line = capsys.readouterr().out.strip()
@@ -370,7 +432,7 @@ def test_main_writes_csv_and_round_trips(tmp_path, capsys):
     for col in ("prompt", "response_a", "response_b"):
         assert [json.loads(s) for s in back[col]] == [json.loads(s) for s in direct[col]]
     replies = json.loads(back["response_a"][0]) + json.loads(back["response_b"][0])
-    assert "caf\u00e9 \ufffd lone" in replies and "b,\"quoted\"\nnewline" in replies
+    assert "caf\u00e9 \ufffd lone" in replies and 'b,"quoted"\nnewline' in replies
     assert back["model_a"].tolist() == ["", ""]
 
 
@@ -391,8 +453,11 @@ def test_real_shared_data_counts():
     hh_df = convert("hh-rlhf", hh_files)
     assert len(hh_df) == 8552
     assert hh_df["source"].value_counts().to_dict() == {
-        "hh-rlhf/helpful-rejection-sampled": 2749, "hh-rlhf/helpful-base": 2354,
-        "hh-rlhf/harmless-base": 2312, "hh-rlhf/helpful-online": 1137}
+        "hh-rlhf/helpful-rejection-sampled": 2749,
+        "hh-rlhf/helpful-base": 2354,
+        "hh-rlhf/harmless-base": 2312,
+        "hh-rlhf/helpful-online": 1137,
+    }
     assert 0.45 < hh_df["winner_model_a"].mean() < 0.55
 
     pandalm = convert("pandalm", [DATA / "pandalm" / "testset-v1.json"])

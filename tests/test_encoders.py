@@ -10,13 +10,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from arena_schema import swap_proba
 from encoders.classifier import TransformerClassifier, pad_batch
 from encoders.cross_fit import cross_fit_encoder
 from encoders.inputs import BattleEncoder, allocate_budget, keep_latest_turns, length_sorted_batches
 from encoders.model import load_classifier, load_tokenizer, load_trained_classifier, save_classifier
 from encoders.settings import EncoderConfig
 from pipelines.data import load_battles, swap_battles
-from stacking.symmetry import swap_proba
 from tests.conftest import make_battles
 from tests.tiny_models import build_tiny_deberta_v2, build_tiny_distilbert, build_tiny_llama
 
@@ -45,6 +45,7 @@ def battles(tmp_path_factory):
 
 # --- token budget --------------------------------------------------------------------------
 
+
 @settings(max_examples=200, deadline=None)
 @given(lengths=st.lists(st.integers(0, 2000), min_size=3, max_size=3), total=st.integers(3, 1024))
 def test_budget_properties(lengths, total):
@@ -72,8 +73,8 @@ def test_keep_latest_turns():
 def _response_b_tokens(ids: list[int], encoder: BattleEncoder) -> list[int]:
     marker = encoder._markers[2]
     for i in range(len(ids) - len(marker) + 1):
-        if ids[i:i + len(marker)] == marker:
-            return ids[i + len(marker):len(ids) - len(encoder._suffix)]
+        if ids[i : i + len(marker)] == marker:
+            return ids[i + len(marker) : len(ids) - len(encoder._suffix)]
     raise AssertionError("response B marker missing")
 
 
@@ -91,8 +92,14 @@ def test_response_b_is_never_cut_away(model, request):
             assert len(ids) <= 256
             assert len(_response_b_tokens(ids, encoder)) > 0
             # the naive baseline: the same pieces concatenated, then cut at 256 tokens
-            pieces = [encoder._prefix, encoder._markers[0], *encoder._turn_ids(prompt), encoder._markers[1],
-                      *encoder._turn_ids(a), encoder._markers[2]]
+            pieces = [
+                encoder._prefix,
+                encoder._markers[0],
+                *encoder._turn_ids(prompt),
+                encoder._markers[1],
+                *encoder._turn_ids(a),
+                encoder._markers[2],
+            ]
             naive_lost += sum(map(len, pieces)) >= 256 - 1
     assert naive_lost > 0  # the baseline really does lose B here, so the check above means something
 
@@ -113,9 +120,17 @@ def test_dynamic_padding_pads_to_batch_max():
 
 # --- models --------------------------------------------------------------------------------
 
+
 def _config(path: Path, **kw) -> EncoderConfig:
-    base = dict(model_path=str(path), max_length=96, batch_size=8, eval_batch_size=16, max_steps=4,
-                learning_rate=1e-3, precision="fp32")
+    base = dict(
+        model_path=str(path),
+        max_length=96,
+        batch_size=8,
+        eval_batch_size=16,
+        max_steps=4,
+        learning_rate=1e-3,
+        precision="fp32",
+    )
     return EncoderConfig(**{**base, **kw})
 
 
@@ -132,8 +147,9 @@ def test_classifier_probabilities_are_valid_and_swap_symmetric(model, request, b
 
 @pytest.mark.parametrize("model", ["tiny_bert", "tiny_llama"])
 def test_bf16_autocast_gradient_checkpointing_and_accumulation(model, request, battles):
-    cfg = _config(request.getfixturevalue(model), precision="bf16", max_steps=2, grad_accum=2,
-                  gradient_checkpointing=True)
+    cfg = _config(
+        request.getfixturevalue(model), precision="bf16", max_steps=2, grad_accum=2, gradient_checkpointing=True
+    )
     clf = TransformerClassifier(cfg, progress=False).fit(battles, battles["label"].to_numpy())
     assert clf.steps_ == 2  # optimiser steps, each over grad_accum batches
     assert np.isfinite(clf.predict_proba(battles.iloc[:5])).all()
@@ -145,8 +161,10 @@ def test_lora_head_survives_save_and_load(tiny_llama, battles, tmp_path):
     model = clf.model_
     assert hasattr(model, "peft_config")  # decoder LLM -> LoRA by default
     tok = load_tokenizer(tiny_llama)
-    batch = pad_batch(BattleEncoder(tok, 96).encode_many(battles["prompt_turns"][:4], battles["a_turns"][:4],
-                                                         battles["b_turns"][:4]), tok.pad_token_id)
+    batch = pad_batch(
+        BattleEncoder(tok, 96).encode_many(battles["prompt_turns"][:4], battles["a_turns"][:4], battles["b_turns"][:4]),
+        tok.pad_token_id,
+    )
     model.eval()
     with torch.no_grad():
         before = model(**batch).logits
@@ -174,6 +192,7 @@ def test_encoder_save_and_load_full_model(tiny_bert, battles, tmp_path):
 
 
 # --- folds, checkpoints, resume, time budget -------------------------------------------------
+
 
 def test_cross_fit_covers_each_row_once_and_resumes(tiny_bert, battles, tmp_path, monkeypatch):
     y = battles["label"].to_numpy()
@@ -206,9 +225,25 @@ def test_time_budget_leaves_unfinished_encoder_out(tiny_bert, train_csv, test_cs
     from pipelines import full_run
 
     out = tmp_path / "run"
-    args = ["--train", str(train_csv), "--test", str(test_csv), "--out", str(out), "--no-progress", "--n-jobs", "1",
-            "--encoder", str(tiny_bert), "--encoder-max-steps", "3", "--encoder-max-length", "64",
-            "--time-budget-hours", "0"]
+    args = [
+        "--train",
+        str(train_csv),
+        "--test",
+        str(test_csv),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--n-jobs",
+        "1",
+        "--encoder",
+        str(tiny_bert),
+        "--encoder-max-steps",
+        "3",
+        "--encoder-max-length",
+        "64",
+        "--time-budget-hours",
+        "0",
+    ]
     assert full_run.main(args) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["features"]["sources"] == []  # nothing unfinished fed the stacker
@@ -220,9 +255,28 @@ def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
     from pipelines import full_run
 
     out = tmp_path / "run"
-    assert full_run.main(["--train", str(train_csv), "--test", str(test_csv), "--out", str(out), "--no-progress",
-                          "--n-jobs", "1", "--encoder", str(tiny_bert), "--encoder-max-steps", "3",
-                          "--encoder-max-length", "64"]) == 0
+    assert (
+        full_run.main(
+            [
+                "--train",
+                str(train_csv),
+                "--test",
+                str(test_csv),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--n-jobs",
+                "1",
+                "--encoder",
+                str(tiny_bert),
+                "--encoder-max-steps",
+                "3",
+                "--encoder-max-length",
+                "64",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["features"]["sources"] == ["tiny-distilbert"]
     oof = pd.read_parquet(out / "oof_tiny-distilbert.parquet")
@@ -246,15 +300,38 @@ def test_data_parallel_two_processes_on_cpu(tiny_bert, train_csv, test_csv, tmp_
     train = load_battles(train_csv)[0]
     make_folds(train, 2, seed=0).to_csv(run_dir / "folds.csv", index=False)
     config = run_dir / "enc.json"
-    config.write_text(json.dumps({"model_path": str(tiny_bert), "max_length": 64, "max_steps": 2, "batch_size": 8,
-                                  "precision": "fp32"}))
+    config.write_text(
+        json.dumps(
+            {"model_path": str(tiny_bert), "max_length": 64, "max_steps": 2, "batch_size": 8, "precision": "fp32"}
+        )
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "-m", "pipelines.train_encoder", "--run-dir", str(run_dir), "--train", str(train_csv),
-                           "--test", str(test_csv), "--config", str(config)],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "pipelines.train_encoder",
+            "--run-dir",
+            str(run_dir),
+            "--train",
+            str(train_csv),
+            "--test",
+            str(test_csv),
+            "--config",
+            str(config),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "process 1 of 2" in done.stderr, [l for l in done.stderr.splitlines() if "fine-tune: process" in l]
+    assert "process 1 of 2" in done.stderr, [line for line in done.stderr.splitlines() if "fine-tune: process" in line]
     oof = pd.read_parquet(run_dir / "oof_tiny-distilbert.parquet")
     assert oof["id"].tolist() == train["id"].tolist()
     p = oof[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy()
@@ -263,8 +340,9 @@ def test_data_parallel_two_processes_on_cpu(tiny_bert, train_csv, test_csv, tmp_
     assert len(test) == 60 and np.allclose(test.iloc[:, 1:].sum(1), 1)
 
 
-def test_failing_encoder_stacker_keeps_the_features_only_submission(tiny_bert, train_csv, test_csv, tmp_path,
-                                                                     monkeypatch):
+def test_failing_encoder_stacker_keeps_the_features_only_submission(
+    tiny_bert, train_csv, test_csv, tmp_path, monkeypatch
+):
     from pipelines import full_run
 
     def broken(*args, **kwargs):
@@ -272,9 +350,30 @@ def test_failing_encoder_stacker_keeps_the_features_only_submission(tiny_bert, t
 
     monkeypatch.setattr("pipelines.stacker_inputs.read_proba_file", broken)
     out = tmp_path / "run"
-    assert full_run.main(["--train", str(train_csv), "--test", str(test_csv), "--out", str(out), "--no-progress",
-                          "--n-jobs", "1", "--encoder", str(tiny_bert), "--encoder-max-steps", "2",
-                          "--encoder-max-length", "64", "--folds", "3"]) == 0
+    assert (
+        full_run.main(
+            [
+                "--train",
+                str(train_csv),
+                "--test",
+                str(test_csv),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--n-jobs",
+                "1",
+                "--encoder",
+                str(tiny_bert),
+                "--encoder-max-steps",
+                "2",
+                "--encoder-max-length",
+                "64",
+                "--folds",
+                "3",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert "corrupt probability file" in report["plan"]["encoder_stacker_error"]
     assert report["chosen"]["sources"] == [] and (out / "submission.csv").exists()

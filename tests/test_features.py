@@ -9,15 +9,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from arena_schema import swap_feature_frame
 from features.extractor import FeatureExtractor, battle_features, group_columns
 from features.groups import GROUPS, moving_average_ttr
-from features.symmetry import swap_feature_frame
 from tests.conftest import ROOT
 
 turn = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200) | st.sampled_from(
-    ["", "## Title\n- item\n- item two\n1. first\n```py\nx = 1\n```\n**bold** and `code`",
-     "I'm sorry, but I cannot help with that. As an AI language model...",
-     "| a | b |\n|---|---|\n| 1 | 2 |\nSee [docs](http://x.y) and https://example.com"]
+    [
+        "",
+        "## Title\n- item\n- item two\n1. first\n```py\nx = 1\n```\n**bold** and `code`",
+        "I'm sorry, but I cannot help with that. As an AI language model...",
+        "| a | b |\n|---|---|\n| 1 | 2 |\nSee [docs](http://x.y) and https://example.com",
+    ]
 )
 turns = st.lists(turn, min_size=1, max_size=3)
 
@@ -33,9 +36,11 @@ def test_swap_maps_features_predictably(prompt, a, b):
 
 
 def test_formatting_counts_known_markdown():
-    text = ("# Title\n\nSome intro with `inline` code and **bold** and *italic*.\n\n"
-            "- one\n- two\n* three\n\n1. first\n2) second\n\n```python\nprint(1)\n```\n\n"
-            "| a | b |\n|---|---|\n| 1 | 2 |\n\n[link](https://x.org) I'm sorry, I cannot do that.")
+    text = (
+        "# Title\n\nSome intro with `inline` code and **bold** and *italic*.\n\n"
+        "- one\n- two\n* three\n\n1. first\n2) second\n\n```python\nprint(1)\n```\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n\n[link](https://x.org) I'm sorry, I cannot do that."
+    )
     row = battle_features(["q"], [text], [""], ["formatting"])
     assert row["a_headers"] == 1
     assert row["a_bullets"] == 3
@@ -51,8 +56,12 @@ def test_formatting_counts_known_markdown():
 
 
 def test_length_overlap_and_identity():
-    row = battle_features(["What is Python?"], ["Python is a language.\nIt is popular."], ["Python is a language.\nIt is popular."],
-                          ["length", "overlap"])
+    row = battle_features(
+        ["What is Python?"],
+        ["Python is a language.\nIt is popular."],
+        ["Python is a language.\nIt is popular."],
+        ["length", "overlap"],
+    )
     assert row["a_chars"] == len("Python is a language.\nIt is popular.")
     assert row["a_lines"] == 2 and row["a_words"] == 7 and row["a_turns"] == 1
     assert row["pair_identical"] == 1.0 and row["diff_chars"] == 0 and row["logratio_chars"] == 0
@@ -64,7 +73,7 @@ def test_length_overlap_and_identity():
 def test_mattr_matches_definition():
     rng = np.random.default_rng(0)
     words = tuple(rng.choice(list("abcdefghijklmnop"), size=300))
-    slow = np.mean([len(set(words[i:i + 50])) / 50 for i in range(len(words) - 49)])
+    slow = np.mean([len(set(words[i : i + 50])) / 50 for i in range(len(words) - 49)])
     assert moving_average_ttr(words) == pytest.approx(slow)
     assert moving_average_ttr(("a", "b", "a")) == pytest.approx(2 / 3)
 
@@ -111,8 +120,12 @@ def test_readability_works_with_no_network(tmp_path):
         assert s["flesch_reading_ease"] > 60, s
         print("OK", s["flesch_reading_ease"])
     """)
-    env = {**os.environ, "NLTK_DATA": str(tmp_path / "empty_nltk"), "HOME": str(tmp_path),
-           "ARENA_PREF_NLTK_DATA": str(tmp_path / "nltk_offline")}
+    env = {
+        **os.environ,
+        "NLTK_DATA": str(tmp_path / "empty_nltk"),
+        "HOME": str(tmp_path),
+        "ARENA_PREF_NLTK_DATA": str(tmp_path / "nltk_offline"),
+    }
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("OK")

@@ -28,6 +28,7 @@ FAST_ARGS = "--n-jobs 1 --no-progress --folds 3"  # fixture-sized data: 3 folds 
 
 # --- export -----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def offline_dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("export") / "arena-pref-offline"
@@ -53,6 +54,7 @@ def test_export_builds_the_dataset_folder(offline_dataset):
 
 # --- the notebook in a fake /kaggle -------------------------------------------------------------
 
+
 def _fake_kaggle(tmp_path: Path, dataset: Path) -> Path:
     root = tmp_path / "kaggle"
     comp = root / "input" / "llm-classification-finetuning"
@@ -72,13 +74,20 @@ def _run_notebook(tmp_path: Path, root: Path, **env_extra: str) -> subprocess.Co
     cwd.mkdir()
     shutil.copy2(NOTEBOOK, cwd / NOTEBOOK.name)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update({"ARENA_PREF_KAGGLE_ROOT": str(root), "ARENA_PREF_PIP_TARGET": str(tmp_path / "site"),
-                "ARENA_PREF_FULL_RUN_ARGS": FAST_ARGS, "TOKENIZERS_PARALLELISM": "false",
-                **env_extra})
+    env.update(
+        {
+            "ARENA_PREF_KAGGLE_ROOT": str(root),
+            "ARENA_PREF_PIP_TARGET": str(tmp_path / "site"),
+            "ARENA_PREF_FULL_RUN_ARGS": FAST_ARGS,
+            "TOKENIZERS_PARALLELISM": "false",
+            **env_extra,
+        }
+    )
     env.pop("ARENA_PREF_NLTK_DATA", None)
     env.pop("NLTK_DATA", None)
-    proc = subprocess.run([sys.executable, NOTEBOOK.name], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, NOTEBOOK.name], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
     return proc
 
@@ -114,8 +123,13 @@ def test_notebook_tiny_budget_keeps_the_features_only_submission(tmp_path, offli
 
     root = _fake_kaggle(tmp_path, offline_dataset)
     model = build_tiny_distilbert(root / "input" / "tiny-distilbert")
-    proc = _run_notebook(tmp_path, root, ARENA_PREF_ENCODERS=str(model), ARENA_PREF_TIME_BUDGET_HOURS="0.0003",
-                         ARENA_PREF_FULL_RUN_ARGS=FAST_ARGS + " --encoder-max-steps 3 --encoder-max-length 64")
+    proc = _run_notebook(
+        tmp_path,
+        root,
+        ARENA_PREF_ENCODERS=str(model),
+        ARENA_PREF_TIME_BUDGET_HOURS="0.0003",
+        ARENA_PREF_FULL_RUN_ARGS=FAST_ARGS + " --encoder-max-steps 3 --encoder-max-length 64",
+    )
     assert str(model) in proc.stdout  # discovered and chosen
     _check_submission(root)
     run_dir = root / "working" / "arena_pref_run"
@@ -145,6 +159,7 @@ def test_notebook_converts_with_jupytext(tmp_path):
 
 
 # --- the encoder time-budget plan, on a fake clock -----------------------------------------------
+
 
 class FakeClock:
     def __init__(self) -> None:
@@ -197,12 +212,14 @@ def _folds_setup(n_folds=3, rows_per_fold=10, n_test=20):
 def test_projection_cuts_test_inference_for_later_folds(tmp_path, monkeypatch, deadline, test_folds):
     # each fold: training 10s, OOF 10 rows x 0.5s = 5s; test 20 rows x 0.5s = 10s
     clock, seen = FakeClock(), []
-    monkeypatch.setattr(cross_fit, "TransformerClassifier",
-                        _fake_classifier(clock, lambda cfg, n: (10.0, 5), 0.5, seen))
+    monkeypatch.setattr(
+        cross_fit, "TransformerClassifier", _fake_classifier(clock, lambda cfg, n: (10.0, 5), 0.5, seen)
+    )
     battles, y, folds, test = _folds_setup()
     config = EncoderConfig(model_path=str(tmp_path / "fake-model"), seed=0, max_length=256, probe_steps=0)
-    run = cross_fit.cross_fit_encoder(config, battles, y, folds, test, tmp_path, deadline=deadline, progress=False,
-                                      clock=clock)
+    run = cross_fit.cross_fit_encoder(
+        config, battles, y, folds, test, tmp_path, deadline=deadline, progress=False, clock=clock
+    )
     assert run.complete and run.folds_done == [0, 1, 2]
     assert run.test_folds == test_folds and run.plan["test_folds"] == test_folds
     decisions = [f["decision"] for f in run.plan["folds"]]
@@ -219,20 +236,23 @@ def test_projection_cuts_test_inference_for_later_folds(tmp_path, monkeypatch, d
     assert plan["folds"][1]["actual_s"]["train_s"] == 10.0 and plan["complete"] is True
 
     # a rerun resumes from the checkpoints and keeps the same test folds
-    again = cross_fit.cross_fit_encoder(config, battles, y, folds, test, tmp_path, deadline=clock.t + 1,
-                                        progress=False, clock=clock)
+    again = cross_fit.cross_fit_encoder(
+        config, battles, y, folds, test, tmp_path, deadline=clock.t + 1, progress=False, clock=clock
+    )
     assert again.complete and again.test_folds == test_folds
     assert [f["decision"] for f in again.plan["folds"]] == ["checkpoint"] * 3
 
 
 def test_projection_stops_when_training_the_rest_cannot_fit(tmp_path, monkeypatch):
     clock, seen = FakeClock(), []
-    monkeypatch.setattr(cross_fit, "TransformerClassifier",
-                        _fake_classifier(clock, lambda cfg, n: (10.0, 5), 0.5, seen))
+    monkeypatch.setattr(
+        cross_fit, "TransformerClassifier", _fake_classifier(clock, lambda cfg, n: (10.0, 5), 0.5, seen)
+    )
     battles, y, folds, test = _folds_setup()
     config = EncoderConfig(model_path=str(tmp_path / "fake-model"), seed=0, probe_steps=0)
-    run = cross_fit.cross_fit_encoder(config, battles, y, folds, test, tmp_path, deadline=40, progress=False,
-                                      clock=clock)
+    run = cross_fit.cross_fit_encoder(
+        config, battles, y, folds, test, tmp_path, deadline=40, progress=False, clock=clock
+    )
     # fold 0 (25s with test) leaves 15s; the two remaining folds need ~2 x 15 x 1.1 = 33s: stop
     assert not run.complete and run.folds_done == [0] and run.oof_path is None
     assert run.plan["stopped"]["before_fold"] == 1 and "remaining fold" in run.plan["stopped"]["reason"]
@@ -249,10 +269,12 @@ def test_max_length_is_planned_once_before_the_first_fold(tmp_path, monkeypatch)
 
     monkeypatch.setattr(cross_fit, "TransformerClassifier", _fake_classifier(clock, fit_s, 0.01, seen))
     battles, y, folds, test = _folds_setup()
-    config = EncoderConfig(model_path=str(tmp_path / "fake-model"), seed=0, max_length=512, batch_size=8,
-                           probe_steps=4, min_max_length=128)
-    run = cross_fit.cross_fit_encoder(config, battles, y, folds, test, tmp_path, deadline=24, progress=False,
-                                      clock=clock)
+    config = EncoderConfig(
+        model_path=str(tmp_path / "fake-model"), seed=0, max_length=512, batch_size=8, probe_steps=4, min_max_length=128
+    )
+    run = cross_fit.cross_fit_encoder(
+        config, battles, y, folds, test, tmp_path, deadline=24, progress=False, clock=clock
+    )
     length = run.plan["max_length"]
     assert length["configured"] == 512 and length["used"] == 256
     assert [p["max_length"] for p in length["probes"]] == [512, 256]
@@ -290,10 +312,27 @@ def test_real_probe_measures_the_tiny_model(tmp_path):
     make_battles(40, seed=5).to_csv(tmp_path / "train.csv", index=False)
     battles = load_battles(tmp_path / "train.csv")[0]
     folds = np.arange(len(battles)) % 2
-    config = EncoderConfig(model_path=str(model), max_length=160, batch_size=8, eval_batch_size=16, max_steps=2,
-                           learning_rate=1e-3, precision="fp32", probe_steps=4, min_max_length=128)
-    run = cross_fit.cross_fit_encoder(config, battles, battles["label"].to_numpy(), folds, battles.iloc[:6],
-                                      tmp_path / "run", deadline=time.monotonic() + 3600, progress=False)
+    config = EncoderConfig(
+        model_path=str(model),
+        max_length=160,
+        batch_size=8,
+        eval_batch_size=16,
+        max_steps=2,
+        learning_rate=1e-3,
+        precision="fp32",
+        probe_steps=4,
+        min_max_length=128,
+    )
+    run = cross_fit.cross_fit_encoder(
+        config,
+        battles,
+        battles["label"].to_numpy(),
+        folds,
+        battles.iloc[:6],
+        tmp_path / "run",
+        deadline=time.monotonic() + 3600,
+        progress=False,
+    )
     probe = run.plan["max_length"]["probes"]
     assert len(probe) == 1 and probe[0]["fits"] and probe[0]["seconds_per_step"] > 0
     assert probe[0]["steps_per_fold"] == 2 and run.plan["max_length"]["used"] == 160

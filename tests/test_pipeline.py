@@ -21,8 +21,12 @@ def _check_submission(path, test_path):
 
 def test_full_run_then_predict_from_saved_model(train_csv, test_csv, tmp_path):
     out = tmp_path / "run"
-    assert full_run.main(["--train", str(train_csv), "--test", str(test_csv), "--out", str(out), "--no-progress",
-                          "--n-jobs", "1"]) == 0
+    assert (
+        full_run.main(
+            ["--train", str(train_csv), "--test", str(test_csv), "--out", str(out), "--no-progress", "--n-jobs", "1"]
+        )
+        == 0
+    )
     sub = _check_submission(out / "submission.csv", test_csv)
     report = json.loads((out / "report.json").read_text())
     oof = report["oof"]
@@ -36,8 +40,11 @@ def test_full_run_then_predict_from_saved_model(train_csv, test_csv, tmp_path):
     assert len(oof_file) == 240 and not oof_file.isna().any().any()
 
     again = predict.predict_file(out / "model", test_csv, tmp_path / "again.csv", progress=False, n_jobs=1)
-    np.testing.assert_allclose(again[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy(),
-                               sub[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy(), atol=1e-7)
+    np.testing.assert_allclose(
+        again[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy(),
+        sub[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy(),
+        atol=1e-7,
+    )
 
 
 def test_default_run_uses_bundled_sample(tmp_path, monkeypatch):
@@ -80,7 +87,9 @@ def test_convert_cli_output_feeds_full_run(tmp_path):
     if not (SHARED_DATA / "pandalm").exists():
         pytest.skip("shared/data not present")
     out = tmp_path / "pandalm.csv"
-    assert convert_main(["--format", "pandalm", str(SHARED_DATA / "pandalm" / "testset-v1.json"), "--out", str(out)]) == 0
+    assert (
+        convert_main(["--format", "pandalm", str(SHARED_DATA / "pandalm" / "testset-v1.json"), "--out", str(out)]) == 0
+    )
     from pipelines.data import load_battles
 
     battles, report = load_battles(out)

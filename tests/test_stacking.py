@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from arena_schema import swap_feature_frame, swap_proba
 from features.extractor import FeatureExtractor
-from features.symmetry import swap_feature_frame
 from pipelines.data import load_battles
 from pipelines.folds import make_folds, prompt_groups
 from pipelines.metrics import multiclass_log_loss, nested_prior
@@ -11,7 +11,6 @@ from stacking.calibration import ProbabilityCalibrator, cross_calibrate
 from stacking.lgbm import LGBMStacker, cross_fit
 from stacking.model import StackerModel
 from stacking.sources import read_proba_file, source_features
-from stacking.symmetry import swap_proba
 
 FAST = {"num_boost_round": 200, "early_stopping_rounds": 20}
 
@@ -85,7 +84,9 @@ def test_temperature_calibration_fixes_overconfidence():
     cal = ProbabilityCalibrator("temperature").fit(overconfident, y)
     assert cal.temperature_ == pytest.approx(3.0, rel=0.15)
     assert multiclass_log_loss(y, cal.predict_proba(overconfident)) < multiclass_log_loss(y, overconfident)
-    assert multiclass_log_loss(y, cal.predict_proba(overconfident)) == pytest.approx(multiclass_log_loss(y, honest), abs=0.01)
+    assert multiclass_log_loss(y, cal.predict_proba(overconfident)) == pytest.approx(
+        multiclass_log_loss(y, honest), abs=0.01
+    )
 
 
 def test_vector_calibration_keeps_swap_symmetry():
@@ -129,8 +130,14 @@ def test_model_save_load_predicts_the_same(prepared, tmp_path):
 
 def test_probability_source_columns_swap_like_features(tmp_path):
     ids = pd.Series(["1", "2", "3"])
-    frame = pd.DataFrame({"id": ["3", "1", "2"], "winner_model_a": [0.2, 0.5, 0.1],
-                          "winner_model_b": [0.7, 0.3, 0.1], "winner_tie": [0.1, 0.2, 0.8]})
+    frame = pd.DataFrame(
+        {
+            "id": ["3", "1", "2"],
+            "winner_model_a": [0.2, 0.5, 0.1],
+            "winner_model_b": [0.7, 0.3, 0.1],
+            "winner_tie": [0.1, 0.2, 0.8],
+        }
+    )
     path = tmp_path / "oof_x.parquet"
     frame.to_parquet(path)
     cols = source_features(read_proba_file(path), ids, "x")

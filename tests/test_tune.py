@@ -14,8 +14,17 @@ from stacking.calibration import ProbabilityCalibrator
 from stacking.tuning import cross_validated_loss, evaluate_stacker, split_trial_params
 from tests.conftest import make_battles
 
-FAST = ["--num-boost-round", "40", "--early-stopping-rounds", "8", "--num-threads", "1", "--no-progress",
-        "--n-jobs", "1"]
+FAST = [
+    "--num-boost-round",
+    "40",
+    "--early-stopping-rounds",
+    "8",
+    "--num-threads",
+    "1",
+    "--no-progress",
+    "--n-jobs",
+    "1",
+]
 
 
 @pytest.fixture
@@ -57,15 +66,20 @@ def test_tune_writes_best_params_that_full_run_uses_and_resumes(data, tmp_path, 
     params, calibration = split_trial_params(trial.params)
     config = _config(data, out)
     inputs = prepare_inputs(config)
-    again = cross_validated_loss(inputs.X, inputs.y, inputs.folds, inputs.groups, params, calibration,
-                                 tune.stacker_fit_of(config))
+    again = cross_validated_loss(
+        inputs.X, inputs.y, inputs.folds, inputs.groups, params, calibration, tune.stacker_fit_of(config)
+    )
     assert again.log_loss == pytest.approx(trial.value, abs=1e-12)
     assert again.per_fold == pytest.approx(trial.user_attrs["per_fold"], abs=1e-12)
 
     # full_run takes the file as it is
     run_dir = tmp_path / "run"
-    assert full_run.main([*data, "--out", str(run_dir), "--params", str(out / "best_params.json"),
-                          "--no-progress", "--n-jobs", "1"]) == 0
+    assert (
+        full_run.main(
+            [*data, "--out", str(run_dir), "--params", str(out / "best_params.json"), "--no-progress", "--n-jobs", "1"]
+        )
+        == 0
+    )
     run_report = json.loads((run_dir / "report.json").read_text())
     assert run_report["stacker"]["params"] == best["params"]
     assert run_report["calibration"]["kind"] == best["calibration"]
@@ -88,8 +102,21 @@ def test_resuming_on_other_data_is_refused(data, tmp_path):
     other = tmp_path / "other.csv"
     make_battles(150, seed=9).to_csv(other, index=False)
     with pytest.raises(SystemExit, match="other data"):
-        tune.main(["--train", str(other), "--test", data[3], "--out", str(tmp_path / "other_run"),
-                   "--storage", f"sqlite:///{out / 'optuna.db'}", "--n-trials", "1", *FAST])
+        tune.main(
+            [
+                "--train",
+                str(other),
+                "--test",
+                data[3],
+                "--out",
+                str(tmp_path / "other_run"),
+                "--storage",
+                f"sqlite:///{out / 'optuna.db'}",
+                "--n-trials",
+                "1",
+                *FAST,
+            ]
+        )
 
 
 def test_running_loss_is_reported_per_fold_and_pruning_stops_a_trial(data, tmp_path):
@@ -98,15 +125,26 @@ def test_running_loss_is_reported_per_fold_and_pruning_stops_a_trial(data, tmp_p
     inputs = prepare_inputs(config)
     fit = tune.stacker_fit_of(config)
     seen = []
-    result = evaluate_stacker(inputs.X, inputs.y, inputs.folds, inputs.groups, {}, "temperature", fit,
-                              lambda value, step: seen.append((step, value)))
+    result = evaluate_stacker(
+        inputs.X,
+        inputs.y,
+        inputs.folds,
+        inputs.groups,
+        {},
+        "temperature",
+        fit,
+        lambda value, step: seen.append((step, value)),
+    )
     assert [s for s, _ in seen] == [0, 1, 2, 3, 4]
     assert seen[-1][1] == pytest.approx(result.log_loss, abs=1e-12)  # last report == the objective
 
     # a pruner that always prunes: the trial ends after its first fold, marked PRUNED in the database
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'prune.db'}", study_name="p",
-                                pruner=optuna.pruners.ThresholdPruner(upper=0.0),
-                                sampler=optuna.samplers.TPESampler(seed=0))
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 'prune.db'}",
+        study_name="p",
+        pruner=optuna.pruners.ThresholdPruner(upper=0.0),
+        sampler=optuna.samplers.TPESampler(seed=0),
+    )
     study.optimize(tune.make_objective(inputs, fit), n_trials=1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED

@@ -1,11 +1,16 @@
-"""The A/B naming convention every feature column follows, and the swap it implies.
+"""The battle schema every package shares: class columns and names, and the A/B swap rules.
+
+This module imports nothing from the project, so ``features``, ``stacking``, ``encoders`` and
+``pipelines`` all depend on it and never on each other backwards.
+
+Classes are ``0 = A wins``, ``1 = B wins``, ``2 = tie``. Feature columns follow one naming rule:
 
 - ``a_<name>`` / ``b_<name>``: a property of response A / B; swapping A and B exchanges them.
 - ``diff_<name>`` / ``logratio_<name>``: A minus B; swapping flips the sign.
 - anything else (``pair_*``, ``prompt_*``): a property of the pair or the prompt; unchanged.
 
-Keeping this rule in one place is what lets the stacker augment with swapped rows and
-average over both orders while staying exactly symmetric.
+Keeping the rule in one place is what lets the stacker augment with swapped rows and average
+over both orders while staying exactly symmetric.
 """
 
 from __future__ import annotations
@@ -13,7 +18,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+TEXT_COLUMNS = ("prompt", "response_a", "response_b")
+CLASS_COLUMNS = ("winner_model_a", "winner_model_b", "winner_tie")
+CLASS_NAMES = ("a", "b", "tie")
+N_CLASSES = len(CLASS_COLUMNS)
+CLASS_SWAP = np.array([1, 0, 2])
 ANTISYMMETRIC_PREFIXES = ("diff_", "logratio_")
+
+
+def swap_labels(labels: np.ndarray) -> np.ndarray:
+    """A-wins <-> B-wins; ties stay."""
+    return CLASS_SWAP[np.asarray(labels)]
+
+
+def swap_proba(proba: np.ndarray) -> np.ndarray:
+    """Probabilities (or soft labels) for the swapped battle: exchange the A and B columns."""
+    return np.asarray(proba)[:, CLASS_SWAP]
 
 
 def swap_column_name(name: str) -> str:
