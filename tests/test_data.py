@@ -43,21 +43,21 @@ def test_missing_column_names_file_and_column(tmp_path):
 def test_duplicate_id_names_row(tmp_path):
     frame = make_battles(10)
     frame.loc[7, "id"] = frame.loc[2, "id"]
-    with pytest.raises(DataError, match=r"bad\.csv: row 8, column 'id': duplicate id .* \(first seen in row 3\)"):
+    with pytest.raises(DataError, match=r"bad\.csv: line 9, column 'id': duplicate id .* \(first seen in line 4\)"):
         load_battles(_write(tmp_path, frame))
 
 
 def test_labels_not_one_hot_names_row(tmp_path):
     frame = make_battles(10)
     frame.loc[6, ["winner_model_a", "winner_model_b", "winner_tie"]] = [1, 1, 0]
-    with pytest.raises(DataError, match=r"bad\.csv: row 7, columns .*not one-hot"):
+    with pytest.raises(DataError, match=r"bad\.csv: line 8, columns .*not one-hot"):
         load_battles(_write(tmp_path, frame))
 
 
 def test_label_not_binary_names_cell(tmp_path):
     frame = make_battles(10).astype({"winner_tie": object})
     frame.loc[2, "winner_tie"] = "yes"
-    with pytest.raises(DataError, match=r"row 3, column 'winner_tie'"):
+    with pytest.raises(DataError, match=r"line 4, column 'winner_tie'"):
         load_battles(_write(tmp_path, frame))
 
 
