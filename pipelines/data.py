@@ -126,10 +126,22 @@ def _decode(path: Path, notes: list[str]) -> str:
         notes.append("byte-order mark")
     if not text.strip():
         raise DataError(f"{path}: file is empty")
-    head = text.lstrip()[:1]
-    if head in ("{", "["):
+    if _looks_like_json(text):
         raise DataError(f"{path}: line 1: looks like JSON, not a CSV file with a header")
     return text
+
+
+def _looks_like_json(text: str) -> bool:
+    stripped = text.strip()
+    if stripped[:1] in ("{", "["):
+        return True
+    if "\n" in stripped or "," in stripped:
+        return False
+    try:
+        json.loads(stripped)  # a bare number, string, true/false/null
+    except ValueError:
+        return False
+    return True
 
 
 def _parse(path: Path, text: str, delimiter: str) -> tuple[list[str], list[list[str]], list[int]]:
@@ -165,12 +177,37 @@ def _parse(path: Path, text: str, delimiter: str) -> tuple[list[str], list[list[
 def _quote_error(
     path: Path, text: str, delimiter: str, start: int, stop: int, header: list[str] | None, why: str
 ) -> str:
-    """Name the column of a malformed quoted field by re-reading its record leniently."""
-    record_lines = text.splitlines(keepends=True)[start - 1 : max(stop, start)]
-    fields = next(csv.reader(io.StringIO("".join(record_lines), newline=""), delimiter=delimiter), [])
-    column = _column_name(header, max(len(fields) - 1, 0))
+    """Name the field whose quoting breaks, by scanning the record from the line it starts on."""
+    record = "".join(text.splitlines(keepends=True)[start - 1 :])
+    column = _column_name(header, _bad_quote_field(record, delimiter))
     span = f"line {start}" if stop <= start else f"line {start} (the record runs on to line {stop})"
     return f"{path}: {span}, column {column}: malformed quoting ({why}); an unbalanced '\"'?"
+
+
+def _bad_quote_field(record: str, delimiter: str) -> int:
+    """Index of the first field that opens a quote it never closes, or closes one and goes on."""
+    field, i, n = 0, 0, len(record)
+    while i < n:
+        if record[i] == '"':
+            i += 1
+            while True:
+                close = record.find('"', i)
+                if close < 0:
+                    return field  # never closed
+                if record.startswith('""', close):
+                    i = close + 2
+                    continue
+                i = close + 1
+                break
+            if i < n and record[i] not in (delimiter, "\r", "\n"):
+                return field  # text after the closing quote
+        else:
+            while i < n and record[i] not in (delimiter, "\r", "\n"):
+                i += 1
+        if i >= n or record[i] in "\r\n":
+            return field
+        field, i = field + 1, i + 1
+    return field
 
 
 def _column_name(header: list[str] | None, index: int) -> str:
@@ -402,7 +439,8 @@ def load_battles_frame(
     for labelled data, ``label`` (0 = A wins, 1 = B wins, 2 = tie). Model names are never
     carried: test data has none, so nothing may depend on them. ``labelled=None`` detects.
     """
-    frame = _as_text(frame.reset_index(drop=True))
+    if lines is None:  # a file's frame (from read_battle_csv) is strings already
+        frame = _as_text(frame.reset_index(drop=True))
     labelled = validate_battles(frame, name, labelled, lines)
     where = _Where(name, lines)
     report = ParseReport(path=name, rows=len(frame), notes=list(notes or []))

@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.errors import UserError
+
 COMPETITION_SLUGS = ("llm-classification-finetuning", "lmsys-chatbot-arena")
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 
@@ -26,18 +28,43 @@ def kaggle_root() -> Path:
     return Path(os.environ.get("ARENA_PREF_KAGGLE_ROOT", "/kaggle"))
 
 
+class KaggleInputError(UserError):
+    """On Kaggle (``/kaggle/input`` exists) but the competition data is not attached."""
+
+
 def find_competition_dir(input_dir: Path) -> Path | None:
-    """The competition folder under /kaggle/input: a known slug first, else any folder with both CSVs."""
+    """The competition folder under /kaggle/input, by its known names only (also under
+    ``competitions/``): any other dataset with a train.csv is not the competition's data."""
     if not input_dir.is_dir():
         return None
     for slug in COMPETITION_SLUGS:
         for candidate in (input_dir / slug, input_dir / "competitions" / slug):
-            if (candidate / "train.csv").exists() and (candidate / "test.csv").exists():
+            if (candidate / "train.csv").is_file() and (candidate / "test.csv").is_file():
                 return candidate
-    for train in sorted(input_dir.glob("**/train.csv")):
-        if (train.parent / "test.csv").exists():
-            return train.parent
     return None
+
+
+def describe_inputs(input_dir: Path, limit: int = 30) -> str:
+    """The folders under /kaggle/input (and one level below), for the error that says what was found."""
+    found = []
+    for top in sorted(p for p in input_dir.iterdir() if p.is_dir()):
+        children = sorted(c.name for c in top.iterdir())[:6]
+        found.append(f"{top.name}/ [{', '.join(children)}]" if children else f"{top.name}/ (empty)")
+    if not found:
+        return "nothing"
+    more = f" ... and {len(found) - limit} more" if len(found) > limit else ""
+    return "; ".join(found[:limit]) + more
+
+
+def require_competition_dir(input_dir: Path) -> Path:
+    competition = find_competition_dir(input_dir)
+    if competition is None:
+        names = " or ".join(f"{input_dir}/{s}" for s in COMPETITION_SLUGS)
+        raise KaggleInputError(
+            f"{input_dir}: no competition data ({names}, also under competitions/, with train.csv and "
+            f"test.csv); found: {describe_inputs(input_dir)}. Attach the competition, or pass --train and --test"
+        )
+    return competition
 
 
 def find_model_dirs(input_dir: Path) -> list[Path]:
@@ -62,11 +89,12 @@ def find_model_dirs(input_dir: Path) -> list[Path]:
 
 
 def resolve_paths(train: str | None, test: str | None, out: str | None) -> DataPaths:
-    """Arguments win; else Kaggle's competition data if present; else the bundled sample."""
+    """Arguments win; else, on Kaggle (``/kaggle/input`` exists), the competition's data or a
+    :class:`KaggleInputError`; off Kaggle, the bundled sample."""
     root = kaggle_root()
     if train is None and test is None:
-        competition = find_competition_dir(root / "input")
-        if competition is not None:
+        if (root / "input").is_dir():
+            competition = require_competition_dir(root / "input")
             working = Path(out) if out else root / "working"
             return DataPaths(
                 competition / "train.csv",
