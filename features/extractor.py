@@ -9,13 +9,18 @@ linear in rows.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
+import os
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from joblib import Parallel, delayed, effective_n_jobs
 from tqdm.auto import tqdm
 
@@ -86,6 +91,86 @@ def content_hash(battles: pd.DataFrame, groups: Iterable[str]) -> str:
     return h.hexdigest()[:20]
 
 
+def row_ids(battles: pd.DataFrame) -> list[str]:
+    """The battles' ids (positions when there is no ``id`` column): stored with cached features."""
+    if "id" in battles:
+        return [str(i) for i in battles["id"].tolist()]
+    return [str(i) for i in range(len(battles))]
+
+
+def values_hash(frame: pd.DataFrame) -> str:
+    h = hashlib.sha256(",".join(map(str, frame.columns)).encode())
+    h.update(np.ascontiguousarray(frame.to_numpy(dtype=np.float32)).tobytes())
+    return h.hexdigest()
+
+
+class FeatureCache:
+    """One parquet file of features that proves what it holds.
+
+    The file stores the cache key, the row ids and a hash of its values; a file that cannot be
+    read, or whose key, ids or values disagree, is ignored and rebuilt. Writes go to a temporary
+    name unique to the process (pid + uuid) and are moved in place with ``os.replace``, so two runs
+    never mix their bytes; a failed write (disk full) leaves nothing behind and the run goes on.
+    """
+
+    META = b"arena_pref_features"
+    ID_COLUMN = "__row_id__"
+
+    def __init__(self, path: Path, key: str, ids: list[str]):
+        self.path, self.key, self.ids = Path(path), key, ids
+
+    def read(self) -> pd.DataFrame | None:
+        if not self.path.exists():
+            return None
+        try:
+            frame = self._read_checked()
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a cache miss, never a failed run
+            log.warning("features: cache %s is unusable (%s); rebuilding it", self.path, exc)
+            self._remove(self.path)
+            return None
+        log.info("features: cache hit %s", self.path)
+        return frame
+
+    def _read_checked(self) -> pd.DataFrame:
+        table = pq.read_table(self.path)
+        meta = json.loads((table.schema.metadata or {}).get(self.META, b"null"))
+        if not isinstance(meta, dict):
+            raise ValueError("no arena-pref metadata")
+        if meta.get("key") != self.key:
+            raise ValueError(f"made for other battles (key {meta.get('key')!r}, expected {self.key!r})")
+        if table.column(self.ID_COLUMN).to_pylist() != self.ids:
+            raise ValueError("row ids differ from the battles'")
+        frame = table.drop([self.ID_COLUMN]).to_pandas()
+        if values_hash(frame) != meta.get("values_sha256"):
+            raise ValueError("values do not match their stored hash (corrupt or edited)")
+        return frame
+
+    def write(self, frame: pd.DataFrame) -> bool:
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            plain = frame.reset_index(drop=True)
+            table = pa.Table.from_pandas(plain, preserve_index=False)
+            table = table.append_column(self.ID_COLUMN, pa.array(self.ids, type=pa.string()))
+            meta = {"key": self.key, "rows": len(plain), "values_sha256": values_hash(plain)}
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), self.META: json.dumps(meta)})
+            pq.write_table(table, tmp)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            self._remove(tmp)
+            log.warning("features: could not write cache %s (%s); going on without caching", self.path, exc)
+            return False
+        log.info("features: cached %s", self.path)
+        return True
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 class FeatureExtractor:
     """Computes the chosen feature groups; ``n_jobs`` worker processes over row chunks."""
 
@@ -110,21 +195,16 @@ class FeatureExtractor:
         missing = [c for c in TURN_COLUMNS if c not in battles]
         if missing:
             raise ValueError(f"battles lack column(s) {missing}")
-        cache_path = None
-        if self.cache_dir is not None:
-            cache_path = self.cache_dir / f"features_{content_hash(battles, self.groups)}.parquet"
-            if cache_path.exists():
-                log.info("features: cache hit %s", cache_path)
-                cached = pd.read_parquet(cache_path)
-                cached.index = battles.index
-                return cached
+        if self.cache_dir is None:
+            return self._compute(battles)
+        key = content_hash(battles, self.groups)
+        cache = FeatureCache(self.cache_dir / f"features_{key}.parquet", key, row_ids(battles))
+        cached = cache.read()
+        if cached is not None:
+            cached.index = battles.index
+            return cached
         frame = self._compute(battles)
-        if cache_path is not None:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_path.with_suffix(".tmp")
-            frame.reset_index(drop=True).to_parquet(tmp)
-            tmp.replace(cache_path)
-            log.info("features: cached %s", cache_path)
+        cache.write(frame)
         return frame
 
     def _compute(self, battles: pd.DataFrame) -> pd.DataFrame:
