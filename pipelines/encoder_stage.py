@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.config import RunConfig
+from pipelines.encoder_launch import launch_data_parallel, run_in_process
 from pipelines.stacker_inputs import StackerInputs
-from pipelines.train_encoder import launch_data_parallel, run_in_process
 
 log = logging.getLogger(__name__)
 

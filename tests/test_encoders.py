@@ -286,6 +286,7 @@ def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
     assert "a_enc_tiny-distilbert" in model_json["columns"]
 
 
+@pytest.mark.slow
 def test_data_parallel_two_processes_on_cpu(tiny_bert, train_csv, test_csv, tmp_path):
     """The multi-GPU route (torchrun/accelerate launch -> DDP), exercised with 2 CPU processes over gloo."""
     import os
