@@ -150,6 +150,20 @@ def _probe(
     ), int(timing.get("num_processes", 1))
 
 
+@dataclass
+class LengthProbe:
+    """One timing probe of the max-length plan: the projection at ``max_length`` and whether it fits."""
+
+    max_length: int
+    seconds_per_step: float
+    steps_per_fold: int
+    projected_fold_fit_s: float
+    projected_fold_test_s: float
+    projected_total_s: float
+    seconds_left: float
+    fits: bool
+
+
 def _plan_max_length(
     config: EncoderConfig,
     train: pd.DataFrame,
@@ -170,23 +184,61 @@ def _plan_max_length(
         "floor": config.min_max_length,
         "probes": [],
     }
+    skip = _no_probe_decision(config, deadline, resumed, path, info)
+    if skip is not None:
+        info["decision"] = skip
+        return info
+    probes, length = _probe_until_fits(config, train, y, folds, fold_ids, test, deadline, clock)
+    info["probes"] = [asdict(p) for p in probes]
+    info["used"] = length
+    if not probes:
+        info["decision"] = "no probe (time budget spent): configured max_length"
+        return info
+    info["decision"] = (
+        f"max_length {length}"
+        + (" (shortened to fit the time budget)" if length != config.max_length else "")
+        + ("" if probes[-1].fits else ": projected not to fit even so")
+    )
+    if _is_main_process():
+        path.write_text(json.dumps(info, indent=2))
+    return info
+
+
+def _no_probe_decision(
+    config: EncoderConfig, deadline: float | None, resumed: bool, path: Path, info: dict
+) -> str | None:
+    """Why the configured (or, on resume, the saved) max_length stands without a probe; None: probe."""
     if resumed:
-        if path.exists():
-            info.update(json.loads(path.read_text()))
-            info["decision"] = f"resumed: keeping max_length {info['used']} of the finished folds"
-        else:
-            info["decision"] = "resumed: folds were trained at the configured max_length"
-        return info
+        if not path.exists():
+            return "resumed: folds were trained at the configured max_length"
+        info.update(json.loads(path.read_text()))
+        return f"resumed: keeping max_length {info['used']} of the finished folds"
     if deadline is None:
-        info["decision"] = "no time budget: configured max_length"
-        return info
+        return "no time budget: configured max_length"
     if config.probe_steps <= 0 or config.max_length <= config.min_max_length:
-        info["decision"] = "no probe (probe_steps 0 or max_length at the floor): configured max_length"
-        return info
+        return "no probe (probe_steps 0 or max_length at the floor): configured max_length"
+    return None
+
+
+def _probe_until_fits(
+    config: EncoderConfig,
+    train: pd.DataFrame,
+    y: np.ndarray,
+    folds: np.ndarray,
+    fold_ids: list[int],
+    test: pd.DataFrame,
+    deadline: float,
+    clock: Callable[[], float],
+) -> tuple[list[LengthProbe], int]:
+    """Probe at the configured length, halving it (not below the floor) while all folds would not fit.
+
+    Returns the probes and the length to use (shorter than the last probe's when the budget ran out
+    before the shorter length could be probed)."""
     mult = 2 if config.swap_augment else 1
     k0 = fold_ids[0]
     fit_rows = _fit_rows(config, folds, k0)
     n_train_seq, n_oof_seq, n_test_seq = len(fit_rows) * mult, int((folds == k0).sum()) * mult, len(test) * mult
+    probes: list[LengthProbe] = []
     length = config.max_length
     while _agree(clock() < deadline):
         probe, n_proc = _probe(config, length, train, y, fit_rows)
@@ -198,29 +250,28 @@ def _plan_max_length(
         need = (len(fold_ids) * fold["fit_s"] + fold["test_s"]) * SAFETY
         left = deadline - clock()
         fits = bool(_agree(need <= left))
-        info["probes"].append(
-            {
-                "max_length": length,
-                "seconds_per_step": round(probe.seconds_per_step, 4),
-                "steps_per_fold": steps,
-                "projected_fold_fit_s": round(fold["fit_s"], 1),
-                "projected_fold_test_s": round(fold["test_s"], 1),
-                "projected_total_s": round(need, 1),
-                "seconds_left": round(left, 1),
-                "fits": fits,
-            }
-        )
-        if fits:
-            break
-        shorter = next_max_length(length, config.min_max_length)
-        if shorter is None:
-            log.warning(
-                "encoder %s: even at max_length %d the folds are projected to need ~%.0fs (%.0fs left)",
-                config.resolved_name,
-                length,
-                need,
-                left,
+        probes.append(
+            LengthProbe(
+                max_length=length,
+                seconds_per_step=round(probe.seconds_per_step, 4),
+                steps_per_fold=steps,
+                projected_fold_fit_s=round(fold["fit_s"], 1),
+                projected_fold_test_s=round(fold["test_s"], 1),
+                projected_total_s=round(need, 1),
+                seconds_left=round(left, 1),
+                fits=fits,
             )
+        )
+        shorter = None if fits else next_max_length(length, config.min_max_length)
+        if shorter is None:
+            if not fits:
+                log.warning(
+                    "encoder %s: even at max_length %d the folds are projected to need ~%.0fs (%.0fs left)",
+                    config.resolved_name,
+                    length,
+                    need,
+                    left,
+                )
             break
         log.warning(
             "encoder %s: all folds at max_length %d are projected to need ~%.0fs, %.0fs left: "
@@ -232,19 +283,7 @@ def _plan_max_length(
             shorter,
         )
         length = shorter
-    info["used"] = length
-    if not info["probes"]:
-        info["decision"] = "no probe (time budget spent): configured max_length"
-        return info
-    fits = info["probes"][-1]["fits"]
-    info["decision"] = (
-        f"max_length {length}"
-        + (" (shortened to fit the time budget)" if length != config.max_length else "")
-        + ("" if fits else ": projected not to fit even so")
-    )
-    if _is_main_process():
-        path.write_text(json.dumps(info, indent=2))
-    return info
+    return probes, length
 
 
 def _fold_record(work: Path, k: int) -> dict:

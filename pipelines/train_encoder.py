@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="EncoderConfig as JSON")
     p.add_argument("--model", help="local model folder (instead of --config)")
     p.add_argument("--seconds", type=float, help="time budget for this stage")
+    p.add_argument(
+        "--save-models",
+        choices=EncoderConfig.SAVE_MODELS_CHOICES,
+        help="fold models kept for later prediction: all, lora (adapters + heads only) or none",
+    )
     args = p.parse_args(argv)
     if args.config:
         config = EncoderConfig(**json.loads(Path(args.config).read_text()))
@@ -44,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         config = EncoderConfig(model_path=args.model)
     else:
         p.error("give --config or --model")
+    if args.save_models:
+        config.save_models = args.save_models
     run_dir = Path(args.run)
     train, _ = load_battles(args.train, labelled=True)
     test, _ = load_battles(args.test, labelled=False)
