@@ -12,6 +12,9 @@ skips it. With a deadline the run is planned against it (arithmetic in ``encoder
 
 The decisions, projections and measured seconds are returned as ``EncoderRun.plan`` and
 written to ``encoder_<name>/plan.json``.
+
+Each finished fold's model is also kept (``encoder_<name>/fold_<k>/``, as ``save_models`` says) so
+new battles can be scored later without retraining (``encoders.fold_models.EncoderFoldModels``).
 """
 
 from __future__ import annotations

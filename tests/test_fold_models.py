@@ -1,6 +1,7 @@
 """Fold models kept after cross-fit: reloaded, they score new battles as the cross-fit did."""
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -106,8 +107,6 @@ def test_lora_fold_keeps_adapter_and_head_only(llama_run, tiny_llama):
 
 def test_base_path_override_and_copy_to(llama_run, tiny_llama, data, tmp_path):
     """A bundle holds the listed files only; the base weights are found where load() is told."""
-    import shutil
-
     out, run = llama_run
     models = EncoderFoldModels.load(out / f"encoder_{run.name}")
     files = models.files()
@@ -126,8 +125,9 @@ def test_save_models_none_and_lora_keep_no_fully_fine_tuned_folds(tiny_bert, ber
     work = tmp_path / f"encoder_{run.name}"
     assert run.complete and (work / "fold_0.done.json").exists()  # checkpoints kept, models not
     assert not [p for p in work.iterdir() if p.is_dir()] and not (work / MANIFEST).exists()
-    # a rerun asking for "all" resumes from the checkpoints (no retraining); "lora" prunes a full model
-    out, _ = bert_run
+    # a rerun asking for "lora" resumes from the checkpoints (no retraining) and prunes the full models
+    out = tmp_path / "copy"
+    shutil.copytree(bert_run[0], out)  # the module's run stays as it is for the other tests
     work = out / f"encoder_{run.name}"
     assert (work / "fold_0").is_dir()
     again = _cross_fit(_config(tiny_bert, save_models="lora"), data, out)
