@@ -12,6 +12,8 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,7 +22,7 @@ from tqdm.auto import tqdm
 
 from arena_schema import swap_labels, swap_proba
 from encoders.inputs import BattleEncoder, length_sorted_batches
-from encoders.model import load_classifier, load_tokenizer
+from encoders.model import load_classifier, load_tokenizer, load_trained_classifier, save_classifier
 from encoders.settings import EncoderConfig
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,48 @@ def pad_batch(sequences: list[list[int]], pad_id: int, labels: list[int] | None 
     if labels is not None:
         batch["labels"] = torch.tensor(labels, dtype=torch.long)
     return batch
+
+
+@dataclass
+class EncodedBattles:
+    """Token ids of battles as (A, B) and, for swap-averaging, as (B, A)."""
+
+    direct: list[list[int]]
+    swapped: list[list[int]] | None
+
+
+@dataclass
+class TrainingData:
+    """Token ids and labels of the (swap-augmented) training sequences."""
+
+    sequences: list[list[int]]
+    labels: list[int]
+
+
+@dataclass
+class TrainingSetup:
+    """What ``accelerate.prepare`` returned, and the optimiser steps this process takes."""
+
+    model: object
+    optimizer: object
+    loader: object
+    scheduler: object
+    params: list
+    total_steps: int
+
+
+@dataclass
+class TrainingResult:
+    """What the optimiser loop did: steps, whether the deadline ended it, losses and step times."""
+
+    steps: int = 0
+    stopped_early: bool = False
+    losses: list[float] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)  # wall time per optimiser step
+
+    @property
+    def train_loss(self) -> float:
+        return float(np.mean(self.losses[-50:])) if self.losses else float("nan")
 
 
 class TransformerClassifier:
@@ -87,14 +131,42 @@ class TransformerClassifier:
         return self._encoder().encode_many(battles["prompt_turns"], battles[a], battles[b])
 
     def fit(self, battles: pd.DataFrame, y: np.ndarray, deadline: float | None = None) -> TransformerClassifier:
-        from transformers import get_linear_schedule_with_warmup
-
-        cfg = self.config
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(self.config.seed)
         accelerator = self._accelerator()
         started = time.monotonic()
+        model = self._load_fresh()
+        loaded = time.monotonic()
+        data = self._training_data(battles, np.asarray(y))
+        self.timing_ = {
+            "load_s": loaded - started,
+            "encode_s": time.monotonic() - loaded,
+            "n_sequences": len(data.sequences),
+        }
+        setup = self._prepare(model, data)
+        self.timing_["num_processes"] = accelerator.num_processes
+        log.info(
+            "fine-tune: process %d of %d, device %s, mixed precision %s, %d rows (swap-augmented), "
+            "%d steps per process",
+            accelerator.process_index,
+            accelerator.num_processes,
+            accelerator.device,
+            accelerator.mixed_precision,
+            len(data.sequences),
+            setup.total_steps,
+        )
+        result = self._train(setup, deadline)
+        self.steps_ = result.steps
+        self.stopped_early_ = result.stopped_early
+        self.step_seconds_ = result.step_seconds
+        self.train_loss_ = result.train_loss
+        self.model_ = setup.model
+        return self
+
+    def _load_fresh(self):
+        """Tokenizer and a fresh classifier (base weights, new head; LoRA for decoder LLMs)."""
+        cfg = self.config
         self.tokenizer_ = load_tokenizer(cfg.model_path)
-        model = load_classifier(
+        return load_classifier(
             cfg.model_path,
             lora=cfg.lora,
             lora_r=cfg.lora_r,
@@ -104,93 +176,86 @@ class TransformerClassifier:
             gradient_checkpointing=cfg.gradient_checkpointing,
             pad_token_id=self.tokenizer_.pad_token_id,
         )
-        loaded = time.monotonic()
-        y = np.asarray(y)
+
+    def _training_data(self, battles: pd.DataFrame, y: np.ndarray) -> TrainingData:
+        """Token ids and labels, each battle also as B-vs-A with the label swapped when augmenting."""
         sequences = self._encode(battles)
-        labels = list(y)
-        if cfg.swap_augment:
+        labels = [int(v) for v in y]
+        if self.config.swap_augment:
             sequences += self._encode(battles, swapped=True)
-            labels += list(swap_labels(y))
-        self.timing_ = {
-            "load_s": loaded - started,
-            "encode_s": time.monotonic() - loaded,
-            "n_sequences": len(sequences),
-        }
+            labels += [int(v) for v in swap_labels(y)]
+        return TrainingData(sequences, labels)
+
+    def _prepare(self, model, data: TrainingData) -> TrainingSetup:
+        """Loader, optimiser and schedule, handed to accelerate (devices, precision, data parallelism)."""
+        from transformers import get_linear_schedule_with_warmup
+
+        cfg = self.config
+        accelerator = self._accelerator()
         pad_id = self.tokenizer_.pad_token_id
-        data = list(zip(sequences, labels))
         loader = torch.utils.data.DataLoader(
-            data,
+            list(zip(data.sequences, data.labels)),
             batch_size=cfg.batch_size,
             shuffle=True,
             generator=torch.Generator().manual_seed(cfg.seed),
-            collate_fn=lambda rows: pad_batch([r[0] for r in rows], pad_id, [int(r[1]) for r in rows]),
+            collate_fn=lambda rows: pad_batch([r[0] for r in rows], pad_id, [r[1] for r in rows]),
         )
         steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
-        total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
+        steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
         if cfg.max_steps is not None:
-            total_steps = min(total_steps, cfg.max_steps)
+            steps = min(steps, cfg.max_steps)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
         model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
         # data-parallel: each process takes its own batch per step and accelerate's scheduler advances
         # num_processes times per step, so the epoch (and the schedule) ends after total/num_processes steps
-        total_steps = math.ceil(total_steps / accelerator.num_processes)
-        self.timing_["num_processes"] = accelerator.num_processes
-        log.info(
-            "fine-tune: process %d of %d, device %s, mixed precision %s, %d rows (swap-augmented), "
-            "%d steps per process",
-            accelerator.process_index,
-            accelerator.num_processes,
-            accelerator.device,
-            accelerator.mixed_precision,
-            len(data),
-            total_steps,
-        )
+        steps = math.ceil(steps / accelerator.num_processes)
+        return TrainingSetup(model, optimizer, loader, scheduler, params, steps)
+
+    def _train(self, setup: TrainingSetup, deadline: float | None) -> TrainingResult:
+        """The optimiser loop: epochs over the loader until ``total_steps`` or the deadline."""
+        accelerator = self._accelerator()
+        model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
         loss_fn = torch.nn.CrossEntropyLoss()
         model.train()
         bar = tqdm(
-            total=total_steps,
+            total=setup.total_steps,
             desc="fine-tune",
             unit="step",
             disable=not (self.progress and accelerator.is_local_main_process),
         )
-        step, running = 0, []
-        self.step_seconds_: list[float] = []  # wall time per optimiser step, for throughput projections
+        result = TrainingResult()
         last = time.perf_counter()
-        while step < total_steps:
-            for batch in loader:
+        while result.steps < setup.total_steps and not result.stopped_early:
+            for batch in setup.loader:
                 with accelerator.accumulate(model):
                     labels_t = batch.pop("labels")
                     logits = model(**batch).logits.float()
                     loss = loss_fn(logits, labels_t)  # 3-class cross-entropy on logits
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(params, 1.0)
+                        accelerator.clip_grad_norm_(setup.params, 1.0)
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad()
-                running.append(float(loss.detach()))
-                if accelerator.sync_gradients:
-                    step += 1
-                    now = time.perf_counter()
-                    self.step_seconds_.append(now - last)
-                    last = now
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}")
-                    if step >= total_steps:
-                        break
-                    if deadline is not None and self._deadline_passed(accelerator, deadline):
-                        self.stopped_early_ = True
-                        log.warning("fine-tune: time budget reached after %d/%d steps", step, total_steps)
-                        break
-            if self.stopped_early_:
-                break
+                result.losses.append(float(loss.detach()))
+                if not accelerator.sync_gradients:
+                    continue
+                result.steps += 1
+                now = time.perf_counter()
+                result.step_seconds.append(now - last)
+                last = now
+                bar.update(1)
+                bar.set_postfix(loss=f"{result.train_loss:.4f}")
+                if result.steps >= setup.total_steps:
+                    break
+                if deadline is not None and self._deadline_passed(accelerator, deadline):
+                    result.stopped_early = True
+                    log.warning("fine-tune: time budget reached after %d/%d steps", result.steps, setup.total_steps)
+                    break
         bar.close()
-        self.steps_ = step
-        self.model_ = model
-        self.train_loss_ = float(np.mean(running[-50:])) if running else float("nan")
-        return self
+        return result
 
     @staticmethod
     def _deadline_passed(accelerator, deadline: float) -> bool:
@@ -235,17 +300,49 @@ class TransformerClassifier:
             out[idx] = logits
         return out
 
-    def predict_proba(self, battles: pd.DataFrame) -> np.ndarray:
+    def encode_for_prediction(self, battles: pd.DataFrame) -> EncodedBattles:
+        """Token ids of both orders, once: fold models of one encoder share their inputs."""
+        swapped = self._encode(battles, swapped=True) if self.config.swap_augment else None
+        return EncodedBattles(self._encode(battles), swapped)
+
+    def predict_proba(self, battles: pd.DataFrame, encoded: EncodedBattles | None = None) -> np.ndarray:
         """Softmax probabilities averaged over (A, B) and the swap of (B, A)."""
         if self.model_ is None:
             raise RuntimeError("fit first")
         from scipy.special import softmax
 
-        direct = softmax(self._predict_logits(self._encode(battles)), axis=1)
-        if not self.config.swap_augment:
+        encoded = encoded or self.encode_for_prediction(battles)
+        direct = softmax(self._predict_logits(encoded.direct), axis=1)
+        if encoded.swapped is None:
             return direct
-        swapped = softmax(self._predict_logits(self._encode(battles, swapped=True)), axis=1)
+        swapped = softmax(self._predict_logits(encoded.swapped), axis=1)
         return (direct + swap_proba(swapped)) / 2.0
+
+    def save(self, directory: str | Path, *, with_tokenizer: bool = True) -> Path:
+        """The fitted model as safetensors (LoRA: adapter + head only); main process only."""
+        if self.model_ is None:
+            raise RuntimeError("fit first")
+        model = self._accelerator().unwrap_model(self.model_)
+        return save_classifier(model, self.tokenizer_ if with_tokenizer else None, directory, self.config.model_path)
+
+    @classmethod
+    def from_saved(
+        cls, directory: str | Path, config: EncoderConfig, tokenizer=None, progress: bool = False
+    ) -> TransformerClassifier:
+        """A classifier for prediction from what :meth:`save` wrote; ``config.model_path`` is the base
+        (LoRA), ``config.load_in_bits`` / ``precision`` / ``eval_batch_size`` apply to inference."""
+        clf = cls(config, progress=progress)
+        clf.tokenizer_ = tokenizer if tokenizer is not None else load_tokenizer(directory)
+        model = load_trained_classifier(
+            directory,
+            config.model_path,
+            pad_token_id=clf.tokenizer_.pad_token_id,
+            load_in_bits=config.load_in_bits,
+        )
+        if config.load_in_bits is None:  # bitsandbytes places quantised weights itself
+            model = model.to(clf._accelerator().device)
+        clf.model_ = model.eval()
+        return clf
 
     def release(self) -> None:
         """Free the model's memory between folds."""

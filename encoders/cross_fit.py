@@ -12,6 +12,9 @@ skips it. With a deadline the run is planned against it (arithmetic in ``encoder
 
 The decisions, projections and measured seconds are returned as ``EncoderRun.plan`` and
 written to ``encoder_<name>/plan.json``.
+
+Each finished fold's model is also kept (``encoder_<name>/fold_<k>/``, as ``save_models`` says) so
+new battles can be scored later without retraining (``encoders.fold_models.EncoderFoldModels``).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +44,14 @@ from encoders.budget import (
     total_steps,
 )
 from encoders.classifier import TransformerClassifier
+from encoders.fold_models import MANIFEST, TOKENIZER_DIR, fold_dir, fold_is_lora, saved_folds, write_manifest
+from encoders.model import is_lora
 from encoders.settings import EncoderConfig
 
 log = logging.getLogger(__name__)
 LENGTH_PLAN = "max_length_plan.json"
+# settings that do not change what a fold computes: changing them keeps the fold checkpoints
+NOT_FINGERPRINTED = (*EncoderConfig.PLANNING_FIELDS, "save_models")
 
 
 @dataclass
@@ -91,7 +99,7 @@ def _agree(value):
 
 
 def _fingerprint(config: EncoderConfig, train: pd.DataFrame, folds: np.ndarray) -> str:
-    settings = {k: v for k, v in config.__dict__.items() if k not in EncoderConfig.PLANNING_FIELDS}
+    settings = {k: v for k, v in config.__dict__.items() if k not in NOT_FINGERPRINTED}
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     h.update("\x1f".join(train["id"].astype(str)).encode())
     h.update(np.asarray(folds, dtype=np.int64).tobytes())
@@ -105,8 +113,11 @@ def _invalidate_stale_checkpoints(work: Path, config: EncoderConfig, train: pd.D
     current = _fingerprint(config, train, folds)
     if stamp.exists() and json.loads(stamp.read_text())["fingerprint"] != current:
         log.warning("%s: settings, rows or folds changed; discarding old fold checkpoints", work)
-        for old in [*work.glob("fold_*"), work / LENGTH_PLAN]:
-            old.unlink(missing_ok=True)
+        for old in [*work.glob("fold_*"), work / LENGTH_PLAN, work / MANIFEST, work / TOKENIZER_DIR]:
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink(missing_ok=True)
     if _is_main_process():
         stamp.write_text(json.dumps({"fingerprint": current, "config": config.__dict__}, indent=2, default=str))
 
@@ -142,6 +153,20 @@ def _probe(
     ), int(timing.get("num_processes", 1))
 
 
+@dataclass
+class LengthProbe:
+    """One timing probe of the max-length plan: the projection at ``max_length`` and whether it fits."""
+
+    max_length: int
+    seconds_per_step: float
+    steps_per_fold: int
+    projected_fold_fit_s: float
+    projected_fold_test_s: float
+    projected_total_s: float
+    seconds_left: float
+    fits: bool
+
+
 def _plan_max_length(
     config: EncoderConfig,
     train: pd.DataFrame,
@@ -162,23 +187,61 @@ def _plan_max_length(
         "floor": config.min_max_length,
         "probes": [],
     }
+    skip = _no_probe_decision(config, deadline, resumed, path, info)
+    if skip is not None:
+        info["decision"] = skip
+        return info
+    probes, length = _probe_until_fits(config, train, y, folds, fold_ids, test, deadline, clock)
+    info["probes"] = [asdict(p) for p in probes]
+    info["used"] = length
+    if not probes:
+        info["decision"] = "no probe (time budget spent): configured max_length"
+        return info
+    info["decision"] = (
+        f"max_length {length}"
+        + (" (shortened to fit the time budget)" if length != config.max_length else "")
+        + ("" if probes[-1].fits else ": projected not to fit even so")
+    )
+    if _is_main_process():
+        path.write_text(json.dumps(info, indent=2))
+    return info
+
+
+def _no_probe_decision(
+    config: EncoderConfig, deadline: float | None, resumed: bool, path: Path, info: dict
+) -> str | None:
+    """Why the configured (or, on resume, the saved) max_length stands without a probe; None: probe."""
     if resumed:
-        if path.exists():
-            info.update(json.loads(path.read_text()))
-            info["decision"] = f"resumed: keeping max_length {info['used']} of the finished folds"
-        else:
-            info["decision"] = "resumed: folds were trained at the configured max_length"
-        return info
+        if not path.exists():
+            return "resumed: folds were trained at the configured max_length"
+        info.update(json.loads(path.read_text()))
+        return f"resumed: keeping max_length {info['used']} of the finished folds"
     if deadline is None:
-        info["decision"] = "no time budget: configured max_length"
-        return info
+        return "no time budget: configured max_length"
     if config.probe_steps <= 0 or config.max_length <= config.min_max_length:
-        info["decision"] = "no probe (probe_steps 0 or max_length at the floor): configured max_length"
-        return info
+        return "no probe (probe_steps 0 or max_length at the floor): configured max_length"
+    return None
+
+
+def _probe_until_fits(
+    config: EncoderConfig,
+    train: pd.DataFrame,
+    y: np.ndarray,
+    folds: np.ndarray,
+    fold_ids: list[int],
+    test: pd.DataFrame,
+    deadline: float,
+    clock: Callable[[], float],
+) -> tuple[list[LengthProbe], int]:
+    """Probe at the configured length, halving it (not below the floor) while all folds would not fit.
+
+    Returns the probes and the length to use (shorter than the last probe's when the budget ran out
+    before the shorter length could be probed)."""
     mult = 2 if config.swap_augment else 1
     k0 = fold_ids[0]
     fit_rows = _fit_rows(config, folds, k0)
     n_train_seq, n_oof_seq, n_test_seq = len(fit_rows) * mult, int((folds == k0).sum()) * mult, len(test) * mult
+    probes: list[LengthProbe] = []
     length = config.max_length
     while _agree(clock() < deadline):
         probe, n_proc = _probe(config, length, train, y, fit_rows)
@@ -190,29 +253,28 @@ def _plan_max_length(
         need = (len(fold_ids) * fold["fit_s"] + fold["test_s"]) * SAFETY
         left = deadline - clock()
         fits = bool(_agree(need <= left))
-        info["probes"].append(
-            {
-                "max_length": length,
-                "seconds_per_step": round(probe.seconds_per_step, 4),
-                "steps_per_fold": steps,
-                "projected_fold_fit_s": round(fold["fit_s"], 1),
-                "projected_fold_test_s": round(fold["test_s"], 1),
-                "projected_total_s": round(need, 1),
-                "seconds_left": round(left, 1),
-                "fits": fits,
-            }
-        )
-        if fits:
-            break
-        shorter = next_max_length(length, config.min_max_length)
-        if shorter is None:
-            log.warning(
-                "encoder %s: even at max_length %d the folds are projected to need ~%.0fs (%.0fs left)",
-                config.resolved_name,
-                length,
-                need,
-                left,
+        probes.append(
+            LengthProbe(
+                max_length=length,
+                seconds_per_step=round(probe.seconds_per_step, 4),
+                steps_per_fold=steps,
+                projected_fold_fit_s=round(fold["fit_s"], 1),
+                projected_fold_test_s=round(fold["test_s"], 1),
+                projected_total_s=round(need, 1),
+                seconds_left=round(left, 1),
+                fits=fits,
             )
+        )
+        shorter = None if fits else next_max_length(length, config.min_max_length)
+        if shorter is None:
+            if not fits:
+                log.warning(
+                    "encoder %s: even at max_length %d the folds are projected to need ~%.0fs (%.0fs left)",
+                    config.resolved_name,
+                    length,
+                    need,
+                    left,
+                )
             break
         log.warning(
             "encoder %s: all folds at max_length %d are projected to need ~%.0fs, %.0fs left: "
@@ -224,19 +286,7 @@ def _plan_max_length(
             shorter,
         )
         length = shorter
-    info["used"] = length
-    if not info["probes"]:
-        info["decision"] = "no probe (time budget spent): configured max_length"
-        return info
-    fits = info["probes"][-1]["fits"]
-    info["decision"] = (
-        f"max_length {length}"
-        + (" (shortened to fit the time budget)" if length != config.max_length else "")
-        + ("" if fits else ": projected not to fit even so")
-    )
-    if _is_main_process():
-        path.write_text(json.dumps(info, indent=2))
-    return info
+    return probes, length
 
 
 def _fold_record(work: Path, k: int) -> dict:
@@ -244,6 +294,52 @@ def _fold_record(work: Path, k: int) -> dict:
     if "test_scored" not in record:  # checkpoints from before test inference could be cut
         record["test_scored"] = (work / f"fold_{k}.test.parquet").exists()
     return record
+
+
+@dataclass
+class FoldContext:
+    """What every fold of one cross-fit shares."""
+
+    config: EncoderConfig  # as given (seeds, row subsampling)
+    run_config: EncoderConfig  # with the planned max_length: what each fold trains on
+    train: pd.DataFrame
+    y: np.ndarray
+    folds: np.ndarray
+    test: pd.DataFrame
+    work: Path
+    deadline: float | None
+    progress: bool
+    clock: Callable[[], float]
+
+    @property
+    def name(self) -> str:
+        return self.config.resolved_name
+
+
+@dataclass
+class FoldResult:
+    """One finished fold, as its checkpoint (``fold_<k>.done.json``) records it."""
+
+    fold: int
+    seconds: float
+    train_s: float
+    oof_s: float
+    test_s: float | None
+    test_scored: bool
+    max_length: int
+    steps: int
+    train_rows: int
+    train_loss: float
+
+    def timing(self) -> FoldTiming:
+        return FoldTiming(self.train_s + self.oof_s, self.test_s)
+
+
+@dataclass
+class FoldStop:
+    """Why the cross-fit stopped before or during a fold (recorded in the plan)."""
+
+    details: dict
 
 
 def cross_fit_encoder(
@@ -260,9 +356,10 @@ def cross_fit_encoder(
     """Run (or resume) all folds; write ``oof_<name>.parquet`` / ``test_<name>.parquet`` when all are done.
 
     ``deadline`` and ``clock`` are in the same seconds (``time.monotonic`` unless a test fakes it).
+    Fold models are kept under ``encoder_<name>/fold_<k>/`` as ``config.save_models`` says
+    (``encoders.fold_models.EncoderFoldModels`` loads them).
     """
-    name = config.resolved_name
-    work = Path(out_dir) / f"encoder_{name}"
+    work = Path(out_dir) / f"encoder_{config.resolved_name}"
     work.mkdir(parents=True, exist_ok=True)
     _invalidate_stale_checkpoints(work, config, train, folds)
     fold_ids = sorted(int(k) for k in np.unique(folds))
@@ -278,13 +375,29 @@ def cross_fit_encoder(
         config, train, y, folds, fold_ids, test, work, deadline, any(is_done.values()), clock
     )
     run_config = replace(config, max_length=plan["max_length"]["used"])
+    ctx = FoldContext(config, run_config, train, y, folds, test, work, deadline, progress, clock)
+    seconds = _run_folds(ctx, fold_ids, is_done, plan)
+    done = [k for k in fold_ids if (work / f"fold_{k}.done.json").exists()]
+    test_folds = [
+        k for k in done if _fold_record(work, k)["test_scored"] and (work / f"fold_{k}.test.parquet").exists()
+    ]
+    run = EncoderRun(ctx.name, done, len(fold_ids), None, None, seconds, test_folds, plan)
+    plan.update(folds_done=done, test_folds=test_folds, complete=run.complete, actual_s=round(clock() - started, 1))
+    if _is_main_process():
+        _prune_fold_models(work, config.save_models, keep=done)
+        if run.complete:
+            run.oof_path, run.test_path = _write_run_probabilities(ctx, Path(out_dir), fold_ids, test_folds)
+        (work / "plan.json").write_text(json.dumps(plan, indent=2, default=str))
+    return run
 
+
+def _run_folds(ctx: FoldContext, fold_ids: list[int], is_done: dict[int, bool], plan: dict) -> list[float]:
+    """Each fold in turn: from its checkpoint, or trained when the time budget allows; seconds per fold."""
     seconds: list[float] = []
     timings: list[FoldTiming] = []
     for i, k in enumerate(fold_ids):
-        done_file = work / f"fold_{k}.done.json"
         if is_done[k]:
-            record = _fold_record(work, k)
+            record = _fold_record(ctx.work, k)
             seconds.append(record["seconds"])
             timings.append(FoldTiming.from_record(record))
             plan["folds"].append(
@@ -295,110 +408,156 @@ def cross_fit_encoder(
                     "actual_s": round(record["seconds"], 1),
                 }
             )
-            log.info("encoder %s fold %d: checkpoint found, skipping", name, k)
+            log.info("encoder %s fold %d: checkpoint found, skipping", ctx.name, k)
             continue
         folds_left = sum(not is_done[j] for j in fold_ids[i:])
-        start, projection = should_start_fold(clock(), deadline, timings, folds_left)
+        start, projection = should_start_fold(ctx.clock(), ctx.deadline, timings, folds_left)
         if not _agree(start):
             reason = projection.get("reason", "projected finish is past the time budget")
             plan["stopped"] = {"before_fold": k, **projection, "reason": reason}
-            log.warning("encoder %s: stopping before fold %d: %s", name, k, reason)
+            log.warning("encoder %s: stopping before fold %d: %s", ctx.name, k, reason)
             break
-        t0 = clock()
-        train_mask = folds != k
-        fit_rows = _fit_rows(config, folds, k)
-        fold_config = replace(run_config, seed=config.seed + k)
-        model = TransformerClassifier(fold_config, progress=progress)
-        model.fit(train.iloc[fit_rows], y[fit_rows], deadline=deadline)
-        if model.stopped_early_:
-            log.warning("encoder %s fold %d: training cut short by the time budget; fold not kept", name, k)
-            model.release()
-            plan["stopped"] = {
-                "in_fold": k,
-                "reason": "training cut short by the time budget; fold not kept",
-                "after_s": round(clock() - t0, 1),
-            }
-            break
-        t1 = clock()
-        oof = model.predict_proba(train[~train_mask])
-        t2 = clock()
         folds_after = sum(not is_done[j] for j in fold_ids[i + 1 :])
-        score_test, test_projection = should_score_test(t2, deadline, timings, folds_after, t2 - t0)
-        score_test = bool(_agree(score_test))
-        test_proba = None
-        if score_test:
-            test_proba = model.predict_proba(test)
-        else:
-            log.warning("encoder %s fold %d: test inference cut: %s", name, k, test_projection.get("reason"))
-        t3 = clock()
-        model.release()
-        elapsed = t3 - t0
-        record = {
-            "fold": k,
-            "seconds": elapsed,
-            "train_s": t1 - t0,
-            "oof_s": t2 - t1,
-            "test_s": (t3 - t2) if score_test else None,
-            "test_scored": score_test,
-            "max_length": run_config.max_length,
-            "steps": model.steps_,
-            "train_rows": len(fit_rows),
-            "train_loss": model.train_loss_,
-        }
-        if _is_main_process():
-            _proba_frame(train["id"][~train_mask], oof).to_parquet(work / f"fold_{k}.oof.parquet")
-            test_file = work / f"fold_{k}.test.parquet"
-            if score_test:
-                _proba_frame(test["id"], test_proba).to_parquet(test_file)
-            else:
-                test_file.unlink(missing_ok=True)
-            done_file.write_text(json.dumps(record))
-        seconds.append(elapsed)
-        timings.append(FoldTiming(t2 - t0, record["test_s"]))
+        outcome = _train_fold(ctx, k, timings, folds_after)
+        if isinstance(outcome, FoldStop):
+            plan["stopped"] = outcome.details
+            break
+        result, test_projection = outcome
+        seconds.append(result.seconds)
+        timings.append(result.timing())
         plan["folds"].append(
             {
                 "fold": k,
-                "decision": "train + OOF + test" if score_test else "train + OOF (test cut)",
+                "decision": "train + OOF + test" if result.test_scored else "train + OOF (test cut)",
                 "projected_before": projection,
                 "test_projection": test_projection,
                 "actual_s": {
-                    key: None if record[key] is None else round(record[key], 2)
+                    key: None if getattr(result, key) is None else round(getattr(result, key), 2)
                     for key in ("train_s", "oof_s", "test_s", "seconds")
                 },
             }
         )
-        log.info(
-            "encoder %s fold %d: %.1fs (train %.1fs, OOF %.1fs, test %s), %d steps",
-            name,
-            k,
-            elapsed,
-            t1 - t0,
-            t2 - t1,
-            f"{t3 - t2:.1f}s" if score_test else "cut",
-            model.steps_,
-        )
+    return seconds
 
-    done = [k for k in fold_ids if (work / f"fold_{k}.done.json").exists()]
-    test_folds = [
-        k for k in done if _fold_record(work, k)["test_scored"] and (work / f"fold_{k}.test.parquet").exists()
-    ]
-    run = EncoderRun(name, done, len(fold_ids), None, None, seconds, test_folds, plan)
-    plan.update(folds_done=done, test_folds=test_folds, complete=run.complete, actual_s=round(clock() - started, 1))
-    if run.complete and _is_main_process():
-        oof = pd.concat([pd.read_parquet(work / f"fold_{k}.oof.parquet") for k in fold_ids])
-        oof = oof.set_index("id").loc[train["id"].astype(str)].reset_index()
-        tests = [pd.read_parquet(work / f"fold_{k}.test.parquet") for k in test_folds]
-        test_mean = np.mean([t[list(CLASS_COLUMNS)].to_numpy() for t in tests], axis=0)
-        run.oof_path = Path(out_dir) / f"oof_{name}.parquet"
-        run.test_path = Path(out_dir) / f"test_{name}.parquet"
-        oof.to_parquet(run.oof_path)
-        _proba_frame(test["id"], test_mean).to_parquet(run.test_path)
-        if len(test_folds) < len(fold_ids):
-            log.warning(
-                "encoder %s: test probabilities average folds %s only (test inference cut for the others)",
-                name,
-                test_folds,
-            )
+
+def _train_fold(
+    ctx: FoldContext, k: int, timings: list[FoldTiming], folds_after: int
+) -> tuple[FoldResult, dict] | FoldStop:
+    """Train fold ``k``, predict its OOF rows and (budget allowing) test; checkpoint and keep its model."""
+    clock = ctx.clock
+    t0 = clock()
+    held_out = ctx.folds == k
+    fit_rows = _fit_rows(ctx.config, ctx.folds, k)
+    model = TransformerClassifier(replace(ctx.run_config, seed=ctx.config.seed + k), progress=ctx.progress)
+    model.fit(ctx.train.iloc[fit_rows], ctx.y[fit_rows], deadline=ctx.deadline)
+    if model.stopped_early_:
+        log.warning("encoder %s fold %d: training cut short by the time budget; fold not kept", ctx.name, k)
+        model.release()
+        return FoldStop(
+            {
+                "in_fold": k,
+                "reason": "training cut short by the time budget; fold not kept",
+                "after_s": round(clock() - t0, 1),
+            }
+        )
+    t1 = clock()
+    oof = model.predict_proba(ctx.train[held_out])
+    t2 = clock()
+    score_test, test_projection = should_score_test(t2, ctx.deadline, timings, folds_after, t2 - t0)
+    score_test = bool(_agree(score_test))
+    test_proba = model.predict_proba(ctx.test) if score_test else None
+    if not score_test:
+        log.warning("encoder %s fold %d: test inference cut: %s", ctx.name, k, test_projection.get("reason"))
+    t3 = clock()
+    result = FoldResult(
+        fold=k,
+        seconds=t3 - t0,
+        train_s=t1 - t0,
+        oof_s=t2 - t1,
+        test_s=(t3 - t2) if score_test else None,
+        test_scored=score_test,
+        max_length=ctx.run_config.max_length,
+        steps=model.steps_,
+        train_rows=len(fit_rows),
+        train_loss=model.train_loss_,
+    )
     if _is_main_process():
-        (work / "plan.json").write_text(json.dumps(plan, indent=2, default=str))
-    return run
+        _save_fold_model(ctx, model, k)  # before the checkpoint: a done fold has its model
+        _write_fold_checkpoint(ctx, result, oof, test_proba)
+    model.release()
+    log.info(
+        "encoder %s fold %d: %.1fs (train %.1fs, OOF %.1fs, test %s), %d steps",
+        ctx.name,
+        k,
+        result.seconds,
+        result.train_s,
+        result.oof_s,
+        "cut" if result.test_s is None else f"{result.test_s:.1f}s",
+        result.steps,
+    )
+    return result, test_projection
+
+
+def _keeps_model(save_models: str, lora: bool) -> bool:
+    return save_models == "all" or (save_models == "lora" and lora)
+
+
+def _save_fold_model(ctx: FoldContext, model: TransformerClassifier, k: int) -> None:
+    """``fold_<k>/`` (safetensors; LoRA: adapter + head), one tokenizer per encoder, and ``encoder.json``."""
+    if getattr(model, "model_", None) is None or not _keeps_model(ctx.config.save_models, is_lora(model.model_)):
+        return  # nothing to keep (a stand-in without weights), or not asked to
+    target = fold_dir(ctx.work, k)
+    if target.exists():
+        shutil.rmtree(target)
+    model.save(target, with_tokenizer=False)
+    tokenizer_dir = ctx.work / TOKENIZER_DIR
+    if not tokenizer_dir.exists():
+        model.tokenizer_.save_pretrained(str(tokenizer_dir))
+    write_manifest(ctx.work, ctx.run_config, ctx.config.max_length)
+
+
+def _prune_fold_models(work: Path, save_models: str, keep: list[int]) -> None:
+    """Free disk as ``save_models`` says (a rerun may have changed it) and drop models of unfinished folds."""
+    saved = saved_folds(work)
+    dropped = [k for k in saved if k not in keep or not _keeps_model(save_models, fold_is_lora(fold_dir(work, k)))]
+    for k in dropped:
+        shutil.rmtree(fold_dir(work, k))
+    if dropped and not saved_folds(work):
+        shutil.rmtree(work / TOKENIZER_DIR, ignore_errors=True)
+        (work / MANIFEST).unlink(missing_ok=True)
+    elif dropped:
+        manifest = json.loads((work / MANIFEST).read_text())
+        manifest["folds"] = saved_folds(work)
+        (work / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+
+
+def _write_fold_checkpoint(
+    ctx: FoldContext, result: FoldResult, oof: np.ndarray, test_proba: np.ndarray | None
+) -> None:
+    k = result.fold
+    _proba_frame(ctx.train["id"][ctx.folds == k], oof).to_parquet(ctx.work / f"fold_{k}.oof.parquet")
+    test_file = ctx.work / f"fold_{k}.test.parquet"
+    if test_proba is not None:
+        _proba_frame(ctx.test["id"], test_proba).to_parquet(test_file)
+    else:
+        test_file.unlink(missing_ok=True)
+    (ctx.work / f"fold_{k}.done.json").write_text(json.dumps(asdict(result)))
+
+
+def _write_run_probabilities(
+    ctx: FoldContext, out_dir: Path, fold_ids: list[int], test_folds: list[int]
+) -> tuple[Path, Path]:
+    """``oof_<name>.parquet`` (train rows in order) and ``test_<name>.parquet`` (mean of the test-scoring folds)."""
+    work, name = ctx.work, ctx.name
+    oof = pd.concat([pd.read_parquet(work / f"fold_{k}.oof.parquet") for k in fold_ids])
+    oof = oof.set_index("id").loc[ctx.train["id"].astype(str)].reset_index()
+    tests = [pd.read_parquet(work / f"fold_{k}.test.parquet") for k in test_folds]
+    test_mean = np.mean([t[list(CLASS_COLUMNS)].to_numpy() for t in tests], axis=0)
+    oof_path, test_path = out_dir / f"oof_{name}.parquet", out_dir / f"test_{name}.parquet"
+    oof.to_parquet(oof_path)
+    _proba_frame(ctx.test["id"], test_mean).to_parquet(test_path)
+    if len(test_folds) < len(fold_ids):
+        log.warning(
+            "encoder %s: test probabilities average folds %s only (test inference cut for the others)", name, test_folds
+        )
+    return oof_path, test_path

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -38,6 +40,26 @@ DECODER_TYPES = {
 }
 HEAD_NAMES = ("score", "classifier", "pre_classifier", "pooler")
 ADAPTER_MARK = "arena_pref_adapter.json"
+
+
+@contextmanager
+def _quiet_peft_probe():
+    """peft reads ``model.is_gradient_checkpointing`` (and for k-bit calls ``gradient_checkpointing_enable``),
+    which transformers 5.x deprecates; the calls are peft's, not ours, so only those warnings are silenced
+    (transformers 4.x has no such warnings)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*(is_gradient_checkpointing|gradient_checkpointing_enable).*", category=FutureWarning
+        )
+        yield
+
+
+def _enable_checkpointing(model) -> None:
+    """transformers 5.x renamed gradient to activation checkpointing; 4.x has only the old name."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
+    if hasattr(model.config, "use_cache"):
+        model.config.use_cache = False
 
 
 def is_decoder(config) -> bool:
@@ -135,16 +157,15 @@ def load_classifier(
         str(path), config=config, local_files_only=True, ignore_mismatched_sizes=True, **kwargs
     )
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        if hasattr(model.config, "use_cache"):
-            model.config.use_cache = False
+        _enable_checkpointing(model)
     if use_lora:
         from peft import LoraConfig, TaskType, get_peft_model
 
         if qconfig is not None:
             from peft import prepare_model_for_kbit_training
 
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+            with _quiet_peft_probe():
+                model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
         lora_config = LoraConfig(
             task_type=TaskType.SEQ_CLS,
             r=lora_r,
@@ -153,33 +174,56 @@ def load_classifier(
             target_modules=_lora_targets(model),
             modules_to_save=_head_modules(model),
         )
-        model = get_peft_model(model, lora_config)
+        with _quiet_peft_probe():
+            model = get_peft_model(model, lora_config)
     log.info("loaded %s (%s%s)", path.name, config.model_type, ", LoRA" if use_lora else "")
     return model
 
 
+def is_lora(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
 def save_classifier(model, tokenizer, directory: str | Path, base_path: str | Path) -> Path:
-    """Save weights (adapter + head for LoRA) and the tokenizer; remember the base for LoRA."""
+    """Save weights as safetensors (adapter + head only for LoRA) and the tokenizer (skipped when
+    ``tokenizer`` is None: fold models of one encoder share one saved tokenizer); remember the base for LoRA."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(directory))
-    tokenizer.save_pretrained(str(directory))
-    is_peft = hasattr(model, "peft_config")
-    (directory / ADAPTER_MARK).write_text(json.dumps({"lora": is_peft, "base_model": str(Path(base_path).resolve())}))
+    model.save_pretrained(str(directory), safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory))
+    mark = {"lora": is_lora(model), "base_model": str(Path(base_path).resolve())}
+    (directory / ADAPTER_MARK).write_text(json.dumps(mark))
     return directory
 
 
-def load_trained_classifier(directory: str | Path, base_path: str | Path | None = None):
-    """Load what :func:`save_classifier` wrote: a full model, or base + LoRA adapter + saved head."""
+def load_trained_classifier(
+    directory: str | Path,
+    base_path: str | Path | None = None,
+    *,
+    pad_token_id: int | None = None,
+    load_in_bits: int | None = None,
+):
+    """Load what :func:`save_classifier` wrote: a full model, or base + LoRA adapter + saved head.
+
+    ``base_path`` overrides the remembered base (the base weights may live elsewhere at predict time);
+    ``pad_token_id`` is needed for LoRA when the tokenizer was not saved next to the weights."""
     from transformers import AutoModelForSequenceClassification
 
     directory = Path(directory)
     mark = json.loads((directory / ADAPTER_MARK).read_text())
     if not mark["lora"]:
-        return AutoModelForSequenceClassification.from_pretrained(str(directory), local_files_only=True)
+        kwargs = {}
+        qconfig = quantization_config(load_in_bits)
+        if qconfig is not None:
+            kwargs["quantization_config"] = qconfig
+        return AutoModelForSequenceClassification.from_pretrained(str(directory), local_files_only=True, **kwargs)
     from peft import PeftModel
 
+    if pad_token_id is None:
+        pad_token_id = load_tokenizer(directory).pad_token_id
     base = load_classifier(
-        base_path or mark["base_model"], lora=False, pad_token_id=load_tokenizer(directory).pad_token_id
+        base_path or mark["base_model"], lora=False, pad_token_id=pad_token_id, load_in_bits=load_in_bits
     )
-    return PeftModel.from_pretrained(base, str(directory), is_trainable=False)
+    with _quiet_peft_probe():
+        return PeftModel.from_pretrained(base, str(directory), is_trainable=False)

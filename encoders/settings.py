@@ -42,3 +42,13 @@ class EncoderConfig:
     @property
     def resolved_name(self) -> str:
         return self.name or Path(self.model_path).name.replace(" ", "_")
+
+    # which fold models cross-fit keeps on disk for later prediction (EncoderFoldModels):
+    # all | lora (only LoRA adapters + heads, not fully fine-tuned models) | none
+    save_models: str = "all"
+
+    SAVE_MODELS_CHOICES = ("all", "lora", "none")
+
+    def __post_init__(self) -> None:
+        if self.save_models not in self.SAVE_MODELS_CHOICES:
+            raise ValueError(f"save_models must be one of {self.SAVE_MODELS_CHOICES}, got {self.save_models!r}")

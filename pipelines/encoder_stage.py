@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from encoders.fold_models import MANIFEST
 from pipelines.config import RunConfig
+from pipelines.encoder_launch import launch_data_parallel, run_in_process
 from pipelines.stacker_inputs import StackerInputs
-from pipelines.train_encoder import launch_data_parallel, run_in_process
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +24,12 @@ log = logging.getLogger(__name__)
 @dataclass
 class EncoderStage:
     """``finished``: {name: (oof_path, test_path)} of every model whose folds all finished;
-    ``plans``: {name: the cross-fit's plan (decisions, projected and actual seconds)}."""
+    ``plans``: {name: the cross-fit's plan (decisions, projected and actual seconds)};
+    ``fold_models``: {name: folder for ``EncoderFoldModels.load``} of finished models whose fold models were kept."""
 
     finished: dict[str, tuple[Path, Path]] = field(default_factory=dict)
     plans: dict[str, dict] = field(default_factory=dict)
+    fold_models: dict[str, Path] = field(default_factory=dict)
 
 
 def gpu_count() -> int:
@@ -75,6 +78,8 @@ def run_encoders(inputs: StackerInputs, config: RunConfig, deadline: float | Non
         if oof.exists() and test.exists() and plan.get("complete", True) and "error" not in plan:
             stage.finished[name] = (oof, test)
             plan["finished"] = True
+            if (run_dir / f"encoder_{name}" / MANIFEST).exists():
+                stage.fold_models[name] = run_dir / f"encoder_{name}"
         else:
             plan["finished"] = False
             log.warning(

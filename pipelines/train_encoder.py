@@ -12,83 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import signal
-import subprocess
 import sys
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
-from encoders.cross_fit import EncoderRun, cross_fit_encoder
 from encoders.settings import EncoderConfig
 from pipelines.data import load_battles
+from pipelines.encoder_launch import run_in_process
 
 log = logging.getLogger("arena_pref")
-LAUNCH_GRACE_S = 60  # past its budget, a launched run is ended (the caller reserved this much and more)
-
-
-def run_in_process(
-    config: EncoderConfig,
-    train: pd.DataFrame,
-    test: pd.DataFrame,
-    folds,
-    run_dir: Path,
-    seconds_left: float | None,
-    progress: bool = True,
-) -> EncoderRun:
-    deadline = None if seconds_left is None else time.monotonic() + seconds_left
-    return cross_fit_encoder(config, train, train["label"].to_numpy(), folds, test, run_dir, deadline, progress)
-
-
-def launch_data_parallel(
-    config: EncoderConfig, train_path: str, test_path: str, run_dir: Path, n_gpus: int, seconds_left: float | None
-) -> None:
-    """Several GPUs: the same CLI under ``accelerate launch`` (accelerate does the process management)."""
-    config_path = run_dir / f"encoder_{config.resolved_name}.json"
-    config_path.write_text(json.dumps(asdict(config), indent=2))
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        str(n_gpus),
-        "-m",
-        "pipelines.train_encoder",
-        "--run-dir",
-        str(run_dir),
-        "--train",
-        train_path,
-        "--test",
-        test_path,
-        "--config",
-        str(config_path),
-    ]
-    if seconds_left is not None:
-        cmd += ["--seconds", str(int(seconds_left))]
-    log.info("launching: %s", " ".join(cmd))
-    # its own process group, so a run that hangs past the budget is ended with all its workers
-    proc = subprocess.Popen(cmd, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}, start_new_session=True)
-    timeout = None if seconds_left is None else seconds_left + LAUNCH_GRACE_S
-    try:
-        rc = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        log.error("data-parallel encoder run still going %.0fs past its budget: ending it", LAUNCH_GRACE_S)
-        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 30)):
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-            except ProcessLookupError:
-                break
-        raise
-    if rc != 0:
-        raise subprocess.CalledProcessError(rc, cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="EncoderConfig as JSON")
     p.add_argument("--model", help="local model folder (instead of --config)")
     p.add_argument("--seconds", type=float, help="time budget for this stage")
+    p.add_argument(
+        "--save-models",
+        choices=EncoderConfig.SAVE_MODELS_CHOICES,
+        help="fold models kept for later prediction: all, lora (adapters + heads only) or none",
+    )
     args = p.parse_args(argv)
     if args.config:
         config = EncoderConfig(**json.loads(Path(args.config).read_text()))
@@ -111,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         config = EncoderConfig(model_path=args.model)
     else:
         p.error("give --config or --model")
+    if args.save_models:
+        config.save_models = args.save_models
     run_dir = Path(args.run)
     train, _ = load_battles(args.train, labelled=True)
     test, _ = load_battles(args.test, labelled=False)

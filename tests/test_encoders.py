@@ -206,7 +206,7 @@ def test_cross_fit_covers_each_row_once_and_resumes(tiny_bert, battles, tmp_path
     p = oof[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy()
     assert np.isfinite(p).all() and np.allclose(p.sum(1), 1)
     t = pd.read_parquet(run.test_path)
-    assert len(t) == 7 and np.allclose(t.iloc[:, 1:].sum(1), 1)
+    assert len(t) == 7 and np.allclose(t.iloc[:, 1:].sum(axis=1), 1)
 
     calls = []
     original = TransformerClassifier.fit
@@ -286,6 +286,7 @@ def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
     assert "a_enc_tiny-distilbert" in model_json["columns"]
 
 
+@pytest.mark.slow
 def test_data_parallel_two_processes_on_cpu(tiny_bert, train_csv, test_csv, tmp_path):
     """The multi-GPU route (torchrun/accelerate launch -> DDP), exercised with 2 CPU processes over gloo."""
     import os
@@ -337,7 +338,7 @@ def test_data_parallel_two_processes_on_cpu(tiny_bert, train_csv, test_csv, tmp_
     p = oof[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy()
     assert np.isfinite(p).all() and np.allclose(p.sum(1), 1)
     test = pd.read_parquet(run_dir / "test_tiny-distilbert.parquet")
-    assert len(test) == 60 and np.allclose(test.iloc[:, 1:].sum(1), 1)
+    assert len(test) == 60 and np.allclose(test.iloc[:, 1:].sum(axis=1), 1)
 
 
 def test_failing_encoder_stacker_keeps_the_features_only_submission(
