@@ -185,3 +185,33 @@ def test_loso_command_end_to_end(tmp_path):
     for name in ("loso.md", "loso.html", "reliability_hierarchical.png", "reliability_plain.png"):
         assert (out / name).stat().st_size > 0
     assert "Δ vs drop_tieless" in (out / "loso.md").read_text()
+
+
+def test_cross_fit_sources_scores_every_source_and_defaults(tmp_path):
+    import argparse
+
+    from pipelines.multi_source import (
+        DEFAULT_TIE_HANDLING,
+        add_training_source_args,
+        cross_fit_sources,
+        oof_per_source,
+        resolve_tie_handling,
+    )
+
+    primary = _write(make_battles(150, seed=4), tmp_path / "train.csv")
+    extra = _write(_no_ties(make_battles(120, seed=5, start_id=5000)), tmp_path / "hh.csv")
+    parser = argparse.ArgumentParser()
+    add_training_source_args(parser)
+    args = parser.parse_args(["--extra-train", f"hh={extra}:0.5", "--fold-seeds", "3"])
+    battles = load_training_sources(primary, args.extra_train)
+    assert resolve_tie_handling(args.tie_handling, battles) == DEFAULT_TIE_HANDLING
+    assert resolve_tie_handling(None, battles[battles["is_primary"]]) == "plain"
+    from features.extractor import FeatureExtractor
+
+    X = FeatureExtractor(groups=["length", "formatting"], n_jobs=1, progress=False).transform(battles)
+    fit = cross_fit_sources(X, battles, DEFAULT_TIE_HANDLING, n_folds=3, seed=0, X_test=X.iloc[:5], **QUICK)
+    np.testing.assert_allclose(fit.oof.sum(axis=1), 1.0, atol=1e-9)
+    scores = oof_per_source(battles, fit.oof)
+    assert set(scores) == {"train", "hh"} and scores["hh"]["per_class"]["tie"] is None
+    groups = source_groups(battles)
+    assert pd.Series(fit.folds).groupby(groups).nunique().max() == 1
