@@ -230,6 +230,7 @@ METRICS = {
     "accuracy": ("accuracy",),
     "mean_p_tie": ("mean_p_tie",),
     "votes_ce": ("votes", "cross_entropy"),
+    "votes_floor": ("votes", "entropy"),
 }
 
 
@@ -308,6 +309,8 @@ def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tup
     rows = []
     for option, macro in summary["macro"].items():
         v, d = macro["value"], macro[dkey]
+        if v["log_loss"]["mean"] is None:
+            continue
         rows.append(
             [
                 option,
@@ -343,6 +346,8 @@ def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tup
         rows = []
         for option, macro in summary["oof_macro"].items():
             v, d = macro["value"], macro[dkey]
+            if v["log_loss"]["mean"] is None:
+                continue
             rows.append(
                 [
                     option,
@@ -361,10 +366,10 @@ def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tup
             )
         )
     for part, title in (("per_source", "LOSO per held-out source"), ("oof_per_source", "Within-source OOF per source")):
-        table = summary[part]
-        if not table or not any(table.values()):
+        table = {o: t for o, t in summary[part].items() if t}
+        if not table:
             continue
-        blocks.append(("h2", title + " (log loss; tie-row loss; vote-share cross-entropy where pairs have votes)"))
+        blocks.append(("h2", title))
         options = list(table)
         sources = list(next(iter(table.values())))
         rows = []
@@ -376,12 +381,20 @@ def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tup
                 if cell["tie_loss"]["mean"] is not None:
                     text += f"; tie {cell['tie_loss']['mean']:.2f}"
                 if cell["votes_ce"]["mean"] is not None:
-                    text += f"; votes {cell['votes_ce']['mean']:.3f}"
+                    text += f"; votes {cell['votes_ce']['mean']:.3f} (floor {cell['votes_floor']['mean']:.3f})"
                 if not meta["has_ties"].get(s):
                     text += f"; pairwise {cell['pairwise']['mean']:.3f}"
                 row.append(text)
             rows.append(row)
         blocks.append(("table", ["source", *options], rows))
+    blocks.append(
+        (
+            "p",
+            "Cells: log loss (mean ± std over seeds); tie = tie-row loss; votes = cross-entropy against the vote "
+            "shares of pairs with several votes, with the shares' own entropy (the floor no model can beat); "
+            "pairwise = log loss of P(A)/(P(A)+P(B)) on sources without ties.",
+        )
+    )
     blocks.append(("h2", "Reliability (pooled held-out sources with ties, first seed)"))
     for option, path in images.items():
         blocks.append(("img", path, f"reliability {option}"))
@@ -475,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--jobs", type=int, default=1, help="(option, seed) tasks run in parallel")
     p.add_argument("--n-folds", type=int, default=5)
-    p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default OUT/../.feature_cache)")
+    p.add_argument("--cache-dir", type=Path, default=Path("outputs/feature_cache"), help="feature cache")
     p.add_argument("--learning-rate", type=float, default=0.08)
     p.add_argument("--num-boost-round", type=int, default=600)
     p.add_argument("--early-stopping-rounds", type=int, default=50)
@@ -485,7 +498,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def rerender(out: Path) -> dict[str, Path]:
+    """Rewrite the Markdown, HTML and PNGs of ``out/loso.json`` (e.g. after a report-layout change)."""
+    saved = json.loads((out / "loso.json").read_text())
+    return write_outputs(saved["runs"], summarize_results(saved["runs"]), saved["meta"], out)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--rerender"]:
+        print(f"wrote {rerender(Path(argv[1]))['md']}")
+        return 0
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = [o for o in args.options.split(",") if o]
@@ -502,8 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     battles = mark_sources_with_ties(load_training_sources(combined))
     if args.data is not None:
         combined.unlink()
-    cache = args.cache_dir or args.out.parent / ".feature_cache"
-    X = FeatureExtractor(n_jobs=args.feature_jobs, cache_dir=cache, progress=False).transform(battles)
+    X = FeatureExtractor(n_jobs=args.feature_jobs, cache_dir=args.cache_dir, progress=False).transform(battles)
     settings = {
         "params": {"learning_rate": args.learning_rate, "num_threads": args.num_threads},
         "num_boost_round": args.num_boost_round,
@@ -519,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         "fold_seeds": args.fold_seeds,
         "settings": settings,
         "options": options,
-        "command": "python -m pipelines.loso " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m pipelines.loso " + " ".join(argv),
     }
 
     def progress(partial: dict) -> None:  # a report after every finished task, so a cut-short run still has one

@@ -185,6 +185,10 @@ def test_loso_command_end_to_end(tmp_path):
     for name in ("loso.md", "loso.html", "reliability_hierarchical.png", "reliability_plain.png"):
         assert (out / name).stat().st_size > 0
     assert "Δ vs drop_tieless" in (out / "loso.md").read_text()
+    before = (out / "loso.md").read_text()
+    (out / "loso.md").unlink()
+    assert loso.main(["--rerender", str(out)]) == 0
+    assert (out / "loso.md").read_text() == before
 
 
 def test_cross_fit_sources_scores_every_source_and_defaults(tmp_path):
