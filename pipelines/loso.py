@@ -263,7 +263,7 @@ def _summarize(results: dict) -> dict:
                 np.nanmean(np.array([_values(by_source[s], ("pairwise",)) for s in untied]), axis=0) if untied else None
             )
             out[key_macro][option] = macro
-        base = out[key_macro].get(BASELINE)
+        base = dict(out[key_macro].get(BASELINE) or {}) or None  # a copy: the loop below rewrites each macro
         for _option, macro in out[key_macro].items():
             deltas = {}
             for m, seeds in macro.items():

@@ -180,6 +180,7 @@ def test_loso_command_end_to_end(tmp_path):
     macro = report["summary"]["macro"]
     assert set(macro) == {"plain", "drop_tieless", "hierarchical"}
     assert macro["drop_tieless"]["delta_vs_drop_tieless"]["log_loss"]["mean"] == 0.0
+    assert macro["hierarchical"]["delta_vs_drop_tieless"]["log_loss"]["mean"] is not None
     assert report["summary"]["per_source"]["hierarchical"]["gamma"]["pairwise"]["mean"] > 0
     assert len(report["runs"]["loso"]["plain"]["alpha"]) == 2
     for name in ("loso.md", "loso.html", "reliability_hierarchical.png", "reliability_plain.png"):
