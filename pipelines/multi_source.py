@@ -20,7 +20,7 @@ from pipelines.loso import score_rows
 from pipelines.source_folds import make_source_folds, source_groups
 from stacking.tie_handling import OPTIONS, TieAwareStacker
 
-DEFAULT_TIE_HANDLING = "hierarchical"  # chosen by benchmarks/results/loso (README: "Several training sources")
+DEFAULT_TIE_HANDLING = "masked_tie"  # chosen by benchmarks/results/loso (README: "Several training sources")
 
 
 def add_training_source_args(parser: argparse.ArgumentParser) -> None:
