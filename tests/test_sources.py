@@ -1,0 +1,222 @@
+"""Several training sources: parsing, unique ids, grouping, tie handling, and the LOSO command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from arena_schema import swap_feature_frame, swap_proba
+from pipelines import loso
+from pipelines.data import load_battles
+from pipelines.source_folds import make_source_folds, source_groups
+from pipelines.training_sets import TrainingSource, load_training_sources
+from stacking.tie_handling import TieAwareStacker
+from tests.conftest import make_battles
+
+QUICK = {"params": {"learning_rate": 0.2, "num_threads": 1}, "num_boost_round": 40, "early_stopping_rounds": 10}
+
+
+def _no_ties(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame[frame["winner_tie"] == 0].reset_index(drop=True)
+    return frame
+
+
+def _write(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    "spec, name, path, weight",
+    [
+        ("data/train.csv", "train", "data/train.csv", 1.0),
+        ("data/hh.csv.gz:0.2", "hh", "data/hh.csv.gz", 0.2),
+        ("hh=data/x.csv", "hh", "data/x.csv", 1.0),
+        ("hh=data/x.csv:0.5", "hh", "data/x.csv", 0.5),
+        ("hh=data/x.csv:1e-1", "hh", "data/x.csv", 0.1),
+    ],
+)
+def test_source_parsing(spec, name, path, weight):
+    src = TrainingSource.parse(spec)
+    assert (src.name, src.path, src.weight) == (name, Path(path), weight)
+
+
+def test_source_parsing_rejects_negative_and_empty():
+    for bad in ("x=:0.5", "data/x.csv:-1", ":0.3"):
+        with pytest.raises(ValueError):
+            TrainingSource.parse(bad)
+
+
+def test_ids_unique_and_tagged(tmp_path):
+    primary = _write(make_battles(60, seed=1), tmp_path / "train.csv")
+    extra = _write(_no_ties(make_battles(60, seed=2)), tmp_path / "hh.csv")  # same integer ids as primary
+    frame = load_training_sources(primary, [f"hh={extra}:0.3"])
+    assert frame["id"].is_unique
+    assert set(frame["source"]) == {"train", "hh"}
+    hh = frame[frame["source"] == "hh"]
+    assert hh["id"].str.startswith("hh:").all() and (hh["weight"] == 0.3).all()
+    assert not hh["source_has_ties"].any() and frame.loc[frame["is_primary"], "source_has_ties"].all()
+    assert frame.loc[frame["is_primary"], "id"].tolist() == load_battles(primary)[0]["id"].tolist()
+
+
+def test_votes_on_one_pair_share_a_fold(tmp_path):
+    base = make_battles(90, seed=3)
+    votes = pd.concat([base] * 3, ignore_index=True)  # three votes per pair ...
+    votes["id"] = np.arange(len(votes))
+    flipped = votes.index % 2 == 1  # ... some with A and B the other way round, and other prompt spacing
+    votes.loc[flipped, ["response_a", "response_b"]] = votes.loc[flipped, ["response_b", "response_a"]].to_numpy()
+    votes.loc[flipped, "prompt"] = votes.loc[flipped, "prompt"].str.replace(":", " : ")
+    votes["source"] = "votes"
+    frame = load_training_sources(_write(votes, tmp_path / "v.csv"))
+    folds = make_source_folds(frame, n_folds=3, seed=0)
+    pair = ["\x1d".join(sorted((a[0], b[0]))) for a, b in zip(frame["a_turns"], frame["b_turns"])]
+    per_pair = pd.Series(folds).groupby(pair).nunique()
+    assert (per_pair == 1).all()
+    groups = source_groups(frame)
+    assert pd.Series(groups).groupby(pair).nunique().max() == 1
+
+
+def _features(n=240, seed=0):
+    from features.extractor import FeatureExtractor
+
+    battles, _ = load_battles_frame(make_battles(n, seed=seed))
+    return battles, FeatureExtractor(groups=["length", "formatting"], n_jobs=1, progress=False).transform(battles)
+
+
+def load_battles_frame(frame: pd.DataFrame):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "b.csv"
+        frame.to_csv(path, index=False)
+        return load_battles(path)
+
+
+def test_hierarchical_is_swap_symmetric_and_sums_to_one():
+    battles, X = _features()
+    y = battles["label"].to_numpy()
+    has_ties = np.arange(len(y)) % 2 == 0
+    y = np.where(~has_ties & (y == 2), 0, y)
+    model = TieAwareStacker("hierarchical", seed=0, **QUICK).fit(X, y, np.where(has_ties, "t", "n"), has_ties)
+    p = model.predict_proba(X)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(model.predict_proba(swap_feature_frame(X)), swap_proba(p), atol=1e-12)
+
+
+def test_tieless_rows_do_not_change_tie_model():
+    battles, X = _features(300)
+    y = battles["label"].to_numpy()
+    tied = np.arange(len(y)) < 200
+    y = np.where(~tied & (y == 2), 1, y)
+    source = np.where(tied, "with_ties", "no_ties")
+    groups = np.arange(len(y))
+    full = TieAwareStacker("hierarchical", seed=1, **QUICK).fit(X, y, source, tied, groups=groups)
+    only = TieAwareStacker("hierarchical", seed=1, **QUICK).fit(
+        X[tied], y[tied], source[tied], tied[tied], groups=groups[tied]
+    )
+    np.testing.assert_array_equal(full.predict_proba(X)[:, 2], only.predict_proba(X)[:, 2])
+    plain_full = TieAwareStacker("plain", seed=1, **QUICK).fit(X, y, source, tied, groups=groups)
+    plain_only = TieAwareStacker("plain", seed=1, **QUICK).fit(
+        X[tied], y[tied], source[tied], tied[tied], groups=groups[tied]
+    )
+    assert not np.array_equal(plain_full.predict_proba(X)[:, 2], plain_only.predict_proba(X)[:, 2])
+
+
+@pytest.mark.parametrize("option", ["plain", "weighted", "has_ties_input", "masked_tie", "tie_offset"])
+def test_single_booster_options_are_swap_symmetric(option):
+    battles, X = _features(180)
+    y = battles["label"].to_numpy()
+    has_ties = np.arange(len(y)) % 3 != 0
+    y = np.where(~has_ties & (y == 2), 0, y)
+    source = np.where(has_ties, np.where(np.arange(len(y)) % 2 == 0, "s1", "s2"), "n")
+    p_model = TieAwareStacker(option, seed=0, **QUICK).fit(X, y, source, has_ties)
+    p = p_model.predict_proba(X)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(p_model.predict_proba(swap_feature_frame(X)), swap_proba(p), atol=1e-9)
+
+
+def test_loso_command_end_to_end(tmp_path):
+    parts = []
+    for k, (name, ties) in enumerate([("alpha", True), ("beta", True), ("gamma", False)]):
+        frame = make_battles(150, seed=10 + k, start_id=k * 1000)
+        if not ties:
+            frame = _no_ties(frame)
+        frame["prompt"] = frame["prompt"].str.replace("Question", f"{name} question")
+        frame["id"] = [f"{name}:{i}" for i in frame["id"]]
+        frame["source"] = name
+        parts.append(frame)
+    combined = _write(pd.concat(parts, ignore_index=True), tmp_path / "combined.csv")
+    out = tmp_path / "loso"
+    code = loso.main(
+        [
+            "--combined",
+            str(combined),
+            "--out",
+            str(out),
+            "--fold-seeds",
+            "2",
+            "--options",
+            "plain,drop_tieless,hierarchical",
+            "--oof-options",
+            "drop_tieless,hierarchical",
+            "--n-folds",
+            "3",
+            "--learning-rate",
+            "0.2",
+            "--num-boost-round",
+            "30",
+            "--early-stopping-rounds",
+            "5",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
+    assert code == 0
+    report = json.loads((out / "loso.json").read_text())
+    macro = report["summary"]["macro"]
+    assert set(macro) == {"plain", "drop_tieless", "hierarchical"}
+    assert macro["drop_tieless"]["delta_vs_drop_tieless"]["log_loss"]["mean"] == 0.0
+    assert macro["hierarchical"]["delta_vs_drop_tieless"]["log_loss"]["mean"] is not None
+    assert report["summary"]["per_source"]["hierarchical"]["gamma"]["pairwise"]["mean"] > 0
+    assert len(report["runs"]["loso"]["plain"]["alpha"]) == 2
+    for name in ("loso.md", "loso.html", "reliability_hierarchical.png", "reliability_plain.png"):
+        assert (out / name).stat().st_size > 0
+    assert "Δ vs drop_tieless" in (out / "loso.md").read_text()
+    before = (out / "loso.md").read_text()
+    (out / "loso.md").unlink()
+    assert loso.main(["--rerender", str(out)]) == 0
+    assert (out / "loso.md").read_text() == before
+
+
+def test_cross_fit_sources_scores_every_source_and_defaults(tmp_path):
+    import argparse
+
+    from pipelines.multi_source import (
+        DEFAULT_TIE_HANDLING,
+        add_training_source_args,
+        cross_fit_sources,
+        oof_per_source,
+        resolve_tie_handling,
+    )
+
+    primary = _write(make_battles(150, seed=4), tmp_path / "train.csv")
+    extra = _write(_no_ties(make_battles(120, seed=5, start_id=5000)), tmp_path / "hh.csv")
+    parser = argparse.ArgumentParser()
+    add_training_source_args(parser)
+    args = parser.parse_args(["--extra-train", f"hh={extra}:0.5", "--fold-seeds", "3"])
+    battles = load_training_sources(primary, args.extra_train)
+    assert resolve_tie_handling(args.tie_handling, battles) == DEFAULT_TIE_HANDLING
+    assert resolve_tie_handling(None, battles[battles["is_primary"]]) == "plain"
+    from features.extractor import FeatureExtractor
+
+    X = FeatureExtractor(groups=["length", "formatting"], n_jobs=1, progress=False).transform(battles)
+    fit = cross_fit_sources(X, battles, DEFAULT_TIE_HANDLING, n_folds=3, seed=0, X_test=X.iloc[:5], **QUICK)
+    np.testing.assert_allclose(fit.oof.sum(axis=1), 1.0, atol=1e-9)
+    scores = oof_per_source(battles, fit.oof)
+    assert set(scores) == {"train", "hh"} and scores["hh"]["per_class"]["tie"] is None
+    groups = source_groups(battles)
+    assert pd.Series(fit.folds).groupby(groups).nunique().max() == 1
