@@ -72,3 +72,14 @@ def test_chunked_transform_matches_one_chunk(battles, monkeypatch):
     whole = model.transform(battles)
     monkeypatch.setattr(tv, "CHUNK_ROWS", 7)
     np.testing.assert_allclose(model.transform(battles).to_numpy(), whole.to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_char_ngram_counts_stay_inside_each_text():
+    from features.text_vectors import char_ngram_counts
+
+    x = char_ngram_counts(["", "ab", "abc", "ABC"], (3, 5), 64)
+    # padded " ab " has two 3-grams and one 4-gram; " abc " 3 + 2 + 1; case is folded
+    np.testing.assert_array_equal(np.asarray(x.sum(axis=1)).ravel(), [0, 3, 6, 6])
+    np.testing.assert_array_equal(x[2].toarray(), x[3].toarray())
+    alone = char_ngram_counts(["abc"], (3, 5), 64)
+    np.testing.assert_array_equal(alone.toarray(), x[2].toarray())  # neighbours add nothing
