@@ -39,7 +39,12 @@ _ST_POOLING_KEYS = {
     "pooling_mode_cls_token": "cls",
     "pooling_mode_max_tokens": "max",
 }
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
 
 
 @dataclass(frozen=True)
@@ -195,7 +200,9 @@ class TextEmbedder:
         self._load()
         seq = min(128, self.max_length)
         vocab = self.model_.config.vocab_size
-        ids = torch.randint(max(vocab // 4, 1), max(vocab // 2, 2), (self.batch_size, seq), generator=torch.Generator().manual_seed(0))
+        ids = torch.randint(
+            max(vocab // 4, 1), max(vocab // 2, 2), (self.batch_size, seq), generator=torch.Generator().manual_seed(0)
+        )
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         timings = {}
         with torch.inference_mode():
