@@ -236,7 +236,7 @@ class TextEmbedder:
     def _refresh_cache(self) -> None:
         if self.cache_dir is None or not self.cache_dir.exists():
             return
-        for shard in sorted(self.cache_dir.glob("emb-*.npz")):
+        for shard in sorted(self.cache_dir.glob(f"emb-{self.fingerprint[:12]}-*.npz")):  # this model's only
             if shard.name in self._loaded_shards:
                 continue
             with np.load(shard) as data:
@@ -250,7 +250,7 @@ class TextEmbedder:
         if self.cache_dir is None or not keys:
             return
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        name = f"emb-{time.time_ns()}-{uuid.uuid4().hex}.npz"
+        name = f"emb-{self.fingerprint[:12]}-{time.time_ns()}-{uuid.uuid4().hex}.npz"
         tmp = self.cache_dir / f".tmp-{uuid.uuid4().hex}.npz"
         np.savez(tmp, keys=np.array(keys), vectors=vectors)
         os.replace(tmp, self.cache_dir / name)  # atomic: readers never see a half-written shard
