@@ -131,7 +131,11 @@ class TfidfDiffTransformer(TransformerMixin, BaseEstimator):
             (np.log((1 + n) / (1 + np.bincount(x.indices, minlength=self.max_features))) + 1.0).astype(np.float32)
             for x in counts
         ]
-        matrix = sp.hstack(self._tfidf(counts)).tocsr()
+        # a bucket seen in one answer only cannot tie answers together: dropping those keeps the
+        # SVD's dense (columns x components) work in proportion to the shared n-grams
+        df = np.concatenate([np.bincount(x.indices, minlength=self.max_features) for x in counts])
+        self.columns_ = np.flatnonzero(df >= 2)
+        matrix = sp.hstack(self._tfidf(counts)).tocsc()[:, self.columns_].tocsr()
         k = max(1, min(self.n_components, matrix.shape[0] - 1, matrix.shape[1] - 1))
         self.svd_ = TruncatedSVD(n_components=k, algorithm="randomized", random_state=self.seed).fit(matrix)
         return self
@@ -147,8 +151,8 @@ class TfidfDiffTransformer(TransformerMixin, BaseEstimator):
         for start in range(0, len(battles), CHUNK_ROWS):
             a = self._tfidf(self._counts(a_texts[start : start + CHUNK_ROWS]))
             b = self._tfidf(self._counts(b_texts[start : start + CHUNK_ROWS]))
-            svd_a = self.svd_.transform(sp.hstack(a).tocsr())
-            svd_b = self.svd_.transform(sp.hstack(b).tocsr())
+            svd_a = self.svd_.transform(sp.hstack(a).tocsc()[:, self.columns_].tocsr())
+            svd_b = self.svd_.transform(sp.hstack(b).tocsc()[:, self.columns_].tocsr())
             cosines = [np.asarray(xa.multiply(xb).sum(axis=1)).ravel() for xa, xb in zip(a, b)]
             blocks.append(np.column_stack([svd_a - svd_b, *cosines]))
         values = np.vstack(blocks) if blocks else np.zeros((0, len(columns)))
