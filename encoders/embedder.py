@@ -190,7 +190,9 @@ class TextEmbedder:
         """Measure fp32 against bf16 on a probe batch; bf16 must be at least 5% faster to be chosen."""
         if self.precision_ is not None:
             return self.precision_
-        record = self.cache_dir / f"precision-{self._settings_hash('auto')[:16]}.json" if self.cache_dir else None
+        device = self.device.split(":")[0]  # the choice holds for this kind of device only
+        name = f"precision-{device}-{self._settings_hash('auto')[:16]}.json"
+        record = self.cache_dir / name if self.cache_dir else None
         if record is not None and record.exists():
             self.precision_ = json.loads(record.read_text())["precision"]
             return self.precision_
