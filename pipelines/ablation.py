@@ -32,12 +32,11 @@ from scipy.stats import binomtest
 from arena_schema import swap_feature_frame, swap_proba
 from features.extractor import group_columns
 from features.groups import GROUPS
-from pipelines.config import RunConfig, load_params_file
+from pipelines.cli import add_data_args, add_stacker_choice_args, apply_params_file, run_config_from_args
+from pipelines.config import RunConfig
 from pipelines.metrics import nested_prior, summarize
 from pipelines.stacker_inputs import StackerInputs, prepare_inputs
-from pipelines.tune import add_data_args, run_config_from_args
-from stacking.calibration import ProbabilityCalibrator, cross_calibrate
-from stacking.lgbm import CrossFitResult, cross_fit
+from stacking.cross_fit import CalibratedFit, CrossFitResult, fit_calibrated
 from stacking.sources import source_name_of
 
 log = logging.getLogger("arena_pref.ablation")
@@ -88,25 +87,9 @@ def variant_columns(columns: list[str], groups: dict[str, list[str]]) -> dict[st
     return {k: v for k, v in variants.items() if v}  # dropping the only group leaves nothing to fit
 
 
-def fit_variant(
-    inputs: StackerInputs, columns: list[str], config: RunConfig
-) -> tuple[CrossFitResult, np.ndarray, ProbabilityCalibrator]:
+def fit_variant(inputs: StackerInputs, columns: list[str], config: RunConfig) -> CalibratedFit:
     """Cross-fitted stacker on ``columns`` plus nested calibration, exactly as ``full_run`` fits it."""
-    sc = config.stacker
-    result = cross_fit(
-        inputs.X[columns],
-        inputs.y,
-        inputs.folds,
-        inputs.groups,
-        params=sc.params,
-        seed=config.seed,
-        swap_augment=sc.swap_augment,
-        num_boost_round=sc.num_boost_round,
-        early_stopping_rounds=sc.early_stopping_rounds,
-        inner_valid_fraction=sc.inner_valid_fraction,
-    )
-    calibrated, calibrator = cross_calibrate(result.oof, inputs.y, inputs.folds, sc.calibration)
-    return result, calibrated, calibrator
+    return fit_calibrated(inputs.X[columns], inputs.y, inputs.folds, config.stacker, config.seed, groups=inputs.groups)
 
 
 def score(y: np.ndarray, proba: np.ndarray, folds: np.ndarray) -> dict:
@@ -252,7 +235,8 @@ def run_ablation(config: RunConfig, settings: AblationConfig | None = None) -> d
     full = None
     for name, cols in variant_columns(columns, groups).items():
         log.info("ablation variant %s: %d column(s)", name, len(cols))
-        result, calibrated, _ = fit_variant(inputs, cols, config)
+        fit = fit_variant(inputs, cols, config)
+        result, calibrated = fit.raw, fit.oof_cal
         variants[name] = {
             "n_columns": len(cols),
             **score(y, calibrated, folds),
@@ -272,7 +256,9 @@ def run_ablation(config: RunConfig, settings: AblationConfig | None = None) -> d
             "seed": config.seed,
             "calibration": config.stacker.calibration,
             "params": config.stacker.params,
-            "stacker": {k: v for k, v in asdict(config.stacker).items() if k not in ("params", "calibration")},
+            "stacker": {  # num_threads changes speed, never results: left out so the JSON is machine-independent
+                k: v for k, v in asdict(config.stacker).items() if k not in ("params", "calibration", "num_threads")
+            },
             "feature_groups": list(config.features.groups),
             "sources": list(config.extra_sources),
             "settings": asdict(settings),
@@ -515,8 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipelines.ablation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_data_args(p)
-    p.add_argument("--params", help="best-params JSON from pipelines.tune (stacker overrides and calibration)")
-    p.add_argument("--calibration", choices=list(ProbabilityCalibrator.KINDS))
+    add_stacker_choice_args(p)
     p.add_argument("--top-features", type=int, default=AblationConfig.top_features)
     return p
 
@@ -525,12 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     config = run_config_from_args(args)
-    if args.params:
-        best = load_params_file(args.params)
-        config.stacker.params = {**best["params"], **config.stacker.params}  # --num-threads still applies
-        config.stacker.calibration = best.get("calibration", config.stacker.calibration)
-    if args.calibration:
-        config.stacker.calibration = args.calibration
+    apply_params_file(config, args)
     run_ablation(config, AblationConfig(top_features=args.top_features))
     return 0
 

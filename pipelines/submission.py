@@ -63,3 +63,12 @@ def check_submission_file(path: str | Path, ids: pd.Series | list) -> None:
         raise SubmissionError(f"{path}: rows do not sum to 1")
     if (values <= 0).any() or (values >= 1).any():
         raise SubmissionError(f"{path}: probabilities not clipped away from 0 and 1")
+
+
+def save_predictions(ids: pd.Series, proba: np.ndarray, path: Path, extra: dict | None = None) -> None:
+    """Probabilities by id (e.g. the stacker's OOF), with optional extra columns; no validation."""
+    frame = pd.DataFrame(proba, columns=list(CLASS_COLUMNS))
+    frame.insert(0, "id", ids.astype(str).to_numpy())
+    for key, values in (extra or {}).items():
+        frame[key] = values
+    frame.to_csv(path, index=False)
