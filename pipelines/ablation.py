@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -122,7 +123,7 @@ def gain_importance(result: CrossFitResult, groups: dict[str, list[str]], top: i
     """Gain summed over the fold boosters (each at its best iteration): top features and group shares."""
     total: dict[str, float] = {}
     for model in result.models:
-        booster = model.booster_
+        booster = model.fitted_booster()
         gains = booster.feature_importance(importance_type="gain", iteration=model.best_iteration_)
         for name, gain in zip(booster.feature_name(), gains):
             total[name] = total.get(name, 0.0) + float(gain)
@@ -142,7 +143,7 @@ def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int) -> dict:
     for c, name in enumerate(CLASSES):
         p, hit = proba[:, c], (y == c).astype(float)
         index = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
-        bins = []
+        bins: list[dict[str, Any]] = []
         for b in range(n_bins):
             mask = index == b
             n = int(mask.sum())
@@ -247,6 +248,7 @@ def run_ablation(config: RunConfig, settings: AblationConfig | None = None) -> d
     for v in variants.values():
         v["diff_vs_full"] = paired_difference(v["per_fold"], variants["full"]["per_fold"])
 
+    assert full is not None  # variant_columns always has 'full'
     result, calibrated = full
     report = {
         "config": {

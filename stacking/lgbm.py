@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -54,7 +55,7 @@ class LGBMStacker:
         seed: int = 0,
         config: StackerConfig | None = None,
     ):
-        overrides = {
+        overrides: dict[str, Any] = {
             "params": params,
             "num_boost_round": num_boost_round,
             "early_stopping_rounds": early_stopping_rounds,
@@ -129,19 +130,19 @@ class LGBMStacker:
         log.debug("stacker: best iteration %d", self.booster_.best_iteration)
         return self
 
-    def _fitted(self) -> lgb.Booster:
+    def fitted_booster(self) -> lgb.Booster:
         if self.booster_ is None:
             raise RuntimeError("LGBMStacker is not fitted")
         return self.booster_
 
     @property
     def best_iteration_(self) -> int:
-        booster = self._fitted()
+        booster = self.fitted_booster()
         return int(booster.best_iteration or booster.current_iteration())
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Mean of p(A, B) and the swap of p(B, A): exactly symmetric under A/B exchange."""
-        return predict_swap_averaged(self._fitted(), X, self.columns_)
+        return predict_swap_averaged(self.fitted_booster(), X, self.columns_)
 
 
 def predict_swap_averaged(booster: lgb.Booster, X: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -150,6 +151,6 @@ def predict_swap_averaged(booster: lgb.Booster, X: pd.DataFrame, columns: list[s
         raise ValueError(f"feature frame lacks column(s) the stacker was trained on: {missing[:10]}")
     values = X[columns].to_numpy(dtype=np.float32)
     iteration = booster.best_iteration or None
-    direct = booster.predict(values, num_iteration=iteration)
-    swapped = booster.predict(swap_feature_matrix(values, columns), num_iteration=iteration)
+    direct = np.asarray(booster.predict(values, num_iteration=iteration))
+    swapped = np.asarray(booster.predict(swap_feature_matrix(values, columns), num_iteration=iteration))
     return (direct + swap_proba(swapped)) / 2.0

@@ -20,6 +20,8 @@ from pipelines.data import load_battles, swap_battles
 from tests.conftest import make_battles
 from tests.tiny_models import build_tiny_deberta_v2, build_tiny_distilbert, build_tiny_llama
 
+FAST_STACKER = ["--num-boost-round", "60", "--early-stopping-rounds", "10", "--num-threads", "1"]
+
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
@@ -233,6 +235,7 @@ def test_time_budget_leaves_unfinished_encoder_out(tiny_bert, train_csv, test_cs
         "--out",
         str(out),
         "--no-progress",
+        *FAST_STACKER,
         "--n-jobs",
         "1",
         "--encoder",
@@ -265,6 +268,7 @@ def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
                 "--out",
                 str(out),
                 "--no-progress",
+                *FAST_STACKER,
                 "--n-jobs",
                 "1",
                 "--encoder",
@@ -286,6 +290,7 @@ def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
     assert "a_enc_tiny-distilbert" in model_json["columns"]
 
 
+@pytest.mark.slow
 def test_data_parallel_two_processes_on_cpu(tiny_bert, train_csv, test_csv, tmp_path):
     """The multi-GPU route (torchrun/accelerate launch -> DDP), exercised with 2 CPU processes over gloo."""
     import os
@@ -360,6 +365,7 @@ def test_failing_encoder_stacker_keeps_the_features_only_submission(
                 "--out",
                 str(out),
                 "--no-progress",
+                *FAST_STACKER,
                 "--n-jobs",
                 "1",
                 "--encoder",
