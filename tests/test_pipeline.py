@@ -54,7 +54,7 @@ def test_full_run_then_predict_from_saved_model(train_csv, test_csv, tmp_path):
     assert json.loads(json.dumps(config.to_dict())) == report["config"] and config.stacker.num_boost_round == 60
     config.out_dir = str(tmp_path / "repeat")
     repeated = run(config)
-    assert repeated["oof"] == report["oof"] and repeated["chosen"] == report["chosen"]
+    assert json.loads(json.dumps(repeated["oof"])) == report["oof"] and repeated["chosen"] == report["chosen"]
 
 
 def test_default_run_uses_bundled_sample(tmp_path, monkeypatch):
