@@ -72,27 +72,11 @@ class LGBMStacker:
         """LightGBM parameters: defaults, the config's thread count, then the config's overrides."""
         return {**DEFAULT_PARAMS, "num_threads": self.config.num_threads, **self.config.params}
 
-    @property
-    def num_boost_round(self) -> int:
-        return self.config.num_boost_round
-
-    @property
-    def early_stopping_rounds(self) -> int:
-        return self.config.early_stopping_rounds
-
-    @property
-    def inner_valid_fraction(self) -> float:
-        return self.config.inner_valid_fraction
-
-    @property
-    def swap_augment(self) -> bool:
-        return self.config.swap_augment
-
     def _augment(
         self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Rows and their A/B-swapped copies (with the same weights), when swap-augmenting."""
-        if not self.swap_augment:
+        if not self.config.swap_augment:
             return X, y, w
         w = None if w is None else np.concatenate([w, w])
         return np.vstack([X, swap_feature_matrix(X, self.columns_)]), np.concatenate([y, swap_labels(y)]), w
@@ -111,7 +95,7 @@ class LGBMStacker:
         values = X.to_numpy(dtype=np.float32)
         y = np.asarray(y)
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-        splitter = GroupShuffleSplit(n_splits=1, test_size=self.inner_valid_fraction, random_state=self.seed)
+        splitter = GroupShuffleSplit(n_splits=1, test_size=self.config.inner_valid_fraction, random_state=self.seed)
         fit_idx, stop_idx = next(splitter.split(values, y, groups))
         w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         params = {**self.params, "seed": self.seed}
@@ -122,10 +106,10 @@ class LGBMStacker:
         self.booster_ = lgb.train(
             params,
             train,
-            num_boost_round=self.num_boost_round,
+            num_boost_round=self.config.num_boost_round,
             valid_sets=[stop],
             valid_names=["early_stop"],
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False), *(callbacks or [])],
+            callbacks=[lgb.early_stopping(self.config.early_stopping_rounds, verbose=False), *(callbacks or [])],
         )
         log.debug("stacker: best iteration %d", self.booster_.best_iteration)
         return self

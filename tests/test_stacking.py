@@ -224,7 +224,7 @@ def test_stacker_config_is_validated_and_is_the_one_source_of_defaults():
     with pytest.raises(ValueError, match="inner_valid_fraction"):
         StackerConfig(inner_valid_fraction=1.5)
     model = LGBMStacker(num_boost_round=7, config=StackerConfig(num_threads=3, early_stopping_rounds=3))
-    assert (model.num_boost_round, model.early_stopping_rounds, model.params["num_threads"]) == (7, 3, 3)
+    assert (model.config.num_boost_round, model.config.early_stopping_rounds, model.params["num_threads"]) == (7, 3, 3)
     assert LGBMStacker().config == StackerConfig()
     assert ProbabilityCalibrator.KINDS == ("none", "temperature", "vector")
 

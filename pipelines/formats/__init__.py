@@ -19,7 +19,7 @@ from pipelines.formats.hh_rlhf import convert_hh_rlhf
 from pipelines.formats.llmeval2 import convert_llmeval2
 from pipelines.formats.pandalm import convert_pandalm
 from pipelines.formats.reading import input_paths
-from pipelines.formats.rows import COLUMNS, ConversionError, PathLike, label_counts, validate
+from pipelines.formats.schema import COLUMNS, ConversionError, PathLike, label_counts, validate
 
 __all__ = ["COLUMNS", "CONVERTERS", "ConversionError", "convert", "label_counts", "validate"]
 

@@ -11,20 +11,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from pipelines.formats import schema
 from pipelines.formats.reading import input_paths, iter_records, require_rows
-from pipelines.formats.rows import (
-    COLUMNS,
-    ID_OFFSETS,
-    JSON_COLUMNS,
-    WINNER_COLUMNS,
-    ConversionError,
-    PathLike,
-    clean,
-    log_odd,
-    make_frame,
-    make_row,
-    text_field,
-)
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +32,9 @@ def _json_turns(value: object, where: str, field: str, odd: collections.Counter)
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise ConversionError(f"{where}: field {field!r} is not a JSON list ({exc.msg})") from None
+            raise schema.ConversionError(f"{where}: field {field!r} is not a JSON list ({exc.msg})") from None
     if not isinstance(value, list):
-        raise ConversionError(f"{where}: field {field!r} is not a JSON list of strings")
+        raise schema.ConversionError(f"{where}: field {field!r} is not a JSON list of strings")
     out = []
     for turn in value:
         if turn is None:
@@ -55,34 +43,34 @@ def _json_turns(value: object, where: str, field: str, odd: collections.Counter)
         elif isinstance(turn, str):
             out.append(turn)
         else:
-            raise ConversionError(f"{where}: field {field!r} holds a {type(turn).__name__}, expected strings")
+            raise schema.ConversionError(f"{where}: field {field!r} holds a {type(turn).__name__}, expected strings")
     return out
 
 
 def _arena_kaggle_row(rec: dict, where: str, source: str, odd: collections.Counter) -> dict:
     """Layout (a): already the train.csv schema; validated and passed through with its id."""
-    for field in COLUMNS:
+    for field in schema.COLUMNS:
         if field not in rec:
-            raise ConversionError(f"{where}: field {field!r} missing")
+            raise schema.ConversionError(f"{where}: field {field!r} missing")
     try:
         id_ = int(str(rec["id"]).strip())
     except ValueError:
-        raise ConversionError(f"{where}: field 'id' is {rec['id']!r}, expected an integer") from None
+        raise schema.ConversionError(f"{where}: field 'id' is {rec['id']!r}, expected an integer") from None
     winners = []
-    for field in WINNER_COLUMNS:
+    for field in schema.WINNER_COLUMNS:
         v = str(rec[field]).strip()
         if v not in {"0", "1", "0.0", "1.0"}:
-            raise ConversionError(f"{where}: field {field!r} is {rec[field]!r}, expected 0 or 1")
+            raise schema.ConversionError(f"{where}: field {field!r} is {rec[field]!r}, expected 0 or 1")
         winners.append(int(float(v)))
     if sum(winners) != 1:
-        raise ConversionError(f"{where}: fields 'winner_model_a/b/tie' are {winners}, expected exactly one 1")
-    turns = {f: _json_turns(rec[f], where, f, odd) for f in JSON_COLUMNS}
+        raise schema.ConversionError(f"{where}: fields 'winner_model_a/b/tie' are {winners}, expected exactly one 1")
+    turns = {f: _json_turns(rec[f], where, f, odd) for f in schema.JSON_COLUMNS}
     models = []
     for field in ("model_a", "model_b"):
         v = rec[field]
         models.append("" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
     winner = ("a", "b", "tie")[winners.index(1)]
-    return make_row(
+    return schema.make_row(
         id_,
         turns["prompt"],
         turns["response_a"],
@@ -101,18 +89,18 @@ def _conversation(value: object, where: str, field: str) -> tuple[list[str], lis
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise ConversionError(f"{where}: field {field!r} is not a JSON list ({exc.msg})") from None
+            raise schema.ConversionError(f"{where}: field {field!r} is not a JSON list ({exc.msg})") from None
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if not isinstance(value, (list, tuple)) or not value:
-        raise ConversionError(f"{where}: field {field!r} is not a non-empty list of messages")
+        raise schema.ConversionError(f"{where}: field {field!r} is not a non-empty list of messages")
     users: list[str] = []
     replies: list[str | None] = []
     for j, msg in enumerate(value):
         if not isinstance(msg, dict):
-            raise ConversionError(f"{where}: field {field!r} message {j} is not an object")
+            raise schema.ConversionError(f"{where}: field {field!r} message {j} is not an object")
         role = str(msg.get("role", "")).lower()
-        content = text_field(msg, "content", f"{where}: {field}[{j}]")
+        content = schema.text_field(msg, "content", f"{where}: {field}[{j}]")
         if role in ("user", "human"):
             users.append(content)
             replies.append(None)
@@ -122,7 +110,7 @@ def _conversation(value: object, where: str, field: str) -> tuple[list[str], lis
                 replies.append(None)
             replies[-1] = content if replies[-1] is None else f"{replies[-1]}\n\n{content}"
         else:
-            raise ConversionError(f"{where}: field {field!r} message {j} has role {msg.get('role')!r}")
+            raise schema.ConversionError(f"{where}: field {field!r} message {j} has role {msg.get('role')!r}")
     return users, ["" if r is None else r for r in replies]
 
 
@@ -130,22 +118,24 @@ def _arena_conversation_row(rec: dict, where: str, id_: int) -> dict:
     """Layout (b): lmsys chatbot_arena_conversations (33k)."""
     for field in ("question_id", "model_a", "model_b", "winner", "conversation_a", "conversation_b"):
         if field not in rec:
-            raise ConversionError(f"{where}: field {field!r} missing")
+            raise schema.ConversionError(f"{where}: field {field!r} missing")
     winner = _ARENA_WINNERS.get(str(rec["winner"]).strip())
     if winner is None:
-        raise ConversionError(f"{where}: field 'winner' is {rec['winner']!r}, expected one of {sorted(_ARENA_WINNERS)}")
+        raise schema.ConversionError(
+            f"{where}: field 'winner' is {rec['winner']!r}, expected one of {sorted(_ARENA_WINNERS)}"
+        )
     users_a, resp_a = _conversation(rec["conversation_a"], where, "conversation_a")
     users_b, resp_b = _conversation(rec["conversation_b"], where, "conversation_b")
     if users_a != users_b:
-        raise ConversionError(f"{where}: fields 'conversation_a' and 'conversation_b' have different user turns")
-    return make_row(
+        raise schema.ConversionError(f"{where}: fields 'conversation_a' and 'conversation_b' have different user turns")
+    return schema.make_row(
         id_,
         users_a,
         resp_a,
         resp_b,
         winner,
-        model_a=text_field(rec, "model_a", where),
-        model_b=text_field(rec, "model_b", where),
+        model_a=schema.text_field(rec, "model_a", where),
+        model_b=schema.text_field(rec, "model_b", where),
         source="arena/conversations-33k",
         source_id=rec["question_id"],
     )
@@ -158,14 +148,14 @@ def _parse_batch_content(content: str, where: str) -> tuple[list[str], list[str]
     start = head + len(_BATCH_HEADER) if head >= 0 else content.find("Instruction:\n")
     end = content.rfind(_BATCH_END)
     if start < 0 or end < start:
-        raise ConversionError(
+        raise schema.ConversionError(
             f"{where}: field 'body.messages[1].content' has no "
             "'Instruction: ... Response B: ...<|eot_id|>\\n\\nLabel:' block"
         )
     label_text = content[end + len(_BATCH_END) :].split("\n", 1)[0].strip()
     winner = _BATCH_LABELS.get(label_text)
     if winner is None:
-        raise ConversionError(
+        raise schema.ConversionError(
             f"{where}: field 'body.messages[1].content' has label {label_text!r}, "
             f"expected one of {sorted(_BATCH_LABELS)}"
         )
@@ -180,7 +170,7 @@ def _parse_batch_content(content: str, where: str) -> tuple[list[str], list[str]
         b.append(m.group(3))
         pos = m.end() + 2  # the "\n\n" before the next "Instruction:"
     if not prompts or pos - 2 != len(body):
-        raise ConversionError(
+        raise schema.ConversionError(
             f"{where}: field 'body.messages[1].content' does not parse as 'Instruction:/Response A:/Response B:' turns"
         )
     return prompts, a, b, winner
@@ -191,11 +181,11 @@ def _arena_batch_row(rec: dict, where: str, id_: int) -> dict:
     try:
         content = rec["body"]["messages"][1]["content"]
     except (KeyError, IndexError, TypeError):
-        raise ConversionError(f"{where}: field 'body.messages[1].content' missing") from None
+        raise schema.ConversionError(f"{where}: field 'body.messages[1].content' missing") from None
     if not isinstance(content, str):
-        raise ConversionError(f"{where}: field 'body.messages[1].content' is not text")
-    prompts, a, b, winner = _parse_batch_content(clean(content), where)
-    return make_row(
+        raise schema.ConversionError(f"{where}: field 'body.messages[1].content' is not text")
+    prompts, a, b, winner = _parse_batch_content(schema.clean(content), where)
+    return schema.make_row(
         id_,
         prompts,
         a,
@@ -216,7 +206,7 @@ def _arena_layout(rec: dict) -> str | None:
     return None
 
 
-def convert_arena(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.DataFrame:
+def convert_arena(paths: schema.PathLike | Sequence[schema.PathLike], seed: int = 0) -> pd.DataFrame:
     """Chatbot Arena data in one of three layouts, detected per file:
     (a) Kaggle/LMSYS arena-55k CSV (validated, passed through with its ids);
     (b) lmsys chatbot_arena_conversations (JSON/JSONL/parquet; question_id -> source_id);
@@ -231,10 +221,10 @@ def convert_arena(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.Dat
             try:
                 df = pd.read_csv(path, dtype=str, keep_default_na=False)
             except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-                raise ConversionError(f"{path}: cannot read CSV ({exc})") from None
-            missing = [c for c in COLUMNS if c not in df.columns]
+                raise schema.ConversionError(f"{path}: cannot read CSV ({exc})") from None
+            missing = [c for c in schema.COLUMNS if c not in df.columns]
             if missing:
-                raise ConversionError(f"{path}: not the Kaggle train.csv layout, column(s) {missing} missing")
+                raise schema.ConversionError(f"{path}: not the Kaggle train.csv layout, column(s) {missing} missing")
             for i, rec in enumerate(df.to_dict("records"), 1):
                 rows.append(_arena_kaggle_row(rec, f"{path} row {i}", "arena/kaggle-55k", odd))
         else:
@@ -242,7 +232,7 @@ def convert_arena(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.Dat
                 try:
                     records = pd.read_parquet(path).to_dict("records")
                 except Exception as exc:  # pyarrow missing or unreadable file
-                    raise ConversionError(f"{path}: cannot read parquet ({exc})") from None
+                    raise schema.ConversionError(f"{path}: cannot read parquet ({exc})") from None
                 items: Iterator[tuple[str, dict]] = ((f"{path} row {i}", r) for i, r in enumerate(records, 1))
             else:
                 items = iter_records(path)
@@ -251,7 +241,7 @@ def convert_arena(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.Dat
                 if layout is None:
                     layout = _arena_layout(rec)
                     if layout is None:
-                        raise ConversionError(
+                        raise schema.ConversionError(
                             f"{where}: unknown arena layout (fields {sorted(map(str, rec))[:8]}); expected "
                             "conversation_a/conversation_b, body.messages, or the train.csv columns"
                         )
@@ -259,7 +249,7 @@ def convert_arena(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.Dat
                 if layout == "kaggle":
                     rows.append(_arena_kaggle_row(rec, where, "arena/kaggle-55k", odd))
                     continue
-                id_ = ID_OFFSETS["arena"] + running
+                id_ = schema.ID_OFFSETS["arena"] + running
                 running += 1
                 if layout == "conversations":
                     rows.append(_arena_conversation_row(rec, where, id_))
@@ -272,5 +262,5 @@ def convert_arena(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.Dat
                 not t.strip() for c in ("response_a", "response_b") for t in json.loads(row[c])
             )
         log.info("arena: %s: %d rows", path, len(rows) - before)
-    log_odd("arena", odd)
-    return make_frame(rows)
+    schema.log_odd("arena", odd)
+    return schema.make_frame(rows)

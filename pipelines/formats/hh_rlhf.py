@@ -11,16 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from pipelines.formats import schema
 from pipelines.formats.reading import input_paths, iter_records, require_rows
-from pipelines.formats.rows import (
-    ID_OFFSETS,
-    ConversionError,
-    PathLike,
-    log_odd,
-    make_frame,
-    make_row,
-    text_field,
-)
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +35,13 @@ def _hh_split(chosen: str, rejected: str, where: str) -> tuple[list[str], list[s
     common = len(os.path.commonprefix([chosen, rejected]))
     last = [k for k, (role, _, end) in enumerate(bounds) if role == "Assistant" and end <= common]
     if not last:
-        raise ConversionError(
+        raise schema.ConversionError(
             f"{where}: fields 'chosen' and 'rejected' share no '\\n\\nHuman: ...\\n\\nAssistant:' "
             "turns before they differ"
         )
     k = last[-1]
     if bounds[0][0] != "Human" or chosen[: bounds[0][1]].strip():
-        raise ConversionError(f"{where}: field 'chosen' does not start with '\\n\\nHuman:'")
+        raise schema.ConversionError(f"{where}: field 'chosen' does not start with '\\n\\nHuman:'")
     texts = [
         chosen[end : (bounds[j + 1][1] if j + 1 < len(bounds) else len(chosen))].strip()
         for j, (_, _, end) in enumerate(bounds[:k])
@@ -60,14 +52,14 @@ def _hh_split(chosen: str, rejected: str, where: str) -> tuple[list[str], list[s
     return prompts, shared + [chosen[start:].strip()], shared + [rejected[start:].strip()]
 
 
-def convert_hh_rlhf(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.DataFrame:
+def convert_hh_rlhf(paths: schema.PathLike | Sequence[schema.PathLike], seed: int = 0) -> pd.DataFrame:
     """Anthropic hh-rlhf {chosen, rejected} JSONL(.gz); A/B order by a seeded shuffle (chosen always wins)."""
     parsed: list[tuple] = []  # (prompts, chosen, rejected, source, source_id)
     odd: collections.Counter[str] = collections.Counter()
     for path in input_paths(paths):
         before = len(parsed)
         for where, rec in iter_records(path):
-            chosen, rejected = text_field(rec, "chosen", where), text_field(rec, "rejected", where)
+            chosen, rejected = schema.text_field(rec, "chosen", where), schema.text_field(rec, "rejected", where)
             prompts, ch, rj = _hh_split(chosen, rejected, where)
             odd["identical chosen/rejected"] += chosen == rejected
             odd["empty final reply"] += (not ch[-1]) or (not rj[-1])
@@ -82,6 +74,8 @@ def convert_hh_rlhf(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.D
     rows = []
     for i, ((prompts, ch, rj, source, source_id), b_is_chosen) in enumerate(zip(parsed, swap)):
         a, b, winner = (rj, ch, "b") if b_is_chosen else (ch, rj, "a")
-        rows.append(make_row(ID_OFFSETS["hh-rlhf"] + i, prompts, a, b, winner, source=source, source_id=source_id))
-    log_odd("hh-rlhf", odd)
-    return make_frame(rows)
+        rows.append(
+            schema.make_row(schema.ID_OFFSETS["hh-rlhf"] + i, prompts, a, b, winner, source=source, source_id=source_id)
+        )
+    schema.log_odd("hh-rlhf", odd)
+    return schema.make_frame(rows)

@@ -9,16 +9,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from pipelines.formats.reading import input_paths, iter_records, require_rows
-from pipelines.formats.rows import (
-    ID_OFFSETS,
-    ConversionError,
-    PathLike,
-    log_odd,
-    make_frame,
-    make_row,
-    text_field,
-)
+from pipelines.formats import schema
+from pipelines.formats.reading import records_by_file
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +30,7 @@ def _mt_turns(text: str) -> tuple[list[str], list[str]] | None:
     return texts[0::2], texts[1::2]
 
 
-def convert_llmeval2(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.DataFrame:
+def convert_llmeval2(paths: schema.PathLike | Sequence[schema.PathLike], seed: int = 0) -> pd.DataFrame:
     """LLMEval2 benchmark (.zip or JSON/JSONL): human model1/model2/TIE; source llmeval2/<dataset>.
 
     Its mt-bench rows have an empty query and the whole two-turn dialogue in each
@@ -49,38 +41,32 @@ def convert_llmeval2(paths: PathLike | Sequence[PathLike], seed: int = 0) -> pd.
     del seed  # no shuffling: response1 -> A
     rows: list[dict] = []
     odd: collections.Counter[str] = collections.Counter()
-    for path in input_paths(paths):
-        before = len(rows)
-        for where, rec in iter_records(path):
-            query = text_field(rec, "query", where)
-            r1, r2 = text_field(rec, "response1", where), text_field(rec, "response2", where)
-            human = text_field(rec, "human", where)
-            label = _LLMEVAL2_LABELS.get(human.strip().lower())
-            if label is None:
-                raise ConversionError(f"{where}: field 'human' is {human!r}, expected model1, model2 or TIE")
-            dataset = text_field(rec, "dataset", where, optional=True).strip()
-            prompt, a, b = [query], [r1], [r2]
-            if not query.strip():
-                ta, tb = _mt_turns(r1), _mt_turns(r2)
-                if ta and tb and ta[0] == tb[0]:
-                    prompt, a, b = ta[0], ta[1], tb[1]
-                    odd["empty query, dialogue split into turns"] += 1
-                else:
-                    odd["empty query, kept as one flat turn"] += 1
-            odd["empty response"] += (not r1.strip()) or (not r2.strip())
-            odd["identical responses"] += r1 == r2
-            rows.append(
-                make_row(
-                    ID_OFFSETS["llmeval2"] + len(rows),
-                    prompt,
-                    a,
-                    b,
-                    label,
-                    source=f"llmeval2/{dataset}" if dataset else "llmeval2",
-                    source_id=where.rsplit(" ", 1)[-1],
-                )
+    for where, rec in records_by_file(paths, "llmeval2", rows):
+        query = schema.text_field(rec, "query", where)
+        r1, r2 = schema.response_pair(rec, where, "response1", "response2", odd)
+        human = schema.text_field(rec, "human", where)
+        label = _LLMEVAL2_LABELS.get(human.strip().lower())
+        if label is None:
+            raise schema.ConversionError(f"{where}: field 'human' is {human!r}, expected model1, model2 or TIE")
+        dataset = schema.text_field(rec, "dataset", where, optional=True).strip()
+        prompt, a, b = [query], [r1], [r2]
+        if not query.strip():
+            ta, tb = _mt_turns(r1), _mt_turns(r2)
+            if ta and tb and ta[0] == tb[0]:
+                prompt, a, b = ta[0], ta[1], tb[1]
+                odd["empty query, dialogue split into turns"] += 1
+            else:
+                odd["empty query, kept as one flat turn"] += 1
+        rows.append(
+            schema.make_row(
+                schema.ID_OFFSETS["llmeval2"] + len(rows),
+                prompt,
+                a,
+                b,
+                label,
+                source=f"llmeval2/{dataset}" if dataset else "llmeval2",
+                source_id=where.rsplit(" ", 1)[-1],
             )
-        require_rows(path, before, len(rows))
-        log.info("llmeval2: %s: %d rows", path, len(rows) - before)
-    log_odd("llmeval2", odd)
-    return make_frame(rows)
+        )
+    schema.log_odd("llmeval2", odd)
+    return schema.make_frame(rows)

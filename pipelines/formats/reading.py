@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from pipelines.formats.rows import ConversionError, PathLike
+from pipelines.formats.schema import ConversionError, PathLike
+
+log = logging.getLogger(__name__)
 
 
 def _parse_json_text(text: str, name: str) -> Iterator[tuple[str, object]]:
@@ -90,3 +93,12 @@ def input_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:
         if not p.is_file():
             raise ConversionError(f"{p}: file not found")
     return out
+
+
+def records_by_file(paths: PathLike | Sequence[PathLike], fmt: str, rows: list) -> Iterator[tuple[str, dict]]:
+    """(location, record) of every input file; after each file, checks that it added to ``rows``."""
+    for path in input_paths(paths):
+        before = len(rows)
+        yield from iter_records(path)
+        require_rows(path, before, len(rows))
+        log.info("%s: %s: %d rows", fmt, path, len(rows) - before)

@@ -143,3 +143,11 @@ def validate(df: pd.DataFrame) -> None:
 
 def label_counts(df: pd.DataFrame) -> dict[str, int]:
     return {c: int(df[c].sum()) for c in WINNER_COLUMNS}
+
+
+def response_pair(rec: dict, where: str, field_a: str, field_b: str, odd: collections.Counter) -> tuple[str, str]:
+    """The two responses of a record; empty or identical pairs are kept, and counted in ``odd``."""
+    r1, r2 = text_field(rec, field_a, where), text_field(rec, field_b, where)
+    odd["empty response"] += (not r1.strip()) or (not r2.strip())
+    odd["identical responses"] += r1 == r2
+    return r1, r2
