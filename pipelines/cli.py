@@ -68,7 +68,7 @@ def add_dataclass_args(
 def overrides_from_args(args: argparse.Namespace, cls: type, prefix: str = "") -> dict[str, Any]:
     """The fields of ``cls`` whose flags (from :func:`add_dataclass_args`) were given."""
     out = {}
-    for f in dataclasses.fields(cls):
+    for f in _cli_fields(cls, None):
         value = getattr(args, (prefix + f.name).replace("-", "_"), None)
         if value is not None:
             out[f.name] = value

@@ -58,3 +58,8 @@ def test_full_run_keeps_every_legacy_flag_name(tmp_path):
     assert config.stacker == StackerConfig(
         calibration="vector", num_threads=1, num_boost_round=40, early_stopping_rounds=8
     )
+
+
+def test_a_field_without_a_flag_is_never_read_from_a_same_named_argument():
+    args = argparse.Namespace(params="best_params.json", num_threads=None, calibration="none")
+    assert overrides_from_args(args, StackerConfig) == {"calibration": "none"}
