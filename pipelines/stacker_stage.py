@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -28,6 +29,7 @@ class StackerFit:
     test: np.ndarray
     model: StackerModel
     sources: list[str]
+    fold_transformers: list[list[Any]] = field(default_factory=list)  # per fold, fitted on its training rows
 
     def log_loss(self, y: np.ndarray) -> float:
         return multiclass_log_loss(y, self.oof_cal)
@@ -59,7 +61,7 @@ def fit_stacker(inputs: StackerInputs, config: RunConfig, sources: list[str]) ->
     )
     test = fit.test_cal
     assert test is not None  # X_test was given
-    return StackerFit(fit.raw.oof, fit.oof_cal, test, model, list(sources))
+    return StackerFit(fit.raw.oof, fit.oof_cal, test, model, list(sources), fit.raw.fold_transformers)
 
 
 def write_outputs(fit: StackerFit, inputs: StackerInputs, out: Path, submission_path: Path) -> None:

@@ -32,14 +32,8 @@ def convert_autoj(paths: schema.PathLike | Sequence[schema.PathLike], seed: int 
         if isinstance(value, bool) or value not in _AUTOJ_LABELS:
             raise schema.ConversionError(f"{where}: field 'label' is {raw!r}, expected 0, 1 or 2")
         rows.append(
-            schema.make_row(
-                schema.ID_OFFSETS["autoj"] + len(rows),
-                [prompt],
-                [r1],
-                [r2],
-                _AUTOJ_LABELS[value],
-                source="autoj",
-                source_id=where.rsplit(" ", 1)[-1],
+            schema.single_turn_row(
+                "autoj", len(rows), prompt, r1, r2, _AUTOJ_LABELS[value], source_id=where.rsplit(" ", 1)[-1]
             )
         )
     schema.log_odd("autoj", odd)

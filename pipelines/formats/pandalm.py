@@ -48,15 +48,15 @@ def convert_pandalm(paths: schema.PathLike | Sequence[schema.PathLike], seed: in
         if count < 2:
             raise schema.ConversionError(f"{where}: fields 'annotator1..3' {votes} have no majority")
         rows.append(
-            schema.make_row(
-                schema.ID_OFFSETS["pandalm"] + len(rows),
-                [prompt],
-                [r1],
-                [r2],
+            schema.single_turn_row(
+                "pandalm",
+                len(rows),
+                prompt,
+                r1,
+                r2,
                 labels[top],
                 model_a=model_a,
                 model_b=model_b,
-                source="pandalm",
                 source_id=rec.get("idx", where),
             )
         )

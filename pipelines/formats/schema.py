@@ -151,3 +151,8 @@ def response_pair(rec: dict, where: str, field_a: str, field_b: str, odd: collec
     odd["empty response"] += (not r1.strip()) or (not r2.strip())
     odd["identical responses"] += r1 == r2
     return r1, r2
+
+
+def single_turn_row(fmt: str, index: int, prompt: str, resp_a: str, resp_b: str, winner: str, **kwargs) -> dict:
+    """:func:`make_row` for a one-turn battle of format ``fmt``: id ``ID_OFFSETS[fmt] + index``, source ``fmt``."""
+    return make_row(ID_OFFSETS[fmt] + index, [prompt], [resp_a], [resp_b], winner, **{"source": fmt, **kwargs})
