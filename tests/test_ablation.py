@@ -44,7 +44,7 @@ def _length_source(frame: pd.DataFrame, path) -> str:
 
 @pytest.fixture
 def args(tmp_path):
-    train_frame, test_frame = make_battles(150, seed=5), make_battles(20, seed=6, labelled=False, start_id=90000)
+    train_frame, test_frame = make_battles(100, seed=5), make_battles(20, seed=6, labelled=False, start_id=90000)
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
     train_frame.to_csv(train, index=False)
     test_frame.to_csv(test, index=False)

@@ -254,6 +254,7 @@ def test_time_budget_leaves_unfinished_encoder_out(tiny_bert, train_csv, test_cs
     assert not (out / "oof_tiny-distilbert.parquet").exists()
 
 
+@pytest.mark.slow
 def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
     from pipelines import full_run
 
@@ -268,7 +269,8 @@ def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
                 "--out",
                 str(out),
                 "--no-progress",
-                *FAST_STACKER,
+                "--num-threads",
+                "1",  # full-length boosters: the encoder stacker must win here; one thread is only faster
                 "--n-jobs",
                 "1",
                 "--encoder",
