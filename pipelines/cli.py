@@ -124,13 +124,14 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def apply_params_file(config: RunConfig, args: argparse.Namespace) -> None:
     """``--params best_params.json`` (from pipelines.tune), then ``--calibration``, onto ``config.stacker``."""
+    changes: dict[str, Any] = {}
     if getattr(args, "params", None):
         best = load_params_file(args.params)
-        config.stacker.params = {**config.stacker.params, **best["params"]}
-        config.stacker.calibration = best.get("calibration", config.stacker.calibration)
+        changes["params"] = {**config.stacker.params, **best["params"]}
+        changes["calibration"] = best.get("calibration", config.stacker.calibration)
     if getattr(args, "calibration", None):
-        config.stacker.calibration = args.calibration
-    config.stacker.__post_init__()
+        changes["calibration"] = args.calibration
+    config.stacker = dataclasses.replace(config.stacker, **changes)  # validated again in __post_init__
 
 
 def add_stacker_choice_args(p: argparse.ArgumentParser) -> None:
