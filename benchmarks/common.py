@@ -28,8 +28,8 @@ REAL_SETS = {
 
 def load_real_battles(data_dir: Path, names: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """Convert each real set to the Kaggle schema and load it as the pipeline does."""
-    from pipelines.convert import convert
     from pipelines.data import load_battles
+    from pipelines.formats import convert
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -43,8 +43,8 @@ import psutil  # noqa: E402
 
 from features.extractor import TURN_COLUMNS, FeatureExtractor  # noqa: E402
 from features.groups import GROUPS  # noqa: E402
-from pipelines.convert import convert  # noqa: E402
 from pipelines.data import load_battles  # noqa: E402
+from pipelines.formats import convert  # noqa: E402
 
 log = logging.getLogger("benchmarks.features")
 

@@ -53,10 +53,10 @@ def main() -> None:
 
     torch.set_num_threads(2)
     from pipelines.config import EncoderConfig, RunConfig
-    from pipelines.convert import convert
     from pipelines.data import load_battles
-    from pipelines.full_run import run
+    from pipelines.formats import convert
     from pipelines.metrics import multiclass_log_loss
+    from pipelines.run import run
 
     model = minilm_path()
     data = Path(args.data)

@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,12 +33,11 @@ from scipy.stats import binomtest
 from arena_schema import swap_feature_frame, swap_proba
 from features.extractor import group_columns
 from features.groups import GROUPS
-from pipelines.config import RunConfig, load_params_file
+from pipelines.cli import add_data_args, add_stacker_choice_args, apply_params_file, run_config_from_args
+from pipelines.config import RunConfig
 from pipelines.metrics import nested_prior, summarize
 from pipelines.stacker_inputs import StackerInputs, prepare_inputs
-from pipelines.tune import add_data_args, run_config_from_args
-from stacking.calibration import ProbabilityCalibrator, cross_calibrate
-from stacking.lgbm import CrossFitResult, cross_fit
+from stacking.cross_fit import CalibratedFit, CrossFitResult, fit_calibrated
 from stacking.sources import source_name_of
 
 log = logging.getLogger("arena_pref.ablation")
@@ -88,25 +88,9 @@ def variant_columns(columns: list[str], groups: dict[str, list[str]]) -> dict[st
     return {k: v for k, v in variants.items() if v}  # dropping the only group leaves nothing to fit
 
 
-def fit_variant(
-    inputs: StackerInputs, columns: list[str], config: RunConfig
-) -> tuple[CrossFitResult, np.ndarray, ProbabilityCalibrator]:
+def fit_variant(inputs: StackerInputs, columns: list[str], config: RunConfig) -> CalibratedFit:
     """Cross-fitted stacker on ``columns`` plus nested calibration, exactly as ``full_run`` fits it."""
-    sc = config.stacker
-    result = cross_fit(
-        inputs.X[columns],
-        inputs.y,
-        inputs.folds,
-        inputs.groups,
-        params=sc.params,
-        seed=config.seed,
-        swap_augment=sc.swap_augment,
-        num_boost_round=sc.num_boost_round,
-        early_stopping_rounds=sc.early_stopping_rounds,
-        inner_valid_fraction=sc.inner_valid_fraction,
-    )
-    calibrated, calibrator = cross_calibrate(result.oof, inputs.y, inputs.folds, sc.calibration)
-    return result, calibrated, calibrator
+    return fit_calibrated(inputs.X[columns], inputs.y, inputs.folds, config.stacker, config.seed, groups=inputs.groups)
 
 
 def score(y: np.ndarray, proba: np.ndarray, folds: np.ndarray) -> dict:
@@ -139,7 +123,7 @@ def gain_importance(result: CrossFitResult, groups: dict[str, list[str]], top: i
     """Gain summed over the fold boosters (each at its best iteration): top features and group shares."""
     total: dict[str, float] = {}
     for model in result.models:
-        booster = model.booster_
+        booster = model.fitted_booster()
         gains = booster.feature_importance(importance_type="gain", iteration=model.best_iteration_)
         for name, gain in zip(booster.feature_name(), gains):
             total[name] = total.get(name, 0.0) + float(gain)
@@ -159,7 +143,7 @@ def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int) -> dict:
     for c, name in enumerate(CLASSES):
         p, hit = proba[:, c], (y == c).astype(float)
         index = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
-        bins = []
+        bins: list[dict[str, Any]] = []
         for b in range(n_bins):
             mask = index == b
             n = int(mask.sum())
@@ -252,7 +236,8 @@ def run_ablation(config: RunConfig, settings: AblationConfig | None = None) -> d
     full = None
     for name, cols in variant_columns(columns, groups).items():
         log.info("ablation variant %s: %d column(s)", name, len(cols))
-        result, calibrated, _ = fit_variant(inputs, cols, config)
+        fit = fit_variant(inputs, cols, config)
+        result, calibrated = fit.raw, fit.oof_cal
         variants[name] = {
             "n_columns": len(cols),
             **score(y, calibrated, folds),
@@ -263,6 +248,7 @@ def run_ablation(config: RunConfig, settings: AblationConfig | None = None) -> d
     for v in variants.values():
         v["diff_vs_full"] = paired_difference(v["per_fold"], variants["full"]["per_fold"])
 
+    assert full is not None  # variant_columns always has 'full'
     result, calibrated = full
     report = {
         "config": {
@@ -272,7 +258,9 @@ def run_ablation(config: RunConfig, settings: AblationConfig | None = None) -> d
             "seed": config.seed,
             "calibration": config.stacker.calibration,
             "params": config.stacker.params,
-            "stacker": {k: v for k, v in asdict(config.stacker).items() if k not in ("params", "calibration")},
+            "stacker": {  # num_threads changes speed, never results: left out so the JSON is machine-independent
+                k: v for k, v in asdict(config.stacker).items() if k not in ("params", "calibration", "num_threads")
+            },
             "feature_groups": list(config.features.groups),
             "sources": list(config.extra_sources),
             "settings": asdict(settings),
@@ -515,8 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipelines.ablation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_data_args(p)
-    p.add_argument("--params", help="best-params JSON from pipelines.tune (stacker overrides and calibration)")
-    p.add_argument("--calibration", choices=list(ProbabilityCalibrator.KINDS))
+    add_stacker_choice_args(p)
     p.add_argument("--top-features", type=int, default=AblationConfig.top_features)
     return p
 
@@ -525,12 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     config = run_config_from_args(args)
-    if args.params:
-        best = load_params_file(args.params)
-        config.stacker.params = {**best["params"], **config.stacker.params}  # --num-threads still applies
-        config.stacker.calibration = best.get("calibration", config.stacker.calibration)
-    if args.calibration:
-        config.stacker.calibration = args.calibration
+    apply_params_file(config, args)
     run_ablation(config, AblationConfig(top_features=args.top_features))
     return 0
 

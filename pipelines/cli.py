@@ -1,14 +1,82 @@
-"""The data arguments every entry point shares (full_run, tune, ablation), and the RunConfig they make."""
+"""Command-line arguments: a generic builder from dataclass fields, and the arguments the
+entry points share (data: full_run, tune, ablation; stacker settings).
+
+A flag's help is written once, next to its field (``field(metadata={"help": ...})``); every flag
+defaults to None so that only the flags given override a config (``overrides_from_args``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any, Literal
 
-from pipelines.config import RunConfig
+from pipelines.config import RunConfig, load_params_file
 from pipelines.paths import DataPaths, resolve_paths
+from stacking.config import StackerConfig
+
+STACKER_FLAGS = ("num_boost_round", "early_stopping_rounds", "num_threads")  # quick looks, every command
+
+
+def _flag_type(annotation: Any) -> tuple[Any, tuple | None]:
+    """(scalar type, choices) of a field annotation such as ``int | None`` or ``Literal["a", "b"]``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _flag_type(args[0])
+    if typing.get_origin(annotation) is Literal:
+        return type(args[0]), tuple(args)
+    if annotation in (int, float, str, bool):
+        return annotation, None
+    raise TypeError(f"no command-line flag for a field of type {annotation!r}")
+
+
+def _cli_fields(cls: type, only: Iterable[str] | None) -> list[dataclasses.Field]:
+    wanted = None if only is None else list(only)
+    chosen = [
+        f
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("cli", True) and (wanted is None or f.name in wanted) and not f.name.isupper()
+    ]
+    if wanted is not None and len(chosen) != len(wanted):
+        raise ValueError(f"{cls.__name__} has no flag field(s) {sorted(set(wanted) - {f.name for f in chosen})}")
+    return chosen
+
+
+def add_dataclass_args(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    prefix: str = "",
+    only: Iterable[str] | None = None,
+) -> None:
+    """One ``--<prefix><field-name>`` flag per field of dataclass ``cls`` (``only``: these fields)."""
+    hints = typing.get_type_hints(cls)
+    for f in _cli_fields(cls, only):
+        kind, choices = _flag_type(hints[f.name])
+        flag = "--" + (prefix + f.name).replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f"{f.metadata.get('help', '')} (default {default})".strip()
+        dest = (prefix + f.name).replace("-", "_")
+        if kind is bool:
+            p.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            p.add_argument(flag, dest=dest, type=kind, choices=choices, default=None, help=help_text)
+
+
+def overrides_from_args(args: argparse.Namespace, cls: type, prefix: str = "") -> dict[str, Any]:
+    """The fields of ``cls`` whose flags (from :func:`add_dataclass_args`) were given."""
+    out = {}
+    for f in _cli_fields(cls, None):
+        value = getattr(args, (prefix + f.name).replace("-", "_"), None)
+        if value is not None:
+            out[f.name] = value
+    return out
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
+    """The data arguments every entry point takes, plus quick-look stacker settings."""
     p.add_argument("--train", help="train.csv (Kaggle schema); default: Kaggle input or the bundled sample")
     p.add_argument("--test", help="test.csv (Kaggle schema)")
     p.add_argument("--out", help="run directory (default outputs/run; /kaggle/working/arena_pref_run on Kaggle)")
@@ -24,10 +92,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--n-jobs", type=int, default=2, help="feature extraction processes")
     p.add_argument("--no-progress", action="store_true")
+    add_dataclass_args(p.add_argument_group("stacker"), StackerConfig, only=STACKER_FLAGS)
 
 
 def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, DataPaths]:
-    """A RunConfig from :func:`add_data_args`'s arguments, and the resolved paths."""
+    """A RunConfig from :func:`add_data_args`'s arguments (stacker flags included), and the resolved paths."""
     paths = resolve_paths(args.train, args.test, args.out)
     config = RunConfig(
         train_path=str(paths.train),
@@ -45,4 +114,27 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
         if not files or "," not in files:
             raise SystemExit(f"--source expects NAME=OOF,TEST, got {spec!r}")
         config.extra_sources[name] = files
+    config.stacker = dataclasses.replace(config.stacker, **overrides_from_args(args, StackerConfig))
     return config, paths
+
+
+def run_config_from_args(args: argparse.Namespace) -> RunConfig:
+    return run_config_from_data_args(args)[0]
+
+
+def apply_params_file(config: RunConfig, args: argparse.Namespace) -> None:
+    """``--params best_params.json`` (from pipelines.tune), then ``--calibration``, onto ``config.stacker``."""
+    changes: dict[str, Any] = {}
+    if getattr(args, "params", None):
+        best = load_params_file(args.params)
+        changes["params"] = {**config.stacker.params, **best["params"]}
+        changes["calibration"] = best.get("calibration", config.stacker.calibration)
+    if getattr(args, "calibration", None):
+        changes["calibration"] = args.calibration
+    config.stacker = dataclasses.replace(config.stacker, **changes)  # validated again in __post_init__
+
+
+def add_stacker_choice_args(p: argparse.ArgumentParser) -> None:
+    """``--params`` and ``--calibration`` (full_run and ablation)."""
+    p.add_argument("--params", help="best-params JSON from pipelines.tune (stacker overrides and calibration)")
+    add_dataclass_args(p, StackerConfig, only=("calibration",))

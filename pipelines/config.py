@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from encoders.settings import EncoderConfig
 from features.groups import GROUPS
+from stacking.config import StackerConfig
 
 
 @dataclass
@@ -15,16 +16,6 @@ class FeatureConfig:
     groups: tuple[str, ...] = tuple(GROUPS)
     n_jobs: int = 2
     chunk_size: int = 1000
-
-
-@dataclass
-class StackerConfig:
-    params: dict = field(default_factory=dict)  # overrides of stacking.lgbm.DEFAULT_PARAMS
-    num_boost_round: int = 3000
-    early_stopping_rounds: int = 100
-    inner_valid_fraction: float = 0.15
-    swap_augment: bool = True
-    calibration: str = "temperature"  # none | temperature | vector
 
 
 @dataclass
@@ -45,6 +36,20 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        """The inverse of :meth:`to_dict` (e.g. ``report.json["config"]``), so a run can be repeated."""
+        data = dict(data)
+        features = dict(data.pop("features", {}))
+        if "groups" in features:
+            features["groups"] = tuple(features["groups"])
+        stacker = StackerConfig.from_dict(data.pop("stacker", {}))
+        encoder_fields = {f.name for f in fields(EncoderConfig)}
+        encoders = [
+            EncoderConfig(**{k: v for k, v in e.items() if k in encoder_fields}) for e in data.pop("encoders", [])
+        ]
+        return cls(**data, features=FeatureConfig(**features), stacker=stacker, encoders=encoders)
 
     @property
     def out(self) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS
-from pipelines.convert import convert
+from pipelines.formats import convert
 from pipelines.paths import SAMPLE_DIR
 
 TRAIN_DRAW = {"llmeval2": 300, "pandalm": 150, "hh-rlhf": 150}

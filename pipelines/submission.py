@@ -17,23 +17,23 @@ class SubmissionError(ValueError):
 
 
 def build_submission(ids: pd.Series | list, proba: np.ndarray) -> pd.DataFrame:
-    ids = pd.Series(list(ids), dtype=object).astype(str)
+    names = pd.Series(list(ids), dtype=object).astype(str)
     proba = np.asarray(proba, dtype=np.float64)
-    if proba.shape != (len(ids), 3):
-        raise SubmissionError(f"expected probabilities of shape ({len(ids)}, 3), got {proba.shape}")
-    if ids.duplicated().any():
-        raise SubmissionError(f"duplicate test ids, e.g. {ids[ids.duplicated()].iloc[0]!r}")
+    if proba.shape != (len(names), 3):
+        raise SubmissionError(f"expected probabilities of shape ({len(names)}, 3), got {proba.shape}")
+    if names.duplicated().any():
+        raise SubmissionError(f"duplicate test ids, e.g. {names[names.duplicated()].iloc[0]!r}")
     bad = ~np.isfinite(proba).all(axis=1)
     if bad.any():
         raise SubmissionError(
-            f"{int(bad.sum())} row(s) with NaN/inf probabilities, first id {ids.iloc[np.flatnonzero(bad)[0]]!r}"
+            f"{int(bad.sum())} row(s) with NaN/inf probabilities, first id {names.iloc[np.flatnonzero(bad)[0]]!r}"
         )
     if (proba < 0).any():
         raise SubmissionError("negative probabilities")
     proba = np.clip(proba, CLIP, 1 - CLIP)
     proba = proba / proba.sum(axis=1, keepdims=True)
     frame = pd.DataFrame(proba, columns=list(CLASS_COLUMNS))
-    frame.insert(0, "id", ids.to_numpy())
+    frame.insert(0, "id", names.to_numpy())
     return frame
 
 
@@ -63,3 +63,12 @@ def check_submission_file(path: str | Path, ids: pd.Series | list) -> None:
         raise SubmissionError(f"{path}: rows do not sum to 1")
     if (values <= 0).any() or (values >= 1).any():
         raise SubmissionError(f"{path}: probabilities not clipped away from 0 and 1")
+
+
+def save_predictions(ids: pd.Series, proba: np.ndarray, path: Path, extra: dict | None = None) -> None:
+    """Probabilities by id (e.g. the stacker's OOF), with optional extra columns; no validation."""
+    frame = pd.DataFrame(proba, columns=list(CLASS_COLUMNS))
+    frame.insert(0, "id", ids.astype(str).to_numpy())
+    for key, values in (extra or {}).items():
+        frame[key] = values
+    frame.to_csv(path, index=False)

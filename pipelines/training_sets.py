@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS
-from pipelines.convert import convert
 from pipelines.data import load_battles
+from pipelines.formats import convert
 
 log = logging.getLogger(__name__)
 

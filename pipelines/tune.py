@@ -28,11 +28,11 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from pipelines.cli import add_data_args as add_shared_data_args
-from pipelines.cli import run_config_from_data_args
-from pipelines.config import RunConfig, StackerConfig
+from pipelines.cli import add_data_args, run_config_from_args
+from pipelines.config import RunConfig
 from pipelines.stacker_inputs import StackerInputs, prepare_inputs
-from stacking.tuning import FoldResult, StackerFit, evaluate_stacker, split_trial_params, suggest_stacker
+from stacking.config import StackerConfig
+from stacking.tuning import FoldResult, evaluate_stacker, searched_config, split_trial_params, suggest_stacker
 
 log = logging.getLogger("arena_pref.tune")
 
@@ -50,45 +50,6 @@ class TuneConfig:
     pruner_warmup_steps: int = 1
 
 
-# --------------------------------------------------------------------------- arguments shared with ablation
-
-
-def add_data_args(p: argparse.ArgumentParser) -> None:
-    """The data arguments ``pipelines.full_run`` also takes, plus quick-look stacker settings."""
-    add_shared_data_args(p)
-    p.add_argument("--num-boost-round", type=int, help=f"default {StackerConfig.num_boost_round}")
-    p.add_argument("--early-stopping-rounds", type=int, help=f"default {StackerConfig.early_stopping_rounds}")
-    p.add_argument(
-        "--num-threads",
-        type=int,
-        help="LightGBM threads (default 2, as full_run); 1 is much faster "
-        "on a machine whose cores are busy with other work",
-    )
-
-
-def run_config_from_args(args: argparse.Namespace) -> RunConfig:
-    config, _ = run_config_from_data_args(args)
-    if args.num_boost_round is not None:
-        config.stacker.num_boost_round = args.num_boost_round
-    if args.early_stopping_rounds is not None:
-        config.stacker.early_stopping_rounds = args.early_stopping_rounds
-    if args.num_threads is not None:
-        config.stacker.params["num_threads"] = args.num_threads
-    return config
-
-
-def stacker_fit_of(config: RunConfig) -> StackerFit:
-    sc = config.stacker
-    return StackerFit(
-        seed=config.seed,
-        num_boost_round=sc.num_boost_round,
-        early_stopping_rounds=sc.early_stopping_rounds,
-        inner_valid_fraction=sc.inner_valid_fraction,
-        swap_augment=sc.swap_augment,
-        base_params=dict(sc.params),
-    )
-
-
 # --------------------------------------------------------------------------- study
 
 
@@ -96,7 +57,7 @@ def default_storage(out: Path) -> str:
     return f"sqlite:///{(out / 'optuna.db').resolve()}"
 
 
-def setup_key(inputs: StackerInputs, fit: StackerFit) -> dict:
+def setup_key(inputs: StackerInputs, config: RunConfig) -> dict:
     """What makes trials comparable: the data, its folds and the fixed fit settings.
 
     A study resumed on anything else would rank losses of different problems against each other.
@@ -106,13 +67,13 @@ def setup_key(inputs: StackerInputs, fit: StackerFit) -> dict:
     h.update(np.ascontiguousarray(inputs.X.to_numpy(dtype=np.float32)).tobytes())
     h.update(np.asarray(inputs.y, dtype=np.int64).tobytes())
     h.update(np.asarray(inputs.folds, dtype=np.int64).tobytes())
-    settings = asdict(fit)
-    settings["base_params"] = {k: v for k, v in fit.base_params.items() if k != "num_threads"}  # per machine
+    # searched (calibration) and per-machine (num_threads) settings are not part of the problem
+    settings = {k: v for k, v in asdict(config.stacker).items() if k not in ("calibration", "num_threads")}
     return {
         "data_sha256": h.hexdigest()[:20],
         "rows": len(inputs.y),
         "n_features": int(inputs.X.shape[1]),
-        "fit": settings,
+        "fit": {"seed": config.seed, **settings},
     }
 
 
@@ -144,15 +105,14 @@ def check_setup(study, key: dict) -> None:
         )
 
 
-def ensure_baseline(study, inputs: StackerInputs, fit: StackerFit) -> dict:
+def ensure_baseline(study, inputs: StackerInputs, config: RunConfig) -> dict:
     """The default parameters' loss (those ``full_run`` uses without ``--params``), computed once
     per study and kept in it, as the bar to beat."""
     defaults = StackerConfig()
     if "baseline" not in study.user_attrs:
         log.info("baseline: default parameters, calibration %s", defaults.calibration)
-        result = evaluate_stacker(
-            inputs.X, inputs.y, inputs.folds, inputs.groups, dict(defaults.params), defaults.calibration, fit
-        )
+        stacker = searched_config(config.stacker, dict(defaults.params), defaults.calibration)
+        result = evaluate_stacker(inputs.X, inputs.y, inputs.folds, inputs.groups, stacker, config.seed)
         study.set_user_attr(
             "baseline", {**result.as_dict(), "params": dict(defaults.params), "calibration": defaults.calibration}
         )
@@ -160,7 +120,7 @@ def ensure_baseline(study, inputs: StackerInputs, fit: StackerFit) -> dict:
     return study.user_attrs["baseline"]
 
 
-def make_objective(inputs: StackerInputs, fit: StackerFit):
+def make_objective(inputs: StackerInputs, config: RunConfig):
     def objective(trial) -> float:
         params, calibration = suggest_stacker(trial)
 
@@ -169,8 +129,9 @@ def make_objective(inputs: StackerInputs, fit: StackerFit):
             if trial.should_prune():
                 raise optuna.TrialPruned(f"running log loss {value:.5f} after fold {step}")
 
+        stacker = searched_config(config.stacker, params, calibration)
         result: FoldResult = evaluate_stacker(
-            inputs.X, inputs.y, inputs.folds, inputs.groups, params, calibration, fit, report
+            inputs.X, inputs.y, inputs.folds, inputs.groups, stacker, config.seed, report
         )
         for key, value in result.as_dict().items():
             trial.set_user_attr(key, value)
@@ -331,11 +292,10 @@ def tune(config: RunConfig, tune_config: TuneConfig) -> dict:
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     inputs = prepare_inputs(config)
-    fit = stacker_fit_of(config)
     storage = tune_config.storage or default_storage(out)
     sampler_seed = config.seed if tune_config.sampler_seed is None else tune_config.sampler_seed
     study = open_study(storage, tune_config.study_name, sampler_seed, tune_config)
-    check_setup(study, setup_key(inputs, fit))
+    check_setup(study, setup_key(inputs, config))
     log.info(
         "study %r: %d trial(s) so far; adding up to %s trial(s), timeout %s s",
         study.study_name,
@@ -343,11 +303,11 @@ def tune(config: RunConfig, tune_config: TuneConfig) -> dict:
         tune_config.n_trials,
         tune_config.timeout,
     )
-    baseline = ensure_baseline(study, inputs, fit)
+    baseline = ensure_baseline(study, inputs, config)
     interrupted = False
     try:
         study.optimize(
-            make_objective(inputs, fit),
+            make_objective(inputs, config),
             n_trials=tune_config.n_trials,
             timeout=tune_config.timeout,
             show_progress_bar=config.progress,

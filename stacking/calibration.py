@@ -12,6 +12,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 
+from stacking.config import CALIBRATIONS
+
 EPS = 1e-7
 
 
@@ -22,7 +24,7 @@ def _logits(proba: np.ndarray) -> np.ndarray:
 class ProbabilityCalibrator:
     """softmax(log(p) / T + [0, 0, tie_bias]); ``kind`` is "none", "temperature" or "vector"."""
 
-    KINDS = ("none", "temperature", "vector")
+    KINDS = CALIBRATIONS
 
     def __init__(self, kind: str = "temperature"):
         if kind not in self.KINDS:

@@ -50,7 +50,9 @@ class StackerModel:
         feature_config: dict,
         metadata: dict | None = None,
     ) -> StackerModel:
-        return cls([m.booster_ for m in models], list(models[0].columns_), calibrator, feature_config, metadata or {})
+        return cls(
+            [m.fitted_booster() for m in models], list(models[0].columns_), calibrator, feature_config, metadata or {}
+        )
 
     def predict_proba_uncalibrated(self, X: pd.DataFrame) -> np.ndarray:
         return np.mean([predict_swap_averaged(b, X, self.columns) for b in self.boosters], axis=0)

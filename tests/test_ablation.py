@@ -10,11 +10,12 @@ from arena_schema import CLASS_COLUMNS
 from features.extractor import group_columns
 from features.groups import GROUPS
 from pipelines import ablation
+from pipelines.cli import run_config_from_args
 from pipelines.metrics import multiclass_log_loss
 from pipelines.stacker_inputs import prepare_inputs
-from pipelines.tune import build_parser, run_config_from_args
 from stacking.calibration import cross_calibrate
-from stacking.lgbm import cross_fit
+from stacking.config import StackerConfig
+from stacking.cross_fit import cross_fit
 from tests.conftest import make_battles
 
 FAST = [
@@ -43,7 +44,7 @@ def _length_source(frame: pd.DataFrame, path) -> str:
 
 @pytest.fixture
 def args(tmp_path):
-    train_frame, test_frame = make_battles(150, seed=5), make_battles(20, seed=6, labelled=False, start_id=90000)
+    train_frame, test_frame = make_battles(100, seed=5), make_battles(20, seed=6, labelled=False, start_id=90000)
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
     train_frame.to_csv(train, index=False)
     test_frame.to_csv(test, index=False)
@@ -73,7 +74,7 @@ def test_ablation_report_equals_recomputation_and_is_deterministic(args, tmp_pat
     assert '<img src="ablation.png"' in (folder / "ablation.html").read_text()
 
     # recompute the full model and one drop-one variant with cross_fit + cross_calibrate
-    config = run_config_from_args(build_parser().parse_args([*args, "--out", str(out)]))
+    config = run_config_from_args(ablation.build_parser().parse_args([*args, "--out", str(out)]))
     inputs = prepare_inputs(config)
     y, folds = inputs.y, inputs.folds
     formatting = set(group_columns(inputs.X.columns)["formatting"])
@@ -87,10 +88,8 @@ def test_ablation_report_equals_recomputation_and_is_deterministic(args, tmp_pat
             y,
             folds,
             inputs.groups,
-            params={"num_threads": 1},
+            config=StackerConfig(num_boost_round=20, early_stopping_rounds=5, num_threads=1),
             seed=config.seed,
-            num_boost_round=20,
-            early_stopping_rounds=5,
         )
         calibrated, _ = cross_calibrate(result.oof, y, folds, "temperature")
         per_fold[name] = [multiclass_log_loss(y[folds == k], calibrated[folds == k]) for k in range(5)]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipelines import convert as cv
-from pipelines.convert import COLUMNS, ConversionError, convert
+from pipelines.formats import COLUMNS, ConversionError, convert
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -20,6 +20,8 @@ from pipelines.data import load_battles, swap_battles
 from tests.conftest import make_battles
 from tests.tiny_models import build_tiny_deberta_v2, build_tiny_distilbert, build_tiny_llama
 
+FAST_STACKER = ["--num-boost-round", "60", "--early-stopping-rounds", "10", "--num-threads", "1"]
+
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
@@ -233,6 +235,7 @@ def test_time_budget_leaves_unfinished_encoder_out(tiny_bert, train_csv, test_cs
         "--out",
         str(out),
         "--no-progress",
+        *FAST_STACKER,
         "--n-jobs",
         "1",
         "--encoder",
@@ -251,6 +254,7 @@ def test_time_budget_leaves_unfinished_encoder_out(tiny_bert, train_csv, test_cs
     assert not (out / "oof_tiny-distilbert.parquet").exists()
 
 
+@pytest.mark.slow
 def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
     from pipelines import full_run
 
@@ -265,6 +269,8 @@ def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
                 "--out",
                 str(out),
                 "--no-progress",
+                "--num-threads",
+                "1",  # full-length boosters: the encoder stacker must win here; one thread is only faster
                 "--n-jobs",
                 "1",
                 "--encoder",
@@ -361,6 +367,7 @@ def test_failing_encoder_stacker_keeps_the_features_only_submission(
                 "--out",
                 str(out),
                 "--no-progress",
+                *FAST_STACKER,
                 "--n-jobs",
                 "1",
                 "--encoder",

@@ -23,7 +23,9 @@ from tests.conftest import ROOT, make_battles
 
 NOTEBOOK = ROOT / "kaggle_notebook.py"
 PROBA = ["winner_model_a", "winner_model_b", "winner_tie"]
-FAST_ARGS = "--n-jobs 1 --no-progress --folds 3"  # fixture-sized data: 3 folds keep the test quick
+FAST_ARGS = (  # fixture-sized data: 3 folds and short boosters keep the test quick
+    "--n-jobs 1 --no-progress --folds 3 --num-boost-round 60 --early-stopping-rounds 10 --num-threads 1"
+)
 
 
 # --- export -----------------------------------------------------------------------------------
@@ -36,6 +38,7 @@ def offline_dataset(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_export_builds_the_dataset_folder(offline_dataset):
     wheels = sorted(p.name for p in (offline_dataset / "wheels").glob("*.whl"))
     assert len(wheels) == 1 and wheels[0].startswith("arena_pref-")  # --no-download: the project only
@@ -102,6 +105,7 @@ def _check_submission(root: Path) -> pd.DataFrame:
     return sub
 
 
+@pytest.mark.slow
 def test_notebook_runs_offline_end_to_end(tmp_path, offline_dataset):
     root = _fake_kaggle(tmp_path, offline_dataset)
     proc = _run_notebook(tmp_path, root)
@@ -118,6 +122,7 @@ def test_notebook_runs_offline_end_to_end(tmp_path, offline_dataset):
     assert report["submission"] == str(root / "working" / "submission.csv")
 
 
+@pytest.mark.slow
 def test_notebook_tiny_budget_keeps_the_features_only_submission(tmp_path, offline_dataset):
     from tests.tiny_models import build_tiny_distilbert
 

@@ -5,8 +5,13 @@ import pandas as pd
 import pytest
 
 from pipelines import full_run, predict
+from pipelines.config import RunConfig
 from pipelines.paths import SAMPLE_DIR
+from pipelines.run import run
 from pipelines.submission import SubmissionError, write_submission
+
+# fixture-sized data: short boosters, one LightGBM thread (results do not depend on threads)
+FAST = ["--num-boost-round", "60", "--early-stopping-rounds", "10", "--num-threads", "1", "--no-progress"]
 
 
 def _check_submission(path, test_path):
@@ -22,9 +27,7 @@ def _check_submission(path, test_path):
 def test_full_run_then_predict_from_saved_model(train_csv, test_csv, tmp_path):
     out = tmp_path / "run"
     assert (
-        full_run.main(
-            ["--train", str(train_csv), "--test", str(test_csv), "--out", str(out), "--no-progress", "--n-jobs", "1"]
-        )
+        full_run.main(["--train", str(train_csv), "--test", str(test_csv), "--out", str(out), "--n-jobs", "1", *FAST])
         == 0
     )
     sub = _check_submission(out / "submission.csv", test_csv)
@@ -46,10 +49,17 @@ def test_full_run_then_predict_from_saved_model(train_csv, test_csv, tmp_path):
         atol=1e-7,
     )
 
+    # the run repeats from its report: the saved config rebuilds it, and the figures are the same
+    config = RunConfig.from_dict(report["config"])
+    assert json.loads(json.dumps(config.to_dict())) == report["config"] and config.stacker.num_boost_round == 60
+    config.out_dir = str(tmp_path / "repeat")
+    repeated = run(config)
+    assert json.loads(json.dumps(repeated["oof"])) == report["oof"] and repeated["chosen"] == report["chosen"]
+
 
 def test_default_run_uses_bundled_sample(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert full_run.main(["--no-progress", "--test-labels", str(SAMPLE_DIR / "test_labels.csv")]) == 0
+    assert full_run.main([*FAST, "--test-labels", str(SAMPLE_DIR / "test_labels.csv")]) == 0
     _check_submission(tmp_path / "outputs" / "run" / "submission.csv", SAMPLE_DIR / "test.csv")
     report = json.loads((tmp_path / "outputs" / "run" / "report.json").read_text())
     assert report["holdout"]["stacker (calibrated)"]["rows"] == 100
@@ -63,7 +73,7 @@ def test_kaggle_layout_is_discovered(train_csv, test_csv, tmp_path, monkeypatch)
     for src, name in ((train_csv, "train.csv"), (test_csv, "test.csv")):
         (comp / name).write_bytes(src.read_bytes())
     monkeypatch.setenv("ARENA_PREF_KAGGLE_ROOT", str(root))
-    assert full_run.main(["--no-progress", "--n-jobs", "1"]) == 0
+    assert full_run.main([*FAST, "--n-jobs", "1"]) == 0
     _check_submission(root / "working" / "submission.csv", test_csv)
 
 

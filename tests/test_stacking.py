@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator
 
 from arena_schema import swap_feature_frame, swap_proba
 from features.extractor import FeatureExtractor
@@ -8,11 +9,14 @@ from pipelines.data import load_battles
 from pipelines.folds import make_folds, prompt_groups
 from pipelines.metrics import multiclass_log_loss, nested_prior
 from stacking.calibration import ProbabilityCalibrator, cross_calibrate
-from stacking.lgbm import LGBMStacker, cross_fit
+from stacking.config import StackerConfig
+from stacking.cross_fit import cross_fit, fit_calibrated
+from stacking.lgbm import LGBMStacker
 from stacking.model import StackerModel
 from stacking.sources import read_proba_file, source_features
 
-FAST = {"num_boost_round": 200, "early_stopping_rounds": 20}
+# one LightGBM thread: the same results, and far quicker on a machine with busy cores
+FAST = {"num_boost_round": 200, "early_stopping_rounds": 20, "config": StackerConfig(num_threads=1)}
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +43,11 @@ def test_swap_averaging_is_exactly_symmetric(prepared):
 def test_swap_augmentation_doubles_training_rows(prepared):
     _, X, y, _, groups = prepared
     model = LGBMStacker(seed=0, **FAST).fit(X, y, groups)
-    Xa, ya = model._augment(X.to_numpy(np.float32), y)
+    Xa, ya, wa = model._augment(X.to_numpy(np.float32), y, np.arange(len(y), dtype=float))
     assert len(ya) == 2 * len(y) and Xa.shape == (2 * len(y), X.shape[1])
     counts = np.bincount(ya, minlength=3)
     assert counts[0] == counts[1]  # A and B wins balanced after augmentation
+    np.testing.assert_array_equal(wa, np.tile(np.arange(len(y), dtype=float), 2))  # a swapped copy keeps its weight
 
 
 def test_cross_fit_oof_covers_every_row_once_and_beats_prior(prepared):
@@ -64,9 +69,9 @@ def test_inner_early_stopping_never_sees_the_predicted_fold(prepared, monkeypatc
     seen = []
     original = LGBMStacker.fit
 
-    def spy(self, X_fit, y_fit, groups_fit=None, callbacks=None):
+    def spy(self, X_fit, y_fit, groups_fit=None, callbacks=None, **kwargs):
         seen.append(set(X_fit.index))
-        return original(self, X_fit, y_fit, groups_fit, callbacks)
+        return original(self, X_fit, y_fit, groups_fit, callbacks, **kwargs)
 
     monkeypatch.setattr(LGBMStacker, "fit", spy)
     cross_fit(X, y, folds, groups, seed=0, **FAST)
@@ -151,3 +156,85 @@ def test_probability_source_columns_swap_like_features(tmp_path):
     frame.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match=r"bad.csv: row 1 \(id=3\)"):
         read_proba_file(tmp_path / "bad.csv")
+
+
+def test_zero_weight_rows_do_not_affect_the_model(prepared):
+    _, X, y, folds, groups = prepared
+    weights = np.where(np.arange(len(y)) % 3 == 0, 0.0, 1.0)
+    scrambled = np.where(weights == 0, (y + 1) % 3, y)  # other labels on the rows that weigh nothing
+    fit = {"seed": 0, **FAST}
+    a = LGBMStacker(**fit).fit(X, y, groups, sample_weight=weights)
+    b = LGBMStacker(**fit).fit(X, scrambled, groups, sample_weight=weights)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    unweighted = LGBMStacker(**fit).fit(X, scrambled, groups)
+    assert not np.allclose(a.predict_proba(X), unweighted.predict_proba(X))  # the weights are used at all
+    # threaded through the cross-fit: OOF identical whatever the zero-weight rows' labels are
+    ra = cross_fit(X, y, folds, groups, seed=0, sample_weight=weights, **FAST)
+    rb = cross_fit(X, scrambled, folds, groups, seed=0, sample_weight=weights, **FAST)
+    np.testing.assert_array_equal(ra.oof, rb.oof)
+
+
+class _FoldMean(BaseEstimator):
+    """A trivial fold feature: the mean response length of the battles it was fitted on."""
+
+    def fit(self, battles: pd.DataFrame) -> "_FoldMean":
+        self.seen_ids_ = set(battles["id"].astype(str))
+        self.mean_ = float(battles["a_turns"].map(lambda t: len("".join(t))).mean())
+        return self
+
+    def transform(self, battles: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"prompt_fold_mean": np.full(len(battles), self.mean_)}, index=battles.index)
+
+
+def test_fold_features_are_fitted_on_training_folds_only(prepared):
+    battles, X, y, folds, groups = prepared
+    prototype = _FoldMean()
+    test_battles = battles.iloc[:10]
+    result = cross_fit(
+        X,
+        y,
+        folds,
+        groups,
+        X_test=X.iloc[:10],
+        seed=0,
+        fold_features=[prototype],
+        battles=battles,
+        test_battles=test_battles,
+        **FAST,
+    )
+    assert not hasattr(prototype, "mean_")  # cloned per fold, never fitted itself
+    ids = battles["id"].astype(str).to_numpy()
+    assert len(result.fold_transformers) == 5
+    means = set()
+    for k, (fitted,), model in zip(result.fold_ids, result.fold_transformers, result.models):
+        assert fitted.seen_ids_ == set(ids[folds != k])  # fit saw the training folds, and nothing else
+        expected = battles["a_turns"][folds != k].map(lambda t: len("".join(t))).mean()
+        assert fitted.mean_ == pytest.approx(expected)
+        assert model.columns_[-1] == "prompt_fold_mean"
+        means.add(fitted.mean_)
+    assert len(means) == 5  # one value per fold: each learned from its own rows
+    assert result.test is not None and not np.isnan(result.oof).any()
+    with pytest.raises(ValueError, match="battles"):
+        cross_fit(X, y, folds, groups, seed=0, fold_features=[prototype], **FAST)
+
+
+def test_stacker_config_is_validated_and_is_the_one_source_of_defaults():
+    with pytest.raises(ValueError, match="calibration"):
+        StackerConfig(calibration="platt")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="inner_valid_fraction"):
+        StackerConfig(inner_valid_fraction=1.5)
+    model = LGBMStacker(num_boost_round=7, config=StackerConfig(num_threads=3, early_stopping_rounds=3))
+    assert (model.config.num_boost_round, model.config.early_stopping_rounds, model.params["num_threads"]) == (7, 3, 3)
+    assert LGBMStacker().config == StackerConfig()
+    assert ProbabilityCalibrator.KINDS == ("none", "temperature", "vector")
+
+
+def test_fit_calibrated_is_cross_fit_then_nested_calibration(prepared):
+    _, X, y, folds, groups = prepared
+    config = StackerConfig(num_boost_round=60, early_stopping_rounds=10, calibration="vector", num_threads=1)
+    fit = fit_calibrated(X, y, folds, config, seed=0, groups=groups, X_test=X.iloc[:5])
+    raw = cross_fit(X, y, folds, groups, X_test=X.iloc[:5], config=config, seed=0)
+    np.testing.assert_array_equal(fit.raw.oof, raw.oof)
+    calibrated, calibrator = cross_calibrate(raw.oof, y, folds, "vector")
+    np.testing.assert_allclose(fit.oof_cal, calibrated)
+    np.testing.assert_allclose(fit.test_cal, calibrator.predict_proba(raw.test))

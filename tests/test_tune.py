@@ -7,11 +7,13 @@ import optuna
 import pytest
 
 from pipelines import full_run, tune
+from pipelines.cli import run_config_from_args
 from pipelines.config import load_params_file
 from pipelines.stacker_inputs import prepare_inputs
-from stacking import lgbm
 from stacking.calibration import ProbabilityCalibrator
-from stacking.tuning import cross_validated_loss, evaluate_stacker, split_trial_params
+from stacking.cross_fit import fit_calibrated
+from stacking.metrics import multiclass_log_loss
+from stacking.tuning import evaluate_stacker, searched_config, split_trial_params
 from tests.conftest import make_battles
 
 FAST = [
@@ -41,12 +43,10 @@ def _load(out):
 
 def _config(data, out):
     args = tune.build_parser().parse_args([*data, "--out", str(out), "--seed", "7", *FAST])
-    return tune.run_config_from_args(args)
+    return run_config_from_args(args)
 
 
-def test_tune_writes_best_params_that_full_run_uses_and_resumes(data, tmp_path, monkeypatch):
-    # one LightGBM thread for full_run too: results are the same, and 2 threads crawl on a busy CI core
-    monkeypatch.setitem(lgbm.DEFAULT_PARAMS, "num_threads", 1)
+def test_tune_writes_best_params_that_full_run_uses_and_resumes(data, tmp_path):
     out = tmp_path / "tune"
     assert tune.main([*data, "--out", str(out), "--n-trials", "3", "--seed", "7", *FAST]) == 0
     best = load_params_file(out / "best_params.json")
@@ -61,23 +61,23 @@ def test_tune_writes_best_params_that_full_run_uses_and_resumes(data, tmp_path, 
     report = (out / "tuning_report.md").read_text()
     assert f"{best['value']:.5f}" in report and f"{best['baseline_value']:.5f}" in report
 
-    # the objective is the calibrated nested OOF loss that cross_fit + cross_calibrate give
+    # the objective is the calibrated nested OOF loss of fit_calibrated, the fit full_run and ablation use
     trial = min(complete, key=lambda t: t.value)
     params, calibration = split_trial_params(trial.params)
     config = _config(data, out)
     inputs = prepare_inputs(config)
-    again = cross_validated_loss(
-        inputs.X, inputs.y, inputs.folds, inputs.groups, params, calibration, tune.stacker_fit_of(config)
+    fit = fit_calibrated(
+        inputs.X, inputs.y, inputs.folds, searched_config(config.stacker, params, calibration), 7, groups=inputs.groups
     )
-    assert again.log_loss == pytest.approx(trial.value, abs=1e-12)
-    assert again.per_fold == pytest.approx(trial.user_attrs["per_fold"], abs=1e-12)
+    y, folds = inputs.y, inputs.folds
+    assert multiclass_log_loss(y, fit.oof_cal) == pytest.approx(trial.value, abs=1e-12)
+    per_fold = [multiclass_log_loss(y[folds == k], fit.oof_cal[folds == k]) for k in range(5)]
+    assert per_fold == pytest.approx(trial.user_attrs["per_fold"], abs=1e-12)
 
     # full_run takes the file as it is
     run_dir = tmp_path / "run"
     assert (
-        full_run.main(
-            [*data, "--out", str(run_dir), "--params", str(out / "best_params.json"), "--no-progress", "--n-jobs", "1"]
-        )
+        full_run.main([*data, "--out", str(run_dir), "--params", str(out / "best_params.json"), "--seed", "7", *FAST])
         == 0
     )
     run_report = json.loads((run_dir / "report.json").read_text())
@@ -123,16 +123,14 @@ def test_running_loss_is_reported_per_fold_and_pruning_stops_a_trial(data, tmp_p
     out = tmp_path / "tune"
     config = _config(data, out)
     inputs = prepare_inputs(config)
-    fit = tune.stacker_fit_of(config)
     seen = []
     result = evaluate_stacker(
         inputs.X,
         inputs.y,
         inputs.folds,
         inputs.groups,
-        {},
-        "temperature",
-        fit,
+        config.stacker,
+        config.seed,
         lambda value, step: seen.append((step, value)),
     )
     assert [s for s, _ in seen] == [0, 1, 2, 3, 4]
@@ -145,7 +143,7 @@ def test_running_loss_is_reported_per_fold_and_pruning_stops_a_trial(data, tmp_p
         pruner=optuna.pruners.ThresholdPruner(upper=0.0),
         sampler=optuna.samplers.TPESampler(seed=0),
     )
-    study.optimize(tune.make_objective(inputs, fit), n_trials=1)
+    study.optimize(tune.make_objective(inputs, config), n_trials=1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert list(trial.intermediate_values) == [0]
