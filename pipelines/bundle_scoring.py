@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ def score_bundle(
             log(record["encoder_decision"])
             return record
         rows = test.iloc[start : start + size]
-        proba, seconds = _timed(clock, lambda rows=rows: model.predict_proba(rows))
+        proba, seconds = _timed(clock, partial(model.predict_proba, rows))
         parts.append(proba)
         timings.append((len(rows), seconds))
         start += len(rows)

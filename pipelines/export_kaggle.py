@@ -40,7 +40,7 @@ DATASET_SLUG = "arena-pref-offline"
 DATASET_TITLE = "arena-pref offline"
 BUNDLE_DIR = "model"
 BUNDLE_MANIFEST = "manifest.json"  # what marks a trained bundle (pipelines.estimator)
-BUNDLE_KEY = "encoder_names"  # a key every bundle manifest has
+BUNDLE_KIND = "arena-pref-bundle"  # the manifest's "kind" (pipelines.bundle)
 
 
 def _project_sources(root: Path) -> list[str]:
@@ -148,7 +148,7 @@ def is_bundle(directory: Path) -> bool:
         manifest = json.loads((directory / BUNDLE_MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(manifest, dict) and BUNDLE_KEY in manifest
+    return isinstance(manifest, dict) and manifest.get("kind") == BUNDLE_KIND
 
 
 def export_bundle(out: Path, model_dir: Path, copy_base: bool = False) -> dict:
@@ -159,7 +159,7 @@ def export_bundle(out: Path, model_dir: Path, copy_base: bool = False) -> dict:
     target = out / BUNDLE_DIR
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(model_dir, target)  # exactly: loading rejects missing, changed or unlisted files
     records = [base_record(d) for d in bundle_encoders(target).values()]
     for record in records:
         base = Path(record["base_model"])
@@ -255,7 +255,7 @@ def export(
         log.warning("no --kaggle-user (or KAGGLE_USERNAME): edit the id in dataset-metadata.json before uploading")
     write_metadata(out, user, title)
     readme = write_readme(out, packages, download)
-    summary = {
+    summary: dict = {
         "out": str(out),
         "project_wheel": project_wheel.name,
         "wheels": sorted(p.name for p in wheels.glob("*.whl")),
@@ -265,7 +265,10 @@ def export(
         "bundle": bundle,
     }
     log.info(
-        "dataset folder ready: %s (%d wheels). Upload: kaggle datasets create -p %s", out, len(summary["wheels"]), out
+        "dataset folder ready: %s (%d wheels). Upload: kaggle datasets create -p %s",
+        out,
+        len(list(wheels.glob("*.whl"))),
+        out,
     )
     return summary
 

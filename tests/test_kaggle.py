@@ -343,3 +343,144 @@ def test_real_probe_measures_the_tiny_model(tmp_path):
     assert probe[0]["steps_per_fold"] == 2 and run.plan["max_length"]["used"] == 160
     assert run.complete and run.test_folds == [0, 1]
     assert all(f["decision"] == "train + OOF + test" for f in run.plan["folds"])
+
+
+# --- inference only: export --model, base weights, scoring under a deadline ---------------------
+
+
+def _fake_bundle(tmp_path: Path, lora: bool = True) -> tuple[Path, Path]:
+    """A bundle folder with one encoder's manifest (no weights: export only copies and records)."""
+    base = tmp_path / "hub" / "gemma-2-9b-it"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text(json.dumps({"_name_or_path": "google/gemma-2-9b-it", "model_type": "gemma2"}))
+    (base / "model.safetensors").write_bytes(b"weights")
+    bundle = tmp_path / "run" / "model"
+    enc = bundle / "encoder_gemma"
+    (enc / "fold_0").mkdir(parents=True)
+    (bundle / "manifest.json").write_text(json.dumps({"kind": "arena-pref-bundle"}))
+    (enc / "encoder.json").write_text(json.dumps({"name": "gemma", "base_model": str(base), "lora": lora}))
+    (enc / "fold_0" / "adapter_model.safetensors").write_bytes(b"adapter")
+    return bundle, base
+
+
+def test_export_model_references_the_base_weights(tmp_path, monkeypatch):
+    from pipelines.base_weights import resolve_bases
+
+    monkeypatch.setattr(export_kaggle, "build_project_wheel", lambda wheels: wheels / "arena_pref-0-py3.whl")
+    bundle, base = _fake_bundle(tmp_path)
+    out = tmp_path / "dataset"
+    assert export_kaggle.main(["--out", str(out), "--no-download", "--model", str(bundle)]) == 0
+    assert (out / "model" / "manifest.json").exists()
+    assert (out / "model" / "encoder_gemma" / "fold_0" / "adapter_model.safetensors").exists()
+    assert not (out / "bases").exists()  # referenced, not copied
+    (record,) = json.loads((out / "base_models.json").read_text())
+    assert record["needs_base"] and record["copied_to"] is None
+    assert record["identity"] == {
+        "folder": "gemma-2-9b-it",
+        "name_or_path": "google/gemma-2-9b-it",
+        "model_type": "gemma2",
+    }
+    # on "Kaggle": the base hosted under another folder name is found by its config.json _name_or_path
+    inputs = tmp_path / "input"
+    shutil.copytree(out, inputs / "arena-pref-offline")
+    shutil.copytree(base, inputs / "gemma-2" / "transformers" / "2" / "9b")
+    found = resolve_bases(inputs / "arena-pref-offline" / "model", inputs, [record])
+    assert found == {"gemma": inputs / "gemma-2" / "transformers" / "2" / "9b"}
+    with pytest.raises(FileNotFoundError, match="attach the Kaggle model"):
+        resolve_bases(inputs / "arena-pref-offline" / "model", tmp_path / "nothing", [record])
+
+
+def test_export_model_copy_base_and_full_finetunes(tmp_path, monkeypatch):
+    from pipelines.base_weights import resolve_bases
+
+    monkeypatch.setattr(export_kaggle, "build_project_wheel", lambda wheels: wheels / "arena_pref-0-py3.whl")
+    bundle, _ = _fake_bundle(tmp_path)
+    out = tmp_path / "dataset"
+    export_kaggle.main(["--out", str(out), "--no-download", "--model", str(bundle), "--copy-base"])
+    (record,) = json.loads((out / "base_models.json").read_text())
+    assert record["copied_to"] == "bases/gemma-2-9b-it" and (out / "bases/gemma-2-9b-it/model.safetensors").exists()
+    assert resolve_bases(out / "model", tmp_path / "empty", [record]) == {"gemma": out / "bases/gemma-2-9b-it"}
+    full, _ = _fake_bundle(tmp_path / "full", lora=False)  # full fine-tune: folds carry the weights
+    export_kaggle.main(["--out", str(tmp_path / "d2"), "--no-download", "--model", str(full)])
+    assert resolve_bases(tmp_path / "d2" / "model", tmp_path / "empty") == {}
+    with pytest.raises(SystemExit, match="manifest.json"):
+        export_kaggle.export_bundle(tmp_path / "d3", tmp_path / "hub")
+
+
+class _FakeBundleModel:
+    """Stands in for ArenaPreferenceModel: encoders cost ``fixed + per_row x rows`` on a fake clock."""
+
+    def __init__(self, clock: FakeClock, fixed: float, per_row: float, encoders=("enc",)) -> None:
+        self.clock, self.fixed, self.per_row, self.encoder_names_ = clock, fixed, per_row, list(encoders)
+
+    def predict_proba(self, frame, use_encoders=True):
+        if use_encoders:
+            self.clock.t += self.fixed + self.per_row * len(frame)
+        return np.tile([0.5, 0.3, 0.2] if use_encoders else [0.4, 0.4, 0.2], (len(frame), 1))
+
+
+@pytest.mark.parametrize("deadline, used", [(10_000, True), (500, False), (0, False)])
+def test_bundle_scoring_keeps_features_only_when_encoders_do_not_fit(tmp_path, deadline, used):
+    from pipelines.bundle_scoring import score_bundle
+
+    clock = FakeClock()
+    test = make_battles(1000, seed=6, labelled=False).assign(id=lambda f: f["id"].astype(str))
+    # 1000 rows: probes 8 + 256 rows cost 2 x 60 s + 264 s; the rest 60 + 736 s; 736 x 1.2 > 500 - 384
+    model = _FakeBundleModel(clock, fixed=60.0, per_row=1.0)
+    sub = tmp_path / "submission.csv"
+    record = score_bundle(model, test, sub, deadline=deadline, clock=clock, log=lambda s: None)
+    got = pd.read_csv(sub)
+    assert len(got) == 1000 and len(record["writes"]) == (2 if used else 1)
+    np.testing.assert_allclose(got["winner_model_a"], 0.5 if used else 0.4)
+    if used:
+        assert abs(record["projected_rest_s"] - (60 + 736)) < 1e-6 and record["encoder_decision"] == "used"
+    else:
+        assert record["encoder_decision"].startswith("skipped")
+
+
+def _trained_bundle(tmp_path: Path, *extra: str) -> Path:
+    """``full_run`` on fixture battles -> ``RUN/model`` (the announced bundle)."""
+    pytest.importorskip("pipelines.estimator", reason="needs the ArenaPreferenceModel bundle (branch w2a-est)")
+    run = tmp_path / "train_run"
+    make_battles(180, seed=1).to_csv(tmp_path / "train.csv", index=False)
+    make_battles(20, seed=7, labelled=False, start_id=70000).to_csv(tmp_path / "t.csv", index=False)
+    cmd = [sys.executable, "-m", "pipelines.full_run", "--train", str(tmp_path / "train.csv")]
+    cmd += ["--test", str(tmp_path / "t.csv"), "--out", str(run), *FAST_ARGS.split(), *extra]
+    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, timeout=600)
+    return run / "model"
+
+
+def _kaggle_with_bundle(tmp_path: Path, dataset: Path, bundle: Path) -> Path:
+    root = _fake_kaggle(tmp_path, dataset)
+    export_kaggle.export_bundle(root / "input" / "arena-pref-offline", bundle)
+    return root
+
+
+@pytest.mark.slow
+def test_notebook_inference_only_features_bundle(tmp_path, offline_dataset):
+    root = _kaggle_with_bundle(tmp_path, offline_dataset, _trained_bundle(tmp_path))
+    proc = _run_notebook(tmp_path, root)
+    assert f"trained bundle: {root / 'input' / 'arena-pref-offline' / 'model'}" in proc.stdout
+    assert "features-only submission written" in proc.stdout
+    _check_submission(root)
+    scoring = json.loads((root / "working" / "scoring.json").read_text())
+    assert scoring["encoder_decision"] == "no encoders in the bundle" and len(scoring["writes"]) == 1
+    assert not (root / "working" / "arena_pref_run").exists()  # nothing trained on "Kaggle"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budget_hours, used", [("8.5", True), ("0.0003", False)])
+def test_notebook_inference_only_tiny_bert_bundle(tmp_path, offline_dataset, budget_hours, used):
+    from tests.tiny_models import build_tiny_distilbert
+
+    model = build_tiny_distilbert(tmp_path / "tiny-distilbert")
+    bundle = _trained_bundle(
+        tmp_path, "--encoder", str(model), "--encoder-max-steps", "2", "--encoder-max-length", "64"
+    )
+    root = _kaggle_with_bundle(tmp_path, offline_dataset, bundle)
+    _run_notebook(tmp_path, root, ARENA_PREF_TIME_BUDGET_HOURS=budget_hours)
+    sub = _check_submission(root)
+    scoring = json.loads((root / "working" / "scoring.json").read_text())
+    assert scoring["encoders"] == ["tiny-distilbert"]
+    assert (scoring["encoder_decision"] == "used") == used and len(scoring["writes"]) == (2 if used else 1)
+    assert len(sub) == 40
