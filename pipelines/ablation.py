@@ -513,9 +513,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = run_config_from_args(args)
     apply_params_file(config, args)
+    from pipelines.preflight import check_run
+
+    check_run(config)
     run_ablation(config, AblationConfig(top_features=args.top_features))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipelines.errors import run_command
+
+    sys.exit(run_command(main))

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pipelines.config import RunConfig, load_params_file
 from pipelines.paths import DataPaths, resolve_paths
+from pipelines.resources import feature_workers, lightgbm_threads
 from stacking.config import StackerConfig
 
 STACKER_FLAGS = ("num_boost_round", "early_stopping_rounds", "num_threads")  # quick looks, every command
@@ -90,7 +91,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         metavar="NAME=OOF,TEST",
         help="extra probability source: OOF file for train and prediction file for test",
     )
-    p.add_argument("--n-jobs", type=int, default=2, help="feature extraction processes")
+    p.add_argument("--n-jobs", type=int, help="feature extraction processes (default: the cores this process may use)")
     p.add_argument("--no-progress", action="store_true")
     add_dataclass_args(p.add_argument_group("stacker"), StackerConfig, only=STACKER_FLAGS)
 
@@ -106,7 +107,7 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
         seed=args.seed,
         progress=not args.no_progress,
     )
-    config.features.n_jobs = args.n_jobs
+    config.features.n_jobs = args.n_jobs if args.n_jobs is not None else feature_workers()
     if args.groups:
         config.features.groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
     for spec in args.source:
@@ -114,7 +115,11 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
         if not files or "," not in files:
             raise SystemExit(f"--source expects NAME=OOF,TEST, got {spec!r}")
         config.extra_sources[name] = files
-    config.stacker = dataclasses.replace(config.stacker, **overrides_from_args(args, StackerConfig))
+    stacker = overrides_from_args(args, StackerConfig)
+    if "num_threads" not in stacker:  # free cores now (pipelines.resources); results do not depend on it
+        stacker["num_threads"] = lightgbm_threads()
+    config.stacker = dataclasses.replace(config.stacker, **stacker)
+    config.allow_worse_than_prior = bool(getattr(args, "allow_worse_than_prior", False))
     return config, paths
 
 
@@ -138,3 +143,12 @@ def add_stacker_choice_args(p: argparse.ArgumentParser) -> None:
     """``--params`` and ``--calibration`` (full_run and ablation)."""
     p.add_argument("--params", help="best-params JSON from pipelines.tune (stacker overrides and calibration)")
     add_dataclass_args(p, StackerConfig, only=("calibration",))
+
+
+def add_prior_guard_args(p: argparse.ArgumentParser) -> None:
+    """``--allow-worse-than-prior`` (full_run): see pipelines.prior_guard."""
+    p.add_argument(
+        "--allow-worse-than-prior",
+        action="store_true",
+        help="submit the stacker even when its OOF log loss is worse than the class prior's (default: the prior)",
+    )

@@ -8,13 +8,14 @@ from pathlib import Path
 
 from encoders.settings import EncoderConfig
 from features.groups import GROUPS
+from pipelines.resources import feature_workers
 from stacking.config import StackerConfig
 
 
 @dataclass
 class FeatureConfig:
     groups: tuple[str, ...] = tuple(GROUPS)
-    n_jobs: int = 2
+    n_jobs: int = field(default_factory=feature_workers)  # the cores this process may use
     chunk_size: int = 1000
 
 
@@ -33,6 +34,7 @@ class RunConfig:
     encoders: list[EncoderConfig] = field(default_factory=list)
     progress: bool = True
     time_budget_hours: float | None = None  # whole run; encoder folds that would overrun are not started
+    allow_worse_than_prior: bool = False  # submit the stacker even when the class prior scores better
 
     def to_dict(self) -> dict:
         return asdict(self)

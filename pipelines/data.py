@@ -294,7 +294,9 @@ def _check_cells(path: Path, frame: pd.DataFrame, lines: np.ndarray, text: str) 
             if hits.any():
                 row = int(np.flatnonzero(hits.to_numpy())[0])
                 if what is None:
-                    byte = ord(pattern.search(frame[col].iloc[row]).group()) - 0xDC00
+                    found = pattern.search(frame[col].iloc[row])
+                    assert found is not None  # the column matched at this row
+                    byte = ord(found.group()) - 0xDC00
                     what = f"byte 0x{byte:02x} is not UTF-8 (latin-1 or cp1252?); save the file as UTF-8"
                 raise DataError(f"{path}: line {lines[row]}, column {col!r}: {what}")
         header_hit = pattern.search(text.split("\n", 1)[0])
@@ -465,7 +467,11 @@ def load_battles_frame(
                 cleaned.append(t)
             counts["surrogates"] += had_surrogate
             parsed.append(cleaned)
-        if counts["invalid_json"] >= 2 and counts["invalid_json"] > MAX_SHIFT_SHARE * len(frame):
+        if (
+            first_invalid is not None
+            and counts["invalid_json"] >= 2
+            and counts["invalid_json"] > MAX_SHIFT_SHARE * len(frame)
+        ):
             raise DataError(
                 f"{where(first_invalid, col)}: {counts['invalid_json']} of {len(frame)} cells are not JSON lists of"
                 " turns; columns shifted or not the Kaggle schema?"

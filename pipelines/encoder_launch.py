@@ -34,6 +34,11 @@ def run_in_process(
     seconds_left: float | None,
     progress: bool = True,
 ) -> EncoderRun:
+    import torch
+
+    from pipelines.resources import torch_threads
+
+    torch.set_num_threads(torch_threads())  # the cores this process may use, not the host's
     deadline = None if seconds_left is None else time.monotonic() + seconds_left
     return cross_fit_encoder(config, train, train["label"].to_numpy(), folds, test, run_dir, deadline, progress)
 

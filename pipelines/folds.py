@@ -1,8 +1,15 @@
-"""Prompt-grouped, label-stratified folds, saved once per run so every stage shares them."""
+"""Prompt-grouped, label-stratified folds, saved once per run so every stage shares them.
+
+Folds depend on the seed, the fold count and the data, so ``folds.csv`` carries a sidecar
+``folds.json`` (seed, n_folds, a hash of the sorted ids with their prompt and label, a hash of
+``folds.csv`` itself) and is reused only when all of it matches: a rerun with another seed or
+other data, or one after a run killed between the two writes, makes new folds.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -10,26 +17,59 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from pipelines.preflight import check_labels
+from pipelines.run_dir import atomic_to_csv, atomic_write_text
+
 log = logging.getLogger(__name__)
 
 
-def prompt_groups(battles: pd.DataFrame) -> np.ndarray:
-    """Group key per row: a hash of the normalised prompt turns (same prompt -> same group)."""
-    keys = [
+def prompt_keys(battles: pd.DataFrame) -> list[str]:
+    """A hash of each row's normalised prompt turns (same prompt -> same key)."""
+    return [
         hashlib.blake2b(
             "\x1e".join(" ".join(t.lower().split()) for t in turns).encode("utf-8", "replace"), digest_size=8
         ).hexdigest()
         for turns in battles["prompt_turns"]
     ]
-    return pd.factorize(pd.Series(keys))[0]
+
+
+def prompt_groups(battles: pd.DataFrame) -> np.ndarray:
+    """Group key per row: same prompt -> same group."""
+    return pd.factorize(pd.Series(prompt_keys(battles)))[0]
+
+
+def data_fingerprint(battles: pd.DataFrame) -> str:
+    """sha256 of the sorted (id, prompt hash, label) rows: what the folds were made from."""
+    labels = battles["label"] if "label" in battles else pd.Series([""] * len(battles))
+    rows = sorted(f"{i}\x1f{k}\x1f{y}" for i, k, y in zip(battles["id"].astype(str), prompt_keys(battles), labels))
+    return hashlib.sha256("\x1e".join(rows).encode("utf-8")).hexdigest()
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def folds_meta(battles: pd.DataFrame, n_folds: int, seed: int) -> dict:
+    return {"seed": seed, "n_folds": n_folds, "data_sha256": data_fingerprint(battles)}
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def saved_folds_match(path: Path, meta: dict) -> bool:
+    """``folds.csv`` and its sidecar exist, the sidecar matches ``meta`` and describes this very file."""
+    try:
+        stored = json.loads(sidecar_path(path).read_text())
+        return stored == {**meta, "folds_sha256": _file_sha256(path)}
+    except (OSError, ValueError):
+        return False
 
 
 def make_folds(battles: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
     """``id, fold`` for each row; the same prompt never sits in two folds."""
+    check_labels(battles, n_folds)
     groups = prompt_groups(battles)
-    n_groups = len(np.unique(groups))
-    if n_groups < n_folds:
-        raise ValueError(f"only {n_groups} distinct prompts: cannot make {n_folds} grouped folds")
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold = np.full(len(battles), -1, dtype=np.int64)
     for k, (_, valid) in enumerate(splitter.split(np.zeros(len(battles)), battles["label"], groups)):
@@ -38,14 +78,16 @@ def make_folds(battles: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> pd.Da
 
 
 def load_or_make_folds(battles: pd.DataFrame, path: Path, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
-    """Reuse ``folds.csv`` if it covers exactly these ids; otherwise make and save it."""
+    """Reuse ``folds.csv`` when its sidecar says it was made from this data, seed and fold count;
+    otherwise make new folds and save both files atomically (the csv first, then the sidecar)."""
+    meta = folds_meta(battles, n_folds, seed)
     if path.exists():
-        folds = pd.read_csv(path, dtype={"id": str})
-        if set(folds["id"]) == set(battles["id"]) and folds["fold"].nunique() == n_folds:
+        if saved_folds_match(path, meta):
+            folds = pd.read_csv(path, dtype={"id": str})
             log.info("folds: reusing %s", path)
-            return folds.set_index("id").loc[battles["id"]].reset_index()
-        log.warning("folds: %s does not match this train set; making new folds", path)
+            return folds.set_index("id").loc[battles["id"].astype(str)].reset_index()
+        log.warning("folds: %s was made from other data, seed or fold count; making new folds", path)
     folds = make_folds(battles, n_folds, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folds.to_csv(path, index=False)
+    atomic_to_csv(folds, path, index=False)
+    atomic_write_text(sidecar_path(path), json.dumps({**meta, "folds_sha256": _file_sha256(path)}, indent=2))
     return folds

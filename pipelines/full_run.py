@@ -16,6 +16,7 @@ from encoders.settings import EncoderConfig
 from pipelines.cli import (
     add_data_args,
     add_dataclass_args,
+    add_prior_guard_args,
     add_stacker_choice_args,
     apply_params_file,
     overrides_from_args,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--submission", help="submission path (default <out>/submission.csv; /kaggle/working/submission.csv)"
     )
     add_stacker_choice_args(p)
+    add_prior_guard_args(p)
     p.add_argument(
         "--encoder",
         action="append",
@@ -80,9 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     config, submission = config_from_args(args)
-    run(config, submission, Path(args.test_labels) if args.test_labels else None)
+    from pipelines.preflight import check_run
+    from pipelines.run_dir import hold_run_dir
+
+    check_run(config)  # before any feature is computed
+    with hold_run_dir(config.out):  # one run at a time in --out; a second one stops with one line
+        run(config, submission, Path(args.test_labels) if args.test_labels else None)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipelines.errors import run_command
+
+    sys.exit(run_command(main))

@@ -7,6 +7,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipelines.run_dir import atomic_write_text
+
 
 class StageTimer:
     """Wall time per named stage, in order."""
@@ -113,6 +115,6 @@ def render_markdown(report: dict) -> str:
 def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
-    json_path.write_text(json.dumps(report, indent=2, default=str))
-    md_path.write_text(render_markdown(report))
+    atomic_write_text(json_path, json.dumps(report, indent=2, default=str))
+    atomic_write_text(md_path, render_markdown(report))
     return json_path, md_path

@@ -46,8 +46,8 @@ def affinity_cpus() -> int:
 def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
     """CPUs the cgroup quota allows (may be fractional), or None when unlimited or unknown."""
     try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]  # v2: "max 100000" or "200000 100000"
-        return None if quota == "max" else int(quota) / int(period)
+        v2_quota, v2_period = (root / "cpu.max").read_text().split()[:2]  # v2: "max 100000" or "200000 100000"
+        return None if v2_quota == "max" else int(v2_quota) / int(v2_period)
     except (OSError, ValueError):
         pass
     try:
@@ -90,6 +90,8 @@ def busy_cpus(sample_s: float = 0.25) -> float:
         return 0.0
     time.sleep(sample_s)
     second = _cpu_times()
+    if second is None:
+        return 0.0
     total, idle = second[0] - first[0], second[1] - first[1]
     if total <= 0:
         return 0.0

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from arena_schema import CLASS_COLUMNS
+from pipelines.run_dir import atomic_to_csv, atomic_write
 
 CLIP = 1e-6
 
@@ -38,14 +39,18 @@ def build_submission(ids: pd.Series | list, proba: np.ndarray) -> pd.DataFrame:
 
 
 def write_submission(ids: pd.Series | list, proba: np.ndarray, path: str | Path) -> pd.DataFrame:
-    """Validate, clip, renormalise, write atomically, read back and check again."""
+    """Validate, clip, renormalise, write atomically, read back and check again.
+
+    The file is checked under its temporary name and only then moved over ``path``: a killed, full
+    or concurrent writer leaves the previous submission (or none), never a torn or invalid one.
+    """
     frame = build_submission(ids, proba)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False, float_format="%.8f")
-    check_submission_file(tmp, ids)
-    tmp.replace(path)
+
+    def write_checked(tmp: Path) -> None:
+        frame.to_csv(tmp, index=False, float_format="%.8f")
+        check_submission_file(tmp, ids)
+
+    atomic_write(path, write_checked)
     return frame
 
 
@@ -71,4 +76,4 @@ def save_predictions(ids: pd.Series, proba: np.ndarray, path: Path, extra: dict 
     frame.insert(0, "id", ids.astype(str).to_numpy())
     for key, values in (extra or {}).items():
         frame[key] = values
-    frame.to_csv(path, index=False)
+    atomic_to_csv(frame, path, index=False)

@@ -84,8 +84,10 @@ def open_study(storage: str, name: str, seed: int, tune: TuneConfig):
     pruner = optuna.pruners.MedianPruner(
         n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_steps
     )
+    from pipelines.storage import rdb_storage  # retries the schema race; heartbeats free a killed worker's trial
+
     study = optuna.create_study(
-        storage=storage, study_name=name, direction="minimize", pruner=pruner, load_if_exists=True
+        storage=rdb_storage(storage), study_name=name, direction="minimize", pruner=pruner, load_if_exists=True
     )
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
     return study
@@ -348,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     config = run_config_from_args(args)
+    from pipelines.preflight import check_run
+
+    check_run(config, storage=args.storage or default_storage(config.out))
     tune_config = TuneConfig(
         n_trials=args.n_trials,
         timeout=args.timeout,
@@ -359,4 +364,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipelines.errors import run_command
+
+    sys.exit(run_command(main))

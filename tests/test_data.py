@@ -1,9 +1,11 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from pipelines.data import DataError, load_battles, parse_turns, swap_battles
-from pipelines.folds import load_or_make_folds, make_folds, prompt_groups
+from pipelines.folds import data_fingerprint, load_or_make_folds, make_folds, prompt_groups
 from tests.conftest import make_battles
 
 
@@ -94,10 +96,35 @@ def test_folds_grouped_by_prompt_and_stratified(train_csv, tmp_path):
     assert (share.max() - share.min()).max() < 0.2  # roughly stratified
 
 
-def test_folds_saved_and_reused(train_csv, tmp_path):
+def test_folds_saved_and_reused_only_for_the_same_seed_and_data(train_csv, tmp_path):
     battles, _ = load_battles(train_csv)
     path = tmp_path / "run" / "folds.csv"
     first = load_or_make_folds(battles, path, 5, seed=0)
-    assert path.exists()
-    again = load_or_make_folds(battles, path, 5, seed=123)  # a different seed must not reshuffle a saved split
+    assert path.exists() and path.with_suffix(".json").exists()
+    made_at = path.stat().st_mtime_ns
+    again = load_or_make_folds(battles, path, 5, seed=0)
+    assert path.stat().st_mtime_ns == made_at  # reused, not rewritten
     np.testing.assert_array_equal(first["fold"].to_numpy(), again["fold"].to_numpy())
+
+    reseeded = load_or_make_folds(battles, path, 5, seed=123)  # another seed: new folds, never the old ones
+    np.testing.assert_array_equal(reseeded["fold"].to_numpy(), make_folds(battles, 5, seed=123)["fold"].to_numpy())
+    assert json.loads(path.with_suffix(".json").read_text())["seed"] == 123
+
+    fewer = battles.iloc[:-12].reset_index(drop=True)  # other data of the same ids' subset: remade
+    assert len(load_or_make_folds(fewer, path, 5, seed=123)) == len(fewer)
+    relabelled = battles.assign(label=(battles["label"] + 1) % 3)
+    load_or_make_folds(relabelled, path, 5, seed=123)
+    assert json.loads(path.with_suffix(".json").read_text())["data_sha256"] == data_fingerprint(relabelled)
+
+
+def test_folds_without_a_matching_sidecar_are_remade(train_csv, tmp_path):
+    """A run killed between writing folds.csv and folds.json, or a hand-edited folds.csv, is not trusted."""
+    battles, _ = load_battles(train_csv)
+    path = tmp_path / "folds.csv"
+    load_or_make_folds(battles, path, 5, seed=0)
+    path.write_text(path.read_text().replace(",0\n", ",1\n", 3))  # edited folds, old sidecar
+    folds = load_or_make_folds(battles, path, 5, seed=0)
+    np.testing.assert_array_equal(folds["fold"].to_numpy(), make_folds(battles, 5, seed=0)["fold"].to_numpy())
+    path.with_suffix(".json").unlink()
+    assert len(load_or_make_folds(battles, path, 5, seed=0)) == len(battles)
+    assert path.with_suffix(".json").exists()

@@ -179,13 +179,7 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
 
 
 def test_two_workers_share_one_study_and_a_resumed_worker_continues(postgres_url, data, tmp_path):
-    from pipelines.storage import rdb_storage
-
-    url = _new_database(postgres_url, "tuning")
-    # until pipelines.tune opens its storage with rdb_storage, the schema is created once up front
-    # (as an operator would); the workers then start together on one study
-    rdb_storage(url)
-    postgres_url = url
+    postgres_url = _new_database(postgres_url, "tuning")  # fresh: both workers race to create the schema
     t0 = time.perf_counter()
     workers = [_worker(data, tmp_path / f"w{i}", postgres_url, 2, sampler_seed=100 + i) for i in range(2)]
     outputs = [_finish(w) for w in workers]

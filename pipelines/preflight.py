@@ -1,0 +1,140 @@
+"""Check what a run needs before it spends minutes on features: a mistake found at the end of an
+hour-long run costs the hour.
+
+Each failure is a :class:`PreflightError` (a ``UserError``): one line naming the argument and what
+is wrong, exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import RunConfig
+from pipelines.errors import UserError
+
+MIN_ROWS_PER_FOLD = 3  # fewer leaves a fold's validation split (and its log loss) meaningless
+MIN_CLASSES = 2
+CLASS_NAMES = ("A wins", "B wins", "tie")
+DRIVER_HINTS = {"postgresql": "psycopg2-binary", "mysql": "PyMySQL or mysqlclient"}
+
+
+class PreflightError(UserError):
+    """A run would fail (or mean nothing) with these arguments."""
+
+
+def check_readable_file(path: str | Path, what: str) -> None:
+    path = Path(path)
+    if not path.exists():
+        raise PreflightError(f"{what} {path}: no such file")
+    if not path.is_file():
+        raise PreflightError(f"{what} {path}: not a file")
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise PreflightError(f"{what} {path}: cannot read it ({exc.strerror or exc})") from exc
+
+
+def check_writable_dir(path: str | Path, what: str) -> None:
+    """Create ``path`` if needed and write (then remove) a probe file there: ``os.access`` says yes
+    to root on a read-only mount and says nothing about a full disk."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PreflightError(f"{what} {path}: exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".preflight.", suffix=".tmp") as probe:
+            probe.write(b"x")
+            probe.flush()
+    except OSError as exc:
+        raise PreflightError(f"{what} {path}: not writable ({exc.strerror or exc})") from exc
+
+
+def check_storage_url(url: str) -> None:
+    """An Optuna RDB URL that SQLAlchemy parses, whose driver is installed, and (sqlite) whose
+    folder exists: otherwise the study would fail after the features are computed."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    shown = url.split("@")[-1]
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise PreflightError(
+            f"--storage {shown!r}: not a database URL (e.g. sqlite:///DIR/optuna.db, postgresql://...)"
+        ) from exc
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError as exc:
+        raise PreflightError(f"--storage {shown!r}: unknown database kind {parsed.drivername!r}") from exc
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        hint = DRIVER_HINTS.get(parsed.get_backend_name(), "its driver")
+        raise PreflightError(
+            f"--storage {shown!r}: the {parsed.drivername} driver is not installed (pip install {hint}): {exc}"
+        ) from exc
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        parent = Path(parsed.database).expanduser().parent
+        if not parent.is_dir():
+            raise PreflightError(f"--storage {url!r}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise PreflightError(f"--storage {url!r}: folder {parent} is not writable")
+
+
+def check_sources(sources: dict[str, str]) -> None:
+    for name, spec in sources.items():
+        files = spec.split(",")
+        if not name or len(files) != 2 or not all(files):
+            raise PreflightError(f"--source {name}={spec}: expected NAME=OOF,TEST")
+        for file, side in zip(files, ("OOF", "TEST")):
+            check_readable_file(file, f"--source {name} {side} file")
+
+
+def check_encoders(config: RunConfig) -> None:
+    for encoder in config.encoders:
+        if not encoder.model_path:
+            continue
+        model = Path(encoder.model_path)
+        if not (model / "config.json").is_file():
+            raise PreflightError(f"--encoder {model}: not a Hugging Face model folder (no config.json)")
+
+
+def check_run(config: RunConfig, storage: str | None = None) -> None:
+    """Everything that can be checked before the data is loaded."""
+    if config.n_folds < 2:
+        raise PreflightError(f"--folds {config.n_folds}: need at least 2 folds for out-of-fold predictions")
+    check_readable_file(config.train_path, "--train")
+    check_readable_file(config.test_path, "--test")
+    check_writable_dir(config.out, "--out")
+    if config.submission_path:
+        check_writable_dir(Path(config.submission_path).parent, "--submission folder")
+    check_sources(config.extra_sources)
+    check_encoders(config)
+    if storage is not None:
+        check_storage_url(storage)
+
+
+def check_labels(battles: pd.DataFrame, n_folds: int) -> None:
+    """Enough of the train set to make ``n_folds`` grouped, stratified folds worth scoring."""
+    from pipelines.folds import prompt_groups
+
+    labels = np.asarray(battles["label"])
+    classes = np.unique(labels)
+    if len(classes) < MIN_CLASSES:
+        only = CLASS_NAMES[int(classes[0])] if len(classes) else "none"
+        raise PreflightError(f"train: every row has the same label ({only}); need at least 2 classes to learn anything")
+    n_prompts = len(np.unique(prompt_groups(battles)))
+    if n_prompts < n_folds:
+        raise PreflightError(
+            f"train: only {n_prompts} distinct prompt(s): cannot make {n_folds} folds grouped by prompt (lower --folds)"
+        )
+    if len(battles) < MIN_ROWS_PER_FOLD * n_folds:
+        raise PreflightError(
+            f"train: {len(battles)} rows: too few for {n_folds} folds (need at least {MIN_ROWS_PER_FOLD} per fold)"
+        )
