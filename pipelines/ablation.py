@@ -17,14 +17,12 @@ data, folds, seed and settings (no timings), so two runs give identical files.
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import logging
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,10 +31,26 @@ from scipy.stats import binomtest
 from arena_schema import swap_feature_frame, swap_proba
 from features.extractor import group_columns
 from features.groups import GROUPS
-from pipelines.cli import add_data_args, add_stacker_choice_args, apply_params_file, run_config_from_args
+from pipelines import loso_study
+from pipelines.cli import (
+    add_data_args,
+    add_stacker_choice_args,
+    apply_params_file,
+    run_config_from_args,
+    sources_from_args,
+)
 from pipelines.config import RunConfig
-from pipelines.metrics import nested_prior, summarize
-from pipelines.stacker_inputs import StackerInputs, prepare_inputs
+from pipelines.metrics import nested_prior, reliability, summarize
+from pipelines.multi_source import (
+    fit_seed,
+    paired_seed_deltas,
+    repeated_folds,
+    require_extras_loaded,
+    source_fit_kwargs,
+)
+from pipelines.report_blocks import render_html, render_markdown
+from pipelines.stacker_inputs import StackerInputs, cache_dir_of, prepare_inputs
+from pipelines.training_sets import TrainingSourcesConfig, load_training_sources
 from stacking.cross_fit import CalibratedFit, CrossFitResult, fit_calibrated
 from stacking.sources import source_name_of
 
@@ -88,9 +102,24 @@ def variant_columns(columns: list[str], groups: dict[str, list[str]]) -> dict[st
     return {k: v for k, v in variants.items() if v}  # dropping the only group leaves nothing to fit
 
 
-def fit_variant(inputs: StackerInputs, columns: list[str], config: RunConfig) -> CalibratedFit:
-    """Cross-fitted stacker on ``columns`` plus nested calibration, exactly as ``full_run`` fits it."""
-    return fit_calibrated(inputs.X[columns], inputs.y, inputs.folds, config.stacker, config.seed, groups=inputs.groups)
+def fit_variant(
+    inputs: StackerInputs,
+    columns: list[str],
+    config: RunConfig,
+    folds: np.ndarray | None = None,
+    seed: int | None = None,
+) -> CalibratedFit:
+    """Cross-fitted stacker on ``columns`` plus nested calibration, exactly as ``full_run`` fits it
+    (extra training sources included: ``pipelines.multi_source.source_fit_kwargs``)."""
+    return fit_calibrated(
+        inputs.X[columns],
+        inputs.y,
+        inputs.folds if folds is None else folds,
+        config.stacker,
+        config.seed if seed is None else seed,
+        groups=inputs.groups,
+        **source_fit_kwargs(inputs.train),
+    )
 
 
 def score(y: np.ndarray, proba: np.ndarray, folds: np.ndarray) -> dict:
@@ -101,18 +130,6 @@ def score(y: np.ndarray, proba: np.ndarray, folds: np.ndarray) -> dict:
         "per_fold": [s["per_fold"][k] for k in sorted(s["per_fold"])],
         "per_class": s["per_class"],
         "accuracy": s["accuracy"],
-    }
-
-
-def paired_difference(variant: list[float], full: list[float]) -> dict:
-    """Per-fold variant − full: positive means the variant is worse on that fold."""
-    diff = np.asarray(variant) - np.asarray(full)
-    return {
-        "per_fold": diff.tolist(),
-        "mean": float(diff.mean()),
-        "std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
-        "folds_worse": int((diff > 0).sum()),
-        "n_folds": len(diff),
     }
 
 
@@ -134,31 +151,6 @@ def gain_importance(result: CrossFitResult, groups: dict[str, list[str]], top: i
         "top": [{"feature": f, "gain": g} for f, g in ranked[:top]],
         "by_group": dict(sorted(by_group.items(), key=lambda kv: -kv[1])),
     }
-
-
-def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int) -> dict:
-    """Per class: equal-width bins of predicted probability with observed frequency, and ECE."""
-    out = {}
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    for c, name in enumerate(CLASSES):
-        p, hit = proba[:, c], (y == c).astype(float)
-        index = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
-        bins: list[dict[str, Any]] = []
-        for b in range(n_bins):
-            mask = index == b
-            n = int(mask.sum())
-            bins.append(
-                {
-                    "low": float(edges[b]),
-                    "high": float(edges[b + 1]),
-                    "n": n,
-                    "mean_predicted": float(p[mask].mean()) if n else None,
-                    "observed": float(hit[mask].mean()) if n else None,
-                }
-            )
-        ece = sum(b["n"] * abs(b["observed"] - b["mean_predicted"]) for b in bins if b["n"]) / len(y)
-        out[name] = {"bins": bins, "ece": float(ece)}
-    return out
 
 
 def length_log_ratio(battles: pd.DataFrame) -> np.ndarray:
@@ -220,33 +212,48 @@ def position(y: np.ndarray, proba: np.ndarray, swap_gap: float) -> dict:
 # --------------------------------------------------------------------------- the run
 
 
-def run_ablation(config: RunConfig, settings: AblationConfig | None = None) -> dict:
-    """Fit every variant, compute the diagnostics, write JSON, Markdown, HTML and PNGs."""
+def run_ablation(
+    config: RunConfig, settings: AblationConfig | None = None, sources: TrainingSourcesConfig | None = None
+) -> dict:
+    """Fit every variant (over ``fold_seeds`` repetitions of the grouped CV), compute the
+    diagnostics of the full model on the run's own folds, write JSON, Markdown, HTML and PNGs."""
     settings = settings or AblationConfig()
     start = time.perf_counter()
     out = config.out / "ablation"
     out.mkdir(parents=True, exist_ok=True)
+    sources = sources or TrainingSourcesConfig()
+    fold_seeds = sources.fold_seeds
     inputs = prepare_inputs(config)
+    require_extras_loaded(inputs, sources)
     columns = list(inputs.X.columns)
     groups = feature_groups(columns)
-    y, folds = inputs.y, inputs.folds
+    scored = source_fit_kwargs(inputs.train).get("scored", np.ones(len(inputs.y), dtype=bool))
+    y, folds = inputs.y[scored], inputs.folds[scored]
     prior = score(y, nested_prior(y, folds), folds)
+    seed_folds = repeated_folds(inputs.train, inputs.folds, fold_seeds, config.seed)
 
     variants: dict[str, dict] = {}
+    per_seed_folds: dict[str, list[list[float]]] = {}
     full = None
     for name, cols in variant_columns(columns, groups).items():
-        log.info("ablation variant %s: %d column(s)", name, len(cols))
-        fit = fit_variant(inputs, cols, config)
-        result, calibrated = fit.raw, fit.oof_cal
-        variants[name] = {
-            "n_columns": len(cols),
-            **score(y, calibrated, folds),
-            "log_loss_uncalibrated": summarize(y, result.oof, folds)["log_loss"],
-        }
-        if name == "full":
-            full = (result, calibrated)
-    for v in variants.values():
-        v["diff_vs_full"] = paired_difference(v["per_fold"], variants["full"]["per_fold"])
+        log.info("ablation variant %s: %d column(s), %d fold seed(s)", name, len(cols), fold_seeds)
+        per_seed_folds[name] = []
+        for i, f in enumerate(seed_folds):
+            fit = fit_variant(inputs, cols, config, f, fit_seed(config.seed, i))
+            scores = score(y, fit.oof_cal[scored], f[scored])
+            per_seed_folds[name].append(scores["per_fold"])
+            if i == 0:
+                variants[name] = {
+                    "n_columns": len(cols),
+                    **scores,
+                    "log_loss_uncalibrated": summarize(y, fit.raw.oof[scored], folds)["log_loss"],
+                    "seed_log_loss": [],
+                }
+                if name == "full":
+                    full = (fit.raw, fit.oof_cal[scored])
+            variants[name]["seed_log_loss"].append(scores["log_loss"])
+    for name, v in variants.items():
+        v["diff_vs_full"] = paired_seed_deltas(per_seed_folds[name], per_seed_folds["full"])
 
     assert full is not None  # variant_columns always has 'full'
     result, calibrated = full
@@ -255,6 +262,8 @@ def run_ablation(config: RunConfig, settings: AblationConfig | None = None) -> d
             "train": str(config.train_path),
             "rows": len(y),
             "n_folds": len(np.unique(folds)),
+            "fold_seeds": fold_seeds,
+            "scored_rows": int(scored.sum()),
             "seed": config.seed,
             "calibration": config.stacker.calibration,
             "params": config.stacker.params,
@@ -271,10 +280,10 @@ def run_ablation(config: RunConfig, settings: AblationConfig | None = None) -> d
         "variants": variants,
         "importance": gain_importance(result, groups, settings.top_features),
         "reliability": {
-            "before": reliability(y, result.oof, settings.reliability_bins),
+            "before": reliability(y, result.oof[scored], settings.reliability_bins),
             "after": reliability(y, calibrated, settings.reliability_bins),
         },
-        "verbosity": verbosity(y, calibrated, length_log_ratio(inputs.train), settings.length_buckets),
+        "verbosity": verbosity(y, calibrated, length_log_ratio(inputs.train[scored]), settings.length_buckets),
         "position": position(y, calibrated, max_swap_gap(result, inputs, columns)),
     }
     write_outputs(report, out, time.perf_counter() - start)
@@ -288,12 +297,18 @@ def group_rows(report: dict) -> list[dict]:
         row = {"group": name, "n_columns": len(report["groups"][name])}
         for kind in ("drop", "only"):
             v = report["variants"].get(f"{kind}:{name}")
-            d = v["diff_vs_full"] if v else {"mean": float("nan"), "std": float("nan"), "folds_worse": 0, "n_folds": 0}
+            nan = float("nan")
+            d = (
+                v["diff_vs_full"]
+                if v
+                else {"mean": nan, "std": nan, "folds_worse": 0, "folds_improved": 0, "n_folds": 0}
+            )
             row[kind] = {
-                "log_loss": v["log_loss"] if v else float("nan"),
+                "log_loss": v["log_loss"] if v else nan,
                 "diff_mean": d["mean"],
                 "diff_std": d["std"],
                 "folds_worse": d["folds_worse"],
+                "folds_improved": d["folds_improved"],
                 "n_folds": d["n_folds"],
             }
         rows.append(row)
@@ -301,6 +316,21 @@ def group_rows(report: dict) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- rendering (one content, two formats)
+
+
+def delta_note(fold_seeds: int) -> str:
+    """How the Δ column was computed (one seed: spread over folds; several: over the seeds)."""
+    if fold_seeds <= 1:
+        spread = "mean ± std over folds"
+    else:
+        spread = (
+            f"paired per fold within each of {fold_seeds} fold seeds; mean ± std over the seeds of the per-seed mean Δ"
+        )
+    return (
+        f"Δ = variant − full ({spread}). Drop-one Δ > 0: the group pays (removing it hurts); 'folds worse' / "
+        "'folds improved' count folds (all seeds) where the variant lost to / beat the full model. "
+        "Log loss columns are the run's own folds."
+    )
 
 
 def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[tuple]:
@@ -328,16 +358,19 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
             ),
         ),
         ("h2", "Feature groups"),
-        (
-            "p",
-            (
-                "Δ = variant − full, paired per fold (mean ± std over folds). Drop-one Δ > 0: the group pays "
-                "(removing it hurts); 'folds worse' counts folds where the variant lost to the full model."
-            ),
-        ),
+        ("p", delta_note(cfg.get("fold_seeds", 1))),
         (
             "table",
-            ["group", "columns", "drop-one log loss", "drop-one Δ", "folds worse", "only-this log loss", "only-this Δ"],
+            [
+                "group",
+                "columns",
+                "drop-one log loss",
+                "drop-one Δ",
+                "folds worse",
+                "folds improved",
+                "only-this log loss",
+                "only-this Δ",
+            ],
             [
                 [
                     r["group"],
@@ -345,6 +378,7 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
                     f"{r['drop']['log_loss']:.4f}",
                     f"{r['drop']['diff_mean']:+.4f} ± {r['drop']['diff_std']:.4f}",
                     f"{r['drop']['folds_worse']}/{r['drop']['n_folds']}",
+                    f"{r['drop']['folds_improved']}/{r['drop']['n_folds']}",
                     f"{r['only']['log_loss']:.4f}",
                     f"{r['only']['diff_mean']:+.4f} ± {r['only']['diff_std']:.4f}",
                 ]
@@ -428,46 +462,6 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
     return blocks
 
 
-def render_markdown(blocks: list[tuple]) -> str:
-    lines: list[str] = []
-    for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2"):
-            lines += [("# " if kind == "h1" else "## ") + block[1], ""]
-        elif kind == "p":
-            lines += [block[1], ""]
-        elif kind == "table":
-            header, rows = block[1], block[2]
-            lines += ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows] + [""]
-        elif kind == "img":
-            lines += [f"![{block[2]}]({block[1]})", ""]
-    return "\n".join(lines)
-
-
-def render_html(blocks: list[tuple]) -> str:
-    e = html.escape
-    body: list[str] = []
-    for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2", "p"):
-            body.append(f"<{kind}>{e(block[1])}</{kind}>")
-        elif kind == "table":
-            head = "".join(f"<th>{e(str(h))}</th>" for h in block[1])
-            rows = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in block[2])
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif kind == "img":
-            body.append(f'<p><img src="{e(block[1])}" alt="{e(block[2])}" style="max-width:100%"></p>')
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
-    )
-    return (
-        f'<!doctype html>\n<html><head><meta charset="utf-8"><title>arena-pref ablation</title>'
-        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
-    )
-
-
 def write_outputs(report: dict, out: Path, wall_s: float) -> dict[str, Path]:
     from pipelines import plots
 
@@ -493,7 +487,7 @@ def write_outputs(report: dict, out: Path, wall_s: float) -> dict[str, Path]:
     paths = {"json": out / "ablation.json", "md": out / "ablation.md", "html": out / "ablation.html"}
     paths["json"].write_text(json.dumps(report, indent=2))
     paths["md"].write_text(render_markdown(blocks))
-    paths["html"].write_text(render_html(blocks))
+    paths["html"].write_text(render_html(blocks, "arena-pref ablation"))
     log.info("ablation: full OOF log loss %.4f; wrote %s", report["variants"]["full"]["log_loss"], paths["md"])
     return paths
 
@@ -505,7 +499,47 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(p)
     add_stacker_choice_args(p)
     p.add_argument("--top-features", type=int, default=AblationConfig.top_features)
+    p.add_argument(
+        "--by-source",
+        action="store_true",
+        help="instead: the leave-one-source-out report of every tie handling over --train (with a source "
+        "column) and --extra-train, written to OUT/ablation/by_source (pipelines.loso_study)",
+    )
     return p
+
+
+def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str, Path]:
+    """Leave-one-source-out report over the primary and extra training sets, every tie handling,
+    ``sources.fold_seeds`` seeds, with this run's stacker settings."""
+    from features.extractor import FeatureExtractor
+    from stacking.tie_handling import OPTIONS
+
+    start = time.perf_counter()
+    battles = load_training_sources(config.train_path, sources.sources)
+    if battles["source"].nunique() < 2:
+        raise SystemExit("--by-source needs several sources (--extra-train, or a train file with a source column)")
+    X = FeatureExtractor(
+        config.features.groups, n_jobs=config.features.n_jobs, cache_dir=cache_dir_of(config), progress=False
+    ).transform(battles)
+    settings = {
+        "params": {**config.stacker.params, "num_threads": config.stacker.num_threads},
+        "num_boost_round": config.stacker.num_boost_round,
+        "early_stopping_rounds": config.stacker.early_stopping_rounds,
+    }
+    results = loso_study.run_loso(battles, X, OPTIONS, sources.fold_seeds, n_folds=config.n_folds, settings=settings)
+    meta = {
+        "rows": int(len(battles)),
+        "sources": battles.groupby("source").size().to_dict(),
+        "has_ties": results["has_ties"],
+        "fold_seeds": sources.fold_seeds,
+        "settings": settings,
+        "options": list(OPTIONS),
+        "command": "python -m pipelines.ablation --by-source",
+        "wall_s": time.perf_counter() - start,
+    }
+    return loso_study.write_outputs(
+        results, loso_study.summarize_results(results), meta, config.out / "ablation" / "by_source"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -516,7 +550,11 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.preflight import check_run
 
     check_run(config)
-    run_ablation(config, AblationConfig(top_features=args.top_features))
+    sources = sources_from_args(args)
+    if args.by_source:
+        print(f"wrote {run_by_source(config, sources)['md']}")
+        return 0
+    run_ablation(config, AblationConfig(top_features=args.top_features), sources)
     return 0
 
 

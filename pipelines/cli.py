@@ -17,9 +17,10 @@ from typing import Any, Literal
 from pipelines.config import RunConfig, load_params_file
 from pipelines.paths import DataPaths, resolve_paths
 from pipelines.resources import feature_workers, lightgbm_threads
+from pipelines.training_sets import TrainingSource, TrainingSourcesConfig
 from stacking.config import StackerConfig
 
-STACKER_FLAGS = ("num_boost_round", "early_stopping_rounds", "num_threads")  # quick looks, every command
+STACKER_FLAGS = ("num_boost_round", "early_stopping_rounds", "num_threads", "tie_handling")  # every command
 
 
 def _flag_type(annotation: Any) -> tuple[Any, tuple | None]:
@@ -93,7 +94,34 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--n-jobs", type=int, help="feature extraction processes (default: the cores this process may use)")
     p.add_argument("--no-progress", action="store_true")
+    sources = p.add_argument_group("training sources")
+    sources.add_argument(
+        "--extra-train",
+        action="append",
+        default=[],
+        type=_training_source,
+        metavar="[NAME=]FILE[:WEIGHT]",
+        help=TrainingSourcesConfig.__dataclass_fields__["extra_train"].metadata["help"] + "; repeatable",
+    )
+    add_dataclass_args(sources, TrainingSourcesConfig)
     add_dataclass_args(p.add_argument_group("stacker"), StackerConfig, only=STACKER_FLAGS)
+
+
+def _training_source(spec: str) -> str:
+    """argparse type: the spec, checked (so a typo fails at parse time with the flag named)."""
+    try:
+        TrainingSource.parse(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return spec
+
+
+def sources_from_args(args: argparse.Namespace) -> TrainingSourcesConfig:
+    """``--extra-train`` and ``--fold-seeds`` as a :class:`TrainingSourcesConfig`."""
+    return TrainingSourcesConfig(
+        extra_train=tuple(getattr(args, "extra_train", None) or ()),
+        **overrides_from_args(args, TrainingSourcesConfig),
+    )
 
 
 def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, DataPaths]:

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 TURN_COLUMNS = {"prompt": "prompt_turns", "response_a": "a_turns", "response_b": "b_turns"}
 ALT_DELIMITERS = (";", "\t", "|")
 MAX_SHIFT_SHARE = 0.5  # more invalid-JSON text cells than this: columns are shifted, not "repairable"
-_ID = re.compile(r"\d+")
+# Kaggle ids are integers; combined multi-source files use "<source>:<id>" tokens. Prompt or answer
+# text that slid into the id column (shifted columns) has spaces or JSON brackets and is refused.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # undecodable bytes under errors="surrogateescape"
 
 
@@ -367,12 +369,12 @@ def _check_ids(frame: pd.DataFrame, where: _Where) -> pd.Series:
     empty = ids == ""
     if empty.any():
         raise DataError(f"{where(int(np.flatnonzero(empty.to_numpy())[0]), 'id')}: empty id")
-    not_int = ~ids.str.fullmatch(_ID)
-    if not_int.any():
-        row = int(np.flatnonzero(not_int.to_numpy())[0])
+    not_id = ~ids.str.fullmatch(_ID)
+    if not_id.any():
+        row = int(np.flatnonzero(not_id.to_numpy())[0])
         raise DataError(
-            f"{where(row, 'id')}: id {ids.iloc[row][:40]!r} is not an integer"
-            f" ({int(not_int.sum())} such row(s); shifted columns?)"
+            f"{where(row, 'id')}: id {ids.iloc[row][:40]!r} is not an id (an integer, or letters, digits and _.:/-)"
+            f" ({int(not_id.sum())} such row(s); shifted columns?)"
         )
     dup = ids.duplicated(keep="first")
     if dup.any():

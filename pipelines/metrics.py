@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from arena_schema import CLASS_NAMES
@@ -38,3 +40,29 @@ def summarize(y: np.ndarray, proba: np.ndarray, folds: np.ndarray) -> dict:
         "accuracy": accuracy,
         "rows": int(len(y)),
     }
+
+
+def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> dict:
+    """Per class: equal-width bins of predicted probability with observed frequency (empty bins kept,
+    their means None), and the ECE."""
+    out = {}
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    for c, name in enumerate(CLASS_NAMES):
+        p, hit = proba[:, c], (y == c).astype(float)
+        index = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+        bins: list[dict[str, Any]] = []
+        for b in range(n_bins):
+            mask = index == b
+            n = int(mask.sum())
+            bins.append(
+                {
+                    "low": float(edges[b]),
+                    "high": float(edges[b + 1]),
+                    "n": n,
+                    "mean_predicted": float(p[mask].mean()) if n else None,
+                    "observed": float(hit[mask].mean()) if n else None,
+                }
+            )
+        ece = sum(b["n"] * abs(b["observed"] - b["mean_predicted"]) for b in bins if b["n"]) / len(y)
+        out[name] = {"bins": bins, "ece": float(ece)}
+    return out

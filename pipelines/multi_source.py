@@ -1,112 +1,86 @@
-"""Cross-fitting over a primary set plus extra training sources: the pieces full_run, tune and
-ablation need for ``--extra-train`` and ``--fold-seeds``.
+"""Several training sources and repeated grouped CV: the arguments one fit needs, and its folds.
 
 Why: extra sources only train. Folds are made over *all* rows (grouped by prompt and answer pair,
-``pipelines.source_folds``), so a prompt that is in the primary's fold k is never trained on
-through an extra set; OOF metrics and calibration then use the primary rows only, and the
-report gives OOF per source. Which tie handling to use when extras are given is what the
-leave-one-source-out report (``pipelines.loso``) decides: ``DEFAULT_TIE_HANDLING``.
+``pipelines.source_folds``), so a prompt in the primary's fold k is never trained on through an
+extra set; calibration and OOF metrics use the primary rows only (``scored``), the report gives
+OOF per source (``pipelines.source_scoring.oof_per_source``). One split of a few thousand rows
+moves OOF log loss by about as much as a feature group does, so comparisons (ablation, tuning)
+can repeat the grouped CV over several fold seeds.
 """
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipelines.loso import score_rows
-from pipelines.source_folds import make_source_folds, source_groups
-from stacking.tie_handling import OPTIONS, TieAwareStacker
+from pipelines.folds import make_folds
+from pipelines.source_folds import make_source_folds
+from pipelines.training_sets import TrainingSourcesConfig
 
-DEFAULT_TIE_HANDLING = "masked_tie"  # chosen by benchmarks/results/loso (README: "Several training sources")
-
-
-def add_training_source_args(parser: argparse.ArgumentParser) -> None:
-    """``--extra-train FILE[:weight]`` (repeatable), ``--tie-handling``, ``--fold-seeds``."""
-    parser.add_argument(
-        "--extra-train",
-        action="append",
-        default=[],
-        metavar="[NAME=]FILE[:WEIGHT]",
-        help="an extra training set (only trains; never scored); repeatable",
-    )
-    parser.add_argument(
-        "--tie-handling",
-        choices=OPTIONS,
-        default=None,
-        help=f"how sources without ties train (default: {DEFAULT_TIE_HANDLING} with extra sources, plain without)",
-    )
-    parser.add_argument("--fold-seeds", type=int, default=1, help="repeated grouped CV: N fold seeds")
+SEED_STRIDE = 100  # fold seed i fits with seed + 100 i: cross_fit already uses seed + fold for fold k
 
 
-def resolve_tie_handling(requested: str | None, battles: pd.DataFrame) -> str:
-    """The requested option, else the default: plain for one source, the LOSO choice for several."""
-    if requested is not None:
-        return requested
-    return DEFAULT_TIE_HANDLING if battles["source"].nunique() > 1 else "plain"
+def source_fit_kwargs(battles: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``sample_weight``, ``tieless``, ``scored`` and ``source`` for :func:`stacking.cross_fit.fit_calibrated`
+    from a :func:`pipelines.training_sets.load_training_sources` frame; ``{}`` for a plain train set,
+    so a single-source run keeps today's path exactly."""
+    if "source" not in battles or "is_primary" not in battles:
+        return {}
+    return {
+        "sample_weight": battles["weight"].to_numpy(dtype=np.float64),
+        "tieless": ~battles["source_has_ties"].to_numpy(dtype=bool),
+        "scored": battles["is_primary"].to_numpy(dtype=bool),
+        "source": battles["source"].to_numpy().astype(str),
+    }
 
 
-@dataclass
-class SourceCrossFit:
-    """OOF probabilities for every row (extras included, for the per-source report), test means."""
-
-    oof: np.ndarray
-    test: np.ndarray | None
-    folds: np.ndarray
-    models: list[TieAwareStacker]
+def fit_seed(seed: int, fold_seed: int) -> int:
+    """The stacker seed of repetition ``fold_seed`` (0 is the run's own seed)."""
+    return seed + SEED_STRIDE * fold_seed
 
 
-def cross_fit_sources(
-    X: pd.DataFrame,
-    battles: pd.DataFrame,
-    option: str,
-    n_folds: int = 5,
-    seed: int = 42,
-    X_test: pd.DataFrame | None = None,
-    folds: np.ndarray | None = None,
-    **stacker_kwargs,
-) -> SourceCrossFit:
-    """One tie-aware stacker per fold, trained on every source's rows outside the fold."""
-    folds = make_source_folds(battles, n_folds, seed) if folds is None else np.asarray(folds)
-    groups = source_groups(battles)
-    y = battles["label"].to_numpy()
-    oof = np.zeros((len(y), 3))
-    test = np.zeros((len(X_test), 3)) if X_test is not None else None
-    models = []
-    for k in np.unique(folds):
-        train = folds != k
-        model = TieAwareStacker(option, seed=seed + int(k), **stacker_kwargs).fit(
-            X[train],
-            y[train],
-            battles["source"].to_numpy()[train],
-            battles["source_has_ties"].to_numpy()[train],
-            battles["weight"].to_numpy()[train] if "weight" in battles else None,
-            groups[train],
-        )
-        oof[~train] = model.predict_proba(X[~train])
-        if test is not None:
-            test += model.predict_proba(X_test) / len(np.unique(folds))
-        models.append(model)
-    return SourceCrossFit(oof=oof, test=test, folds=folds, models=models)
-
-
-def oof_per_source(battles: pd.DataFrame, oof: np.ndarray) -> dict[str, dict]:
-    """Log loss, per-class loss, pairwise loss and vote-share loss of the OOF rows of each source."""
-    y = battles["label"].to_numpy()
-    out = {}
-    for source in battles["source"].drop_duplicates():
-        rows = (battles["source"] == source).to_numpy()
-        out[str(source)] = score_rows(battles[rows], y[rows], oof[rows])
+def repeated_folds(battles: pd.DataFrame, folds: np.ndarray, n_seeds: int, seed: int) -> list[np.ndarray]:
+    """``n_seeds`` fold assignments: the run's own ``folds`` first, then folds remade with seeds
+    ``seed + 1, ...`` the same way (over all sources when ``battles`` has several)."""
+    if n_seeds < 1:
+        raise ValueError(f"fold seeds must be >= 1, got {n_seeds}")
+    folds = np.asarray(folds)
+    n_folds = len(np.unique(folds))
+    out = [folds]
+    for i in range(1, n_seeds):
+        if "source" in battles and battles["source"].nunique() > 1:
+            out.append(make_source_folds(battles, n_folds, seed + i))
+        else:
+            out.append(make_folds(battles, n_folds, seed + i)["fold"].to_numpy())
     return out
 
 
-def paired_seed_deltas(variant: list[float], base: list[float]) -> dict:
-    """Mean ± std over fold seeds of (variant − base), paired per seed: the split alone moves OOF."""
-    diff = np.asarray(variant, dtype=float) - np.asarray(base, dtype=float)
+def paired_seed_deltas(variant: list[list[float]], base: list[list[float]]) -> dict:
+    """Variant − base per fold, paired within each seed (same rows, same fit seed); the mean ± std
+    over seeds of the per-seed mean deltas (one seed: mean ± std over its folds), and how many of
+    the seeds × folds the variant improved (negative delta) or worsened."""
+    diffs = [np.asarray(v, dtype=float) - np.asarray(b, dtype=float) for v, b in zip(variant, base)]
+    flat = np.concatenate(diffs)
+    per_seed = np.array([d.mean() for d in diffs])
+    spread = flat if len(diffs) == 1 else per_seed
     return {
-        "diff_mean": float(diff.mean()),
-        "diff_std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
-        "seeds": int(len(diff)),
+        "per_fold": flat.tolist(),
+        "per_seed": per_seed.tolist(),
+        "mean": float(per_seed.mean()),
+        "std": float(spread.std(ddof=1)) if len(spread) > 1 else 0.0,
+        "std_over": "folds" if len(diffs) == 1 else "seeds",
+        "folds_improved": int((flat < 0).sum()),
+        "folds_worse": int((flat > 0).sum()),
+        "n_folds": int(len(flat)),
+        "seeds": len(diffs),
     }
+
+
+def require_extras_loaded(inputs: Any, sources: TrainingSourcesConfig) -> None:
+    """Stop when ``--extra-train`` was given but the inputs hold only the primary rows (the
+    estimator's ``prepare_inputs`` loads extras with ``load_training_sources``): silently
+    ignoring a training set would report a model that is not the one asked for."""
+    if sources.extra_train and "is_primary" not in inputs.train:
+        raise SystemExit("--extra-train: these inputs were prepared without the extra training sets")

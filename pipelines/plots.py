@@ -177,3 +177,19 @@ def position_plot(position: dict, path: Path) -> Path:
     )
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def class_reliability(reliability: dict, title: str, path: Path, classes=("a", "tie"), min_rows: int = 10) -> Path:
+    """One panel per class: observed frequency against mean predicted probability (bins of
+    ``min_rows`` or more rows), with the ECE in the title."""
+    fig, axes = plt.subplots(1, len(classes), figsize=(4.5 * len(classes), 4))
+    for ax, cls in zip(np.atleast_1d(axes), classes):
+        bins = [b for b in reliability[cls]["bins"] if b["n"] >= min_rows]
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        ax.plot([b["mean_predicted"] for b in bins], [b["observed"] for b in bins], "o-", ms=4)
+        ax.set_title(f"{title}: P({CLASS_LABELS[cls]}), ECE {reliability[cls]['ece']:.3f}", fontsize=10)
+        ax.set_xlabel("mean predicted")
+        ax.set_ylabel("observed frequency")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+    return _save(fig, path)

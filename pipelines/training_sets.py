@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,29 @@ class TrainingSource:
         if name is None:
             name = path.name.split(".")[0] or path.name
         return cls(path=path, name=name, weight=weight)
+
+
+@dataclass
+class TrainingSourcesConfig:
+    """Extra training sets and repeated grouped CV (CLI flags of full_run, tune and ablation)."""
+
+    extra_train: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "[NAME=]FILE[:WEIGHT]: an extra training set (only trains; never scored)", "cli": False},
+    )
+    fold_seeds: int = field(
+        default=1, metadata={"help": "repeated grouped CV: compare (ablation, tuning) over N fold seeds"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.fold_seeds < 1:
+            raise ValueError(f"fold_seeds must be >= 1, got {self.fold_seeds}")
+        for spec in self.extra_train:
+            TrainingSource.parse(spec)  # fail on a bad spec before any work
+
+    @property
+    def sources(self) -> list[TrainingSource]:
+        return [TrainingSource.parse(spec) for spec in self.extra_train]
 
 
 def _file_sources(path: Path) -> pd.Series | None:

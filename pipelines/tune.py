@@ -28,11 +28,13 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from pipelines.cli import add_data_args, run_config_from_args
+from pipelines.cli import add_data_args, run_config_from_args, sources_from_args
 from pipelines.config import RunConfig
+from pipelines.multi_source import fit_seed, repeated_folds, require_extras_loaded, source_fit_kwargs
 from pipelines.stacker_inputs import StackerInputs, prepare_inputs
+from pipelines.training_sets import TrainingSourcesConfig
 from stacking.config import StackerConfig
-from stacking.tuning import FoldResult, evaluate_stacker, searched_config, split_trial_params, suggest_stacker
+from stacking.tuning import FoldResult, evaluate_repeated, searched_config, split_trial_params, suggest_stacker
 
 log = logging.getLogger("arena_pref.tune")
 
@@ -50,6 +52,27 @@ class TuneConfig:
     pruner_warmup_steps: int = 1
 
 
+@dataclass
+class Evaluation:
+    """What every trial is scored on: the inputs, the fold sets (one per fold seed), their fit
+    seeds and the multi-source arguments of the fit."""
+
+    inputs: StackerInputs
+    fold_sets: list[np.ndarray]
+    seeds: list[int]
+    fit_kwargs: dict
+
+    @classmethod
+    def of(cls, inputs: StackerInputs, config: RunConfig, fold_seeds: int = 1) -> Evaluation:
+        fold_sets = repeated_folds(inputs.train, inputs.folds, fold_seeds, config.seed)
+        seeds = [fit_seed(config.seed, i) for i in range(fold_seeds)]
+        return cls(inputs, fold_sets, seeds, source_fit_kwargs(inputs.train))
+
+    def __call__(self, stacker: StackerConfig, report=None) -> FoldResult:
+        i = self.inputs
+        return evaluate_repeated(i.X, i.y, self.fold_sets, i.groups, stacker, self.seeds, report, **self.fit_kwargs)
+
+
 # --------------------------------------------------------------------------- study
 
 
@@ -57,16 +80,20 @@ def default_storage(out: Path) -> str:
     return f"sqlite:///{(out / 'optuna.db').resolve()}"
 
 
-def setup_key(inputs: StackerInputs, config: RunConfig) -> dict:
-    """What makes trials comparable: the data, its folds and the fixed fit settings.
+def setup_key(evaluation: Evaluation, config: RunConfig) -> dict:
+    """What makes trials comparable: the data, its folds (every fold seed's) and the fixed fit settings.
 
     A study resumed on anything else would rank losses of different problems against each other.
     """
+    inputs = evaluation.inputs
     h = hashlib.sha256()
     h.update(",".join(inputs.X.columns).encode())
     h.update(np.ascontiguousarray(inputs.X.to_numpy(dtype=np.float32)).tobytes())
     h.update(np.asarray(inputs.y, dtype=np.int64).tobytes())
-    h.update(np.asarray(inputs.folds, dtype=np.int64).tobytes())
+    for folds in evaluation.fold_sets:
+        h.update(np.asarray(folds, dtype=np.int64).tobytes())
+    for name in sorted(evaluation.fit_kwargs):
+        h.update(name.encode() + np.asarray(evaluation.fit_kwargs[name]).astype(str).tobytes())
     # searched (calibration) and per-machine (num_threads) settings are not part of the problem
     settings = {k: v for k, v in asdict(config.stacker).items() if k not in ("calibration", "num_threads")}
     return {
@@ -107,14 +134,14 @@ def check_setup(study, key: dict) -> None:
         )
 
 
-def ensure_baseline(study, inputs: StackerInputs, config: RunConfig) -> dict:
+def ensure_baseline(study, evaluation: Evaluation, config: RunConfig) -> dict:
     """The default parameters' loss (those ``full_run`` uses without ``--params``), computed once
     per study and kept in it, as the bar to beat."""
     defaults = StackerConfig()
     if "baseline" not in study.user_attrs:
         log.info("baseline: default parameters, calibration %s", defaults.calibration)
         stacker = searched_config(config.stacker, dict(defaults.params), defaults.calibration)
-        result = evaluate_stacker(inputs.X, inputs.y, inputs.folds, inputs.groups, stacker, config.seed)
+        result = evaluation(stacker)
         study.set_user_attr(
             "baseline", {**result.as_dict(), "params": dict(defaults.params), "calibration": defaults.calibration}
         )
@@ -122,7 +149,7 @@ def ensure_baseline(study, inputs: StackerInputs, config: RunConfig) -> dict:
     return study.user_attrs["baseline"]
 
 
-def make_objective(inputs: StackerInputs, config: RunConfig):
+def make_objective(evaluation: Evaluation, config: RunConfig):
     def objective(trial) -> float:
         params, calibration = suggest_stacker(trial)
 
@@ -132,9 +159,7 @@ def make_objective(inputs: StackerInputs, config: RunConfig):
                 raise optuna.TrialPruned(f"running log loss {value:.5f} after fold {step}")
 
         stacker = searched_config(config.stacker, params, calibration)
-        result: FoldResult = evaluate_stacker(
-            inputs.X, inputs.y, inputs.folds, inputs.groups, stacker, config.seed, report
-        )
+        result: FoldResult = evaluation(stacker, report)
         for key, value in result.as_dict().items():
             trial.set_user_attr(key, value)
         return result.log_loss
@@ -288,16 +313,20 @@ def write_outputs(study, baseline: dict, out: Path, wall_s: float) -> dict:
 # --------------------------------------------------------------------------- entry points
 
 
-def tune(config: RunConfig, tune_config: TuneConfig) -> dict:
-    """Prepare the inputs once, run (or resume) the study, write best_params.json, plots and report."""
+def tune(config: RunConfig, tune_config: TuneConfig, sources: TrainingSourcesConfig | None = None) -> dict:
+    """Prepare the inputs once, run (or resume) the study, write best_params.json, plots and report.
+    ``sources.fold_seeds`` > 1: each trial's loss is the mean over that many grouped CV repetitions."""
     start = time.perf_counter()
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
+    sources = sources or TrainingSourcesConfig()
     inputs = prepare_inputs(config)
+    require_extras_loaded(inputs, sources)
+    evaluation = Evaluation.of(inputs, config, sources.fold_seeds)
     storage = tune_config.storage or default_storage(out)
     sampler_seed = config.seed if tune_config.sampler_seed is None else tune_config.sampler_seed
     study = open_study(storage, tune_config.study_name, sampler_seed, tune_config)
-    check_setup(study, setup_key(inputs, config))
+    check_setup(study, setup_key(evaluation, config))
     log.info(
         "study %r: %d trial(s) so far; adding up to %s trial(s), timeout %s s",
         study.study_name,
@@ -305,11 +334,11 @@ def tune(config: RunConfig, tune_config: TuneConfig) -> dict:
         tune_config.n_trials,
         tune_config.timeout,
     )
-    baseline = ensure_baseline(study, inputs, config)
+    baseline = ensure_baseline(study, evaluation, config)
     interrupted = False
     try:
         study.optimize(
-            make_objective(inputs, config),
+            make_objective(evaluation, config),
             n_trials=tune_config.n_trials,
             timeout=tune_config.timeout,
             show_progress_bar=config.progress,
@@ -360,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         storage=args.storage,
         sampler_seed=args.sampler_seed,
     )
-    return 130 if tune(config, tune_config)["interrupted"] else 0
+    return 130 if tune(config, tune_config, sources_from_args(args))["interrupted"] else 0
 
 
 if __name__ == "__main__":

@@ -2,15 +2,19 @@
 
 Each fold's stacker is fitted on the other folds, predicts its own fold (out-of-fold) and the
 test rows; then :func:`stacking.calibration.cross_calibrate` calibrates the OOF probabilities
-nested across folds. Per-fold feature transformers (``fold_features``) are fitted on the
-fold's training battles only, so their columns never leak the held-out rows.
+nested across folds. With several training sources, ``tieless`` marks rows of sources without
+ties (``config.tie_handling`` decides how they train, :mod:`stacking.tie_handling`) and
+``scored`` marks the primary rows: calibration is fitted on those only, because the extras'
+label mix (tie rate) is not the one the model is judged on. Per-fold feature transformers
+(``fold_features``) are fitted on the fold's training battles only, so their columns never leak
+the held-out rows.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,6 +24,7 @@ from sklearn.base import clone
 from stacking.calibration import ProbabilityCalibrator, cross_calibrate
 from stacking.config import StackerConfig
 from stacking.lgbm import LGBMStacker
+from stacking.tie_handling import TieAwareStacker, resolve_tie_handling
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +44,10 @@ class CrossFitResult:
 
     oof: np.ndarray
     test: np.ndarray | None
-    models: list[LGBMStacker]
+    models: list[Any]  # LGBMStacker, or TieAwareStacker when sources without ties train (same interface)
     fold_ids: list[int]
     fold_transformers: list[list[Any]] = field(default_factory=list)
+    tie_handling: str = "plain"  # what config.tie_handling resolved to
 
     @property
     def best_iterations(self) -> list[int]:
@@ -50,11 +56,16 @@ class CrossFitResult:
 
 @dataclass
 class CalibratedFit:
-    """A cross-fit and its nested calibration: ``oof_cal`` never saw the rows it scores."""
+    """A cross-fit and its nested calibration: ``oof_cal`` never saw the rows it scores.
+
+    ``scored`` (bool per row) marks the rows the calibrator was fitted on and OOF is scored over;
+    the other rows' ``oof_cal`` comes from the calibrator fitted on all scored rows.
+    """
 
     raw: CrossFitResult
     oof_cal: np.ndarray
     calibrator: ProbabilityCalibrator
+    scored: np.ndarray
 
     @property
     def test_cal(self) -> np.ndarray | None:
@@ -86,6 +97,8 @@ def cross_fit(
     seed: int = 0,
     *,
     sample_weight: np.ndarray | None = None,
+    tieless: np.ndarray | None = None,
+    source: np.ndarray | None = None,
     fold_features: Sequence[FoldFeature] = (),
     battles: pd.DataFrame | None = None,
     test_battles: pd.DataFrame | None = None,
@@ -96,25 +109,36 @@ def cross_fit(
     """Fit one stacker per fold on the other folds; predict its fold (OOF) and the test rows.
 
     ``overrides`` (``params=``, ``num_boost_round=``, ...) replace fields of ``config``.
-    ``on_fold`` may raise (e.g. ``optuna.TrialPruned``) to stop early.
+    ``on_fold`` may raise (e.g. ``optuna.TrialPruned``) to stop early. ``tieless`` (bool per row:
+    its source has no ties) and ``source`` (name per row; ``tie_offset`` needs it) feed the tie
+    handling that ``config.tie_handling`` resolves to; without them every fold is a plain stacker.
     """
     if fold_features and battles is None:
         raise ValueError("fold_features need the training battles (battles=)")
     y, folds = np.asarray(y), np.asarray(folds)
     weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    option = resolve_tie_handling((config or StackerConfig()).tie_handling, tieless)
+    if option == "tie_offset" and source is None:
+        raise ValueError("tie_handling 'tie_offset' needs each row's source (source=)")
+    has_ties = np.ones(len(y), dtype=bool) if tieless is None else ~np.asarray(tieless, dtype=bool)
+    names = np.where(has_ties, "with_ties", "tieless") if source is None else np.asarray(source).astype(str)
     oof = np.full((len(y), 3), np.nan)
     test = np.zeros((len(X_test), 3)) if X_test is not None else None
-    result = CrossFitResult(oof, test, [], [])
+    result = CrossFitResult(oof, test, [], [], tie_handling=option)
     for k in sorted(np.unique(folds)):
         train_idx, held_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         fitted = [clone(t).fit(battles.iloc[train_idx]) for t in fold_features] if battles is not None else []
-        model = LGBMStacker(seed=seed + int(k), config=config, **overrides)
-        model.fit(
-            _with_fold_features(X.iloc[train_idx], battles, fitted, train_idx),
-            y[train_idx],
-            None if groups is None else np.asarray(groups)[train_idx],
-            sample_weight=None if weights is None else weights[train_idx],
-        )
+        X_train = _with_fold_features(X.iloc[train_idx], battles, fitted, train_idx)
+        fold_groups = None if groups is None else np.asarray(groups)[train_idx]
+        fold_weights = None if weights is None else weights[train_idx]
+        model: LGBMStacker | TieAwareStacker
+        if option == "plain":  # exactly the single-source stacker
+            model = LGBMStacker(seed=seed + int(k), config=config, **overrides)
+            model.fit(X_train, y[train_idx], fold_groups, sample_weight=fold_weights)
+        else:
+            settings = replace(config or StackerConfig(), **overrides)
+            model = TieAwareStacker(option, seed=seed + int(k), config=settings)
+            model.fit(X_train, y[train_idx], names[train_idx], has_ties[train_idx], fold_weights, fold_groups)
         oof[held_idx] = model.predict_proba(_with_fold_features(X.iloc[held_idx], battles, fitted, held_idx))
         if X_test is not None and test is not None:
             test += model.predict_proba(_with_fold_features(X_test, test_battles, fitted))
@@ -137,9 +161,21 @@ def fit_calibrated(
     folds: np.ndarray,
     config: StackerConfig,
     seed: int,
+    *,
+    scored: np.ndarray | None = None,
     **kwargs: Any,
 ) -> CalibratedFit:
-    """:func:`cross_fit`, then nested calibration of its OOF probabilities (``config.calibration``)."""
+    """:func:`cross_fit`, then nested calibration of its OOF probabilities (``config.calibration``),
+    fitted on the ``scored`` rows only (default: all rows)."""
     raw = cross_fit(X, y, folds, config=config, seed=seed, **kwargs)
-    oof_cal, calibrator = cross_calibrate(raw.oof, np.asarray(y), np.asarray(folds), config.calibration)
-    return CalibratedFit(raw, oof_cal, calibrator)
+    y, folds = np.asarray(y), np.asarray(folds)
+    if scored is None:
+        oof_cal, calibrator = cross_calibrate(raw.oof, y, folds, config.calibration)
+        return CalibratedFit(raw, oof_cal, calibrator, np.ones(len(y), dtype=bool))
+    scored = np.asarray(scored, dtype=bool)
+    if len(scored) != len(y) or not scored.any():
+        raise ValueError("scored must be a bool per row with at least one True")
+    oof_cal = np.empty_like(raw.oof)
+    oof_cal[scored], calibrator = cross_calibrate(raw.oof[scored], y[scored], folds[scored], config.calibration)
+    oof_cal[~scored] = calibrator.predict_proba(raw.oof[~scored])  # fitted on other rows only: still honest
+    return CalibratedFit(raw, oof_cal, calibrator, scored)

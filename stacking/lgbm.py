@@ -8,6 +8,7 @@ probabilities are honest estimates of unseen-data performance.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -72,6 +73,17 @@ class LGBMStacker:
         """LightGBM parameters: defaults, the config's thread count, then the config's overrides."""
         return {**DEFAULT_PARAMS, "num_threads": self.config.num_threads, **self.config.params}
 
+    # How a target, a raw init score and a prediction change when A and B are exchanged; the
+    # binary boosters of stacking.tie_handling override these three.
+    def swap_targets(self, y: np.ndarray) -> np.ndarray:
+        return swap_labels(y)
+
+    def swap_init_score(self, init: np.ndarray) -> np.ndarray:
+        return swap_proba(init)
+
+    def swap_prediction(self, proba: np.ndarray) -> np.ndarray:
+        return swap_proba(proba)
+
     def _augment(
         self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -79,7 +91,23 @@ class LGBMStacker:
         if not self.config.swap_augment:
             return X, y, w
         w = None if w is None else np.concatenate([w, w])
-        return np.vstack([X, swap_feature_matrix(X, self.columns_)]), np.concatenate([y, swap_labels(y)]), w
+        return np.vstack([X, swap_feature_matrix(X, self.columns_)]), np.concatenate([y, self.swap_targets(y)]), w
+
+    def _dataset(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        w: np.ndarray | None,
+        init: np.ndarray | None,
+        reference: lgb.Dataset | None = None,
+    ) -> lgb.Dataset:
+        """The augmented rows; a swapped copy starts from the swapped init score."""
+        X, y, w = self._augment(X, y, w)
+        if init is not None and self.config.swap_augment:
+            init = np.concatenate([init, self.swap_init_score(init)])
+        if reference is None:
+            return lgb.Dataset(X, y, weight=w, init_score=init, feature_name=self.columns_, free_raw_data=True)
+        return lgb.Dataset(X, y, weight=w, init_score=init, reference=reference)
 
     def fit(
         self,
@@ -88,8 +116,13 @@ class LGBMStacker:
         groups: np.ndarray | None = None,
         callbacks: list | None = None,
         sample_weight: np.ndarray | None = None,
+        init_score: np.ndarray | None = None,
     ) -> LGBMStacker:
-        """Train with early stopping on an inner grouped split of (X, y) only (weighted like the fit rows)."""
+        """Train with early stopping on an inner grouped split of (X, y) only (weighted like the fit rows).
+
+        ``init_score`` ((n, 3) raw scores, added before boosting) lets a row start from a known
+        offset, e.g. a tie logit of -15 for a source without ties; predictions never add it.
+        """
         self.columns_ = list(X.columns)
         check_swappable(self.columns_)
         values = X.to_numpy(dtype=np.float32)
@@ -98,11 +131,16 @@ class LGBMStacker:
         splitter = GroupShuffleSplit(n_splits=1, test_size=self.config.inner_valid_fraction, random_state=self.seed)
         fit_idx, stop_idx = next(splitter.split(values, y, groups))
         w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        init = None if init_score is None else np.asarray(init_score, dtype=np.float64)
+        if init is not None and len(init) != len(y):
+            raise ValueError(f"init_score has {len(init)} rows, X has {len(y)}")
         params = {**self.params, "seed": self.seed}
-        Xf, yf, wf = self._augment(values[fit_idx], y[fit_idx], None if w is None else w[fit_idx])
-        Xs, ys, ws = self._augment(values[stop_idx], y[stop_idx], None if w is None else w[stop_idx])
-        train = lgb.Dataset(Xf, yf, weight=wf, feature_name=self.columns_, free_raw_data=True)
-        stop = lgb.Dataset(Xs, ys, weight=ws, reference=train)
+
+        def part(idx: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+            return (None if w is None else w[idx]), (None if init is None else init[idx])
+
+        train = self._dataset(values[fit_idx], y[fit_idx], *part(fit_idx))
+        stop = self._dataset(values[stop_idx], y[stop_idx], *part(stop_idx), reference=train)
         self.booster_ = lgb.train(
             params,
             train,
@@ -126,10 +164,15 @@ class LGBMStacker:
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Mean of p(A, B) and the swap of p(B, A): exactly symmetric under A/B exchange."""
-        return predict_swap_averaged(self.fitted_booster(), X, self.columns_)
+        return predict_swap_averaged(self.fitted_booster(), X, self.columns_, self.swap_prediction)
 
 
-def predict_swap_averaged(booster: lgb.Booster, X: pd.DataFrame, columns: list[str]) -> np.ndarray:
+def predict_swap_averaged(
+    booster: lgb.Booster,
+    X: pd.DataFrame,
+    columns: list[str],
+    swap_prediction: Callable[[np.ndarray], np.ndarray] = swap_proba,
+) -> np.ndarray:
     missing = [c for c in columns if c not in X.columns]
     if missing:
         raise ValueError(f"feature frame lacks column(s) the stacker was trained on: {missing[:10]}")
@@ -137,4 +180,4 @@ def predict_swap_averaged(booster: lgb.Booster, X: pd.DataFrame, columns: list[s
     iteration = booster.best_iteration or None
     direct = np.asarray(booster.predict(values, num_iteration=iteration))
     swapped = np.asarray(booster.predict(swap_feature_matrix(values, columns), num_iteration=iteration))
-    return (direct + swap_proba(swapped)) / 2.0
+    return (direct + swap_prediction(swapped)) / 2.0

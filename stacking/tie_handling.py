@@ -22,14 +22,14 @@ Every booster is swap-augmented and swap-averaged, so p(A | A, B) == p(B | B, A)
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupShuffleSplit
 
-from arena_schema import check_swappable, swap_feature_matrix, swap_labels, swap_proba
-from stacking.lgbm import DEFAULT_PARAMS
+from stacking.config import StackerConfig
+from stacking.lgbm import LGBMStacker
 
 log = logging.getLogger(__name__)
 
@@ -39,69 +39,49 @@ HAS_TIES_COLUMN = "pair_source_has_ties"
 OPTIONS = ("plain", "drop_tieless", "weighted", "has_ties_input", "masked_tie", "tie_offset", "hierarchical")
 
 
-class _SwapBooster:
-    """One LightGBM booster, swap-augmented; ``kind`` is multiclass, tie (binary) or decided (binary).
+def resolve_tie_handling(requested: str, tieless: np.ndarray | None) -> str:
+    """``auto`` -> ``masked_tie`` when any training row comes from a source without ties, else ``plain``
+    (the same model then); any other option is returned as asked."""
+    if requested != "auto":
+        if requested not in OPTIONS:
+            raise ValueError(f"tie handling must be 'auto' or one of {OPTIONS}, got {requested!r}")
+        return requested
+    return "masked_tie" if tieless is not None and bool(np.asarray(tieless, dtype=bool).any()) else "plain"
 
-    Same early-stopping rule as ``stacking.lgbm.LGBMStacker`` (an inner grouped split of the
-    training rows), plus sample weights and init scores that LGBMStacker does not take yet.
-    """
 
-    def __init__(self, kind: str, params: dict, num_boost_round: int, early_stopping_rounds: int, seed: int):
-        self.kind = kind
-        base = {**DEFAULT_PARAMS, **params, "seed": seed}
-        if kind != "multiclass":
-            base = {k: v for k, v in base.items() if k != "num_class"}
-            base["objective"] = "binary"
-        self.params = base
-        self.num_boost_round = num_boost_round
-        self.early_stopping_rounds = early_stopping_rounds
-        self.seed = seed
+class _BinaryStacker(LGBMStacker):
+    """A binary LGBMStacker (``hierarchical``'s parts): same inner early stopping and swap averaging."""
 
-    def _swap_y(self, y: np.ndarray) -> np.ndarray:
-        if self.kind == "multiclass":
-            return swap_labels(y)
-        return y if self.kind == "tie" else 1 - y
+    @property
+    def params(self) -> dict:
+        params = {k: v for k, v in super().params.items() if k != "num_class"}
+        return {**params, "objective": "binary"}
 
-    def _dataset(self, X, y, w, init, reference=None) -> lgb.Dataset:
-        Xa = np.vstack([X, swap_feature_matrix(X, self.columns_)])
-        init_a = None if init is None else np.concatenate([init, init])  # tie offsets survive a swap
-        return lgb.Dataset(
-            Xa,
-            np.concatenate([y, self._swap_y(y)]),
-            weight=np.concatenate([w, w]),
-            init_score=init_a,
-            feature_name=self.columns_,
-            reference=reference,
-            free_raw_data=True,
-        )
 
-    def fit(self, X: np.ndarray, columns: list[str], y, weight, groups, init_score=None, valid_fraction=0.15):
-        self.columns_ = list(columns)
-        check_swappable(self.columns_)
-        split = GroupShuffleSplit(n_splits=1, test_size=valid_fraction, random_state=self.seed)
-        fit_idx, stop_idx = next(split.split(X, y, groups))
-        init = (lambda idx: None) if init_score is None else (lambda idx: init_score[idx])
-        train = self._dataset(X[fit_idx], y[fit_idx], weight[fit_idx], init(fit_idx))
-        stop = self._dataset(X[stop_idx], y[stop_idx], weight[stop_idx], init(stop_idx), reference=train)
-        self.booster_ = lgb.train(
-            self.params,
-            train,
-            num_boost_round=self.num_boost_round,
-            valid_sets=[stop],
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
-        )
-        return self
+class TieStacker(_BinaryStacker):
+    """P(tie): a tie stays a tie when A and B are exchanged."""
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Multiclass: 3 swap-averaged probabilities; tie: P(tie); decided: P(B | decided)."""
-        it = self.booster_.best_iteration or None
-        direct = self.booster_.predict(X, num_iteration=it)
-        swapped = self.booster_.predict(swap_feature_matrix(X, self.columns_), num_iteration=it)
-        if self.kind == "multiclass":
-            return (direct + swap_proba(swapped)) / 2.0
-        if self.kind == "tie":
-            return (direct + swapped) / 2.0
-        return (direct + 1.0 - swapped) / 2.0
+    def swap_targets(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+    def swap_init_score(self, init: np.ndarray) -> np.ndarray:
+        return init
+
+    def swap_prediction(self, proba: np.ndarray) -> np.ndarray:
+        return proba
+
+
+class DecidedStacker(_BinaryStacker):
+    """P(B wins | decided): exchanging A and B turns it into 1 - p."""
+
+    def swap_targets(self, y: np.ndarray) -> np.ndarray:
+        return 1 - y
+
+    def swap_init_score(self, init: np.ndarray) -> np.ndarray:
+        return -init
+
+    def swap_prediction(self, proba: np.ndarray) -> np.ndarray:
+        return 1.0 - proba
 
 
 class TieAwareStacker:
@@ -109,6 +89,7 @@ class TieAwareStacker:
 
     ``fit(X, y, source, has_ties, weight=None, groups=None)``: ``source`` names each row's data set,
     ``has_ties`` says whether that set has any tie labels. ``predict_proba(X)`` -> (n, 3).
+    Settings come from ``config`` (a :class:`StackerConfig`); the keywords override it.
     """
 
     def __init__(
@@ -119,27 +100,25 @@ class TieAwareStacker:
         early_stopping_rounds: int = 50,
         tieless_weight: float = 0.2,
         seed: int = 0,
+        config: StackerConfig | None = None,
     ):
         if option not in OPTIONS:
             raise ValueError(f"tie handling must be one of {OPTIONS}, got {option!r}")
         self.option = option
-        self.params = params or {}
-        self.num_boost_round = num_boost_round
-        self.early_stopping_rounds = early_stopping_rounds
+        base = config or StackerConfig()
+        if config is None:  # the study's settings; with a config its fields count unless overridden
+            base = replace(base, num_boost_round=num_boost_round, early_stopping_rounds=early_stopping_rounds)
+        tie_handling: Any = option  # one of OPTIONS, checked above
+        self.config = replace(base, params={**base.params, **(params or {})}, tie_handling=tie_handling)
         self.tieless_weight = tieless_weight
         self.seed = seed
+        self.model_: LGBMStacker | None = None
 
-    def _booster(self, kind: str) -> _SwapBooster:
-        return _SwapBooster(kind, self.params, self.num_boost_round, self.early_stopping_rounds, self.seed)
-
-    def _matrix(self, X: pd.DataFrame, has_ties_value: np.ndarray | float | None = None) -> tuple[np.ndarray, list]:
-        columns = list(X.columns)
-        values = X.to_numpy(dtype=np.float32)
-        if self.option == "has_ties_input":
-            col = np.broadcast_to(np.asarray(has_ties_value, dtype=np.float32), (len(X),))
-            values = np.column_stack([values, col])
-            columns = [*columns, HAS_TIES_COLUMN]
-        return values, columns
+    def _frame(self, X: pd.DataFrame, has_ties_value: np.ndarray | float) -> pd.DataFrame:
+        if self.option != "has_ties_input":
+            return X
+        col = np.broadcast_to(np.asarray(has_ties_value, dtype=np.float32), (len(X),))
+        return X.assign(**{HAS_TIES_COLUMN: col})
 
     def _tie_offsets(self, y: np.ndarray, source: np.ndarray, has_ties: np.ndarray) -> np.ndarray:
         """Tie-logit init score per row: MASK_LOGIT for tie-less sources; for ``tie_offset`` also the
@@ -165,32 +144,51 @@ class TieAwareStacker:
         has_ties = np.asarray(has_ties, dtype=bool)
         weight = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=float)
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-        values, columns = self._matrix(X, has_ties.astype(np.float32))
+        X = self._frame(X, has_ties.astype(np.float32))
         if self.option == "weighted":
             weight = np.where(has_ties, weight, weight * self.tieless_weight)
         if self.option == "hierarchical":
-            tie_rows = has_ties
-            self.tie_model_ = self._booster("tie").fit(
-                values[tie_rows], columns, (y[tie_rows] == TIE).astype(int), weight[tie_rows], groups[tie_rows]
+            tie_rows, decided = has_ties, y != TIE
+            self.tie_model_ = TieStacker(seed=self.seed, config=self.config).fit(
+                X[tie_rows], (y[tie_rows] == TIE).astype(int), groups[tie_rows], sample_weight=weight[tie_rows]
             )
-            decided = y != TIE
-            self.decided_model_ = self._booster("decided").fit(
-                values[decided], columns, y[decided], weight[decided], groups[decided]
+            self.decided_model_ = DecidedStacker(seed=self.seed, config=self.config).fit(
+                X[decided], y[decided], groups[decided], sample_weight=weight[decided]
             )
             return self
         keep = has_ties if self.option == "drop_tieless" else np.ones(len(y), dtype=bool)
-        init = None
-        if self.option in ("masked_tie", "tie_offset"):
-            init = self._tie_offsets(y, source, has_ties)[keep]
-        self.model_ = self._booster("multiclass").fit(
-            values[keep], columns, y[keep], weight[keep], groups[keep], init_score=init
+        init = self._tie_offsets(y, source, has_ties)[keep] if self.option in ("masked_tie", "tie_offset") else None
+        self.model_ = LGBMStacker(seed=self.seed, config=self.config).fit(
+            X[keep], y[keep], groups[keep], sample_weight=weight[keep], init_score=init
         )
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        values, _ = self._matrix(X, 1.0)
+        X = self._frame(X, 1.0)
         if self.option == "hierarchical":
-            tie = self.tie_model_.predict(values)
-            b_given_decided = self.decided_model_.predict(values)
+            tie = self.tie_model_.predict_proba(X)
+            b_given_decided = self.decided_model_.predict_proba(X)
             return np.column_stack([(1 - tie) * (1 - b_given_decided), (1 - tie) * b_given_decided, tie])
-        return self.model_.predict(values)
+        return self._single().predict_proba(X)
+
+    # One booster over the caller's columns (every option but hierarchical and has_ties_input) is
+    # an ordinary LGBMStacker at prediction time: the saved model (stacking.model) needs only these.
+    def _single(self) -> LGBMStacker:
+        if self.model_ is None:
+            raise RuntimeError(f"TieAwareStacker({self.option!r}) is not fitted or has no single booster")
+        return self.model_
+
+    def fitted_booster(self):
+        if self.option == "has_ties_input":
+            raise NotImplementedError("has_ties_input predicts with an extra input column; save is not supported")
+        return self._single().fitted_booster()
+
+    @property
+    def columns_(self) -> list[str]:
+        return self._single().columns_
+
+    @property
+    def best_iteration_(self) -> int:
+        if self.option == "hierarchical":
+            return max(self.tie_model_.best_iteration_, self.decided_model_.best_iteration_)
+        return self._single().best_iteration_

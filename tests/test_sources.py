@@ -192,31 +192,34 @@ def test_loso_command_end_to_end(tmp_path):
     assert (out / "loso.md").read_text() == before
 
 
-def test_cross_fit_sources_scores_every_source_and_defaults(tmp_path):
-    import argparse
-
-    from pipelines.multi_source import (
-        DEFAULT_TIE_HANDLING,
-        add_training_source_args,
-        cross_fit_sources,
-        oof_per_source,
-        resolve_tie_handling,
-    )
-
+def _two_sources(tmp_path, extra_weight="0.5"):
     primary = _write(make_battles(150, seed=4), tmp_path / "train.csv")
     extra = _write(_no_ties(make_battles(120, seed=5, start_id=5000)), tmp_path / "hh.csv")
-    parser = argparse.ArgumentParser()
-    add_training_source_args(parser)
-    args = parser.parse_args(["--extra-train", f"hh={extra}:0.5", "--fold-seeds", "3"])
-    battles = load_training_sources(primary, args.extra_train)
-    assert resolve_tie_handling(args.tie_handling, battles) == DEFAULT_TIE_HANDLING
-    assert resolve_tie_handling(None, battles[battles["is_primary"]]) == "plain"
+    return load_training_sources(primary, [f"hh={extra}:{extra_weight}"])
+
+
+def _length_formatting(battles):
     from features.extractor import FeatureExtractor
 
-    X = FeatureExtractor(groups=["length", "formatting"], n_jobs=1, progress=False).transform(battles)
-    fit = cross_fit_sources(X, battles, DEFAULT_TIE_HANDLING, n_folds=3, seed=0, X_test=X.iloc[:5], **QUICK)
-    np.testing.assert_allclose(fit.oof.sum(axis=1), 1.0, atol=1e-9)
-    scores = oof_per_source(battles, fit.oof)
+    return FeatureExtractor(groups=["length", "formatting"], n_jobs=1, progress=False).transform(battles)
+
+
+def test_fit_calibrated_over_sources_scores_every_source_and_resolves_auto(tmp_path):
+    from pipelines.multi_source import source_fit_kwargs
+    from pipelines.source_scoring import oof_per_source
+    from stacking.config import StackerConfig
+    from stacking.cross_fit import fit_calibrated
+
+    battles = _two_sources(tmp_path)
+    X = _length_formatting(battles)
+    folds = make_source_folds(battles, n_folds=3, seed=0)
+    config = StackerConfig(num_boost_round=40, early_stopping_rounds=10, num_threads=1, params={"learning_rate": 0.2})
+    fit = fit_calibrated(
+        X, battles["label"].to_numpy(), folds, config, 0, X_test=X.iloc[:5], **source_fit_kwargs(battles)
+    )
+    assert fit.raw.tie_handling == "masked_tie"  # auto, with a source without ties
+    np.testing.assert_allclose(fit.oof_cal.sum(axis=1), 1.0, atol=1e-9)
+    scores = oof_per_source(battles, fit.raw.oof)
     assert set(scores) == {"train", "hh"} and scores["hh"]["per_class"]["tie"] is None
-    groups = source_groups(battles)
-    assert pd.Series(fit.folds).groupby(groups).nunique().max() == 1
+    assert pd.Series(folds).groupby(source_groups(battles)).nunique().max() == 1
+    assert fit.scored.tolist() == battles["is_primary"].tolist()

@@ -143,7 +143,7 @@ def test_running_loss_is_reported_per_fold_and_pruning_stops_a_trial(data, tmp_p
         pruner=optuna.pruners.ThresholdPruner(upper=0.0),
         sampler=optuna.samplers.TPESampler(seed=0),
     )
-    study.optimize(tune.make_objective(inputs, config), n_trials=1)
+    study.optimize(tune.make_objective(tune.Evaluation.of(inputs, config), config), n_trials=1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert list(trial.intermediate_values) == [0]
