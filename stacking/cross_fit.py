@@ -64,7 +64,7 @@ class CalibratedFit:
 FoldHook = Callable[[int, np.ndarray, list[int]], None]  # (fold, OOF so far, folds done) after each fold
 
 
-def _with_fold_features(
+def with_fold_features(
     X: pd.DataFrame, battles: pd.DataFrame | None, transformers: list[Any], index: np.ndarray | None = None
 ) -> pd.DataFrame:
     if not transformers:
@@ -110,14 +110,14 @@ def cross_fit(
         fitted = [clone(t).fit(battles.iloc[train_idx]) for t in fold_features] if battles is not None else []
         model = LGBMStacker(seed=seed + int(k), config=config, **overrides)
         model.fit(
-            _with_fold_features(X.iloc[train_idx], battles, fitted, train_idx),
+            with_fold_features(X.iloc[train_idx], battles, fitted, train_idx),
             y[train_idx],
             None if groups is None else np.asarray(groups)[train_idx],
             sample_weight=None if weights is None else weights[train_idx],
         )
-        oof[held_idx] = model.predict_proba(_with_fold_features(X.iloc[held_idx], battles, fitted, held_idx))
+        oof[held_idx] = model.predict_proba(with_fold_features(X.iloc[held_idx], battles, fitted, held_idx))
         if X_test is not None and test is not None:
-            test += model.predict_proba(_with_fold_features(X_test, test_battles, fitted))
+            test += model.predict_proba(with_fold_features(X_test, test_battles, fitted))
         result.models.append(model)
         result.fold_ids.append(int(k))
         result.fold_transformers.append(fitted)
