@@ -20,7 +20,7 @@ from pipelines.errors import UserError
 from pipelines.estimator import ArenaPreferenceModel
 from stacking import transformer_state
 from stacking.config import StackerConfig
-from tests.conftest import make_battles
+from tests.conftest import WORDS, make_battles
 
 FAST = ["--num-boost-round", "40", "--early-stopping-rounds", "10", "--num-threads", "1", "--no-progress"]
 QUICK = StackerConfig(num_boost_round=40, early_stopping_rounds=10, num_threads=1)
@@ -210,3 +210,65 @@ def test_unlisted_file_and_predict_cli(run_dir, frames, bundle_copy, tmp_path):
     np.testing.assert_allclose(_submission(out), _submission(run_dir / "submission.csv"), atol=1e-5)
     (bundle_copy / "stacker_features" / "booster_9.txt").write_text("tree\n")
     assert "not listed" in _refused(bundle_copy, "booster_9.txt")
+
+
+def _keyword_battles(n: int, seed: int, labelled: bool, start_id: int) -> pd.DataFrame:
+    """The winner is the answer that says "python" (tie: both or neither): invisible to the handcrafted
+    features, easy for a transformer, so the stacker with the encoder is the one chosen."""
+    rng = np.random.default_rng(seed)
+    words = [w for w in WORDS if w != "python"]
+    rows = []
+    for i in range(n):
+        has = rng.random(2) < 0.5
+        texts = []
+        for keyword in has:
+            body = list(rng.choice(words, size=int(rng.integers(8, 20))))
+            if keyword:
+                body.insert(int(rng.integers(len(body))), "python")
+            texts.append(" ".join(body))
+        label = 2 if has[0] == has[1] else (0 if has[0] else 1)
+        row = {"id": start_id + i, "prompt": json.dumps([f"question {i % 40}"])}
+        row.update(response_a=json.dumps([texts[0]]), response_b=json.dumps([texts[1]]))
+        if labelled:
+            row.update(winner_model_a=int(label == 0), winner_model_b=int(label == 1), winner_tie=int(label == 2))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.slow
+@pytest.mark.skip(
+    reason="open: the tiny random DistilBERT does not learn the keyword rule in CPU-sized steps (OOF 1.0397 vs"
+    " features 1.0397 at 150 steps), so the stacker with the encoder is never chosen and the full bundle path"
+    " is not reached; needs a learnable tiny encoder setup"
+)
+def test_bundle_with_encoder_reproduces_full_run(tmp_path):
+    from tests.tiny_models import build_tiny_distilbert
+
+    bert = build_tiny_distilbert(tmp_path / "tiny-distilbert")
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    _keyword_battles(240, 1, True, 1000).to_csv(train, index=False)
+    _keyword_battles(30, 2, False, 90000).to_csv(test, index=False)
+    out = tmp_path / "run"
+    encoder = [
+        "--encoder",
+        str(bert),
+        "--encoder-max-length",
+        "48",
+        "--encoder-max-steps",
+        "150",
+        "--encoder-epochs",
+        "10",
+    ]
+    encoder += ["--encoder-learning-rate", "0.005", "--encoder-batch-size", "16", "--encoder-precision", "fp32"]
+    args = ["--train", str(train), "--test", str(test), "--out", str(out), "--folds", "3", "--n-jobs", "1"]
+    assert full_run.main([*args, *FAST, *encoder, "--encoder-eval-batch-size", "16"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["chosen"]["sources"] == ["tiny-distilbert"], report["oof"]
+
+    model = ArenaPreferenceModel.load(out / "model")
+    assert model.chosen_stacker_ == "full" and model.encoder_names_ == ["tiny-distilbert"]
+    assert list((out / "model" / "encoders" / "tiny-distilbert").glob("fold_*/*.safetensors"))
+    frame = pd.read_csv(test)
+    np.testing.assert_allclose(model.predict_proba(frame), _submission(out / "submission.csv"), atol=1e-5)
+    features_only = model.predict_proba(frame, use_encoders=False)
+    assert features_only.shape == (30, 3) and not np.allclose(features_only, _submission(out / "submission.csv"))
