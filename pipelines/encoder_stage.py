@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from encoders.fold_models import MANIFEST
-from pipelines.config import RunConfig
+from encoders.settings import EncoderConfig
 from pipelines.encoder_launch import launch_data_parallel, run_in_process
 from pipelines.stacker_inputs import StackerInputs
 
@@ -46,12 +47,25 @@ def _read_plan(run_dir: Path, name: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def run_encoders(inputs: StackerInputs, config: RunConfig, deadline: float | None = None) -> EncoderStage:
-    """Fine-tune every configured model; a model that fails or runs out of time is left out, never the run."""
+def run_encoders(
+    inputs: StackerInputs,
+    encoders: Sequence[EncoderConfig],
+    run_dir: Path,
+    *,
+    seed: int,
+    data_paths: Callable[[], tuple[str, str]],
+    deadline: float | None = None,
+    progress: bool = False,
+) -> EncoderStage:
+    """Fine-tune every configured model; a model that fails or runs out of time is left out, never the run.
+
+    ``data_paths()`` gives train/test CSV paths, only needed (and only called) for a data-parallel launch.
+    ``inputs.test`` None: the encoders score one train row as their test set (nothing uses it).
+    """
     stage = EncoderStage()
-    run_dir = config.out
-    for enc in config.encoders:
-        enc.seed = config.seed
+    test = inputs.test if inputs.test is not None else inputs.train.iloc[:1].drop(columns=["label"])
+    for enc in encoders:
+        enc = replace(enc, seed=seed)
         name = enc.resolved_name
         seconds_left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         started = time.monotonic()
@@ -59,12 +73,10 @@ def run_encoders(inputs: StackerInputs, config: RunConfig, deadline: float | Non
         plan: dict = {}
         try:
             if n_gpus > 1:
-                launch_data_parallel(enc, config.train_path, config.test_path, run_dir, n_gpus, seconds_left)
+                launch_data_parallel(enc, *data_paths(), run_dir, n_gpus, seconds_left)
                 plan = _read_plan(run_dir, name)
             else:
-                plan = run_in_process(
-                    enc, inputs.train, inputs.test, inputs.folds, run_dir, seconds_left, config.progress
-                ).plan
+                plan = run_in_process(enc, inputs.train, test, inputs.folds, run_dir, seconds_left, progress).plan
         except Exception as exc:  # the features-only submission is already written: keep going without it
             log.exception("encoder %s failed; left out of the stacker", name)
             plan = {**_read_plan(run_dir, name), "error": f"{type(exc).__name__}: {exc}"}

@@ -48,7 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL_DIR",
         help="fine-tune this local Hugging Face model in the same folds (repeatable)",
     )
-    add_dataclass_args(p.add_argument_group("encoders (apply to every --encoder)"), EncoderConfig, ENCODER_PREFIX)
+    group = p.add_argument_group("encoders (apply to every --encoder)")
+    add_dataclass_args(group, EncoderConfig, ENCODER_PREFIX)
+    group.add_argument(
+        "--save-encoders",
+        choices=EncoderConfig.SAVE_MODELS_CHOICES,
+        default="all",
+        help="fold models kept for the model bundle: all, lora (adapters + heads only) or none "
+        "(the bundle then predicts new battles with the features-only stacker)",
+    )
     p.add_argument(
         "--test-labels", help="labels for test (sample_submission schema): scored after prediction, for evaluation only"
     )
@@ -70,7 +78,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, Path]:
         else (KAGGLE_TIME_BUDGET_HOURS if paths.on_kaggle else None)
     )
     apply_params_file(config, args)
-    encoder_settings = overrides_from_args(args, EncoderConfig, ENCODER_PREFIX)
+    encoder_settings = {**overrides_from_args(args, EncoderConfig, ENCODER_PREFIX), "save_models": args.save_encoders}
     config.encoders += [
         dataclasses.replace(EncoderConfig(model_path=model_dir), **encoder_settings) for model_dir in args.encoder
     ]

@@ -1,7 +1,9 @@
-"""Score new battles with a saved stacker directory.
+"""Score new battles with a saved model bundle (``<run>/model``, written by pipelines.full_run).
 
 python -m pipelines.predict --model outputs/run/model --test test.csv --out submission.csv
-   [--source NAME=TEST_PROBA_FILE ...]   # the same extra sources the model was trained with
+   [--source NAME=TEST_PROBA_FILE ...]       # the same extra sources the model was trained with
+   [--encoder-base NAME=MODEL_DIR ...]       # where an encoder's base weights live now (e.g. on Kaggle)
+   [--features-only]                         # skip the encoders even if the chosen stacker uses them
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.extractor import FeatureExtractor
 from pipelines.data import load_battles
+from pipelines.errors import run_command
+from pipelines.estimator import ArenaPreferenceModel
 from pipelines.submission import write_submission
-from stacking.model import StackerModel
-from stacking.sources import read_proba_file, source_features
 
 log = logging.getLogger("arena_pref")
 
@@ -29,18 +30,22 @@ def predict_file(
     sources: dict[str, str] | None = None,
     n_jobs: int = 2,
     progress: bool = True,
+    *,
+    encoder_base_paths: dict[str, str] | None = None,
+    use_encoders: bool = True,
 ) -> pd.DataFrame:
-    model = StackerModel.load(model_dir)
+    model = ArenaPreferenceModel.load(model_dir, encoder_base_paths=encoder_base_paths)
+    model.set_params(n_jobs=n_jobs, progress=progress)
     test, _ = load_battles(test_path, labelled=False)
-    X = FeatureExtractor(model.feature_config["groups"], n_jobs=n_jobs, progress=progress).transform(test)
-    needed = model.feature_config.get("sources", [])
-    sources = sources or {}
-    missing = [s for s in needed if s not in sources]
-    if missing:
-        raise SystemExit(f"model was trained with probability source(s) {missing}: pass --source NAME=FILE for each")
-    for name in needed:
-        X = pd.concat([X, source_features(read_proba_file(sources[name]), test["id"], name, sources[name])], axis=1)
-    return write_submission(test["id"], model.predict_proba(X), out_path)
+    proba = model.predict_proba(test, use_encoders=use_encoders, sources=sources or {})
+    return write_submission(test["id"], proba, out_path)
+
+
+def _pairs(specs: list[str], flag: str) -> dict[str, str]:
+    bad = [s for s in specs if "=" not in s]
+    if bad:
+        raise SystemExit(f"{flag} expects NAME=PATH, got {bad[0]!r}")
+    return dict(s.split("=", 1) for s in specs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,19 +53,26 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m pipelines.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model", required=True, help="model directory written by pipelines.full_run (<run>/model)")
+    p.add_argument("--model", required=True, help="model bundle written by pipelines.full_run (<run>/model)")
     p.add_argument("--test", required=True, help="test.csv in the Kaggle schema")
     p.add_argument("--out", required=True, help="where to write submission.csv")
     p.add_argument("--source", action="append", default=[], metavar="NAME=FILE")
+    p.add_argument("--encoder-base", action="append", default=[], metavar="NAME=MODEL_DIR")
+    p.add_argument("--features-only", action="store_true", help="use the features-only stacker")
     p.add_argument("--n-jobs", type=int, default=2)
     args = p.parse_args(argv)
-    sources = dict(s.split("=", 1) for s in args.source)
-    frame = predict_file(args.model, args.test, args.out, sources, args.n_jobs)
+    frame = predict_file(
+        args.model,
+        args.test,
+        args.out,
+        _pairs(args.source, "--source"),
+        args.n_jobs,
+        encoder_base_paths=_pairs(args.encoder_base, "--encoder-base"),
+        use_encoders=not args.features_only,
+    )
     log.info("wrote %s (%d rows)", args.out, len(frame))
     return 0
 
 
 if __name__ == "__main__":
-    from pipelines.errors import run_command
-
     sys.exit(run_command(main))

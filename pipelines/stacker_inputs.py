@@ -1,4 +1,8 @@
-"""The shared first half of every entry point: load, fold, featurise, attach extra sources."""
+"""The shared first half of every entry point: fold, featurise, attach extra sources.
+
+``prepare_inputs`` reads the run's files; :func:`build_inputs` does the rest on frames already
+parsed (the estimator's path), so both give the same inputs.
+"""
 
 from __future__ import annotations
 
@@ -12,37 +16,95 @@ import pandas as pd
 from features.extractor import FeatureExtractor
 from pipelines.config import RunConfig
 from pipelines.data import ParseReport, load_battles
-from pipelines.folds import load_or_make_folds, prompt_groups
+from pipelines.folds import load_or_make_folds, make_folds, prompt_groups
 from pipelines.report import StageTimer
 from stacking.sources import read_proba_file, source_features
 
 log = logging.getLogger(__name__)
 
+SOURCE_COLUMNS = ("source", "is_primary", "weight", "source_has_ties")  # pipelines.training_sets' extra columns
+
 
 @dataclass
 class StackerInputs:
+    """Train (and optional test) battles, labels, folds and stacker feature frames.
+
+    ``source``, ``is_primary``, ``weight`` and ``source_has_ties`` are per train row when the train
+    frame came from several training sources (``pipelines.training_sets``), else None.
+    """
+
     train: pd.DataFrame
-    test: pd.DataFrame
+    test: pd.DataFrame | None
     train_parse: ParseReport
-    test_parse: ParseReport
+    test_parse: ParseReport | None
     y: np.ndarray
     folds: np.ndarray
     groups: np.ndarray
     X: pd.DataFrame
-    X_test: pd.DataFrame
+    X_test: pd.DataFrame | None
+    source: np.ndarray | None = None
+    is_primary: np.ndarray | None = None
+    weight: np.ndarray | None = None
+    source_has_ties: np.ndarray | None = None
 
-    def with_source(self, name: str, oof_path: str | Path, test_path: str | Path) -> None:
+    def with_source(self, name: str, oof_path: str | Path, test_path: str | Path | None) -> None:
         """Add an extra probability source's columns (OOF for train, fold-mean for test)."""
         self.X = pd.concat(
             [self.X, source_features(read_proba_file(oof_path), self.train["id"], name, str(oof_path))], axis=1
         )
-        self.X_test = pd.concat(
-            [self.X_test, source_features(read_proba_file(test_path), self.test["id"], name, str(test_path))], axis=1
-        )
+        if self.X_test is not None and self.test is not None and test_path is not None:
+            self.X_test = pd.concat(
+                [self.X_test, source_features(read_proba_file(test_path), self.test["id"], name, str(test_path))],
+                axis=1,
+            )
 
 
 def cache_dir_of(config: RunConfig) -> Path:
     return Path(config.cache_dir) if config.cache_dir else config.out.parent / ".cache"
+
+
+def build_inputs(
+    train: pd.DataFrame,
+    test: pd.DataFrame | None,
+    train_parse: ParseReport,
+    test_parse: ParseReport | None,
+    extractor: FeatureExtractor,
+    *,
+    n_folds: int,
+    seed: int,
+    folds_path: Path | None = None,
+    extra_sources: dict[str, str] | None = None,
+    timer: StageTimer | None = None,
+) -> StackerInputs:
+    """Folds (saved to ``folds_path`` so other stages share them), features and extra sources of parsed battles."""
+    timer = timer or StageTimer()
+    with timer.stage("folds"):
+        if folds_path is not None:
+            folds = load_or_make_folds(train, folds_path, n_folds, seed)["fold"].to_numpy()
+        else:
+            folds = make_folds(train, n_folds, seed)["fold"].to_numpy()
+        groups = prompt_groups(train)
+    with timer.stage("features"):
+        X = extractor.transform(train)
+        X_test = extractor.transform(test) if test is not None else None
+    meta = {c: train[c].to_numpy() for c in SOURCE_COLUMNS if c in train.columns}
+    inputs = StackerInputs(
+        train, test, train_parse, test_parse, train["label"].to_numpy(), folds, groups, X, X_test, **meta
+    )
+    for name, spec in (extra_sources or {}).items():
+        oof_path, test_path = spec.split(",")
+        inputs.with_source(name, oof_path, test_path)
+    return inputs
+
+
+def feature_extractor(config: RunConfig) -> FeatureExtractor:
+    return FeatureExtractor(
+        config.features.groups,
+        n_jobs=config.features.n_jobs,
+        chunk_size=config.features.chunk_size,
+        cache_dir=cache_dir_of(config),
+        progress=config.progress,
+    )
 
 
 def prepare_inputs(config: RunConfig, timer: StageTimer | None = None) -> StackerInputs:
@@ -50,21 +112,15 @@ def prepare_inputs(config: RunConfig, timer: StageTimer | None = None) -> Stacke
     with timer.stage("load"):
         train, train_parse = load_battles(config.train_path, labelled=True)
         test, test_parse = load_battles(config.test_path, labelled=False)
-    with timer.stage("folds"):
-        folds = load_or_make_folds(train, config.out / "folds.csv", config.n_folds, config.seed)["fold"].to_numpy()
-        groups = prompt_groups(train)
-    extractor = FeatureExtractor(
-        config.features.groups,
-        n_jobs=config.features.n_jobs,
-        chunk_size=config.features.chunk_size,
-        cache_dir=cache_dir_of(config),
-        progress=config.progress,
+    return build_inputs(
+        train,
+        test,
+        train_parse,
+        test_parse,
+        feature_extractor(config),
+        n_folds=config.n_folds,
+        seed=config.seed,
+        folds_path=config.out / "folds.csv",
+        extra_sources=config.extra_sources,
+        timer=timer,
     )
-    with timer.stage("features"):
-        X = extractor.transform(train)
-        X_test = extractor.transform(test)
-    inputs = StackerInputs(train, test, train_parse, test_parse, train["label"].to_numpy(), folds, groups, X, X_test)
-    for name, spec in config.extra_sources.items():
-        oof_path, test_path = spec.split(",")
-        inputs.with_source(name, oof_path, test_path)
-    return inputs

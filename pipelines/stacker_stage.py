@@ -1,19 +1,18 @@
-"""One stacker fit of a run (cross-fit + calibration over the run's inputs) and its files."""
+"""One stacker fit of a run (cross-fit + calibration over the run's inputs)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from pipelines.config import RunConfig
 from pipelines.stacker_inputs import StackerInputs
-from pipelines.submission import save_predictions, write_submission
-from stacking.cross_fit import fit_calibrated
+from stacking.config import StackerConfig
+from stacking.cross_fit import FoldFeature, fit_calibrated
 from stacking.metrics import multiclass_log_loss
 from stacking.model import StackerModel
 
@@ -22,11 +21,12 @@ log = logging.getLogger("arena_pref")
 
 @dataclass
 class StackerFit:
-    """One fitted stacker: uncalibrated and calibrated OOF, calibrated test probabilities, the model."""
+    """One fitted stacker: uncalibrated and calibrated OOF, calibrated test probabilities (None without
+    a test frame), the model."""
 
     oof_raw: np.ndarray
     oof_cal: np.ndarray
-    test: np.ndarray
+    test: np.ndarray | None
     model: StackerModel
     sources: list[str]
     fold_transformers: list[list[Any]] = field(default_factory=list)  # per fold, fitted on its training rows
@@ -39,36 +39,39 @@ class StackerFit:
         return "features + " + ", ".join(self.sources) if self.sources else "features only"
 
 
-def fit_stacker(inputs: StackerInputs, config: RunConfig, sources: list[str]) -> StackerFit:
+def fit_stacker(
+    inputs: StackerInputs,
+    stacker: StackerConfig,
+    seed: int,
+    feature_groups: Sequence[str],
+    sources: list[str],
+    *,
+    fold_features: Sequence[FoldFeature] = (),
+    progress: bool = False,
+) -> StackerFit:
     """Cross-fitted stacker followed by nested calibration, over every column of ``inputs``."""
-    bar = tqdm(total=len(np.unique(inputs.folds)), desc="stacker folds", disable=not config.progress)
+    bar = tqdm(total=len(np.unique(inputs.folds)), desc="stacker folds", disable=not progress)
     fit = fit_calibrated(
         inputs.X,
         inputs.y,
         inputs.folds,
-        config.stacker,
-        config.seed,
+        stacker,
+        seed,
         groups=inputs.groups,
         X_test=inputs.X_test,
+        fold_features=fold_features,
+        battles=inputs.train if fold_features else None,
+        test_battles=inputs.test if fold_features else None,
         progress=bar,
+        # MULTI-SOURCE: the one place where inputs.source / is_primary / weight / source_has_ties
+        # will be passed to fit_calibrated (its multi-source arguments are being added on another branch)
     )
     bar.close()
     model = StackerModel.from_fold_models(
         fit.raw.models,
         fit.calibrator,
-        feature_config={"groups": list(config.features.groups), "sources": list(sources)},
-        metadata={"best_iterations": fit.raw.best_iterations, "seed": config.seed},
+        feature_config={"groups": list(feature_groups), "sources": list(sources)},
+        metadata={"best_iterations": fit.raw.best_iterations, "seed": seed},
+        fold_transformers=fit.raw.fold_transformers if fold_features else None,
     )
-    test = fit.test_cal
-    assert test is not None  # X_test was given
-    return StackerFit(fit.raw.oof, fit.oof_cal, test, model, list(sources), fit.raw.fold_transformers)
-
-
-def write_outputs(fit: StackerFit, inputs: StackerInputs, out: Path, submission_path: Path) -> None:
-    """Submission (validated), model directory and OOF predictions of one fitted stacker."""
-    write_submission(inputs.test["id"], fit.test, submission_path)
-    fit.model.save(out / "model")
-    save_predictions(
-        inputs.train["id"], fit.oof_cal, out / "oof_stacker.csv", {"fold": inputs.folds, "label": inputs.y}
-    )
-    log.info("wrote %s (stacker over %s)", submission_path, fit.description)
+    return StackerFit(fit.raw.oof, fit.oof_cal, fit.test_cal, model, list(sources), fit.raw.fold_transformers)

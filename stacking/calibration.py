@@ -15,6 +15,8 @@ from scipy.special import log_softmax, softmax
 from stacking.config import CALIBRATIONS
 
 EPS = 1e-7
+LOG_TEMPERATURE_BOUNDS = (-3.0, 3.0)  # the fit's search range; a stored value outside it was not fitted here
+TIE_BIAS_BOUNDS = (-5.0, 5.0)
 
 
 def _logits(proba: np.ndarray) -> np.ndarray:
@@ -52,7 +54,10 @@ class ProbabilityCalibrator:
 
         x0 = np.zeros(2 if self.kind == "vector" else 1)
         result = minimize(
-            nll, x0, method="L-BFGS-B", bounds=[(-3.0, 3.0)] + ([(-5.0, 5.0)] if self.kind == "vector" else [])
+            nll,
+            x0,
+            method="L-BFGS-B",
+            bounds=[LOG_TEMPERATURE_BOUNDS] + ([TIE_BIAS_BOUNDS] if self.kind == "vector" else []),
         )
         self.temperature_ = float(np.exp(result.x[0]))
         self.tie_bias_ = float(result.x[1]) if self.kind == "vector" else 0.0
@@ -68,10 +73,27 @@ class ProbabilityCalibrator:
 
     @classmethod
     def from_dict(cls, data: dict) -> ProbabilityCalibrator:
+        """The inverse of :meth:`to_dict`, refusing values the fit cannot have produced (an edited file)."""
         cal = cls(data["kind"])
         cal.temperature_ = float(data["temperature"])
         cal.tie_bias_ = float(data["tie_bias"])
+        cal.check()
         return cal
+
+    def check(self) -> None:
+        """Raise ValueError unless temperature and tie bias are finite and inside the fit's bounds."""
+        t, bias = self.temperature_, self.tie_bias_
+        if not (np.isfinite(t) and t > 0):
+            raise ValueError(f"calibrator temperature must be finite and > 0, got {t}")
+        low, high = (float(np.exp(b)) for b in LOG_TEMPERATURE_BOUNDS)
+        if not low * (1 - 1e-9) <= t <= high * (1 + 1e-9):
+            raise ValueError(f"calibrator temperature {t} is outside the fitted range [{low:.4g}, {high:.4g}]")
+        if not np.isfinite(bias) or not TIE_BIAS_BOUNDS[0] <= bias <= TIE_BIAS_BOUNDS[1]:
+            raise ValueError(f"calibrator tie bias must be finite and within {TIE_BIAS_BOUNDS}, got {bias}")
+        if self.kind != "vector" and bias != 0.0:
+            raise ValueError(f"calibrator of kind {self.kind!r} has a tie bias ({bias}); only 'vector' fits one")
+        if self.kind == "none" and t != 1.0:
+            raise ValueError(f"calibrator of kind 'none' has temperature {t}; it must be 1")
 
 
 def cross_calibrate(

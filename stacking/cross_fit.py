@@ -75,7 +75,7 @@ class CalibratedFit:
 FoldHook = Callable[[int, np.ndarray, list[int]], None]  # (fold, OOF so far, folds done) after each fold
 
 
-def _with_fold_features(
+def with_fold_features(
     X: pd.DataFrame, battles: pd.DataFrame | None, transformers: list[Any], index: np.ndarray | None = None
 ) -> pd.DataFrame:
     if not transformers:
@@ -128,7 +128,7 @@ def cross_fit(
     for k in sorted(np.unique(folds)):
         train_idx, held_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         fitted = [clone(t).fit(battles.iloc[train_idx]) for t in fold_features] if battles is not None else []
-        X_train = _with_fold_features(X.iloc[train_idx], battles, fitted, train_idx)
+        X_train = with_fold_features(X.iloc[train_idx], battles, fitted, train_idx)
         fold_groups = None if groups is None else np.asarray(groups)[train_idx]
         fold_weights = None if weights is None else weights[train_idx]
         model: LGBMStacker | TieAwareStacker
@@ -139,9 +139,9 @@ def cross_fit(
             settings = replace(config or StackerConfig(), **overrides)
             model = TieAwareStacker(option, seed=seed + int(k), config=settings)
             model.fit(X_train, y[train_idx], names[train_idx], has_ties[train_idx], fold_weights, fold_groups)
-        oof[held_idx] = model.predict_proba(_with_fold_features(X.iloc[held_idx], battles, fitted, held_idx))
+        oof[held_idx] = model.predict_proba(with_fold_features(X.iloc[held_idx], battles, fitted, held_idx))
         if X_test is not None and test is not None:
-            test += model.predict_proba(_with_fold_features(X_test, test_battles, fitted))
+            test += model.predict_proba(with_fold_features(X_test, test_battles, fitted))
         result.models.append(model)
         result.fold_ids.append(int(k))
         result.fold_transformers.append(fitted)

@@ -1,6 +1,7 @@
-"""A trained stacker as a directory: fold boosters, calibrator, feature config, versions.
+"""A trained stacker as a directory: fold boosters, each fold's feature transformers, calibrator, config.
 
-Loading it needs no training data, so ``pipelines.predict`` can score new battles later.
+Loading it needs no training data, so new battles can be scored later. Nothing is unpickled: boosters
+are LightGBM text (their header checked before LightGBM reads them), transformers JSON + ``.npz``.
 """
 
 from __future__ import annotations
@@ -9,15 +10,28 @@ import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from stacking.booster_file import check_booster_file
 from stacking.calibration import ProbabilityCalibrator
+from stacking.cross_fit import with_fold_features
 from stacking.lgbm import LGBMStacker, predict_swap_averaged
+from stacking.transformer_state import load_transformer, save_transformer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MODEL_FILE = "model.json"
+
+
+def booster_name(i: int) -> str:
+    return f"booster_{i}.txt"
+
+
+def transformer_stem(directory: Path, fold: int, j: int) -> Path:
+    return directory / f"fold_{fold}" / f"transformer_{j}"
 
 
 def library_versions() -> dict[str, str]:
@@ -34,13 +48,18 @@ def library_versions() -> dict[str, str]:
 
 @dataclass
 class StackerModel:
-    """Fold boosters (predictions are their mean) followed by a calibrator."""
+    """Fold boosters (predictions are their mean) followed by a calibrator.
+
+    ``fold_transformers[k]`` are fold k's fitted per-fold feature transformers: booster k only ever
+    sees the columns its own fold's transformers produce, at fit and at prediction.
+    """
 
     boosters: list[lgb.Booster]
     columns: list[str]
     calibrator: ProbabilityCalibrator
     feature_config: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
+    fold_transformers: list[list[Any]] = field(default_factory=list)
 
     @classmethod
     def from_fold_models(
@@ -49,22 +68,48 @@ class StackerModel:
         calibrator: ProbabilityCalibrator,
         feature_config: dict,
         metadata: dict | None = None,
+        fold_transformers: list[list[Any]] | None = None,
     ) -> StackerModel:
-        return cls(
-            [m.fitted_booster() for m in models], list(models[0].columns_), calibrator, feature_config, metadata or {}
-        )
+        columns = list(models[0].columns_)
+        if any(list(m.columns_) != columns for m in models):
+            raise ValueError("fold stackers differ in their columns: per-fold features must name the same columns")
+        transformers = [list(t) for t in fold_transformers or []]
+        if transformers and len(transformers) != len(models):
+            raise ValueError(f"{len(transformers)} sets of fold transformers for {len(models)} fold stackers")
+        boosters = [m.fitted_booster() for m in models]
+        return cls(boosters, columns, calibrator, feature_config, metadata or {}, transformers)
 
-    def predict_proba_uncalibrated(self, X: pd.DataFrame) -> np.ndarray:
-        return np.mean([predict_swap_averaged(b, X, self.columns) for b in self.boosters], axis=0)
+    @property
+    def needs_battles(self) -> bool:
+        return any(self.fold_transformers)
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.calibrator.predict_proba(self.predict_proba_uncalibrated(X))
+    def predict_proba_uncalibrated(self, X: pd.DataFrame, battles: pd.DataFrame | None = None) -> np.ndarray:
+        """Mean over folds; booster k sees ``X`` plus its own fold's transformer columns of ``battles``."""
+        per_fold = []
+        for k, booster in enumerate(self.boosters):
+            fitted = self.fold_transformers[k] if self.fold_transformers else []
+            per_fold.append(predict_swap_averaged(booster, with_fold_features(X, battles, fitted), self.columns))
+        return np.mean(per_fold, axis=0)
 
-    def save(self, directory: str | Path) -> Path:
+    def predict_proba(self, X: pd.DataFrame, battles: pd.DataFrame | None = None) -> np.ndarray:
+        return self.calibrator.predict_proba(self.predict_proba_uncalibrated(X, battles))
+
+    def save(self, directory: str | Path) -> list[Path]:
+        """Write the model into ``directory``; every file written (for a bundle's hashes)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        written = []
         for i, booster in enumerate(self.boosters):
-            booster.save_model(str(directory / f"booster_{i}.txt"), num_iteration=booster.best_iteration or None)
+            path = directory / booster_name(i)
+            booster.save_model(str(path), num_iteration=booster.best_iteration or None)
+            written.append(path)
+        transformers: list[list[str]] = []
+        for k, fitted in enumerate(self.fold_transformers):
+            transformers.append([])
+            for j, t in enumerate(fitted):
+                stem = transformer_stem(directory, k, j)
+                written += save_transformer(t, stem)
+                transformers[-1].append(str(stem.relative_to(directory)))
         manifest = {
             "format_version": FORMAT_VERSION,
             "n_boosters": len(self.boosters),
@@ -72,25 +117,46 @@ class StackerModel:
             "calibrator": self.calibrator.to_dict(),
             "feature_config": self.feature_config,
             "metadata": self.metadata,
+            "fold_transformers": transformers,
             "versions": library_versions(),
         }
-        (directory / "model.json").write_text(json.dumps(manifest, indent=2))
-        return directory
+        (directory / MODEL_FILE).write_text(json.dumps(manifest, indent=2))
+        return [directory / MODEL_FILE, *written]
 
     @classmethod
     def load(cls, directory: str | Path) -> StackerModel:
+        """Load and check: booster files named in ``model.json`` (no more, no fewer), their headers'
+        feature names against ``columns``, the calibrator's values; ValueError names the file."""
         directory = Path(directory)
-        manifest_path = directory / "model.json"
+        manifest_path = directory / MODEL_FILE
         if not manifest_path.exists():
-            raise FileNotFoundError(f"{directory}: not a saved stacker (no model.json)")
+            raise FileNotFoundError(f"{directory}: not a saved stacker (no {MODEL_FILE})")
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{manifest_path}: format_version {manifest.get('format_version')} != {FORMAT_VERSION}")
-        boosters = [lgb.Booster(model_file=str(directory / f"booster_{i}.txt")) for i in range(manifest["n_boosters"])]
+        n = int(manifest["n_boosters"])
+        found = sorted(p.name for p in directory.glob("booster_*.txt"))
+        expected = sorted(booster_name(i) for i in range(n))
+        best = manifest.get("metadata", {}).get("best_iterations")
+        if n < 1 or found != expected or (best is not None and len(best) != n):
+            raise ValueError(f"{manifest_path}: n_boosters {n} does not match the booster files {found}")
+        try:
+            calibrator = ProbabilityCalibrator.from_dict(manifest["calibrator"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{manifest_path}: {exc}") from None
+        columns = [str(c) for c in manifest["columns"]]
+        for i in range(n):
+            check_booster_file(directory / booster_name(i), columns)  # before LightGBM reads it
+        boosters = [lgb.Booster(model_file=str(directory / booster_name(i))) for i in range(n)]
+        stems = manifest.get("fold_transformers", [])
+        if stems and len(stems) != n:
+            raise ValueError(f"{manifest_path}: {len(stems)} sets of fold transformers for {n} boosters")
+        transformers = [[load_transformer(directory / stem) for stem in fold] for fold in stems]
         return cls(
             boosters,
-            manifest["columns"],
-            ProbabilityCalibrator.from_dict(manifest["calibrator"]),
+            columns,
+            calibrator,
             manifest["feature_config"],
             manifest.get("metadata", {}),
+            transformers,
         )

@@ -1,0 +1,505 @@
+"""The whole stack as one scikit-learn-shaped estimator: parse, fold, featurise, fine-tune encoders,
+stack, calibrate; ``predict_proba`` on any battles frame; ``save``/``load`` as a verified bundle.
+
+``fit`` fits the features-only stacker first (``on_stacker`` is told at once, so a caller can write a
+submission before any encoder starts), then the encoders in the same folds, then a stacker with their
+probabilities, which is chosen only when its OOF log loss is better. The bundle always keeps the
+features-only stacker, so ``predict_proba(..., use_encoders=False)`` works whatever was chosen.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from arena_schema import CLASS_COLUMNS, CLASS_NAMES
+from encoders.settings import EncoderConfig
+from features.extractor import FeatureExtractor
+from features.groups import GROUPS
+from pipelines.bundle import BundleError, load_stacker, read_verified, replace_directory, write_manifest
+from pipelines.data import TURN_COLUMNS, ParseReport, load_battles_frame
+from pipelines.errors import UserError
+from pipelines.metrics import nested_prior, summarize
+from pipelines.report import StageTimer
+from pipelines.run_plan import RunPlan
+from pipelines.stacker_inputs import SOURCE_COLUMNS, StackerInputs, build_inputs
+from pipelines.stacker_stage import StackerFit, fit_stacker
+from stacking.config import StackerConfig
+from stacking.model import StackerModel
+from stacking.sources import read_proba_file, source_features
+from stacking.transformer_state import class_path
+
+log = logging.getLogger("arena_pref")
+
+FEATURES, FULL = "features", "full"  # the two stackers a bundle can hold
+StackerHook = Callable[["ArenaPreferenceModel"], None]
+
+
+def as_battles(frame: pd.DataFrame, name: str, labelled: bool) -> tuple[pd.DataFrame, ParseReport]:
+    """Kaggle-schema frames (raw JSON-list strings) are validated and parsed; parsed battles
+    (``prompt_turns``/``a_turns``/``b_turns``) pass through. Multi-source columns are kept."""
+    turn_columns = list(TURN_COLUMNS.values())
+    if all(c in frame.columns for c in turn_columns):
+        needed = ["id", *(["label"] if labelled else [])]
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise UserError(f"{name}: parsed battles lack column(s) {missing}")
+        out = frame.reset_index(drop=True).copy()
+        out["id"] = out["id"].astype(str)
+        return out, ParseReport(path=name, rows=len(out))
+    parsed, report = load_battles_frame(frame, name, labelled)
+    for col in SOURCE_COLUMNS:
+        if col in frame.columns:
+            parsed[col] = frame[col].to_numpy()
+    return parsed, report
+
+
+def candidate_name(fit: StackerFit) -> str:
+    return "features" + ("+" + "+".join(fit.sources) if fit.sources else "")
+
+
+class ArenaPreferenceModel(BaseEstimator):
+    """P(A wins), P(B wins), P(tie) for battles; every fold, encoder and stacker of a run in one object.
+
+    Fitted attributes: ``classes_`` (``["a", "b", "tie"]``), ``feature_columns_`` (the chosen stacker's),
+    ``encoder_names_`` (encoders the chosen stacker uses), ``folds_``, ``oof_proba_``, ``oof_log_loss_``,
+    ``test_proba_`` (for ``fit``'s ``test``, else None), ``stackers_`` ({"features", "full"}: StackerModel),
+    ``chosen_stacker_``, ``encoder_models_`` (name: ``EncoderFoldModels``), ``fit_report_``.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_folds: int = 5,
+        seed: int = 42,
+        feature_groups: Sequence[str] | None = None,
+        stacker: StackerConfig | None = None,
+        encoders: Sequence[EncoderConfig] = (),
+        fold_features: Sequence[Any] = (),
+        extra_sources: Mapping[str, str] | None = None,
+        n_jobs: int | None = None,
+        cache_dir: str | Path | None = None,
+        work_dir: str | Path | None = None,
+        time_budget_hours: float | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.n_folds = n_folds
+        self.seed = seed
+        self.feature_groups = feature_groups
+        self.stacker = stacker
+        self.encoders = encoders
+        self.fold_features = fold_features
+        self.extra_sources = extra_sources
+        self.n_jobs = n_jobs
+        self.cache_dir = cache_dir
+        self.work_dir = work_dir
+        self.time_budget_hours = time_budget_hours
+        self.progress = progress
+
+    # ----------------------------------------------------------------- settings
+    @property
+    def _groups(self) -> tuple[str, ...]:
+        return tuple(self.feature_groups) if self.feature_groups is not None else tuple(GROUPS)
+
+    def _extractor(self, cache: bool = True) -> FeatureExtractor:
+        return FeatureExtractor(
+            self._groups,
+            n_jobs=self.n_jobs or 1,
+            cache_dir=self.cache_dir if cache else None,
+            progress=self.progress,
+        )
+
+    # ----------------------------------------------------------------- fit
+    def fit(
+        self,
+        train: pd.DataFrame,
+        test: pd.DataFrame | None = None,
+        *,
+        on_stacker: StackerHook | None = None,
+        data_paths: tuple[str, str] | None = None,
+    ) -> ArenaPreferenceModel:
+        """Fit on ``train`` (labelled). ``test`` is scored along the way (``test_proba_``), so encoders are
+        fine-tuned once for both. ``on_stacker(self)`` runs each time the chosen stacker changes (the
+        model is then usable). ``data_paths``: the CSVs behind the frames, for a data-parallel encoder launch."""
+        started = time.monotonic()
+        timer = StageTimer()
+        stacker = self.stacker or StackerConfig()
+        encoders = [replace(e) for e in self.encoders]
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)  # a refit starts from nothing
+        with timer.stage("parse"):
+            train_b, train_parse = as_battles(train, "train", labelled=True)
+            test_b, test_parse = as_battles(test, "test", labelled=False) if test is not None else (None, None)
+        work_dir = Path(self.work_dir) if self.work_dir is not None else None
+        if encoders and work_dir is None:
+            work_dir = Path(tempfile.mkdtemp(prefix="arena_pref_"))
+        inputs = build_inputs(
+            train_b,
+            test_b,
+            train_parse,
+            test_parse,
+            self._extractor(),
+            n_folds=self.n_folds,
+            seed=self.seed,
+            folds_path=None if work_dir is None else work_dir / "folds.csv",
+            extra_sources=dict(self.extra_sources or {}),
+            timer=timer,
+        )
+        log.info(
+            "train %d rows, test %d rows, %d features",
+            len(inputs.train),
+            0 if inputs.test is None else len(inputs.test),
+            inputs.X.shape[1],
+        )
+        deadline = None if self.time_budget_hours is None else started + self.time_budget_hours * 3600
+        plan = RunPlan(self.time_budget_hours, [e.resolved_name for e in encoders])
+        self.classes_ = np.array(CLASS_NAMES)
+        self.folds_: np.ndarray | None = inputs.folds
+        self.stackers_: dict[str, StackerModel] = {}
+        self.encoder_models_: dict = {}
+        with timer.stage("stacker"):
+            first = fit_stacker(
+                inputs,
+                stacker,
+                self.seed,
+                self._groups,
+                list(self.extra_sources or {}),
+                fold_features=self.fold_features,
+                progress=self.progress,
+            )
+        candidates, chosen = {candidate_name(first): first}, first
+        self._adopt(FEATURES, first, inputs, candidates, plan, timer, started)
+        self._announce(first, inputs, plan, timer, started, on_stacker)
+        if encoders:
+            assert work_dir is not None
+            second, fold_models = self._encoders_then_stacker(
+                inputs, encoders, stacker, work_dir, plan, timer, started, deadline, data_paths
+            )
+            if second is not None:
+                candidates[candidate_name(second)] = second
+                if second.log_loss(inputs.y) < first.log_loss(inputs.y):
+                    chosen = second
+                    plan.encoders_used = list(plan.encoders_finished or [])
+                    self.encoder_models_ = fold_models
+                    self._adopt(FULL, second, inputs, candidates, plan, timer, started)
+                    self._announce(second, inputs, plan, timer, started, on_stacker)
+                else:
+                    log.warning(
+                        "stacker with encoders (OOF %.4f) is not better than without (%.4f): keeping features only",
+                        second.log_loss(inputs.y),
+                        first.log_loss(inputs.y),
+                    )
+            for name, enc_plan in (plan.encoder_runs or {}).items():
+                enc_plan["used_in_submission"] = name in (plan.encoders_used or [])
+        if deadline is not None:
+            plan.seconds_left_at_end = round(deadline - time.monotonic(), 1)
+        self._adopt(FULL if chosen is not first else FEATURES, chosen, inputs, candidates, plan, timer, started)
+        return self
+
+    def _encoders_then_stacker(
+        self,
+        inputs: StackerInputs,
+        encoders: list[EncoderConfig],
+        stacker: StackerConfig,
+        work_dir: Path,
+        plan: RunPlan,
+        timer: StageTimer,
+        started: float,
+        deadline: float | None,
+        data_paths: tuple[str, str] | None,
+    ) -> tuple[StackerFit | None, dict]:
+        """Fine-tune the encoders (leaving room for a second stacker fit and the writes), then that stacker;
+        (None, {}) when no encoder finished or the stacker failed: the features-only model stands."""
+        from encoders.fold_models import EncoderFoldModels
+        from pipelines.encoder_stage import run_encoders
+
+        reserve = 2 * (timer.seconds["stacker"] + timer.seconds.get("write", 0.0)) + 60
+        encoder_deadline = None if deadline is None else deadline - reserve
+        plan.encoder_deadline_s_from_start = None if encoder_deadline is None else round(encoder_deadline - started, 1)
+        with timer.stage("encoders"):
+            stage = run_encoders(
+                inputs,
+                encoders,
+                work_dir,
+                seed=self.seed,
+                data_paths=lambda: data_paths or _no_csv_paths(),
+                deadline=encoder_deadline,
+                progress=self.progress,
+            )
+        plan.encoder_runs = stage.plans
+        plan.encoders_finished = list(stage.finished)
+        plan.encoders_used = []
+        if not stage.finished:
+            return None, {}
+        try:  # the features-only model is already usable: a failure here must not lose the run
+            for name, (oof_path, test_path) in stage.finished.items():
+                inputs.with_source(name, oof_path, test_path)
+            with timer.stage("stacker (with encoders)"):
+                second = fit_stacker(
+                    inputs,
+                    stacker,
+                    self.seed,
+                    self._groups,
+                    [*(self.extra_sources or {}), *stage.finished],
+                    fold_features=self.fold_features,
+                    progress=self.progress,
+                )
+            fold_models = {name: EncoderFoldModels.load(path) for name, path in stage.fold_models.items()}
+        except Exception as exc:  # noqa: BLE001 - reported, and the fallback stands
+            log.exception("stacker with encoder sources failed; keeping the features-only stacker")
+            plan.encoder_stacker_error = f"{type(exc).__name__}: {exc}"
+            return None, {}
+        missing = [n for n in stage.finished if n not in fold_models]
+        if missing:
+            log.warning("encoder(s) %s kept no fold models (save_models): new battles need use_encoders=False", missing)
+        return second, fold_models
+
+    def _adopt(
+        self,
+        key: str,
+        fit: StackerFit,
+        inputs: StackerInputs,
+        candidates: dict[str, StackerFit],
+        plan: RunPlan,
+        timer: StageTimer,
+        started: float,
+    ) -> None:
+        """Make ``fit`` the chosen stacker: the model predicts (and saves) with it from now on."""
+        self.stackers_[key] = fit.model
+        self.chosen_stacker_ = key
+        self.feature_columns_ = list(fit.model.columns)
+        self.encoder_names_ = [s for s in fit.sources if s not in (self.extra_sources or {})]
+        self.oof_proba_ = fit.oof_cal
+        self.oof_log_loss_ = fit.log_loss(inputs.y)
+        self.test_proba_: np.ndarray | None = fit.test
+        self.fit_report_ = self._report(inputs, candidates, fit, plan, timer, started)
+
+    def _announce(
+        self,
+        fit: StackerFit,
+        inputs: StackerInputs,
+        plan: RunPlan,
+        timer: StageTimer,
+        started: float,
+        hook: StackerHook | None,
+    ) -> None:
+        if hook is not None:
+            with timer.stage("write"):
+                hook(self)
+        plan.record_write(fit, inputs.y, time.monotonic() - started)
+
+    def _report(
+        self,
+        inputs: StackerInputs,
+        candidates: dict[str, StackerFit],
+        chosen: StackerFit,
+        plan: RunPlan,
+        timer: StageTimer,
+        started: float,
+    ) -> dict:
+        """What a run report needs from the fit (``pipelines.run`` adds data paths, config and versions)."""
+        return {
+            "rows": {"train": len(inputs.train), "test": 0 if inputs.test is None else len(inputs.test)},
+            "label_counts": {c: int((inputs.y == i).sum()) for i, c in enumerate(CLASS_NAMES)},
+            "folds": {"n_folds": self.n_folds, "rows_per_fold": np.bincount(inputs.folds).tolist()},
+            "features": {"groups": list(self._groups), "sources": chosen.sources, "n_columns": inputs.X.shape[1]},
+            "oof": oof_metrics(inputs, candidates),
+            "chosen": {"sources": chosen.sources, "oof_log_loss": chosen.log_loss(inputs.y)},
+            "chosen_description": chosen.description,
+            "calibration": {"kind": chosen.model.calibrator.kind, "fitted": chosen.model.calibrator.to_dict()},
+            "stacker": {
+                "best_iterations": chosen.model.metadata["best_iterations"],
+                "params": (self.stacker or StackerConfig()).params,
+            },
+            "plan": plan.to_dict(),
+            "timings": {**timer.seconds, "total": round(time.monotonic() - started, 3)},
+        }
+
+    # ----------------------------------------------------------------- predict
+    def predict_proba(
+        self,
+        frame: pd.DataFrame,
+        *,
+        use_encoders: bool = True,
+        sources: Mapping[str, pd.DataFrame | str | Path] | None = None,
+    ) -> np.ndarray:
+        """(n, 3) calibrated probabilities (A wins, B wins, tie) for any battles frame.
+
+        ``use_encoders=False`` (or no encoder chosen): the features-only stacker. ``sources``: the
+        probabilities of extra sources the model was trained with (frame or file: id + 3 columns).
+        """
+        check_is_fitted(self, "stackers_")
+        battles, _ = as_battles(frame, "frame", labelled=False)
+        key = FULL if use_encoders and self.chosen_stacker_ == FULL else FEATURES
+        model = self.stackers_[key]
+        X = self._extractor(cache=False).transform(battles)
+        given = dict(sources or {})
+        for name in model.feature_config.get("sources", []):
+            if name in given:
+                value = given[name]
+                proba = value if isinstance(value, pd.DataFrame) else read_proba_file(value)
+            elif name in (self.extra_sources or {}):
+                raise UserError(f"the model was trained with probability source {name!r}: pass sources={{name: ...}}")
+            else:
+                proba = self._encoder_proba(name, battles)
+            X = pd.concat([X, source_features(proba, battles["id"], name)], axis=1)
+        return model.predict_proba(X, battles if model.needs_battles else None)
+
+    def _encoder_proba(self, name: str, battles: pd.DataFrame) -> pd.DataFrame:
+        if name not in self.encoder_models_:
+            raise UserError(
+                f"encoder {name!r}: its fold models were not kept (save_models);"
+                " use predict_proba(..., use_encoders=False)"
+            )
+        proba = self.encoder_models_[name].predict_proba(battles, progress=self.progress)
+        out = pd.DataFrame(proba, columns=list(CLASS_COLUMNS))
+        out.insert(0, "id", battles["id"].astype(str).to_numpy())
+        return out
+
+    # ----------------------------------------------------------------- save / load
+    def _params_json(self) -> dict:
+        return {
+            "n_folds": self.n_folds,
+            "seed": self.seed,
+            "feature_groups": list(self._groups),
+            "stacker": asdict(self.stacker or StackerConfig()),
+            "encoders": [asdict(e) for e in self.encoders],
+            "fold_features": [class_path(t) for t in self.fold_features],  # fitted ones live in the stackers
+            "extra_sources": dict(self.extra_sources or {}),
+            "n_jobs": self.n_jobs,
+            "time_budget_hours": self.time_budget_hours,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the bundle to ``directory`` (staged next to it, then moved into place)."""
+        check_is_fitted(self, "stackers_")
+        target = Path(directory)
+        staged = target.with_name(target.name + ".partial")
+        if staged.exists():
+            shutil.rmtree(staged)
+        staged.mkdir(parents=True)
+        for key, model in self.stackers_.items():
+            model.save(staged / f"stacker_{key}")
+        encoders = {}
+        if self.chosen_stacker_ == FULL:
+            for name, fold_models in self.encoder_models_.items():
+                copy = fold_models.copy_to(staged / "encoders" / name)
+                encoders[name] = {
+                    "directory": f"encoders/{name}",
+                    "base_model": copy.manifest["base_model"],
+                    "lora": copy.manifest["lora"],
+                    "folds": copy.folds,
+                    "inputs": copy.manifest["inputs"],
+                }
+        np.savez(staged / "oof_proba.npz", oof_proba=np.asarray(self.oof_proba_, dtype=np.float64))
+        report = {k: v for k, v in self.fit_report_.items() if k in ("rows", "label_counts", "folds", "oof", "chosen")}
+        write_manifest(
+            staged,
+            {
+                "classes": list(self.classes_),
+                "feature_groups": list(self._groups),
+                "sources": list(self.extra_sources or {}),
+                "stackers": sorted(self.stackers_),
+                "chosen_stacker": self.chosen_stacker_,
+                "feature_columns": self.feature_columns_,
+                "encoder_names": self.encoder_names_,
+                "oof_log_loss": self.oof_log_loss_,
+                "encoders": encoders,
+                "params": self._params_json(),
+                "fit_report": report,
+            },
+        )
+        return replace_directory(staged, target)
+
+    @classmethod
+    def load(cls, directory: str | Path, *, encoder_base_paths: dict[str, str] | None = None) -> ArenaPreferenceModel:
+        """A fitted model from a bundle; every file is verified first (:class:`BundleError` otherwise).
+        ``encoder_base_paths``: {encoder: base model folder} where the recorded paths do not exist (Kaggle)."""
+        directory = Path(directory)
+        manifest = read_verified(directory)
+        try:
+            params = manifest["params"]
+            model = cls(
+                n_folds=int(params["n_folds"]),
+                seed=int(params["seed"]),
+                feature_groups=tuple(params["feature_groups"]),
+                stacker=StackerConfig.from_dict(params["stacker"]),
+                encoders=tuple(_encoder_config(e) for e in params["encoders"]),
+                extra_sources=dict(params["extra_sources"]),
+                n_jobs=params.get("n_jobs"),
+                time_budget_hours=params.get("time_budget_hours"),
+            )
+            chosen, stacker_keys = manifest["chosen_stacker"], list(manifest["stackers"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{directory / 'manifest.json'}: malformed ({type(exc).__name__}: {exc})") from None
+        if FEATURES not in stacker_keys or chosen not in stacker_keys:
+            raise BundleError(f"{directory / 'manifest.json'}: stackers {stacker_keys}, chosen {chosen!r}")
+        model.stackers_ = {key: load_stacker(directory / f"stacker_{key}") for key in stacker_keys}
+        for key, stacker in model.stackers_.items():
+            if list(stacker.feature_config.get("groups", [])) != list(model._groups):
+                raise BundleError(f"{directory / f'stacker_{key}'}: feature groups differ from the manifest's")
+        if model.stackers_[chosen].columns != manifest["feature_columns"]:
+            raise BundleError(f"{directory / f'stacker_{chosen}'}: columns differ from the manifest's feature_columns")
+        model.encoder_models_ = _load_encoders(directory, manifest, encoder_base_paths or {})
+        extra = dict(model.extra_sources or {})
+        needed = [s for s in model.stackers_[chosen].feature_config.get("sources", []) if s not in extra]
+        if chosen == FULL and sorted(needed) != sorted(manifest["encoder_names"]):
+            raise BundleError(f"{directory / 'manifest.json'}: encoder_names do not match the stacker's sources")
+        with np.load(directory / "oof_proba.npz", allow_pickle=False) as npz:
+            model.oof_proba_ = npz["oof_proba"]
+        model.classes_ = np.array(manifest["classes"])
+        model.chosen_stacker_ = chosen
+        model.feature_columns_ = list(manifest["feature_columns"])
+        model.encoder_names_ = list(manifest["encoder_names"])
+        model.oof_log_loss_ = float(manifest["oof_log_loss"])
+        model.test_proba_ = None
+        model.folds_ = None
+        model.fit_report_ = dict(manifest.get("fit_report", {}))
+        return model
+
+
+def _no_csv_paths() -> tuple[str, str]:
+    raise UserError("data-parallel encoders read train/test CSV files: pass fit(..., data_paths=(train_csv, test_csv))")
+
+
+def _encoder_config(stored: dict) -> EncoderConfig:
+    known = {f.name for f in fields(EncoderConfig)}
+    return EncoderConfig(**{k: v for k, v in stored.items() if k in known})
+
+
+def _load_encoders(directory: Path, manifest: dict, base_paths: dict[str, str]) -> dict:
+    if not manifest.get("encoders"):
+        return {}
+    from encoders.fold_models import EncoderFoldModels
+
+    out = {}
+    for name, info in manifest["encoders"].items():
+        where = directory / info["directory"]
+        try:
+            out[name] = EncoderFoldModels.load(where, base_path=base_paths.get(name))
+        except (OSError, ValueError, KeyError) as exc:
+            raise BundleError(f"{where}: {type(exc).__name__}: {exc}") from None
+        if out[name].folds != list(info["folds"]):
+            raise BundleError(f"{where}: fold models {out[name].folds} differ from the manifest's {info['folds']}")
+    return out
+
+
+def oof_metrics(inputs: StackerInputs, candidates: dict[str, StackerFit]) -> dict[str, dict]:
+    """The class prior (nested) and each candidate's OOF log loss before and after calibration."""
+    out = {"class prior": summarize(inputs.y, nested_prior(inputs.y, inputs.folds), inputs.folds)}
+    for name, cand in candidates.items():
+        suffix = "" if len(candidates) == 1 else f" [{name}]"
+        out[f"stacker (uncalibrated){suffix}"] = summarize(inputs.y, cand.oof_raw, inputs.folds)
+        out[f"stacker (calibrated){suffix}"] = summarize(inputs.y, cand.oof_cal, inputs.folds)
+    return out

@@ -1,0 +1,60 @@
+"""Per-fold feature transformers saved without pickle: JSON metadata + an ``.npz`` of plain arrays.
+
+A transformer takes part by implementing ``get_state() -> (meta: dict, arrays: dict[str, ndarray])`` and
+the classmethod ``from_state(meta, arrays)``. Its class is stored as a dotted path, and only paths in
+:data:`ALLOWED_TRANSFORMERS` are ever imported on load: a bundle cannot make us import arbitrary code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ALLOWED_TRANSFORMERS: set[str] = {
+    "features.text_vectors.TfidfDiffTransformer",
+    "features.embedding_features.EmbeddingPairFeatures",
+}
+
+
+def class_path(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _check_allowed(path: str, where: str) -> None:
+    if path not in ALLOWED_TRANSFORMERS:
+        raise ValueError(f"{where}: transformer class {path!r} is not in the allow-list {sorted(ALLOWED_TRANSFORMERS)}")
+
+
+def save_transformer(transformer: Any, stem: Path) -> list[Path]:
+    """Write ``<stem>.json`` and ``<stem>.npz``; the two files written."""
+    path = class_path(transformer)
+    _check_allowed(path, str(stem))
+    if not hasattr(transformer, "get_state"):
+        raise TypeError(f"{path} has no get_state(): it cannot be saved in a model bundle")
+    meta, arrays = transformer.get_state()
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    objects = [k for k, v in arrays.items() if v.dtype == object]
+    if objects:
+        raise TypeError(f"{path}.get_state(): arrays {objects} hold Python objects (they would need pickle)")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
+    json_path.write_text(json.dumps({"class": path, "meta": meta}, indent=2, sort_keys=True))
+    np.savez(npz_path, **arrays)
+    return [json_path, npz_path]
+
+
+def load_transformer(stem: Path) -> Any:
+    """The transformer saved at ``stem``; the class must be allowed, nothing is unpickled."""
+    json_path = stem.with_suffix(".json")
+    stored = json.loads(json_path.read_text())
+    path = str(stored.get("class", ""))
+    _check_allowed(path, str(json_path))
+    module_name, _, name = path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), name)
+    with np.load(stem.with_suffix(".npz"), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return cls.from_state(stored.get("meta", {}), arrays)

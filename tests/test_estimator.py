@@ -1,0 +1,274 @@
+"""The whole stack as one estimator: sklearn shape, save -> load -> the same probabilities, tampered bundles refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import NotFittedError
+
+from arena_schema import CLASS_COLUMNS
+from pipelines import full_run
+from pipelines.bundle import MANIFEST, BundleError
+from pipelines.errors import UserError
+from pipelines.estimator import ArenaPreferenceModel
+from stacking import transformer_state
+from stacking.config import StackerConfig
+from tests.conftest import WORDS, make_battles
+
+FAST = ["--num-boost-round", "40", "--early-stopping-rounds", "10", "--num-threads", "1", "--no-progress"]
+QUICK = StackerConfig(num_boost_round=40, early_stopping_rounds=10, num_threads=1)
+
+
+class LengthGapFeature(BaseEstimator):
+    """A per-fold transformer with saved state: the length gap scaled by the fold's mean answer length."""
+
+    def fit(self, battles: pd.DataFrame) -> LengthGapFeature:
+        self.scale_ = np.array([np.mean([len(" ".join(t)) for t in battles["a_turns"]]) + 1.0])
+        return self
+
+    def transform(self, battles: pd.DataFrame) -> pd.DataFrame:
+        a = np.array([len(" ".join(t)) for t in battles["a_turns"]], dtype=np.float64)
+        b = np.array([len(" ".join(t)) for t in battles["b_turns"]], dtype=np.float64)
+        return pd.DataFrame({"diff_gap_scaled": (a - b) / self.scale_[0]}, index=battles.index)
+
+    def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return {"version": 1}, {"scale": self.scale_}
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> LengthGapFeature:
+        out = cls()
+        out.scale_ = np.asarray(arrays["scale"])
+        return out
+
+
+TRANSFORMER_PATH = f"{LengthGapFeature.__module__}.{LengthGapFeature.__qualname__}"
+
+
+@pytest.fixture
+def allow_test_transformer(monkeypatch):
+    monkeypatch.setattr(
+        transformer_state, "ALLOWED_TRANSFORMERS", {*transformer_state.ALLOWED_TRANSFORMERS, TRANSFORMER_PATH}
+    )
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    root = tmp_path_factory.mktemp("est_data")
+    train, test = make_battles(150, seed=11), make_battles(40, seed=12, labelled=False, start_id=50000)
+    train.to_csv(root / "train.csv", index=False)
+    test.to_csv(root / "test.csv", index=False)
+    return root / "train.csv", root / "test.csv"
+
+
+@pytest.fixture(scope="module")
+def run_dir(frames, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("est_run") / "run"
+    train, test = frames
+    args = ["--train", str(train), "--test", str(test), "--out", str(out), "--n-jobs", "1", *FAST]
+    assert full_run.main(args) == 0
+    return out
+
+
+def _submission(path: Path) -> np.ndarray:
+    return pd.read_csv(path)[list(CLASS_COLUMNS)].to_numpy()
+
+
+def _rehash(bundle: Path, rel: str) -> None:
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest["files"][rel] = hashlib.sha256((bundle / rel).read_bytes()).hexdigest()
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _refused(bundle: Path, names: str) -> str:
+    with pytest.raises(BundleError) as info:
+        ArenaPreferenceModel.load(bundle)
+    message = str(info.value)
+    assert "\n" not in message and names in message, message
+    assert isinstance(info.value, UserError)
+    return message
+
+
+def test_clone_get_params_and_not_fitted():
+    model = ArenaPreferenceModel(n_folds=3, seed=7, stacker=QUICK, feature_groups=("length",))
+    params = model.get_params()
+    assert params["n_folds"] == 3 and params["stacker"] == QUICK and params["feature_groups"] == ("length",)
+    twin = clone(model)
+    assert twin is not model and twin.get_params()["seed"] == 7 and twin.get_params()["stacker"] == QUICK
+    with pytest.raises(NotFittedError):
+        model.predict_proba(make_battles(5, labelled=False))
+    with pytest.raises(NotFittedError):
+        model.save("unused")
+
+
+def test_bundle_reproduces_full_run_submission(run_dir, frames):
+    bundle = run_dir / "model"
+    model = ArenaPreferenceModel.load(bundle)
+    test = pd.read_csv(frames[1])
+    np.testing.assert_allclose(model.predict_proba(test), _submission(run_dir / "submission.csv"), atol=1e-5)
+    np.testing.assert_allclose(
+        model.predict_proba(test, use_encoders=False), _submission(run_dir / "submission.csv"), atol=1e-5
+    )
+    assert model.chosen_stacker_ == "features" and model.encoder_names_ == []
+    report = json.loads((run_dir / "report.json").read_text())
+    assert model.oof_log_loss_ == pytest.approx(report["chosen"]["oof_log_loss"])
+    # nothing in the bundle needs pickle
+    files = [p for p in bundle.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".pkl", ".pickle", ".joblib", ".pt", ".bin")]
+    for npz in [p for p in files if p.suffix == ".npz"]:
+        with np.load(npz, allow_pickle=False) as data:
+            assert all(data[k].dtype != object for k in data.files)
+
+
+def test_fit_in_python_with_fold_transformers(frames, tmp_path, allow_test_transformer):
+    train, test = pd.read_csv(frames[0]), pd.read_csv(frames[1])
+    model = ArenaPreferenceModel(
+        n_folds=3, stacker=QUICK, feature_groups=("length", "formatting"), fold_features=(LengthGapFeature(),)
+    ).fit(train, test)
+    assert model.predict_proba(test).shape == (len(test), 3)
+    assert "diff_gap_scaled" in model.feature_columns_
+    np.testing.assert_allclose(model.predict_proba(test), model.test_proba_, atol=1e-5)
+    loaded = ArenaPreferenceModel.load(model.save(tmp_path / "bundle"))
+    scales = [fold[0].scale_[0] for fold in loaded.stackers_["features"].fold_transformers]
+    assert len(scales) == 3 and len(set(scales)) == 3  # one transformer per fold, each fitted on its own rows
+    np.testing.assert_allclose(loaded.predict_proba(test), model.test_proba_, atol=1e-5)
+
+    stem = tmp_path / "bundle" / "stacker_features" / "fold_0" / "transformer_0.json"
+    stored = json.loads(stem.read_text())
+    stored["class"] = "os.system"
+    stem.write_text(json.dumps(stored))
+    _rehash(tmp_path / "bundle", "stacker_features/fold_0/transformer_0.json")
+    assert "allow-list" in _refused(tmp_path / "bundle", "transformer_0.json")
+
+
+@pytest.fixture
+def bundle_copy(run_dir, tmp_path) -> Path:
+    return Path(shutil.copytree(run_dir / "model", tmp_path / "bundle"))
+
+
+def test_flipped_byte_in_booster_refused(bundle_copy):
+    path = bundle_copy / "stacker_features" / "booster_1.txt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert "sha256" in _refused(bundle_copy, "booster_1.txt")
+
+
+def test_truncated_booster_refused_before_lightgbm(bundle_copy):
+    path = bundle_copy / "stacker_features" / "booster_2.txt"
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    assert "sha256" in _refused(bundle_copy, "booster_2.txt")
+    _rehash(bundle_copy, "stacker_features/booster_2.txt")  # past the hash: our header check still refuses it
+    assert "truncated" in _refused(bundle_copy, "booster_2.txt")
+
+
+def test_reordered_columns_refused(bundle_copy):
+    path = bundle_copy / "stacker_features" / "model.json"
+    stored = json.loads(path.read_text())
+    stored["columns"][0], stored["columns"][1] = stored["columns"][1], stored["columns"][0]
+    path.write_text(json.dumps(stored))
+    _rehash(bundle_copy, "stacker_features/model.json")
+    assert "differ from the model's columns" in _refused(bundle_copy, "booster_0.txt")
+
+
+def test_removed_or_uncounted_booster_refused(bundle_copy, tmp_path):
+    other = Path(shutil.copytree(bundle_copy, tmp_path / "other"))
+    (bundle_copy / "stacker_features" / "booster_4.txt").unlink()
+    assert "missing" in _refused(bundle_copy, "booster_4.txt")
+
+    path = other / "stacker_features" / "model.json"
+    stored = json.loads(path.read_text())
+    stored["n_boosters"] = 4
+    path.write_text(json.dumps(stored))
+    _rehash(other, "stacker_features/model.json")
+    assert "n_boosters 4" in _refused(other, "model.json")
+
+
+@pytest.mark.parametrize("temperature", [-1.0, 0.0, float("nan"), 1e6])
+def test_bad_temperature_refused(bundle_copy, temperature):
+    path = bundle_copy / "stacker_features" / "model.json"
+    stored = json.loads(path.read_text())
+    stored["calibrator"]["temperature"] = temperature
+    path.write_text(json.dumps(stored))
+    _rehash(bundle_copy, "stacker_features/model.json")
+    assert "temperature" in _refused(bundle_copy, "model.json")
+
+
+def test_unlisted_file_and_predict_cli(run_dir, frames, bundle_copy, tmp_path):
+    from pipelines import predict
+
+    out = tmp_path / "sub.csv"
+    assert (
+        predict.main(["--model", str(bundle_copy), "--test", str(frames[1]), "--out", str(out), "--n-jobs", "1"]) == 0
+    )
+    np.testing.assert_allclose(_submission(out), _submission(run_dir / "submission.csv"), atol=1e-5)
+    (bundle_copy / "stacker_features" / "booster_9.txt").write_text("tree\n")
+    assert "not listed" in _refused(bundle_copy, "booster_9.txt")
+
+
+def _keyword_battles(n: int, seed: int, labelled: bool, start_id: int) -> pd.DataFrame:
+    """The winner is the answer that says "python" (tie: both or neither): invisible to the handcrafted
+    features, easy for a transformer, so the stacker with the encoder is the one chosen."""
+    rng = np.random.default_rng(seed)
+    words = [w for w in WORDS if w != "python"]
+    rows = []
+    for i in range(n):
+        has = rng.random(2) < 0.5
+        texts = []
+        for keyword in has:
+            body = list(rng.choice(words, size=int(rng.integers(8, 20))))
+            if keyword:
+                body.insert(int(rng.integers(len(body))), "python")
+            texts.append(" ".join(body))
+        label = 2 if has[0] == has[1] else (0 if has[0] else 1)
+        row = {"id": start_id + i, "prompt": json.dumps([f"question {i % 40}"])}
+        row.update(response_a=json.dumps([texts[0]]), response_b=json.dumps([texts[1]]))
+        if labelled:
+            row.update(winner_model_a=int(label == 0), winner_model_b=int(label == 1), winner_tie=int(label == 2))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.slow
+@pytest.mark.skip(
+    reason="open: the tiny random DistilBERT does not learn the keyword rule in CPU-sized steps (OOF 1.0397 vs"
+    " features 1.0397 at 150 steps), so the stacker with the encoder is never chosen and the full bundle path"
+    " is not reached; needs a learnable tiny encoder setup"
+)
+def test_bundle_with_encoder_reproduces_full_run(tmp_path):
+    from tests.tiny_models import build_tiny_distilbert
+
+    bert = build_tiny_distilbert(tmp_path / "tiny-distilbert")
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    _keyword_battles(240, 1, True, 1000).to_csv(train, index=False)
+    _keyword_battles(30, 2, False, 90000).to_csv(test, index=False)
+    out = tmp_path / "run"
+    encoder = [
+        "--encoder",
+        str(bert),
+        "--encoder-max-length",
+        "48",
+        "--encoder-max-steps",
+        "150",
+        "--encoder-epochs",
+        "10",
+    ]
+    encoder += ["--encoder-learning-rate", "0.005", "--encoder-batch-size", "16", "--encoder-precision", "fp32"]
+    args = ["--train", str(train), "--test", str(test), "--out", str(out), "--folds", "3", "--n-jobs", "1"]
+    assert full_run.main([*args, *FAST, *encoder, "--encoder-eval-batch-size", "16"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["chosen"]["sources"] == ["tiny-distilbert"], report["oof"]
+
+    model = ArenaPreferenceModel.load(out / "model")
+    assert model.chosen_stacker_ == "full" and model.encoder_names_ == ["tiny-distilbert"]
+    assert list((out / "model" / "encoders" / "tiny-distilbert").glob("fold_*/*.safetensors"))
+    frame = pd.read_csv(test)
+    np.testing.assert_allclose(model.predict_proba(frame), _submission(out / "submission.csv"), atol=1e-5)
+    features_only = model.predict_proba(frame, use_encoders=False)
+    assert features_only.shape == (30, 3) and not np.allclose(features_only, _submission(out / "submission.csv"))
