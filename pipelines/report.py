@@ -84,6 +84,14 @@ def render_markdown(report: dict) -> str:
         f"- calibration: {report['calibration']['kind']} {report['calibration']['fitted']}",
         "",
     ]
+    guard = report.get("prior_guard") or {}
+    if guard.get("worse_than_prior"):
+        lines += [
+            f"**WARNING: the stacker's OOF log loss ({guard['stacker_oof_log_loss']:.4f}) is not better than the"
+            f" class prior's ({guard['prior_oof_log_loss']:.4f}); the submission is "
+            + ("the stacker anyway (--allow-worse-than-prior).**" if guard.get("allowed") else "the class prior.**"),
+            "",
+        ]
     lines += _metrics_table("Out-of-fold log loss (lower is better)", report["oof"])
     lines.append(
         "Every figure above is out-of-fold: each row is scored by models (and a calibrator and prior)"

@@ -19,6 +19,7 @@ from pipelines.config import RunConfig
 from pipelines.data import ParseReport, load_battles
 from pipelines.estimator import ArenaPreferenceModel
 from pipelines.holdout import evaluate_test_labels
+from pipelines.prior_guard import decide, prior_probabilities
 from pipelines.report import StageTimer, write_report
 from pipelines.stacker_inputs import cache_dir_of
 from pipelines.submission import save_predictions, write_submission
@@ -124,6 +125,10 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
         data_paths=(str(config.train_path), str(config.test_path)),
     )
     report = build_report(config, model, (train_parse, test_parse), submission_path, timer, started)
+    guard = decide(model.oof_log_loss_, report["oof"]["class prior"]["log_loss"], config.allow_worse_than_prior)
+    report["prior_guard"] = guard.as_dict()
+    if guard.use_prior:  # a stacker worse than knowing nothing must not reach the leaderboard
+        write_submission(test["id"], prior_probabilities(train["label"].to_numpy(), len(test)), submission_path)
     if test_labels is not None:
         report["holdout"] = holdout_scores(train, test, model, test_labels)
     json_path, md_path = write_report(report, config.out)

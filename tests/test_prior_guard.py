@@ -56,3 +56,32 @@ def test_cli_flag_reaches_the_config(train_csv, test_csv, tmp_path):
     base = ["--train", str(train_csv), "--test", str(test_csv), "--out", str(tmp_path), "--num-threads", "1"]
     assert not config_from_args(build_parser().parse_args(base))[0].allow_worse_than_prior
     assert config_from_args(build_parser().parse_args([*base, "--allow-worse-than-prior"]))[0].allow_worse_than_prior
+
+
+def test_full_run_submits_the_prior_when_the_stacker_is_worse(train_csv, test_csv, tmp_path, monkeypatch):
+    """The wiring in pipelines.run: a stacker judged worse than the prior leaves the prior on disk and a loud report."""
+    import json
+
+    import pandas as pd
+
+    from arena_schema import CLASS_COLUMNS
+    from pipelines import full_run, run
+
+    real_decide = run.decide
+    monkeypatch.setattr(run, "decide", lambda stacker, prior, allow: real_decide(prior + 0.5, prior, allow))
+    out = tmp_path / "run"
+    fast = ["--num-boost-round", "30", "--early-stopping-rounds", "5", "--num-threads", "1", "--n-jobs", "1"]
+    args = ["--train", str(train_csv), "--test", str(test_csv), "--out", str(out), "--no-progress", *fast]
+    assert full_run.main(args) == 0
+    labels = pd.read_csv(train_csv)[list(CLASS_COLUMNS)].to_numpy().argmax(axis=1)
+    sub = pd.read_csv(out / "submission.csv")
+    np.testing.assert_allclose(sub[list(CLASS_COLUMNS)].to_numpy(), prior_probabilities(labels, len(sub)))
+    report = json.loads((out / "report.json").read_text())
+    assert report["prior_guard"]["use_prior"] and report["prior_guard"]["worse_than_prior"]
+    assert "WARNING" in (out / "report.md").read_text()
+
+    out2 = tmp_path / "run_allowed"
+    allowed = ["--train", str(train_csv), "--test", str(test_csv), "--out", str(out2), "--allow-worse-than-prior"]
+    assert full_run.main([*allowed, "--no-progress", *fast]) == 0
+    sub2 = pd.read_csv(out2 / "submission.csv")
+    assert not np.allclose(sub2[list(CLASS_COLUMNS)].to_numpy(), prior_probabilities(labels, len(sub2)))
