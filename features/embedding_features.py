@@ -16,6 +16,8 @@ no mean and is linear: swapping A and B flips its sign exactly.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -27,7 +29,9 @@ CONVERSATION_COLUMNS = ("emb_conv_a", "emb_conv_b")
 def _matrix(battles: pd.DataFrame, column: str) -> np.ndarray:
     if column not in battles.columns:
         raise KeyError(f"battles need the embedding column {column!r} (see encoders.embedder.embed_battles)")
-    return np.stack(battles[column].to_numpy()).astype(np.float32, copy=False) if len(battles) else np.zeros((0, 0))
+    if not len(battles):
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack(list(battles[column])).astype(np.float32, copy=False)
 
 
 def _rowwise_cos(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -71,6 +75,26 @@ class EmbeddingPairFeatures(TransformerMixin, BaseEstimator):
         )
         self.n_features_in_ = a.shape[1]
         return self
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-able settings and the fitted arrays, for a model bundle stored as JSON + npz (no pickle)."""
+        meta = {
+            "class": type(self).__name__,
+            "params": self.get_params(),
+            "conversation_": bool(self.conversation_),
+            "n_features_in_": int(self.n_features_in_),
+        }
+        return meta, {"components": self.components_, "explained_variance": np.asarray(self.explained_variance_)}
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> EmbeddingPairFeatures:
+        """The fitted transformer back from :meth:`get_state`; ``transform`` output is identical."""
+        model = cls(**meta["params"])
+        model.components_ = np.asarray(arrays["components"])
+        model.explained_variance_ = np.asarray(arrays["explained_variance"])
+        model.conversation_ = bool(meta["conversation_"])
+        model.n_features_in_ = int(meta["n_features_in_"])
+        return model
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         names = ["a_emb_cos_prompt", "b_emb_cos_prompt", "diff_emb_cos_prompt", "pair_emb_cos_ab"]

@@ -18,6 +18,7 @@ sign exactly on swap (the same linear map on both sides); ``pair_tfidf_word_cos`
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,7 +105,8 @@ class TfidfDiffTransformer(TransformerMixin, BaseEstimator):
             alternate_sign=False,
             norm=None,
         ).transform(texts)
-        return [words.tocsr(), char_ngram_counts(texts, tuple(self.char_ngrams), self.max_features)]
+        char_range = (int(self.char_ngrams[0]), int(self.char_ngrams[1]))
+        return [words.tocsr(), char_ngram_counts(texts, char_range, self.max_features)]
 
     def _tfidf(self, counts: list[sp.csr_matrix]) -> list[sp.csr_matrix]:
         out = []
@@ -120,11 +122,11 @@ class TfidfDiffTransformer(TransformerMixin, BaseEstimator):
         texts = last_answers(battles, "a") + last_answers(battles, "b")
         rng = np.random.default_rng(self.seed)
         sample = np.sort(rng.choice(len(texts), size=min(len(texts), self.svd_fit_texts), replace=False))
-        counts = [[], []]
+        chunks: list[list[sp.csr_matrix]] = [[], []]
         for start in range(0, len(sample), CHUNK_ROWS):
             for i, x in enumerate(self._counts([texts[j] for j in sample[start : start + CHUNK_ROWS]])):
-                counts[i].append(x)
-        counts = [sp.vstack(c).tocsr() for c in counts]
+                chunks[i].append(x)
+        counts = [sp.vstack(c).tocsr() for c in chunks]
         n = len(sample)
         # smooth idf as sklearn's TfidfTransformer; a csr row holds each term once, so bincount = df
         self.idf_ = [
@@ -139,6 +141,33 @@ class TfidfDiffTransformer(TransformerMixin, BaseEstimator):
         k = max(1, min(self.n_components, matrix.shape[0] - 1, matrix.shape[1] - 1))
         self.svd_ = TruncatedSVD(n_components=k, algorithm="randomized", random_state=self.seed).fit(matrix)
         return self
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-able settings and the fitted arrays (IDF, kept buckets, SVD axes): a model bundle
+        stores them as JSON + npz, never as a pickle that ties it to one library version."""
+        params = {k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params().items()}
+        meta = {"class": type(self).__name__, "params": params}
+        arrays = {
+            "idf_word": self.idf_[0],
+            "idf_char": self.idf_[1],
+            "columns": self.columns_,
+            "svd_components": self.svd_.components_,
+        }
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> TfidfDiffTransformer:
+        """The fitted transformer back from :meth:`get_state`; ``transform`` output is identical."""
+        params: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
+        model = cls(**params)
+        model.idf_ = [np.asarray(arrays["idf_word"]), np.asarray(arrays["idf_char"])]
+        model.columns_ = np.asarray(arrays["columns"])
+        components = np.asarray(arrays["svd_components"])
+        svd = TruncatedSVD(n_components=len(components))
+        svd.components_ = components
+        svd.n_features_in_ = components.shape[1]
+        model.svd_ = svd
+        return model
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         names = [f"diff_tfidf_{i:02d}" for i in range(self.svd_.n_components)]

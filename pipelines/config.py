@@ -17,6 +17,15 @@ class FeatureConfig:
     groups: tuple[str, ...] = tuple(GROUPS)
     n_jobs: int = field(default_factory=feature_workers)  # the cores this process may use
     chunk_size: int = 1000
+    tfidf: bool = field(
+        default=False,
+        metadata={"help": "add the fold-fitted TF-IDF (A - B) SVD components (benchmarks/transformer_gain.py)"},
+    )
+    embedder: str | None = field(
+        default=None,
+        metadata={"help": "local sentence-embedding model folder: add fold-fitted embedding pair features"},
+    )
+    embedder_max_length: int = field(default=256, metadata={"help": "tokens per text for the embedder"})
 
 
 @dataclass

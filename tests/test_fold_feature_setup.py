@@ -1,0 +1,67 @@
+"""Fold features from the config, and their JSON + npz state for the model bundle."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.embedding_features import EmbeddingPairFeatures
+from features.text_vectors import TfidfDiffTransformer
+from pipelines.config import FeatureConfig, RunConfig
+from pipelines.data import load_battles
+from pipelines.fold_feature_setup import build_fold_features, prepare_battles, restore_fold_feature
+from tests.conftest import make_battles
+from tests.test_embedder import build_tiny_bert
+
+
+@pytest.fixture(scope="module")
+def battles(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ffs") / "train.csv"
+    make_battles(60, seed=5).to_csv(path, index=False)
+    return load_battles(path)[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+def _round_trip(model):
+    """Through JSON and npz bytes, as the bundle stores it."""
+    meta, arrays = model.get_state()
+    meta = json.loads(json.dumps(meta))
+    return restore_fold_feature(meta, {k: np.asarray(v).copy() for k, v in arrays.items()})
+
+
+def test_features_only_by_default(battles):
+    transformers, train, test = build_fold_features(FeatureConfig(), battles, None)
+    assert transformers == [] and train is battles and test is None
+
+
+def test_tfidf_only(battles):
+    transformers, train, test = build_fold_features(FeatureConfig(tfidf=True), battles.iloc[:40], battles.iloc[40:])
+    assert [type(t) for t in transformers] == [TfidfDiffTransformer]
+    assert not any(c.startswith("emb_") for c in train.columns) and len(test) == 20
+    fitted = TfidfDiffTransformer(n_components=4, max_features=2**10).fit(train)
+    restored = _round_trip(fitted)
+    pd.testing.assert_frame_equal(restored.transform(test), fitted.transform(test), check_exact=True)
+
+
+def test_embedder_columns_cache_and_predict_time(battles, tiny_bert, tmp_path):
+    features = FeatureConfig(embedder=str(tiny_bert), embedder_max_length=32)
+    transformers, train, test = build_fold_features(features, battles.iloc[:40], battles.iloc[40:], tmp_path)
+    assert [type(t) for t in transformers] == [EmbeddingPairFeatures]
+    assert {"emb_prompt", "emb_a", "emb_b"} <= set(train.columns) <= set(test.columns) | set(train.columns)
+    assert list((tmp_path / "embeddings").glob("emb-*.npz"))  # cached under the run cache dir
+    fitted = transformers[0].fit(train)
+    # predict time: the embedder path comes back from the recorded config; cached vectors are reused
+    recorded = RunConfig.from_dict(json.loads(json.dumps(RunConfig("t", "s", "o", features=features).to_dict())))
+    again = prepare_battles(recorded.features, battles.iloc[40:], tmp_path)
+    restored = _round_trip(fitted)
+    pd.testing.assert_frame_equal(restored.transform(again), fitted.transform(test), check_exact=True)
+
+
+def test_unknown_state_is_refused():
+    with pytest.raises(ValueError, match="unknown fold feature"):
+        restore_fold_feature({"class": "Pickle"}, {})
