@@ -224,6 +224,7 @@ def _encoder_round_trip(model_path: Path, tmp_path: Path, rows: int, folds: int,
     submission, bundle = tmp_path / "submission.csv", tmp_path / "model"
 
     def write(m: ArenaPreferenceModel) -> None:
+        assert m.test_proba_ is not None
         write_submission(test["id"].astype(str), m.test_proba_, submission)
         m.save(bundle)
 
@@ -235,6 +236,8 @@ def _encoder_round_trip(model_path: Path, tmp_path: Path, rows: int, folds: int,
         work_dir=tmp_path / "w",
     ).fit(train, test, on_stacker=write)
     name = config.resolved_name
+    run_full, run_features = model.stacker_test_proba_["full"], model.stacker_test_proba_["features"]
+    assert run_full is not None and run_features is not None and model.test_proba_ is not None
     assert sorted(model.stackers_) == ["features", "full"], model.fit_report_["plan"]  # kept even when not chosen
     assert list(model.encoder_models_) == [name]
 
@@ -246,10 +249,8 @@ def _encoder_round_trip(model_path: Path, tmp_path: Path, rows: int, folds: int,
     assert loaded.chosen_stacker_ == model.chosen_stacker_
     assert loaded.stacker_oof_log_loss_ == pytest.approx(model.stacker_oof_log_loss_)
     full = loaded.predict_proba(test, stacker="full")
-    np.testing.assert_allclose(full, model.stacker_test_proba_["full"], atol=1e-5)
-    np.testing.assert_allclose(
-        loaded.predict_proba(test, stacker="features"), model.stacker_test_proba_["features"], atol=1e-5
-    )
+    np.testing.assert_allclose(full, run_full, atol=1e-5)
+    np.testing.assert_allclose(loaded.predict_proba(test, stacker="features"), run_features, atol=1e-5)
     np.testing.assert_allclose(loaded.predict_proba(test), _submission(submission), atol=1e-5)  # the chosen path
     np.testing.assert_allclose(model.test_proba_, _submission(submission), atol=1e-5)
     np.testing.assert_allclose(model.predict_proba(test, stacker="full"), full, atol=1e-5)  # in memory, too
