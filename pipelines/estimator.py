@@ -4,7 +4,9 @@ stack, calibrate; ``predict_proba`` on any battles frame; ``save``/``load`` as a
 ``fit`` fits the features-only stacker first (``on_stacker`` is told at once, so a caller can write a
 submission before any encoder starts), then the encoders in the same folds, then a stacker with their
 probabilities, which is chosen only when its OOF log loss is better. The bundle always keeps the
-features-only stacker, so ``predict_proba(..., use_encoders=False)`` works whatever was chosen.
+features-only stacker, and the stacker with encoders plus the encoders' fold models whenever they
+finished (chosen or not; the manifest records which is chosen), so ``predict_proba(..., stacker=...)``
+can use either: ``None`` (default) the chosen one, ``"features"`` or ``"full"``.
 """
 
 from __future__ import annotations
@@ -74,8 +76,9 @@ class ArenaPreferenceModel(BaseEstimator):
 
     Fitted attributes: ``classes_`` (``["a", "b", "tie"]``), ``feature_columns_`` (the chosen stacker's),
     ``encoder_names_`` (encoders the chosen stacker uses), ``folds_``, ``oof_proba_``, ``oof_log_loss_``,
-    ``test_proba_`` (for ``fit``'s ``test``, else None), ``stackers_`` ({"features", "full"}: StackerModel),
-    ``chosen_stacker_``, ``encoder_models_`` (name: ``EncoderFoldModels``), ``fit_report_``.
+    ``test_proba_`` (for ``fit``'s ``test``, else None), ``stackers_`` ({"features", "full"}: StackerModel;
+    "full" whenever encoders finished, chosen or not), ``chosen_stacker_``, ``stacker_test_proba_`` and
+    ``stacker_oof_log_loss_`` (per stacker key), ``encoder_models_`` (name: ``EncoderFoldModels``), ``fit_report_``.
     """
 
     def __init__(
@@ -130,8 +133,9 @@ class ArenaPreferenceModel(BaseEstimator):
         data_paths: tuple[str, str] | None = None,
     ) -> ArenaPreferenceModel:
         """Fit on ``train`` (labelled). ``test`` is scored along the way (``test_proba_``), so encoders are
-        fine-tuned once for both. ``on_stacker(self)`` runs each time the chosen stacker changes (the
-        model is then usable). ``data_paths``: the CSVs behind the frames, for a data-parallel encoder launch."""
+        fine-tuned once for both. ``on_stacker(self)`` runs each time the model changes: a newly chosen
+        stacker, or a with-encoders stacker kept without being chosen (the model is usable each time).
+        ``data_paths``: the CSVs behind the frames, for a data-parallel encoder launch."""
         started = time.monotonic()
         timer = StageTimer()
         stacker = self.stacker or StackerConfig()
@@ -167,6 +171,8 @@ class ArenaPreferenceModel(BaseEstimator):
         self.classes_ = np.array(CLASS_NAMES)
         self.folds_: np.ndarray | None = inputs.folds
         self.stackers_: dict[str, StackerModel] = {}
+        self.stacker_test_proba_: dict[str, np.ndarray | None] = {}
+        self.stacker_oof_log_loss_: dict[str, float] = {}
         self.encoder_models_: dict = {}
         with timer.stage("stacker"):
             first = fit_stacker(
@@ -188,18 +194,24 @@ class ArenaPreferenceModel(BaseEstimator):
             )
             if second is not None:
                 candidates[candidate_name(second)] = second
+                self.encoder_models_ = fold_models  # kept (and saved) whether chosen or not
+                self._keep(FULL, second, inputs)
                 if second.log_loss(inputs.y) < first.log_loss(inputs.y):
                     chosen = second
                     plan.encoders_used = list(plan.encoders_finished or [])
-                    self.encoder_models_ = fold_models
                     self._adopt(FULL, second, inputs, candidates, plan, timer, started)
                     self._announce(second, inputs, plan, timer, started, on_stacker)
                 else:
                     log.warning(
-                        "stacker with encoders (OOF %.4f) is not better than without (%.4f): keeping features only",
+                        "stacker with encoders (OOF %.4f) is not better than without (%.4f): features only is"
+                        " chosen; the other is kept (predict_proba(..., stacker='full'))",
                         second.log_loss(inputs.y),
                         first.log_loss(inputs.y),
                     )
+                    self.fit_report_ = self._report(inputs, candidates, first, plan, timer, started)
+                    if on_stacker is not None:  # the bundle gains the kept stacker; the submission is unchanged
+                        with timer.stage("write"):
+                            on_stacker(self)
             for name, enc_plan in (plan.encoder_runs or {}).items():
                 enc_plan["used_in_submission"] = name in (plan.encoders_used or [])
         if deadline is not None:
@@ -276,7 +288,7 @@ class ArenaPreferenceModel(BaseEstimator):
         started: float,
     ) -> None:
         """Make ``fit`` the chosen stacker: the model predicts (and saves) with it from now on."""
-        self.stackers_[key] = fit.model
+        self._keep(key, fit, inputs)
         self.chosen_stacker_ = key
         self.feature_columns_ = list(fit.model.columns)
         self.encoder_names_ = [s for s in fit.sources if s not in (self.extra_sources or {})]
@@ -284,6 +296,12 @@ class ArenaPreferenceModel(BaseEstimator):
         self.oof_log_loss_ = fit.log_loss(inputs.y)
         self.test_proba_: np.ndarray | None = fit.test
         self.fit_report_ = self._report(inputs, candidates, fit, plan, timer, started)
+
+    def _keep(self, key: str, fit: StackerFit, inputs: StackerInputs) -> None:
+        """Hold ``fit`` under ``key`` (predictable with ``stacker=key``, saved) without choosing it."""
+        self.stackers_[key] = fit.model
+        self.stacker_test_proba_[key] = fit.test
+        self.stacker_oof_log_loss_[key] = fit.log_loss(inputs.y)
 
     def _announce(
         self,
@@ -333,15 +351,18 @@ class ArenaPreferenceModel(BaseEstimator):
         *,
         use_encoders: bool = True,
         sources: Mapping[str, pd.DataFrame | str | Path] | None = None,
+        stacker: str | None = None,
     ) -> np.ndarray:
         """(n, 3) calibrated probabilities (A wins, B wins, tie) for any battles frame.
 
-        ``use_encoders=False`` (or no encoder chosen): the features-only stacker. ``sources``: the
-        probabilities of extra sources the model was trained with (frame or file: id + 3 columns).
+        ``stacker``: None (default) the chosen one; ``"features"`` or ``"full"`` (with encoders, kept
+        whenever the encoders finished) whichever was chosen. ``use_encoders=False``: the features-only
+        stacker. ``sources``: the probabilities of extra sources the model was trained with (frame or
+        file: id + 3 columns).
         """
         check_is_fitted(self, "stackers_")
+        key = self._stacker_key(stacker, use_encoders)
         battles, _ = as_battles(frame, "frame", labelled=False)
-        key = FULL if use_encoders and self.chosen_stacker_ == FULL else FEATURES
         model = self.stackers_[key]
         X = self._extractor(cache=False).transform(battles)
         given = dict(sources or {})
@@ -355,6 +376,17 @@ class ArenaPreferenceModel(BaseEstimator):
                 proba = self._encoder_proba(name, battles)
             X = pd.concat([X, source_features(proba, battles["id"], name)], axis=1)
         return model.predict_proba(X, battles if model.needs_battles else None)
+
+    def _stacker_key(self, stacker: str | None, use_encoders: bool) -> str:
+        if stacker is None:
+            return self.chosen_stacker_ if use_encoders else FEATURES
+        if stacker not in (FEATURES, FULL):
+            raise UserError(f"stacker={stacker!r}: use None (the chosen one), {FEATURES!r} or {FULL!r}")
+        if stacker == FULL and not use_encoders:
+            raise UserError("stacker='full' uses the encoders: it contradicts use_encoders=False")
+        if stacker not in self.stackers_:
+            raise UserError(f"stacker={stacker!r}: this model has only {sorted(self.stackers_)} (no encoder finished?)")
+        return stacker
 
     def _encoder_proba(self, name: str, battles: pd.DataFrame) -> pd.DataFrame:
         if name not in self.encoder_models_:
@@ -392,7 +424,7 @@ class ArenaPreferenceModel(BaseEstimator):
         for key, model in self.stackers_.items():
             model.save(staged / f"stacker_{key}")
         encoders = {}
-        if self.chosen_stacker_ == FULL:
+        if FULL in self.stackers_:  # the encoders of the with-encoders stacker, chosen or not
             for name, fold_models in self.encoder_models_.items():
                 copy = fold_models.copy_to(staged / "encoders" / name)
                 encoders[name] = {
@@ -412,6 +444,7 @@ class ArenaPreferenceModel(BaseEstimator):
                 "sources": list(self.extra_sources or {}),
                 "stackers": sorted(self.stackers_),
                 "chosen_stacker": self.chosen_stacker_,
+                "stacker_oof_log_loss": dict(getattr(self, "stacker_oof_log_loss_", {})),
                 "feature_columns": self.feature_columns_,
                 "encoder_names": self.encoder_names_,
                 "oof_log_loss": self.oof_log_loss_,
@@ -464,6 +497,8 @@ class ArenaPreferenceModel(BaseEstimator):
         model.encoder_names_ = list(manifest["encoder_names"])
         model.oof_log_loss_ = float(manifest["oof_log_loss"])
         model.test_proba_ = None
+        model.stacker_test_proba_ = {}
+        model.stacker_oof_log_loss_ = {k: float(v) for k, v in manifest.get("stacker_oof_log_loss", {}).items()}
         model.folds_ = None
         model.fit_report_ = dict(manifest.get("fit_report", {}))
         return model

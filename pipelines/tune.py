@@ -104,10 +104,49 @@ def setup_key(evaluation: Evaluation, config: RunConfig) -> dict:
     }
 
 
+class TrialSeededTPESampler(optuna.samplers.BaseSampler):
+    """TPE whose random stream is drawn afresh for every trial from ``(seed, trial number)``.
+
+    Trial numbers are handed out by the shared storage, so no two trials of a study (from any worker,
+    same seed or not, resumed or not) draw from the same stream. Seeding one sampler per process with
+    ``seed + len(study.trials)`` did not have that property: worker seeds 100 and 101 opening the study
+    at 1 and 0 trials both used 101 and proposed the same startup trials. Only public sampler API is
+    used: a fresh ``TPESampler`` per trial, which keeps no state between trials that matters here (TPE
+    reads the history from the study each time).
+    """
+
+    def __init__(self, seed: int, **tpe_kwargs) -> None:
+        self.seed = seed
+        self._tpe_kwargs = tpe_kwargs
+        self._current = optuna.samplers.TPESampler(seed=self.trial_seed(-1), **tpe_kwargs)
+
+    def trial_seed(self, number: int) -> int:
+        return int(np.random.SeedSequence([self.seed, number + 1]).generate_state(1)[0])
+
+    def before_trial(self, study, trial) -> None:
+        self._current = optuna.samplers.TPESampler(seed=self.trial_seed(trial.number), **self._tpe_kwargs)
+        self._current.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._current.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._current.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._current.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._current.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._current.reseed_rng()
+
+
 def open_study(storage: str, name: str, seed: int, tune: TuneConfig):
-    """Create the study or resume it; the sampler's seed moves on with the trials already there,
-    so a resumed study does not replay its first random (startup) trials. ``seed`` seeds only the
-    sampler: the fit's seed is part of the problem (see :func:`setup_key`)."""
+    """Create the study or resume it. Each trial's sampler stream comes from ``(seed, trial number)``
+    (:class:`TrialSeededTPESampler`), so neither a resumed study nor a second worker replays earlier
+    trials. ``seed`` seeds only the sampler: the fit's seed is part of the problem (see :func:`setup_key`)."""
     pruner = optuna.pruners.MedianPruner(
         n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_steps
     )
@@ -116,7 +155,7 @@ def open_study(storage: str, name: str, seed: int, tune: TuneConfig):
     study = optuna.create_study(
         storage=rdb_storage(storage), study_name=name, direction="minimize", pruner=pruner, load_if_exists=True
     )
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+    study.sampler = TrialSeededTPESampler(seed)
     return study
 
 

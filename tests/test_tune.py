@@ -148,3 +148,32 @@ def test_running_loss_is_reported_per_fold_and_pruning_stops_a_trial(data, tmp_p
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert list(trial.intermediate_values) == [0]
     assert np.isfinite(trial.intermediate_values[0])
+
+
+def _draw(trial) -> float:
+    return trial.suggest_float("x", 0.0, 1.0) + trial.suggest_int("n", 0, 10**6)
+
+
+def test_workers_on_one_study_never_repeat_trials(tmp_path):
+    """The interleaving that collided under ``seed + len(study.trials)``: the seed-101 worker opens the study
+    first, the seed-100 worker one trial later. Streams come from (seed, trial number) instead: distinct
+    trials for different seeds, for the same seed and for a resumed worker; reproducible per number."""
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    late = tune.TuneConfig(pruner_startup_trials=5)
+    w1 = tune.open_study(storage, "s", 101, late)
+    w1.optimize(_draw, n_trials=1)
+    w0 = tune.open_study(storage, "s", 100, late)
+    for _ in range(2):
+        w0.optimize(_draw, n_trials=1)
+        w1.optimize(_draw, n_trials=1)
+    tune.open_study(storage, "s", 100, late).optimize(_draw, n_trials=2)  # resumed, same seed as w0
+    twin = tune.open_study(storage, "s", 100, late)  # a second worker given the same seed by mistake
+    twin.optimize(_draw, n_trials=2)
+    params = [tuple(sorted(t.params.items())) for t in twin.trials]
+    assert len(params) == 9 and len(set(params)) == 9
+
+    replay = optuna.create_study(sampler=tune.TrialSeededTPESampler(100))  # same seed, same numbers: same trials
+    replay.optimize(_draw, n_trials=3)
+    fresh = optuna.create_study(sampler=tune.TrialSeededTPESampler(100))
+    fresh.optimize(_draw, n_trials=3)
+    assert [t.params for t in replay.trials] == [t.params for t in fresh.trials]
