@@ -44,7 +44,8 @@
 # `ARENA_PREF_ENCODERS` = `none` (default), `all` (every model folder found) or comma-separated folders
 # or folder names; `ARENA_PREF_TIME_BUDGET_HOURS` (8.5); `ARENA_PREF_FULL_RUN_ARGS` (extra `full_run`
 # arguments, e.g. `--encoder-max-length 384`); `ARENA_PREF_STRICT_WHEELS=1` to require every package's
-# wheel in the dataset. Converts to a notebook with `jupytext --to ipynb kaggle_notebook.py`.
+# wheel in the dataset; `ARENA_PREF_PREDICT_PROCESSES` (bundle scoring: at most this many encoder
+# processes, default one per visible GPU). Converts to a notebook with `jupytext --to ipynb kaggle_notebook.py`.
 
 # %%
 import importlib
@@ -223,7 +224,7 @@ if BUNDLE is not None:
     import pandas as pd
 
     from pipelines.base_weights import BASES_FILE, resolve_bases
-    from pipelines.bundle_scoring import score_bundle
+    from pipelines.bundle_scoring import multi_gpu_predictor, score_bundle
     from pipelines.estimator import ArenaPreferenceModel
     from pipelines.paths import require_competition_dir
 
@@ -234,7 +235,10 @@ if BUNDLE is not None:
     model = ArenaPreferenceModel.load(BUNDLE, encoder_base_paths={k: str(v) for k, v in bases.items()})
     test = pd.read_csv(require_competition_dir(INPUT_DIR) / "test.csv")
     deadline = time.monotonic() + TIME_BUDGET_HOURS * 3600 - (time.time() - NOTEBOOK_START)
-    scoring = score_bundle(model, test, SUBMISSION, deadline)
+    # encoders: one process per visible GPU (test rows split in order), then the stacker once here
+    PROCESSES = os.environ.get("ARENA_PREF_PREDICT_PROCESSES")
+    predict = multi_gpu_predictor(model, int(PROCESSES) if PROCESSES else None)
+    scoring = score_bundle(model, test, SUBMISSION, deadline, predict=predict)
     (WORKING_DIR / "scoring.json").write_text(json.dumps(scoring, indent=2, default=str))
     print(json.dumps(scoring, indent=1, default=str))
 

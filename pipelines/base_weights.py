@@ -13,16 +13,23 @@ import json
 from pathlib import Path
 
 from encoders.fold_models import MANIFEST as ENCODER_MANIFEST
+from pipelines.bundle import MANIFEST as BUNDLE_MANIFEST
 from pipelines.paths import find_model_dirs
 
 BASES_FILE = "base_models.json"
 
 
 def bundle_encoders(bundle: str | Path) -> dict[str, Path]:
-    """{encoder name: its fold-model folder} for every ``encoder.json`` inside the bundle."""
+    """{encoder name: its fold-model folder} as the bundle's ``manifest.json`` lists them
+    (``encoders``: {name: {"directory": "encoders/<name>", ...}}, see ``ArenaPreferenceModel.save``)."""
+    bundle = Path(bundle)
+    manifest = json.loads((bundle / BUNDLE_MANIFEST).read_text())
     found = {}
-    for manifest in sorted(Path(bundle).glob(f"**/{ENCODER_MANIFEST}")):
-        found[json.loads(manifest.read_text())["name"]] = manifest.parent
+    for name, info in (manifest.get("encoders") or {}).items():
+        folder = bundle / info["directory"]
+        if not (folder / ENCODER_MANIFEST).is_file():
+            raise FileNotFoundError(f"{folder}: encoder {name!r} listed in {BUNDLE_MANIFEST} has no {ENCODER_MANIFEST}")
+        found[name] = folder
     return found
 
 

