@@ -45,7 +45,8 @@
 # or folder names; `ARENA_PREF_TIME_BUDGET_HOURS` (8.5); `ARENA_PREF_FULL_RUN_ARGS` (extra `full_run`
 # arguments, e.g. `--encoder-max-length 384`); `ARENA_PREF_STRICT_WHEELS=1` to require every package's
 # wheel in the dataset; `ARENA_PREF_PREDICT_PROCESSES` (bundle scoring: at most this many encoder
-# processes, default one per visible GPU). Converts to a notebook with `jupytext --to ipynb kaggle_notebook.py`.
+# processes, default one per visible GPU); `ARENA_PREF_STACKER=full` (bundle scoring with the encoders' stacker
+# even when the features-only one was chosen). Converts to a notebook with `jupytext --to ipynb kaggle_notebook.py`.
 
 # %%
 import importlib
@@ -237,8 +238,9 @@ if BUNDLE is not None:
     deadline = time.monotonic() + TIME_BUDGET_HOURS * 3600 - (time.time() - NOTEBOOK_START)
     # encoders: one process per visible GPU (test rows split in order), then the stacker once here
     PROCESSES = os.environ.get("ARENA_PREF_PREDICT_PROCESSES")
-    predict = multi_gpu_predictor(model, int(PROCESSES) if PROCESSES else None)
-    scoring = score_bundle(model, test, SUBMISSION, deadline, predict=predict)
+    STACKER = os.environ.get("ARENA_PREF_STACKER") or None  # "full": the encoders' stacker even if not chosen
+    predict = multi_gpu_predictor(model, int(PROCESSES) if PROCESSES else None, stacker=STACKER)
+    scoring = score_bundle(model, test, SUBMISSION, deadline, predict=predict, stacker=STACKER)
     (WORKING_DIR / "scoring.json").write_text(json.dumps(scoring, indent=2, default=str))
     print(json.dumps(scoring, indent=1, default=str))
 

@@ -44,10 +44,10 @@ def project_seconds(small: tuple[int, float], large: tuple[int, float], rows: in
 Predictor = Callable[[pd.DataFrame], np.ndarray]
 
 
-def multi_gpu_predictor(model: Any, n_processes: int | None = None) -> Predictor:
+def multi_gpu_predictor(model: Any, n_processes: int | None = None, stacker: str | None = None) -> Predictor:
     """``frame -> (n, 3)`` with ``model``'s encoders: each encoder's fold models score the rows in one
     process per visible GPU (``n_processes``: at most that many; without GPUs, that many CPU processes;
-    one device or none: in this process), then the chosen stacker runs once here on their probabilities."""
+    one device or none: in this process), then the stacker (``stacker``: None = the chosen one) runs once here."""
     from encoders.parallel_predict import predict_proba_multi_gpu
     from pipelines.estimator import as_battles
 
@@ -59,7 +59,7 @@ def multi_gpu_predictor(model: Any, n_processes: int | None = None) -> Predictor
             computed[name] = predict_proba_multi_gpu(
                 fold_models.directory, battles, base_path=fold_models.config.model_path, n_processes=n_processes
             )
-        return model.predict_proba(frame, encoder_proba=computed)
+        return model.predict_proba(frame, encoder_proba=computed, stacker=stacker)
 
     return predict
 
@@ -71,16 +71,18 @@ def score_bundle(
     deadline: float | None = None,
     *,
     predict: Predictor | None = None,
+    stacker: str | None = None,
     clock: Callable[[], float] = time.monotonic,
     probe_rows: tuple[int, int] = (8, 256),
     log: Callable[[str], None] = print,
 ) -> dict:
     """Write ``submission`` from ``model`` (an ``ArenaPreferenceModel``); ``deadline`` is on ``clock``.
     ``predict``: how the encoder predictions are made (default ``model.predict_proba``, in this process;
-    :func:`multi_gpu_predictor` for one process per GPU).
+    :func:`multi_gpu_predictor` for one process per GPU). ``stacker``: None = the bundle's chosen stacker;
+    ``"full"`` scores with the encoders' stacker even when it was not chosen.
 
     Returns what happened (rows, seconds, projections, which predictions were written)."""
-    with_encoders = predict or model.predict_proba
+    with_encoders = predict or partial(model.predict_proba, stacker=stacker)
     n = len(test)
     record: dict[str, Any] = {"rows": n, "writes": [], "encoders": list(getattr(model, "encoder_names_", []) or [])}
     p0, seconds = _timed(clock, lambda: model.predict_proba(test, use_encoders=False))
@@ -91,7 +93,7 @@ def score_bundle(
     if not record["encoders"]:
         record["encoder_decision"] = "no encoders in the bundle"
         return record
-    if getattr(model, "chosen_stacker_", "full") != "full":  # kept for `stacker="full"`, but not chosen
+    if (stacker or getattr(model, "chosen_stacker_", "full")) != "full":  # kept, not chosen: stacker="full"
         record["encoder_decision"] = "the chosen stacker uses no encoder (the one with encoders was not better)"
         log(record["encoder_decision"] + "; the features-only submission stands")
         return record

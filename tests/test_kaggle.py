@@ -420,7 +420,7 @@ class _FakeBundleModel:
     def __init__(self, clock: FakeClock, fixed: float, per_row: float, encoders=("enc",)) -> None:
         self.clock, self.fixed, self.per_row, self.encoder_names_ = clock, fixed, per_row, list(encoders)
 
-    def predict_proba(self, frame, use_encoders=True, encoder_proba=None):
+    def predict_proba(self, frame, use_encoders=True, encoder_proba=None, stacker=None):
         if use_encoders:
             self.clock.t += self.fixed + self.per_row * len(frame)
         return np.tile([0.5, 0.3, 0.2] if use_encoders else [0.4, 0.4, 0.2], (len(frame), 1))
@@ -477,7 +477,7 @@ def test_notebook_inference_only_features_bundle(tmp_path, offline_dataset):
 
 @pytest.fixture(scope="module")
 def tiny_bert_bundle(tmp_path_factory) -> Path:
-    """A bundle trained with a tiny DistilBERT; skips when the bundle kept no encoder (see below)."""
+    """A bundle trained with a tiny DistilBERT (kept beside the chosen features-only stacker)."""
     from tests.tiny_models import build_tiny_distilbert
 
     tmp = tmp_path_factory.mktemp("tiny_bert_bundle")
@@ -485,12 +485,7 @@ def tiny_bert_bundle(tmp_path_factory) -> Path:
     extra = ("--encoder", str(model), "--encoder-max-steps", "2", "--encoder-max-length", "64")
     bundle = _trained_bundle(tmp, *extra, "--encoder-precision", "fp32")
     manifest = json.loads((bundle / "manifest.json").read_text())
-    if not manifest["encoders"]:
-        # ArenaPreferenceModel.save keeps an encoder only when the stacker with it was chosen (better
-        # OOF log loss); a 2-step random tiny DistilBERT never is. Runs once the bundle keeps the
-        # with-encoders stacker even when not chosen (branch x3-enc).
-        chosen, oof = manifest["chosen_stacker"], manifest["oof_log_loss"]
-        pytest.skip(f"bundle holds no encoder: chosen stacker {chosen!r} (OOF {oof:.4f})")
+    assert manifest["encoders"], manifest  # kept even when a 2-step random encoder's stacker is not chosen
     return bundle
 
 
@@ -498,7 +493,8 @@ def tiny_bert_bundle(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("budget_hours, used", [("8.5", True), ("0.0003", False)])
 def test_notebook_inference_only_tiny_bert_bundle(tmp_path, offline_dataset, tiny_bert_bundle, budget_hours, used):
     root = _kaggle_with_bundle(tmp_path, offline_dataset, tiny_bert_bundle)
-    _run_notebook(tmp_path, root, ARENA_PREF_TIME_BUDGET_HOURS=budget_hours)
+    # the random tiny encoder's stacker is never the chosen one: ask for it, as a user would with a real one
+    _run_notebook(tmp_path, root, ARENA_PREF_TIME_BUDGET_HOURS=budget_hours, ARENA_PREF_STACKER="full")
     sub = _check_submission(root)
     scoring = json.loads((root / "working" / "scoring.json").read_text())
     assert scoring["encoders"] == ["tiny-distilbert"]
@@ -514,8 +510,8 @@ def test_bundle_scoring_split_over_two_processes_matches_in_process(tmp_path, ti
 
     model = ArenaPreferenceModel.load(tiny_bert_bundle)
     test = make_battles(21, seed=8, labelled=False, start_id=80000)
-    in_process = model.predict_proba(test)
-    split = multi_gpu_predictor(model, n_processes=2)(test)
+    in_process = model.predict_proba(test, stacker="full")
+    split = multi_gpu_predictor(model, n_processes=2, stacker="full")(test)
     np.testing.assert_allclose(split, in_process, atol=1e-5)
     features_only = model.predict_proba(test, use_encoders=False)
     assert not np.allclose(features_only, in_process)  # the encoder is really in the path
