@@ -148,6 +148,7 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
         stacker["num_threads"] = lightgbm_threads()
     config.stacker = dataclasses.replace(config.stacker, **stacker)
     config.allow_worse_than_prior = bool(getattr(args, "allow_worse_than_prior", False))
+    config.sources = sources_from_args(args)
     return config, paths
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from encoders.settings import EncoderConfig
 from features.groups import GROUPS
 from pipelines.resources import feature_workers
+from pipelines.training_sets import TrainingSourcesConfig
 from stacking.config import StackerConfig
 
 
@@ -38,6 +39,7 @@ class RunConfig:
     seed: int = 42
     cache_dir: str | None = None  # default: <out_dir>/../.cache
     extra_sources: dict[str, str] = field(default_factory=dict)  # name -> "oof.parquet,test.parquet"
+    sources: TrainingSourcesConfig = field(default_factory=TrainingSourcesConfig)  # extra training sets
     features: FeatureConfig = field(default_factory=FeatureConfig)
     stacker: StackerConfig = field(default_factory=StackerConfig)
     encoders: list[EncoderConfig] = field(default_factory=list)
@@ -56,11 +58,19 @@ class RunConfig:
         if "groups" in features:
             features["groups"] = tuple(features["groups"])
         stacker = StackerConfig.from_dict(data.pop("stacker", {}))
+        sources = dict(data.pop("sources", {}))
+        sources["extra_train"] = tuple(sources.get("extra_train", ()))  # a JSON list after to_dict
         encoder_fields = {f.name for f in fields(EncoderConfig)}
         encoders = [
             EncoderConfig(**{k: v for k, v in e.items() if k in encoder_fields}) for e in data.pop("encoders", [])
         ]
-        return cls(**data, features=FeatureConfig(**features), stacker=stacker, encoders=encoders)
+        return cls(
+            **data,
+            features=FeatureConfig(**features),
+            stacker=stacker,
+            encoders=encoders,
+            sources=TrainingSourcesConfig(**sources),
+        )
 
     @property
     def out(self) -> Path:

@@ -33,8 +33,10 @@ from pipelines.bundle import BundleError, load_stacker, read_verified, replace_d
 from pipelines.data import TURN_COLUMNS, ParseReport, load_battles_frame
 from pipelines.errors import UserError
 from pipelines.metrics import nested_prior, summarize
+from pipelines.preflight import check_savable
 from pipelines.report import StageTimer
 from pipelines.run_plan import RunPlan
+from pipelines.run_sources import with_source_columns
 from pipelines.stacker_inputs import SOURCE_COLUMNS, StackerInputs, build_inputs
 from pipelines.stacker_stage import StackerFit, fit_stacker
 from stacking.config import StackerConfig
@@ -139,11 +141,13 @@ class ArenaPreferenceModel(BaseEstimator):
         started = time.monotonic()
         timer = StageTimer()
         stacker = self.stacker or StackerConfig()
+        check_savable(stacker.tie_handling)  # before any work: the model must be savable
         encoders = [replace(e) for e in self.encoders]
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a refit starts from nothing
         with timer.stage("parse"):
             train_b, train_parse = as_battles(train, "train", labelled=True)
+            train_b = with_source_columns(train_b)  # a frame of several sources: primary rows, weights
             test_b, test_parse = as_battles(test, "test", labelled=False) if test is not None else (None, None)
         work_dir = Path(self.work_dir) if self.work_dir is not None else None
         if encoders and work_dir is None:
@@ -342,6 +346,7 @@ class ArenaPreferenceModel(BaseEstimator):
             },
             "plan": plan.to_dict(),
             "timings": {**timer.seconds, "total": round(time.monotonic() - started, 3)},
+            **training_sources_report(inputs, chosen),
         }
 
     # ----------------------------------------------------------------- predict
@@ -543,10 +548,30 @@ def _load_encoders(directory: Path, manifest: dict, base_paths: dict[str, str]) 
 
 
 def oof_metrics(inputs: StackerInputs, candidates: dict[str, StackerFit]) -> dict[str, dict]:
-    """The class prior (nested) and each candidate's OOF log loss before and after calibration."""
-    out = {"class prior": summarize(inputs.y, nested_prior(inputs.y, inputs.folds), inputs.folds)}
+    """The class prior (nested) and each candidate's OOF log loss before and after calibration, over
+    the scored (primary) rows: extra training sources are never scored here."""
+    rows = next(iter(candidates.values())).scored_rows(len(inputs.y))
+    y, folds = inputs.y[rows], inputs.folds[rows]
+    out = {"class prior": summarize(y, nested_prior(y, folds), folds)}
     for name, cand in candidates.items():
         suffix = "" if len(candidates) == 1 else f" [{name}]"
-        out[f"stacker (uncalibrated){suffix}"] = summarize(inputs.y, cand.oof_raw, inputs.folds)
-        out[f"stacker (calibrated){suffix}"] = summarize(inputs.y, cand.oof_cal, inputs.folds)
+        out[f"stacker (uncalibrated){suffix}"] = summarize(y, cand.oof_raw[rows], folds)
+        out[f"stacker (calibrated){suffix}"] = summarize(y, cand.oof_cal[rows], folds)
     return out
+
+
+def training_sources_report(inputs: StackerInputs, chosen: StackerFit) -> dict:
+    """Rows per source, which are scored, the tie handling used and OOF per source (uncalibrated);
+    ``{}`` for a single-source run, whose report stays as it was."""
+    if chosen.per_source is None:
+        return {}
+    train, rows = inputs.train, chosen.scored_rows(len(inputs.y))
+    return {
+        "training_sources": {
+            "rows": {str(k): int(v) for k, v in train.groupby("source", sort=False).size().items()},
+            "scored_rows": int(rows.sum()),
+            "scored_sources": sorted(str(s) for s in train.loc[rows, "source"].unique()),
+            "tie_handling": chosen.tie_handling,
+        },
+        "oof_per_source": chosen.per_source,
+    }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,9 @@ from pipelines.preflight import check_labels
 from pipelines.run_dir import atomic_to_csv, atomic_write_text
 
 log = logging.getLogger(__name__)
+
+PROMPT, ACROSS_SOURCES = "prompt", "prompt or answer pair, across sources"  # pipelines.source_folds
+FoldMaker = Callable[[pd.DataFrame, int, int], pd.DataFrame]
 
 
 def prompt_keys(battles: pd.DataFrame) -> list[str]:
@@ -49,8 +53,10 @@ def sidecar_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def folds_meta(battles: pd.DataFrame, n_folds: int, seed: int) -> dict:
-    return {"seed": seed, "n_folds": n_folds, "data_sha256": data_fingerprint(battles)}
+def folds_meta(battles: pd.DataFrame, n_folds: int, seed: int, grouping: str = PROMPT) -> dict:
+    """What saved folds were made from; ``grouping`` only when it is not the single-source default."""
+    meta = {"seed": seed, "n_folds": n_folds, "data_sha256": data_fingerprint(battles)}
+    return meta if grouping == PROMPT else {**meta, "grouping": grouping}
 
 
 def _file_sha256(path: Path) -> str:
@@ -77,17 +83,25 @@ def make_folds(battles: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> pd.Da
     return pd.DataFrame({"id": battles["id"].to_numpy(), "fold": fold})
 
 
-def load_or_make_folds(battles: pd.DataFrame, path: Path, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
-    """Reuse ``folds.csv`` when its sidecar says it was made from this data, seed and fold count;
-    otherwise make new folds and save both files atomically (the csv first, then the sidecar)."""
-    meta = folds_meta(battles, n_folds, seed)
+def load_or_make_folds(
+    battles: pd.DataFrame,
+    path: Path,
+    n_folds: int = 5,
+    seed: int = 42,
+    maker: FoldMaker = make_folds,
+    grouping: str = PROMPT,
+) -> pd.DataFrame:
+    """Reuse ``folds.csv`` when its sidecar says it was made from this data, seed, fold count (and
+    ``grouping``); otherwise make new folds with ``maker`` and save both files atomically (the csv
+    first, then the sidecar)."""
+    meta = folds_meta(battles, n_folds, seed, grouping)
     if path.exists():
         if saved_folds_match(path, meta):
             folds = pd.read_csv(path, dtype={"id": str})
             log.info("folds: reusing %s", path)
             return folds.set_index("id").loc[battles["id"].astype(str)].reset_index()
         log.warning("folds: %s was made from other data, seed or fold count; making new folds", path)
-    folds = make_folds(battles, n_folds, seed)
+    folds = maker(battles, n_folds, seed)
     atomic_to_csv(folds, path, index=False)
     atomic_write_text(sidecar_path(path), json.dumps({**meta, "folds_sha256": _file_sha256(path)}, indent=2))
     return folds

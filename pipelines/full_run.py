@@ -90,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     config, submission = config_from_args(args)
-    from pipelines.preflight import check_run
+    from pipelines.preflight import check_run, check_savable
     from pipelines.run_dir import hold_run_dir
 
     check_run(config)  # before any feature is computed
+    check_savable(config.stacker.tie_handling)  # the run saves its model
     with hold_run_dir(config.out):  # one run at a time in --out; a second one stops with one line
         run(config, submission, Path(args.test_labels) if args.test_labels else None)
     return 0

@@ -105,6 +105,17 @@ def check_encoders(config: RunConfig) -> None:
             raise PreflightError(f"--encoder {model}: not a Hugging Face model folder (no config.json)")
 
 
+def check_savable(tie_handling: str) -> None:
+    """A run that saves its model (full_run, the estimator) cannot use a tie handling that no saved
+    model reproduces: say so now, not after the training."""
+    from stacking.model import check_savable_tie_handling
+
+    try:
+        check_savable_tie_handling(tie_handling)
+    except ValueError as exc:
+        raise PreflightError(f"--tie-handling: {exc}") from None
+
+
 def check_run(config: RunConfig, storage: str | None = None) -> None:
     """Everything that can be checked before the data is loaded."""
     if config.n_folds < 2:
@@ -115,6 +126,8 @@ def check_run(config: RunConfig, storage: str | None = None) -> None:
     if config.submission_path:
         check_writable_dir(Path(config.submission_path).parent, "--submission folder")
     check_sources(config.extra_sources)
+    for source in config.sources.sources:
+        check_readable_file(source.path, "--extra-train")
     check_encoders(config)
     if storage is not None:
         check_storage_url(storage)

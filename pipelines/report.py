@@ -72,6 +72,29 @@ def _plan_lines(plan: dict) -> list[str]:
     return lines
 
 
+def _per_source_lines(report: dict) -> list[str]:
+    """OOF per training source (uncalibrated); only runs with several sources have it."""
+    per_source = report.get("oof_per_source")
+    if not per_source:
+        return []
+    sources = report.get("training_sources", {})
+    lines = [
+        "## Out-of-fold per training source (uncalibrated)",
+        "",
+        f"Tie handling: {sources.get('tie_handling')}; scored (primary) sources: "
+        f"{', '.join(sources.get('scored_sources', []))}. Pairwise = log loss of P(A)/(P(A)+P(B)).",
+        "",
+        "| source | rows | log loss | pairwise | tie rate | mean P(tie) | accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in per_source.items():
+        lines.append(
+            f"| {name} | {s['rows']} | {_fmt(s['log_loss'])} | {_fmt(s['pairwise'])} | {_fmt(s['tie_rate'])} |"
+            f" {_fmt(s['mean_p_tie'])} | {_fmt(s['accuracy'])} |"
+        )
+    return [*lines, ""]
+
+
 def render_markdown(report: dict) -> str:
     lines = [
         "# arena-pref run report",
@@ -98,6 +121,7 @@ def render_markdown(report: dict) -> str:
         " fitted without its fold."
     )
     lines.append("")
+    lines += _per_source_lines(report)
     if report.get("holdout"):
         lines += _metrics_table("Labelled test set (evaluation only)", {k: v for k, v in report["holdout"].items()})
     lines += [

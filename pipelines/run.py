@@ -21,6 +21,7 @@ from pipelines.estimator import ArenaPreferenceModel
 from pipelines.holdout import evaluate_test_labels
 from pipelines.prior_guard import decide, prior_probabilities
 from pipelines.report import StageTimer, write_report
+from pipelines.run_sources import load_run_train, scored_mask
 from pipelines.stacker_inputs import cache_dir_of
 from pipelines.submission import save_predictions, write_submission
 from stacking.model import library_versions
@@ -93,12 +94,13 @@ def build_report(
         "config": config.to_dict(),
         "timings": {**timer.seconds, **fit["timings"], "total": round(time.monotonic() - started, 3)},
         "versions": library_versions(),
+        **{k: fit[k] for k in ("training_sources", "oof_per_source") if k in fit},
     }
 
 
 def holdout_scores(train: pd.DataFrame, test: pd.DataFrame, model: ArenaPreferenceModel, test_labels: Path) -> dict:
     assert model.test_proba_ is not None
-    counts = np.bincount(train["label"].to_numpy(), minlength=3) + 1.0
+    counts = np.bincount(train["label"].to_numpy()[scored_mask(train)], minlength=3) + 1.0  # primary rows
     return evaluate_test_labels(
         test_labels,
         test["id"],
@@ -116,7 +118,7 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
     submission_path = submission_path or Path(config.submission_path or config.out / "submission.csv")
     timer = StageTimer()
     with timer.stage("load"):
-        train, train_parse = load_battles(config.train_path, labelled=True)
+        train, train_parse = load_run_train(config.train_path, config.sources)
         test, test_parse = load_battles(config.test_path, labelled=False)
     model = estimator_of(config).fit(
         train,

@@ -16,8 +16,11 @@ import pandas as pd
 from features.extractor import FeatureExtractor
 from pipelines.config import RunConfig
 from pipelines.data import ParseReport, load_battles
-from pipelines.folds import load_or_make_folds, make_folds, prompt_groups
+from pipelines.folds import ACROSS_SOURCES, load_or_make_folds, make_folds, prompt_groups
+from pipelines.preflight import check_labels
 from pipelines.report import StageTimer
+from pipelines.run_sources import is_multi_source, load_run_train
+from pipelines.source_folds import make_source_folds, source_groups
 from stacking.sources import read_proba_file, source_features
 
 log = logging.getLogger(__name__)
@@ -76,14 +79,19 @@ def build_inputs(
     extra_sources: dict[str, str] | None = None,
     timer: StageTimer | None = None,
 ) -> StackerInputs:
-    """Folds (saved to ``folds_path`` so other stages share them), features and extra sources of parsed battles."""
+    """Folds (saved to ``folds_path`` so other stages share them), features and extra sources of parsed
+    battles. A train frame of several sources (``pipelines.run_sources``) gets folds grouped by prompt
+    or answer pair across all of them, so no pair is trained on through another source."""
     timer = timer or StageTimer()
     with timer.stage("folds"):
+        several = is_multi_source(train)
+        maker = source_fold_frame if several else make_folds
         if folds_path is not None:
-            folds = load_or_make_folds(train, folds_path, n_folds, seed)["fold"].to_numpy()
+            grouping = {"grouping": ACROSS_SOURCES} if several else {}
+            folds = load_or_make_folds(train, folds_path, n_folds, seed, maker, **grouping)["fold"].to_numpy()
         else:
-            folds = make_folds(train, n_folds, seed)["fold"].to_numpy()
-        groups = prompt_groups(train)
+            folds = maker(train, n_folds, seed)["fold"].to_numpy()
+        groups = source_groups(train) if several else prompt_groups(train)
     with timer.stage("features"):
         X = extractor.transform(train)
         X_test = extractor.transform(test) if test is not None else None
@@ -95,6 +103,13 @@ def build_inputs(
         oof_path, test_path = spec.split(",")
         inputs.with_source(name, oof_path, test_path)
     return inputs
+
+
+def source_fold_frame(battles: pd.DataFrame, n_folds: int, seed: int) -> pd.DataFrame:
+    """``id, fold`` over several sources (:func:`pipelines.source_folds.make_source_folds`), after
+    the same label checks as single-source folds."""
+    check_labels(battles, n_folds)
+    return pd.DataFrame({"id": battles["id"].to_numpy(), "fold": make_source_folds(battles, n_folds, seed)})
 
 
 def feature_extractor(config: RunConfig) -> FeatureExtractor:
@@ -110,7 +125,7 @@ def feature_extractor(config: RunConfig) -> FeatureExtractor:
 def prepare_inputs(config: RunConfig, timer: StageTimer | None = None) -> StackerInputs:
     timer = timer or StageTimer()
     with timer.stage("load"):
-        train, train_parse = load_battles(config.train_path, labelled=True)
+        train, train_parse = load_run_train(config.train_path, config.sources)
         test, test_parse = load_battles(config.test_path, labelled=False)
     return build_inputs(
         train,

@@ -20,7 +20,21 @@ from stacking.booster_file import check_booster_file
 from stacking.calibration import ProbabilityCalibrator
 from stacking.cross_fit import with_fold_features
 from stacking.lgbm import LGBMStacker, predict_swap_averaged
+from stacking.tie_handling import TieAwareStacker
 from stacking.transformer_state import load_transformer, save_transformer
+
+# Tie handlings that predict with more than one booster over the caller's columns: not savable here.
+UNSAVABLE_TIE_HANDLING = ("hierarchical", "has_ties_input")
+
+
+def check_savable_tie_handling(tie_handling: str) -> None:
+    """ValueError for a tie handling a saved model cannot reproduce (call it before training)."""
+    if tie_handling in UNSAVABLE_TIE_HANDLING:
+        raise ValueError(
+            f"tie handling {tie_handling!r} cannot be saved as a model (it predicts with two boosters or an"
+            f" extra input column); use one of auto, plain, drop_tieless, weighted, masked_tie, tie_offset"
+        )
+
 
 FORMAT_VERSION = 2
 MODEL_FILE = "model.json"
@@ -64,12 +78,17 @@ class StackerModel:
     @classmethod
     def from_fold_models(
         cls,
-        models: list[LGBMStacker],
+        models: list[LGBMStacker] | list[TieAwareStacker],
         calibrator: ProbabilityCalibrator,
         feature_config: dict,
         metadata: dict | None = None,
         fold_transformers: list[list[Any]] | None = None,
     ) -> StackerModel:
+        """One booster per fold: an ``LGBMStacker``'s, or a ``TieAwareStacker``'s single booster (its tie
+        offsets are init scores at training only, so prediction is the booster's plain output)."""
+        for m in models:
+            if isinstance(m, TieAwareStacker):
+                check_savable_tie_handling(m.option)
         columns = list(models[0].columns_)
         if any(list(m.columns_) != columns for m in models):
             raise ValueError("fold stackers differ in their columns: per-fold features must name the same columns")
