@@ -14,12 +14,13 @@ import typing
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pipelines.config import RunConfig, load_params_file
+from pipelines.config import FeatureConfig, RunConfig, load_params_file
 from pipelines.paths import DataPaths, resolve_paths
 from pipelines.resources import feature_workers, lightgbm_threads
 from pipelines.training_sets import TrainingSource, TrainingSourcesConfig
 from stacking.config import StackerConfig
 
+FOLD_FEATURE_FLAGS = ("tfidf", "embedder", "embedder_max_length")  # off by default: benchmarks/transformer_gain.py
 STACKER_FLAGS = ("num_boost_round", "early_stopping_rounds", "num_threads", "tie_handling")  # every command
 
 
@@ -105,6 +106,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     )
     add_dataclass_args(sources, TrainingSourcesConfig)
     add_dataclass_args(p.add_argument_group("stacker"), StackerConfig, only=STACKER_FLAGS)
+    add_dataclass_args(p.add_argument_group("fold features"), FeatureConfig, only=FOLD_FEATURE_FLAGS)
 
 
 def _training_source(spec: str) -> str:
@@ -143,6 +145,9 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
         if not files or "," not in files:
             raise SystemExit(f"--source expects NAME=OOF,TEST, got {spec!r}")
         config.extra_sources[name] = files
+    for name in FOLD_FEATURE_FLAGS:
+        if getattr(args, name, None) is not None:
+            setattr(config.features, name, getattr(args, name))
     stacker = overrides_from_args(args, StackerConfig)
     if "num_threads" not in stacker:  # free cores now (pipelines.resources); results do not depend on it
         stacker["num_threads"] = lightgbm_threads()

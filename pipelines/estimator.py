@@ -30,8 +30,10 @@ from encoders.settings import EncoderConfig
 from features.extractor import FeatureExtractor
 from features.groups import GROUPS
 from pipelines.bundle import BundleError, load_stacker, read_verified, replace_directory, write_manifest
+from pipelines.config import FeatureConfig
 from pipelines.data import TURN_COLUMNS, ParseReport, load_battles_frame
 from pipelines.errors import UserError
+from pipelines.fold_feature_setup import fold_transformers, prepare_battles
 from pipelines.metrics import nested_prior, summarize
 from pipelines.preflight import check_savable
 from pipelines.report import StageTimer
@@ -92,6 +94,9 @@ class ArenaPreferenceModel(BaseEstimator):
         stacker: StackerConfig | None = None,
         encoders: Sequence[EncoderConfig] = (),
         fold_features: Sequence[Any] = (),
+        tfidf: bool = False,
+        embedder: str | None = None,
+        embedder_max_length: int = 256,
         extra_sources: Mapping[str, str] | None = None,
         n_jobs: int | None = None,
         cache_dir: str | Path | None = None,
@@ -105,6 +110,9 @@ class ArenaPreferenceModel(BaseEstimator):
         self.stacker = stacker
         self.encoders = encoders
         self.fold_features = fold_features
+        self.tfidf = tfidf
+        self.embedder = embedder
+        self.embedder_max_length = embedder_max_length
         self.extra_sources = extra_sources
         self.n_jobs = n_jobs
         self.cache_dir = cache_dir
@@ -116,6 +124,19 @@ class ArenaPreferenceModel(BaseEstimator):
     @property
     def _groups(self) -> tuple[str, ...]:
         return tuple(self.feature_groups) if self.feature_groups is not None else tuple(GROUPS)
+
+    def _fold_feature_config(self) -> FeatureConfig:
+        return FeatureConfig(
+            groups=self._groups, tfidf=self.tfidf, embedder=self.embedder, embedder_max_length=self.embedder_max_length
+        )
+
+    def _all_fold_features(self) -> list[Any]:
+        """The user's fold transformers plus those ``tfidf`` / ``embedder`` ask for (unfitted)."""
+        return [*self.fold_features, *fold_transformers(self._fold_feature_config())]
+
+    def _with_embeddings(self, battles: pd.DataFrame) -> pd.DataFrame:
+        """``battles`` with the ``emb_*`` columns the embedding fold features read (unchanged without one)."""
+        return prepare_battles(self._fold_feature_config(), battles, self.cache_dir)
 
     def _extractor(self, cache: bool = True) -> FeatureExtractor:
         return FeatureExtractor(
@@ -164,6 +185,10 @@ class ArenaPreferenceModel(BaseEstimator):
             extra_sources=dict(self.extra_sources or {}),
             timer=timer,
         )
+        if self.embedder:  # embedding fold features read emb_* columns of the battles (frozen: leak-free)
+            with timer.stage("embeddings"):
+                inputs.train = self._with_embeddings(inputs.train)
+                inputs.test = None if inputs.test is None else self._with_embeddings(inputs.test)
         log.info(
             "train %d rows, test %d rows, %d features",
             len(inputs.train),
@@ -185,7 +210,7 @@ class ArenaPreferenceModel(BaseEstimator):
                 self.seed,
                 self._groups,
                 list(self.extra_sources or {}),
-                fold_features=self.fold_features,
+                fold_features=self._all_fold_features(),
                 progress=self.progress,
             )
         candidates, chosen = {candidate_name(first): first}, first
@@ -268,7 +293,7 @@ class ArenaPreferenceModel(BaseEstimator):
                     self.seed,
                     self._groups,
                     [*(self.extra_sources or {}), *stage.finished],
-                    fold_features=self.fold_features,
+                    fold_features=self._all_fold_features(),
                     progress=self.progress,
                 )
             fold_models = {name: EncoderFoldModels.load(path) for name, path in stage.fold_models.items()}
@@ -386,6 +411,8 @@ class ArenaPreferenceModel(BaseEstimator):
             else:
                 proba = self._encoder_proba(name, battles)
             X = pd.concat([X, source_features(proba, battles["id"], name)], axis=1)
+        if model.needs_battles and self.embedder:
+            battles = self._with_embeddings(battles)
         return model.predict_proba(X, battles if model.needs_battles else None)
 
     def _stacker_key(self, stacker: str | None, use_encoders: bool) -> str:
@@ -416,6 +443,9 @@ class ArenaPreferenceModel(BaseEstimator):
             "stacker": asdict(self.stacker or StackerConfig()),
             "encoders": [asdict(e) for e in self.encoders],
             "fold_features": [class_path(t) for t in self.fold_features],  # fitted ones live in the stackers
+            "tfidf": self.tfidf,
+            "embedder": self.embedder,
+            "embedder_max_length": self.embedder_max_length,
             "extra_sources": dict(self.extra_sources or {}),
             "n_jobs": self.n_jobs,
             "time_budget_hours": self.time_budget_hours,
@@ -478,6 +508,9 @@ class ArenaPreferenceModel(BaseEstimator):
                 stacker=StackerConfig.from_dict(params["stacker"]),
                 encoders=tuple(_encoder_config(e) for e in params["encoders"]),
                 extra_sources=dict(params["extra_sources"]),
+                tfidf=bool(params.get("tfidf", False)),
+                embedder=params.get("embedder"),
+                embedder_max_length=int(params.get("embedder_max_length", 256)),
                 n_jobs=params.get("n_jobs"),
                 time_budget_hours=params.get("time_budget_hours"),
             )

@@ -65,3 +65,28 @@ def test_embedder_columns_cache_and_predict_time(battles, tiny_bert, tmp_path):
 def test_unknown_state_is_refused():
     with pytest.raises(ValueError, match="unknown fold feature"):
         restore_fold_feature({"class": "Pickle"}, {})
+
+
+@pytest.mark.slow
+def test_full_run_with_tfidf_round_trips_through_the_bundle(train_csv, test_csv, tmp_path):
+    """--tfidf: the per-fold TF-IDF transformers are fitted in the run, saved with their fold's booster,
+    and a loaded bundle reproduces the submission."""
+    import json
+
+    from arena_schema import CLASS_COLUMNS
+    from pipelines import full_run
+    from pipelines.estimator import ArenaPreferenceModel
+
+    out = tmp_path / "run"
+    fast = ["--num-boost-round", "30", "--early-stopping-rounds", "5", "--num-threads", "1", "--n-jobs", "1"]
+    args = ["--train", str(train_csv), "--test", str(test_csv), "--out", str(out), "--tfidf", "--no-progress"]
+    assert full_run.main([*args, *fast]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["features"]["tfidf"] is True
+    model = ArenaPreferenceModel.load(out / "model")
+    assert model.tfidf
+    saved = [p for p in (out / "model").rglob("*.json") if "TfidfDiffTransformer" in p.read_text()]
+    assert saved  # the fitted per-fold transformers travel with their boosters
+    sub = pd.read_csv(out / "submission.csv")
+    test = pd.read_csv(test_csv)
+    np.testing.assert_allclose(model.predict_proba(test), sub[list(CLASS_COLUMNS)].to_numpy(), atol=1e-5)
