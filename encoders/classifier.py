@@ -34,7 +34,18 @@ def resolve_precision(precision: str) -> str:
         return {"fp32": "no"}.get(precision, precision)
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16"
+    # bf16 autocast only pays on CPUs with bf16 instructions; elsewhere it is emulated (measured ~7x slower
+    # than fp32 on an AVX2-only EPYC: benchmarks/results/embed_throughput.json)
+    return "bf16" if cpu_has_native_bf16() else "no"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def pad_batch(sequences: list[list[int]], pad_id: int, labels: list[int] | None = None) -> dict[str, torch.Tensor]:
