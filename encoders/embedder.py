@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from encoders.classifier import pad_batch
 from encoders.inputs import length_sorted_batches
 
 log = logging.getLogger(__name__)
@@ -108,17 +109,6 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == "max":
         return hidden.masked_fill(m == 0, float("-inf")).max(dim=1).values
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-
-
-def _pad(sequences: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest sequence of this batch only."""
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, s in enumerate(sequences):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return {"input_ids": ids, "attention_mask": mask}
 
 
 class TextEmbedder:
@@ -294,7 +284,7 @@ class TextEmbedder:
         out = np.zeros((len(texts), self.model_.config.hidden_size), dtype=np.float32)
         with torch.inference_mode(), self._autocast(precision):
             for idx in length_sorted_batches(np.array([len(s) for s in ids]), self.batch_size):
-                batch = {k: v.to(self.device) for k, v in _pad([ids[i] for i in idx], tok.pad_token_id).items()}
+                batch = {k: v.to(self.device) for k, v in pad_batch([ids[i] for i in idx], tok.pad_token_id).items()}
                 hidden = self.model_(**batch)[0]
                 vec = torch.nn.functional.normalize(pool(hidden, batch["attention_mask"], self.pooling), dim=-1)
                 out[idx] = vec.float().cpu().numpy()
