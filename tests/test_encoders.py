@@ -288,7 +288,9 @@ def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
     oof = pd.read_parquet(out / "oof_tiny-distilbert.parquet")
     folds = pd.read_csv(out / "folds.csv", dtype={"id": str})
     assert oof["id"].tolist() == folds["id"].tolist()
-    model_json = json.loads((out / "model" / "model.json").read_text())
+    manifest = json.loads((out / "model" / "manifest.json").read_text())
+    assert manifest["chosen_stacker"] == "full" and manifest["encoder_names"] == ["tiny-distilbert"]
+    model_json = json.loads((out / "model" / "stacker_full" / "model.json").read_text())
     assert "a_enc_tiny-distilbert" in model_json["columns"]
 
 
