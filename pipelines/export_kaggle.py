@@ -46,7 +46,8 @@ BUNDLE_MANIFEST = BUNDLE_MANIFEST_NAME  # what marks a trained bundle (ArenaPref
 
 
 def _project_sources(root: Path) -> list[str]:
-    """The packages and top-level modules pyproject.toml ships (``tool.setuptools``), as paths under ``root``."""
+    """The top-level packages and modules pyproject.toml ships (``tool.setuptools``), as paths under ``root``
+    (a sub-package such as ``pipelines.formats`` travels inside its parent's folder)."""
     text = (root / "pyproject.toml").read_text()
     try:
         import tomllib
@@ -57,9 +58,11 @@ def _project_sources(root: Path) -> list[str]:
             found = re.search(rf"^{key}\s*=\s*\[(.*?)\]", text, re.MULTILINE | re.DOTALL)
             return re.findall(r'"([^"]+)"', found.group(1)) if found else []
 
-        return listed("packages") + [f"{m}.py" for m in listed("py-modules")]
-    setup = tomllib.loads(text)["tool"]["setuptools"]
-    return list(setup["packages"]) + [f"{m}.py" for m in setup.get("py-modules", [])]
+        packages, modules = listed("packages"), listed("py-modules")
+    else:
+        setup = tomllib.loads(text)["tool"]["setuptools"]
+        packages, modules = list(setup["packages"]), list(setup.get("py-modules", []))
+    return [p for p in packages if "." not in p] + [f"{m}.py" for m in modules]
 
 
 def _setuptools_ok() -> bool:
