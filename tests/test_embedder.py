@@ -14,35 +14,13 @@ from encoders.embedder import TextEmbedder, conversation_text, embed_battles, re
 from features.embedding_features import EmbeddingPairFeatures
 from pipelines.data import load_battles, swap_battles
 from tests.conftest import make_battles
+from tests.tiny_models import build_tiny_bert
 
 ST_MODULES = [
     {"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"},
     {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
     {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
 ]
-
-
-def build_tiny_bert(path: Path) -> Path:
-    """A random 1-layer BERT encoder (no head) with the suite's fixture tokenizer."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    from tests.tiny_models import _bert_style_tokenizer
-
-    torch.manual_seed(0)
-    tok, fast = _bert_style_tokenizer()
-    config = BertConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        pad_token_id=0,
-    )
-    BertModel(config).save_pretrained(str(path))
-    fast.save_pretrained(str(path))
-    return path
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,7 +12,7 @@ from pipelines.config import FeatureConfig, RunConfig
 from pipelines.data import load_battles
 from pipelines.fold_feature_setup import build_fold_features, prepare_battles, restore_fold_feature
 from tests.conftest import make_battles
-from tests.test_embedder import build_tiny_bert
+from tests.tiny_models import build_tiny_bert
 
 
 @pytest.fixture(scope="module")

@@ -67,6 +67,27 @@ def _bpe(vocab_size: int = 200):
     return tok
 
 
+def build_tiny_bert(path: Path) -> Path:
+    """A random 1-layer BERT encoder (no head) with the suite's fixture tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    tok, fast = _bert_style_tokenizer()
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=0,
+    )
+    BertModel(config).save_pretrained(str(path))
+    fast.save_pretrained(str(path))
+    return path
+
+
 def build_tiny_distilbert(path: Path) -> Path:
     import torch
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
