@@ -54,7 +54,8 @@ def multi_gpu_predictor(model: Any, n_processes: int | None = None, stacker: str
     def predict(frame: pd.DataFrame) -> np.ndarray:
         battles, _ = as_battles(frame, "test", labelled=False)
         computed = {}
-        for name in model.encoder_names_:
+        names = list(model.encoder_models_) if stacker == "full" else model.encoder_names_
+        for name in names:
             fold_models = model.encoder_models_[name]
             computed[name] = predict_proba_multi_gpu(
                 fold_models.directory, battles, base_path=fold_models.config.model_path, n_processes=n_processes
@@ -84,7 +85,9 @@ def score_bundle(
     Returns what happened (rows, seconds, projections, which predictions were written)."""
     with_encoders = predict or partial(model.predict_proba, stacker=stacker)
     n = len(test)
-    record: dict[str, Any] = {"rows": n, "writes": [], "encoders": list(getattr(model, "encoder_names_", []) or [])}
+    kept = list(getattr(model, "encoder_models_", {}) or {})  # the bundle's encoders, whichever stacker was chosen
+    encoders = kept if stacker == "full" and kept else list(getattr(model, "encoder_names_", []) or [])
+    record: dict[str, Any] = {"rows": n, "writes": [], "encoders": encoders}
     p0, seconds = _timed(clock, lambda: model.predict_proba(test, use_encoders=False))
     write_submission(test["id"], p0, submission)
     record["features_only_s"] = seconds
