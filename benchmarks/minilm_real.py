@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from common import DEFAULT_DATA, REAL_SETS, ROOT, minilm_path
+
+from pipelines.command import setup_logging
 
 
 def time_training_steps(model_path: Path, battles: pd.DataFrame, precision: str, steps: int, max_length: int) -> float:
@@ -48,7 +49,7 @@ def main() -> None:
     p.add_argument("--timing-steps", type=int, default=8)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm_real.json"))
     args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     import torch
 
     torch.set_num_threads(2)

@@ -31,6 +31,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import DEFAULT_DATA, ROOT  # noqa: E402
+from pipelines.command import setup_logging  # noqa: E402
 
 log = logging.getLogger("transformer_gain")
 
@@ -328,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embed-cache", default=str(ROOT / "outputs" / "embed_cache"))
     p.add_argument("--feature-cache", default=str(ROOT / "outputs" / "feature_cache"))
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     start = time.time()
     from features.embedding_features import EmbeddingPairFeatures
     from features.extractor import FeatureExtractor

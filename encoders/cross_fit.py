@@ -167,20 +167,10 @@ class LengthProbe:
     fits: bool
 
 
-def _plan_max_length(
-    config: EncoderConfig,
-    train: pd.DataFrame,
-    y: np.ndarray,
-    folds: np.ndarray,
-    fold_ids: list[int],
-    test: pd.DataFrame,
-    work: Path,
-    deadline: float | None,
-    resumed: bool,
-    clock: Callable[[], float],
-) -> dict:
+def _plan_max_length(ctx: FoldContext, fold_ids: list[int], resumed: bool) -> dict:
     """The max_length for every fold, decided once before fold 0 (and kept on resume)."""
-    path = work / LENGTH_PLAN
+    config, deadline = ctx.config, ctx.deadline
+    path = ctx.work / LENGTH_PLAN
     info: dict = {
         "configured": config.max_length,
         "used": config.max_length,
@@ -191,7 +181,8 @@ def _plan_max_length(
     if skip is not None:
         info["decision"] = skip
         return info
-    probes, length = _probe_until_fits(config, train, y, folds, fold_ids, test, deadline, clock)
+    assert deadline is not None  # _no_probe_decision returns a reason when there is no budget
+    probes, length = _probe_until_fits(ctx, fold_ids, deadline)
     info["probes"] = [asdict(p) for p in probes]
     info["used"] = length
     if not probes:
@@ -223,20 +214,12 @@ def _no_probe_decision(
     return None
 
 
-def _probe_until_fits(
-    config: EncoderConfig,
-    train: pd.DataFrame,
-    y: np.ndarray,
-    folds: np.ndarray,
-    fold_ids: list[int],
-    test: pd.DataFrame,
-    deadline: float,
-    clock: Callable[[], float],
-) -> tuple[list[LengthProbe], int]:
+def _probe_until_fits(ctx: FoldContext, fold_ids: list[int], deadline: float) -> tuple[list[LengthProbe], int]:
     """Probe at the configured length, halving it (not below the floor) while all folds would not fit.
 
     Returns the probes and the length to use (shorter than the last probe's when the budget ran out
     before the shorter length could be probed)."""
+    config, train, y, folds, test, clock = ctx.config, ctx.train, ctx.y, ctx.folds, ctx.test, ctx.clock
     mult = 2 if config.swap_augment else 1
     k0 = fold_ids[0]
     fit_rows = _fit_rows(config, folds, k0)
@@ -371,11 +354,9 @@ def cross_fit_encoder(
         "folds": [],
         "stopped": None,
     }
-    plan["max_length"] = _plan_max_length(
-        config, train, y, folds, fold_ids, test, work, deadline, any(is_done.values()), clock
-    )
-    run_config = replace(config, max_length=plan["max_length"]["used"])
-    ctx = FoldContext(config, run_config, train, y, folds, test, work, deadline, progress, clock)
+    ctx = FoldContext(config, config, train, y, folds, test, work, deadline, progress, clock)
+    plan["max_length"] = _plan_max_length(ctx, fold_ids, resumed=any(is_done.values()))
+    ctx.run_config = replace(config, max_length=plan["max_length"]["used"])
     seconds = _run_folds(ctx, fold_ids, is_done, plan)
     done = [k for k in fold_ids if (work / f"fold_{k}.done.json").exists()]
     test_folds = [

@@ -39,6 +39,7 @@ from pipelines.cli import (
     run_config_from_args,
     sources_from_args,
 )
+from pipelines.command import command_parser, setup_logging
 from pipelines.config import RunConfig
 from pipelines.metrics import nested_prior, reliability, summarize
 from pipelines.multi_source import (
@@ -493,9 +494,7 @@ def write_outputs(report: dict, out: Path, wall_s: float) -> dict[str, Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipelines.ablation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = command_parser("pipelines.ablation", __doc__)
     add_data_args(p)
     add_stacker_choice_args(p)
     p.add_argument("--top-features", type=int, default=AblationConfig.top_features)
@@ -543,7 +542,7 @@ def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = build_parser().parse_args(argv)
     config = run_config_from_args(args)
     apply_params_file(config, args)

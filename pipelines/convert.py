@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipelines.command import setup_logging
 from pipelines.formats import COLUMNS, CONVERTERS, ConversionError, convert, label_counts
 
 __all__ = ["COLUMNS", "ConversionError", "convert", "main"]
@@ -25,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output CSV (train.csv schema)")
     parser.add_argument("--seed", type=int, default=0, help="A/B shuffle seed (hh-rlhf)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         df = convert(args.format, args.inputs, seed=args.seed)
     except ConversionError as exc:

@@ -204,15 +204,7 @@ class ArenaPreferenceModel(BaseEstimator):
         self.stacker_oof_log_loss_: dict[str, float] = {}
         self.encoder_models_: dict = {}
         with timer.stage("stacker"):
-            first = fit_stacker(
-                inputs,
-                stacker,
-                self.seed,
-                self._groups,
-                list(self.extra_sources or {}),
-                fold_features=self._all_fold_features(),
-                progress=self.progress,
-            )
+            first = self._fit_stacker(inputs, stacker, encoder_sources=[])
         candidates, chosen = {candidate_name(first): first}, first
         self._adopt(FEATURES, first, inputs, candidates, plan, timer, started)
         self._announce(first, inputs, plan, timer, started, on_stacker)
@@ -287,15 +279,7 @@ class ArenaPreferenceModel(BaseEstimator):
             for name, (oof_path, test_path) in stage.finished.items():
                 inputs.with_source(name, oof_path, test_path)
             with timer.stage("stacker (with encoders)"):
-                second = fit_stacker(
-                    inputs,
-                    stacker,
-                    self.seed,
-                    self._groups,
-                    [*(self.extra_sources or {}), *stage.finished],
-                    fold_features=self._all_fold_features(),
-                    progress=self.progress,
-                )
+                second = self._fit_stacker(inputs, stacker, encoder_sources=list(stage.finished))
             fold_models = {name: EncoderFoldModels.load(path) for name, path in stage.fold_models.items()}
         except Exception as exc:  # noqa: BLE001 - reported, and the fallback stands
             log.exception("stacker with encoder sources failed; keeping the features-only stacker")
@@ -305,6 +289,18 @@ class ArenaPreferenceModel(BaseEstimator):
         if missing:
             log.warning("encoder(s) %s kept no fold models (save_models): new battles need use_encoders=False", missing)
         return second, fold_models
+
+    def _fit_stacker(self, inputs: StackerInputs, stacker: StackerConfig, encoder_sources: list[str]) -> StackerFit:
+        """Cross-fit and calibrate the stacker on the features, the extra sources and ``encoder_sources``."""
+        return fit_stacker(
+            inputs,
+            stacker,
+            self.seed,
+            self._groups,
+            [*(self.extra_sources or {}), *encoder_sources],
+            fold_features=self._all_fold_features(),
+            progress=self.progress,
+        )
 
     def _adopt(
         self,

@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from pipelines.base_weights import BASES_FILE, base_record, bundle_encoders
 from pipelines.bundle import KIND as BUNDLE_KIND
 from pipelines.bundle import MANIFEST as BUNDLE_MANIFEST_NAME
 from pipelines.bundle import read_verified
+from pipelines.command import command_parser, setup_logging
 
 log = logging.getLogger("arena_pref.export_kaggle")
 
@@ -280,12 +280,8 @@ def export(
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(
-        prog="python -m pipelines.export_kaggle",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    setup_logging()
+    p = command_parser("pipelines.export_kaggle", __doc__)
     p.add_argument("--out", required=True, help="dataset folder to build")
     p.add_argument(
         "--packages", help=f"comma-separated packages to pip download (default: {','.join(DEFAULT_PACKAGES)})"

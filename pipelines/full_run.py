@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from pipelines.cli import (
     overrides_from_args,
     run_config_from_data_args,
 )
+from pipelines.command import command_parser, setup_logging
 from pipelines.config import RunConfig
 from pipelines.run import run
 
@@ -32,9 +32,7 @@ ENCODER_PREFIX = "encoder_"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipelines.full_run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = command_parser("pipelines.full_run", __doc__)
     add_data_args(p)
     p.add_argument(
         "--submission", help="submission path (default <out>/submission.csv; /kaggle/working/submission.csv)"
@@ -87,7 +85,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = build_parser().parse_args(argv)
     config, submission = config_from_args(args)
     from pipelines.preflight import check_run, check_savable

@@ -9,12 +9,12 @@ Writes ``loso.{json,md,html}`` and reliability PNGs.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
 
 from features.extractor import FeatureExtractor
+from pipelines.command import setup_logging
 from pipelines.loso_study import format_ms, rerender, run_loso, summarize_results, write_outputs
 from pipelines.training_sets import combined_shared_data, load_training_sources, mark_sources_with_ties
 from stacking.tie_handling import OPTIONS
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {rerender(Path(argv[1]))['md']}")
         return 0
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     options = [o for o in args.options.split(",") if o]
     unknown = [o for o in options if o not in OPTIONS]
     if unknown:

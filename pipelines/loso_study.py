@@ -16,6 +16,7 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,16 @@ def format_ms(ms: dict | None, digits: int = 4, sign: bool = False) -> str:
     return f"{fmt.format(ms['mean'])} ± {ms['std']:.{digits}f}"
 
 
+def _macro_table(macro_by_option: dict, dkey: str, columns: list[tuple[str, Callable[[dict, dict], str]]]) -> tuple:
+    """A ("table", header, rows) block: one row per option with a value, one column per (header, cell)."""
+    rows = [
+        [option, *(cell(m["value"], m[dkey]) for _, cell in columns)]
+        for option, m in macro_by_option.items()
+        if m["value"]["log_loss"]["mean"] is not None
+    ]
+    return ("table", ["option", *(header for header, _ in columns)], rows)
+
+
 def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tuple]:
     dkey = "delta_vs_" + BASELINE
     blocks: list[tuple] = [
@@ -240,65 +251,31 @@ def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tup
         ),
         ("h2", "Summary (held-out sources with ties)"),
     ]
-    rows = []
-    for option, macro in summary["macro"].items():
-        v, d = macro["value"], macro[dkey]
-        if v["log_loss"]["mean"] is None:
-            continue
-        rows.append(
-            [
-                option,
-                format_ms(v["log_loss"]),
-                format_ms(d.get("log_loss"), sign=True),
-                format_ms(v["tie_loss"], 3),
-                format_ms(d.get("tie_loss"), 3, sign=True),
-                format_ms(v["a_loss"], 3),
-                format_ms(v["accuracy"], 3),
-                format_ms(v["mean_p_tie"], 3),
-                format_ms(v["pairwise_tieless"]),
-            ]
-        )
-    blocks.append(
-        (
-            "table",
-            [
-                "option",
-                "LOSO log loss",
-                f"Δ vs {BASELINE}",
-                "tie-row loss",
-                "Δ tie-row",
-                "A-row loss",
-                "accuracy",
-                "mean P(tie)",
-                "pairwise (tie-less held out)",
-            ],
-            rows,
-        )
+    loso_columns = [
+        ("LOSO log loss", lambda v, d: format_ms(v["log_loss"])),
+        (f"Δ vs {BASELINE}", lambda v, d: format_ms(d.get("log_loss"), sign=True)),
+        ("tie-row loss", lambda v, d: format_ms(v["tie_loss"], 3)),
+        ("Δ tie-row", lambda v, d: format_ms(d.get("tie_loss"), 3, sign=True)),
+        ("A-row loss", lambda v, d: format_ms(v["a_loss"], 3)),
+        ("accuracy", lambda v, d: format_ms(v["accuracy"], 3)),
+        ("mean P(tie)", lambda v, d: format_ms(v["mean_p_tie"], 3)),
+        ("pairwise (tie-less held out)", lambda v, d: format_ms(v["pairwise_tieless"])),
+    ]
+    blocks.append(_macro_table(summary["macro"], dkey, loso_columns))
+    oof_table = _macro_table(
+        summary["oof_macro"] or {},
+        dkey,
+        [
+            ("OOF log loss", lambda v, d: format_ms(v["log_loss"])),
+            (f"Δ vs {BASELINE}", lambda v, d: format_ms(d.get("log_loss"), sign=True)),
+            ("tie-row loss", lambda v, d: format_ms(v["tie_loss"], 3)),
+            ("vote-share CE", lambda v, d: format_ms(v["votes_ce"])),
+            ("pairwise (tie-less)", lambda v, d: format_ms(v["pairwise_tieless"])),
+        ],
     )
-    if summary["oof_macro"] and any(m["value"]["log_loss"]["mean"] is not None for m in summary["oof_macro"].values()):
+    if oof_table[2]:
         blocks.append(("h2", "Within-source OOF (grouped folds over all sources; macro over sources with ties)"))
-        rows = []
-        for option, macro in summary["oof_macro"].items():
-            v, d = macro["value"], macro[dkey]
-            if v["log_loss"]["mean"] is None:
-                continue
-            rows.append(
-                [
-                    option,
-                    format_ms(v["log_loss"]),
-                    format_ms(d.get("log_loss"), sign=True),
-                    format_ms(v["tie_loss"], 3),
-                    format_ms(v["votes_ce"]),
-                    format_ms(v["pairwise_tieless"]),
-                ]
-            )
-        blocks.append(
-            (
-                "table",
-                ["option", "OOF log loss", f"Δ vs {BASELINE}", "tie-row loss", "vote-share CE", "pairwise (tie-less)"],
-                rows,
-            )
-        )
+        blocks.append(oof_table)
     for part, title in (("per_source", "LOSO per held-out source"), ("oof_per_source", "Within-source OOF per source")):
         table = {o: t for o, t in summary[part].items() if t}
         if not table:

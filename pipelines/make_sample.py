@@ -9,13 +9,12 @@ Test: the 100 real Chatbot Arena rows (king398), labels removed; their labels go
 
 from __future__ import annotations
 
-import argparse
-import logging
 from pathlib import Path
 
 import pandas as pd
 
 from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS
+from pipelines.command import command_parser, setup_logging
 from pipelines.formats import convert
 from pipelines.paths import SAMPLE_DIR
 
@@ -57,8 +56,8 @@ def build(data_dir: Path, out_dir: Path, seed: int = 0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO)
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    setup_logging()
+    p = command_parser("pipelines.make_sample", __doc__)
     p.add_argument("--data", required=True, help="the shared/data folder")
     p.add_argument("--out", default=str(SAMPLE_DIR))
     p.add_argument("--seed", type=int, default=0)

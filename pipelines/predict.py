@@ -8,13 +8,13 @@ python -m pipelines.predict --model outputs/run/model --test test.csv --out subm
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from pipelines.command import command_parser, setup_logging
 from pipelines.data import load_battles
 from pipelines.errors import run_command
 from pipelines.estimator import ArenaPreferenceModel
@@ -49,10 +49,8 @@ def _pairs(specs: list[str], flag: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(
-        prog="python -m pipelines.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    setup_logging()
+    p = command_parser("pipelines.predict", __doc__)
     p.add_argument("--model", required=True, help="model bundle written by pipelines.full_run (<run>/model)")
     p.add_argument("--test", required=True, help="test.csv in the Kaggle schema")
     p.add_argument("--out", required=True, help="where to write submission.csv")

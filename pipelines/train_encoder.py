@@ -9,7 +9,6 @@ Reads ``DIR/folds.csv`` so its folds are the stacker's; writes ``DIR/oof_<name>.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from encoders.settings import EncoderConfig
+from pipelines.command import command_parser, setup_logging
 from pipelines.data import load_battles
 from pipelines.encoder_launch import run_in_process
 
@@ -25,12 +25,8 @@ log = logging.getLogger("arena_pref")
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(
-        prog="python -m pipelines.train_encoder",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    setup_logging()
+    p = command_parser("pipelines.train_encoder", __doc__)
     p.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory holding folds.csv")
     p.add_argument("--train", required=True)
     p.add_argument("--test", required=True)

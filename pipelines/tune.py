@@ -29,6 +29,7 @@ import optuna
 from optuna.trial import TrialState
 
 from pipelines.cli import add_data_args, run_config_from_args, sources_from_args
+from pipelines.command import command_parser, setup_logging
 from pipelines.config import RunConfig
 from pipelines.multi_source import fit_seed, repeated_folds, require_extras_loaded, source_fit_kwargs
 from pipelines.stacker_inputs import StackerInputs, prepare_inputs
@@ -392,9 +393,7 @@ def tune(config: RunConfig, tune_config: TuneConfig, sources: TrainingSourcesCon
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipelines.tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = command_parser("pipelines.tune", __doc__)
     add_data_args(p)
     p.add_argument(
         "--n-trials",
@@ -415,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = build_parser().parse_args(argv)
     config = run_config_from_args(args)
     from pipelines.preflight import check_run

@@ -101,3 +101,20 @@ def _quiet_env(monkeypatch, tmp_path_factory):
     """Keep each test's Kaggle discovery away from a real /kaggle."""
     monkeypatch.setenv("ARENA_PREF_KAGGLE_ROOT", str(tmp_path_factory.mktemp("no_kaggle")))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# Tiny Hugging Face models, built once per test session (they are only read).
+def _tiny_model_fixture(name: str, builder: str):
+    @pytest.fixture(scope="session", name=name)
+    def _fixture(tmp_path_factory) -> Path:
+        from tests import tiny_models
+
+        return getattr(tiny_models, builder)(tmp_path_factory.mktemp("models") / name.replace("_", "-"))
+
+    return _fixture
+
+
+tiny_bert = _tiny_model_fixture("tiny_bert", "build_tiny_bert")
+tiny_distilbert = _tiny_model_fixture("tiny_distilbert", "build_tiny_distilbert")
+tiny_llama = _tiny_model_fixture("tiny_llama", "build_tiny_llama")
+tiny_deberta = _tiny_model_fixture("tiny_deberta", "build_tiny_deberta_v2")

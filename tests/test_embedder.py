@@ -14,7 +14,6 @@ from encoders.embedder import TextEmbedder, conversation_text, embed_battles, re
 from features.embedding_features import EmbeddingPairFeatures
 from pipelines.data import load_battles, swap_battles
 from tests.conftest import make_battles
-from tests.tiny_models import build_tiny_bert
 
 ST_MODULES = [
     {"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"},
@@ -32,11 +31,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
 
 
 @pytest.fixture(scope="module")

@@ -18,24 +18,9 @@ from encoders.model import load_classifier, load_tokenizer, load_trained_classif
 from encoders.settings import EncoderConfig
 from pipelines.data import load_battles, swap_battles
 from tests.conftest import make_battles
-from tests.tiny_models import build_tiny_deberta_v2, build_tiny_distilbert, build_tiny_llama
+from tests.tiny_models import tiny_encoder_config
 
 FAST_STACKER = ["--num-boost-round", "60", "--early-stopping-rounds", "10", "--num-threads", "1"]
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    return build_tiny_distilbert(tmp_path_factory.mktemp("models") / "tiny-distilbert")
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
-
-
-@pytest.fixture(scope="module")
-def tiny_deberta(tmp_path_factory) -> Path:
-    return build_tiny_deberta_v2(tmp_path_factory.mktemp("models") / "tiny-deberta")
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +65,7 @@ def _response_b_tokens(ids: list[int], encoder: BattleEncoder) -> list[int]:
     raise AssertionError("response B marker missing")
 
 
-@pytest.mark.parametrize("model", ["tiny_bert", "tiny_llama"])
+@pytest.mark.parametrize("model", ["tiny_distilbert", "tiny_llama"])
 def test_response_b_is_never_cut_away(model, request):
     """At 256 tokens the naive concatenation loses B on long rows; the budget never does."""
     tok = load_tokenizer(request.getfixturevalue(model))
@@ -124,19 +109,10 @@ def test_dynamic_padding_pads_to_batch_max():
 
 
 def _config(path: Path, **kw) -> EncoderConfig:
-    base = dict(
-        model_path=str(path),
-        max_length=96,
-        batch_size=8,
-        eval_batch_size=16,
-        max_steps=4,
-        learning_rate=1e-3,
-        precision="fp32",
-    )
-    return EncoderConfig(**{**base, **kw})
+    return tiny_encoder_config(path, **{"eval_batch_size": 16, "max_steps": 4, **kw})
 
 
-@pytest.mark.parametrize("model", ["tiny_bert", "tiny_llama", "tiny_deberta"])
+@pytest.mark.parametrize("model", ["tiny_distilbert", "tiny_llama", "tiny_deberta"])
 def test_classifier_probabilities_are_valid_and_swap_symmetric(model, request, battles):
     clf = TransformerClassifier(_config(request.getfixturevalue(model)), progress=False)
     clf.fit(battles, battles["label"].to_numpy())
@@ -147,7 +123,7 @@ def test_classifier_probabilities_are_valid_and_swap_symmetric(model, request, b
     np.testing.assert_allclose(clf.predict_proba(swap_battles(battles)), swap_proba(p), atol=1e-12)
 
 
-@pytest.mark.parametrize("model", ["tiny_bert", "tiny_llama"])
+@pytest.mark.parametrize("model", ["tiny_distilbert", "tiny_llama"])
 def test_bf16_autocast_gradient_checkpointing_and_accumulation(model, request, battles):
     cfg = _config(
         request.getfixturevalue(model), precision="bf16", max_steps=2, grad_accum=2, gradient_checkpointing=True
@@ -180,14 +156,14 @@ def test_lora_head_survives_save_and_load(tiny_llama, battles, tmp_path):
     assert not torch.allclose(before, untrained)  # a lost head would show as different logits
 
 
-def test_encoder_save_and_load_full_model(tiny_bert, battles, tmp_path):
-    clf = TransformerClassifier(_config(tiny_bert), progress=False).fit(battles, battles["label"].to_numpy())
-    tok = load_tokenizer(tiny_bert)
+def test_encoder_save_and_load_full_model(tiny_distilbert, battles, tmp_path):
+    clf = TransformerClassifier(_config(tiny_distilbert), progress=False).fit(battles, battles["label"].to_numpy())
+    tok = load_tokenizer(tiny_distilbert)
     batch = pad_batch([[2, 10, 11, 3]], tok.pad_token_id)
     clf.model_.eval()
     with torch.no_grad():
         before = clf.model_(**batch).logits
-    save_classifier(clf.model_, tok, tmp_path / "m", tiny_bert)
+    save_classifier(clf.model_, tok, tmp_path / "m", tiny_distilbert)
     with torch.no_grad():
         after = load_trained_classifier(tmp_path / "m").eval()(**batch).logits
     torch.testing.assert_close(before, after)
@@ -196,11 +172,11 @@ def test_encoder_save_and_load_full_model(tiny_bert, battles, tmp_path):
 # --- folds, checkpoints, resume, time budget -------------------------------------------------
 
 
-def test_cross_fit_covers_each_row_once_and_resumes(tiny_bert, battles, tmp_path, monkeypatch):
+def test_cross_fit_covers_each_row_once_and_resumes(tiny_distilbert, battles, tmp_path, monkeypatch):
     y = battles["label"].to_numpy()
     folds = np.arange(len(battles)) % 2
     test = battles.iloc[:7].assign(id=lambda f: "t" + f["id"])
-    config = _config(tiny_bert)
+    config = _config(tiny_distilbert)
     run = cross_fit_encoder(config, battles, y, folds, test, tmp_path, progress=False)
     assert run.complete and run.folds_done == [0, 1]
     oof = pd.read_parquet(run.oof_path)
@@ -223,31 +199,20 @@ def test_cross_fit_covers_each_row_once_and_resumes(tiny_bert, battles, tmp_path
     assert len(calls) == 3 and changed.complete  # new folds: old checkpoints discarded
 
 
-def test_time_budget_leaves_unfinished_encoder_out(tiny_bert, train_csv, test_csv, tmp_path):
+def _run_with_encoder(train_csv: Path, test_csv: Path, out: Path, model: Path, steps: int, *extra: str) -> int:
+    """full_run with the tiny encoder (max_length 64, ``steps`` fine-tune steps) and ``extra`` flags."""
     from pipelines import full_run
 
+    args = ["--train", str(train_csv), "--test", str(test_csv), "--out", str(out), "--no-progress", "--n-jobs", "1"]
+    encoder = ["--encoder", str(model), "--encoder-max-steps", str(steps), "--encoder-max-length", "64"]
+    return full_run.main([*args, *encoder, *extra])
+
+
+def test_time_budget_leaves_unfinished_encoder_out(tiny_distilbert, train_csv, test_csv, tmp_path):
     out = tmp_path / "run"
-    args = [
-        "--train",
-        str(train_csv),
-        "--test",
-        str(test_csv),
-        "--out",
-        str(out),
-        "--no-progress",
-        *FAST_STACKER,
-        "--n-jobs",
-        "1",
-        "--encoder",
-        str(tiny_bert),
-        "--encoder-max-steps",
-        "3",
-        "--encoder-max-length",
-        "64",
-        "--time-budget-hours",
-        "0",
-    ]
-    assert full_run.main(args) == 0
+    assert (
+        _run_with_encoder(train_csv, test_csv, out, tiny_distilbert, 3, *FAST_STACKER, "--time-budget-hours", "0") == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["features"]["sources"] == []  # nothing unfinished fed the stacker
     assert (out / "submission.csv").exists()
@@ -255,34 +220,10 @@ def test_time_budget_leaves_unfinished_encoder_out(tiny_bert, train_csv, test_cs
 
 
 @pytest.mark.slow
-def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
-    from pipelines import full_run
-
+def test_full_run_with_encoder_source(tiny_distilbert, train_csv, test_csv, tmp_path):
     out = tmp_path / "run"
-    assert (
-        full_run.main(
-            [
-                "--train",
-                str(train_csv),
-                "--test",
-                str(test_csv),
-                "--out",
-                str(out),
-                "--no-progress",
-                "--num-threads",
-                "1",  # full-length boosters: the encoder stacker must win here; one thread is only faster
-                "--n-jobs",
-                "1",
-                "--encoder",
-                str(tiny_bert),
-                "--encoder-max-steps",
-                "3",
-                "--encoder-max-length",
-                "64",
-            ]
-        )
-        == 0
-    )
+    # full-length boosters: the encoder stacker must win here; one thread is only faster
+    assert _run_with_encoder(train_csv, test_csv, out, tiny_distilbert, 3, "--num-threads", "1") == 0
     report = json.loads((out / "report.json").read_text())
     assert report["features"]["sources"] == ["tiny-distilbert"]
     oof = pd.read_parquet(out / "oof_tiny-distilbert.parquet")
@@ -295,7 +236,7 @@ def test_full_run_with_encoder_source(tiny_bert, train_csv, test_csv, tmp_path):
 
 
 @pytest.mark.slow
-def test_data_parallel_two_processes_on_cpu(tiny_bert, train_csv, test_csv, tmp_path):
+def test_data_parallel_two_processes_on_cpu(tiny_distilbert, train_csv, test_csv, tmp_path):
     """The multi-GPU route (torchrun/accelerate launch -> DDP), exercised with 2 CPU processes over gloo."""
     import os
     import subprocess
@@ -311,7 +252,7 @@ def test_data_parallel_two_processes_on_cpu(tiny_bert, train_csv, test_csv, tmp_
     config = run_dir / "enc.json"
     config.write_text(
         json.dumps(
-            {"model_path": str(tiny_bert), "max_length": 64, "max_steps": 2, "batch_size": 8, "precision": "fp32"}
+            {"model_path": str(tiny_distilbert), "max_length": 64, "max_steps": 2, "batch_size": 8, "precision": "fp32"}
         )
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -350,40 +291,15 @@ def test_data_parallel_two_processes_on_cpu(tiny_bert, train_csv, test_csv, tmp_
 
 
 def test_failing_encoder_stacker_keeps_the_features_only_submission(
-    tiny_bert, train_csv, test_csv, tmp_path, monkeypatch
+    tiny_distilbert, train_csv, test_csv, tmp_path, monkeypatch
 ):
-    from pipelines import full_run
 
     def broken(*args, **kwargs):
         raise ValueError("corrupt probability file")
 
     monkeypatch.setattr("pipelines.stacker_inputs.read_proba_file", broken)
     out = tmp_path / "run"
-    assert (
-        full_run.main(
-            [
-                "--train",
-                str(train_csv),
-                "--test",
-                str(test_csv),
-                "--out",
-                str(out),
-                "--no-progress",
-                *FAST_STACKER,
-                "--n-jobs",
-                "1",
-                "--encoder",
-                str(tiny_bert),
-                "--encoder-max-steps",
-                "2",
-                "--encoder-max-length",
-                "64",
-                "--folds",
-                "3",
-            ]
-        )
-        == 0
-    )
+    assert _run_with_encoder(train_csv, test_csv, out, tiny_distilbert, 2, *FAST_STACKER, "--folds", "3") == 0
     report = json.loads((out / "report.json").read_text())
     assert "corrupt probability file" in report["plan"]["encoder_stacker_error"]
     assert report["chosen"]["sources"] == [] and (out / "submission.csv").exists()

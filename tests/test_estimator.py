@@ -308,10 +308,8 @@ def _keyword_battles(n: int, seed: int, labelled: bool, start_id: int) -> pd.Dat
     " features 1.0397 at 150 steps), so the stacker with the encoder is never *chosen*; its round trip is covered"
     " (kept unchosen) by test_bundle_keeps_encoder_stacker_and_reproduces_the_run; this one is for the chosen case"
 )
-def test_bundle_with_encoder_reproduces_full_run(tmp_path):
-    from tests.tiny_models import build_tiny_distilbert
-
-    bert = build_tiny_distilbert(tmp_path / "tiny-distilbert")
+def test_bundle_with_encoder_reproduces_full_run(tmp_path, tiny_distilbert):
+    bert = tiny_distilbert
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
     _keyword_battles(240, 1, True, 1000).to_csv(train, index=False)
     _keyword_battles(30, 2, False, 90000).to_csv(test, index=False)

@@ -12,7 +12,6 @@ from pipelines.config import FeatureConfig, RunConfig
 from pipelines.data import load_battles
 from pipelines.fold_feature_setup import build_fold_features, prepare_battles, restore_fold_feature
 from tests.conftest import make_battles
-from tests.tiny_models import build_tiny_bert
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +19,6 @@ def battles(tmp_path_factory):
     path = tmp_path_factory.mktemp("ffs") / "train.csv"
     make_battles(60, seed=5).to_csv(path, index=False)
     return load_battles(path)[0]
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
 
 
 def _round_trip(model):

@@ -16,17 +16,7 @@ from encoders.parallel_predict import predict_proba_multi_gpu
 from encoders.settings import EncoderConfig
 from pipelines.data import load_battles
 from tests.conftest import make_battles
-from tests.tiny_models import build_tiny_distilbert, build_tiny_llama
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    return build_tiny_distilbert(tmp_path_factory.mktemp("models") / "tiny-distilbert")
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+from tests.tiny_models import tiny_encoder_config
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +31,7 @@ def data(tmp_path_factory):
 
 
 def _config(model: Path, **kw) -> EncoderConfig:
-    base = dict(
-        model_path=str(model),
-        max_length=96,
-        batch_size=8,
-        eval_batch_size=4,
-        max_steps=3,
-        learning_rate=1e-3,
-        precision="fp32",
-    )
-    return EncoderConfig(**{**base, **kw})
+    return tiny_encoder_config(model, **{"eval_batch_size": 4, **kw})
 
 
 def _cross_fit(config: EncoderConfig, data, out: Path, **kw) -> cross_fit.EncoderRun:
@@ -65,9 +46,9 @@ def _test_proba(run: cross_fit.EncoderRun) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def bert_run(tiny_bert, data, tmp_path_factory):
+def bert_run(tiny_distilbert, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("bert_run")
-    return out, _cross_fit(_config(tiny_bert), data, out)
+    return out, _cross_fit(_config(tiny_distilbert), data, out)
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +101,8 @@ def test_base_path_override_and_copy_to(llama_run, tiny_llama, data, tmp_path):
     np.testing.assert_allclose(reloaded.predict_proba(data[1]), _test_proba(run), atol=1e-5)
 
 
-def test_save_models_none_and_lora_keep_no_fully_fine_tuned_folds(tiny_bert, bert_run, data, tmp_path):
-    run = _cross_fit(_config(tiny_bert, save_models="none"), data, tmp_path)
+def test_save_models_none_and_lora_keep_no_fully_fine_tuned_folds(tiny_distilbert, bert_run, data, tmp_path):
+    run = _cross_fit(_config(tiny_distilbert, save_models="none"), data, tmp_path)
     work = tmp_path / f"encoder_{run.name}"
     assert run.complete and (work / "fold_0.done.json").exists()  # checkpoints kept, models not
     assert not [p for p in work.iterdir() if p.is_dir()] and not (work / MANIFEST).exists()
@@ -130,21 +111,21 @@ def test_save_models_none_and_lora_keep_no_fully_fine_tuned_folds(tiny_bert, ber
     shutil.copytree(bert_run[0], out)  # the module's run stays as it is for the other tests
     work = out / f"encoder_{run.name}"
     assert (work / "fold_0").is_dir()
-    again = _cross_fit(_config(tiny_bert, save_models="lora"), data, out)
+    again = _cross_fit(_config(tiny_distilbert, save_models="lora"), data, out)
     assert [f["decision"] for f in again.plan["folds"]] == ["checkpoint"] * 2
     assert not (work / "fold_0").exists() and not (work / TOKENIZER_DIR).exists() and not (work / MANIFEST).exists()
     with pytest.raises(ValueError, match="save_models"):
         EncoderConfig(save_models="some")
 
 
-def test_planned_max_length_is_recorded_and_used_at_predict(tiny_bert, data, tmp_path, monkeypatch):
+def test_planned_max_length_is_recorded_and_used_at_predict(tiny_distilbert, data, tmp_path, monkeypatch):
     """The time-budget plan halves max_length (160 -> 80); prediction must use 80, not the configured 160."""
 
     def project(probe, *args):  # the configured length is projected not to fit, half of it fits
         return {"fit_s": 1e6 if probe.max_length == 160 else 1.0, "test_s": 1.0}
 
     monkeypatch.setattr(cross_fit, "project_fold_seconds", project)
-    config = _config(tiny_bert, max_length=160, min_max_length=80, probe_steps=2)
+    config = _config(tiny_distilbert, max_length=160, min_max_length=80, probe_steps=2)
     run = _cross_fit(config, data, tmp_path, deadline=time.monotonic() + 3600)
     assert run.plan["max_length"]["used"] == 80 and run.complete
     work = tmp_path / f"encoder_{run.name}"

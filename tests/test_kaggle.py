@@ -20,6 +20,7 @@ from encoders.budget import FoldTiming, should_score_test, should_start_fold
 from encoders.settings import EncoderConfig
 from pipelines import export_kaggle
 from tests.conftest import ROOT, make_battles
+from tests.tiny_models import tiny_encoder_config
 
 NOTEBOOK = ROOT / "kaggle_notebook.py"
 PROBA = ["winner_model_a", "winner_model_b", "winner_tie"]
@@ -123,11 +124,9 @@ def test_notebook_runs_offline_end_to_end(tmp_path, offline_dataset):
 
 
 @pytest.mark.slow
-def test_notebook_tiny_budget_keeps_the_features_only_submission(tmp_path, offline_dataset):
-    from tests.tiny_models import build_tiny_distilbert
-
+def test_notebook_tiny_budget_keeps_the_features_only_submission(tmp_path, offline_dataset, tiny_distilbert):
     root = _fake_kaggle(tmp_path, offline_dataset)
-    model = build_tiny_distilbert(root / "input" / "tiny-distilbert")
+    model = Path(shutil.copytree(tiny_distilbert, root / "input" / "tiny-distilbert"))
     proc = _run_notebook(
         tmp_path,
         root,
@@ -306,27 +305,17 @@ def test_budget_arithmetic():
     assert FoldTiming.from_record({"seconds": 12.0}) == FoldTiming(12.0, None)
 
 
-def test_real_probe_measures_the_tiny_model(tmp_path):
+def test_real_probe_measures_the_tiny_model(tmp_path, tiny_distilbert):
     """The probe through the real TransformerClassifier: a generous budget keeps the configured length."""
     import time
 
     from pipelines.data import load_battles
-    from tests.tiny_models import build_tiny_distilbert
 
-    model = build_tiny_distilbert(tmp_path / "tiny-distilbert")
     make_battles(40, seed=5).to_csv(tmp_path / "train.csv", index=False)
     battles = load_battles(tmp_path / "train.csv")[0]
     folds = np.arange(len(battles)) % 2
-    config = EncoderConfig(
-        model_path=str(model),
-        max_length=160,
-        batch_size=8,
-        eval_batch_size=16,
-        max_steps=2,
-        learning_rate=1e-3,
-        precision="fp32",
-        probe_steps=4,
-        min_max_length=128,
+    config = tiny_encoder_config(
+        tiny_distilbert, max_length=160, eval_batch_size=16, max_steps=2, probe_steps=4, min_max_length=128
     )
     run = cross_fit.cross_fit_encoder(
         config,
@@ -476,13 +465,10 @@ def test_notebook_inference_only_features_bundle(tmp_path, offline_dataset):
 
 
 @pytest.fixture(scope="module")
-def tiny_bert_bundle(tmp_path_factory) -> Path:
+def tiny_bert_bundle(tmp_path_factory, tiny_distilbert) -> Path:
     """A bundle trained with a tiny DistilBERT (kept beside the chosen features-only stacker)."""
-    from tests.tiny_models import build_tiny_distilbert
-
     tmp = tmp_path_factory.mktemp("tiny_bert_bundle")
-    model = build_tiny_distilbert(tmp / "tiny-distilbert")
-    extra = ("--encoder", str(model), "--encoder-max-steps", "2", "--encoder-max-length", "64")
+    extra = ("--encoder", str(tiny_distilbert), "--encoder-max-steps", "2", "--encoder-max-length", "64")
     bundle = _trained_bundle(tmp, *extra, "--encoder-precision", "fp32")
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["encoders"], manifest  # kept even when a 2-step random encoder's stacker is not chosen
