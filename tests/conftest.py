@@ -13,6 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers share the cores: one OpenMP thread each (torch,
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # read at its import) and in the commands the tests start
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 WORDS = (

@@ -144,6 +144,7 @@ def test_planned_max_length_is_recorded_and_used_at_predict(tiny_distilbert, dat
     assert configured > 20 * max(used, 1e-9), (configured, used)
 
 
+@pytest.mark.slow
 def test_two_prediction_processes_match_in_process(bert_run, data):
     """The multi-GPU route (one process per device, contiguous row chunks), run as 2 CPU processes."""
     out, run = bert_run

@@ -139,6 +139,7 @@ def test_single_booster_options_are_swap_symmetric(option):
     np.testing.assert_allclose(p_model.predict_proba(swap_feature_frame(X)), swap_proba(p), atol=1e-9)
 
 
+@pytest.mark.slow
 def test_loso_command_end_to_end(tmp_path):
     parts = []
     for k, (name, ties) in enumerate([("alpha", True), ("beta", True), ("gamma", False)]):

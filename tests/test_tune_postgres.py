@@ -135,6 +135,7 @@ def _open_storage(url: str, queue) -> None:
         queue.put(f"{type(exc).__name__}: {exc}")
 
 
+@pytest.mark.slow
 def test_workers_creating_the_schema_at_once_all_succeed(postgres_url):
     """The race two fresh workers hit (CREATE TYPE studydirection: UniqueViolation) is retried away."""
     import multiprocessing
@@ -178,6 +179,7 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_and_a_resumed_worker_continues(postgres_url, data, tmp_path):
     postgres_url = _new_database(postgres_url, "tuning")  # fresh: both workers race to create the schema
     t0 = time.perf_counter()
