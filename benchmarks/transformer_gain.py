@@ -173,8 +173,9 @@ class Experiment:
             return json.loads(path.read_text())
         proba = np.zeros((len(self.y), 3))
         for k in np.unique(folds):
-            held = folds == k
+            held, t0 = folds == k, time.time()
             proba[held] = self._fit_predict(parts, ~held, held, seed + int(k), extra)
+            log.info("%s %s seed %d fold %d: %.0f s", self.name, parts, seed, k, time.time() - t0)
         out = [multiclass_log_loss(self.y[folds == k], proba[folds == k]) for k in np.unique(folds)]
         out.append(multiclass_log_loss(self.y, proba))  # last: pooled OOF log loss
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,7 +195,9 @@ class Experiment:
             if not test.any():
                 continue
             train = ~test & ~np.isin(self.groups, np.unique(self.groups[test]))
+            t0 = time.time()
             out[held] = multiclass_log_loss(self.y[test], self._fit_predict(parts, train, test, seed))
+            log.info("%s %s seed %d LOSO %s: %.0f s", self.name, parts, seed, held, time.time() - t0)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out))
         return out
@@ -293,6 +296,26 @@ def verdict(row: dict) -> str:
     return "passes" if ok else "fails"
 
 
+def merge_earlier(path: Path, results: dict, meta: dict) -> tuple[dict, dict]:
+    """Keep the rows of an earlier run (``path``) that this run did not compute, each marked with
+    its command, so one table grows variant by variant (the embeddings take hours on this CPU)."""
+    if not path.exists():
+        return results, meta
+    earlier = json.loads(path.read_text())
+    for ds, rows in earlier["results"].items():
+        merged = results.setdefault(ds, {})
+        for name, row in rows.items():
+            if "status" in row or ("status" not in merged.get(name, {"status": ""})):
+                continue  # nothing measured there, or measured again now
+            merged[name] = {**row, "command": row.get("command", earlier["meta"]["command"])}
+        meta["datasets"].setdefault(ds, earlier["meta"]["datasets"].get(ds, ""))
+    if "throughput" not in meta and "throughput" in earlier["meta"]:
+        meta["throughput"] = {**earlier["meta"]["throughput"], "command": earlier["meta"]["command"]}
+    order = list(VARIANTS)
+    results = {ds: dict(sorted(rows.items(), key=lambda kv: order.index(kv[0]))) for ds, rows in results.items()}
+    return results, meta
+
+
 def render(results: dict, meta: dict) -> str:
     lines = [
         "# Transformer outputs: OOF and leave-one-source-out gain",
@@ -324,11 +347,18 @@ def render(results: dict, meta: dict) -> str:
                 ld = _ms(row["loso_delta"]) if row.get("loso_delta") else "–"
             lo = _ms(row["loso"]).lstrip("+") if row.get("loso") else "– (no per-source fine-tuning)"
             if "base_oof" in row:
-                oof += f" (features only on these folds {row['base_oof'][0]:.4f})"
+                oof += f" (features only on these folds {row['base_oof'][0]:.4f}"
+                oof += f"; fine-tuned MiniLM alone {row['minilm_own_oof']:.4f})" if "minilm_own_oof" in row else ")"
             v = "–" if name == "features only" else verdict(row)
             label = f"{name} ({' + '.join(row['parts'])})" if name == "all" else name
+            if "command" in row:
+                label += " ¹"
             lines.append(f"| {label} | {oof} | {d} | {s} | {imp} | {lo} | {ld} | {v} |")
         lines.append("")
+    earlier = sorted({row["command"] for rows in results.values() for row in rows.values() if "command" in row})
+    if earlier:
+        lines += ["¹ from an earlier run of this script (same folds, settings and baseline): `"
+                  + "`; `".join(earlier) + "`", ""]  # fmt: skip
     tp = meta.get("throughput")
     if tp:
         lines += ["## Embedding throughput", "", tp["text"], ""]
@@ -471,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["wall_s"] = time.time() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    results, meta = merge_earlier(out / "results.json", results, meta)
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=float))
     text = render(results, meta)
     (out / "results.md").write_text(text + "\n")
