@@ -1,6 +1,8 @@
 """Which transformer outputs pay off? OOF and leave-one-source-out log loss, paired per fold.
 
-    python benchmarks/transformer_gain.py --data ../shared/data --out benchmarks/results/transformer_gain --fold-seeds 3
+    python benchmarks/transformer_gain.py --data ../shared/data --make-minilm-run outputs/minilm_run  # prints:
+    python -m pipelines.train_encoder --run-dir outputs/minilm_run ...  # the fine-tuning job: hours, resumable
+    python benchmarks/transformer_gain.py --data ../shared/data --minilm-run outputs/minilm_run --fold-seeds 3
 
 Variants: handcrafted features only, + tfidf (``TfidfDiffTransformer``), + embeddings (frozen
 MiniLM, ``EmbeddingPairFeatures``), + fine-tuned MiniLM OOF probabilities (a finished
@@ -117,6 +119,31 @@ def minilm_oof(battles: pd.DataFrame, run_dir: Path | None) -> tuple[pd.DataFram
     if (spans > 1).any():
         raise ValueError(f"{run_dir / 'folds.csv'}: {int((spans > 1).sum())} prompt groups span several folds")
     return probs.set_axis(battles.index), fold_of
+
+
+def minilm_job_summary(run_dir: Path, folds: np.ndarray) -> dict:
+    """What the fine-tuning job cost, from its fold checkpoints: seconds and rows per fold."""
+    records = [json.loads(f.read_text()) for f in sorted((run_dir / "encoder_minilm").glob("fold_*.done.json"))]
+    config = json.loads((run_dir / "encoder.json").read_text())
+    oof_rows = [int((folds == r["fold"]).sum()) for r in records]
+    train_s, oof_s = [r["train_s"] for r in records], [r["oof_s"] for r in records]
+    return {
+        "config": {k: v for k, v in config.items() if k != "model_path"},
+        "folds": len(records),
+        "train_rows_per_fold": records[0]["train_rows"] if records else None,
+        "train_s_per_fold": float(np.mean(train_s)) if records else None,
+        "oof_rows_per_fold": float(np.mean(oof_rows)) if records else None,
+        "oof_s_per_fold": float(np.mean(oof_s)) if records else None,
+        "text": (
+            f"Fine-tuned MiniLM job ({config.get('max_length')} tokens, {config.get('max_train_rows')} training rows "
+            f"a fold, {config.get('epochs')} epoch, {config.get('precision')}, 1 thread): "
+            f"{np.mean(train_s) / 60:.1f} min to train and {np.mean(oof_s) / 60:.1f} min to score "
+            f"{np.mean(oof_rows):.0f} held-out rows per fold ({np.mean(oof_rows) / np.mean(oof_s):.1f} rows/s), "
+            f"{len(records)} folds, on 2 CPU cores shared with the stacker runs."
+        )
+        if records
+        else "",
+    }
 
 
 class Experiment:
@@ -362,6 +389,8 @@ def render(results: dict, meta: dict) -> str:
     if earlier:
         lines += ["¹ from an earlier run of this script (same folds, settings and baseline): `"
                   + "`; `".join(earlier) + "`", ""]  # fmt: skip
+    if meta.get("minilm_job", {}).get("text"):
+        lines += ["## Fine-tuning cost", "", meta["minilm_job"]["text"], ""]
     tp = meta.get("throughput")
     if tp:
         lines += ["## Embedding throughput", "", tp["text"], ""]
@@ -501,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
             f"as benchmarks/embed_throughput.py); this CPU ≈ {tp['cpu_hours']:.1f} h."
         )
         meta["throughput"] = tp
+    if minilm is not None:
+        meta["minilm_job"] = minilm_job_summary(args.minilm_run, minilm[1])
     meta["wall_s"] = time.time() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
