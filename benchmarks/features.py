@@ -43,7 +43,7 @@ import psutil  # noqa: E402
 
 from features.extractor import TURN_COLUMNS, FeatureExtractor  # noqa: E402
 from features.groups import GROUPS  # noqa: E402
-from pipelines.command import setup_logging  # noqa: E402
+from pipelines.command_setup import setup_logging  # noqa: E402
 from pipelines.data import load_battles  # noqa: E402
 from pipelines.formats import convert  # noqa: E402
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from common import DEFAULT_DATA, REAL_SETS, ROOT, minilm_path
 
-from pipelines.command import setup_logging
+from pipelines.command_setup import setup_logging
 
 
 def time_training_steps(model_path: Path, battles: pd.DataFrame, precision: str, steps: int, max_length: int) -> float:

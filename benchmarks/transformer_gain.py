@@ -33,7 +33,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import DEFAULT_DATA, ROOT  # noqa: E402
-from pipelines.command import setup_logging  # noqa: E402
+from pipelines.command_setup import setup_logging  # noqa: E402
 
 log = logging.getLogger("transformer_gain")
 

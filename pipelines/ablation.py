@@ -39,7 +39,7 @@ from pipelines.cli import (
     run_config_from_args,
     sources_from_args,
 )
-from pipelines.command import command_parser, setup_logging
+from pipelines.command_setup import command_parser, setup_logging
 from pipelines.config import RunConfig
 from pipelines.metrics import nested_prior, reliability, summarize
 from pipelines.multi_source import (

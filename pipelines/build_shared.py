@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from arena_schema import CLASS_COLUMNS
-from pipelines.command import setup_logging
+from pipelines.command_setup import setup_logging
 from pipelines.training_sets import combined_shared_data
 
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.command import setup_logging
+from pipelines.command_setup import setup_logging
 from pipelines.formats import COLUMNS, CONVERTERS, ConversionError, convert, label_counts
 
 __all__ = ["COLUMNS", "ConversionError", "convert", "main"]

@@ -33,7 +33,7 @@ from pipelines.base_weights import BASES_FILE, base_record, bundle_encoders
 from pipelines.bundle import KIND as BUNDLE_KIND
 from pipelines.bundle import MANIFEST as BUNDLE_MANIFEST_NAME
 from pipelines.bundle import read_verified
-from pipelines.command import command_parser, setup_logging
+from pipelines.command_setup import command_parser, setup_logging
 
 log = logging.getLogger("arena_pref.export_kaggle")
 

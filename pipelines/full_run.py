@@ -21,7 +21,7 @@ from pipelines.cli import (
     overrides_from_args,
     run_config_from_data_args,
 )
-from pipelines.command import command_parser, setup_logging
+from pipelines.command_setup import command_parser, setup_logging
 from pipelines.config import RunConfig
 from pipelines.run import run
 

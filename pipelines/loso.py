@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from features.extractor import FeatureExtractor
-from pipelines.command import setup_logging
+from pipelines.command_setup import setup_logging
 from pipelines.loso_study import format_ms, rerender, run_loso, summarize_results, write_outputs
 from pipelines.training_sets import combined_shared_data, load_training_sources, mark_sources_with_ties
 from stacking.tie_handling import OPTIONS

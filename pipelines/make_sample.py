@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS
-from pipelines.command import command_parser, setup_logging
+from pipelines.command_setup import command_parser, setup_logging
 from pipelines.formats import convert
 from pipelines.paths import SAMPLE_DIR
 

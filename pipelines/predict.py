@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.command import command_parser, setup_logging
+from pipelines.command_setup import command_parser, setup_logging
 from pipelines.data import load_battles
 from pipelines.errors import run_command
 from pipelines.estimator import ArenaPreferenceModel

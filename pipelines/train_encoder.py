@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from encoders.settings import EncoderConfig
-from pipelines.command import command_parser, setup_logging
+from pipelines.command_setup import command_parser, setup_logging
 from pipelines.data import load_battles
 from pipelines.encoder_launch import run_in_process
 

@@ -29,7 +29,7 @@ import optuna
 from optuna.trial import TrialState
 
 from pipelines.cli import add_data_args, run_config_from_args, sources_from_args
-from pipelines.command import command_parser, setup_logging
+from pipelines.command_setup import command_parser, setup_logging
 from pipelines.config import RunConfig
 from pipelines.multi_source import fit_seed, repeated_folds, require_extras_loaded, source_fit_kwargs
 from pipelines.stacker_inputs import StackerInputs, prepare_inputs
