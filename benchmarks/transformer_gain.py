@@ -156,6 +156,8 @@ class Experiment:
         self.groups = source_groups(battles)
         self.y = battles["label"].to_numpy()
         self.sources = battles["source"].to_numpy().astype(str)
+        # scored as a run scores: the rows of sources with ties (tie-less rows only train, masked_tie)
+        self.scored = battles["source_has_ties"].to_numpy().astype(bool)
         self._fitted: dict[str, pd.DataFrame] = {}
 
     def _key(self, *parts) -> str:
@@ -191,14 +193,15 @@ class Experiment:
     def log_loss(self, proba: np.ndarray) -> float:
         from stacking.metrics import multiclass_log_loss
 
-        return float(multiclass_log_loss(self.y, proba))
+        return float(multiclass_log_loss(self.y[self.scored], proba[self.scored]))
 
     def oof(self, parts, folds: np.ndarray, seed: int, extra=None) -> list[float]:
         """Per-fold log loss of the OOF predictions (cached)."""
         from stacking.metrics import multiclass_log_loss
 
         given = [] if not extra else [pd.util.hash_pandas_object(extra[k]).sum() for k in sorted(extra)]
-        path = self.work / f"oof-{self._key('oof', parts, seed, folds.tolist(), *given)}.json"
+        scoring = [] if self.scored.all() else ["scored: tie-bearing sources"]
+        path = self.work / f"oof-{self._key('oof', parts, seed, folds.tolist(), *given, *scoring)}.json"
         if path.exists():
             return json.loads(path.read_text())
         proba = np.zeros((len(self.y), 3))
@@ -206,8 +209,9 @@ class Experiment:
             held, t0 = folds == k, time.time()
             proba[held] = self._fit_predict(parts, ~held, held, seed + int(k), extra)
             log.info("%s %s seed %d fold %d: %.0f s", self.name, parts, seed, k, time.time() - t0)
-        out = [multiclass_log_loss(self.y[folds == k], proba[folds == k]) for k in np.unique(folds)]
-        out.append(multiclass_log_loss(self.y, proba))  # last: pooled OOF log loss
+        kept = self.scored
+        out = [multiclass_log_loss(self.y[kept & (folds == k)], proba[kept & (folds == k)]) for k in np.unique(folds)]
+        out.append(multiclass_log_loss(self.y[kept], proba[kept]))  # last: pooled OOF log loss
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out))
         return out
@@ -481,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     blocks = {"tfidf": TfidfDiffTransformer, "emb": lambda: EmbeddingPairFeatures(conversation=False)}
     info = {
         "ties": "(b) tie-bearing subset: faireval, llmeval2, mtbench-human, pandalm, qlora-vicuna80",
-        "combined": "(a) combined shared data, all 9 sources; tie-less sources train with masked_tie",
+        "combined": "(a) combined shared data, all 9 sources; tie-less sources train with masked_tie, and OOF is "
+        "scored on the rows of the tie-bearing sources (as a run scores its primary rows)",
     }
     results, meta_sets = {}, {}
     work = Path(args.work)
