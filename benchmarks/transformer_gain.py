@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     minilm = minilm_oof(battles, args.minilm_run)
     ties = battles["source_has_ties"].to_numpy()
     embedded = None
-    if any("emb" in VARIANTS[v] for v in variants):
+    if "+ embeddings" in variants:  # hours on this CPU when not cached; "all" uses them only when computed
         import torch
 
         from encoders.embedder import TextEmbedder, embed_battles
