@@ -371,7 +371,7 @@ def render(results: dict, meta: dict) -> str:
                 lines.append(f"| {name} | {row['status']} | | | | | | |")
                 continue
             per_fold = np.concatenate(row["per_fold_delta"])
-            oof = _ms(row["oof"]).lstrip("+")
+            oof = _ms(row["oof"]).lstrip("+") if len(row["oof"]) > 1 else f"{row['oof'][0]:.4f} (1 split)"
             if name == "features only":
                 d = s = imp = ld = "–"
             else:
@@ -449,8 +449,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embed-subset", default="ties", choices=("ties", "all"), help="rows embedded (CPU budget)")
     p.add_argument("--embed-cache", default=str(ROOT / "outputs" / "embed_cache"))
     p.add_argument("--feature-cache", default=str(ROOT / "outputs" / "feature_cache"))
+    p.add_argument("--rerender", action="store_true", help="rewrite results.md from --out's results.json only")
     args = p.parse_args(argv)
     setup_logging()
+    if args.rerender:
+        saved = json.loads((Path(args.out) / "results.json").read_text())
+        (Path(args.out) / "results.md").write_text(render(saved["results"], saved["meta"]) + "\n")
+        return 0
     start = time.time()
     from features.embedding_features import EmbeddingPairFeatures
     from features.extractor import FeatureExtractor
