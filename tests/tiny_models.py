@@ -1,7 +1,9 @@
-"""Tiny Hugging Face models built offline: random weights, a tokenizer trained on fixture text.
+"""Tiny Hugging Face models built offline: random weights, a tokenizer made from the fixture words.
 
-A DistilBERT-shaped encoder and a Llama-shaped decoder, saved as ordinary local model
-folders, so the encoder code paths run in seconds on a CPU with no hub.
+A DistilBERT-shaped encoder and a Llama-shaped decoder (and BERT, DeBERTa-v2), saved as ordinary
+local model folders, so the encoder code paths run in seconds on a CPU with no hub. The tokenizers'
+vocabularies are written out, not trained: ``tokenizers``' trainers break frequency ties in hash
+order, so two trained builds differ, and with them every fine-tuned probability.
 """
 
 from __future__ import annotations
@@ -10,26 +12,24 @@ from pathlib import Path
 
 from tests.conftest import WORDS
 
-CORPUS = [
-    " ".join(WORDS[i:] + WORDS[:i]) + " <prompt>: <response_a>: <response_b>: Question Answer ##."
-    for i in range(len(WORDS))
-]
+MARKERS = ["<prompt>", "<response_a>", "<response_b>", "question", "answer"]  # what the encoders' inputs add
 
 
-def _trained(tokenizer, trainer):
-    """``tokenizer`` trained on the fixture corpus (the words every fixture battle is made of)."""
-    tokenizer.train_from_iterator(CORPUS * 5, trainer)
-    return tokenizer
+def _pieces(word: str) -> list[str]:
+    """``word`` and each of its prefixes longer than one character (the left-to-right BPE merges)."""
+    return [word[:i] for i in range(2, len(word) + 1)]
 
 
-def _wordpiece(vocab_size: int = 200):
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+def _wordpiece():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    chars = sorted({c for w in WORDS + MARKERS for c in w} | set("0123456789.,:;!?#*-_<>()[]'\"/"))
+    words = sorted({w for w in WORDS + MARKERS if w.isalnum()})
+    vocab = {t: i for i, t in enumerate(dict.fromkeys([*specials, *chars, *(f"##{c}" for c in chars), *words]))}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok = _trained(tok, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
     cls_sep = [("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))]
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=cls_sep
@@ -46,17 +46,20 @@ def _bert_style_tokenizer():
     return tok, PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, **specials)
 
 
-def _bpe(vocab_size: int = 200):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def _bpe():
+    """Byte-level BPE (any text encodes): the 256 byte symbols, plus merges that spell each fixture word."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    merges: list[tuple[str, str]] = []
+    for word in sorted({w for w in WORDS + MARKERS} | {"\u0120" + w for w in WORDS + MARKERS}):  # Ġ: a leading space
+        merges += [(piece[:-1], piece[-1]) for piece in _pieces(word) if (piece[:-1], piece[-1]) not in merges]
+    tokens = ["<unk>", "<s>", "</s>", *alphabet, *(a + b for a, b in merges)]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"], initial_alphabet=alphabet
-    )
-    return _trained(tok, trainer)
+    return tok
 
 
 SMALL = dict(num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)  # HF's common config names
