@@ -485,12 +485,13 @@ def main(argv: list[str] | None = None) -> int:
     X = X.set_axis(battles.index)
     variants = [v for v in args.variants.split(",") if v]
     seeds = [42 + k for k in range(args.fold_seeds)]
-    minilm = {}
+    minilm, job_dirs = {}, {}  # fold seed -> (probabilities, folds) / the job's folder
     for run_dir in args.minilm_run:
         job = minilm_oof(battles, run_dir)
         if job is not None:
             seed_file = run_dir / "fold_seed.json"
-            minilm[json.loads(seed_file.read_text())["fold_seed"] if seed_file.exists() else MINILM_FOLD_SEED] = job
+            seed = json.loads(seed_file.read_text())["fold_seed"] if seed_file.exists() else MINILM_FOLD_SEED
+            minilm[seed], job_dirs[seed] = job, run_dir
     ties = battles["source_has_ties"].to_numpy()
     embedded = None
     if "+ embeddings" in variants:  # hours on this CPU when not cached; "all" uses them only when computed
@@ -557,8 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         meta["throughput"] = tp
     if minilm:
-        first = args.minilm_run[0]
-        meta["minilm_job"] = minilm_job_summary(first, minilm_oof(battles, first)[1])  # type: ignore[index]
+        first = next(iter(minilm))  # the cost of one job (the read OOF and folds, not read again)
+        meta["minilm_job"] = minilm_job_summary(job_dirs[first], minilm[first][1])
     meta["wall_s"] = time.time() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
