@@ -1,6 +1,6 @@
 """A report as blocks, rendered to Markdown and HTML: one content, two formats (ablation, LOSO).
 
-A block is ("h1"|"h2"|"p", text), ("table", header, rows) or ("img", file, alt), so the two
+A block is ("h1"|"h2"|"h3"|"p", text), ("table", header, rows) or ("img", file, alt), so the two
 formats can never show different tables.
 """
 
@@ -13,8 +13,8 @@ def render_markdown(blocks: list[tuple]) -> str:
     lines: list[str] = []
     for block in blocks:
         kind = block[0]
-        if kind in ("h1", "h2"):
-            lines += [("# " if kind == "h1" else "## ") + block[1], ""]
+        if kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(kind[1]) + " " + block[1], ""]
         elif kind == "p":
             lines += [block[1], ""]
         elif kind == "table":
@@ -31,7 +31,7 @@ def render_html(blocks: list[tuple], title: str, max_width_px: int = 1100) -> st
     body: list[str] = []
     for block in blocks:
         kind = block[0]
-        if kind in ("h1", "h2", "p"):
+        if kind in ("h1", "h2", "h3", "p"):
             body.append(f"<{kind}>{e(block[1])}</{kind}>")
         elif kind == "table":
             head = "".join(f"<th>{e(str(h))}</th>" for h in block[1])
