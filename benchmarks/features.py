@@ -41,8 +41,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 
-from features.extractor import TURN_COLUMNS, FeatureExtractor  # noqa: E402
-from features.groups import GROUPS  # noqa: E402
+from features.extractor import TURN_COLUMNS, FeatureExtractor, battle_features  # noqa: E402
+from features.groups import DEFAULT_GROUPS, GROUPS, OPT_IN_GROUPS  # noqa: E402
 from pipelines.command_setup import setup_logging  # noqa: E402
 from pipelines.data import load_battles  # noqa: E402
 from pipelines.formats import convert  # noqa: E402
@@ -281,6 +281,53 @@ def run_config(
     return result
 
 
+def _cpu_seconds(battles: pd.DataFrame, groups: list[str], repeat: int) -> list[float]:
+    """CPU seconds of this process for each of ``repeat`` uncached extractions (n_jobs=1, so all
+    work is in this process): unlike wall time, not inflated by other jobs on the shared cores."""
+    extractor = FeatureExtractor(groups, n_jobs=1, cache_dir=None, progress=False)
+    out = []
+    for _ in range(max(repeat, 1)):
+        t0 = time.process_time()
+        extractor.transform(battles)
+        out.append(time.process_time() - t0)
+    return out
+
+
+def opt_in_cost(arena: pd.DataFrame, arena_stats: dict, args: argparse.Namespace) -> int:
+    """Per-row cost of each opt-in group on arena-length rows: CPU time of the default groups
+    alone and with the group, one process, best of ``--repeat`` (two processes halve both)."""
+    battle_features(["Warm up."], ["A short answer. It has two sentences."], ["Another one."], list(GROUPS))
+    default = list(DEFAULT_GROUPS)
+    rows = len(arena)
+    base = min(_cpu_seconds(arena, default, args.repeat))
+    results: dict = {
+        "arena_like": arena_stats,
+        "repeat": args.repeat,
+        "measure": "CPU seconds of one process (time.process_time), best of repeat",
+        "default_ms_per_row": round(1000 * base / rows, 3),
+        "opt_in": {},
+    }
+    for g in OPT_IN_GROUPS:
+        alone = min(_cpu_seconds(arena, [g], args.repeat))
+        both = min(_cpu_seconds(arena, [*default, g], args.repeat))
+        results["opt_in"][g] = {
+            "ms_per_row_alone": round(1000 * alone / rows, 3),
+            "ms_per_row_with_default": round(1000 * both / rows, 3),
+            "slowdown_vs_default": round(both / base - 1, 3),
+        }
+        log.info("opt-in %s: %s (default %.3f ms/row)", g, results["opt_in"][g], results["default_ms_per_row"])
+    both_all = min(_cpu_seconds(arena, [*default, *OPT_IN_GROUPS], args.repeat))
+    results["all_opt_in"] = {
+        "ms_per_row_with_default": round(1000 * both_all / rows, 3),
+        "slowdown_vs_default": round(both_all / base - 1, 3),
+    }
+    results["versions"] = _versions()
+    args.opt_in_cost.parent.mkdir(parents=True, exist_ok=True)
+    args.opt_in_cost.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {args.opt_in_cost}")
+    return 0
+
+
 def _warm_worker(hold: float) -> int:
     """Run in a worker: import and load everything features need, then stay busy a moment so
     the other workers must take the remaining warm-up tasks."""
@@ -399,6 +446,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-groups", action="store_true", help="skip the per-group runs")
     parser.add_argument(
+        "--opt-in-cost",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="instead: time the default groups with and without each opt-in group (sentiment, spelling) "
+        "on the arena-length sample, n_jobs=1, and write the slowdowns to JSON",
+    )
+    parser.add_argument(
         "--full-size-rows",
         type=int,
         default=0,
@@ -444,13 +499,15 @@ def main(argv: list[str] | None = None) -> int:
         log.info("arena-like sample: %s", arena_stats)
         rss_loaded = PeakRSS().sample()
 
+        if args.opt_in_cost is not None:
+            return opt_in_cost(arena, arena_stats, args)
         startup = {"1": warm_up(battles, 1), "2": warm_up(battles, 2)}
         log.info("start-up: %s", startup)
         cpr = data_stats["mean_chars_per_row"]
-        all_groups = list(GROUPS)
+        all_groups = list(DEFAULT_GROUPS)
         configs = []
         if not args.skip_groups:
-            for g in all_groups:
+            for g in GROUPS:
                 configs.append(run_config(f"group {g}", battles, [g], 1, args.chunk_size, cpr, args.repeat))
         configs.append(run_config("all groups", battles, all_groups, 1, args.chunk_size, cpr, args.repeat))
         configs.append(run_config("all groups", battles, all_groups, 2, args.chunk_size, cpr, args.repeat))
@@ -546,11 +603,20 @@ def _shutdown_workers() -> None:
         executor.shutdown(wait=True)
 
 
+def _dist_version(module: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version({"spellchecker": "pyspellchecker"}.get(module, module))
+    except PackageNotFoundError:
+        return "?"
+
+
 def _versions() -> dict[str, str]:
     out = {}
-    for mod in ("numpy", "pandas", "joblib", "textstat", "nltk", "pyphen"):
+    for mod in ("numpy", "pandas", "joblib", "textstat", "nltk", "pyphen", "vaderSentiment", "spellchecker"):
         try:
-            out[mod] = str(getattr(__import__(mod), "__version__", "?"))
+            out[mod] = str(getattr(__import__(mod), "__version__", "") or _dist_version(mod))
         except ImportError:
             out[mod] = "missing"
     return out

@@ -25,7 +25,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from tqdm.auto import tqdm
 
 from arena_schema import check_swappable
-from features.groups import GROUPS, TextView
+from features.groups import DEFAULT_GROUPS, GROUPS, TextView
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class FeatureExtractor:
         cache_dir: str | Path | None = None,
         progress: bool = True,
     ):
-        self.groups = tuple(groups) if groups is not None else tuple(GROUPS)
+        self.groups = tuple(groups) if groups is not None else DEFAULT_GROUPS
         unknown = [g for g in self.groups if g not in GROUPS]
         if unknown:
             raise ValueError(f"unknown feature group(s) {unknown}; known: {list(GROUPS)}")

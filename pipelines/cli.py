@@ -14,6 +14,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any, Literal
 
+from features.groups import expand_groups
 from pipelines.config import FeatureConfig, RunConfig, load_params_file
 from pipelines.paths import DataPaths, resolve_paths
 from pipelines.resources import feature_workers, lightgbm_threads
@@ -85,7 +86,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run directory (default outputs/run; /kaggle/working/arena_pref_run on Kaggle)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--groups", help="comma-separated feature groups (default: all)")
+    p.add_argument(
+        "--groups",
+        help="comma-separated feature groups; 'default' stands for the default ones, so "
+        "'default,sentiment,spelling' adds the opt-in groups (default: default)",
+    )
     p.add_argument(
         "--source",
         action="append",
@@ -139,7 +144,7 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
     )
     config.features.n_jobs = args.n_jobs if args.n_jobs is not None else feature_workers()
     if args.groups:
-        config.features.groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
+        config.features.groups = expand_groups([g.strip() for g in args.groups.split(",") if g.strip()])
     for spec in args.source:
         name, _, files = spec.partition("=")
         if not files or "," not in files:

@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from arena_schema import CLASS_COLUMNS, CLASS_NAMES
 from encoders.settings import EncoderConfig
 from features.extractor import FeatureExtractor
-from features.groups import GROUPS
+from features.groups import DEFAULT_GROUPS, expand_groups
 from pipelines.bundle import BundleError, load_stacker, read_verified, replace_directory, write_manifest
 from pipelines.config import FeatureConfig
 from pipelines.data import TURN_COLUMNS, ParseReport, load_battles_frame
@@ -123,7 +123,7 @@ class ArenaPreferenceModel(BaseEstimator):
     # ----------------------------------------------------------------- settings
     @property
     def _groups(self) -> tuple[str, ...]:
-        return tuple(self.feature_groups) if self.feature_groups is not None else tuple(GROUPS)
+        return expand_groups(self.feature_groups) if self.feature_groups is not None else DEFAULT_GROUPS
 
     def _fold_feature_config(self) -> FeatureConfig:
         return FeatureConfig(

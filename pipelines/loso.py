@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from features.extractor import FeatureExtractor
+from features.groups import expand_groups
 from pipelines.command_setup import setup_logging
 from pipelines.loso_study import format_ms, rerender, run_loso, summarize_results, write_outputs
 from pipelines.training_sets import combined_shared_data, load_training_sources, mark_sources_with_ties
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-threads", type=int, default=1)
     p.add_argument("--tieless-weight", type=float, default=0.2)
     p.add_argument("--feature-jobs", type=int, default=1)
+    p.add_argument(
+        "--groups",
+        default="default",
+        help="comma-separated feature groups, 'default' for the default ones (e.g. default,sentiment)",
+    )
     return p
 
 
@@ -66,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     battles = mark_sources_with_ties(load_training_sources(combined))
     if args.data is not None:
         combined.unlink()
-    X = FeatureExtractor(n_jobs=args.feature_jobs, cache_dir=args.cache_dir, progress=False).transform(battles)
+    groups = expand_groups([g.strip() for g in args.groups.split(",") if g.strip()])
+    X = FeatureExtractor(groups, n_jobs=args.feature_jobs, cache_dir=args.cache_dir, progress=False).transform(battles)
     settings = {
         "params": {"learning_rate": args.learning_rate, "num_threads": args.num_threads},
         "num_boost_round": args.num_boost_round,
@@ -80,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         "sources": battles.groupby("source").size().to_dict(),
         "has_ties": {str(k): bool(v) for k, v in battles.groupby("source")["source_has_ties"].first().items()},
         "fold_seeds": args.fold_seeds,
+        "feature_groups": list(groups),
         "settings": settings,
         "options": options,
         "command": "python -m pipelines.loso " + " ".join(argv),

@@ -8,7 +8,7 @@ import pytest
 
 from arena_schema import CLASS_COLUMNS
 from features.extractor import group_columns
-from features.groups import GROUPS
+from features.groups import DEFAULT_GROUPS
 from pipelines import ablation
 from pipelines.cli import run_config_from_args
 from pipelines.metrics import multiclass_log_loss
@@ -69,7 +69,7 @@ def test_ablation_report_equals_recomputation_and_is_deterministic(args, tmp_pat
     ):
         assert (folder / name).stat().st_size > 0, name
     report = json.loads((folder / "ablation.json").read_text())
-    assert list(report["groups"]) == [*GROUPS, "source:lenprior"]
+    assert list(report["groups"]) == [*DEFAULT_GROUPS, "source:lenprior"]
     assert set(report["variants"]) == {"full", *(f"{k}:{g}" for g in report["groups"] for k in ("drop", "only"))}
     assert '<img src="ablation.png"' in (folder / "ablation.html").read_text()
 
