@@ -1,0 +1,138 @@
+"""Do the opt-in feature groups (sentiment, spelling) earn a place in the defaults? One table from
+the runs that answer it.
+
+    python benchmarks/opt_in_groups.py --ablation RUN/ablation/ablation.json \
+        --loso default=DIR/loso.json --loso sentiment=DIR2/loso.json ... \
+        --cost benchmarks/results/features_opt_in.json --out docs/sentiment_spelling
+
+Reads (never refits): the ablation report (drop-one and only-this-group, paired per fold within
+each fold seed, over default + both groups), one leave-one-source-out report per feature set (same
+option, seeds and settings; ``default`` is the base), and the feature-cost JSON of
+``benchmarks/features.py --opt-in-cost``. Writes ``evidence.json`` and ``evidence.png`` (per seed
+deltas). The rule: a group becomes a default only if removing it hurts on *every* fold seed of the
+ablation and it does not make leave-one-source-out worse on average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+GROUPS = ("sentiment", "spelling")
+
+
+def ablation_rows(ablation: dict) -> dict[str, dict]:
+    """Per opt-in group: drop-one and only-this deltas per seed (variant - full; drop > 0 = it helps)."""
+    out = {}
+    for g in GROUPS:
+        drop, only = ablation["variants"].get(f"drop:{g}"), ablation["variants"].get(f"only:{g}")
+        if drop is None:
+            continue
+        out[g] = {
+            "n_columns": len(ablation["groups"][g]),
+            "drop_delta_per_seed": drop["diff_vs_full"]["per_seed"],
+            "drop_folds_worse": drop["diff_vs_full"]["folds_worse"],
+            "n_folds": drop["diff_vs_full"]["n_folds"],
+            "only_log_loss_per_seed": only["seed_log_loss"] if only else None,
+            "helps_every_seed": all(d > 0 for d in drop["diff_vs_full"]["per_seed"]),
+        }
+    return out
+
+
+def loso_macro(report: dict, option: str) -> tuple[np.ndarray, dict[str, list[float]]]:
+    """Per seed, the mean LOSO log loss over the held-out sources with ties; and per source, per seed."""
+    runs = report["runs"]["loso"][option]
+    has_ties = report["runs"]["has_ties"]
+    per_source = {s: [r["log_loss"] for r in v] for s, v in runs.items() if v and has_ties.get(s)}
+    seeds = min(len(v) for v in per_source.values())
+    macro = np.mean([v[:seeds] for v in per_source.values()], axis=0)
+    return macro, per_source
+
+
+def loso_rows(reports: dict[str, dict], option: str) -> dict[str, dict]:
+    base, base_sources = loso_macro(reports["default"], option)
+    out = {"default": {"macro_per_seed": base.tolist(), "per_source_mean": _means(base_sources)}}
+    for name, report in reports.items():
+        if name == "default":
+            continue
+        macro, sources = loso_macro(report, option)
+        n = min(len(macro), len(base))
+        delta = macro[:n] - base[:n]
+        out[name] = {
+            "macro_per_seed": macro.tolist(),
+            "delta_per_seed": delta.tolist(),
+            "delta_mean": float(delta.mean()),
+            "per_source_mean": _means(sources),
+            "per_source_delta": {s: float(np.mean(sources[s][:n]) - np.mean(base_sources[s][:n])) for s in sources},
+        }
+    return out
+
+
+def _means(per_source: dict[str, list[float]]) -> dict[str, float]:
+    return {s: float(np.mean(v)) for s, v in per_source.items()}
+
+
+def plot(abl: dict, loso: dict, path: Path, title: str) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    width = 0.35
+    for i, g in enumerate(abl):
+        d = abl[g]["drop_delta_per_seed"]
+        left.bar(np.arange(len(d)) + i * width, d, width, label=g)
+    left.axhline(0, color="black", lw=0.8)
+    left.set_xlabel("fold seed")
+    left.set_ylabel("drop-one Δ log loss (> 0: group helps)")
+    left.legend(fontsize=8)
+    names = [n for n in loso if n != "default"]
+    for i, n in enumerate(names):
+        d = loso[n]["delta_per_seed"]
+        right.bar(np.arange(len(d)) + i * width / max(len(names) / 2, 1), d, width / max(len(names) / 2, 1), label=n)
+    right.axhline(0, color="black", lw=0.8)
+    right.set_xlabel("fold seed")
+    right.set_ylabel("LOSO Δ vs default (< 0: better)")
+    right.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ablation", type=Path, required=True)
+    p.add_argument("--loso", action="append", default=[], metavar="NAME=loso.json", help="'default=...' is the base")
+    p.add_argument("--loso-option", default="masked_tie")
+    p.add_argument("--cost", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    ablation = json.loads(args.ablation.read_text())
+    reports = {k: json.loads(Path(v).read_text()) for k, v in (s.split("=", 1) for s in args.loso)}
+    abl = ablation_rows(ablation)
+    loso = loso_rows(reports, args.loso_option) if "default" in reports else {}
+    cost = json.loads(args.cost.read_text()) if args.cost else None
+    verdict = {}
+    for g, row in abl.items():
+        loso_ok = g in loso and loso[g]["delta_mean"] <= 0
+        verdict[g] = {"helps_every_seed": row["helps_every_seed"], "loso_not_worse": loso_ok}
+        verdict[g]["default"] = row["helps_every_seed"] and loso_ok
+    cfg = ablation["config"]
+    data = f"{cfg['rows']:,} scored rows of {Path(cfg['train']).name}, {cfg['fold_seeds']} fold seeds"
+    result = {"ablation": abl, "loso": loso, "cost": cost, "verdict": verdict, "data": data, "config": cfg}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "evidence.json").write_text(json.dumps(result, indent=1) + "\n")
+    if loso:
+        plot(abl, loso, args.out / "evidence.png", f"Opt-in groups: ablation ({data}) and LOSO")
+    print(json.dumps(verdict, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
