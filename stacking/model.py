@@ -52,7 +52,8 @@ def library_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("numpy", "pandas", "lightgbm", "scikit-learn", "textstat", "optuna", "torch", "transformers", "peft"):
+    packages = ("numpy", "pandas", "lightgbm", "scikit-learn", "textstat", "optuna", "torch", "transformers", "peft")
+    for pkg in (*packages, "vaderSentiment", "pyspellchecker"):  # the last two: opt-in feature groups
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

@@ -127,3 +127,16 @@ def test_bundle_round_trip(tmp_path):
     loaded = ArenaPreferenceModel.load(tmp_path / "bundle")
     assert tuple(loaded.get_params()["feature_groups"]) == groups
     np.testing.assert_allclose(loaded.predict_proba(test), proba, atol=1e-6)
+
+
+def test_groups_flag_expands_default():
+    import argparse
+
+    from pipelines.cli import add_data_args, run_config_from_data_args
+
+    p = argparse.ArgumentParser()
+    add_data_args(p)
+    config, _ = run_config_from_data_args(p.parse_args(["--groups", "default,sentiment,spelling"]))
+    assert config.features.groups == (*DEFAULT_GROUPS, "sentiment", "spelling")
+    config, _ = run_config_from_data_args(p.parse_args([]))
+    assert config.features.groups == DEFAULT_GROUPS
