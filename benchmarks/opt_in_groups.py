@@ -8,8 +8,8 @@ the runs that answer it.
 Reads (never refits): the ablation report (drop-one and only-this-group, paired per fold within
 each fold seed, over default + both groups), one leave-one-source-out report per feature set (same
 option, seeds and settings; ``default`` is the base), and the feature-cost JSON of
-``benchmarks/features.py --opt-in-cost``. Writes ``evidence.json`` and ``evidence.png`` (per seed
-deltas). The rule: a group becomes a default only if removing it hurts on *every* fold seed of the
+``benchmarks/features.py --opt-in-cost``. Writes ``evidence.{json,md}`` and ``evidence.png`` (per
+seed deltas). The rule: a group becomes a default only if removing it hurts on *every* fold seed of the
 ablation and it does not make leave-one-source-out worse on average.
 """
 
@@ -105,6 +105,77 @@ def plot(abl: dict, loso: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _f(x: float, digits: int = 4) -> str:
+    return f"{x:+.{digits}f}"
+
+
+def markdown(result: dict) -> str:
+    """The evidence as tables (every number from the JSON beside it)."""
+    abl, loso, cfg = result["ablation"], result["loso"], result["config"]
+    full = result["full_log_loss_per_seed"]
+    lines = [
+        "# Opt-in groups: the evidence",
+        "",
+        f"Ablation: {result['data']}; {cfg['n_folds']} folds grouped by prompt / answer pair, tie-less sources train "
+        f"only (masked_tie), calibrated nested OOF log loss of the scored rows; learning rate "
+        f"{cfg['params'].get('learning_rate')}, at most {cfg['stacker']['num_boost_round']} rounds, early stopping "
+        f"{cfg['stacker']['early_stopping_rounds']}. Full model = default groups + sentiment + spelling; its log loss "
+        f"per seed: {', '.join(f'{x:.4f}' for x in full)}.",
+        "",
+        "| group | columns | drop-one Δ per seed (> 0: it helps) | folds worse without it "
+        "| only-this log loss per seed | helps on every seed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for g, r in abl.items():
+        only = ", ".join(f"{x:.4f}" for x in r["only_log_loss_per_seed"] or [])
+        lines.append(
+            f"| {g} | {r['n_columns']} | {', '.join(_f(d) for d in r['drop_delta_per_seed'])} | "
+            f"{r['drop_folds_worse']} of {r['n_folds']} | {only} | {'yes' if r['helps_every_seed'] else 'no'} |"
+        )
+    if loso:
+        sources = list(loso["default"]["per_source_mean"])
+        lines += [
+            "",
+            "Leave-one-source-out (held out: " + ", ".join(sources) + "; macro mean over them per seed; "
+            f"option {result['loso_option']}; each feature set its own run, same seeds and settings):",
+            "",
+            "| features | LOSO log loss per seed | Δ vs default per seed | mean Δ | " + " | ".join(sources) + " |",
+            "|---|---|---|---|" + "---|" * len(sources),
+        ]
+        for name, r in loso.items():
+            per_seed = ", ".join(f"{x:.4f}" for x in r["macro_per_seed"])
+            if name == "default":
+                cells = [f"{r['per_source_mean'][s]:.4f}" for s in sources]
+                lines.append(f"| default | {per_seed} | – | – | " + " | ".join(cells) + " |")
+            else:
+                cells = [f"{r['per_source_mean'][s]:.4f} ({_f(r['per_source_delta'][s])})" for s in sources]
+                deltas = ", ".join(_f(d) for d in r["delta_per_seed"])
+                lines.append(
+                    f"| default + {name} | {per_seed} | {deltas} | {_f(r['delta_mean'])} | " + " | ".join(cells) + " |"
+                )
+    cost = result.get("cost")
+    if cost:
+        lines += [
+            "",
+            f"Cost (CPU time, one process, best of {cost['repeat']}, {cost['arena_like']['rows']:,} arena-length rows, "
+            f"mean answer {cost['arena_like']['mean_response_chars']:,.0f} chars): default groups "
+            f"{cost['default_ms_per_row']:.2f} ms/row; "
+            + "; ".join(
+                f"+ {g}: {c['ms_per_row_with_default']:.2f} ms/row ({100 * c['slowdown_vs_default']:+.0f}%)"
+                for g, c in cost["opt_in"].items()
+            )
+            + f"; + both: {cost['all_opt_in']['ms_per_row_with_default']:.2f} ms/row "
+            f"({100 * cost['all_opt_in']['slowdown_vs_default']:+.0f}%).",
+        ]
+    lines += ["", "Verdict: " + "; ".join(
+        f"{g}: {'default' if v['default'] else 'opt-in'} (helps on every seed: {v['helps_every_seed']}, "
+        f"LOSO not worse: {v['loso_not_worse']})" for g, v in result["verdict"].items()
+    ) + ".", ""]  # fmt: skip
+    if loso:
+        lines += ["![per-seed deltas](evidence.png)", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ablation", type=Path, required=True)
@@ -125,11 +196,21 @@ def main(argv: list[str] | None = None) -> int:
         verdict[g]["default"] = row["helps_every_seed"] and loso_ok
     cfg = ablation["config"]
     data = f"{cfg['rows']:,} scored rows of {Path(cfg['train']).name}, {cfg['fold_seeds']} fold seeds"
-    result = {"ablation": abl, "loso": loso, "cost": cost, "verdict": verdict, "data": data, "config": cfg}
+    result = {
+        "ablation": abl,
+        "loso": loso,
+        "loso_option": args.loso_option,
+        "cost": cost,
+        "verdict": verdict,
+        "data": data,
+        "config": cfg,
+        "full_log_loss_per_seed": ablation["variants"]["full"]["seed_log_loss"],
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "evidence.json").write_text(json.dumps(result, indent=1) + "\n")
     if loso:
         plot(abl, loso, args.out / "evidence.png", f"Opt-in groups: ablation ({data}) and LOSO")
+    (args.out / "evidence.md").write_text(markdown(result))
     print(json.dumps(verdict, indent=1))
     return 0
 

@@ -140,3 +140,30 @@ def test_groups_flag_expands_default():
     assert config.features.groups == (*DEFAULT_GROUPS, "sentiment", "spelling")
     config, _ = run_config_from_data_args(p.parse_args([]))
     assert config.features.groups == DEFAULT_GROUPS
+
+
+def test_no_network_and_only_bundled_files_at_run_time():
+    """Both libraries load only the files inside their wheels and open no socket (checked with an
+    audit hook in a fresh interpreter, so the libraries load under it)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "import sys\n"
+        "opened = []\n"
+        "def hook(event, args):\n"
+        "    if event.startswith('socket.'): raise RuntimeError('network: ' + event)\n"
+        "    if event == 'open' and isinstance(args[0], str) and not args[0].endswith(('.py', '.pyc')):\n"
+        "        opened.append(args[0])\n"
+        "from features.sentiment import sentiment_scores\n"
+        "from features.spelling import spelling_scores\n"
+        "sys.addaudithook(hook)\n"
+        "assert sentiment_scores('I love it.')['sent_mean'] > 0 and spelling_scores('teh')['spell_errors'] == 1\n"
+        "print('\\n'.join(opened))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    files = [line for line in out.splitlines() if line and "__pycache__" not in line]
+    assert files and all("site-packages" in f or "dist-packages" in f for f in files), files
+    assert {f.rsplit("/", 1)[-1] for f in files} <= {"vader_lexicon.txt", "emoji_utf8_lexicon.txt", "en.json.gz"}
