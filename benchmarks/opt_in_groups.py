@@ -10,7 +10,8 @@ each fold seed, over default + both groups), one leave-one-source-out report per
 option, seeds and settings; ``default`` is the base), and the feature-cost JSON of
 ``benchmarks/features.py --opt-in-cost``. Writes ``evidence.{json,md}`` and ``evidence.png`` (per
 seed deltas). The rule: a group becomes a default only if removing it hurts on *every* fold seed of the
-ablation and it does not make leave-one-source-out worse on average.
+ablation, it does not make leave-one-source-out worse on average, and it slows the features by at most
+``--max-slowdown`` (30%) on arena-length rows.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -81,24 +83,27 @@ def _means(per_source: dict[str, list[float]]) -> dict[str, float]:
 
 
 def plot(abl: dict, loso: dict, path: Path, title: str) -> None:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
     width = 0.35
     for i, g in enumerate(abl):
         d = abl[g]["drop_delta_per_seed"]
         left.bar(np.arange(len(d)) + i * width, d, width, label=g)
+        left.set_xticks(np.arange(len(d)) + width / 2, [f"seed {k}" for k in range(len(d))])
     left.axhline(0, color="black", lw=0.8)
-    left.set_xlabel("fold seed")
+    left.set_title("ablation (full = default + both)", fontsize=8)
     left.set_ylabel("drop-one Δ log loss (> 0: group helps)")
     left.legend(fontsize=8)
     names = [n for n in loso if n != "default"]
+    step = 0.7 / max(len(names), 1)
     for i, n in enumerate(names):
         d = loso[n]["delta_per_seed"]
-        right.bar(np.arange(len(d)) + i * width / max(len(names) / 2, 1), d, width / max(len(names) / 2, 1), label=n)
+        right.bar(np.arange(len(d)) + i * step, d, step, label=f"default + {n}")
+        right.set_xticks(np.arange(len(d)) + step * (len(names) - 1) / 2, [f"seed {k}" for k in range(len(d))])
     right.axhline(0, color="black", lw=0.8)
-    right.set_xlabel("fold seed")
+    right.set_title("leave-one-source-out, macro over 4 held-out sources", fontsize=8)
     right.set_ylabel("LOSO Δ vs default (< 0: better)")
     right.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, 120), fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -169,7 +174,8 @@ def markdown(result: dict) -> str:
         ]
     lines += ["", "Verdict: " + "; ".join(
         f"{g}: {'default' if v['default'] else 'opt-in'} (helps on every seed: {v['helps_every_seed']}, "
-        f"LOSO not worse: {v['loso_not_worse']})" for g, v in result["verdict"].items()
+        f"LOSO not worse on average: {v['loso_not_worse']}, feature time within the bar: {v['cheap_enough']})"
+        for g, v in result["verdict"].items()
     ) + ".", ""]  # fmt: skip
     if loso:
         lines += ["![per-seed deltas](evidence.png)", ""]
@@ -183,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loso-option", default="masked_tie")
     p.add_argument("--cost", type=Path)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--data-note", default="", help="what the rows are (sources, mean length), for the figure")
+    p.add_argument("--max-slowdown", type=float, default=0.30, help="feature-time bar for a default group")
     args = p.parse_args(argv)
     ablation = json.loads(args.ablation.read_text())
     reports = {k: json.loads(Path(v).read_text()) for k, v in (s.split("=", 1) for s in args.loso)}
@@ -192,10 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     verdict = {}
     for g, row in abl.items():
         loso_ok = g in loso and loso[g]["delta_mean"] <= 0
-        verdict[g] = {"helps_every_seed": row["helps_every_seed"], "loso_not_worse": loso_ok}
-        verdict[g]["default"] = row["helps_every_seed"] and loso_ok
+        slowdown = cost["opt_in"][g]["slowdown_vs_default"] if cost and g in cost["opt_in"] else None
+        cheap = slowdown is not None and slowdown <= args.max_slowdown
+        verdict[g] = {"helps_every_seed": row["helps_every_seed"], "loso_not_worse": loso_ok, "cheap_enough": cheap}
+        verdict[g]["default"] = row["helps_every_seed"] and loso_ok and cheap
     cfg = ablation["config"]
-    data = f"{cfg['rows']:,} scored rows of {Path(cfg['train']).name}, {cfg['fold_seeds']} fold seeds"
+    note = f" ({args.data_note})" if args.data_note else ""
+    data = f"{cfg['rows']:,} scored rows of {Path(cfg['train']).name}{note}, {cfg['fold_seeds']} fold seeds"
     result = {
         "ablation": abl,
         "loso": loso,
