@@ -118,7 +118,8 @@ def shift_study(battles: pd.DataFrame, X: pd.DataFrame, seed: int = 0) -> dict:
     out: dict[str, dict] = {"held_out_source": {}, "same_source_split": {}}
     for h in holdouts:
         train = source_training_rows(source, groups, [h])
-        det = ShiftDetector(seed=seed).fit(X[train], source[train], X[source == h], groups[train])
+        held = source == h
+        det = ShiftDetector(seed=seed).fit(X[train], source[train], X[held], groups[train], groups[held])
         out["held_out_source"][h] = det.report_.to_dict()
         log.info("shift: %s held out: AUC %.3f (closest %s)", h, det.report_.auc, det.report_.closest)
     for s in holdouts:
@@ -126,7 +127,8 @@ def shift_study(battles: pd.DataFrame, X: pd.DataFrame, seed: int = 0) -> dict:
         half = set(rng.choice(own, len(own) // 2, replace=False).tolist())
         scored = (source == s) & np.isin(groups, list(half))
         reference = ~np.isin(groups, list(half))
-        det = ShiftDetector(seed=seed).fit(X[reference], source[reference], X[scored], groups[reference])
+        det = ShiftDetector(seed=seed)
+        det.fit(X[reference], source[reference], X[scored], groups[reference], groups[scored])
         out["same_source_split"][s] = det.report_.to_dict()
         log.info("shift: %s half vs rest: AUC %.3f (closest %s)", s, det.report_.auc, det.report_.closest)
     return out

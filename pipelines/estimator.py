@@ -35,6 +35,7 @@ from pipelines.data import TURN_COLUMNS, ParseReport, load_battles_frame
 from pipelines.errors import UserError
 from pipelines.fold_feature_setup import fold_transformers, prepare_battles
 from pipelines.metrics import nested_prior, summarize
+from pipelines.new_source_stage import check_calibration, choose_calibration, fit_new_source, shift_reference
 from pipelines.preflight import check_savable
 from pipelines.report import StageTimer
 from pipelines.run_plan import RunPlan
@@ -43,12 +44,14 @@ from pipelines.stacker_inputs import SOURCE_COLUMNS, StackerInputs, build_inputs
 from pipelines.stacker_stage import StackerFit, fit_stacker
 from stacking.config import StackerConfig
 from stacking.model import StackerModel
+from stacking.shift_detection import ShiftReference
 from stacking.sources import read_proba_file, source_features
 from stacking.transformer_state import class_path
 
 log = logging.getLogger("arena_pref")
 
 FEATURES, FULL = "features", "full"  # the two stackers a bundle can hold
+SHIFT_REFERENCE = "shift_reference.npz"  # the training rows new rows are compared with (calibration="auto")
 StackerHook = Callable[["ArenaPreferenceModel"], None]
 
 
@@ -85,6 +88,8 @@ class ArenaPreferenceModel(BaseEstimator):
     ``stacker_oof_log_loss_`` (per stacker key), ``encoder_models_`` (name: ``EncoderFoldModels``), ``fit_report_``.
     """
 
+    test_proba_: np.ndarray | None
+
     def __init__(
         self,
         *,
@@ -103,6 +108,7 @@ class ArenaPreferenceModel(BaseEstimator):
         work_dir: str | Path | None = None,
         time_budget_hours: float | None = None,
         progress: bool = False,
+        calibration: str = "auto",
     ) -> None:
         self.n_folds = n_folds
         self.seed = seed
@@ -119,6 +125,7 @@ class ArenaPreferenceModel(BaseEstimator):
         self.work_dir = work_dir
         self.time_budget_hours = time_budget_hours
         self.progress = progress
+        self.calibration = calibration
 
     # ----------------------------------------------------------------- settings
     @property
@@ -163,6 +170,7 @@ class ArenaPreferenceModel(BaseEstimator):
         timer = StageTimer()
         stacker = self.stacker or StackerConfig()
         check_savable(stacker.tie_handling)  # before any work: the model must be savable
+        check_calibration(self.calibration)
         encoders = [replace(e) for e in self.encoders]
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a refit starts from nothing
@@ -206,6 +214,7 @@ class ArenaPreferenceModel(BaseEstimator):
         with timer.stage("stacker"):
             first = self._fit_stacker(inputs, stacker, encoder_sources=[])
         candidates, chosen = {candidate_name(first): first}, first
+        kept = {FEATURES: first}  # the stackers the bundle keeps, by key
         self._adopt(FEATURES, first, inputs, candidates, plan, timer, started)
         self._announce(first, inputs, plan, timer, started, on_stacker)
         if encoders:
@@ -217,6 +226,7 @@ class ArenaPreferenceModel(BaseEstimator):
                 candidates[candidate_name(second)] = second
                 self.encoder_models_ = fold_models  # kept (and saved) whether chosen or not
                 self._keep(FULL, second, inputs)
+                kept[FULL] = second
                 if second.log_loss(inputs.y) < first.log_loss(inputs.y):
                     chosen = second
                     plan.encoders_used = list(plan.encoders_finished or [])
@@ -238,7 +248,39 @@ class ArenaPreferenceModel(BaseEstimator):
         if deadline is not None:
             plan.seconds_left_at_end = round(deadline - time.monotonic(), 1)
         self._adopt(FULL if chosen is not first else FEATURES, chosen, inputs, candidates, plan, timer, started)
+        with timer.stage("new-source calibration"):
+            self._new_source_stage(inputs, stacker, kept)
+        self.fit_report_["timings"] = {**timer.seconds, "total": round(time.monotonic() - started, 3)}
+        if on_stacker is not None:  # the bundle gains the new-source calibrators; the submission its choice
+            on_stacker(self)
         return self
+
+    def _new_source_stage(self, inputs: StackerInputs, stacker: StackerConfig, fits: dict[str, StackerFit]) -> None:
+        """Each kept stacker's new-source calibrator, the shift reference sample and, for ``fit``'s test
+        rows, the calibration ``self.calibration`` resolves to (its test probabilities follow it)."""
+        report: dict[str, Any] = {}
+        for key in fits:
+            ns = fit_new_source(
+                inputs, self.stackers_[key], stacker, self.seed, fold_features=self._all_fold_features()
+            )
+            self.stackers_[key].new_source = ns.calibrator
+            report[key] = {**ns.info, "seconds": round(ns.seconds, 3)}
+        self.shift_reference_: ShiftReference | None = shift_reference(inputs, self.seed)
+        self.calibration_choice_: dict[str, Any] | None = None
+        if inputs.X_test is not None:
+            assert inputs.test is not None
+            model = self.stackers_[self.chosen_stacker_]
+            reference = self.shift_reference_
+            choice = choose_calibration(self.calibration, model, reference, inputs.X_test, inputs.test, self.seed)
+            self.calibration_choice_ = choice
+            if choice["calibration"] == "new-source":
+                for key, fit in fits.items():
+                    if fit.test_raw is not None and self.stackers_[key].new_source is not None:
+                        self.stacker_test_proba_[key] = self.stackers_[key].calibrate(fit.test_raw, new_source=True)
+                self.test_proba_ = self.stacker_test_proba_[self.chosen_stacker_]
+            log.info("test calibration: %s (%s)", choice["calibration"], choice["why"])
+        self.fit_report_["calibration"]["new_source"] = report
+        self.fit_report_["calibration"]["test_choice"] = self.calibration_choice_
 
     def _encoders_then_stacker(
         self,
@@ -319,7 +361,7 @@ class ArenaPreferenceModel(BaseEstimator):
         self.encoder_names_ = [s for s in fit.sources if s not in (self.extra_sources or {})]
         self.oof_proba_ = fit.oof_cal
         self.oof_log_loss_ = fit.log_loss(inputs.y)
-        self.test_proba_: np.ndarray | None = fit.test
+        self.test_proba_ = fit.test
         self.fit_report_ = self._report(inputs, candidates, fit, plan, timer, started)
 
     def _keep(self, key: str, fit: StackerFit, inputs: StackerInputs) -> None:
@@ -379,6 +421,7 @@ class ArenaPreferenceModel(BaseEstimator):
         sources: Mapping[str, pd.DataFrame | str | Path] | None = None,
         stacker: str | None = None,
         encoder_proba: Mapping[str, np.ndarray] | None = None,
+        calibration: str | None = None,
     ) -> np.ndarray:
         """(n, 3) calibrated probabilities (A wins, B wins, tie) for any battles frame.
 
@@ -387,7 +430,8 @@ class ArenaPreferenceModel(BaseEstimator):
         stacker. ``sources``: the probabilities of extra sources the model was trained with (frame or
         file: id + 3 columns). ``encoder_proba``: {encoder: (n, 3) array in ``frame``'s row order} computed
         elsewhere (e.g. one process per GPU, ``encoders.parallel_predict``); those encoders' fold models are
-        then not run here.
+        then not run here. ``calibration``: ``"in-source"``, ``"new-source"`` or ``"auto"`` (default: the
+        model's ``calibration``); what ``auto`` chose, and why, is in ``last_calibration_``.
         """
         check_is_fitted(self, "stackers_")
         key = self._stacker_key(stacker, use_encoders)
@@ -409,7 +453,11 @@ class ArenaPreferenceModel(BaseEstimator):
             X = pd.concat([X, source_features(proba, battles["id"], name)], axis=1)
         if model.needs_battles and self.embedder:
             battles = self._with_embeddings(battles)
-        return model.predict_proba(X, battles if model.needs_battles else None)
+        raw = model.predict_proba_uncalibrated(X, battles if model.needs_battles else None)
+        reference = getattr(self, "shift_reference_", None)
+        requested = calibration or self.calibration
+        self.last_calibration_ = choose_calibration(requested, model, reference, X, battles, self.seed)
+        return model.calibrate(raw, new_source=self.last_calibration_["calibration"] == "new-source")
 
     def _stacker_key(self, stacker: str | None, use_encoders: bool) -> str:
         if stacker is None:
@@ -445,6 +493,7 @@ class ArenaPreferenceModel(BaseEstimator):
             "extra_sources": dict(self.extra_sources or {}),
             "n_jobs": self.n_jobs,
             "time_budget_hours": self.time_budget_hours,
+            "calibration": self.calibration,
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -469,6 +518,9 @@ class ArenaPreferenceModel(BaseEstimator):
                     "inputs": copy.manifest["inputs"],
                 }
         np.savez(staged / "oof_proba.npz", oof_proba=np.asarray(self.oof_proba_, dtype=np.float64))
+        reference = getattr(self, "shift_reference_", None)
+        if reference is not None:
+            reference.save(staged / SHIFT_REFERENCE)
         report = {k: v for k, v in self.fit_report_.items() if k in ("rows", "label_counts", "folds", "oof", "chosen")}
         write_manifest(
             staged,
@@ -485,6 +537,7 @@ class ArenaPreferenceModel(BaseEstimator):
                 "encoders": encoders,
                 "params": self._params_json(),
                 "fit_report": report,
+                "calibration_choice": getattr(self, "calibration_choice_", None),
             },
         )
         return replace_directory(staged, target)
@@ -509,6 +562,7 @@ class ArenaPreferenceModel(BaseEstimator):
                 embedder_max_length=int(params.get("embedder_max_length", 256)),
                 n_jobs=params.get("n_jobs"),
                 time_budget_hours=params.get("time_budget_hours"),
+                calibration=check_calibration(params.get("calibration", "auto")),
             )
             chosen, stacker_keys = manifest["chosen_stacker"], list(manifest["stackers"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -538,7 +592,19 @@ class ArenaPreferenceModel(BaseEstimator):
         model.stacker_oof_log_loss_ = {k: float(v) for k, v in manifest.get("stacker_oof_log_loss", {}).items()}
         model.folds_ = None
         model.fit_report_ = dict(manifest.get("fit_report", {}))
+        model.calibration_choice_ = manifest.get("calibration_choice")
+        model.shift_reference_ = _load_shift_reference(directory)
         return model
+
+
+def _load_shift_reference(directory: Path) -> ShiftReference | None:
+    path = directory / SHIFT_REFERENCE
+    if not path.exists():
+        return None
+    try:
+        return ShiftReference.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BundleError(f"{path}: {exc}") from None
 
 
 def _proba_frame(proba: np.ndarray, battles: pd.DataFrame, name: str) -> pd.DataFrame:

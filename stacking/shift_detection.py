@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
@@ -88,14 +89,16 @@ def separability(
     reference: pd.DataFrame,
     scored: pd.DataFrame,
     reference_groups: np.ndarray | None = None,
+    scored_groups: np.ndarray | None = None,
     n_splits: int = 5,
     seed: int = 0,
     num_threads: int = 1,
 ) -> dict:
     """Out-of-fold AUC (and 95% interval) of a LightGBM classifier telling ``scored`` from ``reference``.
 
-    ``reference_groups``: a group per reference row (e.g. prompt / answer pair), kept on one side of
-    every split so repeated votes on one pair cannot be memorised; scored rows are their own groups."""
+    ``*_groups``: a group per row (e.g. prompt / answer pair; default: one per row), kept on one side of
+    every split: otherwise the classifier learns the prompts of one side (their prompt-length features)
+    from rows of the same prompt and "separates" two halves of one source."""
     columns = [c for c in reference.columns if c in scored.columns]
     if not columns:
         raise ValueError("reference and scored rows share no feature column")
@@ -104,8 +107,9 @@ def separability(
     X = pd.concat([reference[columns].iloc[ref_idx], scored[columns].iloc[sco_idx]], ignore_index=True)
     label = np.r_[np.zeros(len(ref_idx), dtype=int), np.ones(len(sco_idx), dtype=int)]
     ref_g = np.arange(len(reference)) if reference_groups is None else np.asarray(reference_groups)
-    groups = np.r_[np.array([f"r{g}" for g in ref_g[ref_idx]]), np.array([f"s{i}" for i in sco_idx])]
-    n_splits = min(n_splits, len(sco_idx), len(set(groups[: len(ref_idx)])))
+    sco_g = np.arange(len(scored)) if scored_groups is None else np.asarray(scored_groups)
+    groups = np.r_[np.array([f"r{g}" for g in ref_g[ref_idx]]), np.array([f"s{g}" for g in sco_g[sco_idx]])]
+    n_splits = min(n_splits, len(set(groups[len(ref_idx) :])), len(set(groups[: len(ref_idx)])))
     if n_splits < 2:
         raise ValueError(f"adversarial validation needs >= 2 rows on each side, got {len(ref_idx)}, {len(sco_idx)}")
     oof = np.zeros(len(label))
@@ -151,6 +155,7 @@ class ShiftDetector:
         source: np.ndarray,
         scored: pd.DataFrame,
         reference_groups: np.ndarray | None = None,
+        scored_groups: np.ndarray | None = None,
     ) -> ShiftDetector:
         source = np.asarray(source).astype(str)
         groups = np.arange(len(reference)) if reference_groups is None else np.asarray(reference_groups)
@@ -165,6 +170,7 @@ class ShiftDetector:
                 reference[rows].reset_index(drop=True),
                 scored.reset_index(drop=True),
                 groups[rows],
+                scored_groups,
                 self.n_splits,
                 self.seed,
                 self.num_threads,
@@ -173,3 +179,64 @@ class ShiftDetector:
         new = per_source[closest]["interval_95"][0] > self.threshold
         self.report_ = ShiftReport(per_source, closest, self.threshold, bool(new))
         return self
+
+
+REFERENCE_ROWS_PER_SOURCE = 2_000  # what a bundle keeps of each training source to compare new rows with
+
+
+@dataclass
+class ShiftReference:
+    """A per-source sample of the training rows' features: what new rows are compared with, at fit time
+    and later from a bundle (the same sample both times, so the decision is the same)."""
+
+    features: pd.DataFrame
+    source: np.ndarray
+    groups: np.ndarray
+
+    @classmethod
+    def sample(
+        cls,
+        X: pd.DataFrame,
+        source: np.ndarray | None,
+        groups: np.ndarray,
+        seed: int = 0,
+        per_source: int = REFERENCE_ROWS_PER_SOURCE,
+    ) -> ShiftReference:
+        source = np.full(len(X), "train") if source is None else np.asarray(source).astype(str)
+        rng = np.random.default_rng(seed)
+        keep = []
+        for name in sorted(set(source)):
+            rows = np.flatnonzero(source == name)
+            keep.append(np.sort(rng.choice(rows, per_source, replace=False)) if len(rows) > per_source else rows)
+        index = np.concatenate(keep)
+        return cls(X.iloc[index].reset_index(drop=True).astype(np.float32), source[index], np.asarray(groups)[index])
+
+    def detect(
+        self, scored: pd.DataFrame, scored_groups: np.ndarray | None = None, seed: int = 0, num_threads: int = 1
+    ) -> ShiftReport:
+        """The detector's report for ``scored`` (``scored_groups``: e.g. prompt groups of its rows)."""
+        missing = [c for c in self.features.columns if c not in scored.columns]
+        if missing:
+            raise ValueError(f"rows to score lack {len(missing)} reference feature column(s), e.g. {missing[:3]}")
+        detector = ShiftDetector(seed=seed, num_threads=num_threads)
+        columns = list(self.features.columns)
+        return detector.fit(self.features, self.source, scored[columns], self.groups, scored_groups).report_
+
+    def save(self, path: Path) -> Path:
+        np.savez_compressed(
+            path,
+            values=self.features.to_numpy(dtype=np.float32),
+            columns=np.array(self.features.columns, dtype=str),
+            source=self.source.astype(str),
+            groups=np.asarray(self.groups, dtype=np.int64),
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> ShiftReference:
+        with np.load(path, allow_pickle=False) as npz:
+            values, columns = npz["values"], [str(c) for c in npz["columns"]]
+            source, groups = npz["source"].astype(str), npz["groups"]
+        if values.shape != (len(source), len(columns)) or len(groups) != len(source):
+            raise ValueError(f"{path}: shapes disagree ({values.shape}, {len(columns)} columns, {len(source)} rows)")
+        return cls(pd.DataFrame(values, columns=columns), source, groups)
