@@ -46,6 +46,7 @@ class RunConfig:
     progress: bool = True
     time_budget_hours: float | None = None  # whole run; encoder folds that would overrun are not started
     allow_worse_than_prior: bool = False  # submit the stacker even when the class prior scores better
+    test_calibration: str = "auto"  # auto | in-source | new-source (pipelines.new_source_stage)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -17,6 +17,7 @@ from pipelines.cli import (
     add_dataclass_args,
     add_prior_guard_args,
     add_stacker_choice_args,
+    add_test_calibration_arg,
     apply_params_file,
     overrides_from_args,
     run_config_from_data_args,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_stacker_choice_args(p)
     add_prior_guard_args(p)
+    add_test_calibration_arg(p)
     p.add_argument(
         "--encoder",
         action="append",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.cli import add_test_calibration_arg
 from pipelines.command_setup import command_parser, setup_logging
 from pipelines.data import load_battles
 from pipelines.errors import run_command
@@ -33,11 +34,16 @@ def predict_file(
     *,
     encoder_base_paths: dict[str, str] | None = None,
     use_encoders: bool = True,
+    calibration: str | None = None,
 ) -> pd.DataFrame:
+    """Score ``test_path`` with the bundle; ``calibration``: None (the bundle's setting), ``auto``,
+    ``in-source`` or ``new-source`` (what ``auto`` chose is logged)."""
     model = ArenaPreferenceModel.load(model_dir, encoder_base_paths=encoder_base_paths)
     model.set_params(n_jobs=n_jobs, progress=progress)
     test, _ = load_battles(test_path, labelled=False)
-    proba = model.predict_proba(test, use_encoders=use_encoders, sources=sources or {})
+    proba = model.predict_proba(test, use_encoders=use_encoders, sources=sources or {}, calibration=calibration)
+    choice = model.last_calibration_
+    log.info("calibration: %s (%s)", choice["calibration"], choice["why"])
     return write_submission(test["id"], proba, out_path)
 
 
@@ -58,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encoder-base", action="append", default=[], metavar="NAME=MODEL_DIR")
     p.add_argument("--features-only", action="store_true", help="use the features-only stacker")
     p.add_argument("--n-jobs", type=int, default=2)
+    add_test_calibration_arg(p)
     args = p.parse_args(argv)
     frame = predict_file(
         args.model,
@@ -67,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         args.n_jobs,
         encoder_base_paths=_pairs(args.encoder_base, "--encoder-base"),
         use_encoders=not args.features_only,
+        calibration=args.test_calibration,
     )
     log.info("wrote %s (%d rows)", args.out, len(frame))
     return 0

@@ -95,6 +95,38 @@ def _per_source_lines(report: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _calibration_lines(report: dict) -> list[str]:
+    """Which calibrator scored the test rows and why; the new-source calibrator's held-out figures."""
+    cal = report.get("calibration") or {}
+    choice, new = cal.get("test_choice"), cal.get("new_source") or {}
+    if not choice and not new:
+        return []
+    lines = ["## Test calibration", ""]
+    if choice:
+        lines.append(f"- asked: {choice['requested']}; used: **{choice['calibration']}** ({choice['why']})")
+        shift = choice.get("shift")
+        if shift:
+            per = ", ".join(f"{k} {v['auc']:.3f}" for k, v in shift["per_source"].items())
+            lines.append(f"- adversarial validation AUC per training source: {per}")
+    for key, info in new.items():
+        if not info.get("fitted"):
+            lines.append(f"- new-source calibrator ({key} stacker): none ({info.get('why')})")
+            continue
+        fitted = info["calibrator"]["calibrator"]
+        lines.append(
+            f"- new-source calibrator ({key} stacker): {info['procedure']}, temperature {fitted['temperature']:.3f},"
+            f" tie bias {fitted['tie_bias']:.3f}; {info['seconds']:.1f}s"
+        )
+        lines += ["", "| held-out source | rows | LOSO log loss, in-source cal. | new-source cal. (in-sample) |"]
+        lines.append("|---|---|---|---|")
+        for name, s in info["held_out_sources"].items():
+            lines.append(
+                f"| {name} | {s['rows']} | {s['loso_log_loss_in_source']:.4f} | {s['loso_log_loss_new_source']:.4f} |"
+            )
+        lines.append("")
+    return [*lines, ""]
+
+
 def render_markdown(report: dict) -> str:
     lines = [
         "# arena-pref run report",
@@ -122,6 +154,7 @@ def render_markdown(report: dict) -> str:
     )
     lines.append("")
     lines += _per_source_lines(report)
+    lines += _calibration_lines(report)
     if report.get("holdout"):
         lines += _metrics_table("Labelled test set (evaluation only)", {k: v for k, v in report["holdout"].items()})
     lines += [

@@ -46,6 +46,7 @@ def estimator_of(config: RunConfig) -> ArenaPreferenceModel:
         work_dir=config.out,
         time_budget_hours=config.time_budget_hours,
         progress=config.progress,
+        calibration=config.test_calibration,
     )
 
 
@@ -90,7 +91,12 @@ def build_report(
         "features": fit["features"],
         "oof": fit["oof"],
         "chosen": fit["chosen"],
-        "calibration": {"kind": config.stacker.calibration, "fitted": fit["calibration"]["fitted"]},
+        "calibration": {
+            "kind": config.stacker.calibration,
+            "fitted": fit["calibration"]["fitted"],
+            "new_source": fit["calibration"].get("new_source"),
+            "test_choice": fit["calibration"].get("test_choice"),
+        },
         "stacker": fit["stacker"],
         "plan": fit["plan"],
         "submission": str(submission_path),
