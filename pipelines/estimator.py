@@ -459,6 +459,18 @@ class ArenaPreferenceModel(BaseEstimator):
         self.last_calibration_ = choose_calibration(requested, model, reference, X, battles, self.seed)
         return model.calibrate(raw, new_source=self.last_calibration_["calibration"] == "new-source")
 
+    def decide_calibration(
+        self, frame: pd.DataFrame, calibration: str | None = None, *, use_encoders: bool = True
+    ) -> dict[str, Any]:
+        """What ``calibration`` (default: the model's) resolves to for all of ``frame``, and why. Scoring a
+        test set in slices (e.g. per GPU) should decide once on the whole set, then pass the result on."""
+        check_is_fitted(self, "stackers_")
+        battles, _ = as_battles(frame, "frame", labelled=False)
+        X = self._extractor(cache=False).transform(battles)
+        model = self.stackers_[self._stacker_key(None, use_encoders)]
+        reference = getattr(self, "shift_reference_", None)
+        return choose_calibration(calibration or self.calibration, model, reference, X, battles, self.seed)
+
     def _stacker_key(self, stacker: str | None, use_encoders: bool) -> str:
         if stacker is None:
             return self.chosen_stacker_ if use_encoders else FEATURES
