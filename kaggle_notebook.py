@@ -41,13 +41,13 @@
 # records the plan and the actual times.
 #
 # **Settings** (environment variables, or edit the next cell):
-# `ARENA_PREF_TEST_CALIBRATION` = `auto` (default), `in-source` or `new-source` (which calibrator scores
-# the test rows; `auto` asks adversarial validation); `ARENA_PREF_ENCODERS` = `none` (default), `all`
-# (every model folder found) or comma-separated folders or folder names; `ARENA_PREF_TIME_BUDGET_HOURS` (8.5); `ARENA_PREF_FULL_RUN_ARGS` (extra `full_run`
-# arguments, e.g. `--encoder-max-length 384`); `ARENA_PREF_STRICT_WHEELS=1` to require every package's
-# wheel in the dataset; `ARENA_PREF_PREDICT_PROCESSES` (bundle scoring: at most this many encoder
-# processes, default one per visible GPU); `ARENA_PREF_STACKER=full` (bundle scoring with the encoders' stacker
-# even when the features-only one was chosen). Converts to a notebook with `jupytext --to ipynb kaggle_notebook.py`.
+# `ARENA_PREF_TEST_CALIBRATION` = `auto` (default), `in-source` or `new-source` (which calibrator scores the test
+# rows; `auto` asks adversarial validation); `ARENA_PREF_ENCODERS` = `none` (default), `all` (every model folder
+# found) or comma-separated folders or folder names; `ARENA_PREF_TIME_BUDGET_HOURS` (8.5); `ARENA_PREF_FULL_RUN_ARGS`
+# (extra `full_run` arguments, e.g. `--encoder-max-length 384`); `ARENA_PREF_STRICT_WHEELS=1` to require every
+# package's wheel in the dataset; `ARENA_PREF_PREDICT_PROCESSES` (bundle scoring: at most this many encoder processes,
+# default one per visible GPU); `ARENA_PREF_STACKER=full` (bundle scoring with the encoders' stacker even when the
+# features-only one was chosen). Converts to a notebook with `jupytext --to ipynb kaggle_notebook.py`.
 
 # %%
 import importlib
