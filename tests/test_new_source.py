@@ -276,3 +276,21 @@ def test_single_source_uses_in_source_and_says_why(tmp_path):
     with pytest.raises(ValueError, match="calibration must be one of"):
         ArenaPreferenceModel(calibration="sometimes").fit(train)
     assert isinstance(BundleError("x"), ValueError)
+
+
+def test_predict_command_takes_the_calibration(fitted_multi, tmp_path):
+    from pipelines import predict
+
+    model, _, test, bundle = fitted_multi
+    test_csv = tmp_path / "test.csv"
+    test.to_csv(test_csv, index=False)
+    out = tmp_path / "sub.csv"
+    args = ["--model", str(bundle), "--test", str(test_csv), "--out", str(out), "--n-jobs", "1"]
+    assert predict.main([*args, "--test-calibration", "new-source"]) == 0
+    written = pd.read_csv(out)[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy()
+    assert np.allclose(written, model.predict_proba(test, calibration="new-source"), atol=1e-6)
+    decided = ArenaPreferenceModel.load(bundle).decide_calibration(test)
+    assert decided["calibration"] == model.calibration_choice_["calibration"]
+    with pytest.raises(SystemExit) as info:
+        predict.main([*args, "--test-calibration", "sometimes"])
+    assert info.value.code == 2
