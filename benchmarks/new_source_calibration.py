@@ -58,8 +58,10 @@ def _cached(path: Path, make) -> np.ndarray:
     return value
 
 
-def predict_stage(battles: pd.DataFrame, X: pd.DataFrame, work: Path, seeds: list[int], config: StackerConfig) -> None:
-    """Every LOSO, leave-two-out and in-source OOF prediction of the study, cached per piece."""
+def predict_stage(
+    battles: pd.DataFrame, X: pd.DataFrame, work: Path, seeds: list[int], config: StackerConfig, insource: bool = True
+) -> None:
+    """Every LOSO, leave-two-out and (``insource``) in-source OOF prediction of the study, cached per piece."""
     y = battles["label"].to_numpy()
     source = battles["source"].to_numpy().astype(str)
     has_ties = battles["source_has_ties"].to_numpy(dtype=bool)
@@ -119,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="features", help="name of this feature variant (its own cache)")
     p.add_argument("--cache-dir", type=Path, default=ROOT / "outputs" / "feature_cache")
     p.add_argument("--analyse", action="store_true", help="score the candidates on the cached predictions")
+    p.add_argument(
+        "--no-insource",
+        action="store_true",
+        help="skip the in-source OOF fits (a feature variant judged against --baseline-tag's chosen procedure)",
+    )
+    p.add_argument("--baseline-tag", default="features", help="the variant a feature variant is paired against")
     args = p.parse_args(argv)
     setup_logging()
     groups = tuple(g for g in args.groups.split(",") if g)
@@ -126,11 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [42 + k for k in range(args.fold_seeds)]
     work = args.work / args.tag
     if not args.analyse:
-        predict_stage(battles, X, work, seeds, StackerConfig(num_threads=1))
+        predict_stage(battles, X, work, seeds, StackerConfig(num_threads=1), insource=not args.no_insource)
         return 0
     from benchmarks.new_source_study import analyse
 
-    analyse(battles, X, args.work, args.tag, seeds, args.out, " ".join(sys.argv))
+    analyse(battles, X, args.work, args.tag, seeds, args.out, " ".join(sys.argv), args.baseline_tag)
     return 0
 
 

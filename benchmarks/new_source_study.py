@@ -42,14 +42,17 @@ def candidate_predictions(battles: pd.DataFrame, work: Path, seed: int, holdouts
     y = battles["label"].to_numpy()
     source = battles["source"].to_numpy().astype(str)
     primary = battles["source_has_ties"].to_numpy(dtype=bool)
-    out: dict[str, dict[str, np.ndarray]] = {NONE: {}, TODAY: {}, **{p.name: {} for p in PROCEDURES}}
+    d = work / f"seed{seed}"
+    with_today = all((d / f"insource_{h}.npy").exists() for h in holdouts)
+    out: dict[str, dict[str, np.ndarray]] = {NONE: {}, **({TODAY: {}} if with_today else {})}
+    out.update({p.name: {} for p in PROCEDURES})
     for h in holdouts:
-        d = work / f"seed{seed}"
         loso = np.load(d / f"loso_{h}.npy")
         out[NONE][h] = loso
-        insource = np.load(d / f"insource_{h}.npy")
-        rows = ~np.isnan(insource[:, 0]) & primary
-        out[TODAY][h] = ProbabilityCalibrator("temperature").fit(insource[rows], y[rows]).predict_proba(loso)
+        if with_today:
+            insource = np.load(d / f"insource_{h}.npy")
+            rows = ~np.isnan(insource[:, 0]) & primary
+            out[TODAY][h] = ProbabilityCalibrator("temperature").fit(insource[rows], y[rows]).predict_proba(loso)
         inner = [(s, np.load(d / f"inner_{h}__{s}.npy")) for s in holdouts if s != h]
         proba = np.vstack([p for _, p in inner])
         inner_y = np.concatenate([y[source == s] for s, _ in inner])
@@ -68,7 +71,10 @@ def evaluate(battles: pd.DataFrame, work: Path, seeds: list[int]) -> tuple[dict,
     per_seed: dict[int, dict] = {}
     first: dict = {}
     for seed in seeds:
-        if not all((work / f"seed{seed}" / f"insource_{h}.npy").exists() for h in holdouts):
+        needed = [f"loso_{h}.npy" for h in holdouts] + [
+            f"inner_{h}__{o}.npy" for h in holdouts for o in holdouts if o != h
+        ]
+        if not all((work / f"seed{seed}" / name).exists() for name in needed):
             log.warning("seed %d is not complete in %s: left out", seed, work)
             continue
         preds = candidate_predictions(battles, work, seed, holdouts)
@@ -77,10 +83,13 @@ def evaluate(battles: pd.DataFrame, work: Path, seeds: list[int]) -> tuple[dict,
     return per_seed, first
 
 
-def summarise(per_seed: dict) -> list[dict]:
-    """Macro over held-out sources per seed; paired deltas against today's in-source temperature."""
+def summarise(per_seed: dict, baseline: dict | None = None) -> list[dict]:
+    """Macro over held-out sources per seed; paired deltas against today's in-source temperature, or
+    (``baseline``: another feature variant's per-seed scores) against the same candidate there."""
     rows = []
     seeds = sorted(per_seed)
+    if baseline is not None:
+        seeds = [s for s in seeds if s in baseline]
     for cand in per_seed[seeds[0]]:
         macro = {
             s: {
@@ -89,7 +98,10 @@ def summarise(per_seed: dict) -> list[dict]:
             }
             for s in seeds
         }
-        today = {s: float(np.mean([v["log_loss"] for v in per_seed[s][TODAY].values()])) for s in seeds}
+        ref = baseline if baseline is not None else per_seed
+        key = cand if baseline is not None else TODAY
+        today = {s: float(np.mean([v["log_loss"] for v in ref[s][key].values()])) for s in seeds}
+        ref_tie = {s: float(np.mean([v["tie_loss"] for v in ref[s][key].values()])) for s in seeds}
         deltas = [macro[s]["log_loss"] - today[s] for s in seeds]
         rows.append(
             {
@@ -98,6 +110,7 @@ def summarise(per_seed: dict) -> list[dict]:
                 "tie_loss": [macro[s]["tie_loss"] for s in seeds],
                 "mean_p_tie": [macro[s]["mean_p_tie"] for s in seeds],
                 "delta_vs_today": deltas,
+                "tie_delta": [macro[s]["tie_loss"] - ref_tie[s] for s in seeds],
                 "better_every_seed": bool(all(d < 0 for d in deltas)),
                 "per_source": {
                     h: float(np.mean([per_seed[s][cand][h]["log_loss"] for s in seeds]))
@@ -146,17 +159,18 @@ def write(rows: list[dict], shift: dict | None, meta: dict, out: Path) -> Path:
         "",
         "Each candidate is fitted on predictions of models that never saw the held-out source (leave-two-out),",
         "then scores that source's LOSO predictions. Macro mean over held-out sources, per seed; Δ paired per",
-        "seed against today's in-source temperature. Lower is better.",
+        f"seed against {meta['paired_against']} (tie-row Δ likewise). Lower is better.",
         "",
-        "| candidate | log loss (mean) | per seed | Δ vs today per seed | better every seed | tie-row loss"
+        "| candidate | log loss (mean) | per seed | Δ per seed | better every seed | tie-row loss | tie-row Δ per seed"
         " | mean P(tie) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['candidate']} | {np.mean(r['log_loss']):.4f} | {', '.join(f'{v:.4f}' for v in r['log_loss'])} |"
             f" {', '.join(f'{v:+.4f}' for v in r['delta_vs_today'])} | {'yes' if r['better_every_seed'] else 'no'} |"
-            f" {np.mean(r['tie_loss']):.3f} | {np.mean(r['mean_p_tie']):.3f} |"
+            f" {np.mean(r['tie_loss']):.3f} | {', '.join(f'{v:+.3f}' for v in r['tie_delta'])} |"
+            f" {np.mean(r['mean_p_tie']):.3f} |"
         )
     sources = list(rows[0]["per_source"])
     lines += ["", "Per held-out source (mean over seeds):", "", "| candidate | " + " | ".join(sources) + " |"]
@@ -187,10 +201,22 @@ def write(rows: list[dict], shift: dict | None, meta: dict, out: Path) -> Path:
 
 
 def analyse(
-    battles: pd.DataFrame, X: pd.DataFrame, work_root: Path, tag: str, seeds: list[int], out: Path, command: str
+    battles: pd.DataFrame,
+    X: pd.DataFrame,
+    work_root: Path,
+    tag: str,
+    seeds: list[int],
+    out: Path,
+    command: str,
+    baseline_tag: str = "features",
 ) -> None:
+    """Score every candidate on the cached predictions of ``tag``; write results.{json,md} and PNGs.
+    A variant without in-source OOF (a feature variant) is paired against ``baseline_tag``."""
     per_seed, first = evaluate(battles, work_root / tag, seeds)
-    rows = summarise(per_seed)
+    baseline = None
+    if TODAY not in next(iter(per_seed.values())):  # a feature variant: paired against the baseline variant
+        baseline = evaluate(battles, work_root / baseline_tag, seeds)[0]
+    rows = summarise(per_seed, baseline)
     source = battles["source"].to_numpy().astype(str)
     holdouts = eligible_holdouts(source, battles["source_has_ties"].to_numpy(dtype=bool))
     lengths = battles["a_turns"].map(lambda t: len("\n".join(t))).mean()
@@ -208,16 +234,17 @@ def analyse(
         shift = shift_study(battles, X)
         out.mkdir(parents=True, exist_ok=True)
         shift_path.write_text(json.dumps(shift, indent=2))
+    meta["paired_against"] = "today's in-source temperature" if baseline is None else f"variant {baseline_tag!r}"
     write(rows, shift, meta, out / tag)
     y = battles["label"].to_numpy()
     best = min((r for r in rows if r["candidate"] not in (TODAY, NONE)), key=lambda r: float(np.mean(r["log_loss"])))
-    for name in (TODAY, best["candidate"]):
+    for name in ([TODAY] if TODAY in first else [NONE]) + [best["candidate"]]:
         proba = np.vstack([first[name][h] for h in holdouts])
         labels = np.concatenate([y[source == h] for h in holdouts])
-        slug = "today" if name == TODAY else "best"
+        slug = {TODAY: "today", NONE: "uncalibrated"}.get(name, "best")
         class_reliability(
             reliability(labels, proba),
-            f"{name}, held-out sources pooled (seed {meta['seeds'][0]})",
+            name.split(" (")[0],
             out / tag / f"reliability_{slug}.png",
         )
     print((out / tag / "results.md").read_text())
