@@ -226,6 +226,7 @@ if BUNDLE is not None:
 
     from pipelines.base_weights import BASES_FILE, resolve_bases
     from pipelines.bundle_scoring import multi_gpu_predictor, score_bundle
+    from pipelines.data import load_battles
     from pipelines.estimator import ArenaPreferenceModel
     from pipelines.paths import require_competition_dir
 
@@ -234,7 +235,7 @@ if BUNDLE is not None:
     bases = resolve_bases(BUNDLE, INPUT_DIR, records)
     print("base weights:", *(f"{k}: {v}" for k, v in bases.items()) or ["none needed"], sep="\n  ")
     model = ArenaPreferenceModel.load(BUNDLE, encoder_base_paths={k: str(v) for k, v in bases.items()})
-    test = pd.read_csv(require_competition_dir(INPUT_DIR) / "test.csv")
+    test, _ = load_battles(require_competition_dir(INPUT_DIR) / "test.csv", labelled=False)  # the hardened reader
     deadline = time.monotonic() + TIME_BUDGET_HOURS * 3600 - (time.time() - NOTEBOOK_START)
     # encoders: one process per visible GPU (test rows split in order), then the stacker once here
     PROCESSES = os.environ.get("ARENA_PREF_PREDICT_PROCESSES")

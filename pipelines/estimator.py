@@ -41,9 +41,10 @@ from pipelines.run_plan import RunPlan
 from pipelines.run_sources import with_source_columns
 from pipelines.stacker_inputs import SOURCE_COLUMNS, StackerInputs, build_inputs
 from pipelines.stacker_stage import StackerFit, fit_stacker
+from pipelines.tables import read_proba_file
 from stacking.config import StackerConfig
 from stacking.model import StackerModel
-from stacking.sources import read_proba_file, source_features
+from stacking.sources import source_features
 from stacking.transformer_state import class_path
 
 log = logging.getLogger("arena_pref")

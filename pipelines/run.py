@@ -18,12 +18,13 @@ import pandas as pd
 from pipelines.config import RunConfig
 from pipelines.data import ParseReport, load_battles
 from pipelines.estimator import ArenaPreferenceModel
-from pipelines.holdout import evaluate_test_labels
+from pipelines.holdout import evaluate_test_labels, labels_for
 from pipelines.prior_guard import decide, prior_probabilities
 from pipelines.report import StageTimer, write_report
 from pipelines.run_sources import load_run_train, scored_mask
 from pipelines.stacker_inputs import cache_dir_of
 from pipelines.submission import save_predictions, write_submission
+from pipelines.tables import read_labels
 from stacking.model import library_versions
 
 log = logging.getLogger("arena_pref")
@@ -101,12 +102,11 @@ def build_report(
     }
 
 
-def holdout_scores(train: pd.DataFrame, test: pd.DataFrame, model: ArenaPreferenceModel, test_labels: Path) -> dict:
+def holdout_scores(train: pd.DataFrame, test: pd.DataFrame, model: ArenaPreferenceModel, test_y: np.ndarray) -> dict:
     assert model.test_proba_ is not None
     counts = np.bincount(train["label"].to_numpy()[scored_mask(train)], minlength=3) + 1.0  # primary rows
     return evaluate_test_labels(
-        test_labels,
-        test["id"],
+        test_y,
         {
             "class prior (train)": np.tile(counts / counts.sum(), (len(test), 1)),
             "stacker (calibrated)": model.test_proba_,
@@ -123,6 +123,8 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
     with timer.stage("load"):
         train, train_parse = load_run_train(config.train_path, config.sources)
         test, test_parse = load_battles(config.test_path, labelled=False)
+        # evaluation only, never seen by the fit; read now so that a bad file stops the run before the work
+        test_y = None if test_labels is None else labels_for(read_labels(test_labels), test["id"], test_labels)
     model = estimator_of(config).fit(
         train,
         test,
@@ -134,8 +136,8 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
     report["prior_guard"] = guard.as_dict()
     if guard.use_prior:  # a stacker worse than knowing nothing must not reach the leaderboard
         write_submission(test["id"], prior_probabilities(train["label"].to_numpy(), len(test)), submission_path)
-    if test_labels is not None:
-        report["holdout"] = holdout_scores(train, test, model, test_labels)
+    if test_y is not None:
+        report["holdout"] = holdout_scores(train, test, model, test_y)
     json_path, md_path = write_report(report, config.out)
     log.info(
         "OOF log loss: prior %.4f, chosen stacker %.4f (%s)",

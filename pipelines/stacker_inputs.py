@@ -21,7 +21,8 @@ from pipelines.preflight import check_labels
 from pipelines.report import StageTimer
 from pipelines.run_sources import is_multi_source, load_run_train
 from pipelines.source_folds import make_source_folds, source_groups
-from stacking.sources import read_proba_file, source_features
+from pipelines.tables import read_proba_file
+from stacking.sources import source_features
 
 log = logging.getLogger(__name__)
 
