@@ -561,6 +561,12 @@ def _encoder_config(stored: dict) -> EncoderConfig:
 
 
 def _load_encoders(directory: Path, manifest: dict, base_paths: dict[str, str]) -> dict:
+    unknown = sorted(set(base_paths) - set(manifest.get("encoders") or {}))
+    if unknown:
+        raise BundleError(
+            f"encoder base path for {unknown[0]!r}: the bundle has no such encoder"
+            f" (its encoders: {sorted(manifest.get('encoders') or {})})"
+        )
     if not manifest.get("encoders"):
         return {}
     from encoders.fold_models import EncoderFoldModels

@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipelines.command_setup import command_parser, setup_logging
 from pipelines.data import load_battles
-from pipelines.errors import run_command
+from pipelines.errors import UsageError, run_command
 from pipelines.estimator import ArenaPreferenceModel
 from pipelines.submission import write_submission
 
@@ -36,16 +36,47 @@ def predict_file(
 ) -> pd.DataFrame:
     model = ArenaPreferenceModel.load(model_dir, encoder_base_paths=encoder_base_paths)
     model.set_params(n_jobs=n_jobs, progress=progress)
+    unknown = sorted(set(sources or {}) - set(model.extra_sources or {}))
+    if unknown:
+        raise UsageError(
+            f"--source {unknown[0]}: the model was trained without that source"
+            f" (its sources: {sorted(model.extra_sources or {})})"
+        )
     test, _ = load_battles(test_path, labelled=False)
     proba = model.predict_proba(test, use_encoders=use_encoders, sources=sources or {})
     return write_submission(test["id"], proba, out_path)
 
 
 def _pairs(specs: list[str], flag: str) -> dict[str, str]:
-    bad = [s for s in specs if "=" not in s]
+    bad = [s for s in specs if "=" not in s or not s.split("=", 1)[0] or not s.split("=", 1)[1]]
     if bad:
-        raise SystemExit(f"{flag} expects NAME=PATH, got {bad[0]!r}")
-    return dict(s.split("=", 1) for s in specs)
+        raise UsageError(f"{flag} expects NAME=PATH, got {bad[0]!r}")
+    pairs = [s.split("=", 1) for s in specs]
+    names = [name for name, _ in pairs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"{flag}: {twice[0]!r} given more than once")
+    return dict(pairs)
+
+
+def check_arguments(args, sources: dict[str, str], bases: dict[str, str]) -> None:
+    """Every argument checked before the bundle and the test are read (one line, exit 2 otherwise)."""
+    from pipelines.preflight import check_readable_file, check_submission_path, check_writable_dir
+    from pipelines.tables import read_proba_file
+
+    if args.n_jobs < 1:
+        raise UsageError(f"--n-jobs {args.n_jobs}: must be at least 1")
+    if not Path(args.model).is_dir():
+        raise UsageError(f"--model {args.model}: no such folder (the <run>/model bundle full_run writes)")
+    check_readable_file(args.test, "--test")
+    check_writable_dir(Path(args.out).parent, "--out folder")
+    check_submission_path(args.out)
+    for name, path in sources.items():
+        check_readable_file(path, f"--source {name}")
+        read_proba_file(path)
+    for name, path in bases.items():
+        if not (Path(path) / "config.json").is_file():
+            raise UsageError(f"--encoder-base {name}={path}: not a Hugging Face model folder (no config.json)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,13 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features-only", action="store_true", help="use the features-only stacker")
     p.add_argument("--n-jobs", type=int, default=2)
     args = p.parse_args(argv)
+    sources, bases = _pairs(args.source, "--source"), _pairs(args.encoder_base, "--encoder-base")
+    check_arguments(args, sources, bases)
     frame = predict_file(
         args.model,
         args.test,
         args.out,
-        _pairs(args.source, "--source"),
+        sources,
         args.n_jobs,
-        encoder_base_paths=_pairs(args.encoder_base, "--encoder-base"),
+        encoder_base_paths=bases,
         use_encoders=not args.features_only,
     )
     log.info("wrote %s (%d rows)", args.out, len(frame))
