@@ -12,7 +12,6 @@ can use either: ``None`` (default) the chosen one, ``"features"`` or ``"full"``.
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +29,7 @@ from encoders.settings import EncoderConfig
 from features.extractor import FeatureExtractor
 from features.groups import GROUPS
 from pipelines.bundle import BundleError, load_stacker, read_verified, replace_directory, write_manifest
+from pipelines.bundle_decisions import check_decisions, decisions_record
 from pipelines.config import FeatureConfig
 from pipelines.data import TURN_COLUMNS, ParseReport, load_battles_frame
 from pipelines.errors import UserError
@@ -37,6 +37,7 @@ from pipelines.fold_feature_setup import fold_transformers, prepare_battles
 from pipelines.metrics import nested_prior, summarize
 from pipelines.preflight import check_savable
 from pipelines.report import StageTimer
+from pipelines.run_dir import remove_quietly, temp_path
 from pipelines.run_plan import RunPlan
 from pipelines.run_sources import with_source_columns
 from pipelines.stacker_inputs import SOURCE_COLUMNS, StackerInputs, build_inputs
@@ -448,14 +449,22 @@ class ArenaPreferenceModel(BaseEstimator):
             "time_budget_hours": self.time_budget_hours,
         }
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the bundle to ``directory`` (staged next to it, then moved into place)."""
+    def save(self, directory: str | Path, *, decisions: dict | None = None) -> Path:
+        """Write the bundle to ``directory`` (staged next to it, then moved into place). ``decisions``:
+        what the run decided and submitted (``pipelines.run``: the prior guard's verdict), recorded so
+        that scoring the bundle later repeats it (:func:`pipelines.bundle_decisions.submitted_by`)."""
         check_is_fitted(self, "stackers_")
         target = Path(directory)
-        staged = target.with_name(target.name + ".partial")
-        if staged.exists():
-            shutil.rmtree(staged)
+        staged = temp_path(target)  # a killed save leaves a temporary the next run sweeps
         staged.mkdir(parents=True)
+        try:
+            self._write_bundle(staged, decisions)
+            return replace_directory(staged, target)
+        except BaseException:
+            remove_quietly(staged)
+            raise
+
+    def _write_bundle(self, staged: Path, decisions: dict | None) -> None:
         for key, model in self.stackers_.items():
             model.save(staged / f"stacker_{key}")
         encoders = {}
@@ -486,9 +495,9 @@ class ArenaPreferenceModel(BaseEstimator):
                 "encoders": encoders,
                 "params": self._params_json(),
                 "fit_report": report,
+                "decisions": decisions_record(decisions, self),
             },
         )
-        return replace_directory(staged, target)
 
     @classmethod
     def load(cls, directory: str | Path, *, encoder_base_paths: dict[str, str] | None = None) -> ArenaPreferenceModel:
@@ -539,6 +548,10 @@ class ArenaPreferenceModel(BaseEstimator):
         model.stacker_oof_log_loss_ = {k: float(v) for k, v in manifest.get("stacker_oof_log_loss", {}).items()}
         model.folds_ = None
         model.fit_report_ = dict(manifest.get("fit_report", {}))
+        try:
+            model.decisions_ = check_decisions(manifest.get("decisions"), stacker_keys)
+        except ValueError as exc:
+            raise BundleError(f"{directory / 'manifest.json'}: {exc}") from None
         return model
 
 

@@ -208,8 +208,8 @@ def check_run(
     check_groups(config.features.groups)
     if config.features.n_jobs is not None and config.features.n_jobs < 1:
         raise PreflightError(f"--n-jobs {config.features.n_jobs}: must be at least 1")
-    if config.time_budget_hours is not None and not config.time_budget_hours > 0:
-        raise PreflightError(f"--time-budget-hours {config.time_budget_hours}: must be positive")
+    if config.time_budget_hours is not None and not config.time_budget_hours >= 0:
+        raise PreflightError(f"--time-budget-hours {config.time_budget_hours}: must be 0 (no encoder) or more")
     check_readable_file(config.train_path, "--train")
     check_readable_file(config.test_path, "--test")
     check_writable_dir(config.out, "--out")

@@ -145,3 +145,23 @@ def test_every_input_of_every_command_reads_as_the_clean_file(command, style, cl
     if command == "full_run":
         np.testing.assert_array_equal(got.labels, want.labels)
         assert got.labels is not None and len(got.labels) == len(FRAMES["test"])
+
+
+def test_probability_files_are_recognised_by_content_and_errors_name_the_row(tmp_path):
+    from pipelines.data import DataError
+    from pipelines.tables import read_proba_file
+
+    frame = FRAMES["test_proba"]
+    frame.to_parquet(tmp_path / "proba.csv")  # parquet under a .csv name
+    pd.testing.assert_frame_equal(read_proba_file(tmp_path / "proba.csv"), read_proba_file(_write_one(tmp_path, frame)))
+    bad = frame.copy()
+    bad.loc[1, "winner_tie"] = 1.5
+    bad.to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(DataError, match=r"bad.parquet: row 2, column 'winner_tie': expected a probability"):
+        read_proba_file(tmp_path / "bad.parquet")
+
+
+def _write_one(root: Path, frame: pd.DataFrame) -> Path:
+    path = root / "clean_proba.csv"
+    path.write_bytes(WRITERS["semicolon"](frame))
+    return path

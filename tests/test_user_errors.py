@@ -122,7 +122,7 @@ FULL_RUN_ONLY = [
     ("test-labels of other ids", ["--test-labels", "{other_labels}"], "no label for 20 of 20 test id"),
     ("submission a folder", ["--submission", "{tmp}"], "is a folder"),
     ("submission under a file", ["--submission", "{train}/sub.csv"], "--submission"),
-    ("time budget 0", ["--time-budget-hours", "0"], "--time-budget-hours"),
+    ("time budget negative", ["--time-budget-hours", "-1"], "--time-budget-hours"),
     ("encoder base not a model folder", ["--encoder", "{tmp}"], "not a Hugging Face model folder"),
 ]
 TUNE_ONLY = [
