@@ -30,6 +30,7 @@ from features.extractor import FeatureExtractor
 from features.groups import GROUPS
 from pipelines.bundle import BundleError, load_stacker, read_verified, replace_directory, write_manifest
 from pipelines.bundle_decisions import check_decisions, decisions_record
+from pipelines.bundle_identity import base_difference, base_identity, feature_difference, feature_fingerprint
 from pipelines.config import FeatureConfig
 from pipelines.data import TURN_COLUMNS, ParseReport, load_battles_frame
 from pipelines.errors import UserError
@@ -430,6 +431,7 @@ class ArenaPreferenceModel(BaseEstimator):
                 f"encoder {name!r}: its fold models were not kept (save_models);"
                 " use predict_proba(..., use_encoders=False)"
             )
+        require_base(name, self.encoder_models_[name])
         return _proba_frame(self.encoder_models_[name].predict_proba(battles, progress=self.progress), battles, name)
 
     # ----------------------------------------------------------------- save / load
@@ -477,6 +479,7 @@ class ArenaPreferenceModel(BaseEstimator):
                     "lora": copy.manifest["lora"],
                     "folds": copy.folds,
                     "inputs": copy.manifest["inputs"],
+                    "base_identity": base_identity(copy.manifest["base_model"]) if copy.manifest["lora"] else None,
                 }
         np.savez(staged / "oof_proba.npz", oof_proba=np.asarray(self.oof_proba_, dtype=np.float64))
         report = {k: v for k, v in self.fit_report_.items() if k in ("rows", "label_counts", "folds", "oof", "chosen")}
@@ -496,6 +499,7 @@ class ArenaPreferenceModel(BaseEstimator):
                 "params": self._params_json(),
                 "fit_report": report,
                 "decisions": decisions_record(decisions, self),
+                "feature_identity": feature_fingerprint(self._groups),
             },
         )
 
@@ -525,6 +529,7 @@ class ArenaPreferenceModel(BaseEstimator):
             raise BundleError(f"{directory / 'manifest.json'}: malformed ({type(exc).__name__}: {exc})") from None
         if FEATURES not in stacker_keys or chosen not in stacker_keys:
             raise BundleError(f"{directory / 'manifest.json'}: stackers {stacker_keys}, chosen {chosen!r}")
+        _check_feature_identity(directory, manifest, model._groups)
         model.stackers_ = {key: load_stacker(directory / f"stacker_{key}") for key in stacker_keys}
         for key, stacker in model.stackers_.items():
             if list(stacker.feature_config.get("groups", [])) != list(model._groups):
@@ -593,7 +598,41 @@ def _load_encoders(directory: Path, manifest: dict, base_paths: dict[str, str]) 
             raise BundleError(f"{where}: {type(exc).__name__}: {exc}") from None
         if out[name].folds != list(info["folds"]):
             raise BundleError(f"{where}: fold models {out[name].folds} differ from the manifest's {info['folds']}")
+        _check_base_identity(name, info, Path(out[name].config.model_path or ""))
     return out
+
+
+def _check_feature_identity(directory: Path, manifest: dict, groups: tuple[str, ...]) -> None:
+    """The feature code running now computes what the bundle's boosters were fitted on."""
+    saved = manifest.get("feature_identity")
+    if not isinstance(saved, dict):
+        raise BundleError(f"{directory / 'manifest.json'}: no feature_identity")
+    difference = feature_difference(saved, groups)
+    if difference:
+        raise BundleError(f"{directory}: {difference}; the bundle's stackers were fitted on other features: retrain")
+
+
+def _check_base_identity(name: str, info: dict, base: Path) -> None:
+    """A LoRA encoder's base is the one it was trained on; checked where the base is now (a missing base
+    is reported when the encoder is used, so a features-only prediction still works without it)."""
+    saved = info.get("base_identity")
+    if not info.get("lora") or not base.is_dir():
+        return
+    if not isinstance(saved, dict):
+        raise BundleError(f"encoder {name!r}: the manifest records no base identity")
+    difference = base_difference(saved, base)
+    if difference:
+        raise BundleError(f"encoder {name!r}: base model {base}: {difference}; give the right one (--encoder-base)")
+
+
+def require_base(name: str, fold_models: Any) -> None:
+    """One line instead of a library traceback when a LoRA encoder's base is not where it is looked for."""
+    base = Path(fold_models.config.model_path or "")
+    if fold_models.manifest.get("lora") and not base.is_dir():
+        raise BundleError(
+            f"encoder {name!r}: base model not found at {base}; give it with --encoder-base {name}=DIR"
+            " (encoder_base_paths), or predict with the features-only stacker"
+        )
 
 
 def oof_metrics(inputs: StackerInputs, candidates: dict[str, StackerFit]) -> dict[str, dict]:

@@ -4,6 +4,8 @@ python -m pipelines.predict --model outputs/run/model --test test.csv --out subm
    [--source NAME=TEST_PROBA_FILE ...]       # the same extra sources the model was trained with
    [--encoder-base NAME=MODEL_DIR ...]       # where an encoder's base weights live now (e.g. on Kaggle)
    [--features-only]                         # skip the encoders even if the chosen stacker uses them
+   [--stacker {chosen,features,full}]        # default: what the run submitted (the class prior, when its
+                                             # prior guard rejected the stacker; else the chosen stacker)
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from pipelines.bundle_decisions import submitted_prior
 from pipelines.command_setup import command_parser, setup_logging
 from pipelines.data import load_battles
 from pipelines.errors import UsageError, run_command
@@ -33,7 +37,11 @@ def predict_file(
     *,
     encoder_base_paths: dict[str, str] | None = None,
     use_encoders: bool = True,
+    stacker: str | None = None,
 ) -> pd.DataFrame:
+    """Score ``test_path`` with the bundle and write the submission. ``stacker=None`` and ``use_encoders``:
+    what the run submitted, as its bundle records it (the class prior when the prior guard rejected the
+    stacker); ``"chosen"``, ``"features"`` or ``"full"`` (or ``use_encoders=False``) score with that stacker."""
     model = ArenaPreferenceModel.load(model_dir, encoder_base_paths=encoder_base_paths)
     model.set_params(n_jobs=n_jobs, progress=progress)
     unknown = sorted(set(sources or {}) - set(model.extra_sources or {}))
@@ -43,7 +51,15 @@ def predict_file(
             f" (its sources: {sorted(model.extra_sources or {})})"
         )
     test, _ = load_battles(test_path, labelled=False)
-    proba = model.predict_proba(test, use_encoders=use_encoders, sources=sources or {})
+    prior = submitted_prior(model) if stacker is None and use_encoders else None
+    if prior is not None:
+        log.warning(
+            "the run submitted the class prior (its stacker did not beat the prior out of fold): writing the"
+            " prior again; --stacker chosen scores with the rejected stacker"
+        )
+        return write_submission(test["id"], np.tile(prior, (len(test), 1)), out_path)
+    key = None if stacker in (None, "chosen") else stacker
+    proba = model.predict_proba(test, use_encoders=use_encoders, sources=sources or {}, stacker=key)
     return write_submission(test["id"], proba, out_path)
 
 
@@ -88,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", action="append", default=[], metavar="NAME=FILE")
     p.add_argument("--encoder-base", action="append", default=[], metavar="NAME=MODEL_DIR")
     p.add_argument("--features-only", action="store_true", help="use the features-only stacker")
+    p.add_argument(
+        "--stacker",
+        choices=("chosen", "features", "full"),
+        help="score with this stacker (default: what the run submitted: the class prior when its prior guard"
+        " rejected the stacker, else the chosen stacker)",
+    )
     p.add_argument("--n-jobs", type=int, default=2)
     args = p.parse_args(argv)
     sources, bases = _pairs(args.source, "--source"), _pairs(args.encoder_base, "--encoder-base")
@@ -100,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         args.n_jobs,
         encoder_base_paths=bases,
         use_encoders=not args.features_only,
+        stacker=args.stacker,
     )
     log.info("wrote %s (%d rows)", args.out, len(frame))
     return 0
