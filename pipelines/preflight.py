@@ -20,7 +20,7 @@ from pipelines.errors import UserError, one_line
 MIN_ROWS_PER_FOLD = 3  # fewer leaves a fold's validation split (and its log loss) meaningless
 MIN_CLASSES = 2
 CLASS_NAMES = ("A wins", "B wins", "tie")
-DRIVER_HINTS = {"postgresql": "psycopg2-binary", "mysql": "PyMySQL or mysqlclient"}
+DRIVER_HINTS = {"postgresql": "psycopg2-binary or psycopg[binary]", "mysql": "PyMySQL or mysqlclient"}
 
 
 class PreflightError(UserError, ValueError):
@@ -61,7 +61,10 @@ def check_storage_url(url: str) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+    from pipelines.storage import normalise_url
+
     shown = url.split("@")[-1]
+    url = normalise_url(url)  # the README's postgresql://... gets the driver that is installed
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
