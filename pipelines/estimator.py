@@ -409,7 +409,10 @@ class ArenaPreferenceModel(BaseEstimator):
                 raise UserError(f"the model was trained with probability source {name!r}: pass sources={{name: ...}}")
             else:
                 proba = self._encoder_proba(name, battles)
-            X = pd.concat([X, source_features(proba, battles["id"], name)], axis=1)
+            try:
+                X = pd.concat([X, source_features(proba, battles["id"], name)], axis=1)
+            except ValueError as exc:  # the given probabilities lack some of the battles' ids
+                raise UserError(str(exc)) from None
         if model.needs_battles and self.embedder:
             battles = self._with_embeddings(battles)
         return model.predict_proba(X, battles if model.needs_battles else None)

@@ -84,9 +84,10 @@ def trap_work(monkeypatch):
         trap()
 
     monkeypatch.setattr(FeatureExtractor, "transform", transform)
-    for target in (
-        "pipelines.stacker_inputs.build_inputs",
-        "pipelines.estimator.build_inputs",
+    for target in (  # folds and features are the work (the argument and input checks come before them)
+        "pipelines.stacker_inputs.load_or_make_folds",
+        "pipelines.stacker_inputs.make_folds",
+        "pipelines.stacker_inputs.source_fold_frame",
         "pipelines.loso.combined_shared_data",
         "pipelines.predict.write_submission",
     ):
@@ -124,6 +125,7 @@ RUN_CASES = [
     ("extra-train missing", ["--extra-train", "{tmp}/nope.csv"], "--extra-train"),
     ("source without comma", ["--source", "p={proba}"], "NAME=OOF,TEST"),
     ("source file not probabilities", ["--source", "p={test},{proba}"], "test.csv: line 1: missing column"),
+    ("source OOF file without the train ids", ["--source", "p={proba},{proba}"], "no probabilities for 60 id(s)"),
     ("train without test", None, "both --train and --test"),
 ]
 FULL_RUN_ONLY = [
@@ -134,6 +136,8 @@ FULL_RUN_ONLY = [
     ("submission under a file", ["--submission", "{train}/sub.csv"], "--submission"),
     ("time budget negative", ["--time-budget-hours", "-1"], "--time-budget-hours"),
     ("encoder base not a model folder", ["--encoder", "{tmp}"], "not a Hugging Face model folder"),
+    ("encoder max length 0", ["--encoder", "{tmp}", "--encoder-max-length", "0"], "max_length 0: must be at least 1"),
+    ("encoder precision unknown", ["--encoder", "{tmp}", "--encoder-precision", "fp8"], "precision 'fp8'"),
 ]
 TUNE_ONLY = [
     ("sqlite URL naming a CSV file", ["--storage", "sqlite:///{train}"], "not an SQLite database"),
