@@ -85,7 +85,8 @@ class ArenaPreferenceModel(BaseEstimator):
     ``encoder_names_`` (encoders the chosen stacker uses), ``folds_``, ``oof_proba_``, ``oof_log_loss_``,
     ``test_proba_`` (for ``fit``'s ``test``, else None), ``stackers_`` ({"features", "full"}: StackerModel;
     "full" whenever encoders finished, chosen or not), ``chosen_stacker_``, ``stacker_test_proba_`` and
-    ``stacker_oof_log_loss_`` (per stacker key), ``encoder_models_`` (name: ``EncoderFoldModels``), ``fit_report_``.
+    ``stacker_oof_log_loss_`` (per stacker key), ``encoder_models_`` (name: ``EncoderFoldModels``), ``fit_report_``;
+    loaded from a bundle also ``decisions_`` (what the run submitted: ``pipelines.bundle_decisions``).
     """
 
     def __init__(
@@ -457,7 +458,7 @@ class ArenaPreferenceModel(BaseEstimator):
     def save(self, directory: str | Path, *, decisions: dict | None = None) -> Path:
         """Write the bundle to ``directory`` (staged next to it, then moved into place). ``decisions``:
         what the run decided and submitted (``pipelines.run``: the prior guard's verdict), recorded so
-        that scoring the bundle later repeats it (:func:`pipelines.bundle_decisions.submitted_by`)."""
+        that scoring the bundle later repeats it (:func:`pipelines.bundle_decisions.submitted_prior`)."""
         check_is_fitted(self, "stackers_")
         target = Path(directory)
         staged = temp_path(target)  # a killed save leaves a temporary the next run sweeps

@@ -1,9 +1,11 @@
 """A whole run: load the files -> fit :class:`pipelines.estimator.ArenaPreferenceModel` -> write
-submission, model bundle and report.
+submission, model bundle and report, as one set swapped in at the end (:class:`Publisher`).
 
-The features-only submission is written as soon as its stacker is fitted (the estimator's
-``on_stacker`` hook); a stacker with encoder probabilities replaces it only when its OOF log loss is
-better, so a failing or slow encoder never loses the run.
+Every argument and input is checked before the fit (``pipelines.preflight``, the loaders, the test
+labels matched to the test ids), so a run fails before its work or not at all; a failure while writing
+leaves the previous run's set as it was. With a time budget (Kaggle) the set is also published as soon
+as the features-only stacker is fitted (the estimator's ``on_stacker`` hook) and again whenever a better
+stacker replaces it, so a failing or slow encoder never loses the run.
 """
 
 from __future__ import annotations
@@ -53,9 +55,6 @@ def estimator_of(config: RunConfig) -> ArenaPreferenceModel:
     )
 
 
-PUBLISHED = ("submission", "model", "oof_stacker.csv", "report.json", "report.md")  # swapped in together
-
-
 class Publisher:
     """Writes a run's submission, model bundle, OOF predictions and report as one set: staged next to
     their targets, then swapped in together (``pipelines.run_dir.staged_outputs``), so the run directory
@@ -72,7 +71,6 @@ class Publisher:
     ):
         self.config, self.train, self.test, self.submission_path = config, train, test, submission_path
         self.report_of = report_of
-        self.report: dict | None = None
 
     def targets(self) -> dict[str, Path]:
         out = self.config.out
@@ -109,7 +107,6 @@ class Publisher:
             )
             write_report(report, stage.path("report.json").parent, names=stage)
         log.info("wrote %s, model and report (%s)", self.submission_path, submitted["description"])
-        self.report = report
         return report
 
 
