@@ -40,7 +40,7 @@ def arguments_checked(prefix: str = "") -> Iterator[None]:
     except UserError:
         raise
     except (ValueError, OSError) as exc:
-        text = str(exc) if not isinstance(exc, OSError) else f"{exc.filename or ''}: {exc.strerror or exc}"
+        text = f"{exc.filename}: {exc.strerror or exc}" if isinstance(exc, OSError) and exc.filename else str(exc)
         raise UsageError(f"{prefix}{text}") from exc
 
 
