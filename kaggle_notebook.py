@@ -47,7 +47,8 @@
 # (extra `full_run` arguments, e.g. `--encoder-max-length 384`); `ARENA_PREF_STRICT_WHEELS=1` to require every
 # package's wheel in the dataset; `ARENA_PREF_PREDICT_PROCESSES` (bundle scoring: at most this many encoder processes,
 # default one per visible GPU); `ARENA_PREF_STACKER=full` (bundle scoring with the encoders' stacker even when the
-# features-only one was chosen). Converts to a notebook with `jupytext --to ipynb kaggle_notebook.py`.
+# features-only one was chosen; `chosen`: the chosen stacker even where the run submitted the class prior; default:
+# what the run submitted). Converts to a notebook with `jupytext --to ipynb kaggle_notebook.py`.
 
 # %%
 import importlib
@@ -228,6 +229,7 @@ if BUNDLE is not None:
 
     from pipelines.base_weights import BASES_FILE, resolve_bases
     from pipelines.bundle_scoring import multi_gpu_predictor, score_bundle
+    from pipelines.data import load_battles
     from pipelines.estimator import ArenaPreferenceModel
     from pipelines.paths import require_competition_dir
 
@@ -236,7 +238,7 @@ if BUNDLE is not None:
     bases = resolve_bases(BUNDLE, INPUT_DIR, records)
     print("base weights:", *(f"{k}: {v}" for k, v in bases.items()) or ["none needed"], sep="\n  ")
     model = ArenaPreferenceModel.load(BUNDLE, encoder_base_paths={k: str(v) for k, v in bases.items()})
-    test = pd.read_csv(require_competition_dir(INPUT_DIR) / "test.csv")
+    test, _ = load_battles(require_competition_dir(INPUT_DIR) / "test.csv", labelled=False)  # the hardened reader
     deadline = time.monotonic() + TIME_BUDGET_HOURS * 3600 - (time.time() - NOTEBOOK_START)
     # which calibrator scores the test rows: decided once on the whole test set (slices below reuse it)
     calibration = model.decide_calibration(test, TEST_CALIBRATION)
@@ -244,8 +246,12 @@ if BUNDLE is not None:
     model.set_params(calibration=calibration["calibration"])
     # encoders: one process per visible GPU (test rows split in order), then the stacker once here
     PROCESSES = os.environ.get("ARENA_PREF_PREDICT_PROCESSES")
-    STACKER = os.environ.get("ARENA_PREF_STACKER") or None  # "full": the encoders' stacker even if not chosen
-    predict = multi_gpu_predictor(model, int(PROCESSES) if PROCESSES else None, stacker=STACKER)
+    # default: what the run submitted; "chosen": the chosen stacker even where the prior guard rejected it;
+    # "full": the encoders' stacker even if not chosen
+    STACKER = os.environ.get("ARENA_PREF_STACKER") or None
+    predict = multi_gpu_predictor(
+        model, int(PROCESSES) if PROCESSES else None, stacker=None if STACKER == "chosen" else STACKER
+    )
     scoring = score_bundle(model, test, SUBMISSION, deadline, predict=predict, stacker=STACKER)
     (WORKING_DIR / "scoring.json").write_text(json.dumps(scoring, indent=2, default=str))
     print(json.dumps(scoring, indent=1, default=str))

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from pipelines.config import FeatureConfig, RunConfig, load_params_file
+from pipelines.errors import UsageError
 from pipelines.new_source_stage import CALIBRATION_CHOICES
 from pipelines.paths import DataPaths, resolve_paths
 from pipelines.resources import feature_workers, lightgbm_threads
@@ -144,7 +145,7 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
     for spec in args.source:
         name, _, files = spec.partition("=")
         if not files or "," not in files:
-            raise SystemExit(f"--source expects NAME=OOF,TEST, got {spec!r}")
+            raise UsageError(f"--source expects NAME=OOF,TEST, got {spec!r}")
         config.extra_sources[name] = files
     for name in FOLD_FEATURE_FLAGS:
         if getattr(args, name, None) is not None:

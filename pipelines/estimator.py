@@ -12,7 +12,6 @@ can use either: ``None`` (default) the chosen one, ``"features"`` or ``"full"``.
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +29,8 @@ from encoders.settings import EncoderConfig
 from features.extractor import FeatureExtractor
 from features.groups import GROUPS
 from pipelines.bundle import BundleError, load_stacker, read_verified, replace_directory, write_manifest
+from pipelines.bundle_decisions import check_decisions, decisions_record
+from pipelines.bundle_identity import base_difference, base_identity, feature_difference, feature_fingerprint
 from pipelines.config import FeatureConfig
 from pipelines.data import TURN_COLUMNS, ParseReport, load_battles_frame
 from pipelines.errors import UserError
@@ -38,14 +39,16 @@ from pipelines.metrics import nested_prior, summarize
 from pipelines.new_source_stage import check_calibration, choose_calibration, fit_new_source, shift_reference
 from pipelines.preflight import check_savable
 from pipelines.report import StageTimer
+from pipelines.run_dir import remove_quietly, temp_path
 from pipelines.run_plan import RunPlan
 from pipelines.run_sources import with_source_columns
 from pipelines.stacker_inputs import SOURCE_COLUMNS, StackerInputs, build_inputs
 from pipelines.stacker_stage import StackerFit, fit_stacker
+from pipelines.tables import read_proba_file
 from stacking.config import StackerConfig
 from stacking.model import StackerModel
 from stacking.shift_detection import ShiftReference
-from stacking.sources import read_proba_file, source_features
+from stacking.sources import source_features
 from stacking.transformer_state import class_path
 
 log = logging.getLogger("arena_pref")
@@ -85,7 +88,8 @@ class ArenaPreferenceModel(BaseEstimator):
     ``encoder_names_`` (encoders the chosen stacker uses), ``folds_``, ``oof_proba_``, ``oof_log_loss_``,
     ``test_proba_`` (for ``fit``'s ``test``, else None), ``stackers_`` ({"features", "full"}: StackerModel;
     "full" whenever encoders finished, chosen or not), ``chosen_stacker_``, ``stacker_test_proba_`` and
-    ``stacker_oof_log_loss_`` (per stacker key), ``encoder_models_`` (name: ``EncoderFoldModels``), ``fit_report_``.
+    ``stacker_oof_log_loss_`` (per stacker key), ``encoder_models_`` (name: ``EncoderFoldModels``), ``fit_report_``;
+    loaded from a bundle also ``decisions_`` (what the run submitted: ``pipelines.bundle_decisions``).
     """
 
     test_proba_: np.ndarray | None
@@ -251,8 +255,6 @@ class ArenaPreferenceModel(BaseEstimator):
         with timer.stage("new-source calibration"):
             self._new_source_stage(inputs, stacker, kept)
         self.fit_report_["timings"] = {**timer.seconds, "total": round(time.monotonic() - started, 3)}
-        if on_stacker is not None:  # the bundle gains the new-source calibrators; the submission its choice
-            on_stacker(self)
         return self
 
     def _new_source_stage(self, inputs: StackerInputs, stacker: StackerConfig, fits: dict[str, StackerFit]) -> None:
@@ -450,7 +452,10 @@ class ArenaPreferenceModel(BaseEstimator):
                 raise UserError(f"the model was trained with probability source {name!r}: pass sources={{name: ...}}")
             else:
                 proba = self._encoder_proba(name, battles)
-            X = pd.concat([X, source_features(proba, battles["id"], name)], axis=1)
+            try:
+                X = pd.concat([X, source_features(proba, battles["id"], name)], axis=1)
+            except ValueError as exc:  # the given probabilities lack some of the battles' ids
+                raise UserError(str(exc)) from None
         if model.needs_battles and self.embedder:
             battles = self._with_embeddings(battles)
         raw = model.predict_proba_uncalibrated(X, battles if model.needs_battles else None)
@@ -488,6 +493,7 @@ class ArenaPreferenceModel(BaseEstimator):
                 f"encoder {name!r}: its fold models were not kept (save_models);"
                 " use predict_proba(..., use_encoders=False)"
             )
+        require_base(name, self.encoder_models_[name])
         return _proba_frame(self.encoder_models_[name].predict_proba(battles, progress=self.progress), battles, name)
 
     # ----------------------------------------------------------------- save / load
@@ -508,14 +514,22 @@ class ArenaPreferenceModel(BaseEstimator):
             "calibration": self.calibration,
         }
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the bundle to ``directory`` (staged next to it, then moved into place)."""
+    def save(self, directory: str | Path, *, decisions: dict | None = None) -> Path:
+        """Write the bundle to ``directory`` (staged next to it, then moved into place). ``decisions``:
+        what the run decided and submitted (``pipelines.run``: the prior guard's verdict), recorded so
+        that scoring the bundle later repeats it (:func:`pipelines.bundle_decisions.submitted_prior`)."""
         check_is_fitted(self, "stackers_")
         target = Path(directory)
-        staged = target.with_name(target.name + ".partial")
-        if staged.exists():
-            shutil.rmtree(staged)
+        staged = temp_path(target)  # a killed save leaves a temporary the next run sweeps
         staged.mkdir(parents=True)
+        try:
+            self._write_bundle(staged, decisions)
+            return replace_directory(staged, target)
+        except BaseException:
+            remove_quietly(staged)
+            raise
+
+    def _write_bundle(self, staged: Path, decisions: dict | None) -> None:
         for key, model in self.stackers_.items():
             model.save(staged / f"stacker_{key}")
         encoders = {}
@@ -528,6 +542,7 @@ class ArenaPreferenceModel(BaseEstimator):
                     "lora": copy.manifest["lora"],
                     "folds": copy.folds,
                     "inputs": copy.manifest["inputs"],
+                    "base_identity": base_identity(copy.manifest["base_model"]) if copy.manifest["lora"] else None,
                 }
         np.savez(staged / "oof_proba.npz", oof_proba=np.asarray(self.oof_proba_, dtype=np.float64))
         reference = getattr(self, "shift_reference_", None)
@@ -550,9 +565,10 @@ class ArenaPreferenceModel(BaseEstimator):
                 "params": self._params_json(),
                 "fit_report": report,
                 "calibration_choice": getattr(self, "calibration_choice_", None),
+                "decisions": decisions_record(decisions, self),
+                "feature_identity": feature_fingerprint(self._groups),
             },
         )
-        return replace_directory(staged, target)
 
     @classmethod
     def load(cls, directory: str | Path, *, encoder_base_paths: dict[str, str] | None = None) -> ArenaPreferenceModel:
@@ -581,6 +597,7 @@ class ArenaPreferenceModel(BaseEstimator):
             raise BundleError(f"{directory / 'manifest.json'}: malformed ({type(exc).__name__}: {exc})") from None
         if FEATURES not in stacker_keys or chosen not in stacker_keys:
             raise BundleError(f"{directory / 'manifest.json'}: stackers {stacker_keys}, chosen {chosen!r}")
+        _check_feature_identity(directory, manifest, model._groups)
         model.stackers_ = {key: load_stacker(directory / f"stacker_{key}") for key in stacker_keys}
         for key, stacker in model.stackers_.items():
             if list(stacker.feature_config.get("groups", [])) != list(model._groups):
@@ -606,6 +623,10 @@ class ArenaPreferenceModel(BaseEstimator):
         model.fit_report_ = dict(manifest.get("fit_report", {}))
         model.calibration_choice_ = manifest.get("calibration_choice")
         model.shift_reference_ = _load_shift_reference(directory)
+        try:
+            model.decisions_ = check_decisions(manifest.get("decisions"), stacker_keys)
+        except ValueError as exc:
+            raise BundleError(f"{directory / 'manifest.json'}: {exc}") from None
         return model
 
 
@@ -638,6 +659,12 @@ def _encoder_config(stored: dict) -> EncoderConfig:
 
 
 def _load_encoders(directory: Path, manifest: dict, base_paths: dict[str, str]) -> dict:
+    unknown = sorted(set(base_paths) - set(manifest.get("encoders") or {}))
+    if unknown:
+        raise BundleError(
+            f"encoder base path for {unknown[0]!r}: the bundle has no such encoder"
+            f" (its encoders: {sorted(manifest.get('encoders') or {})})"
+        )
     if not manifest.get("encoders"):
         return {}
     from encoders.fold_models import EncoderFoldModels
@@ -651,7 +678,41 @@ def _load_encoders(directory: Path, manifest: dict, base_paths: dict[str, str]) 
             raise BundleError(f"{where}: {type(exc).__name__}: {exc}") from None
         if out[name].folds != list(info["folds"]):
             raise BundleError(f"{where}: fold models {out[name].folds} differ from the manifest's {info['folds']}")
+        _check_base_identity(name, info, Path(out[name].config.model_path or ""))
     return out
+
+
+def _check_feature_identity(directory: Path, manifest: dict, groups: tuple[str, ...]) -> None:
+    """The feature code running now computes what the bundle's boosters were fitted on."""
+    saved = manifest.get("feature_identity")
+    if not isinstance(saved, dict):
+        raise BundleError(f"{directory / 'manifest.json'}: no feature_identity")
+    difference = feature_difference(saved, groups)
+    if difference:
+        raise BundleError(f"{directory}: {difference}; the bundle's stackers were fitted on other features: retrain")
+
+
+def _check_base_identity(name: str, info: dict, base: Path) -> None:
+    """A LoRA encoder's base is the one it was trained on; checked where the base is now (a missing base
+    is reported when the encoder is used, so a features-only prediction still works without it)."""
+    saved = info.get("base_identity")
+    if not info.get("lora") or not base.is_dir():
+        return
+    if not isinstance(saved, dict):
+        raise BundleError(f"encoder {name!r}: the manifest records no base identity")
+    difference = base_difference(saved, base)
+    if difference:
+        raise BundleError(f"encoder {name!r}: base model {base}: {difference}; give the right one (--encoder-base)")
+
+
+def require_base(name: str, fold_models: Any) -> None:
+    """One line instead of a library traceback when a LoRA encoder's base is not where it is looked for."""
+    base = Path(fold_models.config.model_path or "")
+    if fold_models.manifest.get("lora") and not base.is_dir():
+        raise BundleError(
+            f"encoder {name!r}: base model not found at {base}; give it with --encoder-base {name}=DIR"
+            " (encoder_base_paths), or predict with the features-only stacker"
+        )
 
 
 def oof_metrics(inputs: StackerInputs, candidates: dict[str, StackerFit]) -> dict[str, dict]:

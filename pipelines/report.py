@@ -6,6 +6,7 @@ import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pipelines.run_dir import atomic_write_text
 
@@ -177,9 +178,13 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
+def write_report(report: dict, out_dir: Path, names: Any = None) -> tuple[Path, Path]:
+    """``report.json`` and ``report.md`` in ``out_dir``, or at ``names.path("report.json"/"report.md")``
+    (a run's staged outputs, ``pipelines.run_dir.StagedOutputs``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
+    if names is not None:
+        json_path, md_path = names.path("report.json"), names.path("report.md")
     atomic_write_text(json_path, json.dumps(report, indent=2, default=str))
     atomic_write_text(md_path, render_markdown(report))
     return json_path, md_path
