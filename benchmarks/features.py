@@ -42,7 +42,7 @@ import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 
 from features.extractor import TURN_COLUMNS, FeatureExtractor, battle_features  # noqa: E402
-from features.groups import DEFAULT_GROUPS, GROUPS, OPT_IN_GROUPS  # noqa: E402
+from features.groups import ALL_GROUPS, DEFAULT_GROUPS  # noqa: E402
 from pipelines.command_setup import setup_logging  # noqa: E402
 from pipelines.data import load_battles  # noqa: E402
 from pipelines.formats import convert  # noqa: E402
@@ -296,8 +296,9 @@ def _cpu_seconds(battles: pd.DataFrame, groups: list[str], repeat: int) -> list[
 def opt_in_cost(arena: pd.DataFrame, arena_stats: dict, args: argparse.Namespace) -> int:
     """Per-row cost of each opt-in group on arena-length rows: CPU time of the default groups
     alone and with the group, one process, best of ``--repeat`` (two processes halve both)."""
-    battle_features(["Warm up."], ["A short answer. It has two sentences."], ["Another one."], list(GROUPS))
+    battle_features(["Warm up."], ["A short answer. It has two sentences."], ["Another one."], list(ALL_GROUPS))
     default = list(DEFAULT_GROUPS)
+    opt_in = [g for g in args.opt_in_groups.split(",") if g]
     rows = len(arena)
     base = min(_cpu_seconds(arena, default, args.repeat))
     results: dict = {
@@ -307,7 +308,7 @@ def opt_in_cost(arena: pd.DataFrame, arena_stats: dict, args: argparse.Namespace
         "default_ms_per_row": round(1000 * base / rows, 3),
         "opt_in": {},
     }
-    for g in OPT_IN_GROUPS:
+    for g in opt_in:
         alone = min(_cpu_seconds(arena, [g], args.repeat))
         both = min(_cpu_seconds(arena, [*default, g], args.repeat))
         results["opt_in"][g] = {
@@ -316,7 +317,7 @@ def opt_in_cost(arena: pd.DataFrame, arena_stats: dict, args: argparse.Namespace
             "slowdown_vs_default": round(both / base - 1, 3),
         }
         log.info("opt-in %s: %s (default %.3f ms/row)", g, results["opt_in"][g], results["default_ms_per_row"])
-    both_all = min(_cpu_seconds(arena, [*default, *OPT_IN_GROUPS], args.repeat))
+    both_all = min(_cpu_seconds(arena, [*default, *opt_in], args.repeat))
     results["all_opt_in"] = {
         "ms_per_row_with_default": round(1000 * both_all / rows, 3),
         "slowdown_vs_default": round(both_all / base - 1, 3),
@@ -333,7 +334,7 @@ def _warm_worker(hold: float) -> int:
     the other workers must take the remaining warm-up tasks."""
     from features.extractor import battle_features as features_of
 
-    features_of(["Warm up."], ["A short answer. It has two sentences."], ["Another one."], list(GROUPS))
+    features_of(["Warm up."], ["A short answer. It has two sentences."], ["Another one."], list(DEFAULT_GROUPS))
     time.sleep(hold)
     return os.getpid()
 
@@ -453,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: time the default groups with and without each opt-in group (sentiment, spelling) "
         "on the arena-length sample, n_jobs=1, and write the slowdowns to JSON",
     )
+    parser.add_argument("--opt-in-groups", default="sentiment,spelling", help="the groups --opt-in-cost times")
     parser.add_argument(
         "--full-size-rows",
         type=int,
@@ -507,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         all_groups = list(DEFAULT_GROUPS)
         configs = []
         if not args.skip_groups:
-            for g in GROUPS:
+            for g in ALL_GROUPS:
                 configs.append(run_config(f"group {g}", battles, [g], 1, args.chunk_size, cpr, args.repeat))
         configs.append(run_config("all groups", battles, all_groups, 1, args.chunk_size, cpr, args.repeat))
         configs.append(run_config("all groups", battles, all_groups, 2, args.chunk_size, cpr, args.repeat))

@@ -5,7 +5,11 @@ Prediction needs no gradients, so plain process-per-device with ``CUDA_VISIBLE_D
 in order. With zero or one GPU it runs in this process. ``n_processes`` on a machine without
 GPUs starts CPU processes, so the splitting path is testable anywhere.
 
-    python -m encoders.parallel_predict --models DIR --rows IN.pkl --out OUT.npy [--options JSON]
+    python -m encoders.parallel_predict --models DIR --rows IN.parquet --out OUT.npy [--options JSON]
+
+Rows travel to the worker processes as parquet (id and the turn lists), probabilities come back as
+``.npy`` read with ``allow_pickle=False``: neither format can run code when it is loaded, so a file
+swapped in the temporary folder cannot make a worker (or this process) execute anything.
 """
 
 from __future__ import annotations
@@ -24,6 +28,20 @@ import pandas as pd
 from encoders.fold_models import EncoderFoldModels
 
 ROOT = Path(__file__).resolve().parents[1]
+ROW_COLUMNS = ("id", "prompt_turns", "a_turns", "b_turns")  # what the fold models read from a battle
+
+
+def write_rows(battles: pd.DataFrame, path: Path) -> None:
+    """The columns the encoders read, as parquet (lists of str stay lists of str)."""
+    battles[list(ROW_COLUMNS)].assign(id=battles["id"].astype(str)).reset_index(drop=True).to_parquet(path)
+
+
+def read_rows(path: str | Path) -> pd.DataFrame:
+    """:func:`write_rows`' frame back, the turn lists as Python lists (parquet gives numpy arrays)."""
+    frame = pd.read_parquet(path)
+    for column in ROW_COLUMNS[1:]:
+        frame[column] = [list(turns) for turns in frame[column]]
+    return frame
 
 
 def visible_gpus() -> list[str]:
@@ -76,7 +94,7 @@ def predict_proba_multi_gpu(
         tmp = Path(tmp)
         procs = []
         for i, rows in enumerate(chunks):
-            battles.iloc[rows].to_pickle(tmp / f"rows_{i}.pkl")
+            write_rows(battles.iloc[rows], tmp / f"rows_{i}.parquet")
             cmd = [
                 sys.executable,
                 "-m",
@@ -84,7 +102,7 @@ def predict_proba_multi_gpu(
                 "--models",
                 str(directory),
                 "--rows",
-                str(tmp / f"rows_{i}.pkl"),
+                str(tmp / f"rows_{i}.parquet"),
                 "--out",
                 str(tmp / f"proba_{i}.npy"),
                 "--options",
@@ -99,19 +117,19 @@ def predict_proba_multi_gpu(
             if rc != 0:
                 tail = (tmp / f"log_{i}.txt").read_text()[-3000:]
                 raise RuntimeError(f"prediction process {i} of {n} failed (exit {rc}):\n{tail}")
-        return np.concatenate([np.load(tmp / f"proba_{i}.npy") for i in range(n)])
+        return np.concatenate([np.load(tmp / f"proba_{i}.npy", allow_pickle=False) for i in range(n)])
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m encoders.parallel_predict", description=__doc__)
     p.add_argument("--models", required=True, help="an encoder's fold-model folder (with encoder.json)")
-    p.add_argument("--rows", required=True, help="battles as a pandas pickle")
+    p.add_argument("--rows", required=True, help="battles as parquet (encoders.parallel_predict.write_rows)")
     p.add_argument("--out", required=True, help="where the (n, 3) probabilities go (.npy)")
     p.add_argument("--options", default="{}", help="JSON: base_path, batch_size, precision, load_in_bits")
     args = p.parse_args(argv)
     options = json.loads(args.options)
     models = EncoderFoldModels.load(args.models, options.pop("base_path", None))
-    np.save(args.out, models.predict_proba(pd.read_pickle(args.rows), **options))
+    np.save(args.out, models.predict_proba(read_rows(args.rows), **options), allow_pickle=False)
     return 0
 
 

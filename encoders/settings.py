@@ -56,6 +56,37 @@ class EncoderConfig:
 
     SAVE_MODELS_CHOICES = ("all", "lora", "none")
 
+    PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+    AT_LEAST_ONE = (
+        "max_length",
+        "batch_size",
+        "eval_batch_size",
+        "grad_accum",
+        "lora_r",
+        "lora_alpha",
+        "min_max_length",
+    )
+
     def __post_init__(self) -> None:
+        """Settings that cannot train are refused here, before any fold starts (flag ``--encoder-<field>``)."""
         if self.save_models not in self.SAVE_MODELS_CHOICES:
             raise ValueError(f"save_models must be one of {self.SAVE_MODELS_CHOICES}, got {self.save_models!r}")
+        problems = [f"{name} {getattr(self, name)}: must be at least 1" for name in self.AT_LEAST_ONE
+                    if getattr(self, name) < 1]  # fmt: skip
+        problems += [f"{name} {getattr(self, name)}: must be at least 1 or unset"
+                     for name in ("max_train_rows", "max_steps") if getattr(self, name) is not None
+                     and getattr(self, name) < 1]  # fmt: skip
+        if not 0 < self.prompt_share < 1:
+            problems.append(f"prompt_share {self.prompt_share}: must be between 0 and 1")
+        if not (self.epochs > 0 and self.learning_rate > 0):
+            problems.append(f"epochs {self.epochs}, learning_rate {self.learning_rate}: must be positive")
+        if not (0 <= self.warmup_ratio < 1 and 0 <= self.lora_dropout < 1 and self.weight_decay >= 0):
+            problems.append("warmup_ratio and lora_dropout must be in [0, 1), weight_decay >= 0")
+        if self.precision not in self.PRECISIONS:
+            problems.append(f"precision {self.precision!r}: one of {self.PRECISIONS}")
+        if self.load_in_bits not in (None, 4, 8):
+            problems.append(f"load_in_bits {self.load_in_bits}: 4, 8 or unset")
+        if self.seed < 0 or self.probe_steps < 0:
+            problems.append(f"seed {self.seed}, probe_steps {self.probe_steps}: must be >= 0")
+        if problems:
+            raise ValueError(f"encoder settings: {'; '.join(problems)} (flags --encoder-<setting>)")

@@ -30,7 +30,7 @@ from scipy.stats import binomtest
 
 from arena_schema import swap_feature_frame, swap_proba
 from features.extractor import group_columns
-from features.groups import GROUPS
+from features.groups import ALL_GROUPS
 from pipelines import loso_study
 from pipelines.cli import (
     add_data_args,
@@ -41,6 +41,7 @@ from pipelines.cli import (
 )
 from pipelines.command_setup import command_parser, setup_logging
 from pipelines.config import RunConfig
+from pipelines.errors import UsageError, arguments_checked
 from pipelines.metrics import nested_prior, reliability, summarize
 from pipelines.multi_source import (
     fit_seed,
@@ -79,7 +80,7 @@ def feature_groups(columns: list[str]) -> dict[str, list[str]]:
     swap-symmetric; columns of no known group go to "other" rather than being silently kept.
     """
     handcrafted = group_columns(columns)
-    out = {name: handcrafted[name] for name in GROUPS if name in handcrafted}
+    out = {name: handcrafted[name] for name in ALL_GROUPS if name in handcrafted}
     placed = {c for cols in out.values() for c in cols}
     for col in columns:
         source = source_name_of(col)
@@ -516,7 +517,7 @@ def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str
     start = time.perf_counter()
     battles = load_training_sources(config.train_path, sources.sources)
     if battles["source"].nunique() < 2:
-        raise SystemExit("--by-source needs several sources (--extra-train, or a train file with a source column)")
+        raise UsageError("--by-source needs several sources (--extra-train, or a train file with a source column)")
     X = FeatureExtractor(
         config.features.groups, n_jobs=config.features.n_jobs, cache_dir=cache_dir_of(config), progress=False
     ).transform(battles)
@@ -544,12 +545,15 @@ def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
-    config = run_config_from_args(args)
-    apply_params_file(config, args)
+    with arguments_checked():
+        config = run_config_from_args(args)
+        apply_params_file(config, args)
+        sources = sources_from_args(args)
     from pipelines.preflight import check_run
 
+    if args.top_features < 1:
+        raise UsageError(f"--top-features {args.top_features}: must be at least 1")
     check_run(config)
-    sources = sources_from_args(args)
     if args.by_source:
         print(f"wrote {run_by_source(config, sources)['md']}")
         return 0

@@ -1,16 +1,24 @@
-"""A model bundle on disk: ``manifest.json`` (format, versions, feature groups, sources, encoders and a
-sha256 per file) over the stackers' and encoders' files.
+"""A model bundle on disk: ``manifest.json`` (format, versions, feature groups, sources, encoders, the
+run's decisions and a sha256 per file) over the stackers' and encoders' files, the manifest itself
+covered by a digest.
 
-Loading verifies before it reads: every listed file must be there with its hash, no unlisted file may
-be, and only then are boosters (header checked first), transformers and fold models opened. Anything
-wrong ends in one :class:`BundleError` line naming the file. Nothing is unpickled.
+Loading verifies before it reads: the manifest's digest, then every listed file must be there with its
+hash, no unlisted file may be, and only then are boosters (header checked first), transformers and fold
+models opened. Anything wrong ends in one :class:`BundleError` line naming the file. Nothing is unpickled.
+
+The digest is a sha256 over the whole manifest (whatever it holds: the signing is generic), so an edit
+of the chosen stacker, the class labels or a file hash is refused. With ``ARENA_PREF_BUNDLE_KEY`` set,
+it is an HMAC-SHA256 under that key instead: a signature only the key holder can make; a key set at
+load refuses an unsigned bundle, and a signed bundle needs the key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -19,9 +27,11 @@ from stacking.model import MODEL_FILE, StackerModel, library_versions
 
 log = logging.getLogger(__name__)
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2  # 2: the manifest carries a digest, the run's decisions and the feature and base identities
 MANIFEST = "manifest.json"
 KIND = "arena-pref-bundle"
+DIGEST = "digest"
+KEY_ENV = "ARENA_PREF_BUNDLE_KEY"
 
 
 class BundleError(UserError, ValueError):
@@ -45,9 +55,43 @@ def write_manifest(directory: Path, content: dict) -> Path:
     files = {rel: sha256_file(directory / rel) for rel in _files_under(directory) if rel != MANIFEST}
     manifest = {"kind": KIND, "format_version": BUNDLE_FORMAT, "versions": library_versions(), **content}
     manifest["files"] = files
+    manifest = json.loads(json.dumps(manifest, default=str))  # what a reader will see, digested as such
+    manifest[DIGEST] = manifest_digest(manifest)
     path = directory / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, default=str))
+    path.write_text(json.dumps(manifest, indent=2))
     return path
+
+
+# --------------------------------------------------------------------------- the manifest's digest
+
+
+def _bundle_key() -> bytes | None:
+    key = os.environ.get(KEY_ENV, "")
+    return key.encode() if key else None
+
+
+def manifest_digest(manifest: dict) -> dict:
+    """``{"kind", "value"}`` over the canonical JSON of every manifest field but the digest itself."""
+    payload = json.dumps({k: v for k, v in manifest.items() if k != DIGEST}, sort_keys=True, separators=(",", ":"))
+    key = _bundle_key()
+    if key is None:
+        return {"kind": "sha256", "value": hashlib.sha256(payload.encode()).hexdigest()}
+    return {"kind": "hmac-sha256", "value": hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()}
+
+
+def check_digest(path: Path, manifest: dict) -> None:
+    """The manifest is exactly as saved (and, with a key, signed with it); BundleError naming why not."""
+    saved = manifest.get(DIGEST)
+    if not isinstance(saved, dict) or saved.get("kind") not in ("sha256", "hmac-sha256"):
+        raise BundleError(f"{path}: no manifest digest")
+    key = _bundle_key()
+    if saved["kind"] == "hmac-sha256" and key is None:
+        raise BundleError(f"{path}: signed with a key: set {KEY_ENV} to the key it was saved with")
+    if saved["kind"] == "sha256" and key is not None:
+        raise BundleError(f"{path}: not signed, but {KEY_ENV} is set: refusing an unsigned bundle")
+    if not hmac.compare_digest(str(saved.get("value")), manifest_digest(manifest)["value"]):
+        what = "edited or corrupted" if key is None else "edited, corrupted or signed with another key"
+        raise BundleError(f"{path}: the manifest does not match its digest ({what})")
 
 
 def read_verified(directory: str | Path) -> dict:
@@ -65,8 +109,10 @@ def read_verified(directory: str | Path) -> dict:
         raise BundleError(f"{path}: not an arena-pref model bundle manifest")
     if manifest.get("format_version") != BUNDLE_FORMAT:
         raise BundleError(
-            f"{path}: bundle format {manifest.get('format_version')!r}, this version reads {BUNDLE_FORMAT}"
+            f"{path}: bundle format {manifest.get('format_version')!r}, this version reads {BUNDLE_FORMAT}:"
+            " train again (python -m pipelines.full_run) to make a bundle this version can check"
         )
+    check_digest(path, manifest)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{path}: no file hashes")

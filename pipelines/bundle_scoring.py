@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.bundle_decisions import submitted_prior
 from pipelines.submission import write_submission
 
 SAFETY = 1.2  # projected seconds are multiplied by this before comparing with the time left
@@ -49,7 +50,7 @@ def multi_gpu_predictor(model: Any, n_processes: int | None = None, stacker: str
     process per visible GPU (``n_processes``: at most that many; without GPUs, that many CPU processes;
     one device or none: in this process), then the stacker (``stacker``: None = the chosen one) runs once here."""
     from encoders.parallel_predict import predict_proba_multi_gpu
-    from pipelines.estimator import as_battles
+    from pipelines.estimator import as_battles, require_base
 
     def predict(frame: pd.DataFrame) -> np.ndarray:
         battles, _ = as_battles(frame, "test", labelled=False)
@@ -57,6 +58,7 @@ def multi_gpu_predictor(model: Any, n_processes: int | None = None, stacker: str
         names = list(model.encoder_models_) if stacker == "full" else model.encoder_names_
         for name in names:
             fold_models = model.encoder_models_[name]
+            require_base(name, fold_models)
             computed[name] = predict_proba_multi_gpu(
                 fold_models.directory, battles, base_path=fold_models.config.model_path, n_processes=n_processes
             )
@@ -79,12 +81,19 @@ def score_bundle(
 ) -> dict:
     """Write ``submission`` from ``model`` (an ``ArenaPreferenceModel``); ``deadline`` is on ``clock``.
     ``predict``: how the encoder predictions are made (default ``model.predict_proba``, in this process;
-    :func:`multi_gpu_predictor` for one process per GPU). ``stacker``: None = the bundle's chosen stacker;
-    ``"full"`` scores with the encoders' stacker even when it was not chosen.
+    :func:`multi_gpu_predictor` for one process per GPU). ``stacker``: None = what the run submitted (the
+    class prior when its prior guard rejected the stacker, else the chosen stacker); ``"chosen"`` the chosen
+    stacker whatever the guard said; ``"full"`` the encoders' stacker even when it was not chosen.
 
     Returns what happened (rows, seconds, projections, which predictions were written)."""
-    with_encoders = predict or partial(model.predict_proba, stacker=stacker)
     n = len(test)
+    prior = submitted_prior(model) if stacker is None else None
+    if prior is not None:  # what the run submitted: its stacker did not beat the class prior out of fold
+        write_submission(test["id"], np.tile(prior, (n, 1)), submission)
+        log("the run submitted the class prior (prior guard): the same is written; stacker='chosen' to override")
+        return {"rows": n, "writes": [{"sources": "class prior"}], "encoders": [], "encoder_decision": "class prior"}
+    stacker = None if stacker == "chosen" else stacker
+    with_encoders = predict or partial(model.predict_proba, stacker=stacker)
     kept = list(getattr(model, "encoder_models_", {}) or {})  # the bundle's encoders, whichever stacker was chosen
     encoders = kept if stacker == "full" and kept else list(getattr(model, "encoder_names_", []) or [])
     record: dict[str, Any] = {"rows": n, "writes": [], "encoders": encoders}

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from features.groups import expand_groups
 from pipelines.config import FeatureConfig, RunConfig, load_params_file
+from pipelines.errors import UsageError
+from pipelines.new_source_stage import CALIBRATION_CHOICES
 from pipelines.paths import DataPaths, resolve_paths
 from pipelines.resources import feature_workers, lightgbm_threads
 from pipelines.training_sets import TrainingSource, TrainingSourcesConfig
@@ -148,7 +150,7 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
     for spec in args.source:
         name, _, files = spec.partition("=")
         if not files or "," not in files:
-            raise SystemExit(f"--source expects NAME=OOF,TEST, got {spec!r}")
+            raise UsageError(f"--source expects NAME=OOF,TEST, got {spec!r}")
         config.extra_sources[name] = files
     for name in FOLD_FEATURE_FLAGS:
         if getattr(args, name, None) is not None:
@@ -158,6 +160,7 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
         stacker["num_threads"] = lightgbm_threads()
     config.stacker = dataclasses.replace(config.stacker, **stacker)
     config.allow_worse_than_prior = bool(getattr(args, "allow_worse_than_prior", False))
+    config.test_calibration = getattr(args, "test_calibration", None) or "auto"
     config.sources = sources_from_args(args)
     return config, paths
 
@@ -182,6 +185,18 @@ def add_stacker_choice_args(p: argparse.ArgumentParser) -> None:
     """``--params`` and ``--calibration`` (full_run and ablation)."""
     p.add_argument("--params", help="best-params JSON from pipelines.tune (stacker overrides and calibration)")
     add_dataclass_args(p, StackerConfig, only=("calibration",))
+
+
+def add_test_calibration_arg(p: argparse.ArgumentParser) -> None:
+    """``--test-calibration`` (full_run, predict): which calibrator scores the test rows."""
+    p.add_argument(
+        "--test-calibration",
+        choices=CALIBRATION_CHOICES,
+        default="auto",
+        help="in-source: the calibrator fitted on the training sources' OOF rows; new-source: the one fitted on"
+        " their leave-one-source-out predictions (several tie-bearing sources only); auto (default): new-source"
+        " when adversarial validation finds the test rows unlike every training source",
+    )
 
 
 def add_prior_guard_args(p: argparse.ArgumentParser) -> None:

@@ -8,14 +8,15 @@ from pathlib import Path
 
 from encoders.settings import EncoderConfig
 from features.groups import DEFAULT_GROUPS
+from pipelines.errors import UserError
 from pipelines.resources import feature_workers
 from pipelines.training_sets import TrainingSourcesConfig
-from stacking.config import StackerConfig
+from stacking.config import CALIBRATIONS, StackerConfig
 
 
 @dataclass
 class FeatureConfig:
-    groups: tuple[str, ...] = DEFAULT_GROUPS  # features.groups.OPT_IN_GROUPS only when named
+    groups: tuple[str, ...] = DEFAULT_GROUPS  # features.groups.OPTIONAL_GROUPS only when named
     n_jobs: int = field(default_factory=feature_workers)  # the cores this process may use
     chunk_size: int = 1000
     tfidf: bool = field(
@@ -46,6 +47,7 @@ class RunConfig:
     progress: bool = True
     time_budget_hours: float | None = None  # whole run; encoder folds that would overrun are not started
     allow_worse_than_prior: bool = False  # submit the stacker even when the class prior scores better
+    test_calibration: str = "auto"  # auto | in-source | new-source (pipelines.new_source_stage)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,9 +79,36 @@ class RunConfig:
         return Path(self.out_dir)
 
 
+class ParamsFileError(UserError, ValueError):
+    """A ``--params`` file that is missing, not JSON, or not in the shape ``pipelines.tune`` writes."""
+
+
 def load_params_file(path: str | Path) -> dict:
-    """Best parameters from ``pipelines.tune``: ``{"params": {...}, "calibration": "..."}``."""
-    data = json.loads(Path(path).read_text())
-    if "params" not in data:
-        raise ValueError(f"{path}: expected a JSON object with a 'params' key (written by pipelines.tune)")
+    """Best parameters from ``pipelines.tune``: ``{"params": {...}, "calibration": "..."}``, its shape checked
+    (the values themselves are tried on a tiny LightGBM fit by ``pipelines.preflight.check_params``)."""
+    where = f"--params {path}"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsFileError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise ParamsFileError(f"{where}: a folder, not a JSON file") from None
+    except OSError as exc:
+        raise ParamsFileError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ParamsFileError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ParamsFileError(f"{where}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
+    expected = "expected a JSON object with a 'params' object (best_params.json written by pipelines.tune)"
+    if not isinstance(data, dict) or "params" not in data:
+        raise ParamsFileError(f"{where}: {expected}; got {type(data).__name__}{_keys(data)}")
+    if not isinstance(data["params"], dict):
+        raise ParamsFileError(f"{where}: 'params' is a {type(data['params']).__name__}; {expected}")
+    calibration = data.get("calibration", CALIBRATIONS[0])
+    if calibration not in CALIBRATIONS:
+        raise ParamsFileError(f"{where}: calibration {calibration!r} is not one of {list(CALIBRATIONS)}")
     return data
+
+
+def _keys(data: object) -> str:
+    return f" with keys {sorted(data)[:8]}" if isinstance(data, dict) else ""

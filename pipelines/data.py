@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -218,14 +219,14 @@ def _column_name(header: list[str] | None, index: int) -> str:
     return f"#{index + 1}"
 
 
-def _pick_delimiter(path: Path, text: str, notes: list[str]) -> str:
+def _pick_delimiter(path: Path, text: str, notes: list[str], schema: Iterable[str]) -> str:
     """``,`` unless the first line is one field that splits on ``;``, tab or ``|`` into the schema."""
     first = text.lstrip("\r\n").split("\n", 1)[0]
     if "," in first:
         return ","
     for delimiter in ALT_DELIMITERS:
         names = {n.strip().strip('"') for n in first.split(delimiter)}
-        if {"id", *TEXT_COLUMNS} <= names:
+        if set(schema) <= names:
             notes.append(f"delimiter {delimiter!r}")
             return delimiter
     return ","
@@ -306,12 +307,23 @@ def _check_cells(path: Path, frame: pd.DataFrame, lines: np.ndarray, text: str) 
             raise DataError(f"{path}: line 1: header contains {what or 'bytes that are not UTF-8'}")
 
 
+BATTLE_SCHEMA = ("id", *TEXT_COLUMNS)  # the columns that identify a battle file's header
+LABELS_SCHEMA = ("id", *CLASS_COLUMNS)  # a labels (sample_submission) or probability file's header
+
+
 def read_battle_csv(path: str | Path) -> RawTable:
-    """A CSV file as a DataFrame of strings (no type guessing, no index inference) with file lines."""
+    """A battle CSV file as a DataFrame of strings (no type guessing, no index inference) with file lines."""
+    return read_table(path, BATTLE_SCHEMA)
+
+
+def read_table(path: str | Path, schema: Iterable[str]) -> RawTable:
+    """Any tabular input (battles, labels, probabilities) read by the one hardened reader: gzip, UTF-16,
+    BOM, ``;``/tab delimiters (recognised by the ``schema`` column names in the header), trailing commas
+    and unnamed index columns handled; every refusal names the file, line and column."""
     path = Path(path)
     notes: list[str] = []
     text = _decode(path, notes)
-    delimiter = _pick_delimiter(path, text, notes)
+    delimiter = _pick_delimiter(path, text, notes, schema)
     header, rows, lines = _parse(path, text, delimiter)
     names = _check_header(path, header)
     if not rows:
@@ -499,13 +511,20 @@ def load_battles_frame(
     return out, report
 
 
-def load_battles(path: str | Path, *, labelled: bool | None = None) -> tuple[pd.DataFrame, ParseReport]:
+def load_battles(
+    path: str | Path, *, labelled: bool | None = None, keep: Sequence[str] = ()
+) -> tuple[pd.DataFrame, ParseReport]:
     """Read a train/test CSV into a DataFrame with parsed turn lists (see :func:`load_battles_frame`).
 
-    Errors name the file, the line in the file and the column.
+    ``keep``: further columns of the file (e.g. ``source``) carried as stripped strings when present,
+    so that no second reader with other rules reads them. Errors name the file, the line and the column.
     """
     raw = read_battle_csv(path)
-    return load_battles_frame(raw.frame, str(Path(path)), labelled, lines=raw.lines, notes=raw.notes)
+    battles, report = load_battles_frame(raw.frame, str(Path(path)), labelled, lines=raw.lines, notes=raw.notes)
+    for column in keep:
+        if column in raw.frame.columns:
+            battles[column] = raw.frame[column].str.strip().to_numpy(dtype=object)
+    return battles, report
 
 
 def swap_battles(battles: pd.DataFrame) -> pd.DataFrame:

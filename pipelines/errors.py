@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 USER_ERROR_EXIT = 2  # argparse's code for bad usage: the same family of mistakes
 DEBUG_FLAG = "--debug"
@@ -23,6 +24,24 @@ DEBUG_ENV = "ARENA_PREF_DEBUG"
 
 class UserError(Exception):
     """Base of every error the user can fix; ``str(error)`` is the one line that is printed."""
+
+
+class UsageError(UserError, ValueError):
+    """A command-line argument whose value cannot work (``--seed -1``, ``--num-boost-round 0``, ...)."""
+
+
+@contextmanager
+def arguments_checked(prefix: str = "") -> Iterator[None]:
+    """Turn the ``ValueError``/``OSError`` that library code raises for bad settings (a dataclass's
+    ``__post_init__``, a file that cannot be read) into a :class:`UsageError`: inside a command's
+    argument phase such an error is the user's, and must read as one line, not a traceback."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (ValueError, OSError) as exc:
+        text = f"{exc.filename}: {exc.strerror or exc}" if isinstance(exc, OSError) and exc.filename else str(exc)
+        raise UsageError(f"{prefix}{text}") from exc
 
 
 def debug_requested(argv: Sequence[str] | None = None) -> bool:
@@ -51,5 +70,10 @@ def run_command(main: Callable[[list[str] | None], int | None], argv: Sequence[s
         if debug:
             raise
         print(f"error: {one_line(error)}", file=sys.stderr)
+        return USER_ERROR_EXIT
+    except SystemExit as stop:  # ``raise SystemExit("message")`` would print the message and exit 1
+        if not isinstance(stop.code, str) or debug:
+            raise
+        print(f"error: {one_line(Exception(stop.code))}", file=sys.stderr)
         return USER_ERROR_EXIT
     return 0 if code is None else int(code)

@@ -12,7 +12,6 @@ can use either: ``None`` (default) the chosen one, ``"features"`` or ``"full"``.
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,25 +29,32 @@ from encoders.settings import EncoderConfig
 from features.extractor import FeatureExtractor
 from features.groups import DEFAULT_GROUPS, expand_groups
 from pipelines.bundle import BundleError, load_stacker, read_verified, replace_directory, write_manifest
+from pipelines.bundle_decisions import check_decisions, decisions_record
+from pipelines.bundle_identity import base_difference, base_identity, feature_difference, feature_fingerprint
 from pipelines.config import FeatureConfig
 from pipelines.data import TURN_COLUMNS, ParseReport, load_battles_frame
 from pipelines.errors import UserError
 from pipelines.fold_feature_setup import fold_transformers, prepare_battles
 from pipelines.metrics import nested_prior, summarize
+from pipelines.new_source_stage import check_calibration, choose_calibration, fit_new_source, shift_reference
 from pipelines.preflight import check_savable
 from pipelines.report import StageTimer
+from pipelines.run_dir import remove_quietly, temp_path
 from pipelines.run_plan import RunPlan
 from pipelines.run_sources import with_source_columns
 from pipelines.stacker_inputs import SOURCE_COLUMNS, StackerInputs, build_inputs
 from pipelines.stacker_stage import StackerFit, fit_stacker
+from pipelines.tables import read_proba_file
 from stacking.config import StackerConfig
 from stacking.model import StackerModel
-from stacking.sources import read_proba_file, source_features
+from stacking.shift_detection import ShiftReference
+from stacking.sources import source_features
 from stacking.transformer_state import class_path
 
 log = logging.getLogger("arena_pref")
 
 FEATURES, FULL = "features", "full"  # the two stackers a bundle can hold
+SHIFT_REFERENCE = "shift_reference.npz"  # the training rows new rows are compared with (calibration="auto")
 StackerHook = Callable[["ArenaPreferenceModel"], None]
 
 
@@ -82,8 +88,11 @@ class ArenaPreferenceModel(BaseEstimator):
     ``encoder_names_`` (encoders the chosen stacker uses), ``folds_``, ``oof_proba_``, ``oof_log_loss_``,
     ``test_proba_`` (for ``fit``'s ``test``, else None), ``stackers_`` ({"features", "full"}: StackerModel;
     "full" whenever encoders finished, chosen or not), ``chosen_stacker_``, ``stacker_test_proba_`` and
-    ``stacker_oof_log_loss_`` (per stacker key), ``encoder_models_`` (name: ``EncoderFoldModels``), ``fit_report_``.
+    ``stacker_oof_log_loss_`` (per stacker key), ``encoder_models_`` (name: ``EncoderFoldModels``), ``fit_report_``;
+    loaded from a bundle also ``decisions_`` (what the run submitted: ``pipelines.bundle_decisions``).
     """
+
+    test_proba_: np.ndarray | None
 
     def __init__(
         self,
@@ -103,6 +112,7 @@ class ArenaPreferenceModel(BaseEstimator):
         work_dir: str | Path | None = None,
         time_budget_hours: float | None = None,
         progress: bool = False,
+        calibration: str = "auto",
     ) -> None:
         self.n_folds = n_folds
         self.seed = seed
@@ -119,6 +129,7 @@ class ArenaPreferenceModel(BaseEstimator):
         self.work_dir = work_dir
         self.time_budget_hours = time_budget_hours
         self.progress = progress
+        self.calibration = calibration
 
     # ----------------------------------------------------------------- settings
     @property
@@ -163,6 +174,7 @@ class ArenaPreferenceModel(BaseEstimator):
         timer = StageTimer()
         stacker = self.stacker or StackerConfig()
         check_savable(stacker.tie_handling)  # before any work: the model must be savable
+        check_calibration(self.calibration)
         encoders = [replace(e) for e in self.encoders]
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a refit starts from nothing
@@ -206,6 +218,7 @@ class ArenaPreferenceModel(BaseEstimator):
         with timer.stage("stacker"):
             first = self._fit_stacker(inputs, stacker, encoder_sources=[])
         candidates, chosen = {candidate_name(first): first}, first
+        kept = {FEATURES: first}  # the stackers the bundle keeps, by key
         self._adopt(FEATURES, first, inputs, candidates, plan, timer, started)
         self._announce(first, inputs, plan, timer, started, on_stacker)
         if encoders:
@@ -217,6 +230,7 @@ class ArenaPreferenceModel(BaseEstimator):
                 candidates[candidate_name(second)] = second
                 self.encoder_models_ = fold_models  # kept (and saved) whether chosen or not
                 self._keep(FULL, second, inputs)
+                kept[FULL] = second
                 if second.log_loss(inputs.y) < first.log_loss(inputs.y):
                     chosen = second
                     plan.encoders_used = list(plan.encoders_finished or [])
@@ -238,7 +252,37 @@ class ArenaPreferenceModel(BaseEstimator):
         if deadline is not None:
             plan.seconds_left_at_end = round(deadline - time.monotonic(), 1)
         self._adopt(FULL if chosen is not first else FEATURES, chosen, inputs, candidates, plan, timer, started)
+        with timer.stage("new-source calibration"):
+            self._new_source_stage(inputs, stacker, kept)
+        self.fit_report_["timings"] = {**timer.seconds, "total": round(time.monotonic() - started, 3)}
         return self
+
+    def _new_source_stage(self, inputs: StackerInputs, stacker: StackerConfig, fits: dict[str, StackerFit]) -> None:
+        """Each kept stacker's new-source calibrator, the shift reference sample and, for ``fit``'s test
+        rows, the calibration ``self.calibration`` resolves to (its test probabilities follow it)."""
+        report: dict[str, Any] = {}
+        for key in fits:
+            ns = fit_new_source(
+                inputs, self.stackers_[key], stacker, self.seed, fold_features=self._all_fold_features()
+            )
+            self.stackers_[key].new_source = ns.calibrator
+            report[key] = {**ns.info, "seconds": round(ns.seconds, 3)}
+        self.shift_reference_: ShiftReference | None = shift_reference(inputs, self.seed)
+        self.calibration_choice_: dict[str, Any] | None = None
+        if inputs.X_test is not None:
+            assert inputs.test is not None
+            model = self.stackers_[self.chosen_stacker_]
+            reference = self.shift_reference_
+            choice = choose_calibration(self.calibration, model, reference, inputs.X_test, inputs.test, self.seed)
+            self.calibration_choice_ = choice
+            if choice["calibration"] == "new-source":
+                for key, fit in fits.items():
+                    if fit.test_raw is not None and self.stackers_[key].new_source is not None:
+                        self.stacker_test_proba_[key] = self.stackers_[key].calibrate(fit.test_raw, new_source=True)
+                self.test_proba_ = self.stacker_test_proba_[self.chosen_stacker_]
+            log.info("test calibration: %s (%s)", choice["calibration"], choice["why"])
+        self.fit_report_["calibration"]["new_source"] = report
+        self.fit_report_["calibration"]["test_choice"] = self.calibration_choice_
 
     def _encoders_then_stacker(
         self,
@@ -319,7 +363,7 @@ class ArenaPreferenceModel(BaseEstimator):
         self.encoder_names_ = [s for s in fit.sources if s not in (self.extra_sources or {})]
         self.oof_proba_ = fit.oof_cal
         self.oof_log_loss_ = fit.log_loss(inputs.y)
-        self.test_proba_: np.ndarray | None = fit.test
+        self.test_proba_ = fit.test
         self.fit_report_ = self._report(inputs, candidates, fit, plan, timer, started)
 
     def _keep(self, key: str, fit: StackerFit, inputs: StackerInputs) -> None:
@@ -379,6 +423,7 @@ class ArenaPreferenceModel(BaseEstimator):
         sources: Mapping[str, pd.DataFrame | str | Path] | None = None,
         stacker: str | None = None,
         encoder_proba: Mapping[str, np.ndarray] | None = None,
+        calibration: str | None = None,
     ) -> np.ndarray:
         """(n, 3) calibrated probabilities (A wins, B wins, tie) for any battles frame.
 
@@ -387,7 +432,8 @@ class ArenaPreferenceModel(BaseEstimator):
         stacker. ``sources``: the probabilities of extra sources the model was trained with (frame or
         file: id + 3 columns). ``encoder_proba``: {encoder: (n, 3) array in ``frame``'s row order} computed
         elsewhere (e.g. one process per GPU, ``encoders.parallel_predict``); those encoders' fold models are
-        then not run here.
+        then not run here. ``calibration``: ``"in-source"``, ``"new-source"`` or ``"auto"`` (default: the
+        model's ``calibration``); what ``auto`` chose, and why, is in ``last_calibration_``.
         """
         check_is_fitted(self, "stackers_")
         key = self._stacker_key(stacker, use_encoders)
@@ -406,10 +452,29 @@ class ArenaPreferenceModel(BaseEstimator):
                 raise UserError(f"the model was trained with probability source {name!r}: pass sources={{name: ...}}")
             else:
                 proba = self._encoder_proba(name, battles)
-            X = pd.concat([X, source_features(proba, battles["id"], name)], axis=1)
+            try:
+                X = pd.concat([X, source_features(proba, battles["id"], name)], axis=1)
+            except ValueError as exc:  # the given probabilities lack some of the battles' ids
+                raise UserError(str(exc)) from None
         if model.needs_battles and self.embedder:
             battles = self._with_embeddings(battles)
-        return model.predict_proba(X, battles if model.needs_battles else None)
+        raw = model.predict_proba_uncalibrated(X, battles if model.needs_battles else None)
+        reference = getattr(self, "shift_reference_", None)
+        requested = calibration or self.calibration
+        self.last_calibration_ = choose_calibration(requested, model, reference, X, battles, self.seed)
+        return model.calibrate(raw, new_source=self.last_calibration_["calibration"] == "new-source")
+
+    def decide_calibration(
+        self, frame: pd.DataFrame, calibration: str | None = None, *, use_encoders: bool = True
+    ) -> dict[str, Any]:
+        """What ``calibration`` (default: the model's) resolves to for all of ``frame``, and why. Scoring a
+        test set in slices (e.g. per GPU) should decide once on the whole set, then pass the result on."""
+        check_is_fitted(self, "stackers_")
+        battles, _ = as_battles(frame, "frame", labelled=False)
+        X = self._extractor(cache=False).transform(battles)
+        model = self.stackers_[self._stacker_key(None, use_encoders)]
+        reference = getattr(self, "shift_reference_", None)
+        return choose_calibration(calibration or self.calibration, model, reference, X, battles, self.seed)
 
     def _stacker_key(self, stacker: str | None, use_encoders: bool) -> str:
         if stacker is None:
@@ -428,6 +493,7 @@ class ArenaPreferenceModel(BaseEstimator):
                 f"encoder {name!r}: its fold models were not kept (save_models);"
                 " use predict_proba(..., use_encoders=False)"
             )
+        require_base(name, self.encoder_models_[name])
         return _proba_frame(self.encoder_models_[name].predict_proba(battles, progress=self.progress), battles, name)
 
     # ----------------------------------------------------------------- save / load
@@ -445,16 +511,25 @@ class ArenaPreferenceModel(BaseEstimator):
             "extra_sources": dict(self.extra_sources or {}),
             "n_jobs": self.n_jobs,
             "time_budget_hours": self.time_budget_hours,
+            "calibration": self.calibration,
         }
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the bundle to ``directory`` (staged next to it, then moved into place)."""
+    def save(self, directory: str | Path, *, decisions: dict | None = None) -> Path:
+        """Write the bundle to ``directory`` (staged next to it, then moved into place). ``decisions``:
+        what the run decided and submitted (``pipelines.run``: the prior guard's verdict), recorded so
+        that scoring the bundle later repeats it (:func:`pipelines.bundle_decisions.submitted_prior`)."""
         check_is_fitted(self, "stackers_")
         target = Path(directory)
-        staged = target.with_name(target.name + ".partial")
-        if staged.exists():
-            shutil.rmtree(staged)
+        staged = temp_path(target)  # a killed save leaves a temporary the next run sweeps
         staged.mkdir(parents=True)
+        try:
+            self._write_bundle(staged, decisions)
+            return replace_directory(staged, target)
+        except BaseException:
+            remove_quietly(staged)
+            raise
+
+    def _write_bundle(self, staged: Path, decisions: dict | None) -> None:
         for key, model in self.stackers_.items():
             model.save(staged / f"stacker_{key}")
         encoders = {}
@@ -467,8 +542,12 @@ class ArenaPreferenceModel(BaseEstimator):
                     "lora": copy.manifest["lora"],
                     "folds": copy.folds,
                     "inputs": copy.manifest["inputs"],
+                    "base_identity": base_identity(copy.manifest["base_model"]) if copy.manifest["lora"] else None,
                 }
         np.savez(staged / "oof_proba.npz", oof_proba=np.asarray(self.oof_proba_, dtype=np.float64))
+        reference = getattr(self, "shift_reference_", None)
+        if reference is not None:
+            reference.save(staged / SHIFT_REFERENCE)
         report = {k: v for k, v in self.fit_report_.items() if k in ("rows", "label_counts", "folds", "oof", "chosen")}
         write_manifest(
             staged,
@@ -485,9 +564,11 @@ class ArenaPreferenceModel(BaseEstimator):
                 "encoders": encoders,
                 "params": self._params_json(),
                 "fit_report": report,
+                "calibration_choice": getattr(self, "calibration_choice_", None),
+                "decisions": decisions_record(decisions, self),
+                "feature_identity": feature_fingerprint(self._groups),
             },
         )
-        return replace_directory(staged, target)
 
     @classmethod
     def load(cls, directory: str | Path, *, encoder_base_paths: dict[str, str] | None = None) -> ArenaPreferenceModel:
@@ -509,12 +590,14 @@ class ArenaPreferenceModel(BaseEstimator):
                 embedder_max_length=int(params.get("embedder_max_length", 256)),
                 n_jobs=params.get("n_jobs"),
                 time_budget_hours=params.get("time_budget_hours"),
+                calibration=check_calibration(params.get("calibration", "auto")),
             )
             chosen, stacker_keys = manifest["chosen_stacker"], list(manifest["stackers"])
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{directory / 'manifest.json'}: malformed ({type(exc).__name__}: {exc})") from None
         if FEATURES not in stacker_keys or chosen not in stacker_keys:
             raise BundleError(f"{directory / 'manifest.json'}: stackers {stacker_keys}, chosen {chosen!r}")
+        _check_feature_identity(directory, manifest, model._groups)
         model.stackers_ = {key: load_stacker(directory / f"stacker_{key}") for key in stacker_keys}
         for key, stacker in model.stackers_.items():
             if list(stacker.feature_config.get("groups", [])) != list(model._groups):
@@ -538,7 +621,23 @@ class ArenaPreferenceModel(BaseEstimator):
         model.stacker_oof_log_loss_ = {k: float(v) for k, v in manifest.get("stacker_oof_log_loss", {}).items()}
         model.folds_ = None
         model.fit_report_ = dict(manifest.get("fit_report", {}))
+        model.calibration_choice_ = manifest.get("calibration_choice")
+        model.shift_reference_ = _load_shift_reference(directory)
+        try:
+            model.decisions_ = check_decisions(manifest.get("decisions"), stacker_keys)
+        except ValueError as exc:
+            raise BundleError(f"{directory / 'manifest.json'}: {exc}") from None
         return model
+
+
+def _load_shift_reference(directory: Path) -> ShiftReference | None:
+    path = directory / SHIFT_REFERENCE
+    if not path.exists():
+        return None
+    try:
+        return ShiftReference.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BundleError(f"{path}: {exc}") from None
 
 
 def _proba_frame(proba: np.ndarray, battles: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -560,6 +659,12 @@ def _encoder_config(stored: dict) -> EncoderConfig:
 
 
 def _load_encoders(directory: Path, manifest: dict, base_paths: dict[str, str]) -> dict:
+    unknown = sorted(set(base_paths) - set(manifest.get("encoders") or {}))
+    if unknown:
+        raise BundleError(
+            f"encoder base path for {unknown[0]!r}: the bundle has no such encoder"
+            f" (its encoders: {sorted(manifest.get('encoders') or {})})"
+        )
     if not manifest.get("encoders"):
         return {}
     from encoders.fold_models import EncoderFoldModels
@@ -573,7 +678,41 @@ def _load_encoders(directory: Path, manifest: dict, base_paths: dict[str, str]) 
             raise BundleError(f"{where}: {type(exc).__name__}: {exc}") from None
         if out[name].folds != list(info["folds"]):
             raise BundleError(f"{where}: fold models {out[name].folds} differ from the manifest's {info['folds']}")
+        _check_base_identity(name, info, Path(out[name].config.model_path or ""))
     return out
+
+
+def _check_feature_identity(directory: Path, manifest: dict, groups: tuple[str, ...]) -> None:
+    """The feature code running now computes what the bundle's boosters were fitted on."""
+    saved = manifest.get("feature_identity")
+    if not isinstance(saved, dict):
+        raise BundleError(f"{directory / 'manifest.json'}: no feature_identity")
+    difference = feature_difference(saved, groups)
+    if difference:
+        raise BundleError(f"{directory}: {difference}; the bundle's stackers were fitted on other features: retrain")
+
+
+def _check_base_identity(name: str, info: dict, base: Path) -> None:
+    """A LoRA encoder's base is the one it was trained on; checked where the base is now (a missing base
+    is reported when the encoder is used, so a features-only prediction still works without it)."""
+    saved = info.get("base_identity")
+    if not info.get("lora") or not base.is_dir():
+        return
+    if not isinstance(saved, dict):
+        raise BundleError(f"encoder {name!r}: the manifest records no base identity")
+    difference = base_difference(saved, base)
+    if difference:
+        raise BundleError(f"encoder {name!r}: base model {base}: {difference}; give the right one (--encoder-base)")
+
+
+def require_base(name: str, fold_models: Any) -> None:
+    """One line instead of a library traceback when a LoRA encoder's base is not where it is looked for."""
+    base = Path(fold_models.config.model_path or "")
+    if fold_models.manifest.get("lora") and not base.is_dir():
+        raise BundleError(
+            f"encoder {name!r}: base model not found at {base}; give it with --encoder-base {name}=DIR"
+            " (encoder_base_paths), or predict with the features-only stacker"
+        )
 
 
 def oof_metrics(inputs: StackerInputs, candidates: dict[str, StackerFit]) -> dict[str, dict]:

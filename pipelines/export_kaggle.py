@@ -34,6 +34,7 @@ from pipelines.bundle import KIND as BUNDLE_KIND
 from pipelines.bundle import MANIFEST as BUNDLE_MANIFEST_NAME
 from pipelines.bundle import read_verified
 from pipelines.command_setup import command_parser, setup_logging
+from pipelines.errors import UsageError
 
 log = logging.getLogger("arena_pref.export_kaggle")
 
@@ -76,7 +77,7 @@ def _setuptools_ok() -> bool:
 def build_project_wheel(wheels: Path, root: Path = PROJECT_ROOT) -> Path:
     """``pip wheel . --no-deps`` from a clean copy of the sources (no stale build/ or egg-info in the repo)."""
     if not (root / "pyproject.toml").exists():
-        raise SystemExit(f"{root}: no pyproject.toml; run the export from a source checkout")
+        raise UsageError(f"{root}: no pyproject.toml; run the export from a source checkout")
     for old in wheels.glob("arena_pref-*.whl"):
         old.unlink()
     with tempfile.TemporaryDirectory(prefix="arena_pref_wheel_") as tmp:
@@ -160,7 +161,7 @@ def export_bundle(out: Path, model_dir: Path, copy_base: bool = False) -> dict:
     """Copy a trained bundle to ``out/model``; record (or, with ``copy_base``, copy) the base weights
     its LoRA encoders need. Full fine-tunes carry their own weights and need no base."""
     if not is_bundle(model_dir):
-        raise SystemExit(f"{model_dir}: no {BUNDLE_MANIFEST}; pass the bundle a run wrote (RUN/model)")
+        raise UsageError(f"--model {model_dir}: no {BUNDLE_MANIFEST}; pass the bundle a run wrote (RUN/model)")
     read_verified(model_dir)  # a damaged bundle fails here, not on Kaggle
     target = out / BUNDLE_DIR
     if target.exists():
@@ -173,7 +174,7 @@ def export_bundle(out: Path, model_dir: Path, copy_base: bool = False) -> dict:
             log.info("encoder %s: full fine-tune, its folds carry all weights (no base needed)", record["encoder"])
         elif copy_base:
             if not base.is_dir():
-                raise SystemExit(f"--copy-base: base model of {record['encoder']} not found at {base}")
+                raise UsageError(f"--copy-base: base model of {record['encoder']} not found at {base}")
             dest = out / "bases" / base.name
             if dest.exists():
                 shutil.rmtree(dest)

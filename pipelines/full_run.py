@@ -17,12 +17,14 @@ from pipelines.cli import (
     add_dataclass_args,
     add_prior_guard_args,
     add_stacker_choice_args,
+    add_test_calibration_arg,
     apply_params_file,
     overrides_from_args,
     run_config_from_data_args,
 )
 from pipelines.command_setup import command_parser, setup_logging
 from pipelines.config import RunConfig
+from pipelines.errors import arguments_checked
 from pipelines.run import run
 
 __all__ = ["build_parser", "config_from_args", "main", "run"]
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_stacker_choice_args(p)
     add_prior_guard_args(p)
+    add_test_calibration_arg(p)
     p.add_argument(
         "--encoder",
         action="append",
@@ -87,11 +90,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, Path]:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
-    config, submission = config_from_args(args)
+    with arguments_checked():
+        config, submission = config_from_args(args)
     from pipelines.preflight import check_run, check_savable
     from pipelines.run_dir import hold_run_dir
 
-    check_run(config)  # before any feature is computed
+    check_run(config, submission=submission, test_labels=args.test_labels)  # before any feature is computed
     check_savable(config.stacker.tie_handling)  # the run saves its model
     with hold_run_dir(config.out):  # one run at a time in --out; a second one stops with one line
         run(config, submission, Path(args.test_labels) if args.test_labels else None)

@@ -16,6 +16,7 @@ from pathlib import Path
 from features.extractor import FeatureExtractor
 from features.groups import expand_groups
 from pipelines.command_setup import setup_logging
+from pipelines.errors import UsageError
 from pipelines.loso_study import format_ms, rerender, run_loso, summarize_results, write_outputs
 from pipelines.training_sets import combined_shared_data, load_training_sources, mark_sources_with_ties
 from stacking.tie_handling import OPTIONS
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     options = [o for o in args.options.split(",") if o]
     unknown = [o for o in options if o not in OPTIONS]
     if unknown:
-        raise SystemExit(f"unknown option(s) {unknown}; choose from {OPTIONS}")
+        raise UsageError(f"--options: unknown option(s) {unknown}; choose from {OPTIONS}")
     start = time.time()
     if args.data is not None:
         combined = args.out / "_combined.csv"

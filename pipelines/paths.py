@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import UserError
+from pipelines.errors import UsageError, UserError
 
 COMPETITION_SLUGS = ("llm-classification-finetuning", "lmsys-chatbot-arena")
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
@@ -105,7 +105,7 @@ def resolve_paths(train: str | None, test: str | None, out: str | None) -> DataP
             )
         train_path, test_path = SAMPLE_DIR / "train.csv", SAMPLE_DIR / "test.csv"
     elif train is None or test is None:
-        raise SystemExit("give both --train and --test, or neither (Kaggle discovery / bundled sample)")
+        raise UsageError("give both --train and --test, or neither (Kaggle discovery / bundled sample)")
     else:
         train_path, test_path = Path(train), Path(test)
     out_dir = Path(out) if out else Path("outputs") / "run"

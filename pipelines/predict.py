@@ -4,6 +4,8 @@ python -m pipelines.predict --model outputs/run/model --test test.csv --out subm
    [--source NAME=TEST_PROBA_FILE ...]       # the same extra sources the model was trained with
    [--encoder-base NAME=MODEL_DIR ...]       # where an encoder's base weights live now (e.g. on Kaggle)
    [--features-only]                         # skip the encoders even if the chosen stacker uses them
+   [--stacker {chosen,features,full}]        # default: what the run submitted (the class prior, when its
+                                             # prior guard rejected the stacker; else the chosen stacker)
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from pipelines.bundle_decisions import submitted_prior
+from pipelines.cli import add_test_calibration_arg
 from pipelines.command_setup import command_parser, setup_logging
 from pipelines.data import load_battles
-from pipelines.errors import run_command
+from pipelines.errors import UsageError, run_command
 from pipelines.estimator import ArenaPreferenceModel
 from pipelines.submission import write_submission
 
@@ -33,19 +38,69 @@ def predict_file(
     *,
     encoder_base_paths: dict[str, str] | None = None,
     use_encoders: bool = True,
+    stacker: str | None = None,
+    calibration: str | None = None,
 ) -> pd.DataFrame:
+    """Score ``test_path`` with the bundle and write the submission. ``stacker=None`` and ``use_encoders``:
+    what the run submitted, as its bundle records it (the class prior when the prior guard rejected the
+    stacker); ``"chosen"``, ``"features"`` or ``"full"`` (or ``use_encoders=False``) score with that stacker.
+    ``calibration``: None (the bundle's setting), ``auto``, ``in-source`` or ``new-source`` (what ``auto``
+    chose is logged)."""
     model = ArenaPreferenceModel.load(model_dir, encoder_base_paths=encoder_base_paths)
     model.set_params(n_jobs=n_jobs, progress=progress)
+    unknown = sorted(set(sources or {}) - set(model.extra_sources or {}))
+    if unknown:
+        raise UsageError(
+            f"--source {unknown[0]}: the model was trained without that source"
+            f" (its sources: {sorted(model.extra_sources or {})})"
+        )
     test, _ = load_battles(test_path, labelled=False)
-    proba = model.predict_proba(test, use_encoders=use_encoders, sources=sources or {})
+    prior = submitted_prior(model) if stacker is None and use_encoders else None
+    if prior is not None:
+        log.warning(
+            "the run submitted the class prior (its stacker did not beat the prior out of fold): writing the"
+            " prior again; --stacker chosen scores with the rejected stacker"
+        )
+        return write_submission(test["id"], np.tile(prior, (len(test), 1)), out_path)
+    key = None if stacker in (None, "chosen") else stacker
+    proba = model.predict_proba(
+        test, use_encoders=use_encoders, sources=sources or {}, stacker=key, calibration=calibration
+    )
+    choice = model.last_calibration_
+    log.info("calibration: %s (%s)", choice["calibration"], choice["why"])
     return write_submission(test["id"], proba, out_path)
 
 
 def _pairs(specs: list[str], flag: str) -> dict[str, str]:
-    bad = [s for s in specs if "=" not in s]
+    bad = [s for s in specs if "=" not in s or not s.split("=", 1)[0] or not s.split("=", 1)[1]]
     if bad:
-        raise SystemExit(f"{flag} expects NAME=PATH, got {bad[0]!r}")
-    return dict(s.split("=", 1) for s in specs)
+        raise UsageError(f"{flag} expects NAME=PATH, got {bad[0]!r}")
+    pairs = [s.split("=", 1) for s in specs]
+    names = [name for name, _ in pairs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"{flag}: {twice[0]!r} given more than once")
+    return dict(pairs)
+
+
+def check_arguments(args, sources: dict[str, str], bases: dict[str, str]) -> None:
+    """Every argument checked before the bundle and the test are read (one line, exit 2 otherwise)."""
+    from pipelines.preflight import check_readable_file, check_submission_path, check_writable_dir
+    from pipelines.tables import read_proba_file
+
+    if args.n_jobs < 1:
+        raise UsageError(f"--n-jobs {args.n_jobs}: must be at least 1")
+    if not Path(args.model).is_dir():
+        raise UsageError(f"--model {args.model}: no such folder (the <run>/model bundle full_run writes)")
+    check_readable_file(args.test, "--test")
+    check_writable_dir(Path(args.out).parent, "--out folder")
+    check_submission_path(args.out)
+    for name, path in sources.items():
+        check_readable_file(path, f"--source {name}")
+        read_proba_file(path)
+    for name, path in bases.items():
+        if not (Path(path) / "config.json").is_file():
+            raise UsageError(f"--encoder-base {name}={path}: not a Hugging Face model folder (no config.json)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,16 +112,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", action="append", default=[], metavar="NAME=FILE")
     p.add_argument("--encoder-base", action="append", default=[], metavar="NAME=MODEL_DIR")
     p.add_argument("--features-only", action="store_true", help="use the features-only stacker")
+    p.add_argument(
+        "--stacker",
+        choices=("chosen", "features", "full"),
+        help="score with this stacker (default: what the run submitted: the class prior when its prior guard"
+        " rejected the stacker, else the chosen stacker)",
+    )
     p.add_argument("--n-jobs", type=int, default=2)
+    add_test_calibration_arg(p)
     args = p.parse_args(argv)
+    sources, bases = _pairs(args.source, "--source"), _pairs(args.encoder_base, "--encoder-base")
+    check_arguments(args, sources, bases)
     frame = predict_file(
         args.model,
         args.test,
         args.out,
-        _pairs(args.source, "--source"),
+        sources,
         args.n_jobs,
-        encoder_base_paths=_pairs(args.encoder_base, "--encoder-base"),
+        encoder_base_paths=bases,
         use_encoders=not args.features_only,
+        stacker=args.stacker,
+        calibration=args.test_calibration,
     )
     log.info("wrote %s (%d rows)", args.out, len(frame))
     return 0

@@ -15,15 +15,15 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import RunConfig
-from pipelines.errors import UserError
+from pipelines.errors import UserError, one_line
 
 MIN_ROWS_PER_FOLD = 3  # fewer leaves a fold's validation split (and its log loss) meaningless
 MIN_CLASSES = 2
 CLASS_NAMES = ("A wins", "B wins", "tie")
-DRIVER_HINTS = {"postgresql": "psycopg2-binary", "mysql": "PyMySQL or mysqlclient"}
+DRIVER_HINTS = {"postgresql": "psycopg2-binary or psycopg[binary]", "mysql": "PyMySQL or mysqlclient"}
 
 
-class PreflightError(UserError):
+class PreflightError(UserError, ValueError):
     """A run would fail (or mean nothing) with these arguments."""
 
 
@@ -61,7 +61,10 @@ def check_storage_url(url: str) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+    from pipelines.storage import normalise_url
+
     shown = url.split("@")[-1]
+    url = normalise_url(url)  # the README's postgresql://... gets the driver that is installed
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -80,20 +83,99 @@ def check_storage_url(url: str) -> None:
             f"--storage {shown!r}: the {parsed.drivername} driver is not installed (pip install {hint}): {exc}"
         ) from exc
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        parent = Path(parsed.database).expanduser().parent
+        database = Path(parsed.database).expanduser()
+        parent = database.parent
         if not parent.is_dir():
             raise PreflightError(f"--storage {url!r}: folder {parent} does not exist")
         if not os.access(parent, os.W_OK):
             raise PreflightError(f"--storage {url!r}: folder {parent} is not writable")
+        _check_sqlite_file(url, database)
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(url: str, database: Path) -> None:
+    """An existing file the URL names must be an SQLite database: Optuna would otherwise fail deep in
+    SQLAlchemy (``file is not a database``), or, worse, a typo could point it at the train CSV."""
+    if database.is_dir():
+        raise PreflightError(f"--storage {url!r}: {database} is a folder, not an SQLite database file")
+    if not database.exists() or database.stat().st_size == 0:
+        return
+    with open(database, "rb") as handle:
+        head = handle.read(len(SQLITE_MAGIC))
+    if head != SQLITE_MAGIC:
+        raise PreflightError(f"--storage {url!r}: {database} exists and is not an SQLite database (a CSV file?)")
 
 
 def check_sources(sources: dict[str, str]) -> None:
+    """Each ``--source`` names two files that read as id + 3 probabilities (the whole file is checked:
+    it is small next to the features, and a bad row found after them costs the run)."""
+    from pipelines.tables import read_proba_file
+
     for name, spec in sources.items():
         files = spec.split(",")
         if not name or len(files) != 2 or not all(files):
             raise PreflightError(f"--source {name}={spec}: expected NAME=OOF,TEST")
         for file, side in zip(files, ("OOF", "TEST")):
             check_readable_file(file, f"--source {name} {side} file")
+            read_proba_file(file)
+
+
+def check_seed(seed: int, flag: str = "--seed") -> None:
+    if not 0 <= seed < 2**32:
+        raise PreflightError(f"{flag} {seed}: must be between 0 and 2**32 - 1 (numpy and LightGBM seeds)")
+
+
+def check_groups(groups: tuple[str, ...] | list[str]) -> None:
+    from features.groups import ALL_GROUPS
+
+    unknown = [g for g in groups if g not in ALL_GROUPS]
+    if unknown or not groups:
+        raise PreflightError(
+            f"--groups: unknown feature group(s) {unknown}; choose from 'default' and {sorted(ALL_GROUPS)}"
+        )
+
+
+def check_params(params: dict) -> None:
+    """Try the stacker's LightGBM parameters (``--params``) on a tiny fit: a wrong name, type or value
+    stops the run now, not after the features (LightGBM checks them only when it trains)."""
+    import lightgbm as lgb
+
+    from stacking.lgbm import DEFAULT_PARAMS
+
+    rng = np.random.default_rng(0)
+    data = lgb.Dataset(rng.normal(size=(30, 2)), label=np.arange(30) % 3, params={"verbose": -1})
+    try:
+        lgb.train({**DEFAULT_PARAMS, "num_threads": 1, **params}, data, num_boost_round=1)
+    except (lgb.basic.LightGBMError, ValueError, TypeError) as exc:
+        raise PreflightError(f"--params: LightGBM refuses {params}: {one_line(exc)}") from None
+
+
+def check_training_files(train_path: str | Path, extras: list) -> None:
+    """Every ``--extra-train`` readable, and no file given twice (its rows would count twice)."""
+    seen = {Path(train_path).resolve(): "--train"}
+    for source in extras:
+        check_readable_file(source.path, "--extra-train")
+        key = Path(source.path).resolve()
+        if key in seen:
+            raise PreflightError(f"--extra-train {source.path}: the same file as {seen[key]}; give each file once")
+        seen[key] = f"--extra-train {source.path}"
+
+
+def check_submission_path(path: str | Path) -> None:
+    path = Path(path)
+    if path.is_dir():
+        raise PreflightError(f"--submission {path}: is a folder; give a file name (e.g. {path / 'submission.csv'})")
+    check_writable_dir(path.parent, "--submission folder")
+
+
+def check_test_labels(path: str | Path) -> None:
+    """The labels file read in full now (its ids are matched to the test ids when the test is loaded)."""
+    from pipelines.tables import read_labels
+
+    check_readable_file(path, "--test-labels")
+    read_labels(path)
 
 
 def check_encoders(config: RunConfig) -> None:
@@ -116,19 +198,35 @@ def check_savable(tie_handling: str) -> None:
         raise PreflightError(f"--tie-handling: {exc}") from None
 
 
-def check_run(config: RunConfig, storage: str | None = None) -> None:
-    """Everything that can be checked before the data is loaded."""
+def check_run(
+    config: RunConfig,
+    storage: str | None = None,
+    *,
+    submission: str | Path | None = None,
+    test_labels: str | Path | None = None,
+) -> None:
+    """Everything that can be checked before the data is loaded: each argument, files read in full
+    where they are small (labels, probability sources), the stacker's parameters tried on a tiny fit."""
     if config.n_folds < 2:
         raise PreflightError(f"--folds {config.n_folds}: need at least 2 folds for out-of-fold predictions")
+    check_seed(config.seed)
+    check_groups(config.features.groups)
+    if config.features.n_jobs is not None and config.features.n_jobs < 1:
+        raise PreflightError(f"--n-jobs {config.features.n_jobs}: must be at least 1")
+    if config.time_budget_hours is not None and not config.time_budget_hours >= 0:
+        raise PreflightError(f"--time-budget-hours {config.time_budget_hours}: must be 0 (no encoder) or more")
     check_readable_file(config.train_path, "--train")
     check_readable_file(config.test_path, "--test")
     check_writable_dir(config.out, "--out")
-    if config.submission_path:
-        check_writable_dir(Path(config.submission_path).parent, "--submission folder")
+    for path in (config.submission_path, submission):
+        if path:
+            check_submission_path(path)
     check_sources(config.extra_sources)
-    for source in config.sources.sources:
-        check_readable_file(source.path, "--extra-train")
+    check_training_files(config.train_path, config.sources.sources)
     check_encoders(config)
+    check_params(config.stacker.params)
+    if test_labels is not None:
+        check_test_labels(test_labels)
     if storage is not None:
         check_storage_url(storage)
 

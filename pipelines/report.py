@@ -6,6 +6,7 @@ import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pipelines.run_dir import atomic_write_text
 
@@ -95,6 +96,38 @@ def _per_source_lines(report: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _calibration_lines(report: dict) -> list[str]:
+    """Which calibrator scored the test rows and why; the new-source calibrator's held-out figures."""
+    cal = report.get("calibration") or {}
+    choice, new = cal.get("test_choice"), cal.get("new_source") or {}
+    if not choice and not new:
+        return []
+    lines = ["## Test calibration", ""]
+    if choice:
+        lines.append(f"- asked: {choice['requested']}; used: **{choice['calibration']}** ({choice['why']})")
+        shift = choice.get("shift")
+        if shift:
+            per = ", ".join(f"{k} {v['auc']:.3f}" for k, v in shift["per_source"].items())
+            lines.append(f"- adversarial validation AUC per training source: {per}")
+    for key, info in new.items():
+        if not info.get("fitted"):
+            lines.append(f"- new-source calibrator ({key} stacker): none ({info.get('why')})")
+            continue
+        fitted = info["calibrator"]["calibrator"]
+        lines.append(
+            f"- new-source calibrator ({key} stacker): {info['procedure']}, temperature {fitted['temperature']:.3f},"
+            f" tie bias {fitted['tie_bias']:.3f}; {info['seconds']:.1f}s"
+        )
+        lines += ["", "| held-out source | rows | LOSO log loss, in-source cal. | new-source cal. (in-sample) |"]
+        lines.append("|---|---|---|---|")
+        for name, s in info["held_out_sources"].items():
+            lines.append(
+                f"| {name} | {s['rows']} | {s['loso_log_loss_in_source']:.4f} | {s['loso_log_loss_new_source']:.4f} |"
+            )
+        lines.append("")
+    return [*lines, ""]
+
+
 def render_markdown(report: dict) -> str:
     lines = [
         "# arena-pref run report",
@@ -122,6 +155,7 @@ def render_markdown(report: dict) -> str:
     )
     lines.append("")
     lines += _per_source_lines(report)
+    lines += _calibration_lines(report)
     if report.get("holdout"):
         lines += _metrics_table("Labelled test set (evaluation only)", {k: v for k, v in report["holdout"].items()})
     lines += [
@@ -144,9 +178,13 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
+def write_report(report: dict, out_dir: Path, names: Any = None) -> tuple[Path, Path]:
+    """``report.json`` and ``report.md`` in ``out_dir``, or at ``names.path("report.json"/"report.md")``
+    (a run's staged outputs, ``pipelines.run_dir.StagedOutputs``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
+    if names is not None:
+        json_path, md_path = names.path("report.json"), names.path("report.md")
     atomic_write_text(json_path, json.dumps(report, indent=2, default=str))
     atomic_write_text(md_path, render_markdown(report))
     return json_path, md_path

@@ -49,20 +49,19 @@ def load_run_train(train_path: str | Path, sources: TrainingSourcesConfig) -> tu
     """The run's training battles and the primary file's parse report: ``load_battles`` as today for
     one plain file; with extras, or a file whose ``source`` column names several sources,
     :func:`pipelines.training_sets.load_training_sources` plus the primary rows decided above."""
-    battles, parse = load_battles(train_path, labelled=True)
-    if not sources.extra_train and not _names_several_sources(Path(train_path)):
+    battles, parse = load_battles(train_path, labelled=True, keep=("source",))
+    own = battles.pop("source").astype(str) if "source" in battles.columns else None
+    if not sources.extra_train and (own is None or own.nunique() <= 1):
         return battles, parse  # the single-source path, unchanged
-    frame = load_training_sources(TrainingSource.parse(str(train_path)), sources.sources)
-    own = frame["is_primary"].to_numpy(dtype=bool)
-    if frame.loc[own, "source"].nunique() > 1:  # a combined primary file: its tie-less sources only train
-        frame.loc[own, "is_primary"] = primary_of_combined(frame[own])
+    frame = load_training_sources(
+        TrainingSource(path=Path(train_path), name=Path(train_path).name.split(".")[0] or Path(train_path).name),
+        sources.sources,
+        primary_read=(battles, own),
+    )
+    mine = frame["is_primary"].to_numpy(dtype=bool)
+    if frame.loc[mine, "source"].nunique() > 1:  # a combined primary file: its tie-less sources only train
+        frame.loc[mine, "is_primary"] = primary_of_combined(frame[mine])
     return frame, parse
-
-
-def _names_several_sources(path: Path) -> bool:
-    if "source" not in pd.read_csv(path, nrows=0).columns:
-        return False
-    return pd.read_csv(path, usecols=["source"], dtype=str, keep_default_na=False)["source"].nunique() > 1
 
 
 def scored_mask(train: pd.DataFrame) -> np.ndarray:

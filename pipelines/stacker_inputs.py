@@ -15,13 +15,14 @@ import pandas as pd
 
 from features.extractor import FeatureExtractor
 from pipelines.config import RunConfig
-from pipelines.data import ParseReport, load_battles
+from pipelines.data import DataError, ParseReport, load_battles
 from pipelines.folds import ACROSS_SOURCES, load_or_make_folds, make_folds, prompt_groups
 from pipelines.preflight import check_labels
 from pipelines.report import StageTimer
 from pipelines.run_sources import is_multi_source, load_run_train
 from pipelines.source_folds import make_source_folds, source_groups
-from stacking.sources import read_proba_file, source_features
+from pipelines.tables import read_proba_file
+from stacking.sources import source_features
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,30 @@ class StackerInputs:
 
     def with_source(self, name: str, oof_path: str | Path, test_path: str | Path | None) -> None:
         """Add an extra probability source's columns (OOF for train, fold-mean for test)."""
-        self.X = pd.concat(
-            [self.X, source_features(read_proba_file(oof_path), self.train["id"], name, str(oof_path))], axis=1
-        )
-        if self.X_test is not None and self.test is not None and test_path is not None:
-            self.X_test = pd.concat(
-                [self.X_test, source_features(read_proba_file(test_path), self.test["id"], name, str(test_path))],
-                axis=1,
-            )
+        test = self.test if self.X_test is not None and test_path is not None else None
+        self.add_source_columns(*source_columns(name, oof_path, test_path, self.train, test))
+
+    def add_source_columns(self, train_columns: pd.DataFrame, test_columns: pd.DataFrame | None) -> None:
+        self.X = pd.concat([self.X, train_columns], axis=1)
+        if self.X_test is not None and test_columns is not None:
+            self.X_test = pd.concat([self.X_test, test_columns], axis=1)
+
+
+def source_columns(
+    name: str, oof_path: str | Path, test_path: str | Path | None, train: pd.DataFrame, test: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """A probability source's stacker columns for the train rows (OOF file) and the test rows; a file that
+    lacks some of the ids is a :class:`DataError` naming the file and the ids."""
+
+    def aligned(path: str | Path, ids: pd.Series) -> pd.DataFrame:
+        try:
+            return source_features(read_proba_file(path), ids, name, str(path))
+        except DataError:
+            raise
+        except ValueError as exc:  # stacking.sources: ids without probabilities
+            raise DataError(str(exc)) from None
+
+    return aligned(oof_path, train["id"]), None if test is None or test_path is None else aligned(test_path, test["id"])
 
 
 def cache_dir_of(config: RunConfig) -> Path:
@@ -83,6 +100,10 @@ def build_inputs(
     battles. A train frame of several sources (``pipelines.run_sources``) gets folds grouped by prompt
     or answer pair across all of them, so no pair is trained on through another source."""
     timer = timer or StageTimer()
+    sources = {}  # read and matched to the ids before folds and features: a file missing ids costs no work
+    for name, spec in (extra_sources or {}).items():
+        oof_path, test_path = spec.split(",")
+        sources[name] = source_columns(name, oof_path, test_path, train, test)
     with timer.stage("folds"):
         several = is_multi_source(train)
         maker = source_fold_frame if several else make_folds
@@ -99,9 +120,8 @@ def build_inputs(
     inputs = StackerInputs(
         train, test, train_parse, test_parse, train["label"].to_numpy(), folds, groups, X, X_test, **meta
     )
-    for name, spec in (extra_sources or {}).items():
-        oof_path, test_path = spec.split(",")
-        inputs.with_source(name, oof_path, test_path)
+    for train_columns, test_columns in sources.values():
+        inputs.add_source_columns(train_columns, test_columns)
     return inputs
 
 

@@ -36,6 +36,7 @@ class StackerFit:
     scored: np.ndarray | None = None  # None: every row
     per_source: dict[str, dict] | None = None
     tie_handling: str = "plain"
+    test_raw: np.ndarray | None = None  # uncalibrated: what a new-source calibrator is applied to
 
     def scored_rows(self, n: int) -> np.ndarray:
         return np.ones(n, dtype=bool) if self.scored is None else self.scored
@@ -95,4 +96,5 @@ def fit_stacker(
         scored=fit.scored if multi else None,
         per_source=oof_per_source(inputs.train, fit.raw.oof) if multi else None,
         tie_handling=fit.raw.tie_handling,
+        test_raw=fit.raw.test,
     )

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS
-from pipelines.data import load_battles
+from pipelines.data import DataError, load_battles, read_battle_csv
 from pipelines.formats import convert
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,10 @@ CONVERTED_SETS = {
     ),
 }
 SKIPPED_SETS = ("arena-snippets-king398",)  # 100 truncated rows: a smoke fixture, not data
+
+
+class TrainingSourceError(DataError):
+    """A training source that cannot be used (a bad spec, the same file twice, ids clashing across files)."""
 
 
 @dataclass(frozen=True)
@@ -62,9 +66,9 @@ class TrainingSource:
         if match and not re.fullmatch(r"[A-Za-z]", match.group(1)):  # "C:..." is a drive, not a weight
             spec, weight = match.group(1), float(match.group(2))
         if not spec or spec.startswith(":"):
-            raise ValueError("training source: empty file name")
+            raise TrainingSourceError("training source: empty file name")
         if weight < 0:
-            raise ValueError(f"training source {spec}: negative weight {weight}")
+            raise TrainingSourceError(f"training source {spec}: negative weight {weight}")
         path = Path(spec)
         if name is None:
             name = path.name.split(".")[0] or path.name
@@ -85,7 +89,7 @@ class TrainingSourcesConfig:
 
     def __post_init__(self) -> None:
         if self.fold_seeds < 1:
-            raise ValueError(f"fold_seeds must be >= 1, got {self.fold_seeds}")
+            raise TrainingSourceError(f"--fold-seeds {self.fold_seeds}: must be >= 1")
         for spec in self.extra_train:
             TrainingSource.parse(spec)  # fail on a bad spec before any work
 
@@ -94,12 +98,12 @@ class TrainingSourcesConfig:
         return [TrainingSource.parse(spec) for spec in self.extra_train]
 
 
-def _file_sources(path: Path) -> pd.Series | None:
-    """The file's own ``source`` column (a combined file), or None."""
-    header = pd.read_csv(path, nrows=0).columns
-    if "source" not in header:
-        return None
-    return pd.read_csv(path, usecols=["source"], dtype=str, keep_default_na=False)["source"]
+def read_source(source: TrainingSource) -> tuple[pd.DataFrame, pd.Series | None]:
+    """A training file's battles and its own ``source`` column (a combined file), or None; one read by the
+    hardened reader, so a trailing comma, a ``;``/tab delimiter, UTF-16 or gzip tag rows as the clean file does."""
+    battles, _ = load_battles(source.path, labelled=True, keep=("source",))
+    own = battles.pop("source").astype(str) if "source" in battles.columns else None
+    return battles, own
 
 
 def _tag(frame: pd.DataFrame, source: TrainingSource, is_primary: bool, own: pd.Series | None) -> pd.DataFrame:
@@ -122,27 +126,44 @@ def mark_sources_with_ties(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def load_training_sources(primary: str | Path | TrainingSource, extras=()) -> pd.DataFrame:
+def load_training_sources(
+    primary: str | Path | TrainingSource,
+    extras=(),
+    *,
+    primary_read: tuple[pd.DataFrame, pd.Series | None] | None = None,
+) -> pd.DataFrame:
     """Primary and extra training files as one frame (``pipelines.data.load_battles`` columns plus
     ``source``, ``is_primary``, ``weight``, ``source_has_ties``). Extra ids get a ``source:`` prefix
     so ids stay unique; a file with a ``source`` column (see :func:`combined_shared_data`) keeps
-    its own per-row sources."""
+    its own per-row sources. ``primary_read``: the primary file's :func:`read_source`, when already read.
+    The same file given twice is refused (its rows would count twice)."""
     primary = primary if isinstance(primary, TrainingSource) else TrainingSource.parse(str(primary))
     extras = [e if isinstance(e, TrainingSource) else TrainingSource.parse(str(e)) for e in extras]
+    _refuse_repeated_files([primary, *extras])
     parts = []
     for k, src in enumerate([primary, *extras]):
-        battles, _ = load_battles(src.path, labelled=True)
-        parts.append(_tag(battles, src, is_primary=k == 0, own=_file_sources(Path(src.path))))
+        battles, own = primary_read if k == 0 and primary_read is not None else read_source(src)
+        parts.append(_tag(battles, src, is_primary=k == 0, own=own))
     frame = pd.concat(parts, ignore_index=True)
     dup = frame["id"].duplicated()
     if dup.any():
-        raise ValueError(f"duplicate id {frame['id'][dup].iloc[0]!r} across training sources; rename a source")
+        raise TrainingSourceError(f"duplicate id {frame['id'][dup].iloc[0]!r} across training sources; rename a source")
     frame = mark_sources_with_ties(frame)
     log.info(
         "training sources: %s",
         ", ".join(f"{s}={n}" for s, n in frame.groupby("source", sort=False).size().items()),
     )
     return frame
+
+
+def _refuse_repeated_files(sources: list[TrainingSource]) -> None:
+    seen: dict[Path, str] = {}
+    for k, src in enumerate(sources):
+        key = Path(src.path).resolve()
+        what = "--train" if k == 0 else f"--extra-train {src.path}"
+        if key in seen:
+            raise TrainingSourceError(f"{what}: the same file as {seen[key]}; give each training file once")
+        seen[key] = what
 
 
 def combined_shared_data(data_dir: str | Path) -> pd.DataFrame:
@@ -158,7 +179,7 @@ def combined_shared_data(data_dir: str | Path) -> pd.DataFrame:
             fmt, files = CONVERTED_SETS[name]
             frame = convert(fmt, [folder / f for f in files])
         elif (folder / "train.csv.gz").exists():
-            frame = pd.read_csv(folder / "train.csv.gz", dtype={"id": str}, keep_default_na=False)
+            frame = read_battle_csv(folder / "train.csv.gz").frame
         else:
             log.info("combined data: %s has no known layout, skipped", folder)
             continue

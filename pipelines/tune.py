@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 from pipelines.cli import add_data_args, run_config_from_args, sources_from_args
 from pipelines.command_setup import command_parser, setup_logging
 from pipelines.config import RunConfig
+from pipelines.errors import UsageError, arguments_checked
 from pipelines.multi_source import fit_seed, repeated_folds, require_extras_loaded, source_fit_kwargs
 from pipelines.stacker_inputs import StackerInputs, prepare_inputs
 from pipelines.training_sets import TrainingSourcesConfig
@@ -168,7 +169,7 @@ def check_setup(study, key: dict) -> None:
         changed = {
             k: (stored.get(k), key.get(k)) for k in sorted(set(stored) | set(key)) if stored.get(k) != key.get(k)
         }
-        raise SystemExit(
+        raise UsageError(
             f"study {study.study_name!r} was run on other data, folds or fit settings "
             f"(stored, now: {changed}); pick another --study or --out"
         )
@@ -416,9 +417,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
-    config = run_config_from_args(args)
-    from pipelines.preflight import check_run
+    with arguments_checked():
+        config = run_config_from_args(args)
+        sources = sources_from_args(args)
+    from pipelines.preflight import check_run, check_seed
 
+    if args.n_trials < 1:
+        raise UsageError(f"--n-trials {args.n_trials}: must be at least 1")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout {args.timeout}: must be positive (seconds)")
+    if not args.study.strip():
+        raise UsageError("--study: give the study a name")
+    if args.sampler_seed is not None:
+        check_seed(args.sampler_seed, "--sampler-seed")
     check_run(config, storage=args.storage or default_storage(config.out))
     tune_config = TuneConfig(
         n_trials=args.n_trials,
@@ -427,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         storage=args.storage,
         sampler_seed=args.sampler_seed,
     )
-    return 130 if tune(config, tune_config, sources_from_args(args))["interrupted"] else 0
+    return 130 if tune(config, tune_config, sources)["interrupted"] else 0
 
 
 if __name__ == "__main__":

@@ -40,17 +40,22 @@ class ProbabilityCalibrator:
         out[:, 2] += tie_bias
         return out
 
-    def fit(self, proba: np.ndarray, y: np.ndarray) -> ProbabilityCalibrator:
+    def fit(self, proba: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> ProbabilityCalibrator:
+        """Minimise the (weighted) mean negative log likelihood of ``y`` over T (and the tie bias)."""
         if self.kind == "none":
             return self
         logits = _logits(proba)
         y = np.asarray(y)
         rows = np.arange(len(y))
+        weights = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if weights.shape != (len(y),) or not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError("sample_weight must be one finite, non-negative weight per row, not all zero")
+        weights = weights / weights.sum()
 
         def nll(theta: np.ndarray) -> float:
             temperature = float(np.exp(theta[0]))
             bias = float(theta[1]) if self.kind == "vector" else 0.0
-            return -log_softmax(self._transform_logits(logits, temperature, bias), axis=1)[rows, y].mean()
+            return -float(log_softmax(self._transform_logits(logits, temperature, bias), axis=1)[rows, y] @ weights)
 
         x0 = np.zeros(2 if self.kind == "vector" else 1)
         result = minimize(

@@ -87,6 +87,50 @@ def with_fold_features(
     return pd.concat([X, *extra], axis=1)
 
 
+def fit_rows(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    option: str,
+    names: np.ndarray,
+    has_ties: np.ndarray,
+    groups: np.ndarray | None,
+    weights: np.ndarray | None,
+    config: StackerConfig | None,
+    seed: int,
+    overrides: dict[str, Any],
+    fold_features: Sequence[FoldFeature] = (),
+    battles: pd.DataFrame | None = None,
+) -> tuple[LGBMStacker | TieAwareStacker, list[Any]]:
+    """One stacker (and its fitted per-fold features) on the rows ``train_idx``: the unit of
+    :func:`cross_fit` and of the leave-one-source-out fits (``stacking.source_holdout``)."""
+    fitted = [clone(t).fit(battles.iloc[train_idx]) for t in fold_features] if battles is not None else []
+    X_train = with_fold_features(X.iloc[train_idx], battles, fitted, train_idx)
+    fold_groups = None if groups is None else np.asarray(groups)[train_idx]
+    fold_weights = None if weights is None else weights[train_idx]
+    model: LGBMStacker | TieAwareStacker
+    if option == "plain":  # exactly the single-source stacker
+        model = LGBMStacker(seed=seed, config=config, **overrides)
+        model.fit(X_train, y[train_idx], fold_groups, sample_weight=fold_weights)
+    else:
+        settings = replace(config or StackerConfig(), **overrides)
+        model = TieAwareStacker(option, seed=seed, config=settings)
+        model.fit(X_train, y[train_idx], names[train_idx], has_ties[train_idx], fold_weights, fold_groups)
+    return model, fitted
+
+
+def tie_inputs(
+    y: np.ndarray, config: StackerConfig | None, tieless: np.ndarray | None, source: np.ndarray | None
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """The resolved tie handling, whether each row's source has ties, and each row's source name."""
+    option = resolve_tie_handling((config or StackerConfig()).tie_handling, tieless)
+    if option == "tie_offset" and source is None:
+        raise ValueError("tie_handling 'tie_offset' needs each row's source (source=)")
+    has_ties = np.ones(len(y), dtype=bool) if tieless is None else ~np.asarray(tieless, dtype=bool)
+    names = np.where(has_ties, "with_ties", "tieless") if source is None else np.asarray(source).astype(str)
+    return option, has_ties, names
+
+
 def cross_fit(
     X: pd.DataFrame,
     y: np.ndarray,
@@ -117,28 +161,27 @@ def cross_fit(
         raise ValueError("fold_features need the training battles (battles=)")
     y, folds = np.asarray(y), np.asarray(folds)
     weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    option = resolve_tie_handling((config or StackerConfig()).tie_handling, tieless)
-    if option == "tie_offset" and source is None:
-        raise ValueError("tie_handling 'tie_offset' needs each row's source (source=)")
-    has_ties = np.ones(len(y), dtype=bool) if tieless is None else ~np.asarray(tieless, dtype=bool)
-    names = np.where(has_ties, "with_ties", "tieless") if source is None else np.asarray(source).astype(str)
+    option, has_ties, names = tie_inputs(y, config, tieless, source)
     oof = np.full((len(y), 3), np.nan)
     test = np.zeros((len(X_test), 3)) if X_test is not None else None
     result = CrossFitResult(oof, test, [], [], tie_handling=option)
     for k in sorted(np.unique(folds)):
         train_idx, held_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-        fitted = [clone(t).fit(battles.iloc[train_idx]) for t in fold_features] if battles is not None else []
-        X_train = with_fold_features(X.iloc[train_idx], battles, fitted, train_idx)
-        fold_groups = None if groups is None else np.asarray(groups)[train_idx]
-        fold_weights = None if weights is None else weights[train_idx]
-        model: LGBMStacker | TieAwareStacker
-        if option == "plain":  # exactly the single-source stacker
-            model = LGBMStacker(seed=seed + int(k), config=config, **overrides)
-            model.fit(X_train, y[train_idx], fold_groups, sample_weight=fold_weights)
-        else:
-            settings = replace(config or StackerConfig(), **overrides)
-            model = TieAwareStacker(option, seed=seed + int(k), config=settings)
-            model.fit(X_train, y[train_idx], names[train_idx], has_ties[train_idx], fold_weights, fold_groups)
+        model, fitted = fit_rows(
+            X,
+            y,
+            train_idx,
+            option,
+            names,
+            has_ties,
+            groups,
+            weights,
+            config,
+            seed + int(k),
+            overrides,
+            fold_features,
+            battles,
+        )
         oof[held_idx] = model.predict_proba(with_fold_features(X.iloc[held_idx], battles, fitted, held_idx))
         if X_test is not None and test is not None:
             test += model.predict_proba(with_fold_features(X_test, test_battles, fitted))

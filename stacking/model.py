@@ -20,6 +20,7 @@ from stacking.booster_file import check_booster_file
 from stacking.calibration import ProbabilityCalibrator
 from stacking.cross_fit import with_fold_features
 from stacking.lgbm import LGBMStacker, predict_swap_averaged
+from stacking.new_source import NewSourceCalibrator
 from stacking.tie_handling import TieAwareStacker
 from stacking.transformer_state import load_transformer, save_transformer
 
@@ -65,6 +66,8 @@ def library_versions() -> dict[str, str]:
 class StackerModel:
     """Fold boosters (predictions are their mean) followed by a calibrator.
 
+    ``calibrator`` is fitted on the training sources' out-of-fold rows (in-source); ``new_source``, when
+    the training data had several tie-bearing sources, on their leave-one-source-out predictions.
     ``fold_transformers[k]`` are fold k's fitted per-fold feature transformers: booster k only ever
     sees the columns its own fold's transformers produce, at fit and at prediction.
     """
@@ -75,6 +78,7 @@ class StackerModel:
     feature_config: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
     fold_transformers: list[list[Any]] = field(default_factory=list)
+    new_source: NewSourceCalibrator | None = None
 
     @classmethod
     def from_fold_models(
@@ -111,8 +115,18 @@ class StackerModel:
             per_fold.append(predict_swap_averaged(booster, with_fold_features(X, battles, fitted), self.columns))
         return np.mean(per_fold, axis=0)
 
-    def predict_proba(self, X: pd.DataFrame, battles: pd.DataFrame | None = None) -> np.ndarray:
-        return self.calibrator.predict_proba(self.predict_proba_uncalibrated(X, battles))
+    def predict_proba(
+        self, X: pd.DataFrame, battles: pd.DataFrame | None = None, *, new_source: bool = False
+    ) -> np.ndarray:
+        """Calibrated probabilities: in-source (default) or, with ``new_source``, the new-source calibrator."""
+        return self.calibrate(self.predict_proba_uncalibrated(X, battles), new_source)
+
+    def calibrate(self, raw: np.ndarray, new_source: bool = False) -> np.ndarray:
+        if not new_source:
+            return self.calibrator.predict_proba(raw)
+        if self.new_source is None:
+            raise ValueError("this stacker has no new-source calibrator (trained on a single tie-bearing source)")
+        return self.new_source.predict_proba(raw)
 
     def save(self, directory: str | Path) -> list[Path]:
         """Write the model into ``directory``; every file written (for a bundle's hashes)."""
@@ -135,6 +149,7 @@ class StackerModel:
             "n_boosters": len(self.boosters),
             "columns": self.columns,
             "calibrator": self.calibrator.to_dict(),
+            "new_source_calibrator": None if self.new_source is None else self.new_source.to_dict(),
             "feature_config": self.feature_config,
             "metadata": self.metadata,
             "fold_transformers": transformers,
@@ -162,6 +177,8 @@ class StackerModel:
             raise ValueError(f"{manifest_path}: n_boosters {n} does not match the booster files {found}")
         try:
             calibrator = ProbabilityCalibrator.from_dict(manifest["calibrator"])
+            stored = manifest.get("new_source_calibrator")
+            new_source = None if stored is None else NewSourceCalibrator.from_dict(stored)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{manifest_path}: {exc}") from None
         columns = [str(c) for c in manifest["columns"]]
@@ -179,4 +196,5 @@ class StackerModel:
             manifest["feature_config"],
             manifest.get("metadata", {}),
             transformers,
+            new_source,
         )

@@ -1,39 +1,18 @@
 """Extra probability sources (e.g. an encoder's OOF file) as stacker feature columns.
 
 A source file holds ``id`` and the three class probabilities (``winner_model_a``,
-``winner_model_b``, ``winner_tie``), as CSV or parquet. Its columns follow the A/B convention
+``winner_model_b``, ``winner_tie``), as CSV or parquet (read and checked by
+``pipelines.tables.read_proba_file``). Its columns follow the A/B convention
 (``a_enc_<name>`` / ``b_enc_<name>`` exchange on swap, ``diff_enc_<name>`` flips, the tie
 probability is symmetric), so a swap-consistent source keeps the stacker exactly symmetric.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from arena_schema import CLASS_COLUMNS
-
-
-def read_proba_file(path: str | Path) -> pd.DataFrame:
-    """id + 3 probabilities, checked: a broken source must not silently become NaN features."""
-    path = Path(path)
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"id": str})
-    missing = [c for c in ("id", *CLASS_COLUMNS) if c not in frame]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}")
-    frame["id"] = frame["id"].astype(str)
-    values = frame[list(CLASS_COLUMNS)].to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values).all(axis=1) | (np.abs(values.sum(axis=1) - 1) > 1e-3) | (values < 0).any(axis=1)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"{path}: row {row + 1} (id={frame['id'].iloc[row]}): probabilities invalid {values[row].tolist()}"
-        )
-    if frame["id"].duplicated().any():
-        raise ValueError(f"{path}: duplicate ids")
-    return frame[["id", *CLASS_COLUMNS]]
 
 
 def source_features(proba: pd.DataFrame, ids: pd.Series, name: str, path: str = "") -> pd.DataFrame:

@@ -284,6 +284,13 @@ def render_markdown() -> str:
         "| in-memory frame (`load_battles_frame`) with a duplicate id | refused: names the frame, row and column |",
         "| command line: bad train.csv | exit 2, one `error:` line, no traceback; `--debug` shows it |",
         "| Kaggle: `/kaggle/input` without the competition folder | exit 2, the folders found are listed |",
+        "| every input of `full_run`, `tune` and `ablation` (train with its own `source` column, `--extra-train`,"
+        " `--source` OOF/test files, `--test-labels`) with a trailing comma on every row, `;` or tab separated,"
+        " UTF-16, gzip under a `.csv` name | accepted: the same sources, primary rows, features and labels as"
+        " the clean files (`tests/test_input_paths.py`) |",
+        "| `--source` file or `--test-labels` without the id + 3 class columns, or with a bad value |"
+        " refused, exit 2: line L, column C, before any feature (`tests/test_user_errors.py`) |",
+        "| parquet probability file | recognised by its content (`PAR1`), not its name; rows named in errors |",
     ]
     return "\n".join(rows) + "\n"
 

@@ -15,7 +15,7 @@ from sklearn.exceptions import NotFittedError
 
 from arena_schema import CLASS_COLUMNS
 from pipelines import full_run
-from pipelines.bundle import MANIFEST, BundleError
+from pipelines.bundle import MANIFEST, BundleError, manifest_digest
 from pipelines.errors import UserError
 from pipelines.estimator import ArenaPreferenceModel
 from stacking import transformer_state
@@ -81,8 +81,11 @@ def _submission(path: Path) -> np.ndarray:
 
 
 def _rehash(bundle: Path, rel: str) -> None:
+    """A forger's edit: the file's hash and the manifest's (unkeyed) digest recomputed, so that the checks
+    behind them (booster headers, calibrator, columns) are what must refuse it."""
     manifest = json.loads((bundle / MANIFEST).read_text())
     manifest["files"][rel] = hashlib.sha256((bundle / rel).read_bytes()).hexdigest()
+    manifest["digest"] = manifest_digest(manifest)
     (bundle / MANIFEST).write_text(json.dumps(manifest))
 
 

@@ -154,3 +154,15 @@ def test_two_prediction_processes_match_in_process(bert_run, data):
     two = predict_proba_multi_gpu(work, data[1], n_processes=2)
     assert two.shape == (len(data[1]), 3)
     np.testing.assert_allclose(two, in_process, atol=1e-5)
+
+
+def test_rows_reach_the_workers_without_pickle(data, tmp_path):
+    """The worker processes get parquet (it cannot run code on load), and read back the same battles."""
+    from encoders.parallel_predict import ROW_COLUMNS, read_rows, write_rows
+
+    battles = data[1]
+    write_rows(battles, tmp_path / "rows.parquet")
+    assert (tmp_path / "rows.parquet").read_bytes()[:4] == b"PAR1"
+    back = read_rows(tmp_path / "rows.parquet")
+    pd.testing.assert_frame_equal(back, battles[list(ROW_COLUMNS)].reset_index(drop=True))
+    assert all(isinstance(t, list) for t in back["a_turns"])

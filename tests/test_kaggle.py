@@ -19,6 +19,7 @@ from encoders import cross_fit
 from encoders.budget import FoldTiming, should_score_test, should_start_fold
 from encoders.settings import EncoderConfig
 from pipelines import export_kaggle
+from pipelines.errors import UsageError
 from tests.conftest import ROOT, make_battles
 from tests.tiny_models import tiny_encoder_config
 
@@ -396,7 +397,7 @@ def test_export_model_copy_base_and_full_finetunes(tmp_path, monkeypatch):
     full, _ = _fake_bundle(tmp_path / "full", lora=False)  # full fine-tune: folds carry the weights
     export_kaggle.main(["--out", str(tmp_path / "d2"), "--no-download", "--model", str(full)])
     assert resolve_bases(tmp_path / "d2" / "model", tmp_path / "empty") == {}
-    with pytest.raises(SystemExit, match="manifest.json"):
+    with pytest.raises(UsageError, match="manifest.json"):
         export_kaggle.export_bundle(tmp_path / "d3", tmp_path / "hub")
     (full / "encoders" / "gemma" / "fold_0" / "adapter_model.safetensors").write_bytes(b"edited")
     with pytest.raises(ValueError, match="sha256"):  # a damaged bundle fails at export, not on Kaggle

@@ -12,7 +12,7 @@ import pytest
 
 from arena_schema import swap_feature_frame
 from features.extractor import FeatureExtractor, battle_features, group_columns
-from features.groups import DEFAULT_GROUPS, GROUPS, OPT_IN_GROUPS, expand_groups
+from features.groups import ALL_GROUPS, DEFAULT_GROUPS, GROUPS, OPTIONAL_GROUPS, expand_groups
 from features.prose import prose
 from features.sentiment import sentiment_scores
 from features.spelling import spelling_scores
@@ -20,7 +20,7 @@ from pipelines.estimator import ArenaPreferenceModel
 from stacking.config import StackerConfig
 from tests.conftest import make_battles
 
-OPT_IN = list(OPT_IN_GROUPS)
+OPT_IN = ["sentiment", "spelling"]
 CODE = "```python\ndef fetch_urls(xs2):\n    return [requests.get(u) for u in xs2]  # noqa\n```"
 BAD_TEXTS = {
     "empty": "",
@@ -33,8 +33,8 @@ BAD_TEXTS = {
 
 
 def test_registered_but_not_default():
-    assert set(OPT_IN) == {"sentiment", "spelling"}
-    assert not set(OPT_IN) & set(DEFAULT_GROUPS) and set(OPT_IN) <= set(GROUPS)
+    assert set(OPT_IN) <= set(OPTIONAL_GROUPS) and set(OPT_IN) <= set(ALL_GROUPS)
+    assert not set(OPT_IN) & set(DEFAULT_GROUPS) and not set(OPT_IN) & set(GROUPS)
     assert FeatureExtractor(n_jobs=1).groups == DEFAULT_GROUPS
     assert expand_groups(["default", "sentiment", "length"]) == (*DEFAULT_GROUPS, "sentiment")
 

@@ -115,3 +115,18 @@ def test_tune_refuses_a_bad_storage_url_in_one_line(train_csv, test_csv, tmp_pat
     from pipelines.tune import main
 
     assert run_command(main, argv) == 2
+
+
+def test_the_readme_postgresql_url_gets_the_installed_driver(monkeypatch):
+    """``postgresql://user@host/db`` as the README writes it: SQLAlchemy 2.1 maps it to psycopg 3; where
+    only psycopg2 is installed (requirements.txt) the URL is given that driver, and the check passes."""
+    import importlib.util
+
+    from pipelines.storage import normalise_url
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a))
+    assert normalise_url("postgresql://user:p%40ss@host:5432/db") == "postgresql+psycopg2://user:p%40ss@host:5432/db"
+    assert normalise_url("postgresql+psycopg://user@host/db") == "postgresql+psycopg://user@host/db"  # named: kept
+    assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
+    check_storage_url("postgresql://user:secret@host/db")  # the driver imports: no error

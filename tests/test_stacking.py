@@ -8,12 +8,13 @@ from features.extractor import FeatureExtractor
 from pipelines.data import load_battles
 from pipelines.folds import make_folds, prompt_groups
 from pipelines.metrics import multiclass_log_loss, nested_prior
+from pipelines.tables import read_proba_file
 from stacking.calibration import ProbabilityCalibrator, cross_calibrate
 from stacking.config import StackerConfig
 from stacking.cross_fit import cross_fit, fit_calibrated
 from stacking.lgbm import LGBMStacker
 from stacking.model import StackerModel
-from stacking.sources import read_proba_file, source_features
+from stacking.sources import source_features
 
 # one LightGBM thread: the same results, and far quicker on a machine with busy cores
 FAST = {"num_boost_round": 200, "early_stopping_rounds": 20, "config": StackerConfig(num_threads=1)}
@@ -154,7 +155,7 @@ def test_probability_source_columns_swap_like_features(tmp_path):
         source_features(read_proba_file(path), pd.Series(["1", "4"]), "x")
     frame.loc[0, "winner_tie"] = 0.5
     frame.to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(ValueError, match=r"bad.csv: row 1 \(id=3\)"):
+    with pytest.raises(ValueError, match=r"bad.csv: line 2, columns .*: probabilities sum to 1.4000, not 1 \(id=3\)"):
         read_proba_file(tmp_path / "bad.csv")
 
 

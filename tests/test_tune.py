@@ -9,6 +9,7 @@ import pytest
 from pipelines import full_run, tune
 from pipelines.cli import run_config_from_args
 from pipelines.config import load_params_file
+from pipelines.errors import UsageError
 from pipelines.stacker_inputs import prepare_inputs
 from stacking.calibration import ProbabilityCalibrator
 from stacking.cross_fit import fit_calibrated
@@ -101,7 +102,7 @@ def test_resuming_on_other_data_is_refused(data, tmp_path):
     assert tune.main([*data, "--out", str(out), "--n-trials", "1", *FAST]) == 0
     other = tmp_path / "other.csv"
     make_battles(150, seed=9).to_csv(other, index=False)
-    with pytest.raises(SystemExit, match="other data"):
+    with pytest.raises(UsageError, match="other data"):
         tune.main(
             [
                 "--train",

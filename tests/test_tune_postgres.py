@@ -21,6 +21,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from pipelines.storage import normalise_url
 from tests.conftest import ROOT, make_battles
 
 STUDY = "shared"
@@ -100,7 +101,7 @@ def postgres_url():
         shutil.rmtree(base, ignore_errors=True)
         pytest.fail(f"pg_ctl start failed: {start.stderr.strip()} {log[-500:]}")
     try:
-        yield f"postgresql+psycopg2://arena@127.0.0.1:{port}"
+        yield f"postgresql://arena@127.0.0.1:{port}"  # the README's form: no driver named
     finally:
         subprocess.run(
             [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
@@ -150,7 +151,7 @@ def test_workers_creating_the_schema_at_once_all_succeed(postgres_url):
     for p in procs:
         p.join(timeout=60)
     assert results == ["ok"] * 3
-    assert optuna.study.get_all_study_summaries(url) == []  # the schema is there, and usable
+    assert optuna.study.get_all_study_summaries(normalise_url(url)) == []  # the schema is there, and usable
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +188,7 @@ def test_two_workers_share_one_study_and_a_resumed_worker_continues(postgres_url
     outputs = [_finish(w) for w in workers]
     both_s = time.perf_counter() - t0
 
-    study = optuna.load_study(study_name=STUDY, storage=postgres_url)
+    study = optuna.load_study(study_name=STUDY, storage=normalise_url(postgres_url))
     finished = [t for t in study.trials if t.state.is_finished()]
     assert len(study.trials) == 4 and len(finished) == 4  # 2 + 2: every trial of both workers, none lost
     assert sorted(t.number for t in study.trials) == list(range(4))  # numbered by the shared database
@@ -199,7 +200,7 @@ def test_two_workers_share_one_study_and_a_resumed_worker_continues(postgres_url
 
     before = [(t.number, t.params, t.value) for t in study.trials]
     _finish(_worker(data, tmp_path / "w0", postgres_url, 1, sampler_seed=100))
-    study = optuna.load_study(study_name=STUDY, storage=postgres_url)
+    study = optuna.load_study(study_name=STUDY, storage=normalise_url(postgres_url))
     assert len(study.trials) == 5
     assert [(t.number, t.params, t.value) for t in study.trials[:4]] == before  # earlier trials kept as they were
     new = [t.params for t in study.trials[4:]]

@@ -1,0 +1,146 @@
+"""New-source calibration, judged as a procedure by nested leave-one-source-out (LOSO).
+
+    python benchmarks/new_source_calibration.py --combined combined.csv --work outputs/nsc   # predictions (cached)
+    python benchmarks/new_source_calibration.py --combined combined.csv --work outputs/nsc --analyse
+
+For every fold seed and every held-out tie-bearing source h (>= 200 rows):
+- ``loso[h]``: a stacker trained on every other source (minus rows sharing a prompt or answer-pair
+  group with h) predicts h: what a deployed model does on a new source;
+- ``inner[h][s]``: for each other tie-bearing source s, a stacker trained without h *and* s predicts
+  s: the LOSO predictions a calibrator for h may be fitted on (it never sees h, nor a model that did);
+- ``insource[h]``: 5-fold grouped OOF over the rows that may train for h: what today's in-source
+  calibrator (temperature on the primary OOF rows) is fitted on.
+Each candidate procedure is fitted on ``inner[h]`` (or ``insource[h]``) and scores ``loso[h]``; macro
+mean over held-out sources, paired per seed against today's in-source temperature. Stacker: the
+product's defaults (``StackerConfig``, ``masked_tie``) on one thread; the seed moves folds, the inner
+early-stopping split and bagging. ``--groups`` changes the feature groups (a feature variant is a
+``--tag``): the same study then judges features. Writes ``results.{json,md}`` and PNGs to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import ROOT  # noqa: E402
+from features.extractor import FeatureExtractor  # noqa: E402
+from features.groups import GROUPS  # noqa: E402
+from pipelines.command_setup import setup_logging  # noqa: E402
+from pipelines.source_folds import make_source_folds, source_groups  # noqa: E402
+from pipelines.training_sets import load_training_sources, mark_sources_with_ties  # noqa: E402
+from stacking.config import StackerConfig  # noqa: E402
+from stacking.cross_fit import cross_fit  # noqa: E402
+from stacking.source_holdout import eligible_holdouts, held_out_source_proba, source_training_rows  # noqa: E402
+
+log = logging.getLogger("new_source_calibration")
+
+
+def load_data(combined: Path, groups: tuple[str, ...], cache_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    battles = mark_sources_with_ties(load_training_sources(combined)).reset_index(drop=True)
+    X = FeatureExtractor(groups, n_jobs=1, cache_dir=cache_dir, progress=True).transform(battles)
+    return battles, X.reset_index(drop=True)
+
+
+def _cached(path: Path, make) -> np.ndarray:
+    if path.exists():
+        return np.load(path)
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, value)
+    return value
+
+
+def predict_stage(
+    battles: pd.DataFrame, X: pd.DataFrame, work: Path, seeds: list[int], config: StackerConfig, insource: bool = True
+) -> None:
+    """Every LOSO, leave-two-out and (``insource``) in-source OOF prediction of the study, cached per piece."""
+    y = battles["label"].to_numpy()
+    source = battles["source"].to_numpy().astype(str)
+    has_ties = battles["source_has_ties"].to_numpy(dtype=bool)
+    groups = source_groups(battles)
+    holdouts = eligible_holdouts(source, has_ties)
+    common = {"y": y, "source": source, "has_ties": has_ties, "groups": groups, "config": config}
+    for seed in seeds:
+        for h in holdouts:
+            t0 = time.time()
+            _cached(
+                work / f"seed{seed}" / f"loso_{h}.npy",
+                lambda h=h, seed=seed: held_out_source_proba(X, holdouts=[h], seed=seed, **common)[h],
+            )
+            for s in holdouts:
+                if s != h:
+                    _cached(
+                        work / f"seed{seed}" / f"inner_{h}__{s}.npy",
+                        lambda h=h, s=s, seed=seed: held_out_source_proba(
+                            X, holdouts=[s], exclude=[h], seed=seed, **common
+                        )[s],
+                    )
+            _cached(
+                work / f"seed{seed}" / f"insource_{h}.npy",
+                lambda h=h, seed=seed: _insource_oof(battles, X, h, seed, config),
+            )
+            log.info("seed %d, held-out %s: %.0f s", seed, h, time.time() - t0)
+
+
+def _insource_oof(battles: pd.DataFrame, X: pd.DataFrame, held: str, seed: int, config: StackerConfig) -> np.ndarray:
+    """OOF over the rows that may train for ``held`` (NaN elsewhere), 5 grouped folds as a run makes them."""
+    source = battles["source"].to_numpy().astype(str)
+    rows = source_training_rows(source, source_groups(battles), [held])
+    sub = battles[rows].reset_index(drop=True)
+    folds = make_source_folds(sub, 5, seed)
+    raw = cross_fit(
+        X[rows].reset_index(drop=True),
+        sub["label"].to_numpy(),
+        folds,
+        source_groups(sub),
+        config=config,
+        seed=seed,
+        tieless=~sub["source_has_ties"].to_numpy(dtype=bool),
+        source=sub["source"].to_numpy(),
+    )
+    out = np.full((len(battles), 3), np.nan)
+    out[rows] = raw.oof
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--combined", type=Path, required=True, help="pipelines.build_shared output (source column)")
+    p.add_argument("--work", type=Path, required=True, help="prediction cache (resumable)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "new_source_calibration")
+    p.add_argument("--fold-seeds", type=int, default=3)
+    p.add_argument("--groups", default=",".join(GROUPS), help="feature groups (comma-separated)")
+    p.add_argument("--tag", default="features", help="name of this feature variant (its own cache)")
+    p.add_argument("--cache-dir", type=Path, default=ROOT / "outputs" / "feature_cache")
+    p.add_argument("--analyse", action="store_true", help="score the candidates on the cached predictions")
+    p.add_argument(
+        "--no-insource",
+        action="store_true",
+        help="skip the in-source OOF fits (a feature variant judged against --baseline-tag's chosen procedure)",
+    )
+    p.add_argument("--baseline-tag", default="features", help="the variant a feature variant is paired against")
+    args = p.parse_args(argv)
+    setup_logging()
+    groups = tuple(g for g in args.groups.split(",") if g)
+    battles, X = load_data(args.combined, groups, args.cache_dir)
+    seeds = [42 + k for k in range(args.fold_seeds)]
+    work = args.work / args.tag
+    if not args.analyse:
+        predict_stage(battles, X, work, seeds, StackerConfig(num_threads=1), insource=not args.no_insource)
+        return 0
+    from benchmarks.new_source_study import analyse
+
+    analyse(battles, X, args.work, args.tag, seeds, args.out, " ".join(sys.argv), args.baseline_tag)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

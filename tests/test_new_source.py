@@ -1,0 +1,296 @@
+"""New-source calibration: the LOSO fits never see the held-out source, the calibrator and the shift
+detector do what they claim, and the estimator keeps, saves, chooses and refuses them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.bundle import BundleError
+from pipelines.estimator import ArenaPreferenceModel
+from stacking import cross_fit as cross_fit_module
+from stacking import source_holdout
+from stacking.calibration import ProbabilityCalibrator
+from stacking.config import StackerConfig
+from stacking.label_shift import MIN_ROWS, bbse_weights, em_weights, joint_confusion, label_shift_weights
+from stacking.new_source import NewSourceCalibrator, NewSourceProcedure, source_weights
+from stacking.shift_detection import ShiftDetector, ShiftReference, auc_interval
+from tests.conftest import make_battles
+from tests.test_estimator import _refused, _rehash
+
+QUICK = StackerConfig(num_boost_round=30, early_stopping_rounds=10, num_threads=1)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _labelled(n: int, seed: int, prior=(0.4, 0.4, 0.2)) -> tuple[np.ndarray, np.ndarray]:
+    """Well-calibrated synthetic posteriors: y drawn from them."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1.5, size=(n, 3)) + np.log(prior)
+    proba = _softmax(logits)
+    y = np.array([rng.choice(3, p=p) for p in proba])
+    return proba, y
+
+
+# --------------------------------------------------------------------------- calibrators
+
+
+def test_weighted_calibration_equals_duplicated_rows():
+    proba, y = _labelled(300, 0)
+    w = np.where(np.arange(300) < 100, 2.0, 1.0)
+    weighted = ProbabilityCalibrator("vector").fit(proba, y, sample_weight=w)
+    dup = np.r_[np.arange(300), np.arange(100)]
+    duplicated = ProbabilityCalibrator("vector").fit(proba[dup], y[dup])
+    assert weighted.temperature_ == pytest.approx(duplicated.temperature_, rel=1e-4)
+    assert weighted.tie_bias_ == pytest.approx(duplicated.tie_bias_, abs=1e-4)
+    with pytest.raises(ValueError, match="sample_weight"):
+        ProbabilityCalibrator().fit(proba, y, sample_weight=-w)
+
+
+def test_per_source_weighting_gives_each_source_the_same_weight():
+    source = np.array(["big"] * 90 + ["small"] * 10)
+    w = source_weights(source, "per_source")
+    assert w[source == "big"].sum() == pytest.approx(w[source == "small"].sum())
+    assert (source_weights(source, "pooled") == 1).all()
+
+
+def test_new_source_temperature_learns_overconfidence():
+    """LOSO predictions twice as sharp as the truth: the fitted temperature is ~2 and calibrated loss drops."""
+    proba, y = _labelled(4000, 1)
+    sharp = _softmax(2.0 * np.log(proba))
+    source = np.repeat(["s1", "s2"], 2000)
+    cal = NewSourceCalibrator(NewSourceProcedure()).fit(sharp, y, source)
+    assert cal.calibrator is not None and cal.calibrator.temperature_ == pytest.approx(2.0, rel=0.1)
+    before = -np.log(sharp[np.arange(4000), y]).mean()
+    after = -np.log(cal.predict_proba(sharp)[np.arange(4000), y]).mean()
+    assert after < before - 0.05
+
+
+def test_em_and_bbse_recover_a_known_prior_shift():
+    proba, y = _labelled(20000, 2)
+    train_prior = np.bincount(y, minlength=3) / len(y)
+    # the batch: tie rows kept, decided rows thinned, so the tie share doubles; p(x | y) unchanged
+    rng = np.random.default_rng(3)
+    keep = (y == 2) | (rng.random(len(y)) < 0.4)
+    new_prior = np.bincount(y[keep], minlength=3) / keep.sum()
+    truth = new_prior / train_prior
+    stale = proba[keep]  # what a model calibrated on the old prior predicts for the batch
+    assert em_weights(stale, train_prior) == pytest.approx(truth, rel=0.15)
+    assert bbse_weights(stale, joint_confusion(proba, y)) == pytest.approx(truth, rel=0.15)
+    assert np.allclose(label_shift_weights("em", stale[: MIN_ROWS - 1], train_prior), 1.0)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["calibrator"].__setitem__("temperature", 1e6), "temperature"),
+        (lambda d: d.__setitem__("train_prior", [0.5, 0.5, 0.5]), "train prior"),
+        (lambda d: d["confusion"][0].__setitem__(0, -0.1), "confusion"),
+        (lambda d: d["procedure"].__setitem__("label_shift", "magic"), "label shift"),
+        (lambda d: d.__setitem__("sources", ["only-one"]), "2 held-out sources"),
+    ],
+)
+def test_new_source_calibrator_round_trip_and_tamper(edit, message):
+    proba, y = _labelled(600, 4)
+    cal = NewSourceCalibrator().fit(proba, y, np.repeat(["a", "b", "c"], 200))
+    again = NewSourceCalibrator.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert np.allclose(again.predict_proba(proba), cal.predict_proba(proba))
+    stored = json.loads(json.dumps(cal.to_dict()))
+    edit(stored)
+    with pytest.raises(ValueError, match=message):
+        NewSourceCalibrator.from_dict(stored)
+
+
+# --------------------------------------------------------------------------- leave-one-source-out fits
+
+
+def test_held_out_source_never_trains_nor_do_rows_sharing_its_groups(monkeypatch):
+    """Spy on every fit: no row of the held-out (or excluded) source, nor of a group it touches, trains."""
+    n = 120
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame({"a_x": rng.normal(size=n), "b_x": rng.normal(size=n), "diff_x": rng.normal(size=n)})
+    y = rng.integers(0, 3, n)
+    source = np.repeat(["s1", "s2", "s3"], 40)
+    groups = np.arange(n) // 2
+    groups[40] = groups[0]  # a row of s2 shares a group with a row of s1
+    seen: list[np.ndarray] = []
+    real = cross_fit_module.fit_rows
+
+    def spy(X, y, train_idx, *args, **kwargs):
+        seen.append(np.asarray(train_idx))
+        return real(X, y, train_idx, *args, **kwargs)
+
+    monkeypatch.setattr(source_holdout, "fit_rows", spy)
+    has_ties = np.ones(n, dtype=bool)
+    out = source_holdout.held_out_source_proba(X, y, source, has_ties, groups, ["s1"], QUICK, exclude=["s3"])
+    assert len(seen) == 1 and out["s1"].shape == (40, 3)
+    trained = seen[0]
+    assert not np.isin(trained, np.flatnonzero(source == "s1")).any()
+    assert not np.isin(trained, np.flatnonzero(source == "s3")).any()
+    assert 40 not in trained  # shares a group with s1
+    assert np.allclose(out["s1"].sum(axis=1), 1.0)
+
+
+# --------------------------------------------------------------------------- shift detection
+
+
+def test_shift_detector_tells_a_new_source_and_not_a_same_source_split():
+    rng = np.random.default_rng(6)
+    train = pd.DataFrame(rng.normal(size=(800, 4)), columns=list("abcd"))
+    same = pd.DataFrame(rng.normal(size=(400, 4)), columns=list("abcd"))
+    shifted = same.assign(a=same["a"] + 1.5)
+    source = np.repeat(["s1", "s2"], 400)
+    assert not ShiftDetector().fit(train, source, same).report_.new_source
+    report = ShiftDetector().fit(train, source, shifted).report_
+    assert report.new_source and report.auc > 0.8
+    low, high = auc_interval(0.5, 100, 100)
+    assert low < 0.5 < high
+
+
+def test_shift_detector_groups_keep_one_prompt_on_one_side():
+    """Two halves of one source differ only in which prompts they hold; a per-prompt feature must not
+    let the detector tell them apart once scored rows are grouped by prompt."""
+    rng = np.random.default_rng(7)
+    prompt = rng.integers(0, 60, 1200)
+    per_prompt = rng.normal(size=60)
+    X = pd.DataFrame({"prompt_len": per_prompt[prompt], "noise": rng.normal(size=1200)})
+    ref, sco = prompt < 30, prompt >= 30
+    detector = ShiftDetector()
+    grouped = detector.fit(X[ref], np.full(ref.sum(), "s"), X[sco], prompt[ref], prompt[sco]).report_
+    assert not grouped.new_source, grouped.to_dict()
+
+
+def test_shift_reference_round_trip(tmp_path):
+    rng = np.random.default_rng(8)
+    X = pd.DataFrame(rng.normal(size=(500, 3)), columns=["a", "b", "c"])
+    ref = ShiftReference.sample(X, np.repeat(["s1", "s2"], 250), np.arange(500), per_source=100)
+    assert len(ref.features) == 200
+    again = ShiftReference.load(ref.save(tmp_path / "ref.npz"))
+    assert again.features.equals(ref.features) and (again.source == ref.source).all()
+
+
+# --------------------------------------------------------------------------- the estimator
+
+
+def _own_prompts(frame: pd.DataFrame, tag: str) -> pd.DataFrame:
+    """make_battles reuses prompt texts; a tag keeps each source's prompts its own (else no LOSO rows)."""
+    return frame.assign(prompt=frame["prompt"].map(lambda p: json.dumps([f"{tag} " + json.loads(p)[0]])))
+
+
+def _multi_source(n_per: int = 220) -> pd.DataFrame:
+    parts = [
+        _own_prompts(make_battles(n_per, seed=40 + i, start_id=10000 * (i + 1)), f"s{i}").assign(source=f"s{i}")
+        for i in range(3)
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _test_frame(n: int, seed: int, start_id: int) -> pd.DataFrame:
+    return _own_prompts(make_battles(n, seed=seed, labelled=False, start_id=start_id), "s9")
+
+
+@pytest.fixture(scope="module")
+def fitted_multi(tmp_path_factory):
+    train = _multi_source()
+    test = _test_frame(250, 60, 900000)
+    model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train, test)
+    bundle = model.save(tmp_path_factory.mktemp("ns") / "bundle")
+    return model, train, test, bundle
+
+
+def test_estimator_fits_both_calibrators_and_reports_the_choice(fitted_multi):
+    model, train, test, _ = fitted_multi
+    stacker = model.stackers_["features"]
+    assert stacker.new_source is not None and stacker.new_source.sources == ["s0", "s1", "s2"]
+    report = model.fit_report_["calibration"]
+    assert report["new_source"]["features"]["fitted"] is True
+    assert set(report["new_source"]["features"]["held_out_sources"]) == {"s0", "s1", "s2"}
+    choice = report["test_choice"]
+    assert choice["requested"] == "auto" and choice["calibration"] in ("in-source", "new-source")
+    assert choice["shift"]["auc"] < 0.75  # the test battles are drawn like the training ones
+    assert choice["calibration"] == "in-source"
+    assert "new-source calibration" in model.fit_report_["timings"]
+    new = model.predict_proba(test, calibration="new-source")
+    old = model.predict_proba(test, calibration="in-source")
+    assert not np.allclose(new, old)
+    assert np.allclose(model.predict_proba(test), model.test_proba_, atol=1e-6)
+
+
+def test_new_source_calibrator_is_fitted_on_training_rows_only(monkeypatch):
+    """Spy: the calibrator's fit sees exactly the labels of the training sources' rows, never a test row."""
+    train = _multi_source(210)
+    test = _test_frame(50, 61, 800000)
+    calls = []
+    real = NewSourceCalibrator.fit
+
+    def spy(self, proba, y, source):
+        calls.append((len(y), sorted(set(source))))
+        return real(self, proba, y, source)
+
+    monkeypatch.setattr(NewSourceCalibrator, "fit", spy)
+    ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train, test)
+    assert calls == [(len(train), ["s0", "s1", "s2"])]
+
+
+def test_bundle_round_trips_both_calibrators_and_the_decision(fitted_multi):
+    model, _, test, bundle = fitted_multi
+    loaded = ArenaPreferenceModel.load(bundle)
+    for calibration in ("in-source", "new-source", "auto"):
+        assert np.allclose(
+            loaded.predict_proba(test, calibration=calibration),
+            model.predict_proba(test, calibration=calibration),
+            atol=1e-6,
+        )
+    assert loaded.last_calibration_["calibration"] == model.calibration_choice_["calibration"]
+    few = loaded.predict_proba(test.head(20), calibration="auto")
+    assert few.shape == (20, 3) and "too few" in loaded.last_calibration_["why"]
+
+
+def test_tampered_new_source_calibrator_refused(fitted_multi, tmp_path):
+    _, _, _, bundle = fitted_multi
+    copy = Path(shutil.copytree(bundle, tmp_path / "b"))
+    path = copy / "stacker_features" / "model.json"
+    stored = json.loads(path.read_text())
+    stored["new_source_calibrator"]["calibrator"]["temperature"] = 0.0
+    path.write_text(json.dumps(stored))
+    _rehash(copy, "stacker_features/model.json")
+    assert "temperature" in _refused(copy, "model.json")
+
+
+def test_single_source_uses_in_source_and_says_why(tmp_path):
+    train, test = make_battles(150, seed=62), make_battles(40, seed=63, labelled=False, start_id=70000)
+    model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train, test)
+    assert model.stackers_["features"].new_source is None
+    assert model.calibration_choice_["calibration"] == "in-source"
+    assert "single" in model.calibration_choice_["why"]
+    with pytest.raises(ValueError, match="no new-source calibrator"):
+        model.predict_proba(test, calibration="new-source")
+    with pytest.raises(ValueError, match="calibration must be one of"):
+        ArenaPreferenceModel(calibration="sometimes").fit(train)
+    assert isinstance(BundleError("x"), ValueError)
+
+
+def test_predict_command_takes_the_calibration(fitted_multi, tmp_path):
+    from pipelines import predict
+
+    model, _, test, bundle = fitted_multi
+    test_csv = tmp_path / "test.csv"
+    test.to_csv(test_csv, index=False)
+    out = tmp_path / "sub.csv"
+    args = ["--model", str(bundle), "--test", str(test_csv), "--out", str(out), "--n-jobs", "1"]
+    assert predict.main([*args, "--test-calibration", "new-source"]) == 0
+    written = pd.read_csv(out)[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy()
+    assert np.allclose(written, model.predict_proba(test, calibration="new-source"), atol=1e-6)
+    decided = ArenaPreferenceModel.load(bundle).decide_calibration(test)
+    assert decided["calibration"] == model.calibration_choice_["calibration"]
+    with pytest.raises(SystemExit) as info:
+        predict.main([*args, "--test-calibration", "sometimes"])
+    assert info.value.code == 2
