@@ -240,11 +240,12 @@ GROUPS: dict[str, FeatureGroup] = {
     )
 }
 
-# Groups that exist but are not in the defaults: one flag away (``--groups``), kept out until they
-# help on every fold seed. Imported here, after the patterns and TextView they use are defined.
+# Opt-in groups: known to the extractor, the bundle and ``--groups``, but computed only when named;
+# they did not earn a place in the defaults. Imported here, after the patterns and TextView they use.
 from features.similarity import similarity_pair, similarity_side  # noqa: E402
 
-OPTIONAL_GROUPS: dict[str, FeatureGroup] = {
+DEFAULT_GROUPS: tuple[str, ...] = tuple(GROUPS)
+OPT_IN_GROUPS: dict[str, FeatureGroup] = {
     g.name: g for g in (FeatureGroup("similarity", similarity_side, pair=similarity_pair),)
 }
-ALL_GROUPS: dict[str, FeatureGroup] = {**GROUPS, **OPTIONAL_GROUPS}
+GROUPS.update(OPT_IN_GROUPS)

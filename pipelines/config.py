@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from encoders.settings import EncoderConfig
-from features.groups import GROUPS
+from features.groups import DEFAULT_GROUPS
 from pipelines.errors import UserError
 from pipelines.resources import feature_workers
 from pipelines.training_sets import TrainingSourcesConfig
@@ -16,7 +16,7 @@ from stacking.config import CALIBRATIONS, StackerConfig
 
 @dataclass
 class FeatureConfig:
-    groups: tuple[str, ...] = tuple(GROUPS)
+    groups: tuple[str, ...] = DEFAULT_GROUPS  # features.groups.OPT_IN_GROUPS only when named
     n_jobs: int = field(default_factory=feature_workers)  # the cores this process may use
     chunk_size: int = 1000
     tfidf: bool = field(

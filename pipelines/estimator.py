@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 from arena_schema import CLASS_COLUMNS, CLASS_NAMES
 from encoders.settings import EncoderConfig
 from features.extractor import FeatureExtractor
-from features.groups import GROUPS
+from features.groups import DEFAULT_GROUPS
 from pipelines.bundle import BundleError, load_stacker, read_verified, replace_directory, write_manifest
 from pipelines.bundle_decisions import check_decisions, decisions_record
 from pipelines.bundle_identity import base_difference, base_identity, feature_difference, feature_fingerprint
@@ -134,7 +134,7 @@ class ArenaPreferenceModel(BaseEstimator):
     # ----------------------------------------------------------------- settings
     @property
     def _groups(self) -> tuple[str, ...]:
-        return tuple(self.feature_groups) if self.feature_groups is not None else tuple(GROUPS)
+        return tuple(self.feature_groups) if self.feature_groups is not None else DEFAULT_GROUPS
 
     def _fold_feature_config(self) -> FeatureConfig:
         return FeatureConfig(

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from arena_schema import swap_feature_frame
 from features.extractor import FeatureExtractor, battle_features, group_columns
-from features.groups import GROUPS, moving_average_ttr
+from features.groups import DEFAULT_GROUPS, GROUPS, moving_average_ttr
 from tests.conftest import ROOT
 
 turn = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200) | st.sampled_from(
@@ -94,7 +94,7 @@ def test_extractor_parallel_equals_serial_and_caches(train_csv, tmp_path):
     battles.loc[0, "a_turns"] = ["changed"]
     FeatureExtractor(n_jobs=1, cache_dir=cache, progress=False).transform(battles)
     assert len(list(cache.glob("features_*.parquet"))) == 2
-    assert set(group_columns(serial.columns)) == set(GROUPS)
+    assert set(group_columns(serial.columns)) == set(DEFAULT_GROUPS)
     assert sum(len(v) for v in group_columns(serial.columns).values()) == serial.shape[1]
 
 
