@@ -42,7 +42,7 @@ import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 
 from features.extractor import TURN_COLUMNS, FeatureExtractor, battle_features  # noqa: E402
-from features.groups import ALL_GROUPS, DEFAULT_GROUPS  # noqa: E402
+from features.groups import DEFAULT_GROUPS, GROUPS  # noqa: E402
 from pipelines.command_setup import setup_logging  # noqa: E402
 from pipelines.data import load_battles  # noqa: E402
 from pipelines.formats import convert  # noqa: E402
@@ -296,7 +296,7 @@ def _cpu_seconds(battles: pd.DataFrame, groups: list[str], repeat: int) -> list[
 def opt_in_cost(arena: pd.DataFrame, arena_stats: dict, args: argparse.Namespace) -> int:
     """Per-row cost of each opt-in group on arena-length rows: CPU time of the default groups
     alone and with the group, one process, best of ``--repeat`` (two processes halve both)."""
-    battle_features(["Warm up."], ["A short answer. It has two sentences."], ["Another one."], list(ALL_GROUPS))
+    battle_features(["Warm up."], ["A short answer. It has two sentences."], ["Another one."], list(GROUPS))
     default = list(DEFAULT_GROUPS)
     opt_in = [g for g in args.opt_in_groups.split(",") if g]
     rows = len(arena)
@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         all_groups = list(DEFAULT_GROUPS)
         configs = []
         if not args.skip_groups:
-            for g in ALL_GROUPS:
+            for g in GROUPS:
                 configs.append(run_config(f"group {g}", battles, [g], 1, args.chunk_size, cpr, args.repeat))
         configs.append(run_config("all groups", battles, all_groups, 1, args.chunk_size, cpr, args.repeat))
         configs.append(run_config("all groups", battles, all_groups, 2, args.chunk_size, cpr, args.repeat))

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import ROOT  # noqa: E402
 from features.extractor import FeatureExtractor  # noqa: E402
-from features.groups import GROUPS  # noqa: E402
+from features.groups import DEFAULT_GROUPS  # noqa: E402
 from pipelines.command_setup import setup_logging  # noqa: E402
 from pipelines.source_folds import make_source_folds, source_groups  # noqa: E402
 from pipelines.training_sets import load_training_sources, mark_sources_with_ties  # noqa: E402
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, required=True, help="prediction cache (resumable)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "new_source_calibration")
     p.add_argument("--fold-seeds", type=int, default=3)
-    p.add_argument("--groups", default=",".join(GROUPS), help="feature groups (comma-separated)")
+    p.add_argument("--groups", default=",".join(DEFAULT_GROUPS), help="feature groups (comma-separated)")
     p.add_argument("--tag", default="features", help="name of this feature variant (its own cache)")
     p.add_argument("--cache-dir", type=Path, default=ROOT / "outputs" / "feature_cache")
     p.add_argument("--analyse", action="store_true", help="score the candidates on the cached predictions")

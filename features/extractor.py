@@ -25,7 +25,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from tqdm.auto import tqdm
 
 from arena_schema import check_swappable
-from features.groups import ALL_GROUPS, DEFAULT_GROUPS, TextView, feature_group
+from features.groups import DEFAULT_GROUPS, GROUPS, TextView
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def battle_features(
     prompt, a, b = (TextView.from_turns(t) for t in (prompt_turns, a_turns, b_turns))
     row: dict[str, float] = {}
     for name in groups:
-        group = feature_group(name)
+        group = GROUPS[name]
         sa, sb = group.side(a, prompt), group.side(b, prompt)
         for key, va in sa.items():
             vb = sb[key]
@@ -183,9 +183,9 @@ class FeatureExtractor:
         progress: bool = True,
     ):
         self.groups = tuple(groups) if groups is not None else DEFAULT_GROUPS
-        unknown = [g for g in self.groups if g not in ALL_GROUPS]
+        unknown = [g for g in self.groups if g not in GROUPS]
         if unknown:
-            raise ValueError(f"unknown feature group(s) {unknown}; known: {list(ALL_GROUPS)}")
+            raise ValueError(f"unknown feature group(s) {unknown}; known: {list(GROUPS)}")
         self.n_jobs = n_jobs
         self.chunk_size = chunk_size
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -262,7 +262,7 @@ def group_columns(columns: Iterable[str]) -> dict[str, list[str]]:
     """Partition feature columns by group; columns of no group (e.g. encoder sources) are left out."""
     out: dict[str, list[str]] = {}
     for col in columns:
-        for name in ALL_GROUPS:
+        for name in GROUPS:
             if col in _columns_of_group(name):
                 out.setdefault(name, []).append(col)
                 break

@@ -30,7 +30,7 @@ from scipy.stats import binomtest
 
 from arena_schema import swap_feature_frame, swap_proba
 from features.extractor import group_columns
-from features.groups import ALL_GROUPS
+from features.groups import GROUPS
 from pipelines import loso_study
 from pipelines.cli import (
     add_data_args,
@@ -80,7 +80,7 @@ def feature_groups(columns: list[str]) -> dict[str, list[str]]:
     swap-symmetric; columns of no known group go to "other" rather than being silently kept.
     """
     handcrafted = group_columns(columns)
-    out = {name: handcrafted[name] for name in ALL_GROUPS if name in handcrafted}
+    out = {name: handcrafted[name] for name in GROUPS if name in handcrafted}
     placed = {c for cols in out.values() for c in cols}
     for col in columns:
         source = source_name_of(col)

@@ -16,7 +16,7 @@ from stacking.config import CALIBRATIONS, StackerConfig
 
 @dataclass
 class FeatureConfig:
-    groups: tuple[str, ...] = DEFAULT_GROUPS  # features.groups.OPTIONAL_GROUPS only when named
+    groups: tuple[str, ...] = DEFAULT_GROUPS  # features.groups.OPT_IN_GROUPS only when named
     n_jobs: int = field(default_factory=feature_workers)  # the cores this process may use
     chunk_size: int = 1000
     tfidf: bool = field(

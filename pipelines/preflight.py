@@ -128,13 +128,11 @@ def check_seed(seed: int, flag: str = "--seed") -> None:
 
 
 def check_groups(groups: tuple[str, ...] | list[str]) -> None:
-    from features.groups import ALL_GROUPS
+    from features.groups import GROUPS
 
-    unknown = [g for g in groups if g not in ALL_GROUPS]
+    unknown = [g for g in groups if g not in GROUPS]
     if unknown or not groups:
-        raise PreflightError(
-            f"--groups: unknown feature group(s) {unknown}; choose from 'default' and {sorted(ALL_GROUPS)}"
-        )
+        raise PreflightError(f"--groups: unknown feature group(s) {unknown}; choose from {sorted(GROUPS)}")
 
 
 def check_params(params: dict) -> None:

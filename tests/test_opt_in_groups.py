@@ -12,7 +12,7 @@ import pytest
 
 from arena_schema import swap_feature_frame
 from features.extractor import FeatureExtractor, battle_features, group_columns
-from features.groups import ALL_GROUPS, DEFAULT_GROUPS, GROUPS, OPTIONAL_GROUPS, expand_groups
+from features.groups import DEFAULT_GROUPS, GROUPS, OPT_IN_GROUPS, expand_groups
 from features.prose import prose
 from features.sentiment import sentiment_scores
 from features.spelling import spelling_scores
@@ -33,8 +33,8 @@ BAD_TEXTS = {
 
 
 def test_registered_but_not_default():
-    assert set(OPT_IN) <= set(OPTIONAL_GROUPS) and set(OPT_IN) <= set(ALL_GROUPS)
-    assert not set(OPT_IN) & set(DEFAULT_GROUPS) and not set(OPT_IN) & set(GROUPS)
+    assert set(OPT_IN) <= set(OPT_IN_GROUPS) and set(OPT_IN) <= set(GROUPS)
+    assert not set(OPT_IN) & set(DEFAULT_GROUPS)
     assert FeatureExtractor(n_jobs=1).groups == DEFAULT_GROUPS
     assert expand_groups(["default", "sentiment", "length"]) == (*DEFAULT_GROUPS, "sentiment")
 

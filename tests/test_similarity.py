@@ -8,7 +8,7 @@ import time
 import pytest
 
 from features.extractor import FeatureExtractor, battle_features
-from features.groups import ALL_GROUPS, GROUPS
+from features.groups import DEFAULT_GROUPS, GROUPS
 from tests.conftest import make_battles
 
 CASES = [
@@ -44,7 +44,7 @@ def test_similarity_cost_is_bounded_on_a_megabyte_answer():
 
 
 def test_similarity_is_optional_and_selectable(tmp_path):
-    assert "similarity" in ALL_GROUPS and "similarity" not in GROUPS  # one flag away, not a default
+    assert "similarity" in GROUPS and "similarity" not in DEFAULT_GROUPS  # one flag away, not a default
     battles = make_battles(30, seed=3)
     from pipelines.data import load_battles_frame
 
