@@ -83,10 +83,11 @@ def predict_stage(
                             X, holdouts=[s], exclude=[h], seed=seed, **common
                         )[s],
                     )
-            _cached(
-                work / f"seed{seed}" / f"insource_{h}.npy",
-                lambda h=h, seed=seed: _insource_oof(battles, X, h, seed, config),
-            )
+            if insource:
+                _cached(
+                    work / f"seed{seed}" / f"insource_{h}.npy",
+                    lambda h=h, seed=seed: _insource_oof(battles, X, h, seed, config),
+                )
             log.info("seed %d, held-out %s: %.0f s", seed, h, time.time() - t0)
 
 

@@ -100,6 +100,8 @@ def summarise(per_seed: dict, baseline: dict | None = None) -> list[dict]:
         }
         ref = baseline if baseline is not None else per_seed
         key = cand if baseline is not None else TODAY
+        if cand not in ref[seeds[0]]:
+            continue
         today = {s: float(np.mean([v["log_loss"] for v in ref[s][key].values()])) for s in seeds}
         ref_tie = {s: float(np.mean([v["tie_loss"] for v in ref[s][key].values()])) for s in seeds}
         deltas = [macro[s]["log_loss"] - today[s] for s in seeds]
@@ -214,7 +216,7 @@ def analyse(
     A variant without in-source OOF (a feature variant) is paired against ``baseline_tag``."""
     per_seed, first = evaluate(battles, work_root / tag, seeds)
     baseline = None
-    if TODAY not in next(iter(per_seed.values())):  # a feature variant: paired against the baseline variant
+    if tag != baseline_tag:  # a feature variant: each candidate paired against itself in the baseline variant
         baseline = evaluate(battles, work_root / baseline_tag, seeds)[0]
     rows = summarise(per_seed, baseline)
     source = battles["source"].to_numpy().astype(str)

@@ -242,15 +242,17 @@ GROUPS: dict[str, FeatureGroup] = {
     )
 }
 
-# Opt-in groups: known to the extractor, the bundle and ``--groups``, but computed only when named;
-# they did not earn a place in the defaults. Imported here, after the patterns and TextView they use.
+# The answer-similarity pair group (docs/new_source_calibration.md, "Ties that transfer"): a default.
+# Imported here, after the patterns and TextView it uses.
 from features.similarity import similarity_pair, similarity_side  # noqa: E402
 
+GROUPS["similarity"] = FeatureGroup("similarity", similarity_side, pair=similarity_pair)
 DEFAULT_GROUPS: tuple[str, ...] = tuple(GROUPS)
+# Opt-in groups: known to the extractor, the bundle and ``--groups``, but computed only when named;
+# they did not earn a place in the defaults.
 OPT_IN_GROUPS: dict[str, FeatureGroup] = {
     g.name: g
     for g in (
-        FeatureGroup("similarity", similarity_side, pair=similarity_pair),
         FeatureGroup("sentiment", sentiment_side),  # cost and evidence: docs/sentiment_spelling.md
         FeatureGroup("spelling", spelling_side),
     )

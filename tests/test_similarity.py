@@ -43,8 +43,8 @@ def test_similarity_cost_is_bounded_on_a_megabyte_answer():
     assert row["pair_char3_cosine"] == pytest.approx(1.0)
 
 
-def test_similarity_is_optional_and_selectable(tmp_path):
-    assert "similarity" in GROUPS and "similarity" not in DEFAULT_GROUPS  # one flag away, not a default
+def test_similarity_is_a_default_group_and_cached(tmp_path):
+    assert "similarity" in GROUPS and "similarity" in DEFAULT_GROUPS  # earned its place (nested LOSO, 3 seeds)
     battles = make_battles(30, seed=3)
     from pipelines.data import load_battles_frame
 
