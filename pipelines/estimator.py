@@ -548,7 +548,11 @@ class ArenaPreferenceModel(BaseEstimator):
         reference = getattr(self, "shift_reference_", None)
         if reference is not None:
             reference.save(staged / SHIFT_REFERENCE)
-        report = {k: v for k, v in self.fit_report_.items() if k in ("rows", "label_counts", "folds", "oof", "chosen")}
+        report = {
+            k: v
+            for k, v in self.fit_report_.items()
+            if k in ("rows", "label_counts", "folds", "oof", "chosen", "calibration")
+        }
         write_manifest(
             staged,
             {

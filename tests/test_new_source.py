@@ -250,6 +250,8 @@ def test_bundle_round_trips_both_calibrators_and_the_decision(fitted_multi):
             atol=1e-6,
         )
     assert loaded.last_calibration_["calibration"] == model.calibration_choice_["calibration"]
+    kept = loaded.fit_report_["calibration"]["new_source"]["features"]  # the figures that chose it travel along
+    assert set(kept["held_out_sources"]) == {"s0", "s1", "s2"} and kept["procedure"] == "temperature/per_source/none"
     few = loaded.predict_proba(test.head(20), calibration="auto")
     assert few.shape == (20, 3) and "too few" in loaded.last_calibration_["why"]
 
