@@ -197,7 +197,7 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
     publish = Publisher(config, train, test, submission_path, report_of)
     early = publish if config.time_budget_hours is not None else None
     model = estimator_of(config).fit(
-        train, test, on_stacker=early, data_paths=(str(config.train_path), str(config.test_path))
+        train, test=test, on_stacker=early, data_paths=(str(config.train_path), str(config.test_path))
     )
     report = publish.publish(model)
     log.info(
