@@ -619,7 +619,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
             if missing:
                 raise KeyError(missing[0])
             known = [k for k in cls().get_params(deep=False) if k in params and k not in LOCAL_PARAMS]
-            model = cls(**{k: _decode_param(k, params[k], directory) for k in known})
+            model = cls(**{k: _decode_param(k, params[k]) for k in known})
             chosen, stacker_keys = manifest["chosen_stacker"], list(manifest["stackers"])
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{directory / 'manifest.json'}: malformed ({type(exc).__name__}: {exc})") from None
@@ -673,7 +673,7 @@ def _encode_param(name: str, value: Any, model: ArenaPreferenceModel) -> Any:
     return value
 
 
-def _decode_param(name: str, stored: Any, directory: Path) -> Any:
+def _decode_param(name: str, stored: Any) -> Any:
     """The inverse of :func:`_encode_param`; a malformed value raises ``KeyError``/``TypeError``/``ValueError``."""
     if name in ("n_folds", "seed", "embedder_max_length"):
         return int(stored)
@@ -686,7 +686,7 @@ def _decode_param(name: str, stored: Any, directory: Path) -> Any:
     if name == "encoders":
         return tuple(_encoder_config(e) for e in stored)
     if name == "fold_features":
-        return tuple(new_transformer(spec, str(directory / "manifest.json")) for spec in stored)
+        return tuple(new_transformer(spec, "fold_features") for spec in stored)
     if name == "extra_sources":
         return dict(stored)
     if name == "calibration":

@@ -150,6 +150,18 @@ def test_fit_in_python_with_fold_transformers(frames, tmp_path, allow_test_trans
     refit = clone(loaded).fit(train, test=test)
     assert "diff_gap_scaled" in refit.feature_columns_
     np.testing.assert_allclose(refit.test_proba_, model.test_proba_, atol=1e-9)
+    # older bundles stored only the class path: an instance with default parameters; any class off the list is refused
+    original = json.loads((tmp_path / "bundle" / MANIFEST).read_text())["params"]["fold_features"]
+    for stored, check in (([TRANSFORMER_PATH], "default"), (["os.system"], "refused"), (original, "as saved")):
+        manifest = json.loads((tmp_path / "bundle" / MANIFEST).read_text())
+        manifest["params"]["fold_features"] = stored
+        manifest["digest"] = manifest_digest(manifest)
+        (tmp_path / "bundle" / MANIFEST).write_text(json.dumps(manifest))
+        if check == "default":
+            (old,) = ArenaPreferenceModel.load(tmp_path / "bundle").get_params()["fold_features"]
+            assert isinstance(old, LengthGapFeature) and old.offset == 1.0
+        elif check == "refused":
+            assert "allow-list" in _refused(tmp_path / "bundle", "fold_features")
 
     stem = tmp_path / "bundle" / "stacker_features" / "fold_0" / "transformer_0.json"
     stored = json.loads(stem.read_text())
