@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import accuracy_score
 from sklearn.utils.validation import check_is_fitted
 
 from arena_schema import CLASS_COLUMNS, CLASS_NAMES
@@ -32,7 +33,7 @@ from pipelines.bundle import BundleError, load_stacker, read_verified, replace_d
 from pipelines.bundle_decisions import check_decisions, decisions_record
 from pipelines.bundle_identity import base_difference, base_identity, feature_difference, feature_fingerprint
 from pipelines.config import FeatureConfig
-from pipelines.data import TURN_COLUMNS, ParseReport, load_battles_frame
+from pipelines.data import TURN_COLUMNS, DataError, ParseReport, load_battles_frame
 from pipelines.errors import UserError
 from pipelines.fold_feature_setup import fold_transformers, prepare_battles
 from pipelines.metrics import nested_prior, summarize
@@ -49,13 +50,15 @@ from stacking.config import StackerConfig
 from stacking.model import StackerModel
 from stacking.shift_detection import ShiftReference
 from stacking.sources import source_features
-from stacking.transformer_state import class_path
+from stacking.transformer_state import new_transformer, transformer_spec
 
 log = logging.getLogger("arena_pref")
 
 FEATURES, FULL = "features", "full"  # the two stackers a bundle can hold
 SHIFT_REFERENCE = "shift_reference.npz"  # the training rows new rows are compared with (calibration="auto")
 StackerHook = Callable[["ArenaPreferenceModel"], None]
+LOCAL_PARAMS = ("cache_dir", "work_dir", "progress")  # this machine's settings: never saved in a bundle
+REQUIRED_PARAMS = ("n_folds", "seed", "feature_groups", "stacker", "encoders", "extra_sources")  # in every bundle
 
 
 def as_battles(frame: pd.DataFrame, name: str, labelled: bool) -> tuple[pd.DataFrame, ParseReport]:
@@ -77,12 +80,37 @@ def as_battles(frame: pd.DataFrame, name: str, labelled: bool) -> tuple[pd.DataF
     return parsed, report
 
 
+def labels_of(y: Any, rows: int) -> np.ndarray:
+    """Class indices (0 = A wins, 1 = B wins, 2 = tie) from ``y``: the three winner columns (one-hot), or
+    one value per row as an index (0/1/2) or a class name (``"a"``/``"b"``/``"tie"``)."""
+    if isinstance(y, pd.DataFrame) and all(c in y.columns for c in CLASS_COLUMNS):
+        onehot = y[list(CLASS_COLUMNS)].to_numpy()
+        if not np.isin(onehot, (0, 1)).all() or not (onehot.sum(axis=1) == 1).all():
+            raise DataError(f"y: the winner columns {list(CLASS_COLUMNS)} are not one-hot 0/1 rows")
+        labels = onehot.argmax(axis=1)
+    else:
+        values = np.asarray(y, dtype=object)
+        if values.ndim != 1:
+            raise DataError(f"y: expected one label per row or the columns {list(CLASS_COLUMNS)}, got {values.shape}")
+        index: dict[Any, int] = {**{c: i for i, c in enumerate(CLASS_NAMES)}, **{i: i for i in range(len(CLASS_NAMES))}}
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (str, int, np.integer)) or v not in index]
+        if bad:
+            raise DataError(f"y: label {bad[0]!r} is none of 0/1/2 or {list(CLASS_NAMES)}")
+        labels = np.array([index[v] for v in values], dtype=np.int64)
+    if len(labels) != rows:
+        raise DataError(f"y: {len(labels)} labels for {rows} rows")
+    return labels.astype(np.int64)
+
+
 def candidate_name(fit: StackerFit) -> str:
     return "features" + ("+" + "+".join(fit.sources) if fit.sources else "")
 
 
-class ArenaPreferenceModel(BaseEstimator):
+class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
     """P(A wins), P(B wins), P(tie) for battles; every fold, encoder and stacker of a run in one object.
+
+    sklearn's shape: ``fit(X, y=None, *, test=None)``, ``predict_proba``, ``predict`` (class names) and
+    ``score`` (ClassifierMixin's accuracy; the run reports log loss, the competition's metric).
 
     Fitted attributes: ``classes_`` (``["a", "b", "tie"]``), ``feature_columns_`` (the chosen stacker's),
     ``encoder_names_`` (encoders the chosen stacker uses), ``folds_``, ``oof_proba_``, ``oof_log_loss_``,
@@ -160,14 +188,16 @@ class ArenaPreferenceModel(BaseEstimator):
     # ----------------------------------------------------------------- fit
     def fit(
         self,
-        train: pd.DataFrame,
-        test: pd.DataFrame | None = None,
+        X: pd.DataFrame,
+        y: Any = None,
         *,
+        test: pd.DataFrame | None = None,
         on_stacker: StackerHook | None = None,
         data_paths: tuple[str, str] | None = None,
     ) -> ArenaPreferenceModel:
-        """Fit on ``train`` (labelled). ``test`` is scored along the way (``test_proba_``), so encoders are
-        fine-tuned once for both. ``on_stacker(self)`` runs each time the model changes: a newly chosen
+        """Fit on the battles ``X``; labels from ``y`` (see :func:`labels_of`) or, without it, from ``X``
+        (winner columns, or ``label`` for parsed battles). ``test`` is scored along the way (``test_proba_``),
+        so encoders are fine-tuned once for both. ``on_stacker(self)`` runs each time the model changes: a newly chosen
         stacker, or a with-encoders stacker kept without being chosen (the model is usable each time).
         ``data_paths``: the CSVs behind the frames, for a data-parallel encoder launch."""
         started = time.monotonic()
@@ -179,7 +209,10 @@ class ArenaPreferenceModel(BaseEstimator):
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a refit starts from nothing
         with timer.stage("parse"):
-            train_b, train_parse = as_battles(train, "train", labelled=True)
+            labels = None if y is None else labels_of(y, len(X))  # before any work: a wrong y fails at once
+            train_b, train_parse = as_battles(X, "train", labelled=labels is None)
+            if labels is not None:
+                train_b["label"] = labels
             train_b = with_source_columns(train_b)  # a frame of several sources: primary rows, weights
             test_b, test_parse = as_battles(test, "test", labelled=False) if test is not None else (None, None)
         work_dir = Path(self.work_dir) if self.work_dir is not None else None
@@ -464,6 +497,21 @@ class ArenaPreferenceModel(BaseEstimator):
         self.last_calibration_ = choose_calibration(requested, model, reference, X, battles, self.seed)
         return model.calibrate(raw, new_source=self.last_calibration_["calibration"] == "new-source")
 
+    def predict(self, X: pd.DataFrame, **kwargs: Any) -> np.ndarray:
+        """The most probable class name per battle (``classes_``); ``kwargs`` as for :meth:`predict_proba`."""
+        return np.asarray(self.classes_)[self.predict_proba(X, **kwargs).argmax(axis=1)]
+
+    def score(self, X: pd.DataFrame, y: Any = None, sample_weight: Any = None) -> float:
+        """ClassifierMixin's metric, accuracy, with labels as :meth:`fit` takes them (``y`` or ``X``'s own).
+        Accuracy ignores how sure the model is; the runs judge it by log loss (``oof_log_loss_``)."""
+        if y is None:
+            battles, _ = as_battles(X, "X", labelled=True)
+            labels = battles["label"].to_numpy()
+        else:
+            labels = labels_of(y, len(X))
+        expected = np.asarray(CLASS_NAMES)[labels]
+        return float(accuracy_score(expected, self.predict(X), sample_weight=sample_weight))
+
     def decide_calibration(
         self, frame: pd.DataFrame, calibration: str | None = None, *, use_encoders: bool = True
     ) -> dict[str, Any]:
@@ -498,21 +546,10 @@ class ArenaPreferenceModel(BaseEstimator):
 
     # ----------------------------------------------------------------- save / load
     def _params_json(self) -> dict:
-        return {
-            "n_folds": self.n_folds,
-            "seed": self.seed,
-            "feature_groups": list(self._groups),
-            "stacker": asdict(self.stacker or StackerConfig()),
-            "encoders": [asdict(e) for e in self.encoders],
-            "fold_features": [class_path(t) for t in self.fold_features],  # fitted ones live in the stackers
-            "tfidf": self.tfidf,
-            "embedder": self.embedder,
-            "embedder_max_length": self.embedder_max_length,
-            "extra_sources": dict(self.extra_sources or {}),
-            "n_jobs": self.n_jobs,
-            "time_budget_hours": self.time_budget_hours,
-            "calibration": self.calibration,
-        }
+        """``get_params()`` as JSON, less this machine's settings (:data:`LOCAL_PARAMS`): the one parameter
+        list, so a new parameter is saved and loaded without a second list to keep in step."""
+        params = {k: v for k, v in self.get_params(deep=False).items() if k not in LOCAL_PARAMS}
+        return {k: _encode_param(k, v, self) for k, v in params.items()}
 
     def save(self, directory: str | Path, *, decisions: dict | None = None) -> Path:
         """Write the bundle to ``directory`` (staged next to it, then moved into place). ``decisions``:
@@ -582,20 +619,11 @@ class ArenaPreferenceModel(BaseEstimator):
         manifest = read_verified(directory)
         try:
             params = manifest["params"]
-            model = cls(
-                n_folds=int(params["n_folds"]),
-                seed=int(params["seed"]),
-                feature_groups=tuple(params["feature_groups"]),
-                stacker=StackerConfig.from_dict(params["stacker"]),
-                encoders=tuple(_encoder_config(e) for e in params["encoders"]),
-                extra_sources=dict(params["extra_sources"]),
-                tfidf=bool(params.get("tfidf", False)),
-                embedder=params.get("embedder"),
-                embedder_max_length=int(params.get("embedder_max_length", 256)),
-                n_jobs=params.get("n_jobs"),
-                time_budget_hours=params.get("time_budget_hours"),
-                calibration=check_calibration(params.get("calibration", "auto")),
-            )
+            missing = [k for k in REQUIRED_PARAMS if k not in params]
+            if missing:
+                raise KeyError(missing[0])
+            known = [k for k in cls().get_params(deep=False) if k in params and k not in LOCAL_PARAMS]
+            model = cls(**{k: _decode_param(k, params[k]) for k in known})
             chosen, stacker_keys = manifest["chosen_stacker"], list(manifest["stackers"])
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{directory / 'manifest.json'}: malformed ({type(exc).__name__}: {exc})") from None
@@ -632,6 +660,42 @@ class ArenaPreferenceModel(BaseEstimator):
         except ValueError as exc:
             raise BundleError(f"{directory / 'manifest.json'}: {exc}") from None
         return model
+
+
+def _encode_param(name: str, value: Any, model: ArenaPreferenceModel) -> Any:
+    """One ``get_params()`` value as the manifest stores it."""
+    if name == "feature_groups":
+        return list(model._groups)
+    if name == "stacker":
+        return asdict(value or StackerConfig())
+    if name == "encoders":
+        return [asdict(e) for e in value]
+    if name == "fold_features":  # unfitted: class and parameters (the fitted ones live in the stackers)
+        return [transformer_spec(t) for t in value]
+    if name == "extra_sources":
+        return dict(value or {})
+    return value
+
+
+def _decode_param(name: str, stored: Any) -> Any:
+    """The inverse of :func:`_encode_param`; a malformed value raises ``KeyError``/``TypeError``/``ValueError``."""
+    if name in ("n_folds", "seed", "embedder_max_length"):
+        return int(stored)
+    if name == "tfidf":
+        return bool(stored)
+    if name == "feature_groups":
+        return tuple(stored)
+    if name == "stacker":
+        return StackerConfig.from_dict(stored)
+    if name == "encoders":
+        return tuple(_encoder_config(e) for e in stored)
+    if name == "fold_features":
+        return tuple(new_transformer(spec, "fold_features") for spec in stored)
+    if name == "extra_sources":
+        return dict(stored)
+    if name == "calibration":
+        return check_calibration(stored)
+    return stored
 
 
 def _load_shift_reference(directory: Path) -> ShiftReference | None:

@@ -94,7 +94,7 @@ class Publisher:
         )
         report["prior_guard"] = guard.as_dict()
         # a stacker worse than knowing nothing must not reach the leaderboard
-        proba = prior_probabilities(self.train["label"].to_numpy(), len(self.test)) if guard.use_prior else None
+        proba = scored_prior(self.train, len(self.test)) if guard.use_prior else None
         submitted = submitted_record(None if proba is None else proba[0], model)
         report["submitted"] = submitted
         with staged_outputs(self.config.out, self.targets()) as stage:
@@ -161,13 +161,18 @@ def build_report(
     }
 
 
+def scored_prior(train: pd.DataFrame, n_rows: int) -> np.ndarray:
+    """The class prior of the scored (primary) rows, the one the prior guard compares with: tie-less
+    extra sources only train, and their missing ties must not pull the fallback's P(tie) down."""
+    return prior_probabilities(train["label"].to_numpy()[scored_mask(train)], n_rows)
+
+
 def holdout_scores(train: pd.DataFrame, test: pd.DataFrame, model: ArenaPreferenceModel, test_y: np.ndarray) -> dict:
     assert model.test_proba_ is not None
-    counts = np.bincount(train["label"].to_numpy()[scored_mask(train)], minlength=3) + 1.0  # primary rows
     return evaluate_test_labels(
         test_y,
         {
-            "class prior (train)": np.tile(counts / counts.sum(), (len(test), 1)),
+            "class prior (train)": scored_prior(train, len(test)),
             "stacker (calibrated)": model.test_proba_,
         },
     )
@@ -197,7 +202,7 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
     publish = Publisher(config, train, test, submission_path, report_of)
     early = publish if config.time_budget_hours is not None else None
     model = estimator_of(config).fit(
-        train, test, on_stacker=early, data_paths=(str(config.train_path), str(config.test_path))
+        train, test=test, on_stacker=early, data_paths=(str(config.train_path), str(config.test_path))
     )
     report = publish.publish(model)
     log.info(

@@ -15,6 +15,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 from sklearn.model_selection import GroupShuffleSplit
 
 from arena_schema import check_swappable, swap_feature_matrix, swap_labels, swap_proba
@@ -40,11 +41,15 @@ DEFAULT_PARAMS: dict = {
 }
 
 
-class LGBMStacker:
+class LGBMStacker(BaseEstimator):
     """One LightGBM booster over a feature frame whose columns follow the A/B convention.
 
-    Settings come from a :class:`StackerConfig`; a keyword given here overrides that field.
+    Settings come from a :class:`StackerConfig`; a keyword given here overrides that field
+    (:attr:`resolved_config`). The keywords are kept as given, so ``sklearn.base.clone`` works.
     """
+
+    booster_: lgb.Booster | None = None
+    columns_: list[str] = []
 
     def __init__(
         self,
@@ -56,22 +61,31 @@ class LGBMStacker:
         seed: int = 0,
         config: StackerConfig | None = None,
     ):
-        overrides: dict[str, Any] = {
-            "params": params,
-            "num_boost_round": num_boost_round,
-            "early_stopping_rounds": early_stopping_rounds,
-            "inner_valid_fraction": inner_valid_fraction,
-            "swap_augment": swap_augment,
-        }
-        self.config = replace(config or StackerConfig(), **{k: v for k, v in overrides.items() if v is not None})
+        self.params = params
+        self.num_boost_round = num_boost_round
+        self.early_stopping_rounds = early_stopping_rounds
+        self.inner_valid_fraction = inner_valid_fraction
+        self.swap_augment = swap_augment
         self.seed = seed
-        self.booster_: lgb.Booster | None = None
-        self.columns_: list[str] = []
+        self.config = config
 
     @property
-    def params(self) -> dict:
+    def resolved_config(self) -> StackerConfig:
+        """``config`` (default: ``StackerConfig()``) with the keywords given here in place of its fields."""
+        overrides: dict[str, Any] = {
+            "params": self.params,
+            "num_boost_round": self.num_boost_round,
+            "early_stopping_rounds": self.early_stopping_rounds,
+            "inner_valid_fraction": self.inner_valid_fraction,
+            "swap_augment": self.swap_augment,
+        }
+        return replace(self.config or StackerConfig(), **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def lgb_params(self) -> dict:
         """LightGBM parameters: defaults, the config's thread count, then the config's overrides."""
-        return {**DEFAULT_PARAMS, "num_threads": self.config.num_threads, **self.config.params}
+        config = self.resolved_config
+        return {**DEFAULT_PARAMS, "num_threads": config.num_threads, **config.params}
 
     # How a target, a raw init score and a prediction change when A and B are exchanged; the
     # binary boosters of stacking.tie_handling override these three.
@@ -88,7 +102,7 @@ class LGBMStacker:
         self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Rows and their A/B-swapped copies (with the same weights), when swap-augmenting."""
-        if not self.config.swap_augment:
+        if not self.resolved_config.swap_augment:
             return X, y, w
         w = None if w is None else np.concatenate([w, w])
         return np.vstack([X, swap_feature_matrix(X, self.columns_)]), np.concatenate([y, self.swap_targets(y)]), w
@@ -103,7 +117,7 @@ class LGBMStacker:
     ) -> lgb.Dataset:
         """The augmented rows; a swapped copy starts from the swapped init score."""
         X, y, w = self._augment(X, y, w)
-        if init is not None and self.config.swap_augment:
+        if init is not None and self.resolved_config.swap_augment:
             init = np.concatenate([init, self.swap_init_score(init)])
         if reference is None:
             return lgb.Dataset(X, y, weight=w, init_score=init, feature_name=self.columns_, free_raw_data=True)
@@ -123,18 +137,19 @@ class LGBMStacker:
         ``init_score`` ((n, 3) raw scores, added before boosting) lets a row start from a known
         offset, e.g. a tie logit of -15 for a source without ties; predictions never add it.
         """
+        config = self.resolved_config
         self.columns_ = list(X.columns)
         check_swappable(self.columns_)
         values = X.to_numpy(dtype=np.float32)
         y = np.asarray(y)
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-        splitter = GroupShuffleSplit(n_splits=1, test_size=self.config.inner_valid_fraction, random_state=self.seed)
+        splitter = GroupShuffleSplit(n_splits=1, test_size=config.inner_valid_fraction, random_state=self.seed)
         fit_idx, stop_idx = next(splitter.split(values, y, groups))
         w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         init = None if init_score is None else np.asarray(init_score, dtype=np.float64)
         if init is not None and len(init) != len(y):
             raise ValueError(f"init_score has {len(init)} rows, X has {len(y)}")
-        params = {**self.params, "seed": self.seed}
+        params = {**self.lgb_params, "seed": self.seed}
 
         def part(idx: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
             return (None if w is None else w[idx]), (None if init is None else init[idx])
@@ -144,10 +159,10 @@ class LGBMStacker:
         self.booster_ = lgb.train(
             params,
             train,
-            num_boost_round=self.config.num_boost_round,
+            num_boost_round=config.num_boost_round,
             valid_sets=[stop],
             valid_names=["early_stop"],
-            callbacks=[lgb.early_stopping(self.config.early_stopping_rounds, verbose=False), *(callbacks or [])],
+            callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False), *(callbacks or [])],
         )
         log.debug("stacker: best iteration %d", self.booster_.best_iteration)
         return self

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 
 from stacking.config import StackerConfig
 from stacking.lgbm import LGBMStacker
@@ -53,8 +54,8 @@ class _BinaryStacker(LGBMStacker):
     """A binary LGBMStacker (``hierarchical``'s parts): same inner early stopping and swap averaging."""
 
     @property
-    def params(self) -> dict:
-        params = {k: v for k, v in super().params.items() if k != "num_class"}
+    def lgb_params(self) -> dict:
+        params = {k: v for k, v in super().lgb_params.items() if k != "num_class"}
         return {**params, "objective": "binary"}
 
 
@@ -84,13 +85,16 @@ class DecidedStacker(_BinaryStacker):
         return 1.0 - proba
 
 
-class TieAwareStacker:
+class TieAwareStacker(BaseEstimator):
     """Stacker over features of several sources; ``option`` picks the tie handling (see module doc).
 
     ``fit(X, y, source, has_ties, weight=None, groups=None)``: ``source`` names each row's data set,
     ``has_ties`` says whether that set has any tie labels. ``predict_proba(X)`` -> (n, 3).
-    Settings come from ``config`` (a :class:`StackerConfig`); the keywords override it.
+    Settings come from ``config`` (a :class:`StackerConfig`); the keywords override it
+    (:attr:`resolved_config`). The keywords are kept as given, so ``sklearn.base.clone`` works.
     """
+
+    model_: LGBMStacker | None = None
 
     def __init__(
         self,
@@ -105,14 +109,21 @@ class TieAwareStacker:
         if option not in OPTIONS:
             raise ValueError(f"tie handling must be one of {OPTIONS}, got {option!r}")
         self.option = option
-        base = config or StackerConfig()
-        if config is None:  # the study's settings; with a config its fields count unless overridden
-            base = replace(base, num_boost_round=num_boost_round, early_stopping_rounds=early_stopping_rounds)
-        tie_handling: Any = option  # one of OPTIONS, checked above
-        self.config = replace(base, params={**base.params, **(params or {})}, tie_handling=tie_handling)
+        self.params = params
+        self.num_boost_round = num_boost_round
+        self.early_stopping_rounds = early_stopping_rounds
         self.tieless_weight = tieless_weight
         self.seed = seed
-        self.model_: LGBMStacker | None = None
+        self.config = config
+
+    @property
+    def resolved_config(self) -> StackerConfig:
+        """The boosters' settings: ``config``, or without one the study's rounds; ``params`` on top."""
+        base = self.config or StackerConfig()
+        if self.config is None:  # the study's settings; with a config its fields count unless overridden
+            base = replace(base, num_boost_round=self.num_boost_round, early_stopping_rounds=self.early_stopping_rounds)
+        tie_handling: Any = self.option  # one of OPTIONS, checked in __init__
+        return replace(base, params={**base.params, **(self.params or {})}, tie_handling=tie_handling)
 
     def _frame(self, X: pd.DataFrame, has_ties_value: np.ndarray | float) -> pd.DataFrame:
         if self.option != "has_ties_input":
@@ -147,18 +158,19 @@ class TieAwareStacker:
         X = self._frame(X, has_ties.astype(np.float32))
         if self.option == "weighted":
             weight = np.where(has_ties, weight, weight * self.tieless_weight)
+        config = self.resolved_config
         if self.option == "hierarchical":
             tie_rows, decided = has_ties, y != TIE
-            self.tie_model_ = TieStacker(seed=self.seed, config=self.config).fit(
+            self.tie_model_ = TieStacker(seed=self.seed, config=config).fit(
                 X[tie_rows], (y[tie_rows] == TIE).astype(int), groups[tie_rows], sample_weight=weight[tie_rows]
             )
-            self.decided_model_ = DecidedStacker(seed=self.seed, config=self.config).fit(
+            self.decided_model_ = DecidedStacker(seed=self.seed, config=config).fit(
                 X[decided], y[decided], groups[decided], sample_weight=weight[decided]
             )
             return self
         keep = has_ties if self.option == "drop_tieless" else np.ones(len(y), dtype=bool)
         init = self._tie_offsets(y, source, has_ties)[keep] if self.option in ("masked_tie", "tie_offset") else None
-        self.model_ = LGBMStacker(seed=self.seed, config=self.config).fit(
+        self.model_ = LGBMStacker(seed=self.seed, config=config).fit(
             X[keep], y[keep], groups[keep], sample_weight=weight[keep], init_score=init
         )
         return self

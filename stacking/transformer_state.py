@@ -47,6 +47,27 @@ def save_transformer(transformer: Any, stem: Path) -> list[Path]:
     return [json_path, npz_path]
 
 
+def transformer_spec(transformer: Any) -> dict[str, Any]:
+    """An unfitted transformer as JSON: its allowed class path and its ``get_params(deep=False)``."""
+    path = class_path(transformer)
+    _check_allowed(path, "fold feature")
+    params = transformer.get_params(deep=False) if hasattr(transformer, "get_params") else {}
+    try:
+        params = json.loads(json.dumps(params))
+    except TypeError as exc:
+        raise ValueError(f"fold feature {path}: parameters are not JSON ({exc}); it cannot be saved") from None
+    return {"class": path, "params": params}
+
+
+def new_transformer(spec: dict[str, Any] | str, where: str) -> Any:
+    """An unfitted instance from :func:`transformer_spec`'s record (or a bare class path, as older
+    bundles stored it: default parameters). The class must be allowed."""
+    path, params = (spec, {}) if isinstance(spec, str) else (str(spec.get("class", "")), dict(spec.get("params", {})))
+    _check_allowed(path, where)
+    module_name, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module_name), name)(**params)
+
+
 def load_transformer(stem: Path) -> Any:
     """The transformer saved at ``stem``; the class must be allowed, nothing is unpickled."""
     json_path = stem.with_suffix(".json")

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers share the cores: one OpenMP thread each (torch,
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # read at its import) and in the commands the tests start
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_SLICES = ROOT / "tests" / "fixtures" / "shared_slices"  # real records of the shared data (see its README)
 
 WORDS = (
     "the model answer explains python code data table list because however example result simple "

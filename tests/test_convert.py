@@ -1,4 +1,4 @@
-"""Tests for pipelines.convert: small fixtures per format, errors, and the real shared data."""
+"""Tests for pipelines.convert: small fixtures per format, errors, and slices of the real shared data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from pipelines import convert as cv
 from pipelines.formats import COLUMNS, ConversionError, convert
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SLICES = Path(__file__).resolve().parent / "fixtures" / "shared_slices"
 
 
 def write_jsonl(path: Path, rows: list, gz: bool = False) -> Path:
@@ -446,32 +446,40 @@ def test_main_reports_error(tmp_path, caplog):
 # --------------------------------------------------------------------------- real data
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="shared data folder absent")
-def test_real_shared_data_counts():
-    hh_files = sorted(DATA.glob("hh-rlhf/*/test.jsonl.gz"))
+def test_real_format_slices():
+    """Real records of the shared data (``tests/fixtures/shared_slices``, cut by its ``cut.py``): every
+    record converts, with the labels and sources the raw fields give."""
+    hh_files = sorted(SLICES.glob("hh-rlhf/*/test.jsonl.gz"))
     assert len(hh_files) == 4
+    hh_lines = {f.parent.name: gzip.decompress(f.read_bytes()).decode("utf-8").splitlines() for f in hh_files}
     hh_df = convert("hh-rlhf", hh_files)
-    assert len(hh_df) == 8552
-    assert hh_df["source"].value_counts().to_dict() == {
-        "hh-rlhf/helpful-rejection-sampled": 2749,
-        "hh-rlhf/helpful-base": 2354,
-        "hh-rlhf/harmless-base": 2312,
-        "hh-rlhf/helpful-online": 1137,
+    assert hh_df["source"].value_counts().to_dict() == {f"hh-rlhf/{k}": len(v) for k, v in hh_lines.items()}
+    assert hh_df["winner_tie"].sum() == 0  # chosen / rejected: never a tie
+
+    pandalm_raw = json.loads((SLICES / "pandalm" / "testset-v1.json").read_text())
+    pandalm = convert("pandalm", [SLICES / "pandalm" / "testset-v1.json"])
+    assert len(pandalm) == len(pandalm_raw)
+    expected = {"winner_model_a": 0, "winner_model_b": 0, "winner_tie": 0}
+    for rec in pandalm_raw:  # the majority of the three annotators: 0 tie, 1 response1, 2 response2
+        votes = [rec[f"annotator{i}"] for i in (1, 2, 3)]
+        majority = max(set(votes), key=votes.count)
+        expected[("winner_tie", "winner_model_a", "winner_model_b")[majority]] += 1
+    assert cv.label_counts(pandalm) == expected
+
+    with zipfile.ZipFile(SLICES / "llmeval2" / "LLMEval2_benchmark.json.zip") as zf:
+        raw = [json.loads(line) for line in zf.read("LLMEval2_benchmark.json").decode("utf-8").splitlines()]
+    llm = convert("llmeval2", [SLICES / "llmeval2" / "LLMEval2_benchmark.json.zip"])
+    assert len(llm) == len(raw)
+    humans = pd.Series([r["human"].strip().lower() for r in raw]).value_counts()
+    assert cv.label_counts(llm) == {
+        "winner_model_a": int(humans.get("model1", 0)),
+        "winner_model_b": int(humans.get("model2", 0)),
+        "winner_tie": int(humans.get("tie", 0)),
     }
-    assert 0.45 < hh_df["winner_model_a"].mean() < 0.55
+    datasets = pd.Series([f"llmeval2/{r['dataset']}" for r in raw]).value_counts().to_dict()
+    assert llm["source"].value_counts().to_dict() == datasets and len(datasets) > 1
+    mt = llm[llm["source"] == "llmeval2/mt-bench"]
+    assert len(mt) and any(len(json.loads(p)) == 2 for p in mt["prompt"])  # dialogues split into two turns
 
-    pandalm = convert("pandalm", [DATA / "pandalm" / "testset-v1.json"])
-    assert len(pandalm) == 999
-    assert cv.label_counts(pandalm) == {"winner_model_a": 422, "winner_model_b": 472, "winner_tie": 105}
-
-    llm = convert("llmeval2", [DATA / "llmeval2" / "LLMEval2_benchmark.json.zip"])
-    assert len(llm) == 2553
-    assert cv.label_counts(llm) == {"winner_model_a": 1050, "winner_model_b": 1021, "winner_tie": 482}
-    assert (llm["source"] == "llmeval2/mt-bench").sum() == 275
-
-    king = convert("arena", [DATA / "arena-snippets-king398" / "batch_input.jsonl"])
-    assert len(king) == 100
-    assert cv.label_counts(king) == {"winner_model_a": 35, "winner_model_b": 37, "winner_tie": 28}
-
-    ids = pd.concat([hh_df["id"], pandalm["id"], llm["id"], king["id"]])
+    ids = pd.concat([hh_df["id"], pandalm["id"], llm["id"]])
     assert ids.is_unique

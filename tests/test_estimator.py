@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import NotFittedError
 
 from arena_schema import CLASS_COLUMNS
@@ -29,8 +29,11 @@ QUICK = StackerConfig(num_boost_round=40, early_stopping_rounds=10, num_threads=
 class LengthGapFeature(BaseEstimator):
     """A per-fold transformer with saved state: the length gap scaled by the fold's mean answer length."""
 
+    def __init__(self, offset: float = 1.0) -> None:
+        self.offset = offset
+
     def fit(self, battles: pd.DataFrame) -> LengthGapFeature:
-        self.scale_ = np.array([np.mean([len(" ".join(t)) for t in battles["a_turns"]]) + 1.0])
+        self.scale_ = np.array([np.mean([len(" ".join(t)) for t in battles["a_turns"]]) + self.offset])
         return self
 
     def transform(self, battles: pd.DataFrame) -> pd.DataFrame:
@@ -132,8 +135,8 @@ def test_bundle_reproduces_full_run_submission(run_dir, frames):
 def test_fit_in_python_with_fold_transformers(frames, tmp_path, allow_test_transformer):
     train, test = pd.read_csv(frames[0]), pd.read_csv(frames[1])
     model = ArenaPreferenceModel(
-        n_folds=3, stacker=QUICK, feature_groups=("length", "formatting"), fold_features=(LengthGapFeature(),)
-    ).fit(train, test)
+        n_folds=3, stacker=QUICK, feature_groups=("length", "formatting"), fold_features=(LengthGapFeature(2.0),)
+    ).fit(train, test=test)
     assert model.predict_proba(test).shape == (len(test), 3)
     assert "diff_gap_scaled" in model.feature_columns_
     np.testing.assert_allclose(model.predict_proba(test), model.test_proba_, atol=1e-5)
@@ -141,6 +144,24 @@ def test_fit_in_python_with_fold_transformers(frames, tmp_path, allow_test_trans
     scales = [fold[0].scale_[0] for fold in loaded.stackers_["features"].fold_transformers]
     assert len(scales) == 3 and len(set(scales)) == 3  # one transformer per fold, each fitted on its own rows
     np.testing.assert_allclose(loaded.predict_proba(test), model.test_proba_, atol=1e-5)
+    # the loaded model's parameters include its (unfitted) fold features: a clone refits the same model
+    restored = loaded.get_params()["fold_features"]
+    assert [type(t) for t in restored] == [LengthGapFeature] and restored[0].offset == 2.0
+    refit = clone(loaded).fit(train, test=test)
+    assert "diff_gap_scaled" in refit.feature_columns_
+    np.testing.assert_allclose(refit.test_proba_, model.test_proba_, atol=1e-9)
+    # older bundles stored only the class path: an instance with default parameters; any class off the list is refused
+    original = json.loads((tmp_path / "bundle" / MANIFEST).read_text())["params"]["fold_features"]
+    for stored, check in (([TRANSFORMER_PATH], "default"), (["os.system"], "refused"), (original, "as saved")):
+        manifest = json.loads((tmp_path / "bundle" / MANIFEST).read_text())
+        manifest["params"]["fold_features"] = stored
+        manifest["digest"] = manifest_digest(manifest)
+        (tmp_path / "bundle" / MANIFEST).write_text(json.dumps(manifest))
+        if check == "default":
+            (old,) = ArenaPreferenceModel.load(tmp_path / "bundle").get_params()["fold_features"]
+            assert isinstance(old, LengthGapFeature) and old.offset == 1.0
+        elif check == "refused":
+            assert "allow-list" in _refused(tmp_path / "bundle", "fold_features")
 
     stem = tmp_path / "bundle" / "stacker_features" / "fold_0" / "transformer_0.json"
     stored = json.loads(stem.read_text())
@@ -148,6 +169,32 @@ def test_fit_in_python_with_fold_transformers(frames, tmp_path, allow_test_trans
     stem.write_text(json.dumps(stored))
     _rehash(tmp_path / "bundle", "stacker_features/fold_0/transformer_0.json")
     assert "allow-list" in _refused(tmp_path / "bundle", "transformer_0.json")
+
+
+def test_fit_with_y_predict_and_score(frames):
+    """sklearn's fit(X, y): labels from y (winner columns, indices or names) give the model labels in X give."""
+    train, test = pd.read_csv(frames[0]), pd.read_csv(frames[1])
+    settings = {"n_folds": 3, "stacker": QUICK, "feature_groups": ("length",), "n_jobs": 1}
+    own = ArenaPreferenceModel(**settings).fit(train, test=test)
+    X, winners = train.drop(columns=list(CLASS_COLUMNS)), train[list(CLASS_COLUMNS)]
+    indices = winners.to_numpy().argmax(axis=1)
+    for y in (winners, pd.Series(indices), np.array(["a", "b", "tie"])[indices]):
+        given = ArenaPreferenceModel(**settings).fit(X, y, test=test)
+        assert given.oof_log_loss_ == own.oof_log_loss_
+        np.testing.assert_array_equal(given.test_proba_, own.test_proba_)
+    with pytest.raises(ValueError, match="labels for"):
+        ArenaPreferenceModel(**settings).fit(X, indices[:-1])
+    with pytest.raises(ValueError, match="none of"):
+        ArenaPreferenceModel(**settings).fit(X, np.full(len(X), 3))
+
+    assert isinstance(own, ClassifierMixin) and list(own.classes_) == ["a", "b", "tie"]
+    predicted = own.predict(train)
+    assert set(predicted) <= {"a", "b", "tie"}
+    np.testing.assert_array_equal(predicted, own.classes_[own.predict_proba(train).argmax(axis=1)])
+    accuracy = float(np.mean(predicted == np.array(["a", "b", "tie"])[indices]))
+    assert own.score(train) == pytest.approx(accuracy)  # labels from the frame
+    assert own.score(X, indices) == pytest.approx(accuracy)  # or from y
+    assert own.score(X, pd.Series(indices).map({0: "a", 1: "b", 2: "tie"})) == pytest.approx(accuracy)
 
 
 @pytest.fixture
@@ -216,7 +263,7 @@ def test_unlisted_file_and_predict_cli(run_dir, frames, bundle_copy, tmp_path):
 
 
 def _encoder_round_trip(model_path: Path, tmp_path: Path, rows: int, folds: int, **encoder) -> ArenaPreferenceModel:
-    """fit(train, test) with one encoder, writing submission + bundle from ``on_stacker`` as full_run does;
+    """fit(train, test=test) with one encoder, writing submission + bundle from ``on_stacker`` as full_run does;
     then load -> predict_proba must give the chosen path's submission and each kept stacker's own test
     probabilities from the run, whichever was chosen."""
     from encoders.settings import EncoderConfig
@@ -237,7 +284,7 @@ def _encoder_round_trip(model_path: Path, tmp_path: Path, rows: int, folds: int,
         feature_groups=("length", "formatting"),
         encoders=(config,),
         work_dir=tmp_path / "w",
-    ).fit(train, test, on_stacker=write)
+    ).fit(train, test=test, on_stacker=write)
     name = config.resolved_name
     run_full, run_features = model.stacker_test_proba_["full"], model.stacker_test_proba_["features"]
     assert run_full is not None and run_features is not None and model.test_proba_ is not None

@@ -74,6 +74,26 @@ def test_report_scores_primary_rows_only(run_dir, files):
     assert folds["grouping"].startswith("prompt or answer pair")
 
 
+def test_prior_fallback_is_the_prior_of_the_primary_rows(files, tmp_path, monkeypatch):
+    """The guard compares with the primary rows' prior, so a fallback submits that prior, not one with
+    the tie-less extra rows in it (which would pull P(tie) down)."""
+    from pipelines import run
+    from pipelines.prior_guard import prior_probabilities
+
+    real_decide = run.decide
+    monkeypatch.setattr(run, "decide", lambda stacker, prior, allow: real_decide(prior + 0.5, prior, allow))
+    out = tmp_path / "run"
+    args = ["--train", str(files["train"]), "--test", str(files["test"]), "--out", str(out), "--n-jobs", "1"]
+    assert full_run.main([*args, "--extra-train", f"hh={files['extra']}", *FAST]) == 0
+    assert json.loads((out / "report.json").read_text())["prior_guard"]["use_prior"]
+    primary = pd.read_csv(files["train"])[list(CLASS_COLUMNS)].to_numpy().argmax(axis=1)
+    extra = pd.read_csv(files["extra"])[list(CLASS_COLUMNS)].to_numpy().argmax(axis=1)
+    submitted = _proba(out / "submission.csv")
+    np.testing.assert_allclose(submitted, prior_probabilities(primary, len(submitted)))
+    pooled = prior_probabilities(np.concatenate([primary, extra]), 1)[0]
+    assert submitted[0, 2] > pooled[2] + 0.02  # the tie-less extras would have lowered P(tie)
+
+
 def test_saved_masked_tie_model_reproduces_submission(run_dir, files, tmp_path):
     from pipelines import predict
 

@@ -201,7 +201,7 @@ def _test_frame(n: int, seed: int, start_id: int) -> pd.DataFrame:
 def fitted_multi(tmp_path_factory):
     train = _multi_source()
     test = _test_frame(250, 60, 900000)
-    model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train, test)
+    model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train, test=test)
     bundle = model.save(tmp_path_factory.mktemp("ns") / "bundle")
     return model, train, test, bundle
 
@@ -236,7 +236,7 @@ def test_new_source_calibrator_is_fitted_on_training_rows_only(monkeypatch):
         return real(self, proba, y, source)
 
     monkeypatch.setattr(NewSourceCalibrator, "fit", spy)
-    ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train, test)
+    ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train, test=test)
     assert calls == [(len(train), ["s0", "s1", "s2"])]
 
 
@@ -269,7 +269,7 @@ def test_tampered_new_source_calibrator_refused(fitted_multi, tmp_path):
 
 def test_single_source_uses_in_source_and_says_why(tmp_path):
     train, test = make_battles(150, seed=62), make_battles(40, seed=63, labelled=False, start_id=70000)
-    model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train, test)
+    model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train, test=test)
     assert model.stackers_["features"].new_source is None
     assert model.calibration_choice_["calibration"] == "in-source"
     assert "single" in model.calibration_choice_["why"]

@@ -92,15 +92,12 @@ def test_submission_writer_refuses_bad_predictions(tmp_path):
 
 def test_convert_cli_output_feeds_full_run(tmp_path):
     from pipelines.convert import main as convert_main
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import SHARED_SLICES
 
-    if not (SHARED_DATA / "pandalm").exists():
-        pytest.skip("shared/data not present")
+    source = SHARED_SLICES / "pandalm" / "testset-v1.json"
     out = tmp_path / "pandalm.csv"
-    assert (
-        convert_main(["--format", "pandalm", str(SHARED_DATA / "pandalm" / "testset-v1.json"), "--out", str(out)]) == 0
-    )
+    assert convert_main(["--format", "pandalm", str(source), "--out", str(out)]) == 0
     from pipelines.data import load_battles
 
     battles, report = load_battles(out)
-    assert len(battles) == 999 and sum(report.invalid_json.values()) == 0
+    assert len(battles) == len(json.loads(source.read_text())) and sum(report.invalid_json.values()) == 0

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 
 from arena_schema import swap_feature_frame, swap_proba
 from features.extractor import FeatureExtractor
@@ -15,6 +15,7 @@ from stacking.cross_fit import cross_fit, fit_calibrated
 from stacking.lgbm import LGBMStacker
 from stacking.model import StackerModel
 from stacking.sources import source_features
+from stacking.tie_handling import TieAwareStacker
 
 # one LightGBM thread: the same results, and far quicker on a machine with busy cores
 FAST = {"num_boost_round": 200, "early_stopping_rounds": 20, "config": StackerConfig(num_threads=1)}
@@ -76,7 +77,8 @@ def test_inner_early_stopping_never_sees_the_predicted_fold(prepared, monkeypatc
 
     monkeypatch.setattr(LGBMStacker, "fit", spy)
     cross_fit(X, y, folds, groups, seed=0, **FAST)
-    for k, rows in zip(sorted(np.unique(folds)), seen):
+    assert len(seen) == len(np.unique(folds))  # one fit per fold, each seen by the spy
+    for k, rows in zip(sorted(np.unique(folds)), seen, strict=True):
         assert rows.isdisjoint(set(X.index[folds == k]))
 
 
@@ -225,9 +227,31 @@ def test_stacker_config_is_validated_and_is_the_one_source_of_defaults():
     with pytest.raises(ValueError, match="inner_valid_fraction"):
         StackerConfig(inner_valid_fraction=1.5)
     model = LGBMStacker(num_boost_round=7, config=StackerConfig(num_threads=3, early_stopping_rounds=3))
-    assert (model.config.num_boost_round, model.config.early_stopping_rounds, model.params["num_threads"]) == (7, 3, 3)
-    assert LGBMStacker().config == StackerConfig()
+    resolved = model.resolved_config
+    assert (resolved.num_boost_round, resolved.early_stopping_rounds, model.lgb_params["num_threads"]) == (7, 3, 3)
+    assert LGBMStacker().resolved_config == StackerConfig()
     assert ProbabilityCalibrator.KINDS == ("none", "temperature", "vector")
+
+
+def test_stackers_clone_to_the_same_model(prepared):
+    """sklearn.base.clone: same parameters, unfitted, and fitted on the same rows the same predictions."""
+    _, X, y, _, groups = prepared
+    lgbm = LGBMStacker(seed=3, num_boost_round=60, early_stopping_rounds=10, config=StackerConfig(num_threads=1))
+    fitted = lgbm.fit(X, y, groups)
+    twin = clone(fitted)
+    assert twin.get_params() == lgbm.get_params() and twin.booster_ is None
+    np.testing.assert_array_equal(twin.fit(X, y, groups).predict_proba(X), fitted.predict_proba(X))
+
+    source = np.where(np.arange(len(y)) % 3 == 0, "no_ties", "ties")
+    has_ties = source == "ties"
+    for option in ("masked_tie", "hierarchical"):
+        model = TieAwareStacker(option, seed=1, num_boost_round=60, early_stopping_rounds=10, params={"num_threads": 1})
+        copy = clone(model)
+        assert copy is not model and copy.get_params() == model.get_params()
+        assert copy.resolved_config == model.resolved_config and copy.resolved_config.tie_handling == option
+        first = model.fit(X, y, source, has_ties, groups=groups).predict_proba(X)
+        np.testing.assert_array_equal(copy.fit(X, y, source, has_ties, groups=groups).predict_proba(X), first)
+        assert clone(model).set_params(option="plain").resolved_config.tie_handling == "plain"
 
 
 def test_fit_calibrated_is_cross_fit_then_nested_calibration(prepared):
