@@ -10,7 +10,9 @@ from pathlib import Path
 class EncoderConfig:
     """Fine-tuning of a local Hugging Face model (see encoders/). Each field's help is its ``--encoder-*`` flag's."""
 
-    model_path: str | None = field(default=None, metadata={"help": "local Hugging Face model folder", "cli": False})
+    model_path: str | None = field(
+        default=None, metadata={"help": "local Hugging Face model folder or .gguf file", "cli": False}
+    )
     name: str | None = field(default=None, metadata={"help": "defaults to the model folder's name", "cli": False})
     max_length: int = field(default=512, metadata={"help": "tokens per (prompt, A, B) input"})
     prompt_share: float = field(default=0.2, metadata={"help": "share of max_length for the prompt"})
@@ -48,7 +50,8 @@ class EncoderConfig:
 
     @property
     def resolved_name(self) -> str:
-        return self.name or Path(self.model_path).name.replace(" ", "_")
+        path = Path(self.model_path)
+        return self.name or (path.stem if path.suffix.lower() == ".gguf" else path.name).replace(" ", "_")
 
     # which fold models cross-fit keeps on disk for later prediction (EncoderFoldModels):
     # all | lora (only LoRA adapters + heads, not fully fine-tuned models) | none

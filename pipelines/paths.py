@@ -88,6 +88,13 @@ def find_model_dirs(input_dir: Path) -> list[Path]:
     )
 
 
+def find_model_inputs(input_dir: Path) -> list[Path]:
+    """Model folders and ``.gguf`` files attached as Kaggle inputs (a GGUF file is converted on first load)."""
+    if not input_dir.is_dir():
+        return []
+    return sorted([*find_model_dirs(input_dir), *(p for p in input_dir.glob("**/*.gguf") if p.is_file())])
+
+
 def resolve_paths(train: str | None, test: str | None, out: str | None) -> DataPaths:
     """Arguments win; else, on Kaggle (``/kaggle/input`` exists), the competition's data or a
     :class:`KaggleInputError`; off Kaggle, the bundled sample."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from encoders.gguf import GGUFError, gguf_architecture, is_gguf, supported_architectures
 from pipelines.config import RunConfig
 from pipelines.errors import UserError
 
@@ -96,11 +97,26 @@ def check_sources(sources: dict[str, str]) -> None:
             check_readable_file(file, f"--source {name} {side} file")
 
 
+def check_gguf(path: Path, what: str) -> None:
+    """A .gguf model input: readable, the ``gguf`` package installed, an architecture transformers loads
+    (the conversion itself waits for the first load)."""
+    check_readable_file(path, what)
+    try:
+        arch = gguf_architecture(path)
+    except GGUFError as exc:
+        raise PreflightError(f"{what} {exc}") from None
+    if arch not in supported_architectures():
+        raise PreflightError(f"{what} {path}: GGUF architecture {arch!r} is not one transformers can load")
+
+
 def check_encoders(config: RunConfig) -> None:
     for encoder in config.encoders:
         if not encoder.model_path:
             continue
         model = Path(encoder.model_path)
+        if is_gguf(model):
+            check_gguf(model, "--encoder")
+            continue
         if not (model / "config.json").is_file():
             raise PreflightError(f"--encoder {model}: not a Hugging Face model folder (no config.json)")
 
@@ -129,6 +145,8 @@ def check_run(config: RunConfig, storage: str | None = None) -> None:
     for source in config.sources.sources:
         check_readable_file(source.path, "--extra-train")
     check_encoders(config)
+    if is_gguf(config.features.embedder):
+        check_gguf(Path(str(config.features.embedder)), "--embedder")
     if storage is not None:
         check_storage_url(storage)
 
