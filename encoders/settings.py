@@ -46,7 +46,16 @@ class EncoderConfig:
         default=128, metadata={"help": "with a time budget: max_length is never shortened below this"}
     )
 
-    PLANNING_FIELDS = ("seed", "probe_steps", "min_max_length")  # do not change what a fold computes
+    skip_unless_fits: bool | None = field(
+        default=None,
+        metadata={
+            "help": "with a time budget: leave the encoder out when the probe projects its folds do not fit even at "
+            "min_max_length (default: on for decoder LLMs, whose one fold could take the whole budget)"
+        },
+    )
+
+    # do not change what a fold computes
+    PLANNING_FIELDS = ("seed", "probe_steps", "min_max_length", "skip_unless_fits")
 
     @property
     def resolved_name(self) -> str:
