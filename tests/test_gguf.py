@@ -132,3 +132,14 @@ def test_gguf_base_is_matched_by_content(tiny_llama_gguf, tmp_path):
     other.write_bytes(tiny_llama_gguf.read_bytes() + b"\0")
     folder = Path(tiny_llama_gguf.parent / "tiny-llama-hf")
     assert match_base(identity, [other, folder, same]) == same
+
+
+def test_gguf_as_embedder(tiny_llama_gguf, tmp_path, monkeypatch):
+    from encoders.embedder import TextEmbedder
+
+    monkeypatch.setenv(gguf_mod.CACHE_ENV, str(tmp_path / "cache"))
+    embedder = TextEmbedder(tiny_llama_gguf, max_length=16, precision="fp32")
+    assert embedder.model_path == converted_folder(tiny_llama_gguf, tmp_path / "cache")
+    vectors = embedder.embed(["question answer", "hello", "question answer"])
+    assert vectors.shape == (3, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    np.testing.assert_allclose(vectors[0], vectors[2])
