@@ -218,11 +218,14 @@ def markdown(r: dict) -> str:
             f"Model: {r['model']}. Train: {r['train_data']}. Test: {r['test_data']}.",
             f"{s['folds']} grouped folds, {s['steps_per_fold']} LoRA steps of {s['batch_size']} sequences per fold, "
             f"max_length {s['max_length']}, {s['precision']}, {s['torch_threads']} torch threads on a shared "
-            f"2-core CPU; pad token {s['pad_token']}.",
+            f"2-core CPU (other jobs kept the load near 9: the rates are what was left for this run); "
+            f"pad token {s['pad_token']}.",
             "",
             "| measure | value |",
             "|---|---|",
-            f"| GGUF -> fp32 folder (once, cached by sha256) | {r['gguf_conversion_s'] or 'cached'} s |",
+            "| GGUF -> fp32 folder (once, cached by sha256) | "
+            + ("cached by an earlier run" if r["gguf_conversion_s"] is None else f"{r['gguf_conversion_s']} s")
+            + " |",
             f"| training | {r['training_rows_per_s']} sequences/s |",
             f"| OOF scoring (1 fold model, both orders) | {r['oof_scoring_rows_per_s']} rows/s |",
             f"| bundle scoring (2 fold models, both orders) | {r['bundle_scoring_rows_per_s']} rows/s |",
