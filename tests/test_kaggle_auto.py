@@ -72,7 +72,10 @@ def test_notebook_default_fine_tunes_an_attached_model(tmp_path, offline_dataset
     root = _fake_kaggle(tmp_path, offline_dataset)
     model = Path(shutil.copytree(tiny_distilbert, root / "input" / "tiny-distilbert"))
     proc = _run_notebook(  # no ARENA_PREF_ENCODERS: the default, auto
-        tmp_path, root, ARENA_PREF_FULL_RUN_ARGS=FAST_ARGS + " --encoder-max-steps 2 --encoder-max-length 64"
+        tmp_path,
+        root,
+        ARENA_PREF_FULL_RUN_ARGS=FAST_ARGS
+        + " --encoder-max-steps 2 --encoder-max-length 64 --encoder-min-max-length 32 --encoder-probe-steps 2",
     )
     assert "encoders 'auto'" in proc.stdout and str(model) in proc.stdout
     _check_submission(root)

@@ -67,10 +67,10 @@ def test_smollm2_gguf_round_trip(tmp_path):
     bases = resolve_bases(dataset / "model", tmp_path / "input")
     assert bases == {"smollm2": attached}  # matched by content
     loaded = ArenaPreferenceModel.load(dataset / "model", encoder_base_paths={"smollm2": str(attached)})
-    p = loaded.predict_proba(test, stacker="full")
-    np.testing.assert_allclose(p, model.stacker_test_proba_["full"], atol=1e-5)
-    # the LLM's own probabilities (the stacker of so few rows may ignore them): the run's fold mean on test
-    run_llm = pd.read_parquet(tmp_path / "run" / "test_smollm2.parquet").set_index("id").loc[test["id"].astype(str)]
+    # as the notebook scores: the LLM's fold models first, then the stacker on their probabilities
     bundle_llm = loaded.encoder_models_["smollm2"].predict_proba(load_battles_frame(test, labelled=False)[0])
+    run_llm = pd.read_parquet(tmp_path / "run" / "test_smollm2.parquet").set_index("id").loc[test["id"].astype(str)]
     np.testing.assert_allclose(bundle_llm, run_llm[list(CLASS_COLUMNS)].to_numpy(), atol=1e-5)
     assert np.ptp(bundle_llm[:, 0]) > 0  # real scores that differ by row, not a constant
+    p = loaded.predict_proba(test, encoder_proba={"smollm2": bundle_llm}, stacker="full")
+    np.testing.assert_allclose(p, model.stacker_test_proba_["full"], atol=1e-5)
