@@ -130,6 +130,7 @@ def main() -> None:
     from pipelines.estimator import ArenaPreferenceModel
 
     setup_logging()
+    load_start = os.getloadavg()[0]
     gguf = smollm2_gguf()
     cached = (converted_folder(gguf) / "config.json").exists()
     t0 = time.perf_counter()
@@ -198,6 +199,7 @@ def main() -> None:
         "max_abs_diff_reloaded_vs_run": diff_reload,
         "chosen_stacker": model.chosen_stacker_,
         "oof_log_loss": model.stacker_oof_log_loss_,
+        "load": f"1-minute load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
         "command": "nice -n 10 python benchmarks/llm_real.py " + " ".join(sys.argv[1:]),
     }
     out = Path(args.out)
@@ -218,7 +220,8 @@ def markdown(r: dict) -> str:
             f"Model: {r['model']}. Train: {r['train_data']}. Test: {r['test_data']}.",
             f"{s['folds']} grouped folds, {s['steps_per_fold']} LoRA steps of {s['batch_size']} sequences per fold, "
             f"max_length {s['max_length']}, {s['precision']}, {s['torch_threads']} torch threads on a shared "
-            f"2-core CPU (other jobs kept the load near 9: the rates are what was left for this run); "
+            f"2-core CPU ({r.get('load', 'other jobs alongside')}: the rates are what was left "
+            f"for this run, and the phases ran at different loads); "
             f"pad token {s['pad_token']}.",
             "",
             "| measure | value |",

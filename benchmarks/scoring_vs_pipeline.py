@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -121,6 +122,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from pipelines.data import load_battles
 
+    load_start = os.getloadavg()[0]
+
     data = Path(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -158,7 +161,8 @@ def main() -> None:
         "rows_source": f"{args.rows_set} ({len(rows)} real arena rows available; mean {chars:.0f} characters per row, "
         "prompt + both answers)",
         "threads": args.threads,
-        "machine": "2 shared CPU cores (other jobs kept the load near 9: single timings, expect noise), fp32",
+        "machine": f"2 shared CPU cores, 1-minute load average {load_start:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end (single timings: expect noise), fp32",
         "command": "nice -n 10 python benchmarks/scoring_vs_pipeline.py " + " ".join(sys.argv[1:]),
     }
     out = Path(args.out)
@@ -194,7 +198,7 @@ def markdown(meta: dict, results: list[dict]) -> str:
             "",
             f"{', '.join(unbatched)}: both are fastest unbatched on this machine (batch 1 pads nothing), so "
             "length-sorted dynamic padding has nothing to save here; the ratio is per-call overhead plus the noise "
-            "of single timings on a loaded machine (few rows for the LLM); the sorting pays where batches pay (GPUs).",
+            "of single timings on a shared machine; the sorting pays where batches pay (GPUs).",
         ]
     lines += ["", f"Command: `{meta['command']}`", ""]
     return "\n".join(lines)
