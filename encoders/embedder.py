@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from encoders.classifier import pad_batch
+from encoders.gguf import resolve_model_path
 from encoders.inputs import length_sorted_batches
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class TextEmbedder:
     ):
         if precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
-        self.model_path = Path(model_path)
+        self.model_path = resolve_model_path(model_path)  # a .gguf file: its cached fp32 folder
         self.folder = resolve_encoder_folder(self.model_path)
         self.pooling = self.folder.pooling if pooling == "auto" else pooling
         if self.pooling not in POOLING_MODES:

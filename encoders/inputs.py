@@ -88,7 +88,9 @@ class BattleEncoder:
             else ([tok.bos_token_id] if tok.bos_token_id is not None else [])
         )
         end = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
-        self._suffix = [end] if end is not None else []
+        # decoder LLMs pad with EOS (they ship no pad token) and the classifier pools the last non-pad token:
+        # an EOS suffix would read as padding, so the last real token is what the head sees; leave it out
+        self._suffix = [end] if end is not None and end != tok.pad_token_id else []
         self._overhead = len(self._prefix) + len(self._suffix) + sum(len(m) for m in self._markers)
         if self.max_length <= self._overhead + 3:
             raise ValueError(f"max_length {self.max_length} leaves no room for text (overhead {self._overhead})")

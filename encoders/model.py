@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from encoders.gguf import resolve_model_path
+
 log = logging.getLogger(__name__)
 
 DECODER_TYPES = {
@@ -118,9 +120,11 @@ def quantization_config(bits: int | None):
 
 
 def load_tokenizer(model_path: str | Path):
+    """The model's tokenizer; a missing pad token becomes EOS (decoder LLMs ship none): batches are padded on
+    the right and the classifier pools the last non-pad token, which right padding leaves in place."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(str(resolve_model_path(model_path)), local_files_only=True)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
     return tok
@@ -140,7 +144,7 @@ def load_classifier(
     """A fresh 3-class classifier from ``model_path`` (weights of the base, a new head)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    path = Path(model_path)
+    path = resolve_model_path(model_path)  # a .gguf file: its cached fp32 folder
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: no config.json; give a local Hugging Face model folder")
     config = AutoConfig.from_pretrained(str(path), local_files_only=True, num_labels=3)

@@ -10,7 +10,9 @@ from pathlib import Path
 class EncoderConfig:
     """Fine-tuning of a local Hugging Face model (see encoders/). Each field's help is its ``--encoder-*`` flag's."""
 
-    model_path: str | None = field(default=None, metadata={"help": "local Hugging Face model folder", "cli": False})
+    model_path: str | None = field(
+        default=None, metadata={"help": "local Hugging Face model folder or .gguf file", "cli": False}
+    )
     name: str | None = field(default=None, metadata={"help": "defaults to the model folder's name", "cli": False})
     max_length: int = field(default=512, metadata={"help": "tokens per (prompt, A, B) input"})
     prompt_share: float = field(default=0.2, metadata={"help": "share of max_length for the prompt"})
@@ -44,11 +46,21 @@ class EncoderConfig:
         default=128, metadata={"help": "with a time budget: max_length is never shortened below this"}
     )
 
-    PLANNING_FIELDS = ("seed", "probe_steps", "min_max_length")  # do not change what a fold computes
+    skip_unless_fits: bool | None = field(
+        default=None,
+        metadata={
+            "help": "with a time budget: leave the encoder out when the probe projects its folds do not fit even at "
+            "min_max_length (default: on for decoder LLMs, whose one fold could take the whole budget)"
+        },
+    )
+
+    # do not change what a fold computes
+    PLANNING_FIELDS = ("seed", "probe_steps", "min_max_length", "skip_unless_fits")
 
     @property
     def resolved_name(self) -> str:
-        return self.name or Path(self.model_path).name.replace(" ", "_")
+        path = Path(self.model_path)
+        return self.name or (path.stem if path.suffix.lower() == ".gguf" else path.name).replace(" ", "_")
 
     # which fold models cross-fit keeps on disk for later prediction (EncoderFoldModels):
     # all | lora (only LoRA adapters + heads, not fully fine-tuned models) | none

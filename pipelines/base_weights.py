@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 
 from encoders.fold_models import MANIFEST as ENCODER_MANIFEST
+from encoders.gguf import gguf_identity, is_gguf
 from pipelines.bundle import MANIFEST as BUNDLE_MANIFEST
-from pipelines.paths import find_model_dirs
+from pipelines.paths import find_model_inputs
 
 BASES_FILE = "base_models.json"
 
@@ -34,8 +35,10 @@ def bundle_encoders(bundle: str | Path) -> dict[str, Path]:
 
 
 def model_identity(model_dir: str | Path) -> dict:
-    """What identifies a Hugging Face model folder wherever it is mounted."""
+    """What identifies a Hugging Face model folder (or a ``.gguf`` file) wherever it is mounted."""
     model_dir = Path(model_dir)
+    if is_gguf(model_dir) and model_dir.is_file():
+        return gguf_identity(model_dir)
     config_path = model_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     return {
@@ -54,7 +57,7 @@ def base_record(encoder_dir: str | Path) -> dict:
         "encoder": manifest["name"],
         "needs_base": bool(manifest.get("lora")),
         "base_model": str(base),
-        "identity": model_identity(base) if base.is_dir() else unknown,
+        "identity": model_identity(base) if base.is_dir() or (is_gguf(base) and base.is_file()) else unknown,
         "copied_to": None,
     }
 
@@ -70,6 +73,10 @@ def match_base(identity: dict, candidates: list[Path]) -> Path | None:
     scored = []
     for path in candidates:
         other = model_identity(path)
+        if identity.get("sha256") or other.get("sha256"):  # a GGUF base is matched by its content only
+            if identity.get("sha256") == other.get("sha256"):
+                scored.append((3, -len(path.parts), str(path), path))
+            continue
         if identity.get("model_type") and other["model_type"] and identity["model_type"] != other["model_type"]:
             continue
         wanted = [identity.get("name_or_path", ""), identity.get("folder", "")]
@@ -87,13 +94,13 @@ def resolve_bases(bundle: str | Path, input_dir: str | Path, records: list[dict]
     bundle = Path(bundle).resolve()
     if records is None:
         records = [base_record(d) for d in bundle_encoders(bundle).values()]
-    candidates = [p for p in find_model_dirs(Path(input_dir)) if bundle not in p.resolve().parents]
+    candidates = [p for p in find_model_inputs(Path(input_dir)) if bundle not in p.resolve().parents]
     found, missing = {}, []
     for record in records:
         if not record["needs_base"]:
             continue
         copied = record.get("copied_to")  # relative to the dataset folder that holds the bundle
-        if copied and (bundle.parent / copied).is_dir():
+        if copied and (bundle.parent / copied).exists():  # a folder, or a .gguf file
             found[record["encoder"]] = bundle.parent / copied
             continue
         match = match_base(record["identity"], candidates)

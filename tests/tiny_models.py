@@ -46,16 +46,23 @@ def _bert_style_tokenizer():
     return tok, PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, **specials)
 
 
-def _bpe():
-    """Byte-level BPE (any text encodes): the 256 byte symbols, plus merges that spell each fixture word."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+def _bpe_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The 256 byte symbols, plus merges that spell each fixture word."""
+    from tokenizers import pre_tokenizers
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     merges: list[tuple[str, str]] = []
     for word in sorted({w for w in WORDS + MARKERS} | {"\u0120" + w for w in WORDS + MARKERS}):  # Ġ: a leading space
         merges += [(piece[:-1], piece[-1]) for piece in _pieces(word) if (piece[:-1], piece[-1]) not in merges]
     tokens = ["<unk>", "<s>", "</s>", *alphabet, *(a + b for a, b in merges)]
-    vocab = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
+    return {t: i for i, t in enumerate(dict.fromkeys(tokens))}, merges
+
+
+def _bpe():
+    """Byte-level BPE (any text encodes)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab, merges = _bpe_vocab()
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -148,3 +155,76 @@ def tiny_encoder_config(model: Path, **overrides):
         precision="fp32",
     )
     return EncoderConfig(**{**base, **overrides})
+
+
+def _permute_qk(weight, n_head: int):
+    """llama.cpp's row order for q/k projections (rotary halves interleaved); transformers undoes it on load."""
+    return (
+        weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
+    )
+
+
+def build_tiny_llama_gguf(folder: Path, gguf_path: Path) -> Path:
+    """The tiny Llama (built in ``folder``) written as an fp32 GGUF file, as llama.cpp's converter lays it out:
+    the same weights and byte-level BPE vocabulary, so a conversion back must give the same logits."""
+    import gguf
+    from safetensors.numpy import load_file
+    from transformers import AutoConfig
+
+    build_tiny_llama(folder)
+    config = AutoConfig.from_pretrained(str(folder))
+    vocab_ids, merge_pairs = _bpe_vocab()
+    vocab = sorted(vocab_ids.items(), key=lambda kv: kv[1])
+    merges = [f"{a} {b}" for a, b in merge_pairs]
+    weights = load_file(str(folder / "model.safetensors"))
+    writer = gguf.GGUFWriter(str(gguf_path), "llama")
+    writer.add_name("tiny-llama")
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_rope_freq_base(float(config.rope_parameters["rope_theta"]))
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([t for t, _ in vocab])
+    writer.add_token_types([3 if t in ("<unk>", "<s>", "</s>") else 1 for t, _ in vocab])
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(config.bos_token_id)
+    writer.add_eos_token_id(config.eos_token_id)
+    writer.add_unk_token_id(vocab_ids["<unk>"])
+    names = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight",
+    }
+    parts = {
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+    }
+    for key, value in weights.items():
+        if key in names:
+            writer.add_tensor(names[key], value)
+            continue
+        _, _, layer, *rest = key.split(".")
+        part = parts[".".join(rest[:-1])]
+        if part == "attn_q":
+            value = _permute_qk(value, config.num_attention_heads)
+        elif part == "attn_k":
+            value = _permute_qk(value, config.num_key_value_heads)
+        writer.add_tensor(f"blk.{layer}.{part}.weight", value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return gguf_path
