@@ -334,7 +334,10 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         from encoders.fold_models import EncoderFoldModels
         from pipelines.encoder_stage import run_encoders
 
-        reserve = 2 * (timer.seconds["stacker"] + timer.seconds.get("write", 0.0)) + 60
+        # room for the second stacker and the writes, and (several sources) the leave-one-source-out fits of
+        # the new-source calibrators, each about one stacker stage at most (docs/new_source_calibration.md)
+        stacker_fits = 4 if inputs.source is not None else 2
+        reserve = stacker_fits * (timer.seconds["stacker"] + timer.seconds.get("write", 0.0)) + 60
         encoder_deadline = None if deadline is None else deadline - reserve
         plan.encoder_deadline_s_from_start = None if encoder_deadline is None else round(encoder_deadline - started, 1)
         with timer.stage("encoders"):
