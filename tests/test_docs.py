@@ -21,9 +21,10 @@ DIRS = ("features", "stacking", "encoders", "pipelines", "tests", "benchmarks", 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 COMMAND = re.compile(r"python -m (pipelines(?:\.\w+)+)")
-CODE_SPAN = re.compile(r"`([^`\n]+)`")
+CODE_SPAN = re.compile(r"`([^`]+)`")  # a span may wrap onto the next line
 DOTTED = re.compile(rf"^((?:{'|'.join(PACKAGES)})(?:\.\w+)+)")
 PATH = re.compile(rf"^(?:{'|'.join(DIRS)})/[\w./-]*$")
+FROM_IMPORT = re.compile(rf"^from ((?:{'|'.join(PACKAGES)})[\w.]*) import ([\w, ]+)$", re.M)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 FILE_SUFFIXES = {"py", "md", "json", "csv", "txt"}  # `arena_schema.py` is a path, not a name
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
@@ -35,6 +36,11 @@ def _ids(paths: list[Path]) -> list[str]:
 
 def _text(doc: Path) -> str:
     return doc.read_text(encoding="utf-8")
+
+
+def _prose(doc: Path) -> str:
+    """The text outside fenced blocks (a fence's backticks would pair with inline ones)."""
+    return FENCE.sub("", _text(doc))
 
 
 def _slug(heading: str) -> str:
@@ -75,8 +81,13 @@ def test_commands_exist_and_have_main(doc: Path) -> None:
 
 @pytest.mark.parametrize("doc", DOCS, ids=_ids(DOCS))
 def test_dotted_names_resolve(doc: Path) -> None:
-    names = set()
-    for span in CODE_SPAN.findall(_text(doc)):
+    names = {  # `from pipelines.x import a, b` in code blocks
+        f"{module}.{name.strip()}"
+        for block in FENCE.findall(_text(doc))
+        for module, imported in FROM_IMPORT.findall(block)
+        for name in imported.split(",")
+    }
+    for span in CODE_SPAN.findall(_prose(doc)):
         match = DOTTED.match(span.strip())
         if match and match.group(1).rsplit(".", 1)[-1] not in FILE_SUFFIXES:
             names.add(match.group(1))
@@ -90,7 +101,7 @@ def test_dotted_names_resolve(doc: Path) -> None:
 @pytest.mark.parametrize("doc", DOCS, ids=_ids(DOCS))
 def test_project_paths_exist(doc: Path) -> None:
     """Backticked paths such as `pipelines/data.py` (placeholders like DIR/ or <name> are not paths)."""
-    for span in sorted(set(CODE_SPAN.findall(_text(doc)))):
+    for span in sorted(set(CODE_SPAN.findall(_prose(doc)))):
         span = span.strip()
         if PATH.match(span):
             assert (ROOT / span.rstrip("/")).exists(), f"{doc.name}: `{span}` does not exist"
@@ -98,7 +109,7 @@ def test_project_paths_exist(doc: Path) -> None:
 
 @pytest.mark.parametrize("doc", DOCS, ids=_ids(DOCS))
 def test_relative_links_exist(doc: Path) -> None:
-    for target in sorted(set(LINK.findall(FENCE.sub("", _text(doc))))):
+    for target in sorted(set(LINK.findall(_prose(doc)))):
         if re.match(r"^[a-z]+:", target):
             continue  # https:, mailto:
         file_part, _, anchor = target.partition("#")
