@@ -110,7 +110,7 @@ def build_project_wheel(wheels: Path, root: Path = PROJECT_ROOT) -> Path:
         subprocess.run(cmd, check=True, cwd=tmp)
     built = sorted(wheels.glob("arena_pref-*.whl"))
     if not built:
-        raise SystemExit("pip wheel produced no arena_pref wheel")
+        raise RuntimeError("pip wheel produced no arena_pref wheel")
     log.info("project wheel: %s", built[-1].name)
     return built[-1]
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.errors import UsageError
 from pipelines.folds import make_folds
 from pipelines.source_folds import make_source_folds
 from pipelines.training_sets import TrainingSourcesConfig
@@ -83,4 +84,4 @@ def require_extras_loaded(inputs: Any, sources: TrainingSourcesConfig) -> None:
     estimator's ``prepare_inputs`` loads extras with ``load_training_sources``): silently
     ignoring a training set would report a model that is not the one asked for."""
     if sources.extra_train and "is_primary" not in inputs.train:
-        raise SystemExit("--extra-train: these inputs were prepared without the extra training sets")
+        raise UsageError("--extra-train: these inputs were prepared without the extra training sets")
