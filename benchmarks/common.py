@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
-from pipelines.training_sets import CONVERTED_SETS  # noqa: E402  (after the sys.path line)
+from pipelines.training_sets import CONVERTED_SETS
 
 # name -> (convert format, files under the data folder): the pipeline's converted sets plus the arena snippets
 REAL_SETS = {

@@ -23,7 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import encoder_bench_parser, load_real_battles, minilm_path  # noqa: E402
+from benchmarks.common import encoder_bench_parser, load_real_battles, minilm_path
 
 KAGGLE_ROWS = 57_000 + 25_000
 TEXTS_PER_ROW = 3
@@ -107,16 +107,16 @@ def main() -> None:
                 "tokens_per_s": emb.n_tokens_ / seconds,
                 "mean_tokens_per_text": emb.n_tokens_ / emb.n_encoded_,
             }
-            config = emb.model_.config
+            config = emb._load()[1].config
     best = min(precisions, key=lambda k: result[k]["seconds"])
     result["faster_on_this_cpu"] = best
 
     # projection: token lengths of the real arena rows (what Kaggle's battles look like)
     arena = load_real_battles(Path(args.data), ["arena-king398"])["arena-king398"]
     tok = TextEmbedder(model_path, max_length=args.max_length, precision="fp32")
-    tok._load()
+    tokenizer, _ = tok._load()
     arena_lengths = [
-        len(ids) for ids in tok.tokenizer_(texts_of(arena), truncation=True, max_length=args.max_length)["input_ids"]
+        len(ids) for ids in tokenizer(texts_of(arena), truncation=True, max_length=args.max_length)["input_ids"]
     ]
     arena_mean = float(np.mean(arena_lengths))
     kaggle_tokens = KAGGLE_ROWS * TEXTS_PER_ROW * arena_mean

@@ -11,12 +11,16 @@ to Kaggle's). Prints a table and writes benchmarks/results/encoder_throughput.js
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import encoder_bench_parser, load_real_battles, minilm_path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: run as a script from anywhere
+
+from benchmarks.common import encoder_bench_parser, load_real_battles, minilm_path
 
 # Kaggle "LLM Classification Finetuning": 57,477 train rows, ~25k test rows (hidden)
 KAGGLE_TRAIN, KAGGLE_TEST = 57_477, 25_000
@@ -53,7 +57,7 @@ def kaggle_estimate(mean_tokens: dict[int, float], epochs: float = 1.0) -> list[
     augmentation); prediction scores both orders."""
     rows = []
     for name, m in MODELS.items():
-        tokens = mean_tokens[m["max_length"]]
+        tokens = mean_tokens[int(m["max_length"])]
         per_fold_train_rows = KAGGLE_TRAIN * 4 / 5 * 2 * epochs
         train_flops_per_token = (4 * 4 / 3 if m["lora"] else 6) * m["params"]
         infer_rows = (KAGGLE_TRAIN / 5 + KAGGLE_TEST) * 2

@@ -37,15 +37,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import psutil  # noqa: E402
+import numpy as np
+import pandas as pd
+import psutil
 
-from features.extractor import TURN_COLUMNS, FeatureExtractor, battle_features  # noqa: E402
-from features.groups import DEFAULT_GROUPS, GROUPS  # noqa: E402
-from pipelines.command_setup import setup_logging  # noqa: E402
-from pipelines.data import load_battles  # noqa: E402
-from pipelines.formats import convert  # noqa: E402
+from features.extractor import TURN_COLUMNS, FeatureExtractor, battle_features
+from features.groups import DEFAULT_GROUPS, GROUPS
+from pipelines.command_setup import setup_logging
+from pipelines.data import load_battles
+from pipelines.formats import convert
 
 log = logging.getLogger("benchmarks.features")
 
@@ -490,10 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.rows is not None and args.rows < len(battles):
             battles = battles.sample(n=args.rows, random_state=args.seed).reset_index(drop=True)
         sources = battles["source"].value_counts().sort_index().to_dict()
-        data_stats = {**length_stats(battles), "sources": {k: int(v) for k, v in sources.items()}}
+        data_lengths = length_stats(battles)
+        data_stats = {**data_lengths, "sources": {k: int(v) for k, v in sources.items()}}
         arena, lam = arena_like_sample(full, args.arena_rows, args.arena_response_chars, args.seed)
+        arena_lengths = length_stats(arena)
         arena_stats = {
-            **length_stats(arena),
+            **arena_lengths,
             "tilt_lambda_per_1k_chars": round(lam, 4),
             "sources": {k: int(v) for k, v in arena["source"].value_counts().sort_index().items()},
         }
@@ -505,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             return opt_in_cost(arena, arena_stats, args)
         startup = {"1": warm_up(battles, 1), "2": warm_up(battles, 2)}
         log.info("start-up: %s", startup)
-        cpr = data_stats["mean_chars_per_row"]
+        cpr = data_lengths["mean_chars_per_row"]
         all_groups = list(DEFAULT_GROUPS)
         configs = []
         if not args.skip_groups:
@@ -513,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
                 configs.append(run_config(f"group {g}", battles, [g], 1, args.chunk_size, cpr, args.repeat))
         configs.append(run_config("all groups", battles, all_groups, 1, args.chunk_size, cpr, args.repeat))
         configs.append(run_config("all groups", battles, all_groups, 2, args.chunk_size, cpr, args.repeat))
-        acpr = arena_stats["mean_chars_per_row"]
+        acpr = arena_lengths["mean_chars_per_row"]
         configs.append(run_config("all groups, arena-like", arena, all_groups, 1, args.chunk_size, acpr, args.repeat))
         configs.append(run_config("all groups, arena-like", arena, all_groups, 2, args.chunk_size, acpr, args.repeat))
         if args.full_size_rows:
@@ -546,6 +548,21 @@ def main(argv: list[str] | None = None) -> int:
 
     real2 = next(r for r in configs if r["name"] == "all groups" and r["n_jobs"] == 2)
     arena2 = next(r for r in configs if r["name"] == "all groups, arena-like" and r["n_jobs"] == 2)
+    projections: dict[str, dict] = {
+        "real_mix": projection(real2["rows_per_s"]),
+        "arena_like_measured": projection(arena2["rows_per_s"]),
+        "arena_like_linear_from_real_mix": projection(real2["arena_rows_per_s_linear"]),
+    }
+    full_size = [r for r in configs if r["name"].endswith("cycled rows")]
+    if full_size:
+        f = full_size[0]
+        projections["full_size_measured"] = {
+            "rows_per_s": f["rows_per_s"],
+            "projected_seconds": round(TARGET_ROWS / f["rows_per_s"] + startup["2"], 1),
+            "measured_seconds": f["seconds"],
+            "rows": f["rows"],
+            "meets_target": bool(f["rows_per_s"] >= TARGET_ROWS_PER_S),
+        }
     results = {
         "env": {
             "python": platform.python_version(),
@@ -572,22 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         # so "children" is at least this process's size when it forked, whatever the worker used
         "ru_maxrss_mib": {"self": maxrss_mib(resource.RUSAGE_SELF), "children": maxrss_mib(resource.RUSAGE_CHILDREN)},
         "target": {"rows": TARGET_ROWS, "seconds": TARGET_SECONDS, "rows_per_s": TARGET_ROWS_PER_S},
-        "projection": {
-            "real_mix": projection(real2["rows_per_s"]),
-            "arena_like_measured": projection(arena2["rows_per_s"]),
-            "arena_like_linear_from_real_mix": projection(real2["arena_rows_per_s_linear"]),
-        },
+        "projection": projections,
     }
-    full_size = [r for r in configs if r["name"].endswith("cycled rows")]
-    if full_size:
-        f = full_size[0]
-        results["projection"]["full_size_measured"] = {
-            "rows_per_s": f["rows_per_s"],
-            "projected_seconds": round(TARGET_ROWS / f["rows_per_s"] + startup["2"], 1),
-            "measured_seconds": f["seconds"],
-            "rows": f["rows"],
-            "meets_target": bool(f["rows_per_s"] >= TARGET_ROWS_PER_S),
-        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print_report(results)

@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -95,18 +96,36 @@ def peak_tflops(device_name: str) -> float | None:
 
 def random_model(kind: str, folder: Path, size: str = "small") -> Path:
     """A random-weight model folder with a fixture tokenizer: DistilBERT- or Llama-shaped (size: tiny, small, base)."""
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PretrainedConfig,
+        PreTrainedModel,
+    )
 
     from tests import tiny_models
 
+    config: PretrainedConfig
+    model_class: type[PreTrainedModel]
+
     if kind == "distilbert":
         tok, fast = tiny_models._bert_style_tokenizer()
-        dims = {
-            "base": dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072),
-            "small": dict(dim=256, n_layers=2, n_heads=4, hidden_dim=1024),
-            "tiny": dict(dim=32, n_layers=1, n_heads=2, hidden_dim=64),  # the CPU tests
+        dim, n_layers, n_heads, hidden_dim = {
+            "base": (768, 6, 12, 3072),
+            "small": (256, 2, 4, 1024),
+            "tiny": (32, 1, 2, 64),  # the CPU tests
         }[size]
-        config = DistilBertConfig(vocab_size=tok.get_vocab_size(), pad_token_id=0, num_labels=3, **dims)
+        config = DistilBertConfig(
+            vocab_size=tok.get_vocab_size(),
+            pad_token_id=0,
+            dim=dim,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            hidden_dim=hidden_dim,
+        )
+        config.num_labels = 3  # a PretrainedConfig setting the model class's typed signature leaves out
         model_class = DistilBertForSequenceClassification
     else:
         from transformers import PreTrainedTokenizerFast
@@ -156,7 +175,7 @@ def autocast_training(folder: Path, precision: str) -> tuple[str, dict]:
     data = battles()
     clf = TransformerClassifier(encoder_config(folder, precision=precision), progress=False)
     clf.fit(data, data["label"].to_numpy())
-    used = clf.accelerator_.mixed_precision
+    used = clf._accelerator().mixed_precision
     p = clf.predict_proba(data.iloc[:16])
     if not (np.isfinite(clf.train_loss_) and np.isfinite(p).all()) or used != resolve_precision(precision):
         raise RuntimeError(f"loss {clf.train_loss_}, finite scores {np.isfinite(p).all()}, mixed precision {used}")
@@ -291,11 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         distil, llama = random_model("distilbert", work / "distil"), random_model("llama", work / "llama")
         checks: list[tuple[str, Callable[[], tuple[str, dict]]]] = [
-            (f"{kind} {prec} autocast training", lambda f=folder, pr=prec: autocast_training(f, pr))
+            (f"{kind} {prec} autocast training", partial(autocast_training, folder, prec))
             for kind, folder in (("DistilBERT-shaped", distil), ("Llama-shaped", llama))
             for prec in ("fp16", "bf16")
         ]
-        checks += [(f"{b}-bit bitsandbytes + LoRA", lambda b=b: quantised_lora(llama, b, work)) for b in (4, 8)]
+        checks += [(f"{b}-bit bitsandbytes + LoRA", partial(quantised_lora, llama, b, work)) for b in (4, 8)]
         checks.append(("2-process data parallel", lambda: data_parallel(distil, work, gpus)))
         checks.append(("bundle per-device scoring", lambda: per_device_scoring(distil, work)))
         checks.append(

@@ -23,10 +23,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from common import DEFAULT_DATA, ROOT, read_real_set, smollm2_gguf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: run as a script from anywhere
+
+from benchmarks.common import DEFAULT_DATA, ROOT, read_real_set, smollm2_gguf
+
+if TYPE_CHECKING:
+    from pipelines.estimator import ArenaPreferenceModel
 
 PROBA = ["winner_model_a", "winner_model_b", "winner_tie"]
 
@@ -46,7 +53,9 @@ def encoder_config(gguf: Path, max_length: int, steps: int, batch_size: int):
     )
 
 
-def fit_and_save(gguf: Path, train: pd.DataFrame, test: pd.DataFrame, work: Path, args) -> tuple[object, Path]:
+def fit_and_save(
+    gguf: Path, train: pd.DataFrame, test: pd.DataFrame, work: Path, args: argparse.Namespace
+) -> tuple[ArenaPreferenceModel, Path]:
     """Fit the estimator with the LLM encoder in 2 grouped folds; save the bundle."""
     from pipelines.estimator import ArenaPreferenceModel
     from stacking.config import StackerConfig
@@ -146,7 +155,7 @@ def main() -> None:
         train.to_csv(work / "train.csv", index=False)
         battles = load_battles(work / "train.csv")[0]
         turns = ("prompt_turns", "a_turns", "b_turns")
-        chars = float(sum(battles[c].map(lambda ts: sum(map(len, ts))) for c in turns).mean())
+        chars = float(battles[list(turns)].map(lambda ts: sum(map(len, ts))).sum(axis=1).mean())
         t0 = time.perf_counter()
         model, bundle = fit_and_save(gguf, train, test, work, args)
         fit_s = time.perf_counter() - t0

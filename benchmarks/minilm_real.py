@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import DEFAULT_DATA, REAL_SETS, ROOT, minilm_path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: run as a script from anywhere
+
+from benchmarks.common import DEFAULT_DATA, REAL_SETS, ROOT, minilm_path
 from pipelines.command_setup import setup_logging
 
 
@@ -67,8 +70,8 @@ def main() -> None:
         frames.append(convert(fmt, [data / f for f in files]))
     full = pd.concat(frames, ignore_index=True)
     sample = full.sample(n=min(args.rows, len(full)), random_state=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
         train_path = tmp / "train.csv"
         sample.drop(columns=[c for c in ("source", "source_id") if c in sample]).to_csv(train_path, index=False)
         test_path = tmp / "test.csv"  # the real arena rows as a stand-in test set (unlabelled here)

@@ -23,6 +23,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +31,15 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT  # noqa: E402
-from features.extractor import FeatureExtractor  # noqa: E402
-from features.groups import DEFAULT_GROUPS  # noqa: E402
-from pipelines.command_setup import setup_logging  # noqa: E402
-from pipelines.source_folds import make_source_folds, source_groups  # noqa: E402
-from pipelines.training_sets import load_training_sources, mark_sources_with_ties  # noqa: E402
-from stacking.config import StackerConfig  # noqa: E402
-from stacking.cross_fit import cross_fit  # noqa: E402
-from stacking.source_holdout import eligible_holdouts, held_out_source_proba, source_training_rows  # noqa: E402
+from benchmarks.common import ROOT
+from features.extractor import FeatureExtractor
+from features.groups import DEFAULT_GROUPS
+from pipelines.command_setup import setup_logging
+from pipelines.source_folds import make_source_folds, source_groups
+from pipelines.training_sets import load_training_sources, mark_sources_with_ties
+from stacking.config import StackerConfig
+from stacking.cross_fit import cross_fit
+from stacking.source_holdout import eligible_holdouts, held_out_source_proba, source_training_rows
 
 log = logging.getLogger("new_source_calibration")
 
@@ -67,21 +68,24 @@ def predict_stage(
     has_ties = battles["source_has_ties"].to_numpy(dtype=bool)
     groups = source_groups(battles)
     holdouts = eligible_holdouts(source, has_ties)
-    common = {"y": y, "source": source, "has_ties": has_ties, "groups": groups, "config": config}
+
+    def held_out(holdout: str, seed: int, exclude: Sequence[str] = ()) -> np.ndarray:
+        """OOF probabilities of ``holdout`` with the sources in ``exclude`` left out of training too."""
+        proba = held_out_source_proba(X, y, source, has_ties, groups, [holdout], config, seed, exclude=exclude)
+        return proba[holdout]
+
     for seed in seeds:
         for h in holdouts:
             t0 = time.time()
             _cached(
                 work / f"seed{seed}" / f"loso_{h}.npy",
-                lambda h=h, seed=seed: held_out_source_proba(X, holdouts=[h], seed=seed, **common)[h],
+                lambda h=h, seed=seed: held_out(h, seed),
             )
             for s in holdouts:
                 if s != h:
                     _cached(
                         work / f"seed{seed}" / f"inner_{h}__{s}.npy",
-                        lambda h=h, s=s, seed=seed: held_out_source_proba(
-                            X, holdouts=[s], exclude=[h], seed=seed, **common
-                        )[s],
+                        lambda h=h, s=s, seed=seed: held_out(s, seed, [h]),
                     )
             if insource:
                 _cached(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-from itertools import product
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,8 @@ log = logging.getLogger("new_source_calibration")
 
 TODAY = "in-source temperature (today)"
 NONE = "none (uncalibrated)"
-PROCEDURES = [NewSourceProcedure(k, w, s) for k, w, s in product(("temperature", "vector"), WEIGHTINGS, LABEL_SHIFTS)]
+KINDS: tuple[Literal["temperature", "vector"], ...] = ("temperature", "vector")
+PROCEDURES = [NewSourceProcedure(k, w, s) for k in KINDS for w in WEIGHTINGS for s in LABEL_SHIFTS]
 
 
 def scores(y: np.ndarray, proba: np.ndarray) -> dict:

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import DEFAULT_DATA, REAL_SETS, ROOT, minilm_path
-from encoder_throughput import KAGGLE_TEST, kaggle_estimate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: run as a script from anywhere
+
+from benchmarks.common import DEFAULT_DATA, REAL_SETS, ROOT, minilm_path
+from benchmarks.encoder_throughput import KAGGLE_TEST, kaggle_estimate
 
 RESULTS = ROOT / "benchmarks" / "results"
 KAGGLE_HOURS = 9.0

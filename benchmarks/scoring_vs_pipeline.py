@@ -28,7 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import DEFAULT_DATA, ROOT, minilm_path, read_real_set, smollm2_gguf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: run as a script from anywhere
+
+from benchmarks.common import DEFAULT_DATA, ROOT, minilm_path, read_real_set, smollm2_gguf
 
 
 def fold_model(model_path: Path, train: pd.DataFrame, max_length: int, work: Path, batch_size: int):
@@ -131,9 +134,8 @@ def main() -> None:
         rows = load_battles(work / "rows.csv", labelled=False)[0]
         read_real_set(data, args.train_set).sample(n=16, random_state=0).to_csv(work / "train.csv", index=False)
         train = load_battles(work / "train.csv")[0]
-        chars = float(
-            sum(rows[c].map(lambda ts: sum(map(len, ts))) for c in ("prompt_turns", "a_turns", "b_turns")).mean()
-        )
+        turns = ["prompt_turns", "a_turns", "b_turns"]
+        chars = float(rows[turns].map(lambda ts: sum(map(len, ts))).sum(axis=1).mean())
         sizes = [int(s) for s in args.pipeline_batch_sizes.split(",")]
         results = []
         minilm = fold_model(minilm_path(), train, args.max_length, work / "minilm", args.batch_size)

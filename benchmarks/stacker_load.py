@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from features.extractor import FeatureExtractor  # noqa: E402
-from pipelines.data import load_battles  # noqa: E402
-from pipelines.paths import SAMPLE_DIR  # noqa: E402
-from pipelines.resources import available_cpus, busy_cpus, lightgbm_threads  # noqa: E402
+from features.extractor import FeatureExtractor
+from pipelines.data import load_battles
+from pipelines.paths import SAMPLE_DIR
+from pipelines.resources import available_cpus, busy_cpus, lightgbm_threads
 
 
 def _burn(stop) -> None:

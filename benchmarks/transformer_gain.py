@@ -32,8 +32,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import DEFAULT_DATA, ROOT  # noqa: E402
-from pipelines.command_setup import setup_logging  # noqa: E402
+from benchmarks.common import DEFAULT_DATA, ROOT
+from pipelines.command_setup import setup_logging
 
 log = logging.getLogger("transformer_gain")
 
@@ -288,14 +288,14 @@ def run_dataset(exp: Experiment, variants: list[str], seeds: list[int], minilm, 
             continue
         v_seeds = seeds[:1] if name in short else seeds
         runs = {s: exp.oof(parts, folds_by_seed[s], s) for s in v_seeds}
-        base = {s: exp.oof(VARIANTS[base_name], folds_by_seed[s], s) for s in v_seeds}
-        deltas = [np.subtract(runs[s][:-1], base[s][:-1]) for s in v_seeds]
+        base_runs = {s: exp.oof(VARIANTS[base_name], folds_by_seed[s], s) for s in v_seeds}
+        deltas = [np.subtract(runs[s][:-1], base_runs[s][:-1]) for s in v_seeds]
         results[name] = {
             "parts": list(parts),
             "fold_seeds": v_seeds,
             "oof": [runs[s][-1] for s in v_seeds],
             "per_fold_delta": [d.tolist() for d in deltas],
-            "seed_delta": [runs[s][-1] - base[s][-1] for s in v_seeds],
+            "seed_delta": [runs[s][-1] - base_runs[s][-1] for s in v_seeds],
             "folds_improved": [int((d < 0).sum()) for d in deltas],
             "loso": None,
             "loso_delta": None,
@@ -432,7 +432,7 @@ def throughput(model_path: str, texts: list[str], max_length: int, stats: dict |
         out["cache_fill"] = stats
     texts_kaggle = KAGGLE_ROWS * TEXTS_PER_ROW  # upper bound: no text shared between rows
     tokens = texts_kaggle * out["mean_tokens"]  # the probe's length profile at this max_length
-    fpt = flops_per_token(emb.model_.config, out["mean_tokens"])  # type: ignore[attr-defined]
+    fpt = flops_per_token(emb._load()[1].config, out["mean_tokens"])
     out["kaggle_texts"] = texts_kaggle
     out["t4x2_minutes"] = tokens * fpt / (2 * T4_FP16_TFLOPS * 1e12 * T4_UTILISATION) / 60
     out["cpu_hours"] = tokens / out["tokens_per_s"] / 3600

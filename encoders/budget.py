@@ -58,7 +58,7 @@ def should_start_fold(
         return True, {"seconds_left": round(left, 1)}  # nothing measured yet: the first fold runs
     fit = _mean([t.fit_s for t in done])
     need = folds_left * fit * safety
-    record = {
+    record: dict[str, float | str] = {
         "seconds_left": round(left, 1),
         "projected_fit_s_per_fold": round(fit, 2),
         "projected_s_remaining_folds_without_test": round(need, 1),
@@ -92,7 +92,7 @@ def should_score_test(
     test = _mean(tests)
     left = deadline - now
     need = (folds_after * fit + test) * safety
-    record = {
+    record: dict[str, float | str] = {
         "seconds_left": round(left, 1),
         "projected_test_s": round(test, 2),
         "projected_s_this_test_and_remaining_folds": round(need, 1),

@@ -14,16 +14,23 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from arena_schema import swap_labels, swap_proba
 from encoders.inputs import BattleEncoder, length_sorted_batches
 from encoders.model import load_classifier, load_tokenizer, load_trained_classifier, save_classifier
 from encoders.settings import EncoderConfig
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from accelerate.scheduler import AcceleratedScheduler
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +89,11 @@ class TrainingData:
 class TrainingSetup:
     """What ``accelerate.prepare`` returned, and the optimiser steps this process takes."""
 
-    model: object
-    optimizer: object
-    loader: object
-    scheduler: object
-    params: list
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: DataLoader
+    scheduler: AcceleratedScheduler
+    params: list[torch.nn.Parameter]
     total_steps: int
 
 
@@ -110,14 +117,14 @@ class TransformerClassifier:
     def __init__(self, config: EncoderConfig, progress: bool = True):
         self.config = config
         self.progress = progress
-        self.model_ = None
-        self.tokenizer_ = None
-        self.accelerator_ = None
+        self.model_: torch.nn.Module | None = None
+        self.tokenizer_: PreTrainedTokenizerBase | None = None
+        self.accelerator_: Accelerator | None = None
         self.stopped_early_ = False
         self.steps_ = 0
         self.timing_: dict = {}  # load_s, encode_s, n_sequences, num_processes of the last fit
 
-    def _accelerator(self):
+    def _accelerator(self) -> Accelerator:
         from accelerate import Accelerator
 
         if self.accelerator_ is None:
@@ -134,8 +141,19 @@ class TransformerClassifier:
             )
         return self.accelerator_
 
+    def _tokenizer(self) -> PreTrainedTokenizerBase:
+        if self.tokenizer_ is None:
+            raise RuntimeError("fit first")
+        return self.tokenizer_
+
+    def _pad_id(self) -> int:
+        pad_id = self._tokenizer().pad_token_id
+        if pad_id is None:  # load_tokenizer falls back to EOS, then UNK
+            raise ValueError("the tokenizer has no pad, EOS or UNK token to pad batches with")
+        return pad_id
+
     def _encoder(self) -> BattleEncoder:
-        return BattleEncoder(self.tokenizer_, self.config.max_length, self.config.prompt_share)
+        return BattleEncoder(self._tokenizer(), self.config.max_length, self.config.prompt_share)
 
     def _encode(self, battles: pd.DataFrame, swapped: bool = False) -> list[list[int]]:
         a, b = ("b_turns", "a_turns") if swapped else ("a_turns", "b_turns")
@@ -173,12 +191,12 @@ class TransformerClassifier:
         self.model_ = setup.model
         return self
 
-    def _load_fresh(self):
+    def _load_fresh(self) -> torch.nn.Module:
         """Tokenizer and a fresh classifier (base weights, new head; LoRA for decoder LLMs)."""
         cfg = self.config
-        self.tokenizer_ = load_tokenizer(cfg.model_path)
+        self.tokenizer_ = load_tokenizer(cfg.require_model_path())
         return load_classifier(
-            cfg.model_path,
+            cfg.require_model_path(),
             lora=cfg.lora,
             lora_r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,
@@ -197,15 +215,17 @@ class TransformerClassifier:
             labels += [int(v) for v in swap_labels(y)]
         return TrainingData(sequences, labels)
 
-    def _prepare(self, model, data: TrainingData) -> TrainingSetup:
+    def _prepare(self, model: torch.nn.Module, data: TrainingData) -> TrainingSetup:
         """Loader, optimiser and schedule, handed to accelerate (devices, precision, data parallelism)."""
         from transformers import get_linear_schedule_with_warmup
 
         cfg = self.config
         accelerator = self._accelerator()
-        pad_id = self.tokenizer_.pad_token_id
-        loader = torch.utils.data.DataLoader(
-            list(zip(data.sequences, data.labels)),
+        pad_id = self._pad_id()
+        rows = list(zip(data.sequences, data.labels))
+        # a list is a map-style dataset (__getitem__ and __len__); torch's stubs only name Dataset
+        loader = DataLoader(
+            cast("Dataset[tuple[list[int], int]]", rows),
             batch_size=cfg.batch_size,
             shuffle=True,
             generator=torch.Generator().manual_seed(cfg.seed),
@@ -269,7 +289,7 @@ class TransformerClassifier:
         return result
 
     @staticmethod
-    def _deadline_passed(accelerator, deadline: float) -> bool:
+    def _deadline_passed(accelerator: Accelerator, deadline: float) -> bool:
         """All processes agree (a rank leaving the loop alone would hang the others in a collective)."""
         if accelerator.num_processes == 1:
             return time.monotonic() > deadline
@@ -290,11 +310,13 @@ class TransformerClassifier:
         from accelerate.utils import gather_object
 
         accelerator = self._accelerator()
+        if self.model_ is None:
+            raise RuntimeError("fit first")
         model = self.model_
         model.eval()
         batches = length_sorted_batches(np.array([len(s) for s in sequences]), self.config.eval_batch_size)
         mine = batches[accelerator.process_index :: accelerator.num_processes]
-        pad_id = self.tokenizer_.pad_token_id
+        pad_id = self._pad_id()
         results: list[tuple[np.ndarray, np.ndarray]] = []
         for idx in tqdm(
             mine, desc="predict", unit="batch", disable=not (self.progress and accelerator.is_local_main_process)
@@ -334,11 +356,20 @@ class TransformerClassifier:
         if self.model_ is None:
             raise RuntimeError("fit first")
         model = self._accelerator().unwrap_model(self.model_)
-        return save_classifier(model, self.tokenizer_ if with_tokenizer else None, directory, self.config.model_path)
+        tokenizer = self._tokenizer() if with_tokenizer else None
+        return save_classifier(model, tokenizer, directory, self.config.require_model_path())
+
+    def save_tokenizer(self, directory: str | Path) -> None:
+        """The tokenizer alone: fold models of one encoder share one (``save(..., with_tokenizer=False)``)."""
+        self._tokenizer().save_pretrained(str(directory))
 
     @classmethod
     def from_saved(
-        cls, directory: str | Path, config: EncoderConfig, tokenizer=None, progress: bool = False
+        cls,
+        directory: str | Path,
+        config: EncoderConfig,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        progress: bool = False,
     ) -> TransformerClassifier:
         """A classifier for prediction from what :meth:`save` wrote; ``config.model_path`` is the base
         (LoRA), ``config.load_in_bits`` / ``precision`` / ``eval_batch_size`` apply to inference."""

@@ -388,7 +388,8 @@ def _projected_unfit(config: EncoderConfig, length_plan: dict) -> str | None:
     if skip is None:
         from transformers import AutoConfig
 
-        skip = is_decoder(AutoConfig.from_pretrained(str(resolve_model_path(config.model_path)), local_files_only=True))
+        base = resolve_model_path(config.require_model_path())
+        skip = is_decoder(AutoConfig.from_pretrained(str(base), local_files_only=True))
     if not skip:
         return None
     last = probes[-1]
@@ -519,7 +520,7 @@ def _save_fold_model(ctx: FoldContext, model: TransformerClassifier, k: int) -> 
     model.save(target, with_tokenizer=False)
     tokenizer_dir = ctx.work / TOKENIZER_DIR
     if not tokenizer_dir.exists():
-        model.tokenizer_.save_pretrained(str(tokenizer_dir))
+        model.save_tokenizer(tokenizer_dir)
     write_manifest(ctx.work, ctx.run_config, ctx.config.max_length)
 
 

@@ -23,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,9 @@ import torch
 from encoders.classifier import pad_batch
 from encoders.gguf import resolve_model_path
 from encoders.inputs import length_sorted_batches
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +152,8 @@ class TextEmbedder:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.fingerprint = model_fingerprint(self.folder.transformer_dir)
-        self.tokenizer_ = None
-        self.model_ = None
+        self.tokenizer_: PreTrainedTokenizerBase | None = None
+        self.model_: PreTrainedModel | None = None
         self.precision_: str | None = None if precision == "auto" else precision
         self.n_encoded_ = 0  # texts sent through the model (cache misses), for tests and throughput
         self.n_tokens_ = 0  # real (unpadded) tokens sent through the model
@@ -159,19 +163,21 @@ class TextEmbedder:
 
     # --- loading ------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        if self.model_ is not None:
-            return
+    def _load(self) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+        """Tokenizer and model, loaded on first use (a call answered from the cache never needs them)."""
+        if self.tokenizer_ is not None and self.model_ is not None:
+            return self.tokenizer_, self.model_
         from transformers import AutoModel, AutoTokenizer
 
         tok_dir = self.folder.transformer_dir
         if not any((tok_dir / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
             tok_dir = self.model_path
-        self.tokenizer_ = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
-        if self.tokenizer_.pad_token_id is None:
-            self.tokenizer_.pad_token = self.tokenizer_.eos_token or self.tokenizer_.unk_token
+        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         model = AutoModel.from_pretrained(str(self.folder.transformer_dir), local_files_only=True)
-        self.model_ = model.to(self.device).eval()
+        self.tokenizer_, self.model_ = tokenizer, model.to(self.device).eval()
+        return self.tokenizer_, self.model_
 
     def _autocast(self, precision: str):
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -190,9 +196,9 @@ class TextEmbedder:
         if self.device.startswith("cuda"):
             self.precision_ = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
             return self.precision_
-        self._load()
+        _, model = self._load()
         seq = min(128, self.max_length)
-        vocab = self.model_.config.vocab_size
+        vocab = model.config.vocab_size
         ids = torch.randint(
             max(vocab // 4, 1), max(vocab // 2, 2), (self.batch_size, seq), generator=torch.Generator().manual_seed(0)
         )
@@ -201,10 +207,10 @@ class TextEmbedder:
         with torch.inference_mode():
             for precision in ("fp32", "bf16"):
                 with self._autocast(precision):
-                    self.model_(**batch)  # warm-up
+                    model(**batch)  # warm-up
                     start = time.perf_counter()
                     for _ in range(2):
-                        self.model_(**batch)
+                        model(**batch)
                     timings[precision] = time.perf_counter() - start
         self.precision_ = "bf16" if timings["bf16"] < 0.95 * timings["fp32"] else "fp32"
         log.info("embedder precision on CPU: %s (probe fp32 %.3fs, bf16 %.3fs)", self.precision_, *timings.values())
@@ -272,21 +278,20 @@ class TextEmbedder:
     def dim(self) -> int:
         if self._memory:
             return len(next(iter(self._memory.values())))
-        self._load()
-        return int(self.model_.config.hidden_size)
+        _, model = self._load()
+        return int(model.config.hidden_size)
 
     def _encode(self, texts: list[str], truncation: str) -> np.ndarray:
-        self._load()
+        tok, model = self._load()
         precision = self._resolve_precision()
-        tok = self.tokenizer_
         tok.truncation_side = truncation
         start = time.perf_counter()
         ids = tok(texts, truncation=True, max_length=self.max_length, verbose=False)["input_ids"]
-        out = np.zeros((len(texts), self.model_.config.hidden_size), dtype=np.float32)
+        out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
         with torch.inference_mode(), self._autocast(precision):
             for idx in length_sorted_batches(np.array([len(s) for s in ids]), self.batch_size):
                 batch = {k: v.to(self.device) for k, v in pad_batch([ids[i] for i in idx], tok.pad_token_id).items()}
-                hidden = self.model_(**batch)[0]
+                hidden = model(**batch)[0]
                 vec = torch.nn.functional.normalize(pool(hidden, batch["attention_mask"], self.pooling), dim=-1)
                 out[idx] = vec.float().cpu().numpy()
                 self.n_tokens_ += int(batch["attention_mask"].sum())

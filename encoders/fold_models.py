@@ -48,7 +48,7 @@ def write_manifest(directory: str | Path, config: EncoderConfig, configured_max_
     manifest = {
         "format": FORMAT,
         "name": config.resolved_name,
-        "base_model": str(Path(config.model_path).resolve()),
+        "base_model": str(Path(config.require_model_path()).resolve()),
         "lora": bool(folds) and fold_is_lora(fold_dir(directory, folds[0])),
         "folds": folds,
         "inputs": {

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, cast
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,10 @@ def _convert(path: Path, target: Path, arch: str) -> None:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
         # the weights are plain fp32 after dequantising; without this save_pretrained records a quantizer
-        model.hf_quantizer = None
-        model.is_quantized = False
+        # (transformers sets both per instance; its model classes do not declare them)
+        instance = cast(Any, model)
+        instance.hf_quantizer = None
+        instance.is_quantized = False
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model = model.float()

@@ -9,8 +9,12 @@ turns. Response B always keeps tokens when it has any.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 MARKERS = ("<prompt>: ", "\n\n<response_a>: ", "\n\n<response_b>: ")
 
@@ -74,7 +78,7 @@ def keep_latest_turns(turns: list[list[int]], budget: int, separator: list[int])
 class BattleEncoder:
     """Builds model inputs: ``[CLS/BOS] <prompt>: P <response_a>: A <response_b>: B [SEP/EOS]``."""
 
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     max_length: int = 512
     prompt_share: float = 0.2
 

@@ -13,10 +13,14 @@ import logging
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from encoders.gguf import resolve_model_path
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +123,7 @@ def quantization_config(bits: int | None):
     raise ValueError(f"load_in_bits must be 4 or 8, got {bits}")
 
 
-def load_tokenizer(model_path: str | Path):
+def load_tokenizer(model_path: str | Path) -> PreTrainedTokenizerBase:
     """The model's tokenizer; a missing pad token becomes EOS (decoder LLMs ship none): batches are padded on
     the right and the classifier pools the last non-pad token, which right padding leaves in place."""
     from transformers import AutoTokenizer

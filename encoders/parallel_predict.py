@@ -83,15 +83,17 @@ def predict_proba_multi_gpu(
 
     ``n_processes``: at most that many GPU processes; without GPUs, that many CPU processes.
     """
-    options = {"batch_size": batch_size, "precision": precision, "load_in_bits": load_in_bits}
     gpus = visible_gpus()
     n = len(gpus) if n_processes is None else (min(n_processes, len(gpus)) if gpus else n_processes)
     n = min(n, len(battles))
     if n <= 1:
-        return EncoderFoldModels.load(directory, base_path).predict_proba(battles, **options)
+        return EncoderFoldModels.load(directory, base_path).predict_proba(
+            battles, batch_size=batch_size, precision=precision, load_in_bits=load_in_bits
+        )
+    options = {"batch_size": batch_size, "precision": precision, "load_in_bits": load_in_bits}
     chunks = np.array_split(np.arange(len(battles)), n)
-    with tempfile.TemporaryDirectory(prefix="arena_pref_predict_") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="arena_pref_predict_") as tmp_name:
+        tmp = Path(tmp_name)
         procs = []
         for i, rows in enumerate(chunks):
             write_rows(battles.iloc[rows], tmp / f"rows_{i}.parquet")

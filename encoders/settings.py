@@ -57,9 +57,15 @@ class EncoderConfig:
     # do not change what a fold computes
     PLANNING_FIELDS = ("seed", "probe_steps", "min_max_length", "skip_unless_fits")
 
+    def require_model_path(self) -> str:
+        """``model_path``; unset only in a config not yet pointed at a model, which nothing can load."""
+        if self.model_path is None:
+            raise ValueError("encoder settings: model_path is unset (a local model folder or .gguf file)")
+        return self.model_path
+
     @property
     def resolved_name(self) -> str:
-        path = Path(self.model_path)
+        path = Path(self.require_model_path())
         return self.name or (path.stem if path.suffix.lower() == ".gguf" else path.name).replace(" ", "_")
 
     # which fold models cross-fit keeps on disk for later prediction (EncoderFoldModels):

@@ -213,7 +213,7 @@ assert all(FORMAT_PATTERNS[k].pattern == re.escape(c) for k, c in _FORMAT_CHAR_C
 
 def _formatting_side(view: TextView, prompt: TextView) -> dict[str, float]:
     text = view.text
-    counts = {}
+    counts: dict[str, float] = {}
     for name, pattern in FORMAT_PATTERNS.items():
         if name in _FORMAT_CHAR_COUNTS:
             counts[name] = text.count(_FORMAT_CHAR_COUNTS[name])

@@ -27,8 +27,8 @@ from stacking.label_shift import label_shift_weights, reweight
 
 Weighting = Literal["pooled", "per_source"]
 LabelShift = Literal["none", "em", "bbse"]
-WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
-LABEL_SHIFTS: tuple[str, ...] = get_args(LabelShift)
+WEIGHTINGS: tuple[Weighting, ...] = get_args(Weighting)
+LABEL_SHIFTS: tuple[LabelShift, ...] = get_args(LabelShift)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ order, so two trained builds differ, and with them every fine-tuned probability.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 from tests.conftest import WORDS
 
@@ -69,7 +70,15 @@ def _bpe():
     return tok
 
 
-SMALL = dict(num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)  # HF's common config names
+class SmallSizes(TypedDict):
+    """HF's common config names for the size of a model."""
+
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+
+
+SMALL: SmallSizes = {"num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
 
 
 def _save(path: Path, model_class, config, tokenizer) -> Path:
@@ -133,11 +142,11 @@ def build_tiny_deberta_v2(path: Path) -> Path:
         hidden_size=32,
         max_position_embeddings=512,
         relative_attention=True,
-        position_buckets=64,
         pos_att_type=["p2c", "c2p"],
         pad_token_id=0,
         **SMALL,
     )
+    config.position_buckets = 64  # read by the model; DebertaV2Config's typed signature leaves it out
     return _save(path, DebertaV2Model, config, fast)
 
 
