@@ -15,6 +15,7 @@ from pipelines.metrics import reliability
 from pipelines.plots import class_reliability
 from pipelines.source_folds import source_groups
 from stacking.calibration import ProbabilityCalibrator
+from stacking.metrics import multiclass_log_loss
 from stacking.new_source import LABEL_SHIFTS, WEIGHTINGS, NewSourceCalibrator, NewSourceProcedure
 from stacking.shift_detection import ShiftDetector
 from stacking.source_holdout import eligible_holdouts, source_training_rows
@@ -28,12 +29,10 @@ PROCEDURES = [NewSourceProcedure(k, w, s) for k in KINDS for w in WEIGHTINGS for
 
 
 def scores(y: np.ndarray, proba: np.ndarray) -> dict:
-    p = np.clip(proba, 1e-15, 1.0)
-    rows = np.arange(len(y))
     tie = y == 2
     return {
-        "log_loss": float(-np.log(p[rows, y]).mean()),
-        "tie_loss": float(-np.log(p[tie, 2]).mean()) if tie.any() else float("nan"),
+        "log_loss": multiclass_log_loss(y, proba),
+        "tie_loss": float(-np.log(np.clip(proba[tie, 2], 1e-15, 1.0)).mean()) if tie.any() else float("nan"),
         "mean_p_tie": float(proba[:, 2].mean()),
     }
 
@@ -91,7 +90,11 @@ def summarise(per_seed: dict, baseline: dict | None = None) -> list[dict]:
     seeds = sorted(per_seed)
     if baseline is not None:
         seeds = [s for s in seeds if s in baseline]
+    ref = baseline if baseline is not None else per_seed
     for cand in per_seed[seeds[0]]:
+        key = cand if baseline is not None else TODAY
+        if key not in ref[seeds[0]]:
+            continue
         macro = {
             s: {
                 m: float(np.mean([v[m] for v in per_seed[s][cand].values()]))
@@ -99,10 +102,6 @@ def summarise(per_seed: dict, baseline: dict | None = None) -> list[dict]:
             }
             for s in seeds
         }
-        ref = baseline if baseline is not None else per_seed
-        key = cand if baseline is not None else TODAY
-        if cand not in ref[seeds[0]]:
-            continue
         today = {s: float(np.mean([v["log_loss"] for v in ref[s][key].values()])) for s in seeds}
         ref_tie = {s: float(np.mean([v["tie_loss"] for v in ref[s][key].values()])) for s in seeds}
         deltas = [macro[s]["log_loss"] - today[s] for s in seeds]

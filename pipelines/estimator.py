@@ -300,7 +300,8 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
             )
             self.stackers_[key].new_source = ns.calibrator
             report[key] = {**ns.info, "seconds": round(ns.seconds, 3)}
-        self.shift_reference_: ShiftReference | None = shift_reference(inputs, self.seed)
+        fitted = any(self.stackers_[key].new_source is not None for key in fits)  # else "auto" never compares
+        self.shift_reference_: ShiftReference | None = shift_reference(inputs, self.seed) if fitted else None
         self.calibration_choice_: dict[str, Any] | None = None
         if inputs.X_test is not None:
             assert inputs.test is not None
@@ -608,7 +609,6 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
                 "encoders": encoders,
                 "params": self._params_json(),
                 "fit_report": report,
-                "calibration_choice": getattr(self, "calibration_choice_", None),
                 "decisions": decisions_record(decisions, self),
                 "feature_identity": feature_fingerprint(self._groups),
             },
@@ -656,7 +656,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         model.stacker_oof_log_loss_ = {k: float(v) for k, v in manifest.get("stacker_oof_log_loss", {}).items()}
         model.folds_ = None
         model.fit_report_ = dict(manifest.get("fit_report", {}))
-        model.calibration_choice_ = manifest.get("calibration_choice")
+        model.calibration_choice_ = model.fit_report_.get("calibration", {}).get("test_choice")
         model.shift_reference_ = _load_shift_reference(directory)
         try:
             model.decisions_ = check_decisions(manifest.get("decisions"), stacker_keys)

@@ -24,6 +24,7 @@ from pipelines.folds import prompt_groups
 from pipelines.stacker_inputs import StackerInputs
 from stacking.config import StackerConfig
 from stacking.cross_fit import FoldFeature
+from stacking.metrics import multiclass_log_loss
 from stacking.model import StackerModel
 from stacking.new_source import NewSourceCalibrator, NewSourceProcedure
 from stacking.shift_detection import ShiftReference
@@ -93,8 +94,8 @@ def fit_new_source(
         rows, p = source == h, proba[h]
         per_source[h] = {
             "rows": int(rows.sum()),
-            "loso_log_loss_in_source": _log_loss(inputs.y[rows], model.calibrate(p)),
-            "loso_log_loss_new_source": _log_loss(inputs.y[rows], calibrator.predict_proba(p)),
+            "loso_log_loss_in_source": round(multiclass_log_loss(inputs.y[rows], model.calibrate(p)), 4),
+            "loso_log_loss_new_source": round(multiclass_log_loss(inputs.y[rows], calibrator.predict_proba(p)), 4),
         }
     info = {
         "fitted": True,
@@ -104,11 +105,6 @@ def fit_new_source(
         "note": "figures are on the predictions the calibrator was fitted on (in-sample for it)",
     }
     return NewSourceFit(calibrator, info, time.monotonic() - started)
-
-
-def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
-    p = np.clip(proba[np.arange(len(y)), y], 1e-15, 1.0)
-    return round(float(-np.log(p).mean()), 4)
 
 
 def shift_reference(inputs: StackerInputs, seed: int) -> ShiftReference:
