@@ -222,6 +222,7 @@ class Experiment:
     def loso(self, parts, seed: int) -> dict[str, float]:
         """Log loss on each held-out tie-bearing source, trained on the others (cached)."""
         from stacking.metrics import multiclass_log_loss
+        from stacking.source_holdout import source_training_rows
 
         path = self.work / f"loso-{self._key('loso', parts, seed)}.json"
         if path.exists():
@@ -231,7 +232,7 @@ class Experiment:
             test = self.sources == held
             if not test.any():
                 continue
-            train = ~test & ~np.isin(self.groups, np.unique(self.groups[test]))
+            train = source_training_rows(self.sources, self.groups, [held])
             t0 = time.time()
             out[held] = multiclass_log_loss(self.y[test], self._fit_predict(parts, train, test, seed))
             log.info("%s %s seed %d LOSO %s: %.0f s", self.name, parts, seed, held, time.time() - t0)

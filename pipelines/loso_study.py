@@ -27,6 +27,7 @@ from pipelines.metrics import reliability
 from pipelines.report_blocks import render_html, render_markdown
 from pipelines.source_folds import make_source_folds, source_groups
 from pipelines.source_scoring import score_rows
+from stacking.source_holdout import source_training_rows
 from stacking.tie_handling import OPTIONS, TieAwareStacker
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, h
     pooled_y, pooled_p = [], []
     for held in holdouts:
         test = sources == held
-        train = ~test & ~np.isin(groups, np.unique(groups[test]))
+        train = source_training_rows(sources, groups, [held])
         t0 = time.time()
         proba = _fit_predict(option, X, battles, train, test, groups, seed, settings)
         sc = score_rows(battles[test], y[test], proba)
