@@ -20,6 +20,7 @@ early-stopping split and bagging. ``--groups`` changes the feature groups (a fea
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -39,6 +40,7 @@ from pipelines.source_folds import make_source_folds, source_groups
 from pipelines.training_sets import load_training_sources, mark_sources_with_ties
 from stacking.config import StackerConfig
 from stacking.cross_fit import cross_fit
+from stacking.source_balance import source_balance_weights
 from stacking.source_holdout import eligible_holdouts, held_out_source_proba, source_training_rows
 
 log = logging.getLogger("new_source_calibration")
@@ -60,9 +62,17 @@ def _cached(path: Path, make) -> np.ndarray:
 
 
 def predict_stage(
-    battles: pd.DataFrame, X: pd.DataFrame, work: Path, seeds: list[int], config: StackerConfig, insource: bool = True
+    battles: pd.DataFrame,
+    X: pd.DataFrame,
+    work: Path,
+    seeds: list[int],
+    config: StackerConfig,
+    insource: bool = True,
+    source_balance: float = 0.0,
 ) -> None:
-    """Every LOSO, leave-two-out and (``insource``) in-source OOF prediction of the study, cached per piece."""
+    """Every LOSO, leave-two-out and (``insource``) in-source OOF prediction of the study, cached per piece.
+    ``source_balance``: train with :func:`stacking.source_balance.source_balance_weights` of that power,
+    computed over each fit's own training rows."""
     y = battles["label"].to_numpy()
     source = battles["source"].to_numpy().astype(str)
     has_ties = battles["source_has_ties"].to_numpy(dtype=bool)
@@ -71,7 +81,14 @@ def predict_stage(
 
     def held_out(holdout: str, seed: int, exclude: Sequence[str] = ()) -> np.ndarray:
         """OOF probabilities of ``holdout`` with the sources in ``exclude`` left out of training too."""
-        proba = held_out_source_proba(X, y, source, has_ties, groups, [holdout], config, seed, exclude=exclude)
+        weights = None
+        if source_balance:
+            weights = np.zeros(len(source))
+            train = source_training_rows(source, groups, [holdout, *exclude])
+            weights[train] = source_balance_weights(source[train], source_balance)
+        proba = held_out_source_proba(
+            X, y, source, has_ties, groups, [holdout], config, seed, exclude=exclude, sample_weight=weights
+        )
         return proba[holdout]
 
     for seed in seeds:
@@ -131,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the in-source OOF fits (a feature variant judged against --baseline-tag's chosen procedure)",
     )
+    p.add_argument(
+        "--source-balance", type=float, default=0.0, help="train with source-balanced weights of this power (0: off)"
+    )
+    p.add_argument("--params", default="{}", help="JSON overrides of stacking.lgbm.DEFAULT_PARAMS for every fit")
     p.add_argument("--baseline-tag", default="features", help="the variant a feature variant is paired against")
     args = p.parse_args(argv)
     setup_logging()
@@ -139,7 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [42 + k for k in range(args.fold_seeds)]
     work = args.work / args.tag
     if not args.analyse:
-        predict_stage(battles, X, work, seeds, StackerConfig(num_threads=1), insource=not args.no_insource)
+        predict_stage(
+            battles,
+            X,
+            work,
+            seeds,
+            StackerConfig(num_threads=1, params=json.loads(args.params)),
+            insource=not args.no_insource,
+            source_balance=args.source_balance,
+        )
         return 0
     from benchmarks.new_source_study import analyse
 

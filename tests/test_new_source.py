@@ -20,6 +20,7 @@ from stacking.config import StackerConfig
 from stacking.label_shift import MIN_ROWS, bbse_weights, em_weights, joint_confusion, label_shift_weights
 from stacking.new_source import NewSourceCalibrator, NewSourceProcedure, source_weights
 from stacking.shift_detection import ShiftDetector, ShiftReference, auc_interval
+from stacking.source_balance import source_balance_weights
 from tests.conftest import make_battles
 from tests.test_estimator import _refused, _rehash
 
@@ -296,3 +297,14 @@ def test_predict_command_takes_the_calibration(fitted_multi, tmp_path):
     with pytest.raises(SystemExit) as info:
         predict.main([*args, "--test-calibration", "sometimes"])
     assert info.value.code == 2
+
+
+def test_source_balance_weights_give_each_source_rows_to_the_power():
+    """Total weight per source ∝ rows^(1 - power); power 0 is pooled, 1 equal; mean weight 1."""
+    source = np.array(["big"] * 90 + ["small"] * 10)
+    for power, ratio in ((0.0, 9.0), (0.5, 3.0), (1.0, 1.0)):
+        w = source_balance_weights(source, power)
+        assert w.mean() == pytest.approx(1.0)
+        assert w[source == "big"].sum() / w[source == "small"].sum() == pytest.approx(ratio)
+    with pytest.raises(ValueError, match="power"):
+        source_balance_weights(source, 1.5)
