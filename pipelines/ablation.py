@@ -512,7 +512,7 @@ def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str
     """Leave-one-source-out report over the primary and extra training sets, every tie handling,
     ``sources.fold_seeds`` seeds, with this run's stacker settings."""
     from features.extractor import FeatureExtractor
-    from stacking.tie_handling import OPTIONS
+    from stacking.tie_registry import option_names
 
     start = time.perf_counter()
     battles = load_training_sources(config.train_path, sources.sources)
@@ -526,14 +526,16 @@ def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str
         "num_boost_round": config.stacker.num_boost_round,
         "early_stopping_rounds": config.stacker.early_stopping_rounds,
     }
-    results = loso_study.run_loso(battles, X, OPTIONS, sources.fold_seeds, n_folds=config.n_folds, settings=settings)
+    results = loso_study.run_loso(
+        battles, X, option_names(), sources.fold_seeds, n_folds=config.n_folds, settings=settings
+    )
     meta = {
         "rows": int(len(battles)),
         "sources": battles.groupby("source").size().to_dict(),
         "has_ties": results["has_ties"],
         "fold_seeds": sources.fold_seeds,
         "settings": settings,
-        "options": list(OPTIONS),
+        "options": list(option_names()),
         "command": "python -m pipelines.ablation --by-source",
         "wall_s": time.perf_counter() - start,
     }

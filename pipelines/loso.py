@@ -19,7 +19,7 @@ from pipelines.command_setup import setup_logging
 from pipelines.errors import UsageError
 from pipelines.loso_study import format_ms, rerender, run_loso, summarize_results, write_outputs
 from pipelines.training_sets import combined_shared_data, load_training_sources, mark_sources_with_ties
-from stacking.tie_handling import OPTIONS
+from stacking.tie_registry import option_names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--data", type=Path, help="shared data folder (converted with pipelines.build_shared rules)")
     src.add_argument("--combined", type=Path, help="a train.csv-schema file with a source column")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--options", default=",".join(OPTIONS), help=f"comma-separated subset of {','.join(OPTIONS)}")
+    options = ",".join(option_names())
+    p.add_argument("--options", default=options, help=f"comma-separated subset of {options}")
     p.add_argument("--fold-seeds", type=int, default=3)
     p.add_argument("--holdouts", default="", help="comma-separated sources to hold out (default: all)")
     p.add_argument(
@@ -60,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     options = [o for o in args.options.split(",") if o]
-    unknown = [o for o in options if o not in OPTIONS]
+    unknown = [o for o in options if o not in option_names()]
     if unknown:
-        raise UsageError(f"--options: unknown option(s) {unknown}; choose from {OPTIONS}")
+        raise UsageError(f"--options: unknown option(s) {unknown}; choose from {option_names()}")
     start = time.time()
     if args.data is not None:
         combined = args.out / "_combined.csv"

@@ -28,7 +28,8 @@ from pipelines.report_blocks import render_html, render_markdown
 from pipelines.source_folds import make_source_folds, source_groups
 from pipelines.source_scoring import score_rows
 from stacking.source_holdout import source_training_rows
-from stacking.tie_handling import OPTIONS, TieAwareStacker
+from stacking.tie_handling import TieAwareStacker
+from stacking.tie_registry import option_names
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, h
 def run_loso(
     battles: pd.DataFrame,
     X: pd.DataFrame,
-    options=OPTIONS,
+    options=None,
     fold_seeds: int = 3,
     holdouts=None,
     n_folds: int = 5,
@@ -110,7 +111,7 @@ def run_loso(
     from joblib import Parallel, delayed
 
     settings = settings or {}
-    options = list(options)
+    options = list(option_names() if options is None else options)
     oof_options = options if oof_options is None else list(oof_options)
     battles = battles.reset_index(drop=True)
     X = X.reset_index(drop=True)

@@ -5,13 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Literal, get_args
 
+from stacking.tie_registry import check_choice, choices
+
 Calibration = Literal["none", "temperature", "vector"]
 CALIBRATIONS: tuple[str, ...] = get_args(Calibration)
-# How rows of sources without ties train (stacking.tie_handling); "auto" resolves per fit
-TieHandling = Literal[
-    "auto", "plain", "drop_tieless", "weighted", "has_ties_input", "masked_tie", "tie_offset", "hierarchical"
-]
-TIE_HANDLINGS: tuple[str, ...] = get_args(TieHandling)
 
 
 @dataclass
@@ -32,11 +29,12 @@ class StackerConfig:
     calibration: Calibration = field(
         default="temperature", metadata={"help": "calibration fitted on nested OOF predictions"}
     )
-    tie_handling: TieHandling = field(
+    tie_handling: str = field(
         default="auto",
         metadata={
-            "help": "how rows of sources without ties train: auto = masked_tie when any training row comes "
-            "from such a source (chosen by benchmarks/results/loso), else plain"
+            "help": "how rows of sources without ties train (stacking.tie_handling): auto = masked_tie when any "
+            "training row comes from such a source (chosen by benchmarks/results/loso), else plain",
+            "choices": choices,  # the registered options, read when a parser is built
         },
     )
     num_threads: int = field(
@@ -47,8 +45,7 @@ class StackerConfig:
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
-        if self.tie_handling not in TIE_HANDLINGS:
-            raise ValueError(f"tie_handling must be one of {TIE_HANDLINGS}, got {self.tie_handling!r}")
+        check_choice(self.tie_handling)
         if not 0.0 < self.inner_valid_fraction < 1.0:
             raise ValueError(f"inner_valid_fraction must be in (0, 1), got {self.inner_valid_fraction}")
         if self.num_boost_round < 1 or self.early_stopping_rounds < 1 or self.num_threads < 1:
