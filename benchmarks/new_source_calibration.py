@@ -37,7 +37,7 @@ from features.groups import DEFAULT_GROUPS
 from pipelines.command_setup import setup_logging
 from pipelines.source_folds import make_source_folds, source_groups
 from pipelines.training_sets import load_training_sources, mark_sources_with_ties
-from stacking.config import StackerConfig
+from stacking.config import STUDY_PRESET, StackerConfig
 from stacking.cross_fit import cross_fit
 from stacking.source_holdout import eligible_holdouts, held_out_source_proba, source_training_rows
 
@@ -136,10 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     groups = tuple(g for g in args.groups.split(",") if g)
     battles, X = load_data(args.combined, groups, args.cache_dir)
-    seeds = [42 + k for k in range(args.fold_seeds)]
+    seeds = STUDY_PRESET.fold_seeds(args.fold_seeds)
     work = args.work / args.tag
     if not args.analyse:
-        predict_stage(battles, X, work, seeds, StackerConfig(num_threads=1), insource=not args.no_insource)
+        predict_stage(
+            battles, X, work, seeds, StackerConfig(num_threads=STUDY_PRESET.num_threads), insource=not args.no_insource
+        )
         return 0
     from benchmarks.new_source_study import analyse
 

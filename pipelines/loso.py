@@ -19,6 +19,7 @@ from pipelines.command_setup import setup_logging
 from pipelines.errors import UsageError
 from pipelines.loso_study import format_ms, rerender, run_loso, summarize_results, write_outputs
 from pipelines.training_sets import combined_shared_data, load_training_sources, mark_sources_with_ties
+from stacking.config import STUDY_PRESET
 from stacking.tie_registry import option_names
 
 
@@ -36,13 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--oof-options", default=None, help="options that also get within-source OOF (default: all; '' none)"
     )
     p.add_argument("--jobs", type=int, default=1, help="(option, seed) tasks run in parallel")
-    p.add_argument("--n-folds", type=int, default=5)
+    p.add_argument("--n-folds", type=int, default=STUDY_PRESET.n_folds)
     p.add_argument("--cache-dir", type=Path, default=Path("outputs/feature_cache"), help="feature cache")
-    p.add_argument("--learning-rate", type=float, default=0.08)
-    p.add_argument("--num-boost-round", type=int, default=600)
-    p.add_argument("--early-stopping-rounds", type=int, default=50)
-    p.add_argument("--num-threads", type=int, default=1)
-    p.add_argument("--tieless-weight", type=float, default=0.2)
+    p.add_argument("--learning-rate", type=float, default=STUDY_PRESET.learning_rate)  # defaults: stacking.config
+    p.add_argument("--num-boost-round", type=int, default=STUDY_PRESET.num_boost_round)
+    p.add_argument("--early-stopping-rounds", type=int, default=STUDY_PRESET.early_stopping_rounds)
+    p.add_argument("--num-threads", type=int, default=STUDY_PRESET.num_threads)
+    p.add_argument("--tieless-weight", type=float, default=STUDY_PRESET.tieless_weight)
     p.add_argument("--feature-jobs", type=int, default=1)
     p.add_argument(
         "--groups",

@@ -27,13 +27,14 @@ from pipelines.metrics import reliability
 from pipelines.report_blocks import render_html, render_markdown
 from pipelines.source_folds import make_source_folds, source_groups
 from pipelines.source_scoring import score_rows
+from stacking.config import STUDY_PRESET
 from stacking.source_holdout import source_training_rows
 from stacking.tie_handling import TieAwareStacker
 from stacking.tie_registry import option_names
 
 log = logging.getLogger(__name__)
 
-BASELINE = "drop_tieless"
+BASELINE = STUDY_PRESET.baseline
 
 
 # --------------------------------------------------------------------------- experiment
@@ -54,7 +55,7 @@ def _fit_predict(option, X, battles, train, test, groups, seed, settings) -> np.
 
 def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, has_ties) -> dict:
     """One option with one fold seed: every held-out source, then (optionally) grouped OOF."""
-    seed = 42 + k
+    seed = STUDY_PRESET.fold_seed(k)
     y = battles["label"].to_numpy()
     sources = battles["source"].to_numpy().astype(str)
     out: dict[str, Any] = {"loso": {}, "oof": {}, "pooled": None}
@@ -100,7 +101,7 @@ def run_loso(
     options=None,
     fold_seeds: int = 3,
     holdouts=None,
-    n_folds: int = 5,
+    n_folds: int = STUDY_PRESET.n_folds,
     oof_options=None,
     settings: dict | None = None,
     n_jobs: int = 1,

@@ -55,3 +55,40 @@ class StackerConfig:
     def from_dict(cls, data: dict) -> StackerConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    """The settings the tie-handling and leave-one-source-out studies share, written once so their
+    numbers stay comparable (``pipelines.loso``, ``benchmarks/transformer_gain.py``,
+    ``benchmarks/new_source_calibration.py``, ``benchmarks/opt_in_groups.py``): a quicker stacker
+    than the product's (higher learning rate, fewer rounds, one thread), fold seed k = 42 + k."""
+
+    option: str = "masked_tie"  # how tie-less sources train (what ``auto`` picks when some source has none)
+    baseline: str = "drop_tieless"  # the option every other is paired against
+    learning_rate: float = 0.08
+    num_boost_round: int = 600
+    early_stopping_rounds: int = 30
+    num_threads: int = 1
+    tieless_weight: float = 0.2  # ``weighted``'s weight of a tie-less row
+    first_fold_seed: int = 42
+    n_folds: int = 5
+    holdouts: tuple[str, ...] = ("llmeval2", "mtbench-human", "pandalm", "qlora-vicuna80")  # tie-bearing, >= 200 rows
+
+    def fold_seed(self, k: int) -> int:
+        """The seed of the k-th fold split (it moves the folds, the inner early-stopping split and bagging)."""
+        return self.first_fold_seed + k
+
+    def fold_seeds(self, count: int) -> list[int]:
+        return [self.fold_seed(k) for k in range(count)]
+
+    def stacker_settings(self) -> dict:
+        """Keywords of ``TieAwareStacker`` (and of a study report's ``settings``)."""
+        return {
+            "params": {"learning_rate": self.learning_rate, "num_threads": self.num_threads},
+            "num_boost_round": self.num_boost_round,
+            "early_stopping_rounds": self.early_stopping_rounds,
+        }
+
+
+STUDY_PRESET = StudyPreset()

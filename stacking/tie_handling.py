@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from arena_schema import N_CLASSES, TIE
-from stacking.config import StackerConfig
+from stacking.config import STUDY_PRESET, StackerConfig
 from stacking.lgbm import LGBMStacker
 from stacking.tie_registry import AUTO, REGISTRY, check_choice, option_names, register
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 MASK_LOGIT = -15.0
 HAS_TIES_COLUMN = "pair_source_has_ties"
-AUTO_WITH_TIELESS, AUTO_WITHOUT = "masked_tie", "plain"  # what ``auto`` resolves to (benchmarks/results/loso)
+AUTO_WITH_TIELESS, AUTO_WITHOUT = STUDY_PRESET.option, "plain"  # what ``auto`` resolves to (benchmarks/results/loso)
 
 
 def tie_handling(name: str) -> type[TieHandling]:
@@ -110,7 +110,7 @@ class TieHandling:
     needs_source: ClassVar[bool] = False  # needs each row's source name, not only whether it has ties
     input_column: ClassVar[str | None] = None  # extra input: has_ties while training, 1 when predicting
 
-    def __init__(self, tieless_weight: float = 0.2):
+    def __init__(self, tieless_weight: float = STUDY_PRESET.tieless_weight):
         self.tieless_weight = tieless_weight
         self.boosters_: list[LGBMStacker] = []
 
@@ -309,9 +309,9 @@ class TieAwareStacker(BaseEstimator):
         self,
         option: str = "hierarchical",
         params: dict | None = None,
-        num_boost_round: int = 600,
-        early_stopping_rounds: int = 50,
-        tieless_weight: float = 0.2,
+        num_boost_round: int = STUDY_PRESET.num_boost_round,
+        early_stopping_rounds: int = STUDY_PRESET.early_stopping_rounds,
+        tieless_weight: float = STUDY_PRESET.tieless_weight,
         seed: int = 0,
         config: StackerConfig | None = None,
     ):
@@ -326,7 +326,8 @@ class TieAwareStacker(BaseEstimator):
 
     @property
     def resolved_config(self) -> StackerConfig:
-        """The boosters' settings: ``config``, or without one the study's rounds; ``params`` on top."""
+        """The boosters' settings: ``config``, or without one the study's rounds (``STUDY_PRESET`` by default);
+        ``params`` on top."""
         base = self.config or StackerConfig()
         if self.config is None:  # the study's settings; with a config its fields count unless overridden
             base = replace(base, num_boost_round=self.num_boost_round, early_stopping_rounds=self.early_stopping_rounds)

@@ -179,3 +179,32 @@ def test_a_new_option_is_one_registered_class(data, half_weight):
     assert fit.tie_handling == half_weight and np.isfinite(fit.oof).all() and fit.test is not None
     saved = StackerModel.from_fold_models(fit.models, None, {})  # type: ignore[arg-type]
     np.testing.assert_allclose(saved.predict_proba_uncalibrated(X.iloc[:7]), fit.test, atol=1e-12)
+
+
+def test_the_study_settings_are_one_preset():
+    """The LOSO command, the benchmarks and the study stacker read one preset; its values are the ones every
+    committed study ran with (so cached pieces keyed on the settings keep their keys)."""
+    import json
+
+    from pipelines import loso_study
+    from pipelines.loso import build_parser
+    from stacking.config import STUDY_PRESET
+
+    settings = {
+        "params": {"learning_rate": 0.08, "num_threads": 1},
+        "num_boost_round": 600,
+        "early_stopping_rounds": 30,
+    }
+    assert json.dumps(STUDY_PRESET.stacker_settings()) == json.dumps(settings)
+    assert STUDY_PRESET.fold_seeds(3) == [42, 43, 44] and loso_study.BASELINE == "drop_tieless"
+    args = build_parser().parse_args(["--combined", "x.csv", "--out", "o"])
+    assert (args.learning_rate, args.num_boost_round, args.early_stopping_rounds, args.num_threads) == (
+        0.08,
+        600,
+        30,
+        1,
+    )
+    assert (args.tieless_weight, args.n_folds) == (STUDY_PRESET.tieless_weight, STUDY_PRESET.n_folds)
+    study = TieAwareStacker(STUDY_PRESET.option).resolved_config
+    assert (study.num_boost_round, study.early_stopping_rounds) == (600, 30)
+    assert resolve_tie_handling("auto", np.array([True])) == STUDY_PRESET.option
