@@ -31,6 +31,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from arena_schema import N_CLASSES
 from benchmarks.common import ROOT
 from features.extractor import FeatureExtractor
 from features.groups import DEFAULT_GROUPS
@@ -111,7 +112,7 @@ def _insource_oof(battles: pd.DataFrame, X: pd.DataFrame, held: str, seed: int, 
         tieless=~sub["source_has_ties"].to_numpy(dtype=bool),
         source=sub["source"].to_numpy(),
     )
-    out = np.full((len(battles), 3), np.nan)
+    out = np.full((len(battles), N_CLASSES), np.nan)
     out[rows] = raw.oof
     return out
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from arena_schema import N_CLASSES
 from benchmarks.common import DEFAULT_DATA, ROOT
 from pipelines.command_setup import setup_logging
 from stacking.config import STUDY_PRESET
@@ -204,7 +205,7 @@ class Experiment:
         path = self.work / f"oof-{self._key('oof', parts, seed, folds.tolist(), *given, *scoring)}.json"
         if path.exists():
             return json.loads(path.read_text())
-        proba = np.zeros((len(self.y), 3))
+        proba = np.zeros((len(self.y), N_CLASSES))
         for k in np.unique(folds):
             held, t0 = folds == k, time.time()
             proba[held] = self._fit_predict(parts, ~held, held, seed + int(k), extra)

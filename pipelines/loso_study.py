@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from arena_schema import N_CLASSES
 from pipelines.metrics import reliability
 from pipelines.report_blocks import render_html, render_markdown
 from pipelines.source_folds import make_source_folds, source_groups
@@ -84,7 +85,7 @@ def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, h
         out["pooled"] = (np.concatenate(pooled_y), np.vstack(pooled_p))
     if oof:
         folds = make_source_folds(battles, n_folds, seed)
-        proba = np.zeros((len(y), 3))
+        proba = np.zeros((len(y), N_CLASSES))
         for f in range(n_folds):
             held = folds == f
             proba[held] = _fit_predict(option, X, battles, ~held, held, groups, seed, settings)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from arena_schema import N_CLASSES
 from stacking.calibration import ProbabilityCalibrator, cross_calibrate
 from stacking.config import StackerConfig
 from stacking.lgbm import LGBMStacker
@@ -157,8 +158,8 @@ def cross_fit(
     y, folds = np.asarray(y), np.asarray(folds)
     weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     option, has_ties, names = tie_inputs(y, config, tieless, source)
-    oof = np.full((len(y), 3), np.nan)
-    test = np.zeros((len(X_test), 3)) if X_test is not None else None
+    oof = np.full((len(y), N_CLASSES), np.nan)
+    test = np.zeros((len(X_test), N_CLASSES)) if X_test is not None else None
     result = CrossFitResult(oof, test, [], [], tie_handling=option)
     for k in sorted(np.unique(folds)):
         train_idx, held_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
