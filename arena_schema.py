@@ -21,8 +21,10 @@ import pandas as pd
 TEXT_COLUMNS = ("prompt", "response_a", "response_b")
 CLASS_COLUMNS = ("winner_model_a", "winner_model_b", "winner_tie")
 CLASS_NAMES = ("a", "b", "tie")
+CLASS_TITLES = ("A wins", "B wins", "tie")  # the classes in prose (reports, messages)
+A_WINS, B_WINS, TIE = range(len(CLASS_NAMES))  # class indices: label values and probability columns
 N_CLASSES = len(CLASS_COLUMNS)
-CLASS_SWAP = np.array([1, 0, 2])
+CLASS_SWAP = np.array([B_WINS, A_WINS, TIE])
 ANTISYMMETRIC_PREFIXES = ("diff_", "logratio_")
 
 

@@ -206,6 +206,7 @@ def data_parallel(folder: Path, work: Path, gpus: int) -> tuple[str, dict]:
     """``torch.distributed.run --nproc_per_node 2 -m pipelines.train_encoder``: both ranks train (NCCL)."""
     import pandas as pd
 
+    from arena_schema import CLASS_COLUMNS
     from pipelines.folds import make_folds
 
     if gpus < 2:
@@ -227,7 +228,7 @@ def data_parallel(folder: Path, work: Path, gpus: int) -> tuple[str, dict]:
     if done.returncode != 0 or "process 1 of 2" not in done.stderr:
         raise RuntimeError(f"exit {done.returncode}: {done.stderr[-400:]}")
     oof = pd.read_parquet(next(run_dir.glob("oof_*.parquet")))
-    p = oof[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy()
+    p = oof[list(CLASS_COLUMNS)].to_numpy()
     if not (np.isfinite(p).all() and len(p) == 96):
         raise RuntimeError("OOF probabilities missing or not finite")
     return "2 ranks trained, 96 OOF rows scored", {}

@@ -30,12 +30,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: run as a script from anywhere
 
+from arena_schema import CLASS_COLUMNS
 from benchmarks.common import DEFAULT_DATA, ROOT, read_real_set, smollm2_gguf
 
 if TYPE_CHECKING:
     from pipelines.estimator import ArenaPreferenceModel
 
-PROBA = ["winner_model_a", "winner_model_b", "winner_tie"]
+PROBA = list(CLASS_COLUMNS)
 
 
 def encoder_config(gguf: Path, max_length: int, steps: int, batch_size: int):

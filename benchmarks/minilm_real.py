@@ -22,6 +22,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: run as a script from anywhere
 
+from arena_schema import CLASS_COLUMNS
 from benchmarks.common import DEFAULT_DATA, REAL_SETS, ROOT, minilm_path
 from pipelines.command_setup import setup_logging
 
@@ -103,7 +104,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         oof = pd.read_parquet(tmp / "run" / "oof_minilm.parquet")
         y = battles.set_index("id").loc[oof["id"], "label"].to_numpy()
-        minilm_alone = multiclass_log_loss(y, oof[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy())
+        minilm_alone = multiclass_log_loss(y, oof[list(CLASS_COLUMNS)].to_numpy())
 
     result = {
         "rows": len(sample),

@@ -32,13 +32,14 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from arena_schema import N_CLASSES
 from benchmarks.common import ROOT
 from features.extractor import FeatureExtractor
 from features.groups import DEFAULT_GROUPS
 from pipelines.command_setup import setup_logging
 from pipelines.source_folds import make_source_folds, source_groups
 from pipelines.training_sets import load_training_sources, mark_sources_with_ties
-from stacking.config import StackerConfig
+from stacking.config import STUDY_PRESET, StackerConfig
 from stacking.cross_fit import cross_fit
 from stacking.source_balance import source_balance_weights
 from stacking.source_holdout import eligible_holdouts, held_out_source_proba, source_training_rows
@@ -128,7 +129,7 @@ def _insource_oof(battles: pd.DataFrame, X: pd.DataFrame, held: str, seed: int, 
         tieless=~sub["source_has_ties"].to_numpy(dtype=bool),
         source=sub["source"].to_numpy(),
     )
-    out = np.full((len(battles), 3), np.nan)
+    out = np.full((len(battles), N_CLASSES), np.nan)
     out[rows] = raw.oof
     return out
 
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     groups = tuple(g for g in args.groups.split(",") if g)
     battles, X = load_data(args.combined, groups, args.cache_dir)
-    seeds = [42 + k for k in range(args.fold_seeds)]
+    seeds = STUDY_PRESET.fold_seeds(args.fold_seeds)
     work = args.work / args.tag
     if not args.analyse:
         predict_stage(
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             X,
             work,
             seeds,
-            StackerConfig(num_threads=1, params=json.loads(args.params)),
+            StackerConfig(num_threads=STUDY_PRESET.num_threads, params=json.loads(args.params)),
             insource=not args.no_insource,
             source_balance=args.source_balance,
         )

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from arena_schema import TIE
 from pipelines.metrics import reliability
 from pipelines.plots import class_reliability
 from pipelines.source_folds import source_groups
@@ -29,11 +30,11 @@ PROCEDURES = [NewSourceProcedure(k, w, s) for k in KINDS for w in WEIGHTINGS for
 
 
 def scores(y: np.ndarray, proba: np.ndarray) -> dict:
-    tie = y == 2
+    tie = y == TIE
     return {
         "log_loss": multiclass_log_loss(y, proba),
         "tie_loss": float(-np.log(np.clip(proba[tie, 2], 1e-15, 1.0)).mean()) if tie.any() else float("nan"),
-        "mean_p_tie": float(proba[:, 2].mean()),
+        "mean_p_tie": float(proba[:, TIE].mean()),
     }
 
 

@@ -28,6 +28,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stacking.config import STUDY_PRESET
+
 GROUPS = ("sentiment", "spelling")
 
 
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ablation", type=Path, required=True)
     p.add_argument("--loso", action="append", default=[], metavar="NAME=loso.json", help="'default=...' is the base")
-    p.add_argument("--loso-option", default="masked_tie")
+    p.add_argument("--loso-option", default=STUDY_PRESET.option)
     p.add_argument("--cost", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--data-note", default="", help="what the rows are (sources, mean length), for the figure")

@@ -25,6 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: run as a script from anywhere
 
+from arena_schema import N_CLASSES
 from benchmarks.common import DEFAULT_DATA, REAL_SETS, ROOT, minilm_path
 from benchmarks.encoder_throughput import KAGGLE_TEST, kaggle_estimate
 
@@ -69,7 +70,7 @@ def time_predict(model, frame: pd.DataFrame, **kwargs) -> dict:
     start = time.perf_counter()
     proba = model.predict_proba(frame, **kwargs)
     seconds = time.perf_counter() - start
-    assert proba.shape == (len(frame), 3)
+    assert proba.shape == (len(frame), N_CLASSES)
     return {"rows": len(frame), "seconds": round(seconds, 3), "rows_per_s": round(len(frame) / seconds, 2)}
 
 
@@ -112,7 +113,7 @@ def time_encoder_path(model, bundle: Path, work_dir: Path, frame: pd.DataFrame) 
     start = time.perf_counter()
     proba = fold_models.predict_proba(battles)
     encoder_s = time.perf_counter() - start
-    assert proba.shape == (len(frame), 3)
+    assert proba.shape == (len(frame), N_CLASSES)
     stacker = time_predict(model, frame, use_encoders=False)
     seconds = encoder_s + stacker["seconds"]
     return {

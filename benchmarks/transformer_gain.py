@@ -32,8 +32,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from arena_schema import N_CLASSES
 from benchmarks.common import DEFAULT_DATA, ROOT
 from pipelines.command_setup import setup_logging
+from stacking.config import STUDY_PRESET
 
 log = logging.getLogger("transformer_gain")
 
@@ -44,12 +46,8 @@ VARIANTS = {  # name -> parts added to the handcrafted features
     "+ fine-tuned MiniLM": ("minilm",),
     "all": ("tfidf", "emb", "minilm"),
 }
-LOSO_HOLDOUTS = ("llmeval2", "mtbench-human", "pandalm", "qlora-vicuna80")
-SETTINGS: dict[str, Any] = {
-    "params": {"learning_rate": 0.08, "num_threads": 1},
-    "num_boost_round": 600,
-    "early_stopping_rounds": 30,
-}
+LOSO_HOLDOUTS = STUDY_PRESET.holdouts
+SETTINGS: dict[str, Any] = STUDY_PRESET.stacker_settings()
 PASS_DELTA = -0.01  # a source stays in the defaults only if every fold seed gains at least this much
 MINILM_FOLD_SEED = 42  # the fine-tuning job's split unless --minilm-fold-seed says otherwise (``fold_seed.json``)
 MINILM_CONFIG = {  # what 2 CPU cores can fine-tune in about 15 min a fold (1 thread, fp32)
@@ -187,7 +185,7 @@ class Experiment:
 
         frames = [self.X] + [extra[p] if p in (extra or {}) else self.vectors(p, train) for p in parts]
         X = pd.concat(frames, axis=1)
-        model = TieAwareStacker("masked_tie", seed=seed, **SETTINGS)
+        model = TieAwareStacker(STUDY_PRESET.option, seed=seed, **SETTINGS)
         b = self.battles
         model.fit(X[train], self.y[train], self.sources[train], b["source_has_ties"].to_numpy()[train], None,
                   self.groups[train])  # fmt: skip
@@ -207,7 +205,7 @@ class Experiment:
         path = self.work / f"oof-{self._key('oof', parts, seed, folds.tolist(), *given, *scoring)}.json"
         if path.exists():
             return json.loads(path.read_text())
-        proba = np.zeros((len(self.y), 3))
+        proba = np.zeros((len(self.y), N_CLASSES))
         for k in np.unique(folds):
             held, t0 = folds == k, time.time()
             proba[held] = self._fit_predict(parts, ~held, held, seed + int(k), extra)
@@ -256,7 +254,7 @@ def run_dataset(exp: Experiment, variants: list[str], seeds: list[int], minilm, 
 
     base_name = "features only"
     results: dict = {}
-    folds_by_seed = {s: make_source_folds(exp.battles, 5, s) for s in seeds}
+    folds_by_seed = {s: make_source_folds(exp.battles, STUDY_PRESET.n_folds, s) for s in seeds}
     for name in variants:
         wanted = VARIANTS[name]
         parts = tuple(p for p in wanted if p in available) if name == "all" else wanted
@@ -485,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     X = FeatureExtractor(n_jobs=1, cache_dir=args.feature_cache, progress=False).transform(battles)
     X = X.set_axis(battles.index)
     variants = [v for v in args.variants.split(",") if v]
-    seeds = [42 + k for k in range(args.fold_seeds)]
+    seeds = STUDY_PRESET.fold_seeds(args.fold_seeds)
     minilm, job_dirs = {}, {}  # fold seed -> (probabilities, folds) / the job's folder
     for run_dir in args.minilm_run:
         job = minilm_oof(battles, run_dir)

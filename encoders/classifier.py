@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from arena_schema import swap_labels, swap_proba
+from arena_schema import N_CLASSES, swap_labels, swap_proba
 from encoders.inputs import BattleEncoder, length_sorted_batches
 from encoders.model import load_classifier, load_tokenizer, load_trained_classifier, save_classifier
 from encoders.settings import EncoderConfig
@@ -328,7 +328,7 @@ class TransformerClassifier:
             results.append((idx, logits.cpu().numpy()))
         if accelerator.num_processes > 1:
             results = gather_object(results)
-        out = np.zeros((len(sequences), 3), dtype=np.float64)
+        out = np.zeros((len(sequences), N_CLASSES), dtype=np.float64)
         for idx, logits in results:
             out[idx] = logits
         return out

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from arena_schema import N_CLASSES
 from encoders.classifier import TransformerClassifier
 from encoders.model import ADAPTER_MARK, load_tokenizer
 from encoders.settings import EncoderConfig
@@ -121,7 +122,7 @@ class EncoderFoldModels:
             load_in_bits=load_in_bits if load_in_bits is not None else self.config.load_in_bits,
         )
         tokenizer = load_tokenizer(self.directory / TOKENIZER_DIR)
-        total = np.zeros((len(battles), 3), dtype=np.float64)
+        total = np.zeros((len(battles), N_CLASSES), dtype=np.float64)
         encoded = None
         for k in self.folds:
             clf = TransformerClassifier.from_saved(fold_dir(self.directory, k), config, tokenizer, progress=progress)

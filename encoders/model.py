@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from arena_schema import N_CLASSES
 from encoders.gguf import resolve_model_path
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ def load_classifier(
     path = resolve_model_path(model_path)  # a .gguf file: its cached fp32 folder
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: no config.json; give a local Hugging Face model folder")
-    config = AutoConfig.from_pretrained(str(path), local_files_only=True, num_labels=3)
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True, num_labels=N_CLASSES)
     if pad_token_id is not None:
         config.pad_token_id = pad_token_id
     decoder = is_decoder(config)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from arena_schema import swap_feature_frame, swap_proba
+from arena_schema import A_WINS, B_WINS, CLASS_NAMES, TIE, swap_feature_frame, swap_proba
 from features.extractor import group_columns
 from features.groups import GROUPS
 from pipelines import loso_study
@@ -57,8 +57,6 @@ from stacking.cross_fit import CalibratedFit, CrossFitResult, fit_calibrated
 from stacking.sources import source_name_of
 
 log = logging.getLogger("arena_pref.ablation")
-
-CLASSES = ("a", "b", "tie")
 
 
 @dataclass
@@ -172,7 +170,7 @@ def verbosity(y: np.ndarray, proba: np.ndarray, ratio: np.ndarray, n_buckets: in
         if not mask.any():
             continue
         row = {"low": float(edges[b]), "high": float(edges[b + 1]), "n": int(mask.sum())}
-        for c, name in enumerate(CLASSES):
+        for c, name in enumerate(CLASS_NAMES):
             row[f"predicted_{name}"] = float(proba[mask, c].mean())
             row[f"observed_{name}"] = float((y[mask] == c).mean())
         buckets.append(row)
@@ -195,15 +193,15 @@ def position(y: np.ndarray, proba: np.ndarray, swap_gap: float) -> dict:
     """Mean predicted class probabilities beside observed rates (95% CI), and the data's own
     A-vs-B position bias: the share of A wins among decided battles, with a binomial test."""
     n = len(y)
-    observed = {name: float((y == c).mean()) for c, name in enumerate(CLASSES)}
-    decided_a, decided = int((y == 0).sum()), int((y != 2).sum())
+    observed = {name: float((y == c).mean()) for c, name in enumerate(CLASS_NAMES)}
+    decided_a, decided = int((y == A_WINS).sum()), int((y != TIE).sum())
     share = decided_a / decided if decided else None
     return {
         "rows": n,
-        "predicted": {name: float(proba[:, c].mean()) for c, name in enumerate(CLASSES)},
+        "predicted": {name: float(proba[:, c].mean()) for c, name in enumerate(CLASS_NAMES)},
         "observed": observed,
         "observed_ci95": {k: float(1.96 * np.sqrt(v * (1 - v) / n)) for k, v in observed.items()},
-        "predicted_a_minus_b": float(proba[:, 0].mean() - proba[:, 1].mean()),
+        "predicted_a_minus_b": float(proba[:, A_WINS].mean() - proba[:, B_WINS].mean()),
         "observed_a_minus_b": observed["a"] - observed["b"],
         "a_share_of_decided": share,
         "a_share_p_value": float(binomtest(decided_a, decided, 0.5).pvalue) if decided else None,
@@ -411,7 +409,7 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
                     f"{report['reliability']['before'][c]['ece']:.4f}",
                     f"{report['reliability']['after'][c]['ece']:.4f}",
                 ]
-                for c in CLASSES
+                for c in CLASS_NAMES
             ],
         ),
         ("img", images["reliability"], "reliability diagram"),
@@ -424,7 +422,7 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
                 [
                     f"{b['low']:+.2f} .. {b['high']:+.2f}",
                     b["n"],
-                    *[f"{b[f'{k}_{c}']:.3f}" for c in CLASSES for k in ("predicted", "observed")],
+                    *[f"{b[f'{k}_{c}']:.3f}" for c in CLASS_NAMES for k in ("predicted", "observed")],
                 ]
                 for b in report["verbosity"]
             ],
@@ -449,12 +447,12 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
             [
                 [
                     "mean predicted (OOF)",
-                    *[f"{pos['predicted'][c]:.4f}" for c in CLASSES],
+                    *[f"{pos['predicted'][c]:.4f}" for c in CLASS_NAMES],
                     f"{pos['predicted_a_minus_b']:+.4f}",
                 ],
                 [
                     "observed (± 95% CI)",
-                    *[f"{pos['observed'][c]:.4f} ± {pos['observed_ci95'][c]:.4f}" for c in CLASSES],
+                    *[f"{pos['observed'][c]:.4f} ± {pos['observed_ci95'][c]:.4f}" for c in CLASS_NAMES],
                     f"{pos['observed_a_minus_b']:+.4f}",
                 ],
             ],
@@ -512,7 +510,7 @@ def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str
     """Leave-one-source-out report over the primary and extra training sets, every tie handling,
     ``sources.fold_seeds`` seeds, with this run's stacker settings."""
     from features.extractor import FeatureExtractor
-    from stacking.tie_handling import OPTIONS
+    from stacking.tie_registry import option_names
 
     start = time.perf_counter()
     battles = load_training_sources(config.train_path, sources.sources)
@@ -526,14 +524,16 @@ def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str
         "num_boost_round": config.stacker.num_boost_round,
         "early_stopping_rounds": config.stacker.early_stopping_rounds,
     }
-    results = loso_study.run_loso(battles, X, OPTIONS, sources.fold_seeds, n_folds=config.n_folds, settings=settings)
+    results = loso_study.run_loso(
+        battles, X, option_names(), sources.fold_seeds, n_folds=config.n_folds, settings=settings
+    )
     meta = {
         "rows": int(len(battles)),
         "sources": battles.groupby("source").size().to_dict(),
         "has_ties": results["has_ties"],
         "fold_seeds": sources.fold_seeds,
         "settings": settings,
-        "options": list(OPTIONS),
+        "options": list(option_names()),
         "command": "python -m pipelines.ablation --by-source",
         "wall_s": time.perf_counter() - start,
     }

@@ -61,6 +61,7 @@ def add_dataclass_args(
     hints = typing.get_type_hints(cls)
     for f in _cli_fields(cls, only):
         kind, choices = _flag_type(hints[f.name])
+        choices = f.metadata["choices"]() if "choices" in f.metadata else choices  # e.g. a registry's names
         flag = "--" + (prefix + f.name).replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
         help_text = f"{f.metadata.get('help', '')} (default {default})".strip()

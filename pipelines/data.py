@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS, swap_labels
+from arena_schema import CLASS_COLUMNS, N_CLASSES, TEXT_COLUMNS, swap_labels
 from pipelines.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -402,7 +402,7 @@ def _check_ids(frame: pd.DataFrame, where: _Where) -> pd.Series:
 
 def _labels(frame: pd.DataFrame, where: _Where) -> np.ndarray:
     """One-hot winner columns to class indices 0=a, 1=b, 2=tie, or a DataError naming the first bad cell."""
-    values = np.zeros((len(frame), 3), dtype=np.int64)
+    values = np.zeros((len(frame), N_CLASSES), dtype=np.int64)
     for j, col in enumerate(CLASS_COLUMNS):
         cells = frame[col].str.strip()
         parsed = pd.to_numeric(cells, errors="coerce")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from arena_schema import CLASS_NAMES
+from arena_schema import A_WINS, B_WINS, CLASS_NAMES, TIE
 from pipelines.data import ParseReport
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -116,8 +116,8 @@ def model_table(models: pd.DataFrame, labels: pd.Series, config: SummaryConfig) 
     long = pd.DataFrame(
         {
             "model": np.concatenate([a.to_numpy(dtype=object), b.to_numpy(dtype=object)]),
-            "win": np.concatenate([y == 0, y == 1]),
-            "tie": np.concatenate([y == 2, y == 2]),
+            "win": np.concatenate([y == A_WINS, y == B_WINS]),
+            "tie": np.concatenate([y == TIE, y == TIE]),
         }
     )
     grouped = long.groupby("model").agg(battles=("win", "size"), wins=("win", "sum"), ties=("tie", "sum"))

@@ -19,7 +19,8 @@ from pipelines.command_setup import setup_logging
 from pipelines.errors import UsageError
 from pipelines.loso_study import format_ms, rerender, run_loso, summarize_results, write_outputs
 from pipelines.training_sets import combined_shared_data, load_training_sources, mark_sources_with_ties
-from stacking.tie_handling import OPTIONS
+from stacking.config import STUDY_PRESET
+from stacking.tie_registry import option_names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,20 +29,21 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--data", type=Path, help="shared data folder (converted with pipelines.build_shared rules)")
     src.add_argument("--combined", type=Path, help="a train.csv-schema file with a source column")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--options", default=",".join(OPTIONS), help=f"comma-separated subset of {','.join(OPTIONS)}")
+    options = ",".join(option_names())
+    p.add_argument("--options", default=options, help=f"comma-separated subset of {options}")
     p.add_argument("--fold-seeds", type=int, default=3)
     p.add_argument("--holdouts", default="", help="comma-separated sources to hold out (default: all)")
     p.add_argument(
         "--oof-options", default=None, help="options that also get within-source OOF (default: all; '' none)"
     )
     p.add_argument("--jobs", type=int, default=1, help="(option, seed) tasks run in parallel")
-    p.add_argument("--n-folds", type=int, default=5)
+    p.add_argument("--n-folds", type=int, default=STUDY_PRESET.n_folds)
     p.add_argument("--cache-dir", type=Path, default=Path("outputs/feature_cache"), help="feature cache")
-    p.add_argument("--learning-rate", type=float, default=0.08)
-    p.add_argument("--num-boost-round", type=int, default=600)
-    p.add_argument("--early-stopping-rounds", type=int, default=50)
-    p.add_argument("--num-threads", type=int, default=1)
-    p.add_argument("--tieless-weight", type=float, default=0.2)
+    p.add_argument("--learning-rate", type=float, default=STUDY_PRESET.learning_rate)  # defaults: stacking.config
+    p.add_argument("--num-boost-round", type=int, default=STUDY_PRESET.num_boost_round)
+    p.add_argument("--early-stopping-rounds", type=int, default=STUDY_PRESET.early_stopping_rounds)
+    p.add_argument("--num-threads", type=int, default=STUDY_PRESET.num_threads)
+    p.add_argument("--tieless-weight", type=float, default=STUDY_PRESET.tieless_weight)
     p.add_argument("--feature-jobs", type=int, default=1)
     p.add_argument(
         "--groups",
@@ -60,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     options = [o for o in args.options.split(",") if o]
-    unknown = [o for o in options if o not in OPTIONS]
+    unknown = [o for o in options if o not in option_names()]
     if unknown:
-        raise UsageError(f"--options: unknown option(s) {unknown}; choose from {OPTIONS}")
+        raise UsageError(f"--options: unknown option(s) {unknown}; choose from {option_names()}")
     start = time.time()
     if args.data is not None:
         combined = args.out / "_combined.csv"

@@ -23,16 +23,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from arena_schema import N_CLASSES
 from pipelines.metrics import reliability
 from pipelines.report_blocks import render_html, render_markdown
 from pipelines.source_folds import make_source_folds, source_groups
 from pipelines.source_scoring import score_rows
+from stacking.config import STUDY_PRESET
 from stacking.source_holdout import source_training_rows
-from stacking.tie_handling import OPTIONS, TieAwareStacker
+from stacking.tie_handling import TieAwareStacker
+from stacking.tie_registry import option_names
 
 log = logging.getLogger(__name__)
 
-BASELINE = "drop_tieless"
+BASELINE = STUDY_PRESET.baseline
 
 
 # --------------------------------------------------------------------------- experiment
@@ -53,7 +56,7 @@ def _fit_predict(option, X, battles, train, test, groups, seed, settings) -> np.
 
 def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, has_ties) -> dict:
     """One option with one fold seed: every held-out source, then (optionally) grouped OOF."""
-    seed = 42 + k
+    seed = STUDY_PRESET.fold_seed(k)
     y = battles["label"].to_numpy()
     sources = battles["source"].to_numpy().astype(str)
     out: dict[str, Any] = {"loso": {}, "oof": {}, "pooled": None}
@@ -82,7 +85,7 @@ def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, h
         out["pooled"] = (np.concatenate(pooled_y), np.vstack(pooled_p))
     if oof:
         folds = make_source_folds(battles, n_folds, seed)
-        proba = np.zeros((len(y), 3))
+        proba = np.zeros((len(y), N_CLASSES))
         for f in range(n_folds):
             held = folds == f
             proba[held] = _fit_predict(option, X, battles, ~held, held, groups, seed, settings)
@@ -96,10 +99,10 @@ def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, h
 def run_loso(
     battles: pd.DataFrame,
     X: pd.DataFrame,
-    options=OPTIONS,
+    options=None,
     fold_seeds: int = 3,
     holdouts=None,
-    n_folds: int = 5,
+    n_folds: int = STUDY_PRESET.n_folds,
     oof_options=None,
     settings: dict | None = None,
     n_jobs: int = 1,
@@ -110,7 +113,7 @@ def run_loso(
     from joblib import Parallel, delayed
 
     settings = settings or {}
-    options = list(options)
+    options = list(option_names() if options is None else options)
     oof_options = options if oof_options is None else list(oof_options)
     battles = battles.reset_index(drop=True)
     X = X.reset_index(drop=True)

@@ -6,19 +6,19 @@ from typing import Any
 
 import numpy as np
 
-from arena_schema import CLASS_NAMES
+from arena_schema import CLASS_NAMES, N_CLASSES
 from stacking.metrics import multiclass_log_loss
 
-LABELS = [0, 1, 2]
+LABELS = list(range(N_CLASSES))
 
 
 def nested_prior(y: np.ndarray, folds: np.ndarray) -> np.ndarray:
     """Class-prior predictions per row, each from the class frequencies of the other folds."""
     y, folds = np.asarray(y), np.asarray(folds)
-    out = np.empty((len(y), 3))
+    out = np.empty((len(y), N_CLASSES))
     for k in np.unique(folds):
         held = folds == k
-        counts = np.bincount(y[~held], minlength=3) + 1.0  # add-one: a class absent from training folds
+        counts = np.bincount(y[~held], minlength=N_CLASSES) + 1.0  # add-one: a class absent from training folds
         out[held] = counts / counts.sum()
     return out
 

@@ -13,13 +13,15 @@ from pathlib import Path
 
 import matplotlib
 
+from arena_schema import CLASS_NAMES, CLASS_TITLES, N_CLASSES
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-CLASS_LABELS = {"a": "A wins", "b": "B wins", "tie": "tie"}
+CLASS_LABELS = dict(zip(CLASS_NAMES, CLASS_TITLES))
 
 
 def _save(fig, path: Path) -> Path:
@@ -162,11 +164,11 @@ def verbosity_plot(buckets: list[dict], path: Path) -> Path:
 def position_plot(position: dict, path: Path) -> Path:
     """Position bias: mean predicted P(A)/P(B) beside the observed A-win/B-win rates (95% CI)."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    names = ["A wins", "B wins", "tie"]
-    predicted = [position["predicted"][k] for k in ("a", "b", "tie")]
-    observed = [position["observed"][k] for k in ("a", "b", "tie")]
-    errors = [position["observed_ci95"][k] for k in ("a", "b", "tie")]
-    x = np.arange(3)
+    names = list(CLASS_TITLES)
+    predicted = [position["predicted"][k] for k in CLASS_NAMES]
+    observed = [position["observed"][k] for k in CLASS_NAMES]
+    errors = [position["observed_ci95"][k] for k in CLASS_NAMES]
+    x = np.arange(N_CLASSES)
     ax.bar(x - 0.18, predicted, width=0.36, label="mean predicted (OOF)")
     ax.bar(x + 0.18, observed, width=0.36, yerr=errors, capsize=4, label="observed rate ± 95% CI")
     ax.set_xticks(x, names)

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from arena_schema import CLASS_TITLES
 from encoders.gguf import GGUFError, gguf_architecture, is_gguf, supported_architectures
 from pipelines.config import RunConfig
 from pipelines.errors import UserError, one_line
 
 MIN_ROWS_PER_FOLD = 3  # fewer leaves a fold's validation split (and its log loss) meaningless
 MIN_CLASSES = 2
-CLASS_NAMES = ("A wins", "B wins", "tie")
 DRIVER_HINTS = {"postgresql": "psycopg2-binary or psycopg[binary]", "mysql": "PyMySQL or mysqlclient"}
 
 
@@ -254,7 +254,7 @@ def check_labels(battles: pd.DataFrame, n_folds: int) -> None:
     labels = np.asarray(battles["label"])
     classes = np.unique(labels)
     if len(classes) < MIN_CLASSES:
-        only = CLASS_NAMES[int(classes[0])] if len(classes) else "none"
+        only = CLASS_TITLES[int(classes[0])] if len(classes) else "none"
         raise PreflightError(f"train: every row has the same label ({only}); need at least 2 classes to learn anything")
     n_prompts = len(np.unique(prompt_groups(battles)))
     if n_prompts < n_folds:

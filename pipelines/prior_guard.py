@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from arena_schema import N_CLASSES
+
 log = logging.getLogger("arena_pref.prior_guard")
 
 
@@ -53,5 +55,5 @@ def decide(stacker_oof_log_loss: float, prior_oof_log_loss: float, allow_worse: 
 
 def prior_probabilities(y: np.ndarray, n_rows: int) -> np.ndarray:
     """Train label frequencies (add-one smoothed, never 0) for each of ``n_rows`` test rows."""
-    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=3)[:3] + 1.0
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=N_CLASSES)[:N_CLASSES] + 1.0
     return np.tile(counts / counts.sum(), (n_rows, 1))

@@ -10,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from arena_schema import swap_proba
+from arena_schema import N_CLASSES, TIE, swap_proba
 from pipelines.metrics import summarize
 from pipelines.source_folds import pair_keys, pair_orientation
-from pipelines.training_sets import TIE
 
 EPS = 1e-15
 
@@ -32,7 +31,7 @@ def vote_share_loss(battles: pd.DataFrame, y: np.ndarray, proba: np.ndarray) -> 
     entropy, the floor); votes on B|A are turned round to A|B first."""
     keys = pair_keys(battles)
     flip = ~pair_orientation(battles)
-    onehot = np.eye(3)[y]
+    onehot = np.eye(N_CLASSES)[y]
     onehot[flip] = swap_proba(onehot[flip])
     pred = proba.copy()
     pred[flip] = swap_proba(pred[flip])

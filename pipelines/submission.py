@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from arena_schema import CLASS_COLUMNS
+from arena_schema import CLASS_COLUMNS, N_CLASSES
 from pipelines.run_dir import atomic_to_csv, atomic_write
 
 CLIP = 1e-6
@@ -20,8 +20,8 @@ class SubmissionError(ValueError):
 def build_submission(ids: pd.Series | list, proba: np.ndarray) -> pd.DataFrame:
     names = pd.Series(list(ids), dtype=object).astype(str)
     proba = np.asarray(proba, dtype=np.float64)
-    if proba.shape != (len(names), 3):
-        raise SubmissionError(f"expected probabilities of shape ({len(names)}, 3), got {proba.shape}")
+    if proba.shape != (len(names), N_CLASSES):
+        raise SubmissionError(f"expected probabilities of shape ({len(names)}, {N_CLASSES}), got {proba.shape}")
     if names.duplicated().any():
         raise SubmissionError(f"duplicate test ids, e.g. {names[names.duplicated()].iloc[0]!r}")
     bad = ~np.isfinite(proba).all(axis=1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from arena_schema import CLASS_COLUMNS
+from arena_schema import CLASS_COLUMNS, N_CLASSES
 from pipelines.data import LABELS_SCHEMA, DataError, _check_ids, _labels, _Where, read_table
 
 PARQUET_MAGIC = b"PAR1"
@@ -64,7 +64,7 @@ def read_proba_file(path: str | Path) -> pd.DataFrame:
     where = _Where(name, lines)
     text = frame.astype(str) if lines is None else frame
     ids = _check_ids(text, where)
-    values = np.empty((len(frame), 3), dtype=np.float64)
+    values = np.empty((len(frame), N_CLASSES), dtype=np.float64)
     for j, col in enumerate(CLASS_COLUMNS):
         column = (
             pd.to_numeric(frame[col], errors="coerce")

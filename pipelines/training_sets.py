@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS
+from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS, TIE
 from pipelines.data import DataError, load_battles, read_battle_csv
 from pipelines.formats import convert
 
 log = logging.getLogger(__name__)
 
-TIE = 2
 COMBINED_COLUMNS = ["id", "source", *TEXT_COLUMNS, *CLASS_COLUMNS]
 
 # Raw sets converted by pipelines.convert; every other folder with a train.csv.gz is read as is.

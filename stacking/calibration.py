@@ -12,6 +12,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 
+from arena_schema import TIE
 from stacking.config import CALIBRATIONS
 
 EPS = 1e-7
@@ -37,7 +38,7 @@ class ProbabilityCalibrator:
 
     def _transform_logits(self, logits: np.ndarray, temperature: float, tie_bias: float) -> np.ndarray:
         out = logits / temperature
-        out[:, 2] += tie_bias
+        out[:, TIE] += tie_bias
         return out
 
     def fit(self, proba: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> ProbabilityCalibrator:

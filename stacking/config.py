@@ -5,13 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Literal, get_args
 
+from stacking.tie_registry import check_choice, choices
+
 Calibration = Literal["none", "temperature", "vector"]
 CALIBRATIONS: tuple[str, ...] = get_args(Calibration)
-# How rows of sources without ties train (stacking.tie_handling); "auto" resolves per fit
-TieHandling = Literal[
-    "auto", "plain", "drop_tieless", "weighted", "has_ties_input", "masked_tie", "tie_offset", "hierarchical"
-]
-TIE_HANDLINGS: tuple[str, ...] = get_args(TieHandling)
 
 
 @dataclass
@@ -32,11 +29,12 @@ class StackerConfig:
     calibration: Calibration = field(
         default="temperature", metadata={"help": "calibration fitted on nested OOF predictions"}
     )
-    tie_handling: TieHandling = field(
+    tie_handling: str = field(
         default="auto",
         metadata={
-            "help": "how rows of sources without ties train: auto = masked_tie when any training row comes "
-            "from such a source (chosen by benchmarks/results/loso), else plain"
+            "help": "how rows of sources without ties train (stacking.tie_handling): auto = masked_tie when any "
+            "training row comes from such a source (chosen by benchmarks/results/loso), else plain",
+            "choices": choices,  # the registered options, read when a parser is built
         },
     )
     num_threads: int = field(
@@ -47,8 +45,7 @@ class StackerConfig:
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
-        if self.tie_handling not in TIE_HANDLINGS:
-            raise ValueError(f"tie_handling must be one of {TIE_HANDLINGS}, got {self.tie_handling!r}")
+        check_choice(self.tie_handling)
         if not 0.0 < self.inner_valid_fraction < 1.0:
             raise ValueError(f"inner_valid_fraction must be in (0, 1), got {self.inner_valid_fraction}")
         if self.num_boost_round < 1 or self.early_stopping_rounds < 1 or self.num_threads < 1:
@@ -58,3 +55,40 @@ class StackerConfig:
     def from_dict(cls, data: dict) -> StackerConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    """The settings the tie-handling and leave-one-source-out studies share, written once so their
+    numbers stay comparable (``pipelines.loso``, ``benchmarks/transformer_gain.py``,
+    ``benchmarks/new_source_calibration.py``, ``benchmarks/opt_in_groups.py``): a quicker stacker
+    than the product's (higher learning rate, fewer rounds, one thread), fold seed k = 42 + k."""
+
+    option: str = "masked_tie"  # how tie-less sources train (what ``auto`` picks when some source has none)
+    baseline: str = "drop_tieless"  # the option every other is paired against
+    learning_rate: float = 0.08
+    num_boost_round: int = 600
+    early_stopping_rounds: int = 30
+    num_threads: int = 1
+    tieless_weight: float = 0.2  # ``weighted``'s weight of a tie-less row
+    first_fold_seed: int = 42
+    n_folds: int = 5
+    holdouts: tuple[str, ...] = ("llmeval2", "mtbench-human", "pandalm", "qlora-vicuna80")  # tie-bearing, >= 200 rows
+
+    def fold_seed(self, k: int) -> int:
+        """The seed of the k-th fold split (it moves the folds, the inner early-stopping split and bagging)."""
+        return self.first_fold_seed + k
+
+    def fold_seeds(self, count: int) -> list[int]:
+        return [self.fold_seed(k) for k in range(count)]
+
+    def stacker_settings(self) -> dict:
+        """Keywords of ``TieAwareStacker`` (and of a study report's ``settings``)."""
+        return {
+            "params": {"learning_rate": self.learning_rate, "num_threads": self.num_threads},
+            "num_boost_round": self.num_boost_round,
+            "early_stopping_rounds": self.early_stopping_rounds,
+        }
+
+
+STUDY_PRESET = StudyPreset()

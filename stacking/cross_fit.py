@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from arena_schema import N_CLASSES
 from stacking.calibration import ProbabilityCalibrator, cross_calibrate
 from stacking.config import StackerConfig
 from stacking.lgbm import LGBMStacker
-from stacking.tie_handling import TieAwareStacker, resolve_tie_handling
+from stacking.tie_handling import TieAwareStacker, resolve_tie_handling, tie_handling
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +109,9 @@ def fit_rows(
     X_train = with_fold_features(X.iloc[train_idx], battles, fitted, train_idx)
     fold_groups = None if groups is None else np.asarray(groups)[train_idx]
     fold_weights = None if weights is None else weights[train_idx]
-    model: LGBMStacker | TieAwareStacker
-    if option == "plain":  # exactly the single-source stacker
-        model = LGBMStacker(seed=seed, config=config, **overrides)
-        model.fit(X_train, y[train_idx], fold_groups, sample_weight=fold_weights)
-    else:
-        settings = replace(config or StackerConfig(), **overrides)
-        model = TieAwareStacker(option, seed=seed, config=settings)
-        model.fit(X_train, y[train_idx], names[train_idx], has_ties[train_idx], fold_weights, fold_groups)
+    model = tie_handling(option).fit_fold(
+        X_train, y[train_idx], names[train_idx], has_ties[train_idx], fold_weights, fold_groups, seed, config, overrides
+    )
     return model, fitted
 
 
@@ -124,8 +120,8 @@ def tie_inputs(
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """The resolved tie handling, whether each row's source has ties, and each row's source name."""
     option = resolve_tie_handling((config or StackerConfig()).tie_handling, tieless)
-    if option == "tie_offset" and source is None:
-        raise ValueError("tie_handling 'tie_offset' needs each row's source (source=)")
+    if tie_handling(option).needs_source and source is None:
+        raise ValueError(f"tie_handling {option!r} needs each row's source (source=)")
     has_ties = np.ones(len(y), dtype=bool) if tieless is None else ~np.asarray(tieless, dtype=bool)
     names = np.where(has_ties, "with_ties", "tieless") if source is None else np.asarray(source).astype(str)
     return option, has_ties, names
@@ -162,8 +158,8 @@ def cross_fit(
     y, folds = np.asarray(y), np.asarray(folds)
     weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     option, has_ties, names = tie_inputs(y, config, tieless, source)
-    oof = np.full((len(y), 3), np.nan)
-    test = np.zeros((len(X_test), 3)) if X_test is not None else None
+    oof = np.full((len(y), N_CLASSES), np.nan)
+    test = np.zeros((len(X_test), N_CLASSES)) if X_test is not None else None
     result = CrossFitResult(oof, test, [], [], tie_handling=option)
     for k in sorted(np.unique(folds)):
         train_idx, held_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)

@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import GroupShuffleSplit
 
-from arena_schema import check_swappable, swap_feature_matrix, swap_labels, swap_proba
+from arena_schema import N_CLASSES, check_swappable, swap_feature_matrix, swap_labels, swap_proba
 from stacking.config import StackerConfig
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # LightGBM parameters not in StackerConfig; StackerConfig.params overrides them, num_threads is its own field
 DEFAULT_PARAMS: dict = {
     "objective": "multiclass",
-    "num_class": 3,
+    "num_class": N_CLASSES,
     "learning_rate": 0.03,
     "num_leaves": 15,
     "min_data_in_leaf": 40,

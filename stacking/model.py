@@ -21,19 +21,19 @@ from stacking.calibration import ProbabilityCalibrator
 from stacking.cross_fit import with_fold_features
 from stacking.lgbm import LGBMStacker, predict_swap_averaged
 from stacking.new_source import NewSourceCalibrator
-from stacking.tie_handling import TieAwareStacker
+from stacking.tie_handling import TieAwareStacker, is_savable
+from stacking.tie_registry import choices
 from stacking.transformer_state import load_transformer, save_transformer
-
-# Tie handlings that predict with more than one booster over the caller's columns: not savable here.
-UNSAVABLE_TIE_HANDLING = ("hierarchical", "has_ties_input")
 
 
 def check_savable_tie_handling(tie_handling: str) -> None:
-    """ValueError for a tie handling a saved model cannot reproduce (call it before training)."""
-    if tie_handling in UNSAVABLE_TIE_HANDLING:
+    """ValueError for a tie handling a saved model cannot reproduce (call it before training): one that
+    predicts with more than one booster or an extra input column (``TieHandling.savable``)."""
+    if not is_savable(tie_handling):
+        savable = ", ".join(name for name in choices() if is_savable(name))
         raise ValueError(
             f"tie handling {tie_handling!r} cannot be saved as a model (it predicts with two boosters or an"
-            f" extra input column); use one of auto, plain, drop_tieless, weighted, masked_tie, tie_offset"
+            f" extra input column); use one of {savable}"
         )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from arena_schema import CLASS_COLUMNS
+from arena_schema import A_WINS, B_WINS, CLASS_COLUMNS, TIE
 
 
 def source_features(proba: pd.DataFrame, ids: pd.Series, name: str, path: str = "") -> pd.DataFrame:
@@ -27,10 +27,10 @@ def source_features(proba: pd.DataFrame, ids: pd.Series, name: str, path: str = 
     p = np.clip(indexed.to_numpy(dtype=np.float64), 1e-7, 1.0)
     return pd.DataFrame(
         {
-            f"a_enc_{name}": p[:, 0],
-            f"b_enc_{name}": p[:, 1],
-            f"pair_enc_{name}_tie": p[:, 2],
-            f"diff_enc_{name}": np.log(p[:, 0]) - np.log(p[:, 1]),
+            f"a_enc_{name}": p[:, A_WINS],
+            f"b_enc_{name}": p[:, B_WINS],
+            f"pair_enc_{name}_tie": p[:, TIE],
+            f"diff_enc_{name}": np.log(p[:, A_WINS]) - np.log(p[:, B_WINS]),
         },
         index=ids.index,
     ).astype(np.float32)

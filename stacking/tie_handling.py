@@ -2,19 +2,9 @@
 
 Why: a source with no tie labels (hh-rlhf, LLMBar, ...) says nothing about how often people call
 a tie, yet a plain multiclass loss reads every one of its rows as "not a tie" and pulls P(tie)
-down for everyone. The options here differ only in what tie-less rows may teach:
-
-- ``plain``: one multiclass booster over all rows (the baseline).
-- ``drop_tieless``: tie-less sources are left out (the bar to beat).
-- ``weighted``: tie-less rows count ``tieless_weight`` (0.2).
-- ``has_ties_input``: a ``pair_source_has_ties`` input, set to 1 when predicting.
-- ``masked_tie``: a partial label in one booster: tie-less rows start with a tie logit of -15,
-  so their loss is on P(A) / (P(A) + P(B)) only and their tie gradient is ~0.
-- ``tie_offset``: ``masked_tie`` plus a per-source tie-rate offset for the tie-bearing sources
-  (log-odds of the source's tie rate against the pooled one); predicted at the pooled rate.
-- ``hierarchical``: P(tie) from a binary booster on tie-bearing sources only, P(B | decided)
-  from a binary booster on decided rows of all sources; P(A) = (1 - P(tie)) P(A | decided).
-  Tie-less rows provably cannot change P(tie).
+down for everyone. The options differ only in what tie-less rows may teach. Each is one class
+below, registered by name (:mod:`stacking.tie_registry`); a new option is one more class with
+``@register``, anywhere. Its docstring is its description (``describe_options``).
 
 Every booster is swap-augmented and swap-averaged, so p(A | A, B) == p(B | B, A).
 """
@@ -23,31 +13,50 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from stacking.config import StackerConfig
+from arena_schema import N_CLASSES, TIE
+from stacking.config import STUDY_PRESET, StackerConfig
 from stacking.lgbm import LGBMStacker
+from stacking.tie_registry import AUTO, REGISTRY, check_choice, option_names, register
 
 log = logging.getLogger(__name__)
 
-TIE = 2
 MASK_LOGIT = -15.0
 HAS_TIES_COLUMN = "pair_source_has_ties"
-OPTIONS = ("plain", "drop_tieless", "weighted", "has_ties_input", "masked_tie", "tie_offset", "hierarchical")
+AUTO_WITH_TIELESS, AUTO_WITHOUT = STUDY_PRESET.option, "plain"  # what ``auto`` resolves to (benchmarks/results/loso)
+
+
+def tie_handling(name: str) -> type[TieHandling]:
+    """The registered class of option ``name`` (ValueError for an unknown one or ``auto``)."""
+    if name not in REGISTRY:
+        raise ValueError(f"tie handling must be one of {option_names()}, got {name!r}")
+    cls: type[TieHandling] = REGISTRY[name]
+    return cls
 
 
 def resolve_tie_handling(requested: str, tieless: np.ndarray | None) -> str:
     """``auto`` -> ``masked_tie`` when any training row comes from a source without ties, else ``plain``
     (the same model then); any other option is returned as asked."""
-    if requested != "auto":
-        if requested not in OPTIONS:
-            raise ValueError(f"tie handling must be 'auto' or one of {OPTIONS}, got {requested!r}")
+    if requested != AUTO:
+        check_choice(requested)
         return requested
-    return "masked_tie" if tieless is not None and bool(np.asarray(tieless, dtype=bool).any()) else "plain"
+    any_tieless = tieless is not None and bool(np.asarray(tieless, dtype=bool).any())
+    return AUTO_WITH_TIELESS if any_tieless else AUTO_WITHOUT
+
+
+def is_savable(name: str) -> bool:
+    """Whether a model of option ``name`` (``auto`` resolves to savable ones) is one booster per fold."""
+    return name == AUTO or tie_handling(name).savable
+
+
+def describe_options() -> list[tuple[str, str]]:
+    """(name, first docstring paragraph) per registered option: the list the docs show."""
+    return [(name, " ".join((REGISTRY[name].__doc__ or "").split("\n\n")[0].split())) for name in option_names()]
 
 
 class _BinaryStacker(LGBMStacker):
@@ -85,8 +94,208 @@ class DecidedStacker(_BinaryStacker):
         return 1.0 - proba
 
 
+# --------------------------------------------------------------------------- the options
+
+
+class TieHandling:
+    """One way to train on rows of sources without ties: the hooks :class:`TieAwareStacker` calls.
+
+    The base trains one multiclass booster over the rows :meth:`training_rows` keeps, weighted by
+    :meth:`sample_weight`, starting from :meth:`init_score`. A subclass overrides what it changes;
+    fitted state lives on the instance (one per fit).
+    """
+
+    name: ClassVar[str] = ""
+    savable: ClassVar[bool] = True  # one booster over the caller's columns: stacking.model can save it
+    needs_source: ClassVar[bool] = False  # needs each row's source name, not only whether it has ties
+    input_column: ClassVar[str | None] = None  # extra input: has_ties while training, 1 when predicting
+
+    def __init__(self, tieless_weight: float = STUDY_PRESET.tieless_weight):
+        self.tieless_weight = tieless_weight
+        self.boosters_: list[LGBMStacker] = []
+
+    def sample_weight(self, weight: np.ndarray, has_ties: np.ndarray) -> np.ndarray:
+        return weight
+
+    def training_rows(self, has_ties: np.ndarray) -> np.ndarray:
+        return np.ones(len(has_ties), dtype=bool)
+
+    def init_score(self, y: np.ndarray, source: np.ndarray, has_ties: np.ndarray) -> np.ndarray | None:
+        """(n, 3) raw scores a row starts from (None: from zero)."""
+        return None
+
+    def fit_boosters(
+        self,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        source: np.ndarray,
+        has_ties: np.ndarray,
+        weight: np.ndarray,
+        groups: np.ndarray,
+        seed: int,
+        config: StackerConfig,
+    ) -> list[LGBMStacker]:
+        keep = self.training_rows(has_ties)
+        init = self.init_score(y, source, has_ties)
+        model = LGBMStacker(seed=seed, config=config).fit(
+            X[keep], y[keep], groups[keep], sample_weight=weight[keep], init_score=None if init is None else init[keep]
+        )
+        return [model]
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.boosters_[0].predict_proba(X)
+
+    @classmethod
+    def fit_fold(
+        cls,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        source: np.ndarray,
+        has_ties: np.ndarray,
+        weight: np.ndarray | None,
+        groups: np.ndarray | None,
+        seed: int,
+        config: StackerConfig | None,
+        overrides: dict[str, Any],
+    ) -> LGBMStacker | TieAwareStacker:
+        """The fitted stacker of one cross-fitting fold (``stacking.cross_fit.fit_rows``)."""
+        settings = replace(config or StackerConfig(), **overrides)
+        return TieAwareStacker(cls.name, seed=seed, config=settings).fit(X, y, source, has_ties, weight, groups)
+
+
+@register
+class Plain(TieHandling):
+    """One multiclass booster over all rows (the baseline)."""
+
+    name = "plain"
+
+    @classmethod
+    def fit_fold(
+        cls,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        source: np.ndarray,
+        has_ties: np.ndarray,
+        weight: np.ndarray | None,
+        groups: np.ndarray | None,
+        seed: int,
+        config: StackerConfig | None,
+        overrides: dict[str, Any],
+    ) -> LGBMStacker | TieAwareStacker:
+        """Exactly the single-source stacker."""
+        return LGBMStacker(seed=seed, config=config, **overrides).fit(X, y, groups, sample_weight=weight)
+
+
+@register
+class DropTieless(TieHandling):
+    """Tie-less sources are left out (the bar to beat)."""
+
+    name = "drop_tieless"
+
+    def training_rows(self, has_ties: np.ndarray) -> np.ndarray:
+        return has_ties
+
+
+@register
+class Weighted(TieHandling):
+    """Tie-less rows count ``tieless_weight`` (0.2)."""
+
+    name = "weighted"
+
+    def sample_weight(self, weight: np.ndarray, has_ties: np.ndarray) -> np.ndarray:
+        return np.where(has_ties, weight, weight * self.tieless_weight)
+
+
+@register
+class HasTiesInput(TieHandling):
+    """A ``pair_source_has_ties`` input, set to 1 when predicting."""
+
+    name = "has_ties_input"
+    savable = False
+    input_column = HAS_TIES_COLUMN
+
+
+@register
+class MaskedTie(TieHandling):
+    """A partial label in one booster: tie-less rows start with a tie logit of -15, so their loss is
+    on P(A) / (P(A) + P(B)) only and their tie gradient is ~0."""
+
+    name = "masked_tie"
+
+    def tie_offset(self, y: np.ndarray, source: np.ndarray, has_ties: np.ndarray) -> np.ndarray:
+        return np.where(has_ties, 0.0, MASK_LOGIT)
+
+    def init_score(self, y: np.ndarray, source: np.ndarray, has_ties: np.ndarray) -> np.ndarray | None:
+        init = np.zeros((len(y), N_CLASSES))
+        init[:, TIE] = self.tie_offset(y, source, has_ties)
+        return init
+
+
+@register
+class TieOffset(MaskedTie):
+    """``masked_tie`` plus a per-source tie-rate offset for the tie-bearing sources (log-odds of the
+    source's tie rate against the pooled one); predicted at the pooled rate."""
+
+    name = "tie_offset"
+    needs_source = True
+
+    def tie_offset(self, y: np.ndarray, source: np.ndarray, has_ties: np.ndarray) -> np.ndarray:
+        offset = super().tie_offset(y, source, has_ties)
+        if not has_ties.any():
+            return offset
+        pooled = np.clip((y[has_ties] == TIE).mean(), 1e-3, 1 - 1e-3)
+        self.pooled_tie_rate_ = float(pooled)
+        self.source_offsets_: dict[str, float] = {}
+        for s in np.unique(source[has_ties]):
+            rows = source == s
+            rate = np.clip((y[rows] == TIE).mean(), 1e-3, 1 - 1e-3)
+            delta = np.log(rate / (1 - rate)) - np.log(pooled / (1 - pooled))
+            offset[rows] = delta
+            self.source_offsets_[str(s)] = float(delta)
+        return offset
+
+
+@register
+class Hierarchical(TieHandling):
+    """P(tie) from a binary booster on tie-bearing sources only, P(B | decided) from a binary booster
+    on decided rows of all sources; P(A) = (1 - P(tie)) P(A | decided). Tie-less rows provably
+    cannot change P(tie)."""
+
+    name = "hierarchical"
+    savable = False
+
+    def fit_boosters(
+        self,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        source: np.ndarray,
+        has_ties: np.ndarray,
+        weight: np.ndarray,
+        groups: np.ndarray,
+        seed: int,
+        config: StackerConfig,
+    ) -> list[LGBMStacker]:
+        tie_rows, decided = has_ties, y != TIE
+        tie_model = TieStacker(seed=seed, config=config).fit(
+            X[tie_rows], (y[tie_rows] == TIE).astype(int), groups[tie_rows], sample_weight=weight[tie_rows]
+        )
+        decided_model = DecidedStacker(seed=seed, config=config).fit(
+            X[decided], y[decided], groups[decided], sample_weight=weight[decided]
+        )
+        return [tie_model, decided_model]
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        tie_model, decided_model = self.boosters_
+        tie = tie_model.predict_proba(X)
+        b_given_decided = decided_model.predict_proba(X)
+        return np.column_stack([(1 - tie) * (1 - b_given_decided), (1 - tie) * b_given_decided, tie])
+
+
+# --------------------------------------------------------------------------- the estimator
+
+
 class TieAwareStacker(BaseEstimator):
-    """Stacker over features of several sources; ``option`` picks the tie handling (see module doc).
+    """Stacker over features of several sources; ``option`` names the tie handling (a registered class).
 
     ``fit(X, y, source, has_ties, weight=None, groups=None)``: ``source`` names each row's data set,
     ``has_ties`` says whether that set has any tie labels. ``predict_proba(X)`` -> (n, 3).
@@ -94,20 +303,19 @@ class TieAwareStacker(BaseEstimator):
     (:attr:`resolved_config`). The keywords are kept as given, so ``sklearn.base.clone`` works.
     """
 
-    model_: LGBMStacker | None = None
+    handling_: TieHandling | None = None
 
     def __init__(
         self,
         option: str = "hierarchical",
         params: dict | None = None,
-        num_boost_round: int = 600,
-        early_stopping_rounds: int = 50,
-        tieless_weight: float = 0.2,
+        num_boost_round: int = STUDY_PRESET.num_boost_round,
+        early_stopping_rounds: int = STUDY_PRESET.early_stopping_rounds,
+        tieless_weight: float = STUDY_PRESET.tieless_weight,
         seed: int = 0,
         config: StackerConfig | None = None,
     ):
-        if option not in OPTIONS:
-            raise ValueError(f"tie handling must be one of {OPTIONS}, got {option!r}")
+        tie_handling(option)  # an unknown option fails here, not after feature extraction
         self.option = option
         self.params = params
         self.num_boost_round = num_boost_round
@@ -118,36 +326,18 @@ class TieAwareStacker(BaseEstimator):
 
     @property
     def resolved_config(self) -> StackerConfig:
-        """The boosters' settings: ``config``, or without one the study's rounds; ``params`` on top."""
+        """The boosters' settings: ``config``, or without one the study's rounds (``STUDY_PRESET`` by default);
+        ``params`` on top."""
         base = self.config or StackerConfig()
         if self.config is None:  # the study's settings; with a config its fields count unless overridden
             base = replace(base, num_boost_round=self.num_boost_round, early_stopping_rounds=self.early_stopping_rounds)
-        tie_handling: Any = self.option  # one of OPTIONS, checked in __init__
-        return replace(base, params={**base.params, **(self.params or {})}, tie_handling=tie_handling)
+        return replace(base, params={**base.params, **(self.params or {})}, tie_handling=self.option)
 
-    def _frame(self, X: pd.DataFrame, has_ties_value: np.ndarray | float) -> pd.DataFrame:
-        if self.option != "has_ties_input":
+    def _frame(self, X: pd.DataFrame, handling: TieHandling, has_ties_value: np.ndarray | float) -> pd.DataFrame:
+        if handling.input_column is None:
             return X
         col = np.broadcast_to(np.asarray(has_ties_value, dtype=np.float32), (len(X),))
-        return X.assign(**{HAS_TIES_COLUMN: col})
-
-    def _tie_offsets(self, y: np.ndarray, source: np.ndarray, has_ties: np.ndarray) -> np.ndarray:
-        """Tie-logit init score per row: MASK_LOGIT for tie-less sources; for ``tie_offset`` also the
-        source's tie log-odds minus the pooled tie log-odds of the tie-bearing sources."""
-        offset = np.where(has_ties, 0.0, MASK_LOGIT)
-        if self.option == "tie_offset" and has_ties.any():
-            pooled = np.clip((y[has_ties] == TIE).mean(), 1e-3, 1 - 1e-3)
-            self.pooled_tie_rate_ = float(pooled)
-            self.source_offsets_ = {}
-            for s in np.unique(source[has_ties]):
-                rows = source == s
-                rate = np.clip((y[rows] == TIE).mean(), 1e-3, 1 - 1e-3)
-                delta = np.log(rate / (1 - rate)) - np.log(pooled / (1 - pooled))
-                offset[rows] = delta
-                self.source_offsets_[str(s)] = float(delta)
-        init = np.zeros((len(y), 3))
-        init[:, TIE] = offset
-        return init
+        return X.assign(**{handling.input_column: col})
 
     def fit(self, X: pd.DataFrame, y, source, has_ties, weight=None, groups=None) -> TieAwareStacker:
         y = np.asarray(y)
@@ -155,52 +345,39 @@ class TieAwareStacker(BaseEstimator):
         has_ties = np.asarray(has_ties, dtype=bool)
         weight = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=float)
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-        X = self._frame(X, has_ties.astype(np.float32))
-        if self.option == "weighted":
-            weight = np.where(has_ties, weight, weight * self.tieless_weight)
-        config = self.resolved_config
-        if self.option == "hierarchical":
-            tie_rows, decided = has_ties, y != TIE
-            self.tie_model_ = TieStacker(seed=self.seed, config=config).fit(
-                X[tie_rows], (y[tie_rows] == TIE).astype(int), groups[tie_rows], sample_weight=weight[tie_rows]
-            )
-            self.decided_model_ = DecidedStacker(seed=self.seed, config=config).fit(
-                X[decided], y[decided], groups[decided], sample_weight=weight[decided]
-            )
-            return self
-        keep = has_ties if self.option == "drop_tieless" else np.ones(len(y), dtype=bool)
-        init = self._tie_offsets(y, source, has_ties)[keep] if self.option in ("masked_tie", "tie_offset") else None
-        self.model_ = LGBMStacker(seed=self.seed, config=config).fit(
-            X[keep], y[keep], groups[keep], sample_weight=weight[keep], init_score=init
+        handling = tie_handling(self.option)(tieless_weight=self.tieless_weight)
+        X = self._frame(X, handling, has_ties.astype(np.float32))
+        weight = handling.sample_weight(weight, has_ties)
+        handling.boosters_ = handling.fit_boosters(
+            X, y, source, has_ties, weight, groups, self.seed, self.resolved_config
         )
+        self.handling_ = handling
         return self
 
+    def _fitted(self) -> TieHandling:
+        if self.handling_ is None:
+            raise RuntimeError(f"TieAwareStacker({self.option!r}) is not fitted")
+        return self.handling_
+
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        X = self._frame(X, 1.0)
-        if self.option == "hierarchical":
-            tie = self.tie_model_.predict_proba(X)
-            b_given_decided = self.decided_model_.predict_proba(X)
-            return np.column_stack([(1 - tie) * (1 - b_given_decided), (1 - tie) * b_given_decided, tie])
-        return self._single().predict_proba(X)
+        handling = self._fitted()
+        return handling.predict_proba(self._frame(X, handling, 1.0))
 
-    # One booster over the caller's columns (every option but hierarchical and has_ties_input) is
-    # an ordinary LGBMStacker at prediction time: the saved model (stacking.model) needs only these.
-    def _single(self) -> LGBMStacker:
-        if self.model_ is None:
-            raise RuntimeError(f"TieAwareStacker({self.option!r}) is not fitted or has no single booster")
-        return self.model_
-
+    # A savable option is one booster over the caller's columns: at prediction time an ordinary
+    # LGBMStacker, so the saved model (stacking.model) needs only these.
     def fitted_booster(self):
-        if self.option == "has_ties_input":
-            raise NotImplementedError("has_ties_input predicts with an extra input column; save is not supported")
-        return self._single().fitted_booster()
+        handling = self._fitted()
+        if not handling.savable:
+            raise NotImplementedError(
+                f"tie handling {self.option!r} predicts with more than one booster over the"
+                " caller's columns; save is not supported"
+            )
+        return handling.boosters_[0].fitted_booster()
 
     @property
     def columns_(self) -> list[str]:
-        return self._single().columns_
+        return self._fitted().boosters_[0].columns_
 
     @property
     def best_iteration_(self) -> int:
-        if self.option == "hierarchical":
-            return max(self.tie_model_.best_iteration_, self.decided_model_.best_iteration_)
-        return self._single().best_iteration_
+        return max(b.best_iteration_ for b in self._fitted().boosters_)

@@ -58,7 +58,7 @@ def test_auto_tie_handling_resolves_and_config_validates():
     assert resolve_tie_handling("hierarchical", np.array([False, True])) == "hierarchical"
     assert StackerConfig().tie_handling == "auto"
     with pytest.raises(ValueError):
-        StackerConfig(tie_handling="nope")  # type: ignore[arg-type]
+        StackerConfig(tie_handling="nope")
 
 
 def test_default_path_is_bit_identical(data):

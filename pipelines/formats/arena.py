@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from arena_schema import CLASS_NAMES
 from pipelines.formats import schema
 from pipelines.formats.reading import input_paths, iter_records, require_rows
 
@@ -69,7 +70,7 @@ def _arena_kaggle_row(rec: dict, where: str, source: str, odd: collections.Count
     for field in ("model_a", "model_b"):
         v = rec[field]
         models.append("" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-    winner = ("a", "b", "tie")[winners.index(1)]
+    winner = CLASS_NAMES[winners.index(1)]
     return schema.make_row(
         id_,
         turns["prompt"],
