@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: r
 from benchmarks.common import DEFAULT_DATA, ROOT, read_real_set, smollm2_gguf
 
 if TYPE_CHECKING:
-    from pipelines.estimator import ArenaPreferenceModel
+    from pipelines.model.estimator import ArenaPreferenceModel
 
 PROBA = ["winner_model_a", "winner_model_b", "winner_tie"]
 
@@ -57,7 +57,7 @@ def fit_and_save(
     gguf: Path, train: pd.DataFrame, test: pd.DataFrame, work: Path, args: argparse.Namespace
 ) -> tuple[ArenaPreferenceModel, Path]:
     """Fit the estimator with the LLM encoder in 2 grouped folds; save the bundle."""
-    from pipelines.estimator import ArenaPreferenceModel
+    from pipelines.model.estimator import ArenaPreferenceModel
     from stacking.config import StackerConfig
 
     model = ArenaPreferenceModel(
@@ -134,9 +134,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from encoders.gguf import converted_folder, resolve_model_path
-    from pipelines.command_setup import setup_logging
-    from pipelines.data import load_battles
-    from pipelines.estimator import ArenaPreferenceModel
+    from pipelines.data.battles import load_battles
+    from pipelines.model.estimator import ArenaPreferenceModel
+    from pipelines.runtime.command_setup import setup_logging
 
     setup_logging()
     load_start = os.getloadavg()[0]

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT
 from features.extractor import FeatureExtractor
 from features.groups import DEFAULT_GROUPS
-from pipelines.command_setup import setup_logging
-from pipelines.source_folds import make_source_folds, source_groups
-from pipelines.training_sets import load_training_sources, mark_sources_with_ties
+from pipelines.data.source_folds import make_source_folds, source_groups
+from pipelines.data.training_sets import load_training_sources, mark_sources_with_ties
+from pipelines.runtime.command_setup import setup_logging
 from stacking.config import StackerConfig
 from stacking.cross_fit import cross_fit
 from stacking.source_holdout import eligible_holdouts, held_out_source_proba, source_training_rows

@@ -31,7 +31,6 @@ from scipy.stats import binomtest
 from arena_schema import swap_feature_frame, swap_proba
 from features.extractor import group_columns
 from features.groups import GROUPS
-from pipelines import loso_study
 from pipelines.cli import (
     add_data_args,
     add_stacker_choice_args,
@@ -39,20 +38,21 @@ from pipelines.cli import (
     run_config_from_args,
     sources_from_args,
 )
-from pipelines.command_setup import command_parser, setup_logging
-from pipelines.config import RunConfig
-from pipelines.errors import UsageError, arguments_checked
-from pipelines.metrics import nested_prior, reliability, summarize
-from pipelines.multi_source import (
+from pipelines.data.multi_source import (
     fit_seed,
     paired_seed_deltas,
     repeated_folds,
     require_extras_loaded,
     source_fit_kwargs,
 )
-from pipelines.report_blocks import render_html, render_markdown
-from pipelines.stacker_inputs import StackerInputs, cache_dir_of, prepare_inputs
-from pipelines.training_sets import TrainingSourcesConfig, load_training_sources
+from pipelines.data.training_sets import TrainingSourcesConfig, load_training_sources
+from pipelines.experiments import loso_study
+from pipelines.reports.metrics import nested_prior, reliability, summarize
+from pipelines.reports.report_blocks import render_html, render_markdown
+from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.errors import UsageError, arguments_checked
+from pipelines.stages.config import RunConfig
+from pipelines.stages.stacker_inputs import StackerInputs, cache_dir_of, prepare_inputs
 from stacking.cross_fit import CalibratedFit, CrossFitResult, fit_calibrated
 from stacking.sources import source_name_of
 
@@ -112,7 +112,7 @@ def fit_variant(
     seed: int | None = None,
 ) -> CalibratedFit:
     """Cross-fitted stacker on ``columns`` plus nested calibration, exactly as ``full_run`` fits it
-    (extra training sources included: ``pipelines.multi_source.source_fit_kwargs``)."""
+    (extra training sources included: ``pipelines.data.multi_source.source_fit_kwargs``)."""
     return fit_calibrated(
         inputs.X[columns],
         inputs.y,
@@ -465,7 +465,7 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
 
 
 def write_outputs(report: dict, out: Path, wall_s: float) -> dict[str, Path]:
-    from pipelines import plots
+    from pipelines.reports import plots
 
     images = {
         "ablation": "ablation.png",
@@ -503,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--by-source",
         action="store_true",
         help="instead: the leave-one-source-out report of every tie handling over --train (with a source "
-        "column) and --extra-train, written to OUT/ablation/by_source (pipelines.loso_study)",
+        "column) and --extra-train, written to OUT/ablation/by_source (pipelines.experiments.loso_study)",
     )
     return p
 
@@ -549,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         config = run_config_from_args(args)
         apply_params_file(config, args)
         sources = sources_from_args(args)
-    from pipelines.preflight import check_run
+    from pipelines.stages.preflight import check_run
 
     if args.top_features < 1:
         raise UsageError(f"--top-features {args.top_features}: must be at least 1")
@@ -562,6 +562,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.errors import run_command
+    from pipelines.runtime.errors import run_command
 
     sys.exit(run_command(main))

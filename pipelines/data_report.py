@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines import data_report_plots as plots
-from pipelines.command_setup import command_parser, setup_logging
-from pipelines.data import load_battles_frame, read_battle_csv
-from pipelines.data_summary import SummaryConfig, compare, prompt_overlap, summarise
-from pipelines.report_blocks import render_html, render_markdown
+from pipelines.data.battles import load_battles_frame, read_battle_csv
+from pipelines.reports import data_report_plots as plots
+from pipelines.reports.data_summary import SummaryConfig, compare, prompt_overlap, summarise
+from pipelines.reports.report_blocks import render_html, render_markdown
+from pipelines.runtime.command_setup import command_parser, setup_logging
 
 EXTRA_COLUMNS = ("source", "model_a", "model_b")
 
@@ -215,6 +215,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.errors import run_command
+    from pipelines.runtime.errors import run_command
 
     sys.exit(run_command(main))

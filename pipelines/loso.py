@@ -1,4 +1,4 @@
-"""Leave-one-source-out report (the study is :mod:`pipelines.loso_study`).
+"""Leave-one-source-out report (the study is :mod:`pipelines.experiments.loso_study`).
 
     python -m pipelines.loso --data ../shared/data --out benchmarks/results/loso --fold-seeds 3
     python -m pipelines.loso --rerender benchmarks/results/loso
@@ -15,10 +15,10 @@ from pathlib import Path
 
 from features.extractor import FeatureExtractor
 from features.groups import expand_groups
-from pipelines.command_setup import setup_logging
-from pipelines.errors import UsageError
-from pipelines.loso_study import format_ms, rerender, run_loso, summarize_results, write_outputs
-from pipelines.training_sets import combined_shared_data, load_training_sources, mark_sources_with_ties
+from pipelines.data.training_sets import combined_shared_data, load_training_sources, mark_sources_with_ties
+from pipelines.experiments.loso_study import format_ms, rerender, run_loso, summarize_results, write_outputs
+from pipelines.runtime.command_setup import setup_logging
+from pipelines.runtime.errors import UsageError
 from stacking.tie_handling import OPTIONS
 
 
@@ -111,6 +111,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.errors import run_command
+    from pipelines.runtime.errors import run_command
 
     sys.exit(run_command(main))

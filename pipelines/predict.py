@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.bundle_decisions import submitted_prior
 from pipelines.cli import add_test_calibration_arg
-from pipelines.command_setup import command_parser, setup_logging
-from pipelines.data import load_battles
-from pipelines.errors import UsageError, run_command
-from pipelines.estimator import ArenaPreferenceModel
-from pipelines.submission import write_submission
+from pipelines.data.battles import load_battles
+from pipelines.model.bundle_decisions import submitted_prior
+from pipelines.model.estimator import ArenaPreferenceModel
+from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.errors import UsageError, run_command
+from pipelines.runtime.submission import write_submission
 
 log = logging.getLogger("arena_pref")
 
@@ -85,8 +85,8 @@ def _pairs(specs: list[str], flag: str) -> dict[str, str]:
 
 def check_arguments(args, sources: dict[str, str], bases: dict[str, str]) -> None:
     """Every argument checked before the bundle and the test are read (one line, exit 2 otherwise)."""
-    from pipelines.preflight import check_readable_file, check_submission_path, check_writable_dir
-    from pipelines.tables import read_proba_file
+    from pipelines.data.tables import read_proba_file
+    from pipelines.stages.preflight import check_readable_file, check_submission_path, check_writable_dir
 
     if args.n_jobs < 1:
         raise UsageError(f"--n-jobs {args.n_jobs}: must be at least 1")

@@ -29,12 +29,12 @@ import optuna
 from optuna.trial import TrialState
 
 from pipelines.cli import add_data_args, run_config_from_args, sources_from_args
-from pipelines.command_setup import command_parser, setup_logging
-from pipelines.config import RunConfig
-from pipelines.errors import UsageError, arguments_checked
-from pipelines.multi_source import fit_seed, repeated_folds, require_extras_loaded, source_fit_kwargs
-from pipelines.stacker_inputs import StackerInputs, prepare_inputs
-from pipelines.training_sets import TrainingSourcesConfig
+from pipelines.data.multi_source import fit_seed, repeated_folds, require_extras_loaded, source_fit_kwargs
+from pipelines.data.training_sets import TrainingSourcesConfig
+from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.errors import UsageError, arguments_checked
+from pipelines.stages.config import RunConfig
+from pipelines.stages.stacker_inputs import StackerInputs, prepare_inputs
 from stacking.config import StackerConfig
 from stacking.tuning import FoldResult, evaluate_repeated, searched_config, split_trial_params, suggest_stacker
 
@@ -152,7 +152,9 @@ def open_study(storage: str, name: str, seed: int, tune: TuneConfig):
     pruner = optuna.pruners.MedianPruner(
         n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_steps
     )
-    from pipelines.storage import rdb_storage  # retries the schema race; heartbeats free a killed worker's trial
+    from pipelines.runtime.storage import (
+        rdb_storage,  # retries the schema race; heartbeats free a killed worker's trial
+    )
 
     study = optuna.create_study(
         storage=rdb_storage(storage), study_name=name, direction="minimize", pruner=pruner, load_if_exists=True
@@ -255,7 +257,7 @@ def param_importances(study) -> tuple[dict[str, float] | None, str | None]:
 
 
 def write_best_params(path: Path, choice: dict, study, baseline: dict) -> Path:
-    """In the format ``pipelines.config.load_params_file`` (and so ``full_run --params``) reads."""
+    """In the format ``pipelines.stages.config.load_params_file`` (and so ``full_run --params``) reads."""
     payload = {
         "params": choice["params"],
         "calibration": choice["calibration"],
@@ -323,7 +325,7 @@ def render_report(
 
 
 def write_outputs(study, baseline: dict, out: Path, wall_s: float) -> dict:
-    from pipelines.plots import save_optuna_plots
+    from pipelines.reports.plots import save_optuna_plots
 
     counts = trial_counts(study)
     choice = best_choice(study, baseline)
@@ -420,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     with arguments_checked():
         config = run_config_from_args(args)
         sources = sources_from_args(args)
-    from pipelines.preflight import check_run, check_seed
+    from pipelines.stages.preflight import check_run, check_seed
 
     if args.n_trials < 1:
         raise UsageError(f"--n-trials {args.n_trials}: must be at least 1")
@@ -442,6 +444,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.errors import run_command
+    from pipelines.runtime.errors import run_command
 
     sys.exit(run_command(main))

@@ -11,8 +11,8 @@ from features.extractor import group_columns
 from features.groups import DEFAULT_GROUPS
 from pipelines import ablation
 from pipelines.cli import run_config_from_args
-from pipelines.metrics import multiclass_log_loss
-from pipelines.stacker_inputs import prepare_inputs
+from pipelines.reports.metrics import multiclass_log_loss
+from pipelines.stages.stacker_inputs import prepare_inputs
 from stacking.calibration import cross_calibrate
 from stacking.config import StackerConfig
 from stacking.cross_fit import cross_fit

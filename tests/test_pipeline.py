@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from pipelines import full_run, predict
-from pipelines.config import RunConfig
-from pipelines.paths import SAMPLE_DIR
-from pipelines.run import run
-from pipelines.submission import SubmissionError, write_submission
+from pipelines.model.run import run
+from pipelines.runtime.paths import SAMPLE_DIR
+from pipelines.runtime.submission import SubmissionError, write_submission
+from pipelines.stages.config import RunConfig
 
 # fixture-sized data: short boosters, one LightGBM thread (results do not depend on threads)
 FAST = ["--num-boost-round", "60", "--early-stopping-rounds", "10", "--num-threads", "1", "--no-progress"]
@@ -97,7 +97,7 @@ def test_convert_cli_output_feeds_full_run(tmp_path):
     source = SHARED_SLICES / "pandalm" / "testset-v1.json"
     out = tmp_path / "pandalm.csv"
     assert convert_main(["--format", "pandalm", str(source), "--out", str(out)]) == 0
-    from pipelines.data import load_battles
+    from pipelines.data.battles import load_battles
 
     battles, report = load_battles(out)
     assert len(battles) == len(json.loads(source.read_text())) and sum(report.invalid_json.values()) == 0

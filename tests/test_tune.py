@@ -8,9 +8,9 @@ import pytest
 
 from pipelines import full_run, tune
 from pipelines.cli import run_config_from_args
-from pipelines.config import load_params_file
-from pipelines.errors import UsageError
-from pipelines.stacker_inputs import prepare_inputs
+from pipelines.runtime.errors import UsageError
+from pipelines.stages.config import load_params_file
+from pipelines.stages.stacker_inputs import prepare_inputs
 from stacking.calibration import ProbabilityCalibrator
 from stacking.cross_fit import fit_calibrated
 from stacking.metrics import multiclass_log_loss
