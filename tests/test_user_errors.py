@@ -88,7 +88,7 @@ def trap_work(monkeypatch):
         "pipelines.stages.stacker_inputs.load_or_make_folds",
         "pipelines.stages.stacker_inputs.make_folds",
         "pipelines.stages.stacker_inputs.source_fold_frame",
-        "pipelines.loso.combined_shared_data",
+        "pipelines.experiments.loso_study.combined_shared_data",
         "pipelines.predict.write_submission",
     ):
         monkeypatch.setattr(target, trap)

@@ -1,25 +1,11 @@
-"""Which feature groups pay, and what biases the stacker learned: an ablation report.
-
-    python -m pipelines.ablation [--train T.csv --test S.csv] [--out DIR] [--params best_params.json]
-
-For every feature group (length, lexical, overlap, readability, formatting, and each extra
-probability source on its own) the stacker is refitted without it (drop-one) and with it alone
-(only-this), on the run's saved folds with the same seed, each scored by calibrated nested OOF
-log loss. Differences to the full model are paired per fold (same rows, same seeds), so their
-spread over folds says whether a group's effect is larger than fold-to-fold noise.
-
-Also: LightGBM gain importance, reliability before/after calibration, and the two biases the
-competition names: verbosity (length difference) and position (A vs B).
-Writes ``DIR/ablation/ablation.{json,md,html}`` and PNGs; the JSON is a pure function of the
-data, folds, seed and settings (no timings), so two runs give identical files.
-"""
+"""The engine of ``python -m pipelines.ablation``: drop-one / only-this-group refits of the stacker on the
+run's saved folds, gain importance, reliability, and the verbosity and position biases (or, by source,
+the leave-one-source-out study); the JSON it writes is a pure function of data, folds, seed and settings."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,13 +17,6 @@ from scipy.stats import binomtest
 from arena_schema import swap_feature_frame, swap_proba
 from features.extractor import group_columns
 from features.groups import GROUPS
-from pipelines.cli import (
-    add_data_args,
-    add_stacker_choice_args,
-    apply_params_file,
-    run_config_from_args,
-    sources_from_args,
-)
 from pipelines.data.multi_source import (
     fit_seed,
     paired_seed_deltas,
@@ -49,8 +28,7 @@ from pipelines.data.training_sets import TrainingSourcesConfig, load_training_so
 from pipelines.experiments import loso_study
 from pipelines.reports.metrics import nested_prior, reliability, summarize
 from pipelines.reports.report_blocks import render_html, render_markdown
-from pipelines.runtime.command_setup import command_parser, setup_logging
-from pipelines.runtime.errors import UsageError, arguments_checked
+from pipelines.runtime.errors import UsageError
 from pipelines.stages.config import RunConfig
 from pipelines.stages.stacker_inputs import StackerInputs, cache_dir_of, prepare_inputs
 from stacking.cross_fit import CalibratedFit, CrossFitResult, fit_calibrated
@@ -494,20 +472,6 @@ def write_outputs(report: dict, out: Path, wall_s: float) -> dict[str, Path]:
     return paths
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = command_parser("pipelines.ablation", __doc__)
-    add_data_args(p)
-    add_stacker_choice_args(p)
-    p.add_argument("--top-features", type=int, default=AblationConfig.top_features)
-    p.add_argument(
-        "--by-source",
-        action="store_true",
-        help="instead: the leave-one-source-out report of every tie handling over --train (with a source "
-        "column) and --extra-train, written to OUT/ablation/by_source (pipelines.experiments.loso_study)",
-    )
-    return p
-
-
 def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str, Path]:
     """Leave-one-source-out report over the primary and extra training sets, every tie handling,
     ``sources.fold_seeds`` seeds, with this run's stacker settings."""
@@ -540,28 +504,3 @@ def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str
     return loso_study.write_outputs(
         results, loso_study.summarize_results(results), meta, config.out / "ablation" / "by_source"
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    args = build_parser().parse_args(argv)
-    with arguments_checked():
-        config = run_config_from_args(args)
-        apply_params_file(config, args)
-        sources = sources_from_args(args)
-    from pipelines.stages.preflight import check_run
-
-    if args.top_features < 1:
-        raise UsageError(f"--top-features {args.top_features}: must be at least 1")
-    check_run(config)
-    if args.by_source:
-        print(f"wrote {run_by_source(config, sources)['md']}")
-        return 0
-    run_ablation(config, AblationConfig(top_features=args.top_features), sources)
-    return 0
-
-
-if __name__ == "__main__":
-    from pipelines.runtime.errors import run_command
-
-    sys.exit(run_command(main))

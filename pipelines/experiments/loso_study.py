@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.extractor import FeatureExtractor
 from pipelines.data.source_folds import make_source_folds, source_groups
+from pipelines.data.training_sets import combined_shared_data, load_training_sources, mark_sources_with_ties
 from pipelines.reports.metrics import reliability
 from pipelines.reports.report_blocks import render_html, render_markdown
 from pipelines.reports.source_scoring import score_rows
@@ -334,3 +336,54 @@ def rerender(out: Path) -> dict[str, Path]:
     """Rewrite the Markdown, HTML and PNGs of ``out/loso.json`` (e.g. after a report-layout change)."""
     saved = json.loads((out / "loso.json").read_text())
     return write_outputs(saved["runs"], summarize_results(saved["runs"]), saved["meta"], out)
+
+
+def run_study(
+    data: Path | None,
+    combined: Path | None,
+    out: Path,
+    options: list[str],
+    groups: tuple[str, ...],
+    settings: dict,
+    *,
+    fold_seeds: int,
+    holdouts: list[str] | None = None,
+    n_folds: int = 5,
+    oof_options: list[str] | None = None,
+    jobs: int = 1,
+    feature_jobs: int = 1,
+    cache_dir: Path | None = None,
+    command: str = "python -m pipelines.loso",
+) -> tuple[dict, dict[str, Path]]:
+    """The whole study over the shared data folder (``data``, combined on the fly) or one train.csv-schema
+    file with a source column (``combined``): features, :func:`run_loso`, a report in ``out`` after every
+    finished task (so a cut-short run still has one) and at the end. Returns the summary and the paths."""
+    start = time.time()
+    if data is not None:
+        combined = out / "_combined.csv"
+        out.mkdir(parents=True, exist_ok=True)
+        combined_shared_data(data).to_csv(combined, index=False)
+    if combined is None:
+        raise ValueError("give the shared data folder or a combined train file")
+    battles = mark_sources_with_ties(load_training_sources(combined))
+    if data is not None:
+        combined.unlink()
+    X = FeatureExtractor(groups, n_jobs=feature_jobs, cache_dir=cache_dir, progress=False).transform(battles)
+    meta = {
+        "rows": int(len(battles)),
+        "sources": battles.groupby("source").size().to_dict(),
+        "has_ties": {str(k): bool(v) for k, v in battles.groupby("source")["source_has_ties"].first().items()},
+        "fold_seeds": fold_seeds,
+        "feature_groups": list(groups),
+        "settings": settings,
+        "options": options,
+        "command": command,
+    }
+
+    def progress(partial: dict) -> None:
+        write_outputs(partial, summarize_results(partial), {**meta, "wall_s": time.time() - start}, out)
+
+    results = run_loso(battles, X, options, fold_seeds, holdouts, n_folds, oof_options, settings, jobs, progress)
+    summary = summarize_results(results)
+    meta["wall_s"] = time.time() - start
+    return summary, write_outputs(results, summary, meta, out)

@@ -1,24 +1,11 @@
-"""Tune the stacker's LightGBM parameters and calibration with Optuna; write best_params.json.
-
-    python -m pipelines.tune [--train T.csv --test S.csv] [--out DIR] --n-trials 30 [--timeout 900]
-    python -m pipelines.full_run --params DIR/best_params.json      # use the result
-
-Each trial is scored by the calibrated, nested out-of-fold log loss on the run's saved folds
-(``DIR/folds.csv``), the number ``full_run`` reports. TPE is seeded; a MedianPruner stops a
-trial whose running loss after a fold is worse than the median of earlier trials at that fold.
-
-The study lives in ``sqlite:///DIR/optuna.db`` (name ``--study``, default "stacker"): run the
-command again to add trials to it. ``--storage postgresql://user:pass@host/db`` (any Optuna RDB
-URL) lets several machines work on one study at once; give each worker its own ``--sampler-seed``.
-"""
+"""The engine of ``python -m pipelines.tune``: an Optuna study over the stacker's LightGBM parameters and
+calibration, each trial scored by the calibrated, nested out-of-fold log loss on the run's saved folds."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,11 +15,9 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from pipelines.cli import add_data_args, run_config_from_args, sources_from_args
 from pipelines.data.multi_source import fit_seed, repeated_folds, require_extras_loaded, source_fit_kwargs
 from pipelines.data.training_sets import TrainingSourcesConfig
-from pipelines.runtime.command_setup import command_parser, setup_logging
-from pipelines.runtime.errors import UsageError, arguments_checked
+from pipelines.runtime.errors import UsageError
 from pipelines.stages.config import RunConfig
 from pipelines.stages.stacker_inputs import StackerInputs, prepare_inputs
 from stacking.config import StackerConfig
@@ -393,57 +378,3 @@ def tune(config: RunConfig, tune_config: TuneConfig, sources: TrainingSourcesCon
     summary = write_outputs(study, baseline, out, time.perf_counter() - start)
     summary.update(study=study, interrupted=interrupted)
     return summary
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = command_parser("pipelines.tune", __doc__)
-    add_data_args(p)
-    p.add_argument(
-        "--n-trials",
-        type=int,
-        default=TuneConfig.n_trials,
-        help="trials to add in this invocation (the study keeps earlier ones)",
-    )
-    p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
-    p.add_argument("--study", default=TuneConfig.study_name, help="study name in the storage")
-    p.add_argument("--storage", help="Optuna RDB URL (default sqlite:///<out>/optuna.db), e.g. postgresql://...")
-    p.add_argument(
-        "--sampler-seed",
-        type=int,
-        help="TPE seed (default --seed); --seed also seeds folds and "
-        "LightGBM, which every worker of one study must share",
-    )
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    args = build_parser().parse_args(argv)
-    with arguments_checked():
-        config = run_config_from_args(args)
-        sources = sources_from_args(args)
-    from pipelines.stages.preflight import check_run, check_seed
-
-    if args.n_trials < 1:
-        raise UsageError(f"--n-trials {args.n_trials}: must be at least 1")
-    if args.timeout is not None and not args.timeout > 0:
-        raise UsageError(f"--timeout {args.timeout}: must be positive (seconds)")
-    if not args.study.strip():
-        raise UsageError("--study: give the study a name")
-    if args.sampler_seed is not None:
-        check_seed(args.sampler_seed, "--sampler-seed")
-    check_run(config, storage=args.storage or default_storage(config.out))
-    tune_config = TuneConfig(
-        n_trials=args.n_trials,
-        timeout=args.timeout,
-        study_name=args.study,
-        storage=args.storage,
-        sampler_seed=args.sampler_seed,
-    )
-    return 130 if tune(config, tune_config, sources)["interrupted"] else 0
-
-
-if __name__ == "__main__":
-    from pipelines.runtime.errors import run_command
-
-    sys.exit(run_command(main))
