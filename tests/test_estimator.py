@@ -57,7 +57,9 @@ TRANSFORMER_PATH = f"{LengthGapFeature.__module__}.{LengthGapFeature.__qualname_
 @pytest.fixture
 def allow_test_transformer(monkeypatch):
     monkeypatch.setattr(
-        transformer_state, "ALLOWED_TRANSFORMERS", {*transformer_state.ALLOWED_TRANSFORMERS, TRANSFORMER_PATH}
+        transformer_state,
+        "ALLOWED_TRANSFORMERS",
+        {**transformer_state.ALLOWED_TRANSFORMERS, TRANSFORMER_PATH: LengthGapFeature},
     )
 
 

@@ -206,8 +206,8 @@ def _length_formatting(battles):
 
 
 def test_fit_calibrated_over_sources_scores_every_source_and_resolves_auto(tmp_path):
-    from pipelines.data.multi_source import source_fit_kwargs
     from pipelines.reports.source_scoring import oof_per_source
+    from pipelines.stages.multi_source import source_fit_kwargs
     from stacking.config import StackerConfig
     from stacking.cross_fit import fit_calibrated
 

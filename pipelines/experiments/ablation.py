@@ -17,19 +17,19 @@ from scipy.stats import binomtest
 from arena_schema import swap_feature_frame, swap_proba
 from features.extractor import group_columns
 from features.groups import GROUPS
-from pipelines.data.multi_source import (
-    fit_seed,
-    paired_seed_deltas,
-    repeated_folds,
-    require_extras_loaded,
-    source_fit_kwargs,
-)
 from pipelines.data.training_sets import TrainingSourcesConfig, load_training_sources
 from pipelines.experiments import loso_study
 from pipelines.reports.metrics import nested_prior, reliability, summarize
 from pipelines.reports.report_blocks import render_html, render_markdown
 from pipelines.runtime.errors import UsageError
 from pipelines.stages.config import RunConfig
+from pipelines.stages.multi_source import (
+    fit_seed,
+    paired_seed_deltas,
+    repeated_folds,
+    require_extras_loaded,
+    source_fit_kwargs,
+)
 from pipelines.stages.stacker_inputs import StackerInputs, cache_dir_of, prepare_inputs
 from stacking.cross_fit import CalibratedFit, CrossFitResult, fit_calibrated
 from stacking.sources import source_name_of
@@ -90,7 +90,7 @@ def fit_variant(
     seed: int | None = None,
 ) -> CalibratedFit:
     """Cross-fitted stacker on ``columns`` plus nested calibration, exactly as ``full_run`` fits it
-    (extra training sources included: ``pipelines.data.multi_source.source_fit_kwargs``)."""
+    (extra training sources included: ``pipelines.stages.multi_source.source_fit_kwargs``)."""
     return fit_calibrated(
         inputs.X[columns],
         inputs.y,

@@ -15,10 +15,10 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from pipelines.data.multi_source import fit_seed, repeated_folds, require_extras_loaded, source_fit_kwargs
 from pipelines.data.training_sets import TrainingSourcesConfig
 from pipelines.runtime.errors import UsageError
 from pipelines.stages.config import RunConfig
+from pipelines.stages.multi_source import fit_seed, repeated_folds, require_extras_loaded, source_fit_kwargs
 from pipelines.stages.stacker_inputs import StackerInputs, prepare_inputs
 from stacking.config import StackerConfig
 from stacking.tuning import FoldResult, evaluate_repeated, searched_config, split_trial_params, suggest_stacker

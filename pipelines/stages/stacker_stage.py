@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from pipelines.data.multi_source import source_fit_kwargs
 from pipelines.reports.source_scoring import oof_per_source
+from pipelines.stages.multi_source import source_fit_kwargs
 from pipelines.stages.stacker_inputs import StackerInputs
 from stacking.config import StackerConfig
 from stacking.cross_fit import FoldFeature, fit_calibrated
