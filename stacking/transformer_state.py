@@ -17,7 +17,7 @@ import numpy as np
 from features.embedding_features import EmbeddingPairFeatures
 from features.text_vectors import TfidfDiffTransformer
 
-ALLOWED_TRANSFORMERS: dict[str, type] = {
+ALLOWED_TRANSFORMERS: dict[str, type[Any]] = {
     f"{cls.__module__}.{cls.__qualname__}": cls for cls in (TfidfDiffTransformer, EmbeddingPairFeatures)
 }
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.data_report import build_report, main
+from pipelines.data_report import main
+from pipelines.reports.data_report import build_report
 from pipelines.reports.data_summary import SummaryConfig, wilson
 
 

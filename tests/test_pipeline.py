@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import full_run, predict
+from pipelines import full_run
+from pipelines.model import bundle_scoring
 from pipelines.model.run import run
 from pipelines.runtime.paths import SAMPLE_DIR
 from pipelines.runtime.submission import SubmissionError, write_submission
@@ -42,7 +43,7 @@ def test_full_run_then_predict_from_saved_model(train_csv, test_csv, tmp_path):
     oof_file = pd.read_csv(out / "oof_stacker.csv")
     assert len(oof_file) == 240 and not oof_file.isna().any().any()
 
-    again = predict.predict_file(out / "model", test_csv, tmp_path / "again.csv", progress=False, n_jobs=1)
+    again = bundle_scoring.predict_file(out / "model", test_csv, tmp_path / "again.csv", progress=False, n_jobs=1)
     np.testing.assert_allclose(
         again[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy(),
         sub[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy(),

@@ -13,6 +13,7 @@ process on those probabilities.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from functools import partial
@@ -22,8 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.data.battles import load_battles
 from pipelines.model.bundle_decisions import submitted_prior
+from pipelines.runtime.errors import UsageError
 from pipelines.runtime.submission import write_submission
+
+LOG = logging.getLogger("arena_pref")
 
 SAFETY = 1.2  # projected seconds are multiplied by this before comparing with the time left
 
@@ -142,3 +147,48 @@ def score_bundle(
     record["writes"].append({"sources": record["encoders"]})
     log(f"submission with encoders {record['encoders']} written over the features-only one")
     return record
+
+
+def predict_file(
+    model_dir: str | Path,
+    test_path: str | Path,
+    out_path: str | Path,
+    sources: dict[str, str] | None = None,
+    n_jobs: int = 2,
+    progress: bool = True,
+    *,
+    encoder_base_paths: dict[str, str] | None = None,
+    use_encoders: bool = True,
+    stacker: str | None = None,
+    calibration: str | None = None,
+) -> pd.DataFrame:
+    """Score ``test_path`` with the bundle and write the submission. ``stacker=None`` and ``use_encoders``:
+    what the run submitted, as its bundle records it (the class prior when the prior guard rejected the
+    stacker); ``"chosen"``, ``"features"`` or ``"full"`` (or ``use_encoders=False``) score with that stacker.
+    ``calibration``: None (the bundle's setting), ``auto``, ``in-source`` or ``new-source`` (what ``auto``
+    chose is logged)."""
+    from pipelines.model.estimator import ArenaPreferenceModel
+
+    model = ArenaPreferenceModel.load(model_dir, encoder_base_paths=encoder_base_paths)
+    model.set_params(n_jobs=n_jobs, progress=progress)
+    unknown = sorted(set(sources or {}) - set(model.extra_sources or {}))
+    if unknown:
+        raise UsageError(
+            f"--source {unknown[0]}: the model was trained without that source"
+            f" (its sources: {sorted(model.extra_sources or {})})"
+        )
+    test, _ = load_battles(test_path, labelled=False)
+    prior = submitted_prior(model) if stacker is None and use_encoders else None
+    if prior is not None:
+        LOG.warning(
+            "the run submitted the class prior (its stacker did not beat the prior out of fold): writing the"
+            " prior again; --stacker chosen scores with the rejected stacker"
+        )
+        return write_submission(test["id"], np.tile(prior, (len(test), 1)), out_path)
+    key = None if stacker in (None, "chosen") else stacker
+    proba = model.predict_proba(
+        test, use_encoders=use_encoders, sources=sources or {}, stacker=key, calibration=calibration
+    )
+    choice = model.last_calibration_
+    LOG.info("calibration: %s (%s)", choice["calibration"], choice["why"])
+    return write_submission(test["id"], proba, out_path)
