@@ -89,7 +89,7 @@ def trap_work(monkeypatch):
         "pipelines.stages.stacker_inputs.make_folds",
         "pipelines.stages.stacker_inputs.source_fold_frame",
         "pipelines.experiments.loso_study.combined_shared_data",
-        "pipelines.predict.write_submission",
+        "pipelines.model.bundle_scoring.write_submission",
     ):
         monkeypatch.setattr(target, trap)
 
