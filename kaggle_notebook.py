@@ -235,11 +235,11 @@ if BUNDLE is not None:
 
     import pandas as pd
 
-    from pipelines.base_weights import BASES_FILE, resolve_bases
-    from pipelines.bundle_scoring import multi_gpu_predictor, score_bundle
-    from pipelines.data import load_battles
-    from pipelines.estimator import ArenaPreferenceModel
-    from pipelines.paths import require_competition_dir
+    from pipelines.data.battles import load_battles
+    from pipelines.model.base_weights import BASES_FILE, resolve_bases
+    from pipelines.model.bundle_scoring import multi_gpu_predictor, score_bundle
+    from pipelines.model.estimator import ArenaPreferenceModel
+    from pipelines.runtime.paths import require_competition_dir
 
     bases_file = BUNDLE.parent / BASES_FILE
     records = json.loads(bases_file.read_text()) if bases_file.exists() else None
@@ -268,7 +268,7 @@ if BUNDLE is not None:
 # ## Training on Kaggle (no bundle): model folders to fine-tune (`auto`: all attached, within the budget)
 
 # %%
-from pipelines.paths import find_model_inputs, training_order
+from pipelines.runtime.paths import find_model_inputs, training_order
 
 
 def choose_encoders(setting: str, found: list[Path]) -> list[Path]:

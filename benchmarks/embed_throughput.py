@@ -34,7 +34,7 @@ KAGGLE_SCHEMA_SETS = ("qlora-vicuna80", "mtbench-human", "lfqa-experts", "llmbar
 
 def load_rows(data_dir: Path, n: int, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
     """A seeded draw of N rows from the Kaggle-schema sets, equal shares where a set allows."""
-    from pipelines.data import load_battles
+    from pipelines.data.battles import load_battles
 
     sets = {name: load_battles(data_dir / name / "train.csv.gz")[0] for name in KAGGLE_SCHEMA_SETS}
     rng = np.random.default_rng(seed)

@@ -4,7 +4,7 @@
 
 The real sets (LLMEval2, PandaLM, hh-rlhf test) are converted with ``pipelines.convert`` and
 loaded exactly as the pipeline loads battles (a train.csv in a temp dir read by
-``pipelines.data.load_battles``). Then, with no cache and no progress bar:
+``pipelines.data.battles.load_battles``). Then, with no cache and no progress bar:
 
 - each feature group alone, ``n_jobs=1``;
 - all groups, ``n_jobs=1`` and ``n_jobs=2`` (the pipeline default: 2 cores);
@@ -43,9 +43,9 @@ import psutil
 
 from features.extractor import TURN_COLUMNS, FeatureExtractor, battle_features
 from features.groups import DEFAULT_GROUPS, GROUPS
-from pipelines.command_setup import setup_logging
-from pipelines.data import load_battles
-from pipelines.formats import convert
+from pipelines.data.battles import load_battles
+from pipelines.data.formats import convert
+from pipelines.runtime.command_setup import setup_logging
 
 log = logging.getLogger("benchmarks.features")
 
@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "features.json")
     args = parser.parse_args(argv)
     setup_logging()
-    for noisy in ("pipelines.convert", "pipelines.data"):
+    for noisy in ("pipelines.convert", "pipelines.data.battles"):
         logging.getLogger(noisy).setLevel(logging.ERROR)  # their per-row repair warnings are not the point here
 
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

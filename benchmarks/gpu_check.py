@@ -148,7 +148,7 @@ def random_model(kind: str, folder: Path, size: str = "small") -> Path:
 
 
 def battles(n: int = 64, seed: int = 0):
-    from pipelines.data import load_battles_frame
+    from pipelines.data.battles import load_battles_frame
     from tests.conftest import make_battles
 
     return load_battles_frame(make_battles(n, seed=seed), "gpu_check", labelled=True)[0]
@@ -207,7 +207,7 @@ def data_parallel(folder: Path, work: Path, gpus: int) -> tuple[str, dict]:
     import pandas as pd
 
     from arena_schema import CLASS_COLUMNS
-    from pipelines.folds import make_folds
+    from pipelines.data.folds import make_folds
 
     if gpus < 2:
         raise Skip(f"{gpus} GPU visible: data parallel needs 2")

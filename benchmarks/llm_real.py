@@ -34,7 +34,7 @@ from arena_schema import CLASS_COLUMNS
 from benchmarks.common import DEFAULT_DATA, ROOT, read_real_set, smollm2_gguf
 
 if TYPE_CHECKING:
-    from pipelines.estimator import ArenaPreferenceModel
+    from pipelines.model.estimator import ArenaPreferenceModel
 
 PROBA = list(CLASS_COLUMNS)
 
@@ -58,7 +58,7 @@ def fit_and_save(
     gguf: Path, train: pd.DataFrame, test: pd.DataFrame, work: Path, args: argparse.Namespace
 ) -> tuple[ArenaPreferenceModel, Path]:
     """Fit the estimator with the LLM encoder in 2 grouped folds; save the bundle."""
-    from pipelines.estimator import ArenaPreferenceModel
+    from pipelines.model.estimator import ArenaPreferenceModel
     from stacking.config import StackerConfig
 
     model = ArenaPreferenceModel(
@@ -135,9 +135,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from encoders.gguf import converted_folder, resolve_model_path
-    from pipelines.command_setup import setup_logging
-    from pipelines.data import load_battles
-    from pipelines.estimator import ArenaPreferenceModel
+    from pipelines.data.battles import load_battles
+    from pipelines.model.estimator import ArenaPreferenceModel
+    from pipelines.runtime.command_setup import setup_logging
 
     setup_logging()
     load_start = os.getloadavg()[0]

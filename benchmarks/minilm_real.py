@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: r
 
 from arena_schema import CLASS_COLUMNS
 from benchmarks.common import DEFAULT_DATA, REAL_SETS, ROOT, minilm_path
-from pipelines.command_setup import setup_logging
+from pipelines.runtime.command_setup import setup_logging
 
 
 def time_training_steps(model_path: Path, battles: pd.DataFrame, precision: str, steps: int, max_length: int) -> float:
@@ -57,11 +57,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    from pipelines.config import EncoderConfig, RunConfig
-    from pipelines.data import load_battles
-    from pipelines.formats import convert
-    from pipelines.metrics import multiclass_log_loss
-    from pipelines.run import run
+    from pipelines.data.battles import load_battles
+    from pipelines.data.formats import convert
+    from pipelines.model.run import run
+    from pipelines.reports.metrics import multiclass_log_loss
+    from pipelines.stages.config import EncoderConfig, RunConfig
 
     model = minilm_path()
     data = Path(args.data)

@@ -36,9 +36,9 @@ from arena_schema import N_CLASSES
 from benchmarks.common import ROOT
 from features.extractor import FeatureExtractor
 from features.groups import DEFAULT_GROUPS
-from pipelines.command_setup import setup_logging
-from pipelines.source_folds import make_source_folds, source_groups
-from pipelines.training_sets import load_training_sources, mark_sources_with_ties
+from pipelines.data.source_folds import make_source_folds, source_groups
+from pipelines.data.training_sets import load_training_sources, mark_sources_with_ties
+from pipelines.runtime.command_setup import setup_logging
 from stacking.config import STUDY_PRESET, StackerConfig
 from stacking.cross_fit import cross_fit
 from stacking.source_balance import source_balance_weights

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from arena_schema import TIE
-from pipelines.metrics import reliability
-from pipelines.plots import class_reliability
-from pipelines.source_folds import source_groups
+from pipelines.data.source_folds import source_groups
+from pipelines.reports.metrics import reliability
+from pipelines.reports.plots import class_reliability
 from stacking.calibration import ProbabilityCalibrator
 from stacking.metrics import multiclass_log_loss
 from stacking.new_source import LABEL_SHIFTS, WEIGHTINGS, NewSourceCalibrator, NewSourceProcedure

@@ -57,7 +57,7 @@ def nine_hour_table(throughput_json: Path = RESULTS / "encoder_throughput.json")
 
 def real_rows(data: Path, name: str, n: int, seed: int = 0) -> pd.DataFrame:
     """``2 n`` real battles in the Kaggle schema (half to fit the bundle, half to score)."""
-    from pipelines.formats import convert
+    from pipelines.data.formats import convert
 
     fmt, files = REAL_SETS[name]
     frame = convert(fmt, [data / f for f in files])
@@ -78,7 +78,7 @@ def make_model(encoder: Path | None, steps: int, work_dir: Path):
     """A quick estimator: features-only, or with ``encoder`` fine-tuned for ``steps`` steps per fold
     (fp32: on an AVX2-only CPU bf16 is several times slower), LightGBM on one thread."""
     from encoders.settings import EncoderConfig
-    from pipelines.estimator import ArenaPreferenceModel
+    from pipelines.model.estimator import ArenaPreferenceModel
     from stacking.config import StackerConfig
 
     stacker = StackerConfig(num_threads=1)
@@ -102,7 +102,7 @@ def time_encoder_path(model, bundle: Path, work_dir: Path, frame: pd.DataFrame) 
     bundle kept the encoder (stacker with it chosen), that is ``predict_proba``; otherwise the fold
     models cross-fit left in ``work_dir`` are timed and the features-only stacker added (same work)."""
     from encoders.fold_models import EncoderFoldModels
-    from pipelines.estimator import as_battles
+    from pipelines.model.estimator import as_battles
 
     if model.encoder_names_:
         return {"path": "bundle predict_proba (encoder chosen)", **time_predict(model, frame)}
@@ -138,7 +138,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    from pipelines.estimator import ArenaPreferenceModel
+    from pipelines.model.estimator import ArenaPreferenceModel
 
     frame = real_rows(Path(args.data), args.set, args.rows)
     fit_rows, score_rows = frame.iloc[: args.rows], frame.iloc[args.rows :]

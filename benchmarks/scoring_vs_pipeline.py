@@ -123,7 +123,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from pipelines.data import load_battles
+    from pipelines.data.battles import load_battles
 
     load_start = os.getloadavg()[0]
 

@@ -3,7 +3,7 @@
     python benchmarks/stacker_load.py [--train T.csv] [--burners N] [--rounds 200] [--timeout 90]
 
 "Busy" runs N CPU-burning processes alongside (default: as many as the available cores). The
-chosen count is :func:`pipelines.resources.lightgbm_threads`, taken in the same conditions. Each
+chosen count is :func:`pipelines.runtime.resources.lightgbm_threads`, taken in the same conditions. Each
 fit runs in a child process and is stopped after ``--timeout`` seconds (reported as ``>T``).
 Prints rows, data source and seconds; writes ``benchmarks/results/stacker_load.json``.
 """
@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from features.extractor import FeatureExtractor
-from pipelines.data import load_battles
-from pipelines.paths import SAMPLE_DIR
-from pipelines.resources import available_cpus, busy_cpus, lightgbm_threads
+from pipelines.data.battles import load_battles
+from pipelines.runtime.paths import SAMPLE_DIR
+from pipelines.runtime.resources import available_cpus, busy_cpus, lightgbm_threads
 
 
 def _burn(stop) -> None:

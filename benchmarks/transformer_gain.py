@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arena_schema import N_CLASSES
 from benchmarks.common import DEFAULT_DATA, ROOT
-from pipelines.command_setup import setup_logging
+from pipelines.runtime.command_setup import setup_logging
 from stacking.config import STUDY_PRESET
 
 log = logging.getLogger("transformer_gain")
@@ -66,8 +66,8 @@ MINILM_CONFIG = {  # what 2 CPU cores can fine-tune in about 15 min a fold (1 th
 
 def load_combined(data_dir: Path) -> pd.DataFrame:
     """``combined_shared_data`` parsed as the pipeline parses battles (ids ``folder:id`` kept)."""
-    from pipelines.data import load_battles_frame
-    from pipelines.training_sets import combined_shared_data, mark_sources_with_ties
+    from pipelines.data.battles import load_battles_frame
+    from pipelines.data.training_sets import combined_shared_data, mark_sources_with_ties
 
     raw = combined_shared_data(data_dir)
     numbered = raw.drop(columns="source").assign(id=[str(i) for i in range(len(raw))])
@@ -81,8 +81,8 @@ def make_minilm_run(
 ) -> str:
     """Set up the fine-tuning job: the combined data, its folds (seed 42) and the encoder config;
     returns the command that runs it (hours on 2 cores; finished folds are checkpointed)."""
-    from pipelines.source_folds import make_source_folds
-    from pipelines.training_sets import combined_shared_data
+    from pipelines.data.source_folds import make_source_folds
+    from pipelines.data.training_sets import combined_shared_data
 
     run_dir.mkdir(parents=True, exist_ok=True)
     raw = combined_shared_data(data_dir)
@@ -102,7 +102,7 @@ def make_minilm_run(
 def minilm_oof(battles: pd.DataFrame, run_dir: Path | None) -> tuple[pd.DataFrame, np.ndarray] | None:
     """The fine-tuning job's MiniLM OOF probabilities and folds, aligned to ``battles``; None when
     there is no finished job. Its folds must keep every prompt / answer-pair group in one fold."""
-    from pipelines.source_folds import source_groups
+    from pipelines.data.source_folds import source_groups
 
     if run_dir is None or not (run_dir / "oof_minilm.parquet").exists():
         return None
@@ -151,7 +151,7 @@ class Experiment:
     """One data set: fold features fitted once per distinct training set, stackers per variant."""
 
     def __init__(self, name, battles, X, blocks, work: Path):
-        from pipelines.source_folds import source_groups
+        from pipelines.data.source_folds import source_groups
 
         self.name, self.battles, self.X, self.blocks, self.work = name, battles, X, blocks, work
         self.groups = source_groups(battles)
@@ -250,7 +250,7 @@ def run_dataset(exp: Experiment, variants: list[str], seeds: list[int], minilm, 
     fine-tuned MiniLM runs on each fine-tuning job's own split (``minilm``: fold seed -> (probabilities,
     folds)): its OOF probabilities were made on those folds, and another split would let each stacker
     fold learn from encoder outputs fitted on its own validation rows."""
-    from pipelines.source_folds import make_source_folds
+    from pipelines.data.source_folds import make_source_folds
 
     base_name = "features only"
     results: dict = {}

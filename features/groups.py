@@ -11,41 +11,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 
 from features.readability import readability_scores
 from features.sentiment import sentiment_side
+from features.similarity import similarity_pair, similarity_side
 from features.spelling import spelling_side
+from features.text_view import FORMAT_PATTERNS, TextView
 
-WORD_RE = re.compile(r"\w+", re.UNICODE)
 SENTENCE_END_RE = re.compile(r"[.!?]+(?:\s|$)")
 MATTR_WINDOW = 50
-
-
-@dataclass(frozen=True)
-class TextView:
-    """One side of a battle, tokenised once and shared by every group."""
-
-    text: str
-    n_turns: int
-    words: tuple[str, ...] = field(repr=False)
-
-    @classmethod
-    def from_turns(cls, turns: list[str]) -> TextView:
-        text = "\n\n".join(turns)
-        lower = text.lower()
-        view = cls(text=text, n_turns=sum(bool(t.strip()) for t in turns), words=tuple(WORD_RE.findall(lower)))
-        view.__dict__["lower"] = lower  # seeds the cached property below
-        return view
-
-    @cached_property
-    def lower(self) -> str:
-        return self.text.lower()
-
-    @cached_property
-    def vocabulary(self) -> frozenset[str]:  # computed once per view, shared by the groups
-        return frozenset(self.words)
 
 
 @dataclass(frozen=True)
@@ -157,26 +132,6 @@ def _readability_side(view: TextView, prompt: TextView) -> dict[str, float]:
 
 # --- formatting ---------------------------------------------------------------------------
 
-FORMAT_PATTERNS = {
-    "headers": re.compile(r"^\s{0,3}#{1,6}\s+\S", re.M),
-    "bullets": re.compile(r"^\s*[-*+\u2022]\s+\S", re.M),
-    "numbered": re.compile(r"^\s*\d{1,3}[.)]\s+\S", re.M),
-    "code_blocks": re.compile(r"^\s*```", re.M),
-    "inline_code": re.compile(r"(?<!`)`[^`\n]+`(?!`)"),
-    "bold": re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__"),
-    "italic": re.compile(r"(?<![*\w])\*[^*\s][^*\n]*\*(?![*\w])|(?<![_\w])_[^_\s][^_\n]*_(?![_\w])"),
-    "links": re.compile(r"\[[^\]\n]+\]\([^)\s]+\)|https?://\S+"),
-    "table_rows": re.compile(r"^\s*\|.*\|\s*$", re.M),
-    "paragraphs": re.compile(r"(?:^|\n\s*\n)\s*\S"),
-    "questions": re.compile(r"\?"),
-    "exclamations": re.compile(r"!"),
-    "refusal": re.compile(
-        r"\b(?:i can(?:no|')t|i (?:am|'m) (?:not able|unable)|i won'?t be able|as an ai|"
-        r"as a (?:large )?language model|i do(?: not|n'?t) have (?:access|the ability)|not appropriate)\b",
-        re.I,
-    ),
-    "apology": re.compile(r"\b(?:i(?: a|')m sorry|i apologi[sz]e|my apologies|sorry,)", re.I),
-}
 FORMAT_COUNT_KEYS = tuple(FORMAT_PATTERNS)
 
 # Literals without which a pattern cannot match (none of these patterns ignores case): the
@@ -243,9 +198,6 @@ GROUPS: dict[str, FeatureGroup] = {
 }
 
 # The answer-similarity pair group (docs/new_source_calibration.md, "Ties that transfer"): a default.
-# Imported here, after the patterns and TextView it uses.
-from features.similarity import similarity_pair, similarity_side  # noqa: E402
-
 GROUPS["similarity"] = FeatureGroup("similarity", similarity_side, pair=similarity_pair)
 DEFAULT_GROUPS: tuple[str, ...] = tuple(GROUPS)
 # Opt-in groups: known to the extractor, the bundle and ``--groups``, but computed only when named;

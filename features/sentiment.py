@@ -19,7 +19,7 @@ from features.prose import prose
 if TYPE_CHECKING:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    from features.groups import TextView
+    from features.text_view import TextView
 
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 THRESHOLD = 0.05  # VADER's own cut for a positive / negative text

@@ -13,7 +13,7 @@ import math
 import re
 from collections import Counter
 
-from features.groups import FORMAT_PATTERNS, TextView
+from features.text_view import FORMAT_PATTERNS, TextView
 
 MAX_CHARS = 8000  # longer answers are compared on their first 8,000 characters: cost stays linear in rows
 SHORT_CHARS = 80

@@ -28,7 +28,7 @@ from features.prose import prose
 if TYPE_CHECKING:
     from spellchecker import SpellChecker
 
-    from features.groups import TextView
+    from features.text_view import TextView
 
 WORD = re.compile(r"(?<![\w'])[a-z]{2,}(?:'[a-z]+)?(?![\w'])")
 SLIPS = {

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from arena_schema import CLASS_COLUMNS
-from pipelines.command_setup import setup_logging
-from pipelines.training_sets import combined_shared_data
+from pipelines.data.training_sets import combined_shared_data
+from pipelines.runtime.command_setup import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +35,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.errors import run_command
+    from pipelines.runtime.errors import run_command
 
     sys.exit(run_command(main))

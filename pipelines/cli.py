@@ -15,12 +15,12 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from features.groups import expand_groups
-from pipelines.config import FeatureConfig, RunConfig, load_params_file
-from pipelines.errors import UsageError
-from pipelines.new_source_stage import CALIBRATION_CHOICES
-from pipelines.paths import DataPaths, resolve_paths
-from pipelines.resources import feature_workers, lightgbm_threads
-from pipelines.training_sets import TrainingSource, TrainingSourcesConfig
+from pipelines.data.training_sets import TrainingSource, TrainingSourcesConfig
+from pipelines.runtime.errors import UsageError
+from pipelines.runtime.paths import DataPaths, resolve_paths
+from pipelines.runtime.resources import feature_workers, lightgbm_threads
+from pipelines.stages.config import FeatureConfig, RunConfig, load_params_file
+from pipelines.stages.new_source_stage import CALIBRATION_CHOICES
 from stacking.config import StackerConfig
 
 FOLD_FEATURE_FLAGS = ("tfidf", "embedder", "embedder_max_length")  # off by default: benchmarks/transformer_gain.py
@@ -157,7 +157,7 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
         if getattr(args, name, None) is not None:
             setattr(config.features, name, getattr(args, name))
     stacker = overrides_from_args(args, StackerConfig)
-    if "num_threads" not in stacker:  # free cores now (pipelines.resources); results do not depend on it
+    if "num_threads" not in stacker:  # free cores now (pipelines.runtime.resources); results do not depend on it
         stacker["num_threads"] = lightgbm_threads()
     config.stacker = dataclasses.replace(config.stacker, **stacker)
     config.allow_worse_than_prior = bool(getattr(args, "allow_worse_than_prior", False))
@@ -201,7 +201,7 @@ def add_test_calibration_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_prior_guard_args(p: argparse.ArgumentParser) -> None:
-    """``--allow-worse-than-prior`` (full_run): see pipelines.prior_guard."""
+    """``--allow-worse-than-prior`` (full_run): see pipelines.stages.prior_guard."""
     p.add_argument(
         "--allow-worse-than-prior",
         action="store_true",

@@ -1,4 +1,4 @@
-"""Convert external human-preference data into the Kaggle train.csv schema (formats: ``pipelines.formats``).
+"""Convert external human-preference data into the Kaggle train.csv schema (formats: ``pipelines.data.formats``).
 
 python -m pipelines.convert --format hh-rlhf a.jsonl.gz b.jsonl.gz --out train.csv
 """
@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.command_setup import setup_logging
-from pipelines.formats import COLUMNS, CONVERTERS, ConversionError, convert, label_counts
+from pipelines.data.formats import COLUMNS, CONVERTERS, ConversionError, convert, label_counts
+from pipelines.runtime.command_setup import setup_logging
 
 __all__ = ["COLUMNS", "ConversionError", "convert", "main"]
 
@@ -40,6 +40,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.errors import run_command
+    from pipelines.runtime.errors import run_command
 
     sys.exit(run_command(main))

@@ -29,12 +29,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipelines.base_weights import BASES_FILE, base_record, bundle_encoders
-from pipelines.bundle import KIND as BUNDLE_KIND
-from pipelines.bundle import MANIFEST as BUNDLE_MANIFEST_NAME
-from pipelines.bundle import read_verified
-from pipelines.command_setup import command_parser, setup_logging
-from pipelines.errors import UsageError
+from pipelines.model.base_weights import BASES_FILE, base_record, bundle_encoders
+from pipelines.model.bundle import KIND as BUNDLE_KIND
+from pipelines.model.bundle import MANIFEST as BUNDLE_MANIFEST_NAME
+from pipelines.model.bundle import read_verified
+from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.errors import UsageError
 
 log = logging.getLogger("arena_pref.export_kaggle")
 
@@ -48,7 +48,7 @@ BUNDLE_MANIFEST = BUNDLE_MANIFEST_NAME  # what marks a trained bundle (ArenaPref
 
 def _project_sources(root: Path) -> list[str]:
     """The top-level packages and modules pyproject.toml ships (``tool.setuptools``), as paths under ``root``
-    (a sub-package such as ``pipelines.formats`` travels inside its parent's folder)."""
+    (a sub-package such as ``pipelines.data.formats`` travels inside its parent's folder)."""
     text = (root / "pyproject.toml").read_text()
     try:
         import tomllib
@@ -312,6 +312,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.errors import run_command
+    from pipelines.runtime.errors import run_command
 
     sys.exit(run_command(main))

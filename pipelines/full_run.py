@@ -22,10 +22,10 @@ from pipelines.cli import (
     overrides_from_args,
     run_config_from_data_args,
 )
-from pipelines.command_setup import command_parser, setup_logging
-from pipelines.config import RunConfig
-from pipelines.errors import arguments_checked
-from pipelines.run import run
+from pipelines.model.run import run
+from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.errors import arguments_checked
+from pipelines.stages.config import RunConfig
 
 __all__ = ["build_parser", "config_from_args", "main", "run"]
 
@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with arguments_checked():
         config, submission = config_from_args(args)
-    from pipelines.preflight import check_run, check_savable
-    from pipelines.run_dir import hold_run_dir
+    from pipelines.runtime.run_dir import hold_run_dir
+    from pipelines.stages.preflight import check_run, check_savable
 
     check_run(config, submission=submission, test_labels=args.test_labels)  # before any feature is computed
     check_savable(config.stacker.tie_handling)  # the run saves its model
@@ -103,6 +103,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.errors import run_command
+    from pipelines.runtime.errors import run_command
 
     sys.exit(run_command(main))

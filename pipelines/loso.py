@@ -1,4 +1,4 @@
-"""Leave-one-source-out report (the study is :mod:`pipelines.loso_study`).
+"""Leave-one-source-out report (the study is :mod:`pipelines.experiments.loso_study`).
 
     python -m pipelines.loso --data ../shared/data --out benchmarks/results/loso --fold-seeds 3
     python -m pipelines.loso --rerender benchmarks/results/loso
@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from features.extractor import FeatureExtractor
 from features.groups import expand_groups
-from pipelines.command_setup import setup_logging
-from pipelines.errors import UsageError
-from pipelines.loso_study import format_ms, rerender, run_loso, summarize_results, write_outputs
-from pipelines.training_sets import combined_shared_data, load_training_sources, mark_sources_with_ties
+from pipelines.experiments.loso_study import format_ms, rerender, run_study
+from pipelines.runtime.command_setup import setup_logging
+from pipelines.runtime.errors import UsageError
 from stacking.config import STUDY_PRESET
 from stacking.tie_registry import option_names
 
@@ -65,46 +62,29 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [o for o in options if o not in option_names()]
     if unknown:
         raise UsageError(f"--options: unknown option(s) {unknown}; choose from {option_names()}")
-    start = time.time()
-    if args.data is not None:
-        combined = args.out / "_combined.csv"
-        args.out.mkdir(parents=True, exist_ok=True)
-        combined_shared_data(args.data).to_csv(combined, index=False)
-    else:
-        combined = args.combined
-    battles = mark_sources_with_ties(load_training_sources(combined))
-    if args.data is not None:
-        combined.unlink()
     groups = expand_groups([g.strip() for g in args.groups.split(",") if g.strip()])
-    X = FeatureExtractor(groups, n_jobs=args.feature_jobs, cache_dir=args.cache_dir, progress=False).transform(battles)
     settings = {
         "params": {"learning_rate": args.learning_rate, "num_threads": args.num_threads},
         "num_boost_round": args.num_boost_round,
         "early_stopping_rounds": args.early_stopping_rounds,
         "tieless_weight": args.tieless_weight,
     }
-    holdouts = [h for h in args.holdouts.split(",") if h] or None
-    oof_options = options if args.oof_options is None else [o for o in args.oof_options.split(",") if o]
-    meta = {
-        "rows": int(len(battles)),
-        "sources": battles.groupby("source").size().to_dict(),
-        "has_ties": {str(k): bool(v) for k, v in battles.groupby("source")["source_has_ties"].first().items()},
-        "fold_seeds": args.fold_seeds,
-        "feature_groups": list(groups),
-        "settings": settings,
-        "options": options,
-        "command": "python -m pipelines.loso " + " ".join(argv),
-    }
-
-    def progress(partial: dict) -> None:  # a report after every finished task, so a cut-short run still has one
-        write_outputs(partial, summarize_results(partial), {**meta, "wall_s": time.time() - start}, args.out)
-
-    results = run_loso(
-        battles, X, options, args.fold_seeds, holdouts, args.n_folds, oof_options, settings, args.jobs, progress
+    summary, paths = run_study(
+        args.data,
+        args.combined,
+        args.out,
+        options,
+        groups,
+        settings,
+        fold_seeds=args.fold_seeds,
+        holdouts=[h for h in args.holdouts.split(",") if h] or None,
+        n_folds=args.n_folds,
+        oof_options=options if args.oof_options is None else [o for o in args.oof_options.split(",") if o],
+        jobs=args.jobs,
+        feature_jobs=args.feature_jobs,
+        cache_dir=args.cache_dir,
+        command="python -m pipelines.loso " + " ".join(argv),
     )
-    summary = summarize_results(results)
-    meta["wall_s"] = time.time() - start
-    paths = write_outputs(results, summary, meta, args.out)
     for option, macro in summary["macro"].items():
         v = macro["value"]
         print(f"{option:16s} LOSO {format_ms(v['log_loss'])}  tie-row {format_ms(v['tie_loss'], 3)}")
@@ -113,6 +93,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.errors import run_command
+    from pipelines.runtime.errors import run_command
 
     sys.exit(run_command(main))

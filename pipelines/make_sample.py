@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS
-from pipelines.command_setup import command_parser, setup_logging
-from pipelines.formats import convert
-from pipelines.paths import SAMPLE_DIR
+from pipelines.data.formats import convert
+from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.paths import SAMPLE_DIR
 
 TRAIN_DRAW = {"llmeval2": 300, "pandalm": 150, "hh-rlhf": 150}
 SOURCES = {
@@ -67,6 +67,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.errors import run_command
+    from pipelines.runtime.errors import run_command
 
     raise SystemExit(run_command(main))

@@ -14,61 +14,12 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from pipelines.bundle_decisions import submitted_prior
 from pipelines.cli import add_test_calibration_arg
-from pipelines.command_setup import command_parser, setup_logging
-from pipelines.data import load_battles
-from pipelines.errors import UsageError, run_command
-from pipelines.estimator import ArenaPreferenceModel
-from pipelines.submission import write_submission
+from pipelines.model.bundle_scoring import predict_file
+from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.errors import UsageError, run_command
 
 log = logging.getLogger("arena_pref")
-
-
-def predict_file(
-    model_dir: str | Path,
-    test_path: str | Path,
-    out_path: str | Path,
-    sources: dict[str, str] | None = None,
-    n_jobs: int = 2,
-    progress: bool = True,
-    *,
-    encoder_base_paths: dict[str, str] | None = None,
-    use_encoders: bool = True,
-    stacker: str | None = None,
-    calibration: str | None = None,
-) -> pd.DataFrame:
-    """Score ``test_path`` with the bundle and write the submission. ``stacker=None`` and ``use_encoders``:
-    what the run submitted, as its bundle records it (the class prior when the prior guard rejected the
-    stacker); ``"chosen"``, ``"features"`` or ``"full"`` (or ``use_encoders=False``) score with that stacker.
-    ``calibration``: None (the bundle's setting), ``auto``, ``in-source`` or ``new-source`` (what ``auto``
-    chose is logged)."""
-    model = ArenaPreferenceModel.load(model_dir, encoder_base_paths=encoder_base_paths)
-    model.set_params(n_jobs=n_jobs, progress=progress)
-    unknown = sorted(set(sources or {}) - set(model.extra_sources or {}))
-    if unknown:
-        raise UsageError(
-            f"--source {unknown[0]}: the model was trained without that source"
-            f" (its sources: {sorted(model.extra_sources or {})})"
-        )
-    test, _ = load_battles(test_path, labelled=False)
-    prior = submitted_prior(model) if stacker is None and use_encoders else None
-    if prior is not None:
-        log.warning(
-            "the run submitted the class prior (its stacker did not beat the prior out of fold): writing the"
-            " prior again; --stacker chosen scores with the rejected stacker"
-        )
-        return write_submission(test["id"], np.tile(prior, (len(test), 1)), out_path)
-    key = None if stacker in (None, "chosen") else stacker
-    proba = model.predict_proba(
-        test, use_encoders=use_encoders, sources=sources or {}, stacker=key, calibration=calibration
-    )
-    choice = model.last_calibration_
-    log.info("calibration: %s (%s)", choice["calibration"], choice["why"])
-    return write_submission(test["id"], proba, out_path)
 
 
 def _pairs(specs: list[str], flag: str) -> dict[str, str]:
@@ -85,8 +36,8 @@ def _pairs(specs: list[str], flag: str) -> dict[str, str]:
 
 def check_arguments(args, sources: dict[str, str], bases: dict[str, str]) -> None:
     """Every argument checked before the bundle and the test are read (one line, exit 2 otherwise)."""
-    from pipelines.preflight import check_readable_file, check_submission_path, check_writable_dir
-    from pipelines.tables import read_proba_file
+    from pipelines.data.tables import read_proba_file
+    from pipelines.stages.preflight import check_readable_file, check_submission_path, check_writable_dir
 
     if args.n_jobs < 1:
         raise UsageError(f"--n-jobs {args.n_jobs}: must be at least 1")

@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from encoders.settings import EncoderConfig
-from pipelines.command_setup import command_parser, setup_logging
-from pipelines.data import load_battles
-from pipelines.encoder_launch import run_in_process
+from pipelines.data.battles import load_battles
+from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.stages.encoder_launch import run_in_process
 
 log = logging.getLogger("arena_pref")
 
@@ -60,6 +60,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.errors import run_command
+    from pipelines.runtime.errors import run_command
 
     sys.exit(run_command(main))

@@ -2,7 +2,7 @@
 
 A source file holds ``id`` and the three class probabilities (``winner_model_a``,
 ``winner_model_b``, ``winner_tie``), as CSV or parquet (read and checked by
-``pipelines.tables.read_proba_file``). Its columns follow the A/B convention
+``pipelines.data.tables.read_proba_file``). Its columns follow the A/B convention
 (``a_enc_<name>`` / ``b_enc_<name>`` exchange on swap, ``diff_enc_<name>`` flips, the tie
 probability is symmetric), so a swap-consistent source keeps the stacker exactly symmetric.
 """

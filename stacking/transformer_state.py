@@ -1,22 +1,24 @@
 """Per-fold feature transformers saved without pickle: JSON metadata + an ``.npz`` of plain arrays.
 
 A transformer takes part by implementing ``get_state() -> (meta: dict, arrays: dict[str, ndarray])`` and
-the classmethod ``from_state(meta, arrays)``. Its class is stored as a dotted path, and only paths in
-:data:`ALLOWED_TRANSFORMERS` are ever imported on load: a bundle cannot make us import arbitrary code.
+the classmethod ``from_state(meta, arrays)``. Its class is stored as a dotted path, and only the classes in
+:data:`ALLOWED_TRANSFORMERS` (path -> class, plain imports) are ever built on load: a bundle cannot make us
+import arbitrary code.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ALLOWED_TRANSFORMERS: set[str] = {
-    "features.text_vectors.TfidfDiffTransformer",
-    "features.embedding_features.EmbeddingPairFeatures",
+from features.embedding_features import EmbeddingPairFeatures
+from features.text_vectors import TfidfDiffTransformer
+
+ALLOWED_TRANSFORMERS: dict[str, type[Any]] = {
+    f"{cls.__module__}.{cls.__qualname__}": cls for cls in (TfidfDiffTransformer, EmbeddingPairFeatures)
 }
 
 
@@ -64,8 +66,7 @@ def new_transformer(spec: dict[str, Any] | str, where: str) -> Any:
     bundles stored it: default parameters). The class must be allowed."""
     path, params = (spec, {}) if isinstance(spec, str) else (str(spec.get("class", "")), dict(spec.get("params", {})))
     _check_allowed(path, where)
-    module_name, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module_name), name)(**params)
+    return ALLOWED_TRANSFORMERS[path](**params)
 
 
 def load_transformer(stem: Path) -> Any:
@@ -74,8 +75,7 @@ def load_transformer(stem: Path) -> Any:
     stored = json.loads(json_path.read_text())
     path = str(stored.get("class", ""))
     _check_allowed(path, str(json_path))
-    module_name, _, name = path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), name)
+    cls = ALLOWED_TRANSFORMERS[path]
     with np.load(stem.with_suffix(".npz"), allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     return cls.from_state(stored.get("meta", {}), arrays)

@@ -11,8 +11,9 @@ from features.extractor import group_columns
 from features.groups import DEFAULT_GROUPS
 from pipelines import ablation
 from pipelines.cli import run_config_from_args
-from pipelines.metrics import multiclass_log_loss
-from pipelines.stacker_inputs import prepare_inputs
+from pipelines.experiments import ablation as ablation_engine
+from pipelines.reports.metrics import multiclass_log_loss
+from pipelines.stages.stacker_inputs import prepare_inputs
 from stacking.calibration import cross_calibrate
 from stacking.config import StackerConfig
 from stacking.cross_fit import cross_fit
@@ -102,7 +103,7 @@ def test_ablation_report_equals_recomputation_and_is_deterministic(args, tmp_pat
     assert f"{report['variants']['full']['log_loss']:.4f}" in (folder / "ablation.md").read_text()
 
     # verbosity buckets use the length group's logratio_chars; the stacker is exactly swap-symmetric
-    np.testing.assert_allclose(ablation.length_log_ratio(inputs.train), inputs.X["logratio_chars"], atol=1e-5)
+    np.testing.assert_allclose(ablation_engine.length_log_ratio(inputs.train), inputs.X["logratio_chars"], atol=1e-5)
     assert sum(b["n"] for b in report["verbosity"]) == len(y)
     assert report["position"]["max_swap_gap"] < 1e-12
 
@@ -127,11 +128,11 @@ def test_feature_groups_keep_pairs_whole_and_sources_apart():
         "diff_enc_x",
         "pair_enc_x_tie",
     ]
-    groups = ablation.feature_groups(columns)
+    groups = ablation_engine.feature_groups(columns)
     assert groups == {
         "length": ["a_chars", "b_chars", "diff_chars", "logratio_chars", "prompt_chars"],
         "formatting": ["a_bold", "b_bold", "diff_bold", "logratio_bold"],
         "source:x": ["a_enc_x", "b_enc_x", "diff_enc_x", "pair_enc_x_tie"],
     }
-    variants = ablation.variant_columns(columns, groups)
+    variants = ablation_engine.variant_columns(columns, groups)
     assert variants["drop:source:x"] == columns[:9] and variants["only:formatting"] == columns[5:9]

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from arena_schema import CLASS_COLUMNS
-from pipelines.data import DataError, load_battles, load_battles_frame
-from pipelines.errors import USER_ERROR_EXIT
+from pipelines.data.battles import DataError, load_battles, load_battles_frame
+from pipelines.runtime.errors import USER_ERROR_EXIT
 from tests.conftest import ROOT, make_battles
 
 CLEAN = make_battles(12, seed=5)
@@ -214,7 +214,7 @@ def test_in_memory_frame_is_validated_like_a_file():
 
 # --------------------------------------------------------------------------- through the command line
 
-RUNNER = "import sys; from pipelines.errors import run_command; from pipelines import full_run; "
+RUNNER = "import sys; from pipelines.runtime.errors import run_command; from pipelines import full_run; "
 RUNNER += "sys.exit(run_command(full_run.main))"
 
 

@@ -16,11 +16,12 @@ import pytest
 from arena_schema import CLASS_COLUMNS
 from features.groups import GROUPS
 from pipelines import full_run, predict
-from pipelines.bundle import KEY_ENV, MANIFEST, BundleError, write_manifest
-from pipelines.bundle_identity import base_identity
-from pipelines.bundle_scoring import score_bundle
-from pipelines.errors import USER_ERROR_EXIT, run_command
-from pipelines.estimator import ArenaPreferenceModel
+from pipelines.model import bundle_scoring
+from pipelines.model.bundle import KEY_ENV, MANIFEST, BundleError, write_manifest
+from pipelines.model.bundle_identity import base_identity
+from pipelines.model.bundle_scoring import score_bundle
+from pipelines.model.estimator import ArenaPreferenceModel
+from pipelines.runtime.errors import USER_ERROR_EXIT, run_command
 from tests.conftest import make_battles
 
 FAST = ["--num-boost-round", "5", "--early-stopping-rounds", "2", "--num-threads", "1", "--no-progress"]
@@ -30,7 +31,7 @@ FAST = ["--num-boost-round", "5", "--early-stopping-rounds", "2", "--num-threads
 def prior_run(tmp_path_factory) -> Path:
     """A run whose stacker is judged worse than the class prior (the guard's input made so, as in
     tests/test_prior_guard.py): the run submits the prior."""
-    from pipelines import run
+    from pipelines.model import run
 
     root = tmp_path_factory.mktemp("prior_run")
     make_battles(60, seed=61).to_csv(root / "train.csv", index=False)
@@ -56,9 +57,11 @@ def test_the_bundle_records_the_prior_guard_and_predict_repeats_it(prior_run, tm
     assert manifest["decisions"]["submitted"]["kind"] == "class prior"
     submitted = _proba(run / "submission.csv")
     assert np.allclose(submitted, submitted[0])  # one row repeated: the prior
-    again = predict.predict_file(run / "model", prior_run / "test.csv", tmp_path / "again.csv", n_jobs=1)
+    again = bundle_scoring.predict_file(run / "model", prior_run / "test.csv", tmp_path / "again.csv", n_jobs=1)
     np.testing.assert_allclose(again[list(CLASS_COLUMNS)].to_numpy(), submitted, atol=1e-7)
-    told = predict.predict_file(run / "model", prior_run / "test.csv", tmp_path / "s.csv", n_jobs=1, stacker="chosen")
+    told = bundle_scoring.predict_file(
+        run / "model", prior_run / "test.csv", tmp_path / "s.csv", n_jobs=1, stacker="chosen"
+    )
     assert not np.allclose(told[list(CLASS_COLUMNS)].to_numpy(), submitted, atol=1e-4)  # the rejected stacker
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.data import DataError, load_battles, parse_turns, swap_battles
-from pipelines.folds import data_fingerprint, load_or_make_folds, make_folds, prompt_groups
+from pipelines.data.battles import DataError, load_battles, parse_turns, swap_battles
+from pipelines.data.folds import data_fingerprint, load_or_make_folds, make_folds, prompt_groups
 from tests.conftest import make_battles
 
 

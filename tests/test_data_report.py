@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.data_report import build_report, main
-from pipelines.data_summary import SummaryConfig, wilson
+from pipelines.data_report import main
+from pipelines.reports.data_report import build_report
+from pipelines.reports.data_summary import SummaryConfig, wilson
 
 
 def _row(i, prompt, a, b, label, model_a="", model_b="", source="s1", raw=False):
@@ -96,7 +97,7 @@ def test_command_without_models_or_source(tmp_path):
 
 
 def test_bad_file_is_one_line_error(tmp_path, capsys):
-    from pipelines.errors import run_command
+    from pipelines.runtime.errors import run_command
 
     bad = tmp_path / "bad.csv"
     bad.write_text("id,prompt\n1,x\n")

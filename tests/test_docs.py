@@ -100,7 +100,7 @@ def test_dotted_names_resolve(doc: Path) -> None:
 
 @pytest.mark.parametrize("doc", DOCS, ids=_ids(DOCS))
 def test_project_paths_exist(doc: Path) -> None:
-    """Backticked paths such as `pipelines/data.py` (placeholders like DIR/ or <name> are not paths)."""
+    """Backticked paths such as `pipelines/data/battles.py` (placeholders like DIR/ or <name> are not paths)."""
     for span in sorted(set(CODE_SPAN.findall(_prose(doc)))):
         span = span.strip()
         if PATH.match(span):

@@ -12,7 +12,7 @@ from sklearn.base import clone
 from arena_schema import check_swappable, swap_feature_frame
 from encoders.embedder import TextEmbedder, conversation_text, embed_battles, resolve_encoder_folder
 from features.embedding_features import EmbeddingPairFeatures
-from pipelines.data import load_battles, swap_battles
+from pipelines.data.battles import load_battles, swap_battles
 from tests.conftest import make_battles
 
 ST_MODULES = [

@@ -16,7 +16,7 @@ from encoders.cross_fit import cross_fit_encoder
 from encoders.inputs import BattleEncoder, allocate_budget, keep_latest_turns, length_sorted_batches
 from encoders.model import load_classifier, load_tokenizer, load_trained_classifier, save_classifier
 from encoders.settings import EncoderConfig
-from pipelines.data import load_battles, swap_battles
+from pipelines.data.battles import load_battles, swap_battles
 from tests.conftest import make_battles
 from tests.tiny_models import tiny_encoder_config
 
@@ -248,7 +248,7 @@ def test_data_parallel_two_processes_on_cpu(tiny_distilbert, train_csv, test_csv
     import subprocess
     import sys
 
-    from pipelines.folds import make_folds
+    from pipelines.data.folds import make_folds
     from tests.conftest import ROOT
 
     run_dir = tmp_path / "run"
@@ -303,7 +303,7 @@ def test_failing_encoder_stacker_keeps_the_features_only_submission(
     def broken(*args, **kwargs):
         raise ValueError("corrupt probability file")
 
-    monkeypatch.setattr("pipelines.stacker_inputs.read_proba_file", broken)
+    monkeypatch.setattr("pipelines.stages.stacker_inputs.read_proba_file", broken)
     out = tmp_path / "run"
     assert _run_with_encoder(train_csv, test_csv, out, tiny_distilbert, 2, *FAST_STACKER, "--folds", "3") == 0
     report = json.loads((out / "report.json").read_text())

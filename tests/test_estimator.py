@@ -15,9 +15,9 @@ from sklearn.exceptions import NotFittedError
 
 from arena_schema import CLASS_COLUMNS
 from pipelines import full_run
-from pipelines.bundle import MANIFEST, BundleError, manifest_digest
-from pipelines.errors import UserError
-from pipelines.estimator import ArenaPreferenceModel
+from pipelines.model.bundle import MANIFEST, BundleError, manifest_digest
+from pipelines.model.estimator import ArenaPreferenceModel
+from pipelines.runtime.errors import UserError
 from stacking import transformer_state
 from stacking.config import StackerConfig
 from tests.conftest import WORDS, make_battles
@@ -57,7 +57,9 @@ TRANSFORMER_PATH = f"{LengthGapFeature.__module__}.{LengthGapFeature.__qualname_
 @pytest.fixture
 def allow_test_transformer(monkeypatch):
     monkeypatch.setattr(
-        transformer_state, "ALLOWED_TRANSFORMERS", {*transformer_state.ALLOWED_TRANSFORMERS, TRANSFORMER_PATH}
+        transformer_state,
+        "ALLOWED_TRANSFORMERS",
+        {**transformer_state.ALLOWED_TRANSFORMERS, TRANSFORMER_PATH: LengthGapFeature},
     )
 
 
@@ -267,7 +269,7 @@ def _encoder_round_trip(model_path: Path, tmp_path: Path, rows: int, folds: int,
     then load -> predict_proba must give the chosen path's submission and each kept stacker's own test
     probabilities from the run, whichever was chosen."""
     from encoders.settings import EncoderConfig
-    from pipelines.submission import write_submission
+    from pipelines.runtime.submission import write_submission
 
     train, test = make_battles(rows, seed=21), make_battles(20, seed=22, labelled=False, start_id=70000)
     config = EncoderConfig(model_path=str(model_path), precision="fp32", batch_size=8, eval_batch_size=16, **encoder)

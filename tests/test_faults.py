@@ -22,8 +22,8 @@ import optuna
 import pandas as pd
 import pytest
 
-from pipelines.errors import UserError
-from pipelines.run_dir import (
+from pipelines.runtime.errors import UserError
+from pipelines.runtime.run_dir import (
     RunDirError,
     atomic_to_csv,
     atomic_write_bytes,
@@ -32,7 +32,7 @@ from pipelines.run_dir import (
     sweep_stale_temps,
     temp_path,
 )
-from pipelines.submission import check_submission_file, write_submission
+from pipelines.runtime.submission import check_submission_file, write_submission
 from tests.conftest import ROOT, make_battles
 
 QUICK = ["--folds", "3", "--seed", "7", "--num-boost-round", "20", "--num-threads", "1", "--n-jobs", "1"]
@@ -87,7 +87,7 @@ def test_disk_full_without_a_previous_file_leaves_none(tmp_path, monkeypatch):
 
 
 def test_an_invalid_submission_is_never_published(tmp_path, monkeypatch):
-    import pipelines.submission as submission
+    import pipelines.runtime.submission as submission
 
     def corrupt(path, ids):
         raise submission.SubmissionError("checked and refused")

@@ -13,7 +13,7 @@ import pytest
 
 from features import extractor as ext
 from features.extractor import FeatureCache, FeatureExtractor
-from pipelines.data import load_battles_frame
+from pipelines.data.battles import load_battles_frame
 from tests.conftest import make_battles
 
 

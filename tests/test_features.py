@@ -79,7 +79,7 @@ def test_mattr_matches_definition():
 
 
 def test_extractor_parallel_equals_serial_and_caches(train_csv, tmp_path):
-    from pipelines.data import load_battles
+    from pipelines.data.battles import load_battles
 
     battles, _ = load_battles(train_csv)
     serial = FeatureExtractor(n_jobs=1, progress=False).transform(battles)
@@ -135,8 +135,8 @@ def test_readability_works_with_no_network(tmp_path):
 def test_fast_readability_equals_textstat_on_real_text():
     """The fast path must give textstat's own numbers, bit for bit, or not be used at all."""
     from features.readability import MAX_CHARS, _fast_textstat, ensure_offline_cmudict, textstat_scores
-    from pipelines.data import load_battles
-    from pipelines.paths import SAMPLE_DIR
+    from pipelines.data.battles import load_battles
+    from pipelines.runtime.paths import SAMPLE_DIR
 
     ensure_offline_cmudict()
     fast = _fast_textstat()

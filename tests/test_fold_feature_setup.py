@@ -8,9 +8,9 @@ import pytest
 
 from features.embedding_features import EmbeddingPairFeatures
 from features.text_vectors import TfidfDiffTransformer
-from pipelines.config import FeatureConfig, RunConfig
-from pipelines.data import load_battles
-from pipelines.fold_feature_setup import build_fold_features, prepare_battles, restore_fold_feature
+from pipelines.data.battles import load_battles
+from pipelines.stages.config import FeatureConfig, RunConfig
+from pipelines.stages.fold_feature_setup import build_fold_features, prepare_battles, restore_fold_feature
 from tests.conftest import make_battles
 
 
@@ -69,7 +69,7 @@ def test_full_run_with_tfidf_round_trips_through_the_bundle(train_csv, test_csv,
 
     from arena_schema import CLASS_COLUMNS
     from pipelines import full_run
-    from pipelines.estimator import ArenaPreferenceModel
+    from pipelines.model.estimator import ArenaPreferenceModel
 
     out = tmp_path / "run"
     fast = ["--num-boost-round", "30", "--early-stopping-rounds", "5", "--num-threads", "1", "--n-jobs", "1"]

@@ -14,7 +14,7 @@ from encoders import cross_fit
 from encoders.fold_models import MANIFEST, TOKENIZER_DIR, EncoderFoldModels
 from encoders.parallel_predict import predict_proba_multi_gpu
 from encoders.settings import EncoderConfig
-from pipelines.data import load_battles
+from pipelines.data.battles import load_battles
 from tests.conftest import make_battles
 from tests.tiny_models import tiny_encoder_config
 

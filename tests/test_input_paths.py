@@ -91,12 +91,12 @@ def _argv(command: str, paths: dict[str, Path], out: Path) -> list[str]:
 
 
 def _capture(command: str, paths: dict[str, Path], out: Path, monkeypatch) -> Captured:
-    import pipelines.estimator
-    import pipelines.run
-    import pipelines.stacker_inputs
+    import pipelines.model.estimator
+    import pipelines.model.run
+    import pipelines.stages.stacker_inputs
 
-    real_build = pipelines.stacker_inputs.build_inputs
-    real_labels = pipelines.run.labels_for
+    real_build = pipelines.stages.stacker_inputs.build_inputs
+    real_labels = pipelines.model.run.labels_for
     seen: dict = {}
 
     def labels_for(*args):
@@ -106,9 +106,9 @@ def _capture(command: str, paths: dict[str, Path], out: Path, monkeypatch) -> Ca
     def build(*args, **kwargs):
         raise Captured(real_build(*args, **kwargs), seen.get("labels"))
 
-    monkeypatch.setattr(pipelines.stacker_inputs, "build_inputs", build)
-    monkeypatch.setattr(pipelines.estimator, "build_inputs", build)
-    monkeypatch.setattr(pipelines.run, "labels_for", labels_for)
+    monkeypatch.setattr(pipelines.stages.stacker_inputs, "build_inputs", build)
+    monkeypatch.setattr(pipelines.model.estimator, "build_inputs", build)
+    monkeypatch.setattr(pipelines.model.run, "labels_for", labels_for)
     main = {"full_run": full_run.main, "tune": tune.main, "ablation": ablation.main}[command]
     with pytest.raises(Captured) as info:
         main(_argv(command, paths, out))
@@ -148,8 +148,8 @@ def test_every_input_of_every_command_reads_as_the_clean_file(command, style, cl
 
 
 def test_probability_files_are_recognised_by_content_and_errors_name_the_row(tmp_path):
-    from pipelines.data import DataError
-    from pipelines.tables import read_proba_file
+    from pipelines.data.battles import DataError
+    from pipelines.data.tables import read_proba_file
 
     frame = FRAMES["test_proba"]
     frame.to_parquet(tmp_path / "proba.csv")  # parquet under a .csv name

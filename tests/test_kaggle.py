@@ -19,7 +19,7 @@ from encoders import cross_fit
 from encoders.budget import FoldTiming, should_score_test, should_start_fold
 from encoders.settings import EncoderConfig
 from pipelines import export_kaggle
-from pipelines.errors import UsageError
+from pipelines.runtime.errors import UsageError
 from tests.conftest import ROOT, make_battles
 from tests.tiny_models import tiny_encoder_config
 
@@ -310,7 +310,7 @@ def test_real_probe_measures_the_tiny_model(tmp_path, tiny_distilbert):
     """The probe through the real TransformerClassifier: a generous budget keeps the configured length."""
     import time
 
-    from pipelines.data import load_battles
+    from pipelines.data.battles import load_battles
 
     make_battles(40, seed=5).to_csv(tmp_path / "train.csv", index=False)
     battles = load_battles(tmp_path / "train.csv")[0]
@@ -341,7 +341,7 @@ def test_real_probe_measures_the_tiny_model(tmp_path, tiny_distilbert):
 def _fake_bundle(tmp_path: Path, lora: bool = True) -> tuple[Path, Path]:
     """A bundle laid out as ``ArenaPreferenceModel.save`` writes one (``encoders/<name>/`` listed in a
     verified ``manifest.json``), with one encoder's files but no real weights: export only copies and records."""
-    from pipelines.bundle import write_manifest
+    from pipelines.model.bundle import write_manifest
 
     base = tmp_path / "hub" / "gemma-2-9b-it"
     base.mkdir(parents=True)
@@ -358,7 +358,7 @@ def _fake_bundle(tmp_path: Path, lora: bool = True) -> tuple[Path, Path]:
 
 
 def test_export_model_references_the_base_weights(tmp_path, monkeypatch):
-    from pipelines.base_weights import resolve_bases
+    from pipelines.model.base_weights import resolve_bases
 
     monkeypatch.setattr(export_kaggle, "build_project_wheel", lambda wheels: wheels / "arena_pref-0-py3.whl")
     bundle, base = _fake_bundle(tmp_path)
@@ -385,7 +385,7 @@ def test_export_model_references_the_base_weights(tmp_path, monkeypatch):
 
 
 def test_export_model_copy_base_and_full_finetunes(tmp_path, monkeypatch):
-    from pipelines.base_weights import resolve_bases
+    from pipelines.model.base_weights import resolve_bases
 
     monkeypatch.setattr(export_kaggle, "build_project_wheel", lambda wheels: wheels / "arena_pref-0-py3.whl")
     bundle, _ = _fake_bundle(tmp_path)
@@ -418,7 +418,7 @@ class _FakeBundleModel:
 
 @pytest.mark.parametrize("deadline, used", [(10_000, True), (500, False), (0, False)])
 def test_bundle_scoring_keeps_features_only_when_encoders_do_not_fit(tmp_path, deadline, used):
-    from pipelines.bundle_scoring import score_bundle
+    from pipelines.model.bundle_scoring import score_bundle
 
     clock = FakeClock()
     test = make_battles(1000, seed=6, labelled=False).assign(id=lambda f: f["id"].astype(str))
@@ -492,8 +492,8 @@ def test_notebook_inference_only_tiny_bert_bundle(tmp_path, offline_dataset, tin
 @pytest.mark.slow
 def test_bundle_scoring_split_over_two_processes_matches_in_process(tmp_path, tiny_bert_bundle):
     """The notebook's scoring path: encoder rows split over 2 (CPU) processes, stacker once, equals in-process."""
-    from pipelines.bundle_scoring import multi_gpu_predictor
-    from pipelines.estimator import ArenaPreferenceModel
+    from pipelines.model.bundle_scoring import multi_gpu_predictor
+    from pipelines.model.estimator import ArenaPreferenceModel
 
     model = ArenaPreferenceModel.load(tiny_bert_bundle)
     test = make_battles(21, seed=8, labelled=False, start_id=80000)

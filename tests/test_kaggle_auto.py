@@ -11,7 +11,7 @@ import pytest
 
 from encoders import cross_fit
 from encoders.settings import EncoderConfig
-from pipelines.paths import find_model_inputs, training_order
+from pipelines.runtime.paths import find_model_inputs, training_order
 from tests.test_kaggle import (  # noqa: F401 (offline_dataset is a fixture)
     FAST_ARGS,
     FakeClock,

@@ -1,18 +1,25 @@
 """The import layers the README promises, checked on the source (every import, also inside functions).
 
-arena_schema <- features, stacking, encoders <- pipelines; no module imports a command module.
+arena_schema <- features, encoders <- stacking <- pipelines; inside pipelines, one subpackage per role,
+runtime <- data <- reports <- stages <- model <- experiments <- the command modules (and their flag
+helpers in ``pipelines/cli.py``) at the top. No module imports a command module, and no project module
+imports itself back through others (no cycle).
 """
 
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
 
-LAYER = {"arena_schema": 0, "features": 1, "stacking": 1, "encoders": 1, "pipelines": 2}
+LAYER = {"arena_schema": 0, "features": 1, "encoders": 1, "stacking": 2, "pipelines": 3}
+# the roles inside pipelines, lowest first; a module directly in pipelines/ (a command, cli) sits above them all
+ROLES = ("runtime", "data", "reports", "stages", "model", "experiments")
+ROLE_MAX_LINES = 2000
 
 
 def _modules() -> dict[str, Path]:
@@ -54,9 +61,55 @@ def _is_command(path: Path) -> bool:
 COMMANDS = {name for name, path in MODULES.items() if name.startswith("pipelines.") and _is_command(path)}
 
 
+def _role(module: str) -> str | None:
+    """``"data"`` for ``pipelines.data.folds``; None outside pipelines' role subpackages."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "pipelines" and len(parts) > 1 and parts[1] in ROLES else None
+
+
+def _role_lines() -> dict[str, int]:
+    return {
+        role: sum(len(p.read_text().splitlines()) for p in (ROOT / "pipelines" / role).rglob("*.py")) for role in ROLES
+    }
+
+
 def test_the_layers_are_found():
     assert {"arena_schema", "pipelines.full_run", "stacking.cross_fit", "encoders.classifier"} <= set(MODULES)
     assert {"pipelines.full_run", "pipelines.predict", "pipelines.tune", "pipelines.data_report"} <= COMMANDS
+    assert {"pipelines.model.estimator", "pipelines.data.folds", "pipelines.runtime.errors"} <= set(MODULES)
+
+
+def test_pipelines_holds_only_roles_commands_and_their_flag_helpers():
+    """Library code lives in a role subpackage; directly in pipelines/ only the commands and cli.py."""
+    loose = {
+        name
+        for name in MODULES
+        if name.count(".") == 1
+        and name.startswith("pipelines.")
+        and name not in COMMANDS | {"pipelines.cli"} | {f"pipelines.{role}" for role in ROLES}
+    }
+    assert not loose, f"modules in pipelines/ outside a role subpackage: {sorted(loose)}"
+    subpackages = {p.name for p in (ROOT / "pipelines").iterdir() if (p / "__init__.py").is_file()}
+    assert subpackages == set(ROLES), f"pipelines/ subpackages {sorted(subpackages)} != roles {ROLES}"
+
+
+def test_no_role_is_larger_than_the_limit():
+    lines = _role_lines()
+    print("lines per role:", lines)  # pytest -s shows them
+    assert max(lines.values()) <= ROLE_MAX_LINES, lines
+
+
+def test_no_import_cycle_among_project_modules():
+    """Every import counts, also one inside a function: a cycle hidden that way is still a cycle. (A module's
+    own packages are not edges: Python runs them before it, and ``from pkg import sibling`` names the sibling.)"""
+    graph = {
+        name: {i for i in _imports(path) if i in MODULES and i != name and not name.startswith(i + ".")}
+        for name, path in MODULES.items()
+    }
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
 
 
 @pytest.mark.parametrize("module", sorted(set(MODULES) - COMMANDS))
@@ -82,4 +135,10 @@ def test_no_module_imports_a_layer_above_it_or_a_command(module):
             wrong.append(f"{name} (a sibling package)")
         if name in COMMANDS and name != module:
             wrong.append(f"{name} (a command)")
+        role, target_role = _role(module), _role(name)
+        if role is not None and target == "pipelines":
+            if target_role is None and name in MODULES and name.count(".") == 1:
+                wrong.append(f"{name} (the command level above the roles)")
+            elif target_role is not None and ROLES.index(target_role) > ROLES.index(role):
+                wrong.append(f"{name} (role {target_role} above {role})")
     assert not wrong, f"{module} imports {wrong}"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from arena_schema import CLASS_COLUMNS
-from pipelines.data import load_battles_frame
+from pipelines.data.battles import load_battles_frame
 from tests.conftest import make_battles
 
 pytestmark = pytest.mark.slow
@@ -29,8 +29,8 @@ def test_smollm2_gguf_round_trip(tmp_path):
     from encoders.model import load_tokenizer
     from encoders.settings import EncoderConfig
     from pipelines import export_kaggle
-    from pipelines.base_weights import resolve_bases
-    from pipelines.estimator import ArenaPreferenceModel
+    from pipelines.model.base_weights import resolve_bases
+    from pipelines.model.estimator import ArenaPreferenceModel
     from stacking.config import StackerConfig
 
     gguf = _smollm2_gguf()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from arena_schema import swap_feature_frame, swap_proba
-from pipelines.data import load_battles
+from pipelines.data.battles import load_battles
 from stacking.calibration import cross_calibrate
 from stacking.config import StackerConfig
 from stacking.cross_fit import cross_fit, fit_calibrated

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.bundle import BundleError
-from pipelines.estimator import ArenaPreferenceModel
+from pipelines.model.bundle import BundleError
+from pipelines.model.estimator import ArenaPreferenceModel
 from stacking import cross_fit as cross_fit_module
 from stacking import source_holdout
 from stacking.calibration import ProbabilityCalibrator

@@ -16,7 +16,7 @@ from features.groups import DEFAULT_GROUPS, GROUPS, OPT_IN_GROUPS, expand_groups
 from features.prose import prose
 from features.sentiment import sentiment_scores
 from features.spelling import spelling_scores
-from pipelines.estimator import ArenaPreferenceModel
+from pipelines.model.estimator import ArenaPreferenceModel
 from stacking.config import StackerConfig
 from tests.conftest import make_battles
 
@@ -92,7 +92,7 @@ def test_swap_flips_columns():
         response_a=['["I love it! Ths is great."]'] * 6 + list(battles["response_a"][6:]),
         response_b=['["I hate teh bugs. Awful."]'] * 6 + list(battles["response_b"][6:]),
     )
-    from pipelines.data import load_battles_frame, swap_battles
+    from pipelines.data.battles import load_battles_frame, swap_battles
 
     parsed, _ = load_battles_frame(battles)
     ex = FeatureExtractor([*DEFAULT_GROUPS, *OPT_IN], n_jobs=1, progress=False)
@@ -104,7 +104,7 @@ def test_swap_flips_columns():
 
 
 def test_cached_like_the_others(tmp_path, caplog):
-    parsed, _ = __import__("pipelines.data", fromlist=["x"]).load_battles_frame(make_battles(20, seed=4))
+    parsed, _ = __import__("pipelines.data.battles", fromlist=["x"]).load_battles_frame(make_battles(20, seed=4))
     groups = [*DEFAULT_GROUPS, "sentiment"]
     first = FeatureExtractor(groups, n_jobs=1, cache_dir=tmp_path, progress=False).transform(parsed)
     with caplog.at_level(logging.INFO, logger="features.extractor"):

@@ -4,11 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import full_run, predict
-from pipelines.config import RunConfig
-from pipelines.paths import SAMPLE_DIR
-from pipelines.run import run
-from pipelines.submission import SubmissionError, write_submission
+from pipelines import full_run
+from pipelines.model import bundle_scoring
+from pipelines.model.run import run
+from pipelines.runtime.paths import SAMPLE_DIR
+from pipelines.runtime.submission import SubmissionError, write_submission
+from pipelines.stages.config import RunConfig
 
 # fixture-sized data: short boosters, one LightGBM thread (results do not depend on threads)
 FAST = ["--num-boost-round", "60", "--early-stopping-rounds", "10", "--num-threads", "1", "--no-progress"]
@@ -42,7 +43,7 @@ def test_full_run_then_predict_from_saved_model(train_csv, test_csv, tmp_path):
     oof_file = pd.read_csv(out / "oof_stacker.csv")
     assert len(oof_file) == 240 and not oof_file.isna().any().any()
 
-    again = predict.predict_file(out / "model", test_csv, tmp_path / "again.csv", progress=False, n_jobs=1)
+    again = bundle_scoring.predict_file(out / "model", test_csv, tmp_path / "again.csv", progress=False, n_jobs=1)
     np.testing.assert_allclose(
         again[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy(),
         sub[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy(),
@@ -97,7 +98,7 @@ def test_convert_cli_output_feeds_full_run(tmp_path):
     source = SHARED_SLICES / "pandalm" / "testset-v1.json"
     out = tmp_path / "pandalm.csv"
     assert convert_main(["--format", "pandalm", str(source), "--out", str(out)]) == 0
-    from pipelines.data import load_battles
+    from pipelines.data.battles import load_battles
 
     battles, report = load_battles(out)
     assert len(battles) == len(json.loads(source.read_text())) and sum(report.invalid_json.values()) == 0

@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from pipelines.config import RunConfig
-from pipelines.data import load_battles
-from pipelines.errors import run_command
-from pipelines.folds import make_folds
-from pipelines.preflight import PreflightError, check_labels, check_run, check_storage_url
+from pipelines.data.battles import load_battles
+from pipelines.data.folds import check_labels, make_folds
+from pipelines.runtime.errors import run_command
+from pipelines.stages.config import RunConfig
+from pipelines.stages.preflight import PreflightError, check_run, check_storage_url
 from tests.conftest import ROOT, make_battles
 
 
@@ -122,7 +122,7 @@ def test_the_readme_postgresql_url_gets_the_installed_driver(monkeypatch):
     only psycopg2 is installed (requirements.txt) the URL is given that driver, and the check passes."""
     import importlib.util
 
-    from pipelines.storage import normalise_url
+    from pipelines.runtime.storage import normalise_url
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a))

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from pipelines.prior_guard import decide, prior_probabilities
+from pipelines.stages.prior_guard import decide, prior_probabilities
 
 
 def test_stacker_better_than_prior_is_kept(caplog):
@@ -59,13 +59,14 @@ def test_cli_flag_reaches_the_config(train_csv, test_csv, tmp_path):
 
 
 def test_full_run_submits_the_prior_when_the_stacker_is_worse(train_csv, test_csv, tmp_path, monkeypatch):
-    """The wiring in pipelines.run: a stacker judged worse than the prior leaves the prior on disk and a loud report."""
+    """The wiring in pipelines.model.run: a stacker judged worse than the prior leaves the prior and a loud report."""
     import json
 
     import pandas as pd
 
     from arena_schema import CLASS_COLUMNS
-    from pipelines import full_run, run
+    from pipelines import full_run
+    from pipelines.model import run
 
     real_decide = run.decide
     monkeypatch.setattr(run, "decide", lambda stacker, prior, allow: real_decide(prior + 0.5, prior, allow))

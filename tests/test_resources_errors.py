@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines import resources
-from pipelines.data import DataError
-from pipelines.errors import USER_ERROR_EXIT, UserError, run_command
+from pipelines.data.battles import DataError
+from pipelines.runtime import resources
+from pipelines.runtime.errors import USER_ERROR_EXIT, UserError, run_command
 
 
 def _cgroup(tmp_path, v2: str | None = None, v1: tuple[int, int] | None = None):

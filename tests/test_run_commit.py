@@ -1,6 +1,6 @@
 """A rerun that fails leaves the previous run's submission, model and report exactly as they were, and
 no partial or temporary file: the run's outputs are staged and swapped in together at the end
-(``pipelines.run_dir.staged_outputs``). Disk full is simulated (an ``OSError(ENOSPC)`` where a file is
+(``pipelines.runtime.run_dir.staged_outputs``). Disk full is simulated (an ``OSError(ENOSPC)`` where a file is
 written or moved), missing or mismatched labels are real files; each rerun goes through the command."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 
 from arena_schema import CLASS_COLUMNS
 from pipelines import full_run
-from pipelines.errors import USER_ERROR_EXIT, run_command
-from pipelines.run_dir import JOURNAL, RunDirError, atomic_write_text, recover_commit, staged_outputs
+from pipelines.runtime.errors import USER_ERROR_EXIT, run_command
+from pipelines.runtime.run_dir import JOURNAL, RunDirError, atomic_write_text, recover_commit, staged_outputs
 from tests.conftest import make_battles
 
 FAST = ["--num-boost-round", "5", "--early-stopping-rounds", "2", "--num-threads", "1", "--no-progress"]
@@ -74,7 +74,11 @@ def _disk_full(*args, **kwargs):
 
 @pytest.mark.parametrize(
     "where",
-    ["pipelines.run.write_report", "pipelines.estimator.write_manifest", "pipelines.run.save_predictions"],
+    [
+        "pipelines.model.run.write_report",
+        "pipelines.model.estimator.write_manifest",
+        "pipelines.model.run.save_predictions",
+    ],
     ids=["report", "model", "oof predictions"],
 )
 def test_disk_full_on_rerun_leaves_the_previous_run_identical(where, data, previous, monkeypatch, capsys):
@@ -96,17 +100,17 @@ def test_disk_full_while_swapping_rolls_back(data, previous, monkeypatch, capsys
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(src, dst)
 
-    import pipelines.run_dir
+    import pipelines.runtime.run_dir
 
-    def commit_with_fault(self, _commit=pipelines.run_dir.StagedOutputs.commit):
+    def commit_with_fault(self, _commit=pipelines.runtime.run_dir.StagedOutputs.commit):
         calls["n"] = 0
-        monkeypatch.setattr(pipelines.run_dir.os, "replace", replace)
+        monkeypatch.setattr(pipelines.runtime.run_dir.os, "replace", replace)
         try:
             _commit(self)
         finally:
-            monkeypatch.setattr(pipelines.run_dir.os, "replace", real)
+            monkeypatch.setattr(pipelines.runtime.run_dir.os, "replace", real)
 
-    monkeypatch.setattr(pipelines.run_dir.StagedOutputs, "commit", commit_with_fault)
+    monkeypatch.setattr(pipelines.runtime.run_dir.StagedOutputs, "commit", commit_with_fault)
     _fails_with_one_line(_argv(data, out, 2), capsys, "cannot put the run's files in place (disk full)")
     assert _snapshot(out) == before
 
@@ -160,8 +164,8 @@ def test_a_swap_killed_halfway_is_rolled_back_by_the_next_run(tmp_path, monkeypa
             stage.path(name).write_text(f"new {name}")
         stage.path("model").mkdir()
         (stage.path("model") / "m.json").write_text("new model")
-        monkeypatch.setattr("pipelines.run_dir.os.replace", replace)
-    monkeypatch.setattr("pipelines.run_dir.os.replace", real)
+        monkeypatch.setattr("pipelines.runtime.run_dir.os.replace", replace)
+    monkeypatch.setattr("pipelines.runtime.run_dir.os.replace", real)
     assert (out / JOURNAL).exists() and (out / "a.txt").read_text() == "new a.txt"  # half swapped
     recover_commit(out)
     assert {p.name: p.read_text() for p in out.glob("*.txt")} == {n: f"old {n}" for n in ("a.txt", "b.txt", "c.txt")}
@@ -174,7 +178,7 @@ def test_cleanup_that_fails_does_not_hide_the_first_error(tmp_path, monkeypatch,
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(Path, "unlink", unlink)
-    monkeypatch.setattr("pipelines.run_dir.os.fsync", _disk_full)
+    monkeypatch.setattr("pipelines.runtime.run_dir.os.fsync", _disk_full)
     with pytest.raises(RunDirError, match="disk full") as info:
         atomic_write_text(tmp_path / "report.json", "{}")
     assert "could not remove" in caplog.text and "Permission denied" in caplog.text

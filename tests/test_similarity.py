@@ -46,7 +46,7 @@ def test_similarity_cost_is_bounded_on_a_megabyte_answer():
 def test_similarity_is_a_default_group_and_cached(tmp_path):
     assert "similarity" in GROUPS and "similarity" in DEFAULT_GROUPS  # earned its place (nested LOSO, 3 seeds)
     battles = make_battles(30, seed=3)
-    from pipelines.data import load_battles_frame
+    from pipelines.data.battles import load_battles_frame
 
     parsed, _ = load_battles_frame(battles, "t", labelled=True)
     X = FeatureExtractor(["length", "similarity"], n_jobs=1, cache_dir=tmp_path, progress=False).transform(parsed)

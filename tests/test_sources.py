@@ -11,9 +11,9 @@ import pytest
 
 from arena_schema import swap_feature_frame, swap_proba
 from pipelines import loso
-from pipelines.data import load_battles
-from pipelines.source_folds import make_source_folds, source_groups
-from pipelines.training_sets import TrainingSource, load_training_sources
+from pipelines.data.battles import load_battles
+from pipelines.data.source_folds import make_source_folds, source_groups
+from pipelines.data.training_sets import TrainingSource, load_training_sources
 from stacking.tie_handling import TieAwareStacker
 from tests.conftest import make_battles
 
@@ -206,8 +206,8 @@ def _length_formatting(battles):
 
 
 def test_fit_calibrated_over_sources_scores_every_source_and_resolves_auto(tmp_path):
-    from pipelines.multi_source import source_fit_kwargs
-    from pipelines.source_scoring import oof_per_source
+    from pipelines.reports.source_scoring import oof_per_source
+    from pipelines.stages.multi_source import source_fit_kwargs
     from stacking.config import StackerConfig
     from stacking.cross_fit import fit_calibrated
 

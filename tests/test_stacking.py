@@ -5,10 +5,10 @@ from sklearn.base import BaseEstimator, clone
 
 from arena_schema import swap_feature_frame, swap_proba
 from features.extractor import FeatureExtractor
-from pipelines.data import load_battles
-from pipelines.folds import make_folds, prompt_groups
-from pipelines.metrics import multiclass_log_loss, nested_prior
-from pipelines.tables import read_proba_file
+from pipelines.data.battles import load_battles
+from pipelines.data.folds import make_folds, prompt_groups
+from pipelines.data.tables import read_proba_file
+from pipelines.reports.metrics import multiclass_log_loss, nested_prior
 from stacking.calibration import ProbabilityCalibrator, cross_calibrate
 from stacking.config import StackerConfig
 from stacking.cross_fit import cross_fit, fit_calibrated

@@ -7,13 +7,13 @@ from sklearn.base import clone
 
 from arena_schema import check_swappable, swap_feature_frame
 from features.text_vectors import TfidfDiffTransformer
-from pipelines.data import swap_battles
+from pipelines.data.battles import swap_battles
 from tests.conftest import make_battles
 
 
 @pytest.fixture(scope="module")
 def battles(tmp_path_factory):
-    from pipelines.data import load_battles
+    from pipelines.data.battles import load_battles
 
     path = tmp_path_factory.mktemp("tv") / "train.csv"
     make_battles(120, seed=3).to_csv(path, index=False)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from arena_schema import CLASS_COLUMNS
-from pipelines.data import load_battles
+from pipelines.data.battles import load_battles
 from tests.conftest import make_battles
 
 transformer_gain = pytest.importorskip("benchmarks.transformer_gain")
@@ -36,7 +36,7 @@ def _job(tmp_path, battles, folds, ids=None):
 
 
 def test_minilm_oof_is_aligned_by_id_and_accepts_the_older_id_spelling(tmp_path, battles):
-    from pipelines.source_folds import make_source_folds
+    from pipelines.data.source_folds import make_source_folds
 
     folds = make_source_folds(battles, 3, 0)
     assert transformer_gain.minilm_oof(battles, None) is None
@@ -49,7 +49,7 @@ def test_minilm_oof_is_aligned_by_id_and_accepts_the_older_id_spelling(tmp_path,
 
 
 def test_minilm_folds_that_split_a_prompt_group_are_refused(tmp_path, battles):
-    from pipelines.source_folds import source_groups
+    from pipelines.data.source_folds import source_groups
 
     groups = source_groups(battles)
     shared = np.flatnonzero(groups == pd.Series(groups).value_counts().index[0])

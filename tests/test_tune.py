@@ -8,9 +8,10 @@ import pytest
 
 from pipelines import full_run, tune
 from pipelines.cli import run_config_from_args
-from pipelines.config import load_params_file
-from pipelines.errors import UsageError
-from pipelines.stacker_inputs import prepare_inputs
+from pipelines.experiments import tune as tune_engine
+from pipelines.runtime.errors import UsageError
+from pipelines.stages.config import load_params_file
+from pipelines.stages.stacker_inputs import prepare_inputs
 from stacking.calibration import ProbabilityCalibrator
 from stacking.cross_fit import fit_calibrated
 from stacking.metrics import multiclass_log_loss
@@ -144,7 +145,7 @@ def test_running_loss_is_reported_per_fold_and_pruning_stops_a_trial(data, tmp_p
         pruner=optuna.pruners.ThresholdPruner(upper=0.0),
         sampler=optuna.samplers.TPESampler(seed=0),
     )
-    study.optimize(tune.make_objective(tune.Evaluation.of(inputs, config), config), n_trials=1)
+    study.optimize(tune_engine.make_objective(tune_engine.Evaluation.of(inputs, config), config), n_trials=1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert list(trial.intermediate_values) == [0]
@@ -160,21 +161,21 @@ def test_workers_on_one_study_never_repeat_trials(tmp_path):
     first, the seed-100 worker one trial later. Streams come from (seed, trial number) instead: distinct
     trials for different seeds, for the same seed and for a resumed worker; reproducible per number."""
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
-    late = tune.TuneConfig(pruner_startup_trials=5)
-    w1 = tune.open_study(storage, "s", 101, late)
+    late = tune_engine.TuneConfig(pruner_startup_trials=5)
+    w1 = tune_engine.open_study(storage, "s", 101, late)
     w1.optimize(_draw, n_trials=1)
-    w0 = tune.open_study(storage, "s", 100, late)
+    w0 = tune_engine.open_study(storage, "s", 100, late)
     for _ in range(2):
         w0.optimize(_draw, n_trials=1)
         w1.optimize(_draw, n_trials=1)
-    tune.open_study(storage, "s", 100, late).optimize(_draw, n_trials=2)  # resumed, same seed as w0
-    twin = tune.open_study(storage, "s", 100, late)  # a second worker given the same seed by mistake
+    tune_engine.open_study(storage, "s", 100, late).optimize(_draw, n_trials=2)  # resumed, same seed as w0
+    twin = tune_engine.open_study(storage, "s", 100, late)  # a second worker given the same seed by mistake
     twin.optimize(_draw, n_trials=2)
     params = [tuple(sorted(t.params.items())) for t in twin.trials]
     assert len(params) == 9 and len(set(params)) == 9
 
-    replay = optuna.create_study(sampler=tune.TrialSeededTPESampler(100))  # same seed, same numbers: same trials
+    replay = optuna.create_study(sampler=tune_engine.TrialSeededTPESampler(100))  # same seed, same numbers: same trials
     replay.optimize(_draw, n_trials=3)
-    fresh = optuna.create_study(sampler=tune.TrialSeededTPESampler(100))
+    fresh = optuna.create_study(sampler=tune_engine.TrialSeededTPESampler(100))
     fresh.optimize(_draw, n_trials=3)
     assert [t.params for t in replay.trials] == [t.params for t in fresh.trials]

@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from pipelines.storage import normalise_url
+from pipelines.runtime.storage import normalise_url
 from tests.conftest import ROOT, make_battles
 
 STUDY = "shared"
@@ -127,7 +127,7 @@ def _new_database(server: str, name: str) -> str:
 
 
 def _open_storage(url: str, queue) -> None:
-    from pipelines.storage import rdb_storage
+    from pipelines.runtime.storage import rdb_storage
 
     try:
         rdb_storage(url)

@@ -17,7 +17,7 @@ import pytest
 
 from arena_schema import CLASS_COLUMNS
 from pipelines import ablation, export_kaggle, full_run, loso, predict, tune
-from pipelines.errors import USER_ERROR_EXIT, run_command
+from pipelines.runtime.errors import USER_ERROR_EXIT, run_command
 from stacking.config import StackerConfig
 from tests.conftest import make_battles
 
@@ -60,7 +60,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def bundle(files, tmp_path_factory) -> Path:
-    from pipelines.estimator import ArenaPreferenceModel
+    from pipelines.model.estimator import ArenaPreferenceModel
 
     config = StackerConfig(num_boost_round=5, early_stopping_rounds=2, num_threads=1)
     model = ArenaPreferenceModel(n_folds=3, stacker=config, n_jobs=1)
@@ -71,7 +71,7 @@ def bundle(files, tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def trap_work(monkeypatch):
     from features.extractor import FeatureExtractor
-    from pipelines.bundle_identity import FINGERPRINT_BATTLES
+    from pipelines.model.bundle_identity import FINGERPRINT_BATTLES
 
     def trap(*args, **kwargs):
         raise WorkStarted("the work started before this error was found")
@@ -85,11 +85,11 @@ def trap_work(monkeypatch):
 
     monkeypatch.setattr(FeatureExtractor, "transform", transform)
     for target in (  # folds and features are the work (the argument and input checks come before them)
-        "pipelines.stacker_inputs.load_or_make_folds",
-        "pipelines.stacker_inputs.make_folds",
-        "pipelines.stacker_inputs.source_fold_frame",
-        "pipelines.loso.combined_shared_data",
-        "pipelines.predict.write_submission",
+        "pipelines.stages.stacker_inputs.load_or_make_folds",
+        "pipelines.stages.stacker_inputs.make_folds",
+        "pipelines.stages.stacker_inputs.source_fold_frame",
+        "pipelines.experiments.loso_study.combined_shared_data",
+        "pipelines.model.bundle_scoring.write_submission",
     ):
         monkeypatch.setattr(target, trap)
 

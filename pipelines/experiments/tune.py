@@ -1,0 +1,380 @@
+"""The engine of ``python -m pipelines.tune``: an Optuna study over the stacker's LightGBM parameters and
+calibration, each trial scored by the calibrated, nested out-of-fold log loss on the run's saved folds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from pipelines.data.training_sets import TrainingSourcesConfig
+from pipelines.runtime.errors import UsageError
+from pipelines.stages.config import RunConfig
+from pipelines.stages.multi_source import fit_seed, repeated_folds, require_extras_loaded, source_fit_kwargs
+from pipelines.stages.stacker_inputs import StackerInputs, prepare_inputs
+from stacking.config import StackerConfig
+from stacking.tuning import FoldResult, evaluate_repeated, searched_config, split_trial_params, suggest_stacker
+
+log = logging.getLogger("arena_pref.tune")
+
+
+@dataclass
+class TuneConfig:
+    """Settings of one ``pipelines.tune`` invocation (the data side is a ``RunConfig``)."""
+
+    n_trials: int | None = 30  # trials to add now; None: until --timeout
+    timeout: float | None = None  # seconds
+    study_name: str = "stacker"
+    storage: str | None = None  # default: sqlite:///<out>/optuna.db
+    sampler_seed: int | None = None  # default: the run's seed; give each worker of a shared study its own
+    pruner_startup_trials: int = 5
+    pruner_warmup_steps: int = 1
+
+
+@dataclass
+class Evaluation:
+    """What every trial is scored on: the inputs, the fold sets (one per fold seed), their fit
+    seeds and the multi-source arguments of the fit."""
+
+    inputs: StackerInputs
+    fold_sets: list[np.ndarray]
+    seeds: list[int]
+    fit_kwargs: dict
+
+    @classmethod
+    def of(cls, inputs: StackerInputs, config: RunConfig, fold_seeds: int = 1) -> Evaluation:
+        fold_sets = repeated_folds(inputs.train, inputs.folds, fold_seeds, config.seed)
+        seeds = [fit_seed(config.seed, i) for i in range(fold_seeds)]
+        return cls(inputs, fold_sets, seeds, source_fit_kwargs(inputs.train))
+
+    def __call__(self, stacker: StackerConfig, report=None) -> FoldResult:
+        i = self.inputs
+        return evaluate_repeated(i.X, i.y, self.fold_sets, i.groups, stacker, self.seeds, report, **self.fit_kwargs)
+
+
+# --------------------------------------------------------------------------- study
+
+
+def default_storage(out: Path) -> str:
+    return f"sqlite:///{(out / 'optuna.db').resolve()}"
+
+
+def setup_key(evaluation: Evaluation, config: RunConfig) -> dict:
+    """What makes trials comparable: the data, its folds (every fold seed's) and the fixed fit settings.
+
+    A study resumed on anything else would rank losses of different problems against each other.
+    """
+    inputs = evaluation.inputs
+    h = hashlib.sha256()
+    h.update(",".join(inputs.X.columns).encode())
+    h.update(np.ascontiguousarray(inputs.X.to_numpy(dtype=np.float32)).tobytes())
+    h.update(np.asarray(inputs.y, dtype=np.int64).tobytes())
+    for folds in evaluation.fold_sets:
+        h.update(np.asarray(folds, dtype=np.int64).tobytes())
+    for name in sorted(evaluation.fit_kwargs):
+        h.update(name.encode() + np.asarray(evaluation.fit_kwargs[name]).astype(str).tobytes())
+    # searched (calibration) and per-machine (num_threads) settings are not part of the problem
+    settings = {k: v for k, v in asdict(config.stacker).items() if k not in ("calibration", "num_threads")}
+    return {
+        "data_sha256": h.hexdigest()[:20],
+        "rows": len(inputs.y),
+        "n_features": int(inputs.X.shape[1]),
+        "fit": {"seed": config.seed, **settings},
+    }
+
+
+class TrialSeededTPESampler(optuna.samplers.BaseSampler):
+    """TPE whose random stream is drawn afresh for every trial from ``(seed, trial number)``.
+
+    Trial numbers are handed out by the shared storage, so no two trials of a study (from any worker,
+    same seed or not, resumed or not) draw from the same stream. Seeding one sampler per process with
+    ``seed + len(study.trials)`` did not have that property: worker seeds 100 and 101 opening the study
+    at 1 and 0 trials both used 101 and proposed the same startup trials. Only public sampler API is
+    used: a fresh ``TPESampler`` per trial, which keeps no state between trials that matters here (TPE
+    reads the history from the study each time).
+    """
+
+    def __init__(self, seed: int, **tpe_kwargs) -> None:
+        self.seed = seed
+        self._tpe_kwargs = tpe_kwargs
+        self._current = optuna.samplers.TPESampler(seed=self.trial_seed(-1), **tpe_kwargs)
+
+    def trial_seed(self, number: int) -> int:
+        return int(np.random.SeedSequence([self.seed, number + 1]).generate_state(1)[0])
+
+    def before_trial(self, study, trial) -> None:
+        self._current = optuna.samplers.TPESampler(seed=self.trial_seed(trial.number), **self._tpe_kwargs)
+        self._current.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._current.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._current.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._current.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._current.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._current.reseed_rng()
+
+
+def open_study(storage: str, name: str, seed: int, tune: TuneConfig):
+    """Create the study or resume it. Each trial's sampler stream comes from ``(seed, trial number)``
+    (:class:`TrialSeededTPESampler`), so neither a resumed study nor a second worker replays earlier
+    trials. ``seed`` seeds only the sampler: the fit's seed is part of the problem (see :func:`setup_key`)."""
+    pruner = optuna.pruners.MedianPruner(
+        n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_steps
+    )
+    from pipelines.runtime.storage import (
+        rdb_storage,  # retries the schema race; heartbeats free a killed worker's trial
+    )
+
+    study = optuna.create_study(
+        storage=rdb_storage(storage), study_name=name, direction="minimize", pruner=pruner, load_if_exists=True
+    )
+    study.sampler = TrialSeededTPESampler(seed)
+    return study
+
+
+def check_setup(study, key: dict) -> None:
+    stored = study.user_attrs.get("setup")
+    if stored is None:
+        study.set_user_attr("setup", key)
+    elif stored != key:
+        changed = {
+            k: (stored.get(k), key.get(k)) for k in sorted(set(stored) | set(key)) if stored.get(k) != key.get(k)
+        }
+        raise UsageError(
+            f"study {study.study_name!r} was run on other data, folds or fit settings "
+            f"(stored, now: {changed}); pick another --study or --out"
+        )
+
+
+def ensure_baseline(study, evaluation: Evaluation, config: RunConfig) -> dict:
+    """The default parameters' loss (those ``full_run`` uses without ``--params``), computed once
+    per study and kept in it, as the bar to beat."""
+    defaults = StackerConfig()
+    if "baseline" not in study.user_attrs:
+        log.info("baseline: default parameters, calibration %s", defaults.calibration)
+        stacker = searched_config(config.stacker, dict(defaults.params), defaults.calibration)
+        result = evaluation(stacker)
+        study.set_user_attr(
+            "baseline", {**result.as_dict(), "params": dict(defaults.params), "calibration": defaults.calibration}
+        )
+        log.info("baseline OOF log loss %.5f", result.log_loss)
+    return study.user_attrs["baseline"]
+
+
+def make_objective(evaluation: Evaluation, config: RunConfig):
+    def objective(trial) -> float:
+        params, calibration = suggest_stacker(trial)
+
+        def report(value: float, step: int) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"running log loss {value:.5f} after fold {step}")
+
+        stacker = searched_config(config.stacker, params, calibration)
+        result: FoldResult = evaluation(stacker, report)
+        for key, value in result.as_dict().items():
+            trial.set_user_attr(key, value)
+        return result.log_loss
+
+    return objective
+
+
+def trial_counts(study) -> dict[str, int]:
+    states = [t.state for t in study.trials]
+    return {
+        "total": len(states),
+        **{
+            s.name.lower(): states.count(s)
+            for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+        },
+    }
+
+
+def best_choice(study, baseline: dict) -> dict:
+    """The best completed trial, or the defaults when no trial beat them (never worse than defaults)."""
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    best = min(complete, key=lambda t: t.value) if complete else None
+    if best is not None and best.value <= baseline["log_loss"]:
+        params, calibration = split_trial_params(best.params)
+        return {
+            "params": params,
+            "calibration": calibration,
+            "value": float(best.value),
+            "source": f"trial {best.number}",
+            "per_fold": best.user_attrs.get("per_fold"),
+        }
+    return {
+        "params": dict(baseline["params"]),
+        "calibration": baseline["calibration"],
+        "value": float(baseline["log_loss"]),
+        "source": "defaults (no trial beat them)",
+        "per_fold": baseline["per_fold"],
+    }
+
+
+def param_importances(study) -> tuple[dict[str, float] | None, str | None]:
+    """Optuna's (PED-ANOVA) importances, or None and why: they need two completed trials."""
+    if trial_counts(study)["complete"] < 2:
+        return None, "fewer than 2 completed trials"
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}, None
+    except (ValueError, RuntimeError) as exc:  # e.g. every completed trial has the same loss
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def write_best_params(path: Path, choice: dict, study, baseline: dict) -> Path:
+    """In the format ``pipelines.stages.config.load_params_file`` (and so ``full_run --params``) reads."""
+    payload = {
+        "params": choice["params"],
+        "calibration": choice["calibration"],
+        "value": choice["value"],
+        "n_trials": len(study.trials),
+        "study": study.study_name,
+        "source": choice["source"],
+        "per_fold": choice["per_fold"],
+        "baseline_value": baseline["log_loss"],
+    }
+    path.write_text(json.dumps(payload, indent=2))
+    return path
+
+
+def render_report(
+    study,
+    choice: dict,
+    baseline: dict,
+    counts: dict,
+    wall_s: float,
+    importances: dict | None,
+    importance_note: str | None,
+    plots: dict[str, list[Path]],
+    out: Path,
+) -> str:
+    trials_s = sum((t.duration.total_seconds() for t in study.trials if t.duration is not None), 0.0)
+    gain = baseline["log_loss"] - choice["value"]
+    lines = [
+        f"# Stacker tuning: study `{study.study_name}`",
+        "",
+        "Objective: calibrated, nested out-of-fold log loss on the run's saved folds (lower is better).",
+        "",
+        "| | OOF log loss |",
+        "|---|---|",
+        f"| baseline (default parameters, calibration {baseline['calibration']}) | {baseline['log_loss']:.5f} |",
+        f"| best ({choice['source']}, calibration {choice['calibration']}) | {choice['value']:.5f} |",
+        f"| improvement | {gain:+.5f} |",
+        "",
+        (
+            f"- trials: {counts['total']} in the study ({counts['complete']} complete, {counts['pruned']} pruned, "
+            f"{counts['fail']} failed)"
+        ),
+        f"- wall time of this invocation: {wall_s:.1f} s; all trials of the study together: {trials_s:.1f} s",
+        f"- best per-fold losses: {', '.join(f'{v:.4f}' for v in choice['per_fold'] or [])}",
+        f"- use it: `python -m pipelines.full_run --params {out / 'best_params.json'}`",
+        "",
+        "## Best parameters",
+        "",
+        "| parameter | value |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in choice["params"].items()],
+        "",
+        "## Parameter importances",
+        "",
+    ]
+    if importances:
+        lines += ["| parameter | importance |", "|---|---|", *[f"| {k} | {v:.3f} |" for k, v in importances.items()]]
+    else:
+        lines.append(f"Not computed: {importance_note}.")
+    lines += ["", "## Plots", ""]
+    for name, files in plots.items():
+        lines.append(f"- {name}: " + ", ".join(f"[{f.name}]({f.name})" for f in files))
+        lines.append(f"\n![{name}]({files[0].name})\n")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(study, baseline: dict, out: Path, wall_s: float) -> dict:
+    from pipelines.reports.plots import save_optuna_plots
+
+    counts = trial_counts(study)
+    choice = best_choice(study, baseline)
+    best_path = write_best_params(out / "best_params.json", choice, study, baseline)
+    importances, note = param_importances(study)
+    if note:
+        log.info("parameter importances skipped: %s", note)
+    plots = save_optuna_plots(study, out, importances, baseline["log_loss"])
+    report = render_report(study, choice, baseline, counts, wall_s, importances, note, plots, out)
+    (out / "tuning_report.md").write_text(report)
+    log.info(
+        "best OOF log loss %.5f (%s) vs baseline %.5f; wrote %s",
+        choice["value"],
+        choice["source"],
+        baseline["log_loss"],
+        best_path,
+    )
+    return {
+        "choice": choice,
+        "baseline": baseline,
+        "counts": counts,
+        "importances": importances,
+        "plots": {k: [str(p) for p in v] for k, v in plots.items()},
+        "wall_s": wall_s,
+    }
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def tune(config: RunConfig, tune_config: TuneConfig, sources: TrainingSourcesConfig | None = None) -> dict:
+    """Prepare the inputs once, run (or resume) the study, write best_params.json, plots and report.
+    ``sources.fold_seeds`` > 1: each trial's loss is the mean over that many grouped CV repetitions."""
+    start = time.perf_counter()
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    sources = sources or TrainingSourcesConfig()
+    inputs = prepare_inputs(config)
+    require_extras_loaded(inputs, sources)
+    evaluation = Evaluation.of(inputs, config, sources.fold_seeds)
+    storage = tune_config.storage or default_storage(out)
+    sampler_seed = config.seed if tune_config.sampler_seed is None else tune_config.sampler_seed
+    study = open_study(storage, tune_config.study_name, sampler_seed, tune_config)
+    check_setup(study, setup_key(evaluation, config))
+    log.info(
+        "study %r: %d trial(s) so far; adding up to %s trial(s), timeout %s s",
+        study.study_name,
+        len(study.trials),
+        tune_config.n_trials,
+        tune_config.timeout,
+    )
+    baseline = ensure_baseline(study, evaluation, config)
+    interrupted = False
+    try:
+        study.optimize(
+            make_objective(evaluation, config),
+            n_trials=tune_config.n_trials,
+            timeout=tune_config.timeout,
+            show_progress_bar=config.progress,
+            catch=(lgb.basic.LightGBMError,),
+        )
+    except KeyboardInterrupt:  # the finished trials are in the storage: report them, resume later
+        log.warning("interrupted: writing the results of the trials finished so far")
+        interrupted = True
+    summary = write_outputs(study, baseline, out, time.perf_counter() - start)
+    summary.update(study=study, interrupted=interrupted)
+    return summary

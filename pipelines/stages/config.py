@@ -1,0 +1,114 @@
+"""Every setting of a run, in one typed place. Paths come from arguments or discovery, never literals."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from encoders.settings import EncoderConfig
+from features.groups import DEFAULT_GROUPS
+from pipelines.data.training_sets import TrainingSourcesConfig
+from pipelines.runtime.errors import UserError
+from pipelines.runtime.resources import feature_workers
+from stacking.config import CALIBRATIONS, StackerConfig
+
+
+@dataclass
+class FeatureConfig:
+    groups: tuple[str, ...] = DEFAULT_GROUPS  # features.groups.OPT_IN_GROUPS only when named
+    n_jobs: int = field(default_factory=feature_workers)  # the cores this process may use
+    chunk_size: int = 1000
+    tfidf: bool = field(
+        default=False,
+        metadata={"help": "add the fold-fitted TF-IDF (A - B) SVD components (benchmarks/transformer_gain.py)"},
+    )
+    embedder: str | None = field(
+        default=None,
+        metadata={"help": "local sentence-embedding model folder: add fold-fitted embedding pair features"},
+    )
+    embedder_max_length: int = field(default=256, metadata={"help": "tokens per text for the embedder"})
+
+
+@dataclass
+class RunConfig:
+    train_path: str
+    test_path: str
+    out_dir: str
+    submission_path: str | None = None  # default: <out_dir>/submission.csv
+    n_folds: int = 5
+    seed: int = 42
+    cache_dir: str | None = None  # default: <out_dir>/../.cache
+    extra_sources: dict[str, str] = field(default_factory=dict)  # name -> "oof.parquet,test.parquet"
+    sources: TrainingSourcesConfig = field(default_factory=TrainingSourcesConfig)  # extra training sets
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    stacker: StackerConfig = field(default_factory=StackerConfig)
+    encoders: list[EncoderConfig] = field(default_factory=list)
+    progress: bool = True
+    time_budget_hours: float | None = None  # whole run; encoder folds that would overrun are not started
+    allow_worse_than_prior: bool = False  # submit the stacker even when the class prior scores better
+    test_calibration: str = "auto"  # auto | in-source | new-source (pipelines.stages.new_source_stage)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        """The inverse of :meth:`to_dict` (e.g. ``report.json["config"]``), so a run can be repeated."""
+        data = dict(data)
+        features = dict(data.pop("features", {}))
+        if "groups" in features:
+            features["groups"] = tuple(features["groups"])
+        stacker = StackerConfig.from_dict(data.pop("stacker", {}))
+        sources = dict(data.pop("sources", {}))
+        sources["extra_train"] = tuple(sources.get("extra_train", ()))  # a JSON list after to_dict
+        encoder_fields = {f.name for f in fields(EncoderConfig)}
+        encoders = [
+            EncoderConfig(**{k: v for k, v in e.items() if k in encoder_fields}) for e in data.pop("encoders", [])
+        ]
+        return cls(
+            **data,
+            features=FeatureConfig(**features),
+            stacker=stacker,
+            encoders=encoders,
+            sources=TrainingSourcesConfig(**sources),
+        )
+
+    @property
+    def out(self) -> Path:
+        return Path(self.out_dir)
+
+
+class ParamsFileError(UserError, ValueError):
+    """A ``--params`` file that is missing, not JSON, or not in the shape ``pipelines.tune`` writes."""
+
+
+def load_params_file(path: str | Path) -> dict:
+    """Best parameters from ``pipelines.tune``: ``{"params": {...}, "calibration": "..."}``, its shape checked
+    (the values themselves are tried on a tiny LightGBM fit by ``pipelines.stages.preflight.check_params``)."""
+    where = f"--params {path}"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsFileError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise ParamsFileError(f"{where}: a folder, not a JSON file") from None
+    except OSError as exc:
+        raise ParamsFileError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ParamsFileError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ParamsFileError(f"{where}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
+    expected = "expected a JSON object with a 'params' object (best_params.json written by pipelines.tune)"
+    if not isinstance(data, dict) or "params" not in data:
+        raise ParamsFileError(f"{where}: {expected}; got {type(data).__name__}{_keys(data)}")
+    if not isinstance(data["params"], dict):
+        raise ParamsFileError(f"{where}: 'params' is a {type(data['params']).__name__}; {expected}")
+    calibration = data.get("calibration", CALIBRATIONS[0])
+    if calibration not in CALIBRATIONS:
+        raise ParamsFileError(f"{where}: calibration {calibration!r} is not one of {list(CALIBRATIONS)}")
+    return data
+
+
+def _keys(data: object) -> str:
+    return f" with keys {sorted(data)[:8]}" if isinstance(data, dict) else ""
