@@ -35,7 +35,7 @@ CONFIG = StackerConfig(num_boost_round=30, early_stopping_rounds=5, num_threads=
 def data(tmp_path_factory):
     """120 battles, 2 tie-bearing sources and 1 without ties (its ties relabelled), non-unit weights."""
     from features.extractor import FeatureExtractor
-    from pipelines.data import load_battles
+    from pipelines.data.battles import load_battles
 
     path = tmp_path_factory.mktemp("ties") / "train.csv"
     make_battles(120, seed=11).to_csv(path, index=False)
@@ -186,7 +186,7 @@ def test_the_study_settings_are_one_preset():
     committed study ran with (so cached pieces keyed on the settings keep their keys)."""
     import json
 
-    from pipelines import loso_study
+    from pipelines.experiments import loso_study
     from pipelines.loso import build_parser
     from stacking.config import STUDY_PRESET
 

@@ -36,6 +36,7 @@ from stacking.sources import source_name_of
 
 log = logging.getLogger("arena_pref.ablation")
 
+
 @dataclass
 class AblationConfig:
     """Report settings (the stacker's come from ``RunConfig.stacker``)."""
