@@ -18,9 +18,9 @@ from pipelines.config import RunConfig
 from pipelines.data import DataError, ParseReport, load_battles
 from pipelines.folds import ACROSS_SOURCES, load_or_make_folds, make_folds, prompt_groups
 from pipelines.preflight import check_labels
-from pipelines.report import StageTimer
 from pipelines.run_sources import is_multi_source, load_run_train
 from pipelines.source_folds import make_source_folds, source_groups
+from pipelines.stage_timer import StageTimer
 from pipelines.tables import read_proba_file
 from stacking.sources import source_features
 
