@@ -116,9 +116,9 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
     ``encoder_names_`` (encoders the chosen stacker uses), ``folds_``, ``oof_proba_``, ``oof_log_loss_``,
     ``stackers_`` ({"features", "full"}: StackerModel; "full" whenever encoders finished, chosen or not),
     ``chosen_stacker_``, ``stacker_oof_log_loss_`` (per stacker key), ``encoder_models_`` (name:
-    ``EncoderFoldModels``), ``fit_report_``, ``shift_reference_``; after ``pipelines.run.fit_predict`` or loaded
-    from a bundle also ``calibration_choice_`` (what the run's test set resolved to) and, loaded, ``decisions_``
-    (what the run submitted: ``pipelines.bundle_decisions``).
+    ``EncoderFoldModels``), ``fit_report_``, ``shift_reference_``; loaded from a bundle also ``calibration_choice_``
+    (the calibration the run's test set resolved to) and ``decisions_`` (what the run submitted:
+    ``pipelines.bundle_decisions``). ``last_calibration_``: what the latest ``predict_proba`` resolved to.
     """
 
     def __init__(
@@ -542,22 +542,24 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         params = {k: v for k, v in self.get_params(deep=False).items() if k not in LOCAL_PARAMS}
         return {k: _encode_param(k, v, self) for k, v in params.items()}
 
-    def save(self, directory: str | Path, *, decisions: dict | None = None) -> Path:
+    def save(self, directory: str | Path, *, decisions: dict | None = None, test_choice: dict | None = None) -> Path:
         """Write the bundle to ``directory`` (staged next to it, then moved into place). ``decisions``:
         what the run decided and submitted (``pipelines.run``: the prior guard's verdict), recorded so
-        that scoring the bundle later repeats it (:func:`pipelines.bundle_decisions.submitted_prior`)."""
+        that scoring the bundle later repeats it (:func:`pipelines.bundle_decisions.submitted_prior`);
+        ``test_choice``: the calibration the run's test set resolved to (``last_calibration_``), kept with the
+        fit report (a loaded model's ``calibration_choice_``)."""
         check_is_fitted(self, "stackers_")
         target = Path(directory)
         staged = temp_path(target)  # a killed save leaves a temporary the next run sweeps
         staged.mkdir(parents=True)
         try:
-            self._write_bundle(staged, decisions)
+            self._write_bundle(staged, decisions, test_choice)
             return replace_directory(staged, target)
         except BaseException:
             remove_quietly(staged)
             raise
 
-    def _write_bundle(self, staged: Path, decisions: dict | None) -> None:
+    def _write_bundle(self, staged: Path, decisions: dict | None, test_choice: dict | None) -> None:
         for key, model in self.stackers_.items():
             model.save(staged / f"stacker_{key}")
         encoders = {}
@@ -581,7 +583,6 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
             for k, v in self.fit_report_.items()
             if k in ("rows", "label_counts", "folds", "oof", "chosen", "calibration")
         }
-        test_choice = getattr(self, "calibration_choice_", None)  # what the run's test set resolved to
         report["calibration"] = {**report["calibration"], "test_choice": test_choice}
         write_manifest(
             staged,

@@ -71,7 +71,7 @@ class Publisher:
         train: pd.DataFrame,
         test: pd.DataFrame,
         submission_path: Path,
-        report_of: Callable[[ArenaPreferenceModel, np.ndarray], dict],
+        report_of: Callable[[ArenaPreferenceModel, np.ndarray, dict], dict],
         timer: StageTimer,
     ):
         self.config, self.train, self.test, self.submission_path = config, train, test, submission_path
@@ -87,17 +87,16 @@ class Publisher:
             "report.md": out / "report.md",
         }
 
-    def test_proba(self, model: ArenaPreferenceModel) -> np.ndarray:
-        """The chosen stacker's probabilities for the test rows; the calibration they resolved to is kept
-        on the model (``calibration_choice_``), so the bundle repeats it."""
+    def test_proba(self, model: ArenaPreferenceModel) -> tuple[np.ndarray, dict]:
+        """The chosen stacker's probabilities for the test rows, and the calibration they resolved to
+        (recorded in the report and the bundle)."""
         with self.timer.stage("predict"):
             proba = model.predict_proba(self.test, sources=test_sources(self.config))
-        model.calibration_choice_ = dict(model.last_calibration_)
-        return proba
+        return proba, dict(model.last_calibration_)
 
     def publish(self, model: ArenaPreferenceModel) -> dict:
-        test_proba = self.test_proba(model)
-        report = self.report_of(model, test_proba)
+        test_proba, test_choice = self.test_proba(model)
+        report = self.report_of(model, test_proba, test_choice)
         guard = decide(
             model.oof_log_loss_, report["oof"]["class prior"]["log_loss"], self.config.allow_worse_than_prior
         )
@@ -108,7 +107,8 @@ class Publisher:
         report["submitted"] = submitted
         with self.timer.stage("write"), staged_outputs(self.config.out, self.targets()) as stage:
             write_submission(self.test["id"], test_proba if proba is None else proba, stage.path("submission"))
-            model.save(stage.path("model"), decisions={"prior_guard": guard.as_dict(), "submitted": submitted})
+            decisions = {"prior_guard": guard.as_dict(), "submitted": submitted}
+            model.save(stage.path("model"), decisions=decisions, test_choice=test_choice)
             save_predictions(
                 self.train["id"],
                 model.oof_proba_,
@@ -146,6 +146,7 @@ def build_report(
     timer: StageTimer,
     started: float,
     plan: dict,
+    test_choice: dict,
 ) -> dict:
     fit = model.fit_report_
     return {
@@ -166,7 +167,7 @@ def build_report(
             "kind": config.stacker.calibration,
             "fitted": fit["calibration"]["fitted"],
             "new_source": fit["calibration"].get("new_source"),
-            "test_choice": getattr(model, "calibration_choice_", None),
+            "test_choice": test_choice,
         },
         "stacker": fit["stacker"],
         "plan": {**fit["plan"], **plan},
@@ -221,8 +222,8 @@ def fit_predict(
     deadline = None if budget is None else started + budget * 3600
     plan: dict = {"time_budget_hours": budget, "submission_writes": []}
 
-    def report_of(model: ArenaPreferenceModel, test_proba: np.ndarray) -> dict:
-        report = build_report(config, model, len(test), parses, submission_path, timer, started, plan)
+    def report_of(model: ArenaPreferenceModel, test_proba: np.ndarray, test_choice: dict) -> dict:
+        report = build_report(config, model, len(test), parses, submission_path, timer, started, plan, test_choice)
         if test_y is not None:
             report["holdout"] = holdout_scores(train, test_proba, test_y)
         return report
