@@ -289,18 +289,21 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         started: float,
     ) -> Iterator[ArenaPreferenceModel]:
         """Keep the stacker with encoders (saved, ``predict_proba(..., stacker="full")``) with the encoders'
-        fold models; choose it only when its OOF log loss is better than the features-only one's."""
+        fold models; choose it only when its OOF log loss is better than the features-only one's and every
+        encoder kept its fold models (``save_models``): the model must be able to score new battles."""
         candidates[candidate_name(second)] = second
         self.encoder_models_ = fold_models  # kept (and saved) whether chosen or not
         self._keep(FULL, second, inputs)
-        if second.log_loss(inputs.y) < first.log_loss(inputs.y):
+        predictable = all(s in fold_models or s in (self.extra_sources or {}) for s in second.sources)
+        if predictable and second.log_loss(inputs.y) < first.log_loss(inputs.y):
             plan.encoders_used = list(plan.encoders_finished or [])
             self._adopt(FULL, second, inputs, candidates, plan, timer, started)
         else:
             log.warning(
-                "stacker with encoders (OOF %.4f) is not better than without (%.4f): features only is"
-                " chosen; the other is kept (predict_proba(..., stacker='full'))",
+                "stacker with encoders (OOF %.4f, fold models %s) is not chosen over the one without (%.4f):"
+                " features only is chosen; the other is kept (predict_proba(..., stacker='full'))",
                 second.log_loss(inputs.y),
+                "kept" if predictable else "not kept: save_models",
                 first.log_loss(inputs.y),
             )
             self.fit_report_ = self._report(inputs, candidates, first, plan, timer, started)

@@ -395,6 +395,8 @@ def keyword_encoder(monkeypatch):
     import encoders.fold_models
     import pipelines.encoder_stage as encoder_stage
 
+    settings = {"keep_fold_models": True}
+
     def run_encoders(inputs, encoders, run_dir, **_):
         stage = encoder_stage.EncoderStage()
         for enc in encoders:
@@ -407,12 +409,15 @@ def keyword_encoder(monkeypatch):
                 frame = pd.DataFrame(models.predict_proba(rows), columns=list(CLASS_COLUMNS))
                 frame.insert(0, "id", rows["id"].astype(str).to_numpy())
                 frame.to_parquet(path, index=False)
-            stage.finished[name], stage.fold_models[name] = paths, models.directory
+            stage.finished[name] = paths
+            if settings["keep_fold_models"]:
+                stage.fold_models[name] = models.directory
             stage.plans[name] = {"finished": True}
         return stage
 
     monkeypatch.setattr(encoder_stage, "run_encoders", run_encoders)
     monkeypatch.setattr(encoders.fold_models, "EncoderFoldModels", KeywordFoldModels)
+    return settings
 
 
 def test_bundle_with_chosen_encoder_reproduces_the_model(keyword_encoder, tmp_path):
@@ -438,3 +443,25 @@ def test_bundle_with_chosen_encoder_reproduces_the_model(keyword_encoder, tmp_pa
     features_only = loaded.predict_proba(test, use_encoders=False)
     np.testing.assert_allclose(features_only, model.predict_proba(test, stacker="features"), rtol=0, atol=1e-12)
     assert not np.allclose(features_only, proba, atol=1e-3)  # the encoder's probabilities are really used
+
+
+def test_encoder_without_fold_models_is_kept_but_never_chosen(keyword_encoder, tmp_path):
+    """save_models="none": the stacker with the encoder scores better out of fold but could not score new
+    battles, so the features-only stacker is chosen (the fitted model must predict)."""
+    from encoders.settings import EncoderConfig
+
+    keyword_encoder["keep_fold_models"] = False
+    train, test = _keyword_battles(150, 1, True, 1000), _keyword_battles(30, 2, False, 90000)
+    model = ArenaPreferenceModel(
+        n_folds=3,
+        stacker=QUICK,
+        feature_groups=("length",),
+        encoders=(EncoderConfig(model_path="stub", name="keyword"),),
+        work_dir=tmp_path / "w",
+        n_jobs=1,
+    ).fit(train)
+    assert model.stacker_oof_log_loss_["full"] < model.stacker_oof_log_loss_["features"]
+    assert model.chosen_stacker_ == "features" and sorted(model.stackers_) == ["features", "full"]
+    assert model.predict_proba(test).shape == (30, 3)
+    with pytest.raises(UserError, match="fold models were not kept"):
+        model.predict_proba(test, stacker="full")
