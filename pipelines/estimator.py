@@ -189,14 +189,14 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         y: Any = None,
         *,
         deadline: float | None = None,
-        data_paths: tuple[str, str] | None = None,
+        train_csv: str | None = None,
     ) -> ArenaPreferenceModel:
         """Fit on the battles ``X``; labels from ``y`` (see :func:`labels_of`) or, without it, from ``X``
         (winner columns, or ``label`` for parsed battles). No test rows are seen here: score them with
         :meth:`predict_proba` (``pipelines.run.fit_predict`` does, and writes a run's files).
         ``deadline`` (``time.monotonic()`` seconds): encoder folds that would overrun it are not started;
-        ``data_paths``: the train/test CSVs behind the frames, for a data-parallel encoder launch."""
-        for _ in self.fit_steps(X, y, deadline=deadline, data_paths=data_paths):
+        ``train_csv``: the file behind ``X``, for a data-parallel encoder launch (several GPUs)."""
+        for _ in self.fit_steps(X, y, deadline=deadline, train_csv=train_csv):
             pass
         return self
 
@@ -206,7 +206,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         y: Any = None,
         *,
         deadline: float | None = None,
-        data_paths: tuple[str, str] | None = None,
+        train_csv: str | None = None,
     ) -> Iterator[ArenaPreferenceModel]:
         """:meth:`fit`, yielding the model each time it changes (the features-only stacker fitted; a stacker
         with encoders chosen, or kept unchosen). The model is usable at each step, so a run with a time budget
@@ -226,7 +226,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         if encoders:
             assert work_dir is not None
             second, fold_models = self._encoders_then_stacker(
-                inputs, encoders, stacker, work_dir, plan, timer, started, deadline, data_paths
+                inputs, encoders, stacker, work_dir, plan, timer, started, deadline, train_csv
             )
             if second is not None:
                 kept[FULL] = second
@@ -333,7 +333,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         timer: StageTimer,
         started: float,
         deadline: float | None,
-        data_paths: tuple[str, str] | None,
+        train_csv: str | None,
     ) -> tuple[StackerFit | None, dict]:
         """Fine-tune the encoders (leaving room for a second stacker fit and the writes), then that stacker;
         (None, {}) when no encoder finished or the stacker failed: the features-only model stands."""
@@ -352,7 +352,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
                 encoders,
                 work_dir,
                 seed=self.seed,
-                data_paths=lambda: data_paths or _no_csv_paths(),
+                data_paths=lambda: launch_paths(train_csv, work_dir),
                 deadline=encoder_deadline,
                 progress=self.progress,
             )
@@ -711,8 +711,15 @@ def _proba_frame(proba: np.ndarray, battles: pd.DataFrame, name: str) -> pd.Data
     return out
 
 
-def _no_csv_paths() -> tuple[str, str]:
-    raise UserError("data-parallel encoders read train/test CSV files: pass fit(..., data_paths=(train_csv, test_csv))")
+def launch_paths(train_csv: str | None, work_dir: Path) -> tuple[str, str]:
+    """The CSVs a data-parallel encoder launch reads: the training file and, as the test set its command
+    asks for, the first training row (as in one process: the fit scores no test set)."""
+    if train_csv is None:
+        raise UserError("data-parallel encoders read the training CSV file: pass fit(..., train_csv=PATH)")
+    stand_in = work_dir / "encoder_test_stand_in.csv"
+    first = pd.read_csv(train_csv, nrows=1).drop(columns=list(CLASS_COLUMNS), errors="ignore")
+    first.to_csv(stand_in, index=False)
+    return train_csv, str(stand_in)
 
 
 def _encoder_config(stored: dict) -> EncoderConfig:

@@ -230,8 +230,7 @@ def fit_predict(
 
     publish = Publisher(config, train, test, submission_path, report_of, timer)
     model, chosen = estimator_of(config), None
-    data_paths = (str(config.train_path), str(config.test_path))
-    for step in model.fit_steps(train, deadline=deadline, data_paths=data_paths):
+    for step in model.fit_steps(train, deadline=deadline, train_csv=str(config.train_path)):
         if step.chosen_stacker_ != chosen:  # a new submission: when, and how good
             chosen = step.chosen_stacker_
             write = {"sources": step.fit_report_["chosen"]["sources"], "oof_log_loss": round(step.oof_log_loss_, 5)}

@@ -109,3 +109,34 @@ def test_fit_takes_no_test_argument():
     """sklearn's shape: ``fit(X, y)``; a second frame as ``test=`` is refused, not silently used."""
     with pytest.raises(TypeError):
         ArenaPreferenceModel().fit(make_battles(5), test=make_battles(5, labelled=False))  # type: ignore[call-arg]
+
+
+def test_data_parallel_encoder_launch_reads_no_test_file(fit_spy, tmp_path, monkeypatch):
+    """Several GPUs: the encoder launch is given the training CSV and, as the test set its command needs, a
+    stand-in of the first training row, never the run's test file."""
+    import pipelines.encoder_stage as encoder_stage
+    from encoders.settings import EncoderConfig
+
+    train, test = make_battles(60, seed=73), make_battles(10, seed=74, labelled=False, start_id=61000)
+    fit_spy["test_ids"] = set(test["id"].astype(str))
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    launched = []
+    monkeypatch.setattr(encoder_stage, "gpu_count", lambda: 2)
+    monkeypatch.setattr(encoder_stage, "launch_data_parallel", lambda enc, *paths: launched.append(paths[:2]))
+    config = RunConfig(
+        train_path=str(tmp_path / "train.csv"),
+        test_path=str(tmp_path / "test.csv"),
+        out_dir=str(tmp_path / "run"),
+        n_folds=3,
+        features=FeatureConfig(groups=("length",), n_jobs=1),
+        stacker=QUICK,
+        encoders=[EncoderConfig(model_path=str(tmp_path / "no-model"), name="enc")],
+        progress=False,
+    )
+    report = fit_predict(train, test, config)
+    ((train_csv, stand_in),) = launched
+    assert train_csv == config.train_path and stand_in != config.test_path
+    first = pd.read_csv(stand_in)
+    assert first["id"].tolist() == [train["id"].iloc[0]] and not set(CLASS_COLUMNS) & set(first.columns)
+    assert report["plan"]["encoders_finished"] == [] and report["chosen"]["sources"] == []  # the launch wrote nothing
