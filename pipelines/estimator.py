@@ -3,11 +3,11 @@ stack, calibrate; ``predict_proba`` on any battles frame; ``save``/``load`` as a
 
 ``fit`` fits the features-only stacker first (``fit_steps`` yields the model at once, so a run can write a
 submission before any encoder starts), then the encoders in the same folds, then a stacker with their
-probabilities, which is chosen only when its OOF log loss is better. The estimator only fits: scoring a
-test set, the time budget, the run's files and report are ``pipelines.run.fit_predict``'s. The bundle always keeps the
-features-only stacker, and the stacker with encoders plus the encoders' fold models whenever they
-finished (chosen or not; the manifest records which is chosen), so ``predict_proba(..., stacker=...)``
-can use either: ``None`` (default) the chosen one, ``"features"`` or ``"full"``.
+probabilities, which is chosen only when its OOF log loss is better. The estimator only fits and never sees
+a test set: scoring one, the time budget, the run's files and report are ``pipelines.run.fit_predict``'s.
+The bundle always keeps the features-only stacker, and the stacker with encoders plus the encoders' fold
+models whenever they finished (chosen or not; the manifest records which is chosen), so
+``predict_proba(..., stacker=...)`` can use either: ``None`` (default) the chosen one, ``"features"`` or ``"full"``.
 """
 
 from __future__ import annotations
