@@ -140,3 +140,17 @@ def test_data_parallel_encoder_launch_reads_no_test_file(fit_spy, tmp_path, monk
     first = pd.read_csv(stand_in)
     assert first["id"].tolist() == [train["id"].iloc[0]] and not set(CLASS_COLUMNS) & set(first.columns)
     assert report["plan"]["encoders_finished"] == [] and report["chosen"]["sources"] == []  # the launch wrote nothing
+
+
+def test_the_model_imports_no_report_code():
+    """The estimator fits; reports are the run's: importing the model loads no report module (checked in a
+    fresh interpreter, by name, so a module moved into a reports package is still caught)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pipelines.estimator; "
+        "print([m for m in sys.modules if m.startswith('pipelines') and ('report' in m or m == 'pipelines.run')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
