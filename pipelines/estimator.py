@@ -777,7 +777,7 @@ def _check_base_identity(name: str, info: dict, base: Path) -> None:
 def require_base(name: str, fold_models: Any) -> None:
     """One line instead of a library traceback when a LoRA encoder's base is not where it is looked for."""
     base = Path(fold_models.config.model_path or "")
-    if fold_models.manifest.get("lora") and not base.is_dir():
+    if fold_models.manifest.get("lora") and not base.exists():  # a folder, or one .gguf file
         raise BundleError(
             f"encoder {name!r}: base model not found at {base}; give it with --encoder-base {name}=DIR"
             " (encoder_base_paths), or predict with the features-only stacker"
