@@ -23,7 +23,7 @@ import pandas as pd
 from pipelines.bundle_decisions import prior_submission
 from pipelines.config import RunConfig
 from pipelines.data import ParseReport, load_battles
-from pipelines.estimator import ArenaPreferenceModel, as_battles
+from pipelines.estimator import ArenaPreferenceModel, as_battles, require_base
 from pipelines.holdout import evaluate_test_labels, labels_for
 from pipelines.prior_guard import decide, prior_probabilities
 from pipelines.report import write_report
@@ -76,6 +76,7 @@ class Publisher:
     ):
         self.config, self.train, self.test, self.submission_path = config, train, test, submission_path
         self.report_of, self.timer = report_of, timer
+        self.encoder_proba: dict[str, np.ndarray] = {}  # one fit's fold models score the test rows once
 
     def targets(self) -> dict[str, Path]:
         out = self.config.out
@@ -91,7 +92,11 @@ class Publisher:
         """The chosen stacker's probabilities for the test rows, and the calibration they resolved to
         (recorded in the report and the bundle)."""
         with self.timer.stage("predict"):
-            proba = model.predict_proba(self.test, sources=test_sources(self.config))
+            for name in [n for n in model.encoder_names_ if n not in self.encoder_proba]:
+                fold_models = model.encoder_models_[name]  # the chosen stacker's encoders always kept theirs
+                require_base(name, fold_models)
+                self.encoder_proba[name] = fold_models.predict_proba(self.test, progress=self.config.progress)
+            proba = model.predict_proba(self.test, sources=test_sources(self.config), encoder_proba=self.encoder_proba)
         return proba, dict(model.last_calibration_)
 
     def publish(self, model: ArenaPreferenceModel) -> dict:

@@ -465,3 +465,37 @@ def test_encoder_without_fold_models_is_kept_but_never_chosen(keyword_encoder, t
     assert model.predict_proba(test).shape == (30, 3)
     with pytest.raises(UserError, match="fold models were not kept"):
         model.predict_proba(test, stacker="full")
+
+
+def test_run_with_chosen_encoder_scores_the_test_once(keyword_encoder, tmp_path, monkeypatch):
+    """``pipelines.run.fit_predict`` under a time budget publishes at each step and at the end; the encoder's
+    fold models score the test rows once for all of them, and the submission is the bundle's prediction."""
+    from encoders.settings import EncoderConfig
+    from pipelines.config import FeatureConfig, RunConfig
+    from pipelines.run import fit_predict
+
+    train, test = _keyword_battles(150, 1, True, 1000), _keyword_battles(30, 2, False, 90000)
+    scored = []
+    real = KeywordFoldModels.predict_proba
+
+    def counted(self, battles, progress=False):
+        scored.append(len(battles))
+        return real(self, battles, progress)
+
+    monkeypatch.setattr(KeywordFoldModels, "predict_proba", counted)
+    config = RunConfig(
+        train_path="train.csv",
+        test_path="test.csv",
+        out_dir=str(tmp_path / "run"),
+        n_folds=3,
+        features=FeatureConfig(groups=("length",), n_jobs=1),
+        stacker=QUICK,
+        encoders=[EncoderConfig(model_path="stub", name="keyword")],
+        progress=False,
+        time_budget_hours=1.0,
+    )
+    report = fit_predict(train, test, config)
+    assert report["chosen"]["sources"] == ["keyword"] and len(report["plan"]["submission_writes"]) == 2
+    assert scored.count(len(test)) == 1, scored  # the test rows, once (the other calls: OOF and the stand-in)
+    loaded = ArenaPreferenceModel.load(tmp_path / "run" / "model")
+    np.testing.assert_allclose(loaded.predict_proba(test), _submission(tmp_path / "run" / "submission.csv"), atol=1e-8)
