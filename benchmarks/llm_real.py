@@ -69,7 +69,7 @@ def fit_and_save(
         n_jobs=1,
         work_dir=work / "run",
         cache_dir=work / "cache",
-    ).fit(train, test=test)
+    ).fit(train)
     bundle = model.save(work / "bundle")
     return model, Path(bundle)
 
@@ -160,7 +160,7 @@ def main() -> None:
         t0 = time.perf_counter()
         model, bundle = fit_and_save(gguf, train, test, work, args)
         fit_s = time.perf_counter() - t0
-        run_proba = model.stacker_test_proba_["full"]
+        run_proba = model.predict_proba(test, stacker="full")  # the fitted model in memory, as a run scores test
         folds = model.fit_report_["plan"]["encoder_runs"]["smollm2"]["folds"]
         # in-process scoring of the saved bundle with the .gguf as base (what the notebook does on one device)
         loaded = ArenaPreferenceModel.load(bundle, encoder_base_paths={"smollm2": str(gguf)})

@@ -5,6 +5,8 @@ name, give exactly the inputs of the clean files in ``full_run``, ``tune`` and `
 
 Each command runs in-process up to the point where its inputs are built (folds, features, sources), which
 is then captured and the command stopped: seconds per case, and the same reading path as a real run.
+``full_run``'s model never sees the test rows, so it runs on until it has scored them (the test file and the
+``--source`` test probabilities), and those probabilities are captured too.
 """
 
 from __future__ import annotations
@@ -75,8 +77,8 @@ def _write(root: Path, style: str) -> dict[str, Path]:
 
 
 class Captured(Exception):
-    def __init__(self, inputs, labels=None):
-        self.inputs, self.labels = inputs, labels
+    def __init__(self, inputs, labels=None, test_proba=None):
+        self.inputs, self.labels, self.test_proba = inputs, labels, test_proba
 
 
 def _argv(command: str, paths: dict[str, Path], out: Path) -> list[str]:
@@ -104,8 +106,17 @@ def _capture(command: str, paths: dict[str, Path], out: Path, monkeypatch) -> Ca
         return seen["labels"]
 
     def build(*args, **kwargs):
-        raise Captured(real_build(*args, **kwargs), seen.get("labels"))
+        seen["inputs"] = real_build(*args, **kwargs)
+        if command != "full_run":
+            raise Captured(seen["inputs"], seen.get("labels"))
+        return seen["inputs"]
 
+    real_test_proba = pipelines.model.run.Publisher.test_proba
+
+    def test_proba(self, model):
+        raise Captured(seen["inputs"], seen.get("labels"), real_test_proba(self, model)[0])
+
+    monkeypatch.setattr(pipelines.model.run.Publisher, "test_proba", test_proba)
     monkeypatch.setattr(pipelines.stages.stacker_inputs, "build_inputs", build)
     monkeypatch.setattr(pipelines.model.estimator, "build_inputs", build)
     monkeypatch.setattr(pipelines.model.run, "labels_for", labels_for)
@@ -140,8 +151,12 @@ def test_every_input_of_every_command_reads_as_the_clean_file(command, style, cl
     pd.testing.assert_frame_equal(train.reset_index(drop=True), expected.reset_index(drop=True))
     np.testing.assert_array_equal(got.inputs.is_primary, want.inputs.is_primary)
     pd.testing.assert_frame_equal(got.inputs.X, want.inputs.X)  # features and the --source columns
-    pd.testing.assert_frame_equal(got.inputs.X_test, want.inputs.X_test)
     assert any(c.startswith("a_enc_p") for c in got.inputs.X.columns)
+    if command == "full_run":  # the test file and the --source test probabilities, read when the test is scored
+        assert got.test_proba is not None and got.test_proba.shape == (len(FRAMES["test"]), 3)
+        np.testing.assert_array_equal(got.test_proba, want.test_proba)
+    else:
+        pd.testing.assert_frame_equal(got.inputs.X_test, want.inputs.X_test)
     if command == "full_run":
         np.testing.assert_array_equal(got.labels, want.labels)
         assert got.labels is not None and len(got.labels) == len(FRAMES["test"])

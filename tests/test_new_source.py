@@ -202,8 +202,9 @@ def _test_frame(n: int, seed: int, start_id: int) -> pd.DataFrame:
 def fitted_multi(tmp_path_factory):
     train = _multi_source()
     test = _test_frame(250, 60, 900000)
-    model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train, test=test)
-    bundle = model.save(tmp_path_factory.mktemp("ns") / "bundle")
+    model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train)
+    model.predict_proba(test)  # as a run scores its test set: the bundle records what it resolved to
+    bundle = model.save(tmp_path_factory.mktemp("ns") / "bundle", test_choice=model.last_calibration_)
     return model, train, test, bundle
 
 
@@ -214,7 +215,8 @@ def test_estimator_fits_both_calibrators_and_reports_the_choice(fitted_multi):
     report = model.fit_report_["calibration"]
     assert report["new_source"]["features"]["fitted"] is True
     assert set(report["new_source"]["features"]["held_out_sources"]) == {"s0", "s1", "s2"}
-    choice = report["test_choice"]
+    auto = model.predict_proba(test)
+    choice = model.last_calibration_
     assert choice["requested"] == "auto" and choice["calibration"] in ("in-source", "new-source")
     assert choice["shift"]["auc"] < 0.75  # the test battles are drawn like the training ones
     assert choice["calibration"] == "in-source"
@@ -222,7 +224,7 @@ def test_estimator_fits_both_calibrators_and_reports_the_choice(fitted_multi):
     new = model.predict_proba(test, calibration="new-source")
     old = model.predict_proba(test, calibration="in-source")
     assert not np.allclose(new, old)
-    assert np.allclose(model.predict_proba(test), model.test_proba_, atol=1e-6)
+    assert np.array_equal(auto, old)  # auto resolved to in-source
 
 
 def test_new_source_calibrator_is_fitted_on_training_rows_only(monkeypatch):
@@ -237,7 +239,7 @@ def test_new_source_calibrator_is_fitted_on_training_rows_only(monkeypatch):
         return real(self, proba, y, source)
 
     monkeypatch.setattr(NewSourceCalibrator, "fit", spy)
-    ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train, test=test)
+    ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train).predict_proba(test)
     assert calls == [(len(train), ["s0", "s1", "s2"])]
 
 
@@ -250,7 +252,8 @@ def test_bundle_round_trips_both_calibrators_and_the_decision(fitted_multi):
             model.predict_proba(test, calibration=calibration),
             atol=1e-6,
         )
-    assert loaded.last_calibration_["calibration"] == model.calibration_choice_["calibration"]
+    assert loaded.calibration_choice_ == model.decide_calibration(test)  # the run's decision, recorded
+    assert loaded.last_calibration_["calibration"] == loaded.calibration_choice_["calibration"]
     kept = loaded.fit_report_["calibration"]["new_source"]["features"]  # the figures that chose it travel along
     assert set(kept["held_out_sources"]) == {"s0", "s1", "s2"} and kept["procedure"] == "temperature/per_source/none"
     few = loaded.predict_proba(test.head(20), calibration="auto")
@@ -270,10 +273,11 @@ def test_tampered_new_source_calibrator_refused(fitted_multi, tmp_path):
 
 def test_single_source_uses_in_source_and_says_why(tmp_path):
     train, test = make_battles(150, seed=62), make_battles(40, seed=63, labelled=False, start_id=70000)
-    model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train, test=test)
+    model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train)
     assert model.stackers_["features"].new_source is None
-    assert model.calibration_choice_["calibration"] == "in-source"
-    assert "single" in model.calibration_choice_["why"]
+    model.predict_proba(test)
+    assert model.last_calibration_["calibration"] == "in-source"
+    assert "single" in model.last_calibration_["why"]
     with pytest.raises(ValueError, match="no new-source calibrator"):
         model.predict_proba(test, calibration="new-source")
     with pytest.raises(ValueError, match="calibration must be one of"):
@@ -293,7 +297,7 @@ def test_predict_command_takes_the_calibration(fitted_multi, tmp_path):
     written = pd.read_csv(out)[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy()
     assert np.allclose(written, model.predict_proba(test, calibration="new-source"), atol=1e-6)
     decided = ArenaPreferenceModel.load(bundle).decide_calibration(test)
-    assert decided["calibration"] == model.calibration_choice_["calibration"]
+    assert decided["calibration"] == model.decide_calibration(test)["calibration"]
     with pytest.raises(SystemExit) as info:
         predict.main([*args, "--test-calibration", "sometimes"])
     assert info.value.code == 2

@@ -1,12 +1,13 @@
 """The whole stack as one scikit-learn-shaped estimator: parse, fold, featurise, fine-tune encoders,
 stack, calibrate; ``predict_proba`` on any battles frame; ``save``/``load`` as a verified bundle.
 
-``fit`` fits the features-only stacker first (``on_stacker`` is told at once, so a caller can write a
+``fit`` fits the features-only stacker first (``fit_steps`` yields the model at once, so a run can write a
 submission before any encoder starts), then the encoders in the same folds, then a stacker with their
-probabilities, which is chosen only when its OOF log loss is better. The bundle always keeps the
-features-only stacker, and the stacker with encoders plus the encoders' fold models whenever they
-finished (chosen or not; the manifest records which is chosen), so ``predict_proba(..., stacker=...)``
-can use either: ``None`` (default) the chosen one, ``"features"`` or ``"full"``.
+probabilities, which is chosen only when its OOF log loss is better. The estimator only fits and never sees
+a test set: scoring one, the time budget, the run's files and report are ``pipelines.model.run.fit_predict``'s.
+The bundle always keeps the features-only stacker, and the stacker with encoders plus the encoders' fold
+models whenever they finished (chosen or not; the manifest records which is chosen), so
+``predict_proba(..., stacker=...)`` can use either: ``None`` (default) the chosen one, ``"features"`` or ``"full"``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,9 @@ from pipelines.model.bundle import BundleError, load_stacker, read_verified, rep
 from pipelines.model.bundle_decisions import check_decisions, decisions_record
 from pipelines.model.bundle_identity import base_difference, base_identity, feature_difference, feature_fingerprint
 from pipelines.reports.metrics import nested_prior, summarize
-from pipelines.reports.report import StageTimer
 from pipelines.runtime.errors import UserError
 from pipelines.runtime.run_dir import remove_quietly, temp_path
+from pipelines.runtime.stage_timer import StageTimer
 from pipelines.stages.config import FeatureConfig
 from pipelines.stages.fold_feature_setup import fold_transformers, prepare_battles
 from pipelines.stages.new_source_stage import check_calibration, choose_calibration, fit_new_source, shift_reference
@@ -56,7 +57,6 @@ log = logging.getLogger("arena_pref")
 
 FEATURES, FULL = "features", "full"  # the two stackers a bundle can hold
 SHIFT_REFERENCE = "shift_reference.npz"  # the training rows new rows are compared with (calibration="auto")
-StackerHook = Callable[["ArenaPreferenceModel"], None]
 LOCAL_PARAMS = ("cache_dir", "work_dir", "progress")  # this machine's settings: never saved in a bundle
 REQUIRED_PARAMS = ("n_folds", "seed", "feature_groups", "stacker", "encoders", "extra_sources")  # in every bundle
 
@@ -109,18 +109,17 @@ def candidate_name(fit: StackerFit) -> str:
 class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
     """P(A wins), P(B wins), P(tie) for battles; every fold, encoder and stacker of a run in one object.
 
-    sklearn's shape: ``fit(X, y=None, *, test=None)``, ``predict_proba``, ``predict`` (class names) and
+    sklearn's shape: ``fit(X, y=None)``, ``predict_proba``, ``predict`` (class names) and
     ``score`` (ClassifierMixin's accuracy; the run reports log loss, the competition's metric).
 
     Fitted attributes: ``classes_`` (``["a", "b", "tie"]``), ``feature_columns_`` (the chosen stacker's),
     ``encoder_names_`` (encoders the chosen stacker uses), ``folds_``, ``oof_proba_``, ``oof_log_loss_``,
-    ``test_proba_`` (for ``fit``'s ``test``, else None), ``stackers_`` ({"features", "full"}: StackerModel;
-    "full" whenever encoders finished, chosen or not), ``chosen_stacker_``, ``stacker_test_proba_`` and
-    ``stacker_oof_log_loss_`` (per stacker key), ``encoder_models_`` (name: ``EncoderFoldModels``), ``fit_report_``;
-    loaded from a bundle also ``decisions_`` (what the run submitted: ``pipelines.model.bundle_decisions``).
+    ``stackers_`` ({"features", "full"}: StackerModel; "full" whenever encoders finished, chosen or not),
+    ``chosen_stacker_``, ``stacker_oof_log_loss_`` (per stacker key), ``encoder_models_`` (name:
+    ``EncoderFoldModels``), ``fit_report_``, ``shift_reference_``; loaded from a bundle also ``calibration_choice_``
+    (the calibration the run's test set resolved to) and ``decisions_`` (what the run submitted:
+    ``pipelines.model.bundle_decisions``). ``last_calibration_``: what the latest ``predict_proba`` resolved to.
     """
-
-    test_proba_: np.ndarray | None
 
     def __init__(
         self,
@@ -138,7 +137,6 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         n_jobs: int | None = None,
         cache_dir: str | Path | None = None,
         work_dir: str | Path | None = None,
-        time_budget_hours: float | None = None,
         progress: bool = False,
         calibration: str = "auto",
     ) -> None:
@@ -155,7 +153,6 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.cache_dir = cache_dir
         self.work_dir = work_dir
-        self.time_budget_hours = time_budget_hours
         self.progress = progress
         self.calibration = calibration
 
@@ -191,21 +188,61 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         X: pd.DataFrame,
         y: Any = None,
         *,
-        test: pd.DataFrame | None = None,
-        on_stacker: StackerHook | None = None,
-        data_paths: tuple[str, str] | None = None,
+        deadline: float | None = None,
+        train_csv: str | None = None,
     ) -> ArenaPreferenceModel:
         """Fit on the battles ``X``; labels from ``y`` (see :func:`labels_of`) or, without it, from ``X``
-        (winner columns, or ``label`` for parsed battles). ``test`` is scored along the way (``test_proba_``),
-        so encoders are fine-tuned once for both. ``on_stacker(self)`` runs each time the model changes: a newly chosen
-        stacker, or a with-encoders stacker kept without being chosen (the model is usable each time).
-        ``data_paths``: the CSVs behind the frames, for a data-parallel encoder launch."""
-        started = time.monotonic()
-        timer = StageTimer()
+        (winner columns, or ``label`` for parsed battles). No test rows are seen here: score them with
+        :meth:`predict_proba` (``pipelines.model.run.fit_predict`` does, and writes a run's files).
+        ``deadline`` (``time.monotonic()`` seconds): encoder folds that would overrun it are not started;
+        ``train_csv``: the file behind ``X``, for a data-parallel encoder launch (several GPUs)."""
+        for _ in self.fit_steps(X, y, deadline=deadline, train_csv=train_csv):
+            pass
+        return self
+
+    def fit_steps(
+        self,
+        X: pd.DataFrame,
+        y: Any = None,
+        *,
+        deadline: float | None = None,
+        train_csv: str | None = None,
+    ) -> Iterator[ArenaPreferenceModel]:
+        """:meth:`fit`, yielding the model each time it changes (the features-only stacker fitted; a stacker
+        with encoders chosen, or kept unchosen). The model is usable at each step, so a run with a time budget
+        can publish before any encoder starts; after the last step the fit is complete."""
+        started, timer = time.monotonic(), StageTimer()
         stacker = self.stacker or StackerConfig()
         check_savable(stacker.tie_handling)  # before any work: the model must be savable
         check_calibration(self.calibration)
         encoders = [replace(e) for e in self.encoders]
+        inputs, work_dir = self._start(X, y, bool(encoders), timer)
+        plan = RunPlan(None, [e.resolved_name for e in encoders])  # the run sets its budget
+        with timer.stage("stacker"):
+            first = self._fit_stacker(inputs, stacker, encoder_sources=[])
+        candidates, kept = {candidate_name(first): first}, {FEATURES: first}  # kept: the stackers the bundle keeps
+        self._adopt(FEATURES, first, inputs, candidates, plan, timer, started)
+        yield self
+        if encoders:
+            assert work_dir is not None
+            second, fold_models = self._encoders_then_stacker(
+                inputs, encoders, stacker, work_dir, plan, timer, started, deadline, train_csv
+            )
+            if second is not None:
+                kept[FULL] = second
+                yield from self._second_stacker(first, second, fold_models, inputs, candidates, plan, timer, started)
+            for name, enc_plan in (plan.encoder_runs or {}).items():
+                enc_plan["used_in_submission"] = name in (plan.encoders_used or [])
+        self._adopt(self.chosen_stacker_, kept[self.chosen_stacker_], inputs, candidates, plan, timer, started)
+        with timer.stage("new-source calibration"):
+            self._new_source_stage(inputs, stacker, kept)
+        self.fit_report_["timings"] = {**timer.seconds, "total": round(time.monotonic() - started, 3)}
+
+    def _start(
+        self, X: pd.DataFrame, y: Any, with_encoders: bool, timer: StageTimer
+    ) -> tuple[StackerInputs, Path | None]:
+        """Forget any earlier fit; parse, fold and featurise the training battles; the encoders' work folder
+        (a temporary one unless ``work_dir`` is set)."""
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a refit starts from nothing
         with timer.stage("parse"):
@@ -214,15 +251,14 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
             if labels is not None:
                 train_b["label"] = labels
             train_b = with_source_columns(train_b)  # a frame of several sources: primary rows, weights
-            test_b, test_parse = as_battles(test, "test", labelled=False) if test is not None else (None, None)
         work_dir = Path(self.work_dir) if self.work_dir is not None else None
-        if encoders and work_dir is None:
+        if with_encoders and work_dir is None:
             work_dir = Path(tempfile.mkdtemp(prefix="arena_pref_"))
         inputs = build_inputs(
             train_b,
-            test_b,
+            None,
             train_parse,
-            test_parse,
+            None,
             self._extractor(),
             n_folds=self.n_folds,
             seed=self.seed,
@@ -233,66 +269,49 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         if self.embedder:  # embedding fold features read emb_* columns of the battles (frozen: leak-free)
             with timer.stage("embeddings"):
                 inputs.train = self._with_embeddings(inputs.train)
-                inputs.test = None if inputs.test is None else self._with_embeddings(inputs.test)
-        log.info(
-            "train %d rows, test %d rows, %d features",
-            len(inputs.train),
-            0 if inputs.test is None else len(inputs.test),
-            inputs.X.shape[1],
-        )
-        deadline = None if self.time_budget_hours is None else started + self.time_budget_hours * 3600
-        plan = RunPlan(self.time_budget_hours, [e.resolved_name for e in encoders])
+        log.info("train %d rows, %d features", len(inputs.train), inputs.X.shape[1])
         self.classes_ = np.array(CLASS_NAMES)
         self.folds_: np.ndarray | None = inputs.folds
         self.stackers_: dict[str, StackerModel] = {}
-        self.stacker_test_proba_: dict[str, np.ndarray | None] = {}
         self.stacker_oof_log_loss_: dict[str, float] = {}
         self.encoder_models_: dict = {}
-        with timer.stage("stacker"):
-            first = self._fit_stacker(inputs, stacker, encoder_sources=[])
-        candidates, chosen = {candidate_name(first): first}, first
-        kept = {FEATURES: first}  # the stackers the bundle keeps, by key
-        self._adopt(FEATURES, first, inputs, candidates, plan, timer, started)
-        self._announce(first, inputs, plan, timer, started, on_stacker)
-        if encoders:
-            assert work_dir is not None
-            second, fold_models = self._encoders_then_stacker(
-                inputs, encoders, stacker, work_dir, plan, timer, started, deadline, data_paths
+        return inputs, work_dir
+
+    def _second_stacker(
+        self,
+        first: StackerFit,
+        second: StackerFit,
+        fold_models: dict,
+        inputs: StackerInputs,
+        candidates: dict[str, StackerFit],
+        plan: RunPlan,
+        timer: StageTimer,
+        started: float,
+    ) -> Iterator[ArenaPreferenceModel]:
+        """Keep the stacker with encoders (saved, ``predict_proba(..., stacker="full")``) with the encoders'
+        fold models; choose it only when its OOF log loss is better than the features-only one's and every
+        encoder kept its fold models (``save_models``): the model must be able to score new battles."""
+        candidates[candidate_name(second)] = second
+        self.encoder_models_ = fold_models  # kept (and saved) whether chosen or not
+        self._keep(FULL, second, inputs)
+        predictable = all(s in fold_models or s in (self.extra_sources or {}) for s in second.sources)
+        if predictable and second.log_loss(inputs.y) < first.log_loss(inputs.y):
+            plan.encoders_used = list(plan.encoders_finished or [])
+            self._adopt(FULL, second, inputs, candidates, plan, timer, started)
+        else:
+            log.warning(
+                "stacker with encoders (OOF %.4f, fold models %s) is not chosen over the one without (%.4f):"
+                " features only is chosen; the other is kept (predict_proba(..., stacker='full'))",
+                second.log_loss(inputs.y),
+                "kept" if predictable else "not kept: save_models",
+                first.log_loss(inputs.y),
             )
-            if second is not None:
-                candidates[candidate_name(second)] = second
-                self.encoder_models_ = fold_models  # kept (and saved) whether chosen or not
-                self._keep(FULL, second, inputs)
-                kept[FULL] = second
-                if second.log_loss(inputs.y) < first.log_loss(inputs.y):
-                    chosen = second
-                    plan.encoders_used = list(plan.encoders_finished or [])
-                    self._adopt(FULL, second, inputs, candidates, plan, timer, started)
-                    self._announce(second, inputs, plan, timer, started, on_stacker)
-                else:
-                    log.warning(
-                        "stacker with encoders (OOF %.4f) is not better than without (%.4f): features only is"
-                        " chosen; the other is kept (predict_proba(..., stacker='full'))",
-                        second.log_loss(inputs.y),
-                        first.log_loss(inputs.y),
-                    )
-                    self.fit_report_ = self._report(inputs, candidates, first, plan, timer, started)
-                    if on_stacker is not None:  # the bundle gains the kept stacker; the submission is unchanged
-                        with timer.stage("write"):
-                            on_stacker(self)
-            for name, enc_plan in (plan.encoder_runs or {}).items():
-                enc_plan["used_in_submission"] = name in (plan.encoders_used or [])
-        if deadline is not None:
-            plan.seconds_left_at_end = round(deadline - time.monotonic(), 1)
-        self._adopt(FULL if chosen is not first else FEATURES, chosen, inputs, candidates, plan, timer, started)
-        with timer.stage("new-source calibration"):
-            self._new_source_stage(inputs, stacker, kept)
-        self.fit_report_["timings"] = {**timer.seconds, "total": round(time.monotonic() - started, 3)}
-        return self
+            self.fit_report_ = self._report(inputs, candidates, first, plan, timer, started)
+        yield self  # chosen or not, the model (and its bundle) changed
 
     def _new_source_stage(self, inputs: StackerInputs, stacker: StackerConfig, fits: dict[str, StackerFit]) -> None:
-        """Each kept stacker's new-source calibrator, the shift reference sample and, for ``fit``'s test
-        rows, the calibration ``self.calibration`` resolves to (its test probabilities follow it)."""
+        """Each kept stacker's new-source calibrator and the shift reference sample that ``calibration="auto"``
+        compares new rows with (``predict_proba`` decides per frame)."""
         report: dict[str, Any] = {}
         for key in fits:
             ns = fit_new_source(
@@ -302,21 +321,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
             report[key] = {**ns.info, "seconds": round(ns.seconds, 3)}
         fitted = any(self.stackers_[key].new_source is not None for key in fits)  # else "auto" never compares
         self.shift_reference_: ShiftReference | None = shift_reference(inputs, self.seed) if fitted else None
-        self.calibration_choice_: dict[str, Any] | None = None
-        if inputs.X_test is not None:
-            assert inputs.test is not None
-            model = self.stackers_[self.chosen_stacker_]
-            reference = self.shift_reference_
-            choice = choose_calibration(self.calibration, model, reference, inputs.X_test, inputs.test, self.seed)
-            self.calibration_choice_ = choice
-            if choice["calibration"] == "new-source":
-                for key, fit in fits.items():
-                    if fit.test_raw is not None and self.stackers_[key].new_source is not None:
-                        self.stacker_test_proba_[key] = self.stackers_[key].calibrate(fit.test_raw, new_source=True)
-                self.test_proba_ = self.stacker_test_proba_[self.chosen_stacker_]
-            log.info("test calibration: %s (%s)", choice["calibration"], choice["why"])
         self.fit_report_["calibration"]["new_source"] = report
-        self.fit_report_["calibration"]["test_choice"] = self.calibration_choice_
 
     def _encoders_then_stacker(
         self,
@@ -328,7 +333,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         timer: StageTimer,
         started: float,
         deadline: float | None,
-        data_paths: tuple[str, str] | None,
+        train_csv: str | None,
     ) -> tuple[StackerFit | None, dict]:
         """Fine-tune the encoders (leaving room for a second stacker fit and the writes), then that stacker;
         (None, {}) when no encoder finished or the stacker failed: the features-only model stands."""
@@ -338,7 +343,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         # room for the second stacker and the writes, and (several sources) the leave-one-source-out fits of
         # the new-source calibrators, each about one stacker stage at most (docs/new_source_calibration.md)
         stacker_fits = 4 if inputs.source is not None else 2
-        reserve = stacker_fits * (timer.seconds["stacker"] + timer.seconds.get("write", 0.0)) + 60
+        reserve = stacker_fits * timer.seconds["stacker"] + 60  # the run's writes: within the 60 s
         encoder_deadline = None if deadline is None else deadline - reserve
         plan.encoder_deadline_s_from_start = None if encoder_deadline is None else round(encoder_deadline - started, 1)
         with timer.stage("encoders"):
@@ -347,7 +352,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
                 encoders,
                 work_dir,
                 seed=self.seed,
-                data_paths=lambda: data_paths or _no_csv_paths(),
+                data_paths=lambda: launch_paths(train_csv, work_dir),
                 deadline=encoder_deadline,
                 progress=self.progress,
             )
@@ -400,28 +405,12 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         self.encoder_names_ = [s for s in fit.sources if s not in (self.extra_sources or {})]
         self.oof_proba_ = fit.oof_cal
         self.oof_log_loss_ = fit.log_loss(inputs.y)
-        self.test_proba_ = fit.test
         self.fit_report_ = self._report(inputs, candidates, fit, plan, timer, started)
 
     def _keep(self, key: str, fit: StackerFit, inputs: StackerInputs) -> None:
         """Hold ``fit`` under ``key`` (predictable with ``stacker=key``, saved) without choosing it."""
         self.stackers_[key] = fit.model
-        self.stacker_test_proba_[key] = fit.test
         self.stacker_oof_log_loss_[key] = fit.log_loss(inputs.y)
-
-    def _announce(
-        self,
-        fit: StackerFit,
-        inputs: StackerInputs,
-        plan: RunPlan,
-        timer: StageTimer,
-        started: float,
-        hook: StackerHook | None,
-    ) -> None:
-        if hook is not None:
-            with timer.stage("write"):
-                hook(self)
-        plan.record_write(fit, inputs.y, time.monotonic() - started)
 
     def _report(
         self,
@@ -432,9 +421,10 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         timer: StageTimer,
         started: float,
     ) -> dict:
-        """What a run report needs from the fit (``pipelines.model.run`` adds data paths, config and versions)."""
+        """The fit's own record (the bundle keeps part of it): rows, folds, OOF scores, the chosen stacker and
+        the encoder decisions; the run report (``pipelines.model.run``) adds data, test, config and versions."""
         return {
-            "rows": {"train": len(inputs.train), "test": 0 if inputs.test is None else len(inputs.test)},
+            "rows": {"train": len(inputs.train)},
             "label_counts": {c: int((inputs.y == i).sum()) for i, c in enumerate(CLASS_NAMES)},
             "folds": {"n_folds": self.n_folds, "rows_per_fold": np.bincount(inputs.folds).tolist()},
             "features": {"groups": list(self._groups), "sources": chosen.sources, "n_columns": inputs.X.shape[1]},
@@ -555,22 +545,24 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         params = {k: v for k, v in self.get_params(deep=False).items() if k not in LOCAL_PARAMS}
         return {k: _encode_param(k, v, self) for k, v in params.items()}
 
-    def save(self, directory: str | Path, *, decisions: dict | None = None) -> Path:
+    def save(self, directory: str | Path, *, decisions: dict | None = None, test_choice: dict | None = None) -> Path:
         """Write the bundle to ``directory`` (staged next to it, then moved into place). ``decisions``:
         what the run decided and submitted (``pipelines.model.run``: the prior guard's verdict), recorded so
-        that scoring the bundle later repeats it (:func:`pipelines.model.bundle_decisions.submitted_prior`)."""
+        that scoring the bundle later repeats it (:func:`pipelines.model.bundle_decisions.submitted_prior`);
+        ``test_choice``: the calibration the run's test set resolved to (``last_calibration_``), kept with the
+        fit report (a loaded model's ``calibration_choice_``)."""
         check_is_fitted(self, "stackers_")
         target = Path(directory)
         staged = temp_path(target)  # a killed save leaves a temporary the next run sweeps
         staged.mkdir(parents=True)
         try:
-            self._write_bundle(staged, decisions)
+            self._write_bundle(staged, decisions, test_choice)
             return replace_directory(staged, target)
         except BaseException:
             remove_quietly(staged)
             raise
 
-    def _write_bundle(self, staged: Path, decisions: dict | None) -> None:
+    def _write_bundle(self, staged: Path, decisions: dict | None, test_choice: dict | None) -> None:
         for key, model in self.stackers_.items():
             model.save(staged / f"stacker_{key}")
         encoders = {}
@@ -594,6 +586,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
             for k, v in self.fit_report_.items()
             if k in ("rows", "label_counts", "folds", "oof", "chosen", "calibration")
         }
+        report["calibration"] = {**report["calibration"], "test_choice": test_choice}
         write_manifest(
             staged,
             {
@@ -651,8 +644,6 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         model.feature_columns_ = list(manifest["feature_columns"])
         model.encoder_names_ = list(manifest["encoder_names"])
         model.oof_log_loss_ = float(manifest["oof_log_loss"])
-        model.test_proba_ = None
-        model.stacker_test_proba_ = {}
         model.stacker_oof_log_loss_ = {k: float(v) for k, v in manifest.get("stacker_oof_log_loss", {}).items()}
         model.folds_ = None
         model.fit_report_ = dict(manifest.get("fit_report", {}))
@@ -720,8 +711,15 @@ def _proba_frame(proba: np.ndarray, battles: pd.DataFrame, name: str) -> pd.Data
     return out
 
 
-def _no_csv_paths() -> tuple[str, str]:
-    raise UserError("data-parallel encoders read train/test CSV files: pass fit(..., data_paths=(train_csv, test_csv))")
+def launch_paths(train_csv: str | None, work_dir: Path) -> tuple[str, str]:
+    """The CSVs a data-parallel encoder launch reads: the training file and, as the test set its command
+    asks for, the first training row (as in one process: the fit scores no test set)."""
+    if train_csv is None:
+        raise UserError("data-parallel encoders read the training CSV file: pass fit(..., train_csv=PATH)")
+    stand_in = work_dir / "encoder_test_stand_in.csv"
+    first = pd.read_csv(train_csv, nrows=1).drop(columns=list(CLASS_COLUMNS), errors="ignore")
+    first.to_csv(stand_in, index=False)
+    return train_csv, str(stand_in)
 
 
 def _encoder_config(stored: dict) -> EncoderConfig:
@@ -779,7 +777,7 @@ def _check_base_identity(name: str, info: dict, base: Path) -> None:
 def require_base(name: str, fold_models: Any) -> None:
     """One line instead of a library traceback when a LoRA encoder's base is not where it is looked for."""
     base = Path(fold_models.config.model_path or "")
-    if fold_models.manifest.get("lora") and not base.is_dir():
+    if fold_models.manifest.get("lora") and not base.exists():  # a folder, or one .gguf file
         raise BundleError(
             f"encoder {name!r}: base model not found at {base}; give it with --encoder-base {name}=DIR"
             " (encoder_base_paths), or predict with the features-only stacker"

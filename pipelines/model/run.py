@@ -1,11 +1,13 @@
-"""A whole run: load the files -> fit :class:`pipelines.model.estimator.ArenaPreferenceModel` -> write
-submission, model bundle and report, as one set swapped in at the end (:class:`Publisher`).
+"""A whole run (:func:`fit_predict`): fit :class:`pipelines.model.estimator.ArenaPreferenceModel` on the
+training battles, score the test battles, write submission, model bundle and report as one set swapped in
+at the end (:class:`Publisher`). The estimator only fits; the test set, the time budget, the run
+directory and the report are this module's.
 
 Every argument and input is checked before the fit (``pipelines.stages.preflight``, the loaders, the test
 labels matched to the test ids), so a run fails before its work or not at all; a failure while writing
 leaves the previous run's set as it was. With a time budget (Kaggle) the set is also published as soon
-as the features-only stacker is fitted (the estimator's ``on_stacker`` hook) and again whenever a better
-stacker replaces it, so a failing or slow encoder never loses the run.
+as the features-only stacker is fitted (each step of ``ArenaPreferenceModel.fit_steps``) and again whenever
+a better stacker replaces it, so a failing or slow encoder never loses the run.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from pipelines.data.battles import ParseReport, load_battles
 from pipelines.data.run_sources import load_run_train, scored_mask
 from pipelines.data.tables import read_labels
 from pipelines.model.bundle_decisions import prior_submission
-from pipelines.model.estimator import ArenaPreferenceModel
+from pipelines.model.estimator import ArenaPreferenceModel, as_battles, require_base
 from pipelines.reports.holdout import evaluate_test_labels, labels_for
-from pipelines.reports.report import StageTimer, write_report
+from pipelines.reports.report import write_report
 from pipelines.runtime.run_dir import staged_outputs
+from pipelines.runtime.stage_timer import StageTimer
 from pipelines.runtime.submission import save_predictions, write_submission
 from pipelines.stages.config import RunConfig
 from pipelines.stages.prior_guard import decide, prior_probabilities
@@ -50,7 +53,6 @@ def estimator_of(config: RunConfig) -> ArenaPreferenceModel:
         n_jobs=config.features.n_jobs,
         cache_dir=cache_dir_of(config),
         work_dir=config.out,
-        time_budget_hours=config.time_budget_hours,
         progress=config.progress,
         calibration=config.test_calibration,
     )
@@ -59,8 +61,9 @@ def estimator_of(config: RunConfig) -> ArenaPreferenceModel:
 class Publisher:
     """Writes a run's submission, model bundle, OOF predictions and report as one set: staged next to
     their targets, then swapped in together (``pipelines.runtime.run_dir.staged_outputs``), so the run directory
-    never holds a submission of one model beside the bundle or report of another. The submission is what
-    the prior guard decided, and the bundle records that decision (``decisions``)."""
+    never holds a submission of one model beside the bundle or report of another. The test rows are
+    scored here, with the model as it is now; the submission is what the prior guard decided, and the
+    bundle records that decision (``decisions``)."""
 
     def __init__(
         self,
@@ -68,10 +71,12 @@ class Publisher:
         train: pd.DataFrame,
         test: pd.DataFrame,
         submission_path: Path,
-        report_of: Callable[[ArenaPreferenceModel], dict],
+        report_of: Callable[[ArenaPreferenceModel, np.ndarray, dict], dict],
+        timer: StageTimer,
     ):
         self.config, self.train, self.test, self.submission_path = config, train, test, submission_path
-        self.report_of = report_of
+        self.report_of, self.timer = report_of, timer
+        self.encoder_proba: dict[str, np.ndarray] = {}  # one fit's fold models score the test rows once
 
     def targets(self) -> dict[str, Path]:
         out = self.config.out
@@ -83,12 +88,20 @@ class Publisher:
             "report.md": out / "report.md",
         }
 
-    def __call__(self, model: ArenaPreferenceModel) -> None:
-        self.publish(model)
+    def test_proba(self, model: ArenaPreferenceModel) -> tuple[np.ndarray, dict]:
+        """The chosen stacker's probabilities for the test rows, and the calibration they resolved to
+        (recorded in the report and the bundle)."""
+        with self.timer.stage("predict"):
+            for name in [n for n in model.encoder_names_ if n not in self.encoder_proba]:
+                fold_models = model.encoder_models_[name]  # the chosen stacker's encoders always kept theirs
+                require_base(name, fold_models)
+                self.encoder_proba[name] = fold_models.predict_proba(self.test, progress=self.config.progress)
+            proba = model.predict_proba(self.test, sources=test_sources(self.config), encoder_proba=self.encoder_proba)
+        return proba, dict(model.last_calibration_)
 
     def publish(self, model: ArenaPreferenceModel) -> dict:
-        assert model.test_proba_ is not None  # fitted with this test frame
-        report = self.report_of(model)
+        test_proba, test_choice = self.test_proba(model)
+        report = self.report_of(model, test_proba, test_choice)
         guard = decide(
             model.oof_log_loss_, report["oof"]["class prior"]["log_loss"], self.config.allow_worse_than_prior
         )
@@ -97,9 +110,10 @@ class Publisher:
         proba = scored_prior(self.train, len(self.test)) if guard.use_prior else None
         submitted = submitted_record(None if proba is None else proba[0], model)
         report["submitted"] = submitted
-        with staged_outputs(self.config.out, self.targets()) as stage:
-            write_submission(self.test["id"], model.test_proba_ if proba is None else proba, stage.path("submission"))
-            model.save(stage.path("model"), decisions={"prior_guard": guard.as_dict(), "submitted": submitted})
+        with self.timer.stage("write"), staged_outputs(self.config.out, self.targets()) as stage:
+            write_submission(self.test["id"], test_proba if proba is None else proba, stage.path("submission"))
+            decisions = {"prior_guard": guard.as_dict(), "submitted": submitted}
+            model.save(stage.path("model"), decisions=decisions, test_choice=test_choice)
             save_predictions(
                 self.train["id"],
                 model.oof_proba_,
@@ -109,6 +123,12 @@ class Publisher:
             write_report(report, stage.path("report.json").parent, names=stage)
         log.info("wrote %s, model and report (%s)", self.submission_path, submitted["description"])
         return report
+
+
+def test_sources(config: RunConfig) -> dict[str, str]:
+    """{extra source: its test probabilities file} (``--source NAME=OOF,TEST``): the model reads them to
+    score the test rows, as it read the OOF files to fit."""
+    return {name: spec.split(",")[1] for name, spec in config.extra_sources.items()}
 
 
 def submitted_record(prior: np.ndarray | None, model: ArenaPreferenceModel) -> dict:
@@ -125,10 +145,13 @@ def submitted_record(prior: np.ndarray | None, model: ArenaPreferenceModel) -> d
 def build_report(
     config: RunConfig,
     model: ArenaPreferenceModel,
+    test_rows: int,
     parses: tuple[ParseReport, ParseReport],
     submission_path: Path,
     timer: StageTimer,
     started: float,
+    plan: dict,
+    test_choice: dict,
 ) -> dict:
     fit = model.fit_report_
     return {
@@ -139,7 +162,7 @@ def build_report(
                 "parse": parses[0].as_dict(),
                 "label_counts": fit["label_counts"],
             },
-            "test": {"path": str(config.test_path), "rows": fit["rows"]["test"], "parse": parses[1].as_dict()},
+            "test": {"path": str(config.test_path), "rows": test_rows, "parse": parses[1].as_dict()},
         },
         "folds": fit["folds"],
         "features": fit["features"],
@@ -149,10 +172,10 @@ def build_report(
             "kind": config.stacker.calibration,
             "fitted": fit["calibration"]["fitted"],
             "new_source": fit["calibration"].get("new_source"),
-            "test_choice": fit["calibration"].get("test_choice"),
+            "test_choice": test_choice,
         },
         "stacker": fit["stacker"],
-        "plan": fit["plan"],
+        "plan": {**fit["plan"], **plan},
         "submission": str(submission_path),
         "config": config.to_dict(),
         "timings": {**timer.seconds, **fit["timings"], "total": round(time.monotonic() - started, 3)},
@@ -167,43 +190,60 @@ def scored_prior(train: pd.DataFrame, n_rows: int) -> np.ndarray:
     return prior_probabilities(train["label"].to_numpy()[scored_mask(train)], n_rows)
 
 
-def holdout_scores(train: pd.DataFrame, test: pd.DataFrame, model: ArenaPreferenceModel, test_y: np.ndarray) -> dict:
-    assert model.test_proba_ is not None
+def holdout_scores(train: pd.DataFrame, test_proba: np.ndarray, test_y: np.ndarray) -> dict:
     return evaluate_test_labels(
         test_y,
         {
-            "class prior (train)": scored_prior(train, len(test)),
-            "stacker (calibrated)": model.test_proba_,
+            "class prior (train)": scored_prior(train, len(test_proba)),
+            "stacker (calibrated)": test_proba,
         },
     )
 
 
-def run(config: RunConfig, submission_path: Path | None = None, test_labels: Path | None = None) -> dict:
-    """Train on ``config.train_path``, predict ``config.test_path``; write submission, model and report.
+def fit_predict(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    config: RunConfig,
+    *,
+    submission_path: Path | None = None,
+    parses: tuple[ParseReport, ParseReport] | None = None,
+    test_y: np.ndarray | None = None,
+    started: float | None = None,
+    timer: StageTimer | None = None,
+) -> dict:
+    """Fit ``config``'s estimator on ``train`` (it never sees ``test``), score ``test``, and write submission,
+    model bundle, OOF predictions and report into ``config.out``; the report.
 
-    They are published together once, at the end; with a time budget (Kaggle) also each time the chosen
-    stacker changes, so a run stopped by the platform still leaves a consistent features-only set."""
-    started = time.monotonic()
+    Battles frames, parsed or in Kaggle's schema. With a time budget (Kaggle) the set is also published each
+    time the model changes (the features-only stacker first), so a run stopped by the platform still leaves a
+    consistent set. ``test_y``: evaluation only, scored after prediction (``report["holdout"]``)."""
+    started = time.monotonic() if started is None else started
+    timer = timer or StageTimer()
     config.out.mkdir(parents=True, exist_ok=True)
     submission_path = submission_path or Path(config.submission_path or config.out / "submission.csv")
-    timer = StageTimer()
-    with timer.stage("load"):
-        train, train_parse = load_run_train(config.train_path, config.sources)
-        test, test_parse = load_battles(config.test_path, labelled=False)
-        # evaluation only, never seen by the fit; read now so that a bad file stops the run before the work
-        test_y = None if test_labels is None else labels_for(read_labels(test_labels), test["id"], test_labels)
+    (train, train_parse), (test, test_parse) = as_battles(train, "train", True), as_battles(test, "test", False)
+    parses = parses or (train_parse, test_parse)
+    budget = config.time_budget_hours
+    deadline = None if budget is None else started + budget * 3600
+    plan: dict = {"time_budget_hours": budget, "submission_writes": []}
 
-    def report_of(model: ArenaPreferenceModel) -> dict:
-        report = build_report(config, model, (train_parse, test_parse), submission_path, timer, started)
+    def report_of(model: ArenaPreferenceModel, test_proba: np.ndarray, test_choice: dict) -> dict:
+        report = build_report(config, model, len(test), parses, submission_path, timer, started, plan, test_choice)
         if test_y is not None:
-            report["holdout"] = holdout_scores(train, test, model, test_y)
+            report["holdout"] = holdout_scores(train, test_proba, test_y)
         return report
 
-    publish = Publisher(config, train, test, submission_path, report_of)
-    early = publish if config.time_budget_hours is not None else None
-    model = estimator_of(config).fit(
-        train, test=test, on_stacker=early, data_paths=(str(config.train_path), str(config.test_path))
-    )
+    publish = Publisher(config, train, test, submission_path, report_of, timer)
+    model, chosen = estimator_of(config), None
+    for step in model.fit_steps(train, deadline=deadline, train_csv=str(config.train_path)):
+        if step.chosen_stacker_ != chosen:  # a new submission: when, and how good
+            chosen = step.chosen_stacker_
+            write = {"sources": step.fit_report_["chosen"]["sources"], "oof_log_loss": round(step.oof_log_loss_, 5)}
+            plan["submission_writes"].append({**write, "at_s": round(time.monotonic() - started, 1)})
+        if budget is not None:
+            publish.publish(step)
+    if deadline is not None:
+        plan["seconds_left_at_end"] = round(deadline - time.monotonic(), 1)
     report = publish.publish(model)
     log.info(
         "OOF log loss: prior %.4f, chosen stacker %.4f (%s)",
@@ -212,3 +252,25 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
         model.fit_report_["chosen_description"],
     )
     return report
+
+
+def run(config: RunConfig, submission_path: Path | None = None, test_labels: Path | None = None) -> dict:
+    """Train on ``config.train_path``, predict ``config.test_path`` (:func:`fit_predict`); the report.
+
+    Every file is read and checked before the fit, so a bad file stops the run before its work."""
+    started, timer = time.monotonic(), StageTimer()
+    with timer.stage("load"):
+        train, train_parse = load_run_train(config.train_path, config.sources)
+        test, test_parse = load_battles(config.test_path, labelled=False)
+        # evaluation only, never seen by the fit; read now so that a bad file stops the run before the work
+        test_y = None if test_labels is None else labels_for(read_labels(test_labels), test["id"], test_labels)
+    return fit_predict(
+        train,
+        test,
+        config,
+        submission_path=submission_path,
+        parses=(train_parse, test_parse),
+        test_y=test_y,
+        started=started,
+        timer=timer,
+    )

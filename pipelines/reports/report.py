@@ -3,27 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pipelines.runtime.run_dir import atomic_write_text
-
-
-class StageTimer:
-    """Wall time per named stage, in order."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
 
 
 def _fmt(x) -> str:

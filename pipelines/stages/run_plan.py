@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from pipelines.stages.stacker_stage import StackerFit
-
 
 @dataclass
 class RunPlan:
-    """Submissions written (sources, OOF loss, seconds from start) and the encoder decisions.
+    """Submissions written (sources, OOF loss, seconds from start: the run fills these and the budget) and
+    the encoder decisions (the fit's).
 
     Encoder fields stay None when the run has no encoders, and are then left out of the report.
     """
@@ -25,11 +22,6 @@ class RunPlan:
     encoders_used: list[str] | None = None
     encoder_stacker_error: str | None = None
     seconds_left_at_end: float | None = None
-
-    def record_write(self, fit: StackerFit, y: np.ndarray, at_s: float) -> None:
-        self.submission_writes.append(
-            {"sources": fit.sources, "oof_log_loss": round(fit.log_loss(y), 5), "at_s": round(at_s, 1)}
-        )
 
     def to_dict(self) -> dict:
         out: dict = {

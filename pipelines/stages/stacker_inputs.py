@@ -19,7 +19,7 @@ from pipelines.data.folds import ACROSS_SOURCES, check_labels, load_or_make_fold
 from pipelines.data.run_sources import is_multi_source, load_run_train
 from pipelines.data.source_folds import make_source_folds, source_groups
 from pipelines.data.tables import read_proba_file
-from pipelines.reports.report import StageTimer
+from pipelines.runtime.stage_timer import StageTimer
 from pipelines.stages.config import RunConfig
 from stacking.sources import source_features
 

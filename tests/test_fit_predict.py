@@ -1,0 +1,156 @@
+"""The run orchestrator (``pipelines.model.run.fit_predict``): it writes the run's set, and the estimator it
+drives never sees a test row (the model is fitted on the training battles alone, then scores the test)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from arena_schema import CLASS_COLUMNS
+from features.extractor import FeatureExtractor
+from pipelines import estimator as estimator_module
+from pipelines.model.estimator import ArenaPreferenceModel
+from pipelines.model.run import fit_predict
+from pipelines.stages.config import FeatureConfig, RunConfig
+from stacking.config import StackerConfig
+from tests.conftest import make_battles
+
+QUICK = StackerConfig(num_boost_round=20, early_stopping_rounds=5, num_threads=1)
+
+
+@pytest.fixture
+def fit_spy(monkeypatch) -> dict:
+    """Every frame parsed or featurised while ``fit_steps`` runs is recorded; a test id there fails the test
+    at once. Frames seen outside the fit (scoring) are recorded too, so the spy is known to be called."""
+    seen: dict = {"in_fit": False, "fit_ids": set(), "other_ids": set(), "steps": 0}
+
+    def record(frame: pd.DataFrame) -> None:
+        ids = set(frame["id"].astype(str))
+        if seen["in_fit"]:
+            leaked = ids & seen["test_ids"]
+            assert not leaked, f"test rows reached the fit: {sorted(leaked)[:3]}"
+            seen["fit_ids"] |= ids
+        else:
+            seen["other_ids"] |= ids
+
+    real_steps, real_parse, real_transform = (
+        ArenaPreferenceModel.fit_steps,
+        estimator_module.as_battles,
+        FeatureExtractor.transform,
+    )
+
+    def fit_steps(self, *args, **kwargs):
+        steps = real_steps(self, *args, **kwargs)
+        while True:
+            seen["in_fit"] = True
+            try:
+                step = next(steps)
+            except StopIteration:
+                return
+            finally:
+                seen["in_fit"] = False
+            seen["steps"] += 1
+            yield step
+
+    def as_battles(frame, *args, **kwargs):
+        record(frame)
+        return real_parse(frame, *args, **kwargs)
+
+    def transform(self, battles, *args, **kwargs):
+        record(battles)
+        return real_transform(self, battles, *args, **kwargs)
+
+    monkeypatch.setattr(ArenaPreferenceModel, "fit_steps", fit_steps)
+    monkeypatch.setattr(estimator_module, "as_battles", as_battles)
+    monkeypatch.setattr(FeatureExtractor, "transform", transform)
+    return seen
+
+
+@pytest.mark.parametrize("budget", [None, 1.0])
+def test_fit_predict_writes_the_run_and_the_fit_never_sees_test(fit_spy, tmp_path, budget):
+    train, test = make_battles(90, seed=71), make_battles(25, seed=72, labelled=False, start_id=60000)
+    fit_spy["test_ids"] = set(test["id"].astype(str))
+    config = RunConfig(
+        train_path="train.csv",
+        test_path="test.csv",
+        out_dir=str(tmp_path / "run"),
+        n_folds=3,
+        features=FeatureConfig(groups=("length", "formatting"), n_jobs=1),
+        stacker=QUICK,
+        progress=False,
+        time_budget_hours=budget,
+    )
+    report = fit_predict(train, test, config)
+
+    assert fit_spy["steps"] == 1  # the features-only stacker, the one step without encoders
+    assert fit_spy["fit_ids"] == set(train["id"].astype(str))  # the fit saw the training rows...
+    assert fit_spy["test_ids"] <= fit_spy["other_ids"]  # ...and the test rows were scored after it
+    out = tmp_path / "run"
+    submission = pd.read_csv(out / "submission.csv")
+    assert submission["id"].astype(str).tolist() == test["id"].astype(str).tolist()
+    written = json.loads((out / "report.json").read_text())
+    assert written["data"]["test"]["rows"] == len(test) and written["data"]["train"]["rows"] == len(train)
+    assert written["plan"]["time_budget_hours"] == budget and len(written["plan"]["submission_writes"]) == 1
+    assert ("seconds_left_at_end" in written["plan"]) is (budget is not None)
+    assert written["calibration"]["test_choice"]["calibration"] == "in-source"
+    assert written["submitted"]["kind"] == "stacker"
+    assert written["chosen"]["oof_log_loss"] == pytest.approx(report["chosen"]["oof_log_loss"])
+    assert (out / "report.md").exists() and (out / "oof_stacker.csv").exists()
+    # the bundle is the model that wrote the submission, and records the test set's calibration
+    model = ArenaPreferenceModel.load(out / "model")
+    assert model.calibration_choice_ == written["calibration"]["test_choice"]
+    np.testing.assert_allclose(model.predict_proba(test), submission[list(CLASS_COLUMNS)].to_numpy(), atol=1e-8)
+
+
+def test_fit_takes_no_test_argument():
+    """sklearn's shape: ``fit(X, y)``; a second frame as ``test=`` is refused, not silently used."""
+    with pytest.raises(TypeError):
+        ArenaPreferenceModel().fit(make_battles(5), test=make_battles(5, labelled=False))  # type: ignore[call-arg]
+
+
+def test_data_parallel_encoder_launch_reads_no_test_file(fit_spy, tmp_path, monkeypatch):
+    """Several GPUs: the encoder launch is given the training CSV and, as the test set its command needs, a
+    stand-in of the first training row, never the run's test file."""
+    import pipelines.stages.encoder_stage as encoder_stage
+    from encoders.settings import EncoderConfig
+
+    train, test = make_battles(60, seed=73), make_battles(10, seed=74, labelled=False, start_id=61000)
+    fit_spy["test_ids"] = set(test["id"].astype(str))
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    launched = []
+    monkeypatch.setattr(encoder_stage, "gpu_count", lambda: 2)
+    monkeypatch.setattr(encoder_stage, "launch_data_parallel", lambda enc, *paths: launched.append(paths[:2]))
+    config = RunConfig(
+        train_path=str(tmp_path / "train.csv"),
+        test_path=str(tmp_path / "test.csv"),
+        out_dir=str(tmp_path / "run"),
+        n_folds=3,
+        features=FeatureConfig(groups=("length",), n_jobs=1),
+        stacker=QUICK,
+        encoders=[EncoderConfig(model_path=str(tmp_path / "no-model"), name="enc")],
+        progress=False,
+    )
+    report = fit_predict(train, test, config)
+    ((train_csv, stand_in),) = launched
+    assert train_csv == config.train_path and stand_in != config.test_path
+    first = pd.read_csv(stand_in)
+    assert first["id"].tolist() == [train["id"].iloc[0]] and not set(CLASS_COLUMNS) & set(first.columns)
+    assert report["plan"]["encoders_finished"] == [] and report["chosen"]["sources"] == []  # the launch wrote nothing
+
+
+def test_the_model_imports_no_report_code():
+    """The estimator fits; reports are the run's: importing the model loads no report module (checked in a
+    fresh interpreter, by name, so a module moved into a reports package is still caught)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pipelines.model.estimator; "
+        "print([m for m in sys.modules if m.startswith('pipelines') and ('report' in m or m == 'pipelines.model.run')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
