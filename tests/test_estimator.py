@@ -473,8 +473,8 @@ def test_run_with_chosen_encoder_scores_the_test_once(keyword_encoder, tmp_path,
     """``pipelines.model.run.fit_predict`` under a time budget publishes at each step and at the end; the encoder's
     fold models score the test rows once for all of them, and the submission is the bundle's prediction."""
     from encoders.settings import EncoderConfig
-    from pipelines.stages.config import FeatureConfig, RunConfig
     from pipelines.model.run import fit_predict
+    from pipelines.stages.config import FeatureConfig, RunConfig
 
     train, test = _keyword_battles(150, 1, True, 1000), _keyword_battles(30, 2, False, 90000)
     scored = []
