@@ -149,7 +149,9 @@ def test_the_model_imports_no_report_building_code():
     import subprocess
     import sys
 
-    code = "import sys, pipelines.model.estimator; print(sorted(m for m in sys.modules if m.startswith('pipelines')))"
+    code = (
+        "import json, sys, pipelines.model.estimator; print(json.dumps([m for m in sys.modules if 'pipelines' in m]))"
+    )
     loaded = set(
         json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     )
