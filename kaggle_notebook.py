@@ -214,7 +214,7 @@ def find_bundle(input_dir: Path) -> Path | None:
     override = os.environ.get("ARENA_PREF_BUNDLE")
     if override:
         return Path(override)
-    from pipelines.export_kaggle import BUNDLE_MANIFEST, is_bundle  # installed above
+    from pipelines.export.kaggle_dataset import BUNDLE_MANIFEST, is_bundle  # installed above
 
     hits = [m.parent for m in input_dir.glob(f"**/{BUNDLE_MANIFEST}") if is_bundle(m.parent)]
     if len(hits) > 1:

@@ -19,6 +19,7 @@ from encoders import cross_fit
 from encoders.budget import FoldTiming, should_score_test, should_start_fold
 from encoders.settings import EncoderConfig
 from pipelines import export_kaggle
+from pipelines.export import kaggle_dataset
 from pipelines.runtime.errors import UsageError
 from tests.conftest import ROOT, make_battles
 from tests.tiny_models import tiny_encoder_config
@@ -360,7 +361,7 @@ def _fake_bundle(tmp_path: Path, lora: bool = True) -> tuple[Path, Path]:
 def test_export_model_references_the_base_weights(tmp_path, monkeypatch):
     from pipelines.model.base_weights import resolve_bases
 
-    monkeypatch.setattr(export_kaggle, "build_project_wheel", lambda wheels: wheels / "arena_pref-0-py3.whl")
+    monkeypatch.setattr(kaggle_dataset, "build_project_wheel", lambda wheels: wheels / "arena_pref-0-py3.whl")
     bundle, base = _fake_bundle(tmp_path)
     out = tmp_path / "dataset"
     assert export_kaggle.main(["--out", str(out), "--no-download", "--model", str(bundle)]) == 0
@@ -387,7 +388,7 @@ def test_export_model_references_the_base_weights(tmp_path, monkeypatch):
 def test_export_model_copy_base_and_full_finetunes(tmp_path, monkeypatch):
     from pipelines.model.base_weights import resolve_bases
 
-    monkeypatch.setattr(export_kaggle, "build_project_wheel", lambda wheels: wheels / "arena_pref-0-py3.whl")
+    monkeypatch.setattr(kaggle_dataset, "build_project_wheel", lambda wheels: wheels / "arena_pref-0-py3.whl")
     bundle, _ = _fake_bundle(tmp_path)
     out = tmp_path / "dataset"
     export_kaggle.main(["--out", str(out), "--no-download", "--model", str(bundle), "--copy-base"])
@@ -398,10 +399,10 @@ def test_export_model_copy_base_and_full_finetunes(tmp_path, monkeypatch):
     export_kaggle.main(["--out", str(tmp_path / "d2"), "--no-download", "--model", str(full)])
     assert resolve_bases(tmp_path / "d2" / "model", tmp_path / "empty") == {}
     with pytest.raises(UsageError, match="manifest.json"):
-        export_kaggle.export_bundle(tmp_path / "d3", tmp_path / "hub")
+        kaggle_dataset.export_bundle(tmp_path / "d3", tmp_path / "hub")
     (full / "encoders" / "gemma" / "fold_0" / "adapter_model.safetensors").write_bytes(b"edited")
     with pytest.raises(ValueError, match="sha256"):  # a damaged bundle fails at export, not on Kaggle
-        export_kaggle.export_bundle(tmp_path / "d4", full)
+        kaggle_dataset.export_bundle(tmp_path / "d4", full)
 
 
 class _FakeBundleModel:
@@ -448,7 +449,7 @@ def _trained_bundle(tmp_path: Path, *extra: str) -> Path:
 
 def _kaggle_with_bundle(tmp_path: Path, dataset: Path, bundle: Path) -> Path:
     root = _fake_kaggle(tmp_path, dataset)
-    export_kaggle.export_bundle(root / "input" / "arena-pref-offline", bundle)
+    kaggle_dataset.export_bundle(root / "input" / "arena-pref-offline", bundle)
     return root
 
 

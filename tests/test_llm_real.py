@@ -26,7 +26,7 @@ def _smollm2_gguf() -> Path:
 def test_smollm2_gguf_round_trip(tmp_path):
     from encoders.model import load_tokenizer
     from encoders.settings import EncoderConfig
-    from pipelines import export_kaggle
+    from pipelines.export import kaggle_dataset
     from pipelines.model.base_weights import resolve_bases
     from pipelines.model.estimator import ArenaPreferenceModel
     from stacking.config import StackerConfig
@@ -56,7 +56,7 @@ def test_smollm2_gguf_round_trip(tmp_path):
     assert "smollm2" in model.encoder_models_
     bundle = model.save(tmp_path / "bundle")
     dataset = tmp_path / "input" / "arena-pref-offline"
-    (record,) = export_kaggle.export_bundle(dataset, Path(bundle))["bases"]
+    (record,) = kaggle_dataset.export_bundle(dataset, Path(bundle))["bases"]
     assert record["needs_base"] and record["copied_to"] is None  # referenced, not copied
     assert record["identity"]["folder"] == gguf.name and record["identity"]["model_type"] == "llama"
     attached = tmp_path / "input" / "smollm2-dataset" / "uploaded-under-another-name.gguf"
