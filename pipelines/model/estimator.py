@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import accuracy_score
 from sklearn.utils.validation import check_is_fitted
 
-from arena_schema import CLASS_COLUMNS, CLASS_NAMES
+from arena_schema import CLASS_COLUMNS, CLASS_NAMES, N_CLASSES
 from encoders.settings import EncoderConfig
 from features.extractor import FeatureExtractor
 from features.groups import DEFAULT_GROUPS, expand_groups
@@ -704,8 +704,10 @@ def _load_shift_reference(directory: Path) -> ShiftReference | None:
 
 def _proba_frame(proba: np.ndarray, battles: pd.DataFrame, name: str) -> pd.DataFrame:
     """id + the three class columns, in ``battles``' row order."""
-    if proba.shape != (len(battles), 3):
-        raise UserError(f"encoder {name!r}: probabilities of shape {proba.shape}, expected ({len(battles)}, 3)")
+    if proba.shape != (len(battles), N_CLASSES):
+        raise UserError(
+            f"encoder {name!r}: probabilities of shape {proba.shape}, expected ({len(battles)}, {N_CLASSES})"
+        )
     out = pd.DataFrame(proba, columns=list(CLASS_COLUMNS))
     out.insert(0, "id", battles["id"].astype(str).to_numpy())
     return out
