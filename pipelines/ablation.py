@@ -24,13 +24,12 @@ from pipelines.cli import (
     add_data_args,
     add_stacker_choice_args,
     apply_params_file,
-    parse_command,
+    parse_run_command,
     run_config_from_args,
 )
 from pipelines.experiments.ablation import AblationConfig, run_ablation, run_by_source
 from pipelines.runtime.command_setup import command_parser, setup_logging
 from pipelines.runtime.errors import UsageError, arguments_checked
-from pipelines.stages.config import RunConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = parse_command(build_parser(), argv, "ablation", RunConfig)
+    args = parse_run_command(build_parser(), argv, "ablation")
     with arguments_checked():
         config = run_config_from_args(args)
         apply_params_file(config, args)

@@ -6,7 +6,8 @@ A flag's help is written once, next to its field (``field(metadata={"help": ...}
 defaults to None so that only the flags given override a config (``overrides_from_args``). The
 settings come, in this order, from the dataclass defaults, ``--config FILE.json`` (a
 :class:`RunConfig` tree, checked key by key by :mod:`pipelines.runtime.config_file`, or a run's
-``report.json``, whose ``config`` section is the tree it ran with), then the flags given.
+``report.json``, whose ``config`` section is the tree it ran with), then the flags given; every command
+parses through :func:`pipelines.runtime.command_setup.parse_command`.
 
 Why not ``transformers.HfArgumentParser`` (checked on 4.x and 5.x, whose field handling is the same):
 it maps each *flat* dataclass to flags and hands ``field.metadata`` straight to ``add_argument``.
@@ -33,7 +34,7 @@ from typing import Any, Literal
 
 from features.groups import expand_groups
 from pipelines.data.training_sets import TrainingSource, TrainingSourcesConfig
-from pipelines.runtime.config_file import ConfigFileError, check_section, check_tree, read_config_file
+from pipelines.runtime.command_setup import add_config_arg, parse_command
 from pipelines.runtime.errors import UsageError
 from pipelines.runtime.paths import DataPaths, resolve_paths
 from pipelines.runtime.resources import feature_workers, lightgbm_threads
@@ -100,7 +101,8 @@ def overrides_from_args(args: argparse.Namespace, cls: type, prefix: str = "") -
     return out
 
 
-CONFIG_HELP = (
+ENCODER_FLAG_PREFIX = "encoder_"  # full_run's encoder settings: --encoder-<field>
+RUN_CONFIG_HELP = (
     "JSON settings: a RunConfig tree (keys as its fields, sections features/stacker/sources/encoders) and this"
     " command's own options in a section named after it, or a run's report.json; flags given override it"
 )
@@ -110,61 +112,19 @@ RUN_TREE_DESTS = frozenset(  # flags that set RunConfig fields (full_run's too):
 )
 
 
-def add_config_arg(p: argparse.ArgumentParser, help_text: str = CONFIG_HELP) -> None:
-    p.add_argument("--config", metavar="FILE.json", help=help_text)
-
-
-def parse_command(
-    p: argparse.ArgumentParser, argv: list[str] | None, command: str, tree: type | None = None
-) -> argparse.Namespace:
-    """The one parse path of every command: ``--config`` (when given) then the flags.
-
-    ``tree``: the dataclass the file's top level describes (``RunConfig``), kept as ``args.config_tree``
-    for :func:`run_config_from_data_args`; ``command``: the name of the section holding the command's
-    other options (``{"tune": {"n_trials": 50}}``), which become the parser's defaults.
-    """
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config")
-    path = pre.parse_known_args(argv)[0].config
-    data: dict[str, Any] = read_config_file(path) if path else {}
-    section = data.pop(command, {})
-    if tree is not None:
-        check_tree(data, tree, path)
-    elif data:
-        raise ConfigFileError(f"--config {path}: unknown key {sorted(data)[0]!r} (options go in a {command!r} section)")
-    actions = {a.dest: a for a in p._actions if a.dest not in ("help", "config")}
-    own = {d for d in actions if tree is None or not _is_tree_dest(d)}
-    for key, value in check_section(section, own, path, command).items():
-        _check_value(actions[key], value, path, f"{command}.{key}")
-        actions[key].required = False  # given by the file
-    p.set_defaults(**section)
-    args = p.parse_args(argv)
-    args.config_tree = data
-    return args
-
-
-def _is_tree_dest(dest: str) -> bool:
-    return dest in RUN_TREE_DESTS or dest in _data_arg_dests() or dest.startswith("encoder_")
-
-
-def _data_arg_dests() -> set[str]:
+def parse_run_command(p: argparse.ArgumentParser, argv: list[str] | None, command: str) -> argparse.Namespace:
+    """:func:`~pipelines.runtime.command_setup.parse_command` for a command whose file is a :class:`RunConfig`
+    tree (full_run, tune, ablation): the flags that set a RunConfig field are set in the tree, not the section."""
     probe = argparse.ArgumentParser(add_help=False)
     add_data_args(probe)
-    return {a.dest for a in probe._actions} - {"config"}
-
-
-def _check_value(action: argparse.Action, value: Any, path: str | None, key: str) -> None:
-    """A file value is not parsed by argparse (only string defaults are): check its type and choices here."""
-    kind = action.type if action.type in (int, float) else None
-    if kind is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ConfigFileError(f"--config {path}: {key} must be a number, got {value!r}")
-    if action.choices is not None and value not in action.choices:
-        raise ConfigFileError(f"--config {path}: {key} {value!r} is not one of {list(action.choices)}")
+    tree_dests = {a.dest for a in probe._actions} | RUN_TREE_DESTS
+    tree_dests |= {a.dest for a in p._actions if a.dest.startswith(ENCODER_FLAG_PREFIX)}
+    return parse_command(p, argv, command, RunConfig, tree_dests)
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     """The data arguments every entry point takes, plus quick-look stacker settings."""
-    add_config_arg(p)
+    add_config_arg(p, RUN_CONFIG_HELP)
     p.add_argument("--train", help="train.csv (Kaggle schema); default: Kaggle input or the bundled sample")
     p.add_argument("--test", help="test.csv (Kaggle schema)")
     p.add_argument("--out", help="run directory (default outputs/run; /kaggle/working/arena_pref_run on Kaggle)")

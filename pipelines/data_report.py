@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipelines.reports.data_report import build_report
 from pipelines.reports.data_summary import SummaryConfig
-from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, command_parser, parse_command, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for data_report.{md,html,json} and PNGs")
     parser.add_argument("--min-model-battles", type=int, default=SummaryConfig.min_model_battles)
     parser.add_argument("--top-models", type=int, default=SummaryConfig.top_models)
-    args = parser.parse_args(argv)
+    add_config_arg(parser, SECTION_HELP.format("data_report"))
+    args = parse_command(parser, argv, "data_report")
     setup_logging()
     config = SummaryConfig(min_model_battles=args.min_model_battles, top_models=args.top_models)
     build_report(args.train, args.test, args.out, config)

@@ -33,7 +33,7 @@ from pipelines.model.base_weights import BASES_FILE, base_record, bundle_encoder
 from pipelines.model.bundle import KIND as BUNDLE_KIND
 from pipelines.model.bundle import MANIFEST as BUNDLE_MANIFEST_NAME
 from pipelines.model.bundle import read_verified
-from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, command_parser, parse_command, setup_logging
 from pipelines.runtime.errors import UsageError
 
 log = logging.getLogger("arena_pref.export_kaggle")
@@ -296,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title", default=DATASET_TITLE)
     p.add_argument("--model", help="a trained bundle (RUN/model from full_run) to ship: the notebook then only scores")
     p.add_argument("--copy-base", action="store_true", help="copy LoRA base weights (when Kaggle does not host them)")
-    args = p.parse_args(argv)
+    add_config_arg(p, SECTION_HELP.format("export_kaggle"))
+    args = parse_command(p, argv, "export_kaggle")
     packages = None if args.packages is None else [x.strip() for x in args.packages.split(",") if x.strip()]
     summary = export(
         Path(args.out),

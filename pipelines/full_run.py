@@ -14,6 +14,7 @@ from pathlib import Path
 
 from encoders.settings import EncoderConfig
 from pipelines.cli import (
+    ENCODER_FLAG_PREFIX,
     add_data_args,
     add_dataclass_args,
     add_prior_guard_args,
@@ -21,7 +22,7 @@ from pipelines.cli import (
     add_test_calibration_arg,
     apply_params_file,
     overrides_from_args,
-    parse_command,
+    parse_run_command,
     run_config_from_data_args,
 )
 from pipelines.model.run import run
@@ -32,7 +33,7 @@ from pipelines.stages.config import RunConfig
 __all__ = ["build_parser", "config_from_args", "main", "run"]
 
 KAGGLE_TIME_BUDGET_HOURS = 8.5
-ENCODER_PREFIX = "encoder_"
+ENCODER_PREFIX = ENCODER_FLAG_PREFIX
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +93,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = parse_command(build_parser(), argv, "full_run", RunConfig)
+    args = parse_run_command(build_parser(), argv, "full_run")
     with arguments_checked():
         config, submission = config_from_args(args)
     from pipelines.runtime.run_dir import hold_run_dir

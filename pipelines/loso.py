@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 
 from features.groups import expand_groups
-from pipelines.cli import add_config_arg, parse_command
 from pipelines.experiments.loso_study import format_ms, rerender, run_study
-from pipelines.runtime.command_setup import setup_logging
+from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, parse_command, setup_logging
 from pipelines.runtime.errors import UsageError
 from stacking.config import STUDY_PRESET
 from stacking.tie_registry import option_names
@@ -24,7 +23,7 @@ from stacking.tie_registry import option_names
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipelines.loso", description=__doc__.split("\n\n")[0])
-    add_config_arg(p, "JSON settings: this command's options in a 'loso' section (flag names, '_' for '-')")
+    add_config_arg(p, SECTION_HELP.format("loso"))
     src = p.add_mutually_exclusive_group()  # one of the two, from the flags or the file (checked in main)
     src.add_argument("--data", type=Path, help="shared data folder (converted with pipelines.build_shared rules)")
     src.add_argument("--combined", type=Path, help="a train.csv-schema file with a source column")

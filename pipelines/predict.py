@@ -15,9 +15,9 @@ import logging
 import sys
 from pathlib import Path
 
-from pipelines.cli import add_config_arg, add_test_calibration_arg, parse_command
+from pipelines.cli import add_test_calibration_arg
 from pipelines.model.bundle_scoring import predict_file
-from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, command_parser, parse_command, setup_logging
 from pipelines.runtime.errors import UsageError, run_command
 
 log = logging.getLogger("arena_pref")
@@ -58,7 +58,7 @@ def check_arguments(args, sources: dict[str, str], bases: dict[str, str]) -> Non
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = command_parser("pipelines.predict", __doc__)
-    add_config_arg(p, "JSON settings: this command's options in a 'predict' section (flag names, '_' for '-')")
+    add_config_arg(p, SECTION_HELP.format("predict"))
     p.add_argument("--model", required=True, help="model bundle written by pipelines.full_run (<run>/model)")
     p.add_argument("--test", required=True, help="test.csv in the Kaggle schema")
     p.add_argument("--out", required=True, help="where to write submission.csv")

@@ -16,9 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from encoders.settings import EncoderConfig
-from pipelines.cli import add_config_arg, parse_command
 from pipelines.data.battles import load_battles
-from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.command_setup import add_config_arg, command_parser, parse_command, setup_logging
 from pipelines.runtime.errors import UsageError, arguments_checked
 from pipelines.stages.encoder_launch import run_in_process
 
@@ -43,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=EncoderConfig.SAVE_MODELS_CHOICES,
         help="fold models kept for later prediction: all, lora (adapters + heads only) or none",
     )
-    args = parse_command(p, argv, "train_encoder", EncoderConfig)
+    args = parse_command(p, argv, "train_encoder", EncoderConfig, tree_dests={"model", "save_models"})
     tree = dict(args.config_tree)
     if args.model:
         tree["model_path"] = args.model

@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines.cli import add_data_args, parse_command, run_config_from_args
+from pipelines.cli import add_data_args, parse_run_command, run_config_from_args
 from pipelines.experiments.tune import TuneConfig, default_storage, tune
 from pipelines.runtime.command_setup import command_parser, setup_logging
 from pipelines.runtime.errors import UsageError, arguments_checked
-from pipelines.stages.config import RunConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = parse_command(build_parser(), argv, "tune", RunConfig)
+    args = parse_run_command(build_parser(), argv, "tune")
     with arguments_checked():
         config = run_config_from_args(args)
         sources = config.sources

@@ -53,7 +53,7 @@ def check_tree(data: dict[str, Any], cls: type, path: str | Path, where: str = "
     for key, value in data.items():
         if key not in known:
             raise ConfigFileError(
-                f"--config {path}: unknown key {where}{key!r} (known: {', '.join(sorted(known)) or 'none'})"
+                f"--config {path}: unknown key '{where}{key}' (known: {', '.join(sorted(known)) or 'none'})"
             )
         kind = hints[key]
         if dataclasses.is_dataclass(kind):
@@ -72,6 +72,6 @@ def check_section(section: object, known: set[str], path: str | Path, name: str)
     for key in section:
         if key not in known:
             raise ConfigFileError(
-                f"--config {path}: unknown key {name}.{key!r} (known: {', '.join(sorted(known)) or 'none'})"
+                f"--config {path}: unknown key '{name}.{key}' (known: {', '.join(sorted(known)) or 'none'})"
             )
     return section
