@@ -148,6 +148,23 @@ def test_an_unknown_key_anywhere_in_the_run_tree_is_refused(monkeypatch, tmp_pat
         _parse(monkeypatch, "pipelines.full_run", ["--config", str(path)])
 
 
+@pytest.mark.parametrize(
+    ("tree", "message"),
+    [
+        ({"n_folds": "five"}, "n_folds must be an integer, got 'five'"),
+        ({"stacker": {"calibration": "platt"}}, "stacker.calibration must be one of"),
+        ({"features": {"groups": ["length", 3]}}, "features.groups must be a list"),
+        ({"features": []}, "features must be a JSON object"),
+        ({"time_budget_hours": "soon"}, "time_budget_hours must be a number or null"),
+        ({"encoders": [{"model_path": "m", "lora": "yes"}]}, r"encoders\[0\].lora must be true or false"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_refused_before_any_work(monkeypatch, tmp_path, tree, message):
+    path = _write(tmp_path, tree)
+    with pytest.raises(ConfigFileError, match=message):
+        _parse(monkeypatch, "pipelines.full_run", ["--config", str(path)])
+
+
 def test_a_bad_config_ends_the_command_with_one_line_and_exit_2(tmp_path, capsys):
     from pipelines import full_run, loso
 
