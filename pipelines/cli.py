@@ -9,7 +9,7 @@ settings come, in this order, from the dataclass defaults, ``--config FILE.json`
 ``report.json``, whose ``config`` section is the tree it ran with), then the flags given; every command
 parses through :func:`pipelines.runtime.command_setup.parse_command`.
 
-Why not ``transformers.HfArgumentParser`` (checked on 4.x and 5.x, whose field handling is the same):
+Why not ``transformers.HfArgumentParser`` (read on 5.x; 4.x's ``_parse_dataclass_field`` has the same design):
 it maps each *flat* dataclass to flags and hands ``field.metadata`` straight to ``add_argument``.
 ``RunConfig`` is a tree (``features``, ``stacker``, ``sources`` are dataclasses, ``encoders`` a list
 of them, ``stacker.params`` a dict): such fields become ``type=FeatureConfig``/``type=dict`` flags
@@ -17,7 +17,7 @@ that cannot parse, ``tuple[str, ...]`` becomes ``type=tuple``, and our metadata 
 callable ``choices`` read from the tie-handling registry) are not ``add_argument`` keywords. Its
 defaults are the dataclass defaults, so "a flag given overrides the file, the file overrides the
 default" cannot be told apart after parsing; ``parse_json_file`` is flat (one namespace for every
-dataclass: ``num_threads``, ``n_jobs`` and ``seed`` would collide) and its error names neither
+dataclass: ``calibration`` is a StackerConfig field and an EncoderConfig one) and its error names neither
 file nor key path. It also spells every flag twice (``--n_folds`` and ``--n-folds``) and would add
 about a second of ``import transformers`` to each command's start. The builder below is the part of
 it we need (about 40 lines), over the same dataclass fields.
