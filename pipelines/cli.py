@@ -17,7 +17,7 @@ that cannot parse, ``tuple[str, ...]`` becomes ``type=tuple``, and our metadata 
 callable ``choices`` read from the tie-handling registry) are not ``add_argument`` keywords. Its
 defaults are the dataclass defaults, so "a flag given overrides the file, the file overrides the
 default" cannot be told apart after parsing; ``parse_json_file`` is flat (one namespace for every
-dataclass: ``calibration`` is a StackerConfig field and an EncoderConfig one) and its error names neither
+dataclass: ``seed`` and ``swap_augment`` are fields of two of ours each) and its error names neither
 file nor key path. It also spells every flag twice (``--n_folds`` and ``--n-folds``) and would add
 about a second of ``import transformers`` to each command's start. The builder below is the part of
 it we need (about 40 lines), over the same dataclass fields.
