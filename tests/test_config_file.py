@@ -174,7 +174,7 @@ def test_a_bad_config_ends_the_command_with_one_line_and_exit_2(tmp_path, capsys
     assert err.count("\n") == 0 and str(path) in err and "stacker.num_boost_rounds" in err
     path = _write(tmp_path, {"loso": {"folds": "five"}}, "loso.json")
     assert run_command(loso.main, ["--config", str(path), "--out", str(tmp_path)]) == USER_ERROR_EXIT
-    assert "loso.folds must be a number" in capsys.readouterr().err
+    assert "loso.folds must be an integer" in capsys.readouterr().err
     assert run_command(full_run.main, ["--config", str(tmp_path / "missing.json")]) == USER_ERROR_EXIT
     assert "no such file" in capsys.readouterr().err
 
