@@ -1,6 +1,7 @@
 """Which feature groups pay, and what biases the stacker learned: an ablation report.
 
     python -m pipelines.ablation [--train T.csv --test S.csv] [--out DIR] [--params best_params.json]
+    python -m pipelines.ablation --config run.json   # a RunConfig tree, plus {"ablation": {"top_features": 20}}
 
 For every feature group (length, lexical, overlap, readability, formatting, and each extra
 probability source on its own) the stacker is refitted without it (drop-one) and with it alone
@@ -23,8 +24,8 @@ from pipelines.cli import (
     add_data_args,
     add_stacker_choice_args,
     apply_params_file,
+    parse_run_command,
     run_config_from_args,
-    sources_from_args,
 )
 from pipelines.experiments.ablation import AblationConfig, run_ablation, run_by_source
 from pipelines.runtime.command_setup import command_parser, setup_logging
@@ -47,11 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = build_parser().parse_args(argv)
+    args = parse_run_command(build_parser(), argv, "ablation")
     with arguments_checked():
         config = run_config_from_args(args)
         apply_params_file(config, args)
-        sources = sources_from_args(args)
+        sources = config.sources
     from pipelines.stages.preflight import check_run
 
     if args.top_features < 1:

@@ -14,14 +14,15 @@ from pathlib import Path
 
 from arena_schema import CLASS_COLUMNS
 from pipelines.data.training_sets import combined_shared_data
-from pipelines.runtime.command_setup import setup_logging
+from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, parse_command, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.build_shared", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
+    add_config_arg(parser, SECTION_HELP.format("build_shared"))
+    args = parse_command(parser, argv, "build_shared")
     setup_logging()
     frame = combined_shared_data(args.data)
     args.out.parent.mkdir(parents=True, exist_ok=True)

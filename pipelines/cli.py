@@ -1,8 +1,26 @@
-"""Command-line arguments: a generic builder from dataclass fields, and the arguments the
-entry points share (data: full_run, tune, ablation; stacker settings).
+"""Command-line arguments: one parse path for every command (:func:`parse_command`), a generic flag
+builder from dataclass fields, and the arguments the entry points share (data: full_run, tune,
+ablation; stacker settings).
 
 A flag's help is written once, next to its field (``field(metadata={"help": ...})``); every flag
-defaults to None so that only the flags given override a config (``overrides_from_args``).
+defaults to None so that only the flags given override a config (``overrides_from_args``). The
+settings come, in this order, from the dataclass defaults, ``--config FILE.json`` (a
+:class:`RunConfig` tree, checked key by key by :mod:`pipelines.runtime.config_file`, or a run's
+``report.json``, whose ``config`` section is the tree it ran with), then the flags given; every command
+parses through :func:`pipelines.runtime.command_setup.parse_command`.
+
+Why not ``transformers.HfArgumentParser`` (read on 5.x; 4.x's ``_parse_dataclass_field`` has the same design):
+it maps each *flat* dataclass to flags and hands ``field.metadata`` straight to ``add_argument``.
+``RunConfig`` is a tree (``features``, ``stacker``, ``sources`` are dataclasses, ``encoders`` a list
+of them, ``stacker.params`` a dict): such fields become ``type=FeatureConfig``/``type=dict`` flags
+that cannot parse, ``tuple[str, ...]`` becomes ``type=tuple``, and our metadata keys (``cli``, a
+callable ``choices`` read from the tie-handling registry) are not ``add_argument`` keywords. Its
+defaults are the dataclass defaults, so "a flag given overrides the file, the file overrides the
+default" cannot be told apart after parsing; ``parse_json_file`` is flat (one namespace for every
+dataclass: ``seed`` and ``swap_augment`` are fields of two of ours each) and its error names neither
+file nor key path. It also spells every flag twice (``--n_folds`` and ``--n-folds``) and would add
+about a second of ``import transformers`` to each command's start. The builder below is the part of
+it we need (about 40 lines), over the same dataclass fields.
 """
 
 from __future__ import annotations
@@ -16,6 +34,7 @@ from typing import Any, Literal
 
 from features.groups import expand_groups
 from pipelines.data.training_sets import TrainingSource, TrainingSourcesConfig
+from pipelines.runtime.command_setup import add_config_arg, parse_command
 from pipelines.runtime.errors import UsageError
 from pipelines.runtime.paths import DataPaths, resolve_paths
 from pipelines.runtime.resources import feature_workers, lightgbm_threads
@@ -82,13 +101,35 @@ def overrides_from_args(args: argparse.Namespace, cls: type, prefix: str = "") -
     return out
 
 
+ENCODER_FLAG_PREFIX = "encoder_"  # full_run's encoder settings: --encoder-<field>
+RUN_CONFIG_HELP = (
+    "JSON settings: a RunConfig tree (keys as its fields, sections features/stacker/sources/encoders) and this"
+    " command's own options in a section named after it, or a run's report.json; flags given override it"
+)
+RUN_TREE_DESTS = frozenset(  # flags that set RunConfig fields (full_run's too): in a file, they sit in the tree
+    {"submission", "calibration", "allow_worse_than_prior", "test_calibration", "encoder", "save_encoders"}
+    | {"time_budget_hours"}
+)
+
+
+def parse_run_command(p: argparse.ArgumentParser, argv: list[str] | None, command: str) -> argparse.Namespace:
+    """:func:`~pipelines.runtime.command_setup.parse_command` for a command whose file is a :class:`RunConfig`
+    tree (full_run, tune, ablation): the flags that set a RunConfig field are set in the tree, not the section."""
+    probe = argparse.ArgumentParser(add_help=False)
+    add_data_args(probe)
+    tree_dests = {a.dest for a in probe._actions} | RUN_TREE_DESTS
+    tree_dests |= {a.dest for a in p._actions if a.dest.startswith(ENCODER_FLAG_PREFIX)}
+    return parse_command(p, argv, command, RunConfig, tree_dests)
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     """The data arguments every entry point takes, plus quick-look stacker settings."""
+    add_config_arg(p, RUN_CONFIG_HELP)
     p.add_argument("--train", help="train.csv (Kaggle schema); default: Kaggle input or the bundled sample")
     p.add_argument("--test", help="test.csv (Kaggle schema)")
     p.add_argument("--out", help="run directory (default outputs/run; /kaggle/working/arena_pref_run on Kaggle)")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--folds", type=int, help="grouped CV folds (default 5)")
+    p.add_argument("--seed", type=int, help="seeds folds and LightGBM (default 42)")
     p.add_argument(
         "--groups",
         help="comma-separated feature groups; 'default' stands for the default ones, so "
@@ -97,17 +138,15 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--source",
         action="append",
-        default=[],
         metavar="NAME=OOF,TEST",
         help="extra probability source: OOF file for train and prediction file for test",
     )
     p.add_argument("--n-jobs", type=int, help="feature extraction processes (default: the cores this process may use)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     sources = p.add_argument_group("training sources")
     sources.add_argument(
         "--extra-train",
         action="append",
-        default=[],
         type=_training_source,
         metavar="[NAME=]FILE[:WEIGHT]",
         help=TrainingSourcesConfig.__dataclass_fields__["extra_train"].metadata["help"] + "; repeatable",
@@ -126,29 +165,43 @@ def _training_source(spec: str) -> str:
     return spec
 
 
-def sources_from_args(args: argparse.Namespace) -> TrainingSourcesConfig:
-    """``--extra-train`` and ``--fold-seeds`` as a :class:`TrainingSourcesConfig`."""
-    return TrainingSourcesConfig(
-        extra_train=tuple(getattr(args, "extra_train", None) or ()),
-        **overrides_from_args(args, TrainingSourcesConfig),
-    )
+def sources_from_args(args: argparse.Namespace, base: TrainingSourcesConfig | None = None) -> TrainingSourcesConfig:
+    """``--extra-train`` and ``--fold-seeds`` over ``base`` (the ``--config`` file's, else the defaults)."""
+    if base is None:
+        base = RunConfig.from_dict(_paths_free_tree(args)).sources
+    changes: dict[str, Any] = overrides_from_args(args, TrainingSourcesConfig)
+    if getattr(args, "extra_train", None):  # a repeatable flag given replaces the file's list
+        changes["extra_train"] = tuple(args.extra_train)
+    return dataclasses.replace(base, **changes)
+
+
+def _paths_free_tree(args: argparse.Namespace) -> dict[str, Any]:
+    return {"train_path": "", "test_path": "", "out_dir": "", **(getattr(args, "config_tree", None) or {})}
 
 
 def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, DataPaths]:
-    """A RunConfig from :func:`add_data_args`'s arguments (stacker flags included), and the resolved paths."""
-    paths = resolve_paths(args.train, args.test, args.out)
-    config = RunConfig(
-        train_path=str(paths.train),
-        test_path=str(paths.test),
-        out_dir=str(paths.out_dir),
-        n_folds=args.folds,
-        seed=args.seed,
-        progress=not args.no_progress,
+    """A RunConfig from the ``--config`` tree (if any) and :func:`add_data_args`'s flags, and the resolved paths."""
+    tree = getattr(args, "config_tree", None) or {}
+    paths = resolve_paths(
+        args.train or tree.get("train_path"), args.test or tree.get("test_path"), args.out or tree.get("out_dir")
     )
-    config.features.n_jobs = args.n_jobs if args.n_jobs is not None else feature_workers()
+    config = RunConfig.from_dict(
+        {**tree, "train_path": str(paths.train), "test_path": str(paths.test), "out_dir": str(paths.out_dir)}
+    )
+    for name, field_name in (("folds", "n_folds"), ("seed", "seed"), ("progress", "progress")):
+        if getattr(args, name, None) is not None:
+            setattr(config, field_name, getattr(args, name))
+    if args.n_jobs is not None:
+        config.features.n_jobs = args.n_jobs
+    elif "n_jobs" not in tree.get("features", {}):
+        config.features.n_jobs = feature_workers()
     if args.groups:
         config.features.groups = expand_groups([g.strip() for g in args.groups.split(",") if g.strip()])
-    for spec in args.source:
+    else:  # a file may name 'default' too
+        config.features.groups = expand_groups(config.features.groups)
+    if args.source:  # a repeatable flag given replaces the file's sources
+        config.extra_sources = {}
+    for spec in args.source or ():
         name, _, files = spec.partition("=")
         if not files or "," not in files:
             raise UsageError(f"--source expects NAME=OOF,TEST, got {spec!r}")
@@ -157,12 +210,14 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
         if getattr(args, name, None) is not None:
             setattr(config.features, name, getattr(args, name))
     stacker = overrides_from_args(args, StackerConfig)
-    if "num_threads" not in stacker:  # free cores now (pipelines.runtime.resources); results do not depend on it
-        stacker["num_threads"] = lightgbm_threads()
+    if "num_threads" not in stacker and "num_threads" not in tree.get("stacker", {}):
+        stacker["num_threads"] = lightgbm_threads()  # free cores now (runtime.resources); results do not depend on it
     config.stacker = dataclasses.replace(config.stacker, **stacker)
-    config.allow_worse_than_prior = bool(getattr(args, "allow_worse_than_prior", False))
-    config.test_calibration = getattr(args, "test_calibration", None) or "auto"
-    config.sources = sources_from_args(args)
+    if getattr(args, "allow_worse_than_prior", None) is not None:
+        config.allow_worse_than_prior = args.allow_worse_than_prior
+    if getattr(args, "test_calibration", None) is not None:
+        config.test_calibration = args.test_calibration
+    config.sources = sources_from_args(args, config.sources)
     return config, paths
 
 
@@ -193,7 +248,6 @@ def add_test_calibration_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--test-calibration",
         choices=CALIBRATION_CHOICES,
-        default="auto",
         help="in-source: the calibrator fitted on the training sources' OOF rows; new-source: the one fitted on"
         " their leave-one-source-out predictions (several tie-bearing sources only); auto (default): new-source"
         " when adversarial validation finds the test rows unlike every training source",
@@ -205,5 +259,6 @@ def add_prior_guard_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--allow-worse-than-prior",
         action="store_true",
+        default=None,
         help="submit the stacker even when its OOF log loss is worse than the class prior's (default: the prior)",
     )

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.data.formats import COLUMNS, CONVERTERS, ConversionError, convert, label_counts
-from pipelines.runtime.command_setup import setup_logging
+from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, parse_command, setup_logging
 
 __all__ = ["COLUMNS", "ConversionError", "convert", "main"]
 
@@ -25,7 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     parser.add_argument("--out", required=True, type=Path, help="output CSV (train.csv schema)")
     parser.add_argument("--seed", type=int, default=0, help="A/B shuffle seed (hh-rlhf)")
-    args = parser.parse_args(argv)
+    add_config_arg(parser, SECTION_HELP.format("convert"))
+    args = parse_command(parser, argv, "convert")
     setup_logging()
     try:
         df = convert(args.format, args.inputs, seed=args.seed)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pipelines.cli import add_dataclass_args, overrides_from_args
 from pipelines.reports.data_report import build_report
 from pipelines.reports.data_summary import SummaryConfig
-from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, command_parser, parse_command, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,11 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=Path, required=True, help="train.csv (Kaggle schema; source column optional)")
     parser.add_argument("--test", type=Path, help="test.csv to compare with")
     parser.add_argument("--out", type=Path, required=True, help="folder for data_report.{md,html,json} and PNGs")
-    parser.add_argument("--min-model-battles", type=int, default=SummaryConfig.min_model_battles)
-    parser.add_argument("--top-models", type=int, default=SummaryConfig.top_models)
-    args = parser.parse_args(argv)
+    add_dataclass_args(parser, SummaryConfig, only=("min_model_battles", "top_models"))
+    add_config_arg(parser, SECTION_HELP.format("data_report"))
+    args = parse_command(parser, argv, "data_report")
     setup_logging()
-    config = SummaryConfig(min_model_battles=args.min_model_battles, top_models=args.top_models)
+    config = SummaryConfig(**overrides_from_args(args, SummaryConfig))
     build_report(args.train, args.test, args.out, config)
     print(f"wrote {args.out / 'data_report.md'}")
     return 0

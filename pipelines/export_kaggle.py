@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from pipelines.export.kaggle_dataset import DATASET_TITLE, DEFAULT_PACKAGES, export
-from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, command_parser, parse_command, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title", default=DATASET_TITLE)
     p.add_argument("--model", help="a trained bundle (RUN/model from full_run) to ship: the notebook then only scores")
     p.add_argument("--copy-base", action="store_true", help="copy LoRA base weights (when Kaggle does not host them)")
-    args = p.parse_args(argv)
+    add_config_arg(p, SECTION_HELP.format("export_kaggle"))
+    args = parse_command(p, argv, "export_kaggle")
     packages = None if args.packages is None else [x.strip() for x in args.packages.split(",") if x.strip()]
     summary = export(
         Path(args.out),

@@ -2,6 +2,7 @@
 
 python -m pipelines.full_run                       # Kaggle data if present, else the bundled sample
 python -m pipelines.full_run --train T.csv --test S.csv --out DIR [--encoder MODEL_DIR] [--params best.json]
+python -m pipelines.full_run --config run.json [--seed 7]   # a RunConfig tree (or DIR/report.json); flags override it
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from encoders.settings import EncoderConfig
 from pipelines.cli import (
+    ENCODER_FLAG_PREFIX,
     add_data_args,
     add_dataclass_args,
     add_prior_guard_args,
@@ -20,6 +22,7 @@ from pipelines.cli import (
     add_test_calibration_arg,
     apply_params_file,
     overrides_from_args,
+    parse_run_command,
     run_config_from_data_args,
 )
 from pipelines.model.run import run
@@ -30,7 +33,7 @@ from pipelines.stages.config import RunConfig
 __all__ = ["build_parser", "config_from_args", "main", "run"]
 
 KAGGLE_TIME_BUDGET_HOURS = 8.5
-ENCODER_PREFIX = "encoder_"
+ENCODER_PREFIX = ENCODER_FLAG_PREFIX
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--encoder",
         action="append",
-        default=[],
         metavar="MODEL_DIR",
         help="fine-tune this local Hugging Face model in the same folds (repeatable)",
     )
@@ -54,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--save-encoders",
         choices=EncoderConfig.SAVE_MODELS_CHOICES,
-        default="all",
-        help="fold models kept for the model bundle: all, lora (adapters + heads only) or none "
+        help="fold models kept for the model bundle: all (default), lora (adapters + heads only) or none "
         "(the bundle then predicts new battles with the features-only stacker)",
     )
     p.add_argument(
@@ -73,23 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, Path]:
     config, paths = run_config_from_data_args(args)
-    config.time_budget_hours = (
-        args.time_budget_hours
-        if args.time_budget_hours is not None
-        else (KAGGLE_TIME_BUDGET_HOURS if paths.on_kaggle else None)
-    )
+    if args.time_budget_hours is not None:
+        config.time_budget_hours = args.time_budget_hours
+    elif config.time_budget_hours is None and paths.on_kaggle:
+        config.time_budget_hours = KAGGLE_TIME_BUDGET_HOURS
     apply_params_file(config, args)
-    encoder_settings = {**overrides_from_args(args, EncoderConfig, ENCODER_PREFIX), "save_models": args.save_encoders}
-    config.encoders += [
-        dataclasses.replace(EncoderConfig(model_path=model_dir), **encoder_settings) for model_dir in args.encoder
+    encoder_settings = overrides_from_args(args, EncoderConfig, ENCODER_PREFIX)
+    if args.save_encoders is not None:
+        encoder_settings["save_models"] = args.save_encoders
+    config.encoders += [  # --encoder adds to the file's encoders; the encoder flags apply to the added ones
+        dataclasses.replace(EncoderConfig(model_path=model_dir), **encoder_settings) for model_dir in args.encoder or ()
     ]
-    submission = Path(args.submission) if args.submission else paths.submission
+    if args.submission:
+        config.submission_path = args.submission
+    submission = Path(config.submission_path) if config.submission_path else paths.submission
     return config, submission
 
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = build_parser().parse_args(argv)
+    args = parse_run_command(build_parser(), argv, "full_run")
     with arguments_checked():
         config, submission = config_from_args(args)
     from pipelines.runtime.run_dir import hold_run_dir

@@ -15,7 +15,7 @@ import pandas as pd
 
 from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS
 from pipelines.data.formats import convert
-from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, command_parser, parse_command, setup_logging
 from pipelines.runtime.paths import SAMPLE_DIR
 
 TRAIN_DRAW = {"llmeval2": 300, "pandalm": 150, "hh-rlhf": 150}
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="the shared/data folder")
     p.add_argument("--out", default=str(SAMPLE_DIR))
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    add_config_arg(p, SECTION_HELP.format("make_sample"))
+    args = parse_command(p, argv, "make_sample")
     build(Path(args.data), Path(args.out), args.seed)
     return 0
 

@@ -4,6 +4,7 @@ python -m pipelines.predict --model outputs/run/model --test test.csv --out subm
    [--source NAME=TEST_PROBA_FILE ...]       # the same extra sources the model was trained with
    [--encoder-base NAME=MODEL_DIR ...]       # where an encoder's base weights live now (e.g. on Kaggle)
    [--features-only]                         # skip the encoders even if the chosen stacker uses them
+   [--config predict.json]                   # these options in a "predict" section: {"predict": {"model": ...}}
    [--stacker {chosen,features,full}]        # default: what the run submitted (the class prior, when its
                                              # prior guard rejected the stacker; else the chosen stacker)
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from pipelines.cli import add_test_calibration_arg
 from pipelines.model.bundle_scoring import predict_file
-from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, command_parser, parse_command, setup_logging
 from pipelines.runtime.errors import UsageError, run_command
 
 log = logging.getLogger("arena_pref")
@@ -57,6 +58,7 @@ def check_arguments(args, sources: dict[str, str], bases: dict[str, str]) -> Non
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = command_parser("pipelines.predict", __doc__)
+    add_config_arg(p, SECTION_HELP.format("predict"))
     p.add_argument("--model", required=True, help="model bundle written by pipelines.full_run (<run>/model)")
     p.add_argument("--test", required=True, help="test.csv in the Kaggle schema")
     p.add_argument("--out", required=True, help="where to write submission.csv")
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--n-jobs", type=int, default=2)
     add_test_calibration_arg(p)
-    args = p.parse_args(argv)
+    args = parse_command(p, argv, "predict")
     sources, bases = _pairs(args.source, "--source"), _pairs(args.encoder_base, "--encoder-base")
     check_arguments(args, sources, bases)
     frame = predict_file(
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         encoder_base_paths=bases,
         use_encoders=not args.features_only,
         stacker=args.stacker,
-        calibration=args.test_calibration,
+        calibration=args.test_calibration or "auto",
     )
     log.info("wrote %s (%d rows)", args.out, len(frame))
     return 0

@@ -1,6 +1,6 @@
 """Fine-tune one transformer in the run's folds (the encoder stage of ``full_run``, runnable alone).
 
-    python -m pipelines.train_encoder --run DIR --train T.csv --test S.csv --config encoder.json
+    python -m pipelines.train_encoder --run-dir DIR --train T.csv --test S.csv --config encoder.json
     accelerate launch --multi_gpu --num_processes 2 -m pipelines.train_encoder ...   # data-parallel
 
 Reads ``DIR/folds.csv`` so its folds are the stacker's; writes ``DIR/oof_<name>.parquet`` and
@@ -9,7 +9,6 @@ Reads ``DIR/folds.csv`` so its folds are the stacker's; writes ``DIR/oof_<name>.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -18,7 +17,8 @@ import pandas as pd
 
 from encoders.settings import EncoderConfig
 from pipelines.data.battles import load_battles
-from pipelines.runtime.command_setup import command_parser, setup_logging
+from pipelines.runtime.command_setup import add_config_arg, command_parser, parse_command, setup_logging
+from pipelines.runtime.errors import UsageError, arguments_checked
 from pipelines.stages.encoder_launch import run_in_process
 
 log = logging.getLogger("arena_pref")
@@ -27,10 +27,14 @@ log = logging.getLogger("arena_pref")
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = command_parser("pipelines.train_encoder", __doc__)
-    p.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory holding folds.csv")
+    p.add_argument("--run-dir", required=True, help="run directory holding folds.csv")
     p.add_argument("--train", required=True)
     p.add_argument("--test", required=True)
-    p.add_argument("--config", help="EncoderConfig as JSON")
+    add_config_arg(
+        p,
+        "EncoderConfig as JSON (keys as its fields); this command's other options may sit in a 'train_encoder'"
+        " section; flags override it",
+    )
     p.add_argument("--model", help="local model folder (instead of --config)")
     p.add_argument("--seconds", type=float, help="time budget for this stage")
     p.add_argument(
@@ -38,16 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=EncoderConfig.SAVE_MODELS_CHOICES,
         help="fold models kept for later prediction: all, lora (adapters + heads only) or none",
     )
-    args = p.parse_args(argv)
-    if args.config:
-        config = EncoderConfig(**json.loads(Path(args.config).read_text()))
-    elif args.model:
-        config = EncoderConfig(model_path=args.model)
-    else:
-        p.error("give --config or --model")
+    args = parse_command(p, argv, "train_encoder", EncoderConfig, tree_dests={"model", "save_models"})
+    tree = dict(args.config_tree)
+    if args.model:
+        tree["model_path"] = args.model
     if args.save_models:
-        config.save_models = args.save_models
-    run_dir = Path(args.run)
+        tree["save_models"] = args.save_models
+    if tree.get("model_path") is None:
+        raise UsageError("give --model or a --config with model_path")
+    with arguments_checked("encoder settings: "):
+        config = EncoderConfig(**tree)
+    run_dir = Path(args.run_dir)
     train, _ = load_battles(args.train, labelled=True)
     test, _ = load_battles(args.test, labelled=False)
     folds_path = run_dir / "folds.csv"

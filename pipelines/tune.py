@@ -2,6 +2,7 @@
 
     python -m pipelines.tune [--train T.csv --test S.csv] [--out DIR] --n-trials 30 [--timeout 900]
     python -m pipelines.full_run --params DIR/best_params.json      # use the result
+    python -m pipelines.tune --config run.json   # a RunConfig tree, plus {"tune": {"n_trials": 50, ...}}
 
 Each trial is scored by the calibrated, nested out-of-fold log loss on the run's saved folds
 (``DIR/folds.csv``), the number ``full_run`` reports. TPE is seeded; a MedianPruner stops a
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines.cli import add_data_args, run_config_from_args, sources_from_args
+from pipelines.cli import add_data_args, parse_run_command, run_config_from_args
 from pipelines.experiments.tune import TuneConfig, default_storage, tune
 from pipelines.runtime.command_setup import command_parser, setup_logging
 from pipelines.runtime.errors import UsageError, arguments_checked
@@ -46,10 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = build_parser().parse_args(argv)
+    args = parse_run_command(build_parser(), argv, "tune")
     with arguments_checked():
         config = run_config_from_args(args)
-        sources = sources_from_args(args)
+        sources = config.sources
     from pipelines.stages.preflight import check_run, check_seed
 
     if args.n_trials < 1:

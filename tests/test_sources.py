@@ -164,7 +164,7 @@ def test_loso_command_end_to_end(tmp_path):
             "plain,drop_tieless,hierarchical",
             "--oof-options",
             "drop_tieless,hierarchical",
-            "--n-folds",
+            "--folds",
             "3",
             "--learning-rate",
             "0.2",

@@ -204,7 +204,7 @@ def test_the_study_settings_are_one_preset():
         30,
         1,
     )
-    assert (args.tieless_weight, args.n_folds) == (STUDY_PRESET.tieless_weight, STUDY_PRESET.n_folds)
+    assert (args.tieless_weight, args.folds) == (STUDY_PRESET.tieless_weight, STUDY_PRESET.n_folds)
     study = TieAwareStacker(STUDY_PRESET.option).resolved_config
     assert (study.num_boost_round, study.early_stopping_rounds) == (600, 30)
     assert resolve_tie_handling("auto", np.array([True])) == STUDY_PRESET.option

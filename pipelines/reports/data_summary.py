@@ -8,7 +8,7 @@ a vectorised pandas/numpy operation or one Python loop, so time and memory are l
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,8 +26,8 @@ class SummaryConfig:
     """How much the report lists: models with fewer battles than ``min_model_battles`` are left out
     of the per-model table (their interval would be uninformative), at most ``top_models`` shown."""
 
-    min_model_battles: int = 20
-    top_models: int = 30
+    min_model_battles: int = field(default=20, metadata={"help": "models with fewer battles are left out"})
+    top_models: int = field(default=30, metadata={"help": "most models in the per-model table"})
     confidence: float = 0.95
     length_bins: int = 10
 
