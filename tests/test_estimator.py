@@ -406,12 +406,11 @@ def keyword_encoder(monkeypatch):
             models = KeywordFoldModels(
                 KeywordFoldModels.write(run_dir / f"encoder_{name}", sorted({int(k) for k in inputs.folds}))
             )
-            paths = run_dir / f"oof_{name}.parquet", run_dir / f"test_{name}.parquet"
-            for rows, path in zip((inputs.train, inputs.train.iloc[:1]), paths):  # the fit has no test rows
-                frame = pd.DataFrame(models.predict_proba(rows), columns=list(CLASS_COLUMNS))
-                frame.insert(0, "id", rows["id"].astype(str).to_numpy())
-                frame.to_parquet(path, index=False)
-            stage.finished[name] = paths
+            oof = run_dir / f"oof_{name}.parquet"  # the fit has no test rows: OOF only
+            frame = pd.DataFrame(models.predict_proba(inputs.train), columns=list(CLASS_COLUMNS))
+            frame.insert(0, "id", inputs.train["id"].astype(str).to_numpy())
+            frame.to_parquet(oof, index=False)
+            stage.finished[name] = (oof, None)
             if settings["keep_fold_models"]:
                 stage.fold_models[name] = models.directory
             stage.plans[name] = {"finished": True}
@@ -498,6 +497,7 @@ def test_run_with_chosen_encoder_scores_the_test_once(keyword_encoder, tmp_path,
     )
     report = fit_predict(train, test, config)
     assert report["chosen"]["sources"] == ["keyword"] and len(report["plan"]["submission_writes"]) == 2
-    assert scored.count(len(test)) == 1, scored  # the test rows, once (the other calls: OOF and the stand-in)
+    # the test rows, once: under the budget a timed probe of 8 rows, then the rest (the first call: the OOF rows)
+    assert scored == [len(train), 8, len(test) - 8], scored
     loaded = ArenaPreferenceModel.load(tmp_path / "run" / "model")
     np.testing.assert_allclose(loaded.predict_proba(test), _submission(tmp_path / "run" / "submission.csv"), atol=1e-8)
