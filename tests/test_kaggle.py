@@ -300,6 +300,31 @@ def test_max_length_is_planned_once_before_the_first_fold(tmp_path, monkeypatch)
     assert saved["used"] == 256
 
 
+@pytest.mark.parametrize("test_rows, probed", [(0, [512]), (300, [512, 256, 128])])
+def test_max_length_plan_reserves_the_post_fit_test_scoring(tmp_path, monkeypatch, test_rows, probed):
+    """The probe projects the test scoring after the fit too (every fold model scores all test rows): 300 test
+    rows shorten max_length to the floor where the training alone fits at the configured length."""
+    clock, seen = FakeClock(), []
+
+    def fit_s(cfg, n_rows):  # 1s per step at 512 tokens, proportional to the length
+        steps = cfg.max_steps or int(np.ceil(2 * n_rows / cfg.batch_size))
+        return steps * cfg.max_length / 512, steps
+
+    monkeypatch.setattr(cross_fit, "TransformerClassifier", _fake_classifier(clock, fit_s, 0.01, seen))
+    battles, y, folds, _ = _folds_setup()
+    config = EncoderConfig(
+        model_path=str(tmp_path / "fake-model"), seed=0, max_length=512, batch_size=8, probe_steps=4, min_max_length=128
+    )
+    run = cross_fit.cross_fit_encoder(
+        config, battles, y, folds, None, tmp_path, deadline=40, progress=False, clock=clock, test_rows=test_rows
+    )
+    probes = run.plan["max_length"]["probes"]
+    assert [p["max_length"] for p in probes] == probed and probes[-1]["fits"] and run.complete
+    assert run.plan["max_length"]["used"] == probed[-1]
+    # 3 fold models x 2 sequences per row (swap-averaged) at a forward third of 1/8 s per sequence (512 tokens)
+    assert probes[0]["projected_test_scoring_s"] == pytest.approx(round(3 * 2 * test_rows / 8 / 3 * 1.1, 1))
+
+
 def test_budget_arithmetic():
     done = [FoldTiming(fit_s=100, test_s=50)]
     assert should_start_fold(0, None, [], 5)[0]
