@@ -1,14 +1,21 @@
 """Fine-tune one model per fold: OOF probabilities for train, fold-mean probabilities for test.
 
+The test rows are either scored inside the folds (``test`` given: ``pipelines.train_encoder --test``) or,
+as a run does, after the fit by every kept fold model (``test`` None: the fit never sees them, and only
+their count, ``test_rows``, is known here so that the plan reserves the time to score them).
+
 Each finished fold is checkpointed (its OOF and test predictions, small files) so a rerun
 skips it. With a deadline the run is planned against it (arithmetic in ``encoders.budget``):
 
 * before fold 0, a short timing probe may shorten ``max_length`` for *all* folds (never between
-  folds: the OOF predictions must come from one kind of input);
-* between folds, the measured fold times project the rest; test inference is cut first (the
-  test probabilities then average only the folds that scored test), and when even training
-  the remaining folds would not fit, the run stops and the caller leaves it out (the stacker
-  can only use a source that covers every row).
+  folds: the OOF predictions must come from one kind of input); the projection includes the test
+  scoring (after the fit: every fold model loads again and scores ``test_rows`` rows);
+* between folds, the measured fold times project the rest. Test scored after the fit: a fold starts
+  only if training the remaining folds and scoring the test rows with every fold model (projected
+  from the OOF prediction rate) fit. Test scored inside the folds: test inference is cut first (the
+  test probabilities then average only the folds that scored test). When the remaining folds do not
+  fit, the run stops and the caller leaves it out (the stacker can only use a source that covers
+  every row).
 
 The decisions, projections and measured seconds are returned as ``EncoderRun.plan`` and
 written to ``encoder_<name>/plan.json``.
@@ -39,6 +46,7 @@ from encoders.budget import (
     ProbeTiming,
     next_max_length,
     project_fold_seconds,
+    project_probe_total,
     should_score_test,
     should_start_fold,
     total_steps,
@@ -61,14 +69,15 @@ class EncoderRun:
     folds_done: list[int]
     folds_total: int
     oof_path: Path | None
-    test_path: Path | None
+    test_path: Path | None  # None also when the test rows are scored after the fit
     seconds_per_fold: list[float]
     test_folds: list[int] = field(default_factory=list)  # the folds whose models scored test
     plan: dict = field(default_factory=dict)  # decisions, projected and actual seconds
+    test_in_folds: bool = True  # False: the test rows are scored after the fit (no test_path)
 
     @property
     def complete(self) -> bool:
-        return len(self.folds_done) == self.folds_total and bool(self.test_folds)
+        return len(self.folds_done) == self.folds_total and (bool(self.test_folds) or not self.test_in_folds)
 
 
 def _proba_frame(ids: pd.Series, proba: np.ndarray) -> pd.DataFrame:
@@ -163,6 +172,7 @@ class LengthProbe:
     steps_per_fold: int
     projected_fold_fit_s: float
     projected_fold_test_s: float
+    projected_test_scoring_s: float  # all of it, SAFETY included (after the fit: every fold model)
     projected_total_s: float
     seconds_left: float
     fits: bool
@@ -220,11 +230,11 @@ def _probe_until_fits(ctx: FoldContext, fold_ids: list[int], deadline: float) ->
 
     Returns the probes and the length to use (shorter than the last probe's when the budget ran out
     before the shorter length could be probed)."""
-    config, train, y, folds, test, clock = ctx.config, ctx.train, ctx.y, ctx.folds, ctx.test, ctx.clock
+    config, train, y, folds, clock = ctx.config, ctx.train, ctx.y, ctx.folds, ctx.clock
     mult = 2 if config.swap_augment else 1
     k0 = fold_ids[0]
     fit_rows = _fit_rows(config, folds, k0)
-    n_train_seq, n_oof_seq, n_test_seq = len(fit_rows) * mult, int((folds == k0).sum()) * mult, len(test) * mult
+    n_train_seq, n_oof_seq, n_test_seq = len(fit_rows) * mult, int((folds == k0).sum()) * mult, ctx.n_test * mult
     probes: list[LengthProbe] = []
     length = config.max_length
     while _agree(clock() < deadline):
@@ -233,8 +243,9 @@ def _probe_until_fits(ctx: FoldContext, fold_ids: list[int], deadline: float) ->
             -total_steps(n_train_seq, config.batch_size, config.grad_accum, config.epochs, config.max_steps) // n_proc
         )
         fold = project_fold_seconds(probe, n_train_seq, steps, n_oof_seq, n_test_seq)
-        # all folds trained and OOF-predicted, and test scored by at least one of them
-        need = (len(fold_ids) * fold["fit_s"] + fold["test_s"]) * SAFETY
+        # all folds trained and OOF-predicted; test scored by every fold model after the fit, or in-fold by one
+        total = project_probe_total(fold, len(fold_ids), probe.load_s, test_after_fit=ctx.test is None)
+        need = total["total_s"]
         left = deadline - clock()
         fits = bool(_agree(need <= left))
         probes.append(
@@ -244,6 +255,7 @@ def _probe_until_fits(ctx: FoldContext, fold_ids: list[int], deadline: float) ->
                 steps_per_fold=steps,
                 projected_fold_fit_s=round(fold["fit_s"], 1),
                 projected_fold_test_s=round(fold["test_s"], 1),
+                projected_test_scoring_s=total["test_scoring_s"],
                 projected_total_s=round(need, 1),
                 seconds_left=round(left, 1),
                 fits=fits,
@@ -289,15 +301,25 @@ class FoldContext:
     train: pd.DataFrame
     y: np.ndarray
     folds: np.ndarray
-    test: pd.DataFrame
+    test: pd.DataFrame | None  # None: the test rows are scored after the fit
     work: Path
     deadline: float | None
     progress: bool
     clock: Callable[[], float]
+    test_rows: int = 0  # rows scored after the fit (test None): the plan reserves their time
 
     @property
     def name(self) -> str:
         return self.config.resolved_name
+
+    @property
+    def n_test(self) -> int:
+        """Test rows to plan for: scored inside the folds, or after the fit."""
+        return len(self.test) if self.test is not None else self.test_rows
+
+    def timing(self, record: dict, k: int) -> FoldTiming:
+        """A finished fold's measured times, with its OOF row count (the post-fit test projection's rate)."""
+        return FoldTiming.from_record(record, oof_rows=int((self.folds == k).sum()))
 
 
 @dataclass
@@ -314,9 +336,8 @@ class FoldResult:
     steps: int
     train_rows: int
     train_loss: float
-
-    def timing(self) -> FoldTiming:
-        return FoldTiming(self.train_s + self.oof_s, self.test_s)
+    load_s: float = 0.0  # model load, within train_s
+    processes: int = 1  # processes that shared training and OOF prediction
 
 
 @dataclass
@@ -331,18 +352,24 @@ def cross_fit_encoder(
     train: pd.DataFrame,
     y: np.ndarray,
     folds: np.ndarray,
-    test: pd.DataFrame,
+    test: pd.DataFrame | None,
     out_dir: str | Path,
     deadline: float | None = None,
     progress: bool = True,
     clock: Callable[[], float] = time.monotonic,
+    *,
+    test_rows: int = 0,
 ) -> EncoderRun:
-    """Run (or resume) all folds; write ``oof_<name>.parquet`` / ``test_<name>.parquet`` when all are done.
+    """Run (or resume) all folds; write ``oof_<name>.parquet`` (and, with ``test``, ``test_<name>.parquet``)
+    when all are done.
 
-    ``deadline`` and ``clock`` are in the same seconds (``time.monotonic`` unless a test fakes it).
-    Fold models are kept under ``encoder_<name>/fold_<k>/`` as ``config.save_models`` says
-    (``encoders.fold_models.EncoderFoldModels`` loads them).
+    ``test`` None: no test rows are scored here; ``test_rows`` rows will be scored after the fit by every
+    fold model, and the time budget reserves that time. ``deadline`` and ``clock`` are in the same seconds
+    (``time.monotonic`` unless a test fakes it). Fold models are kept under ``encoder_<name>/fold_<k>/`` as
+    ``config.save_models`` says (``encoders.fold_models.EncoderFoldModels`` loads them).
     """
+    if test is not None and test_rows:
+        raise ValueError("cross_fit_encoder: give the test rows (scored in the folds) or their count, not both")
     work = Path(out_dir) / f"encoder_{config.resolved_name}"
     work.mkdir(parents=True, exist_ok=True)
     _invalidate_stale_checkpoints(work, config, train, folds)
@@ -352,10 +379,11 @@ def cross_fit_encoder(
     plan: dict = {
         "seconds_left_at_start": None if deadline is None else round(deadline - started, 1),
         "safety_factor": SAFETY,
+        "test_scoring": "in the folds" if test is not None else f"after the fit: {test_rows} rows, every fold model",
         "folds": [],
         "stopped": None,
     }
-    ctx = FoldContext(config, config, train, y, folds, test, work, deadline, progress, clock)
+    ctx = FoldContext(config, config, train, y, folds, test, work, deadline, progress, clock, test_rows)
     plan["max_length"] = _plan_max_length(ctx, fold_ids, resumed=any(is_done.values()))
     ctx.run_config = replace(config, max_length=plan["max_length"]["used"])
     unfit = _projected_unfit(config, plan["max_length"])
@@ -367,9 +395,11 @@ def cross_fit_encoder(
         seconds = _run_folds(ctx, fold_ids, is_done, plan)
     done = [k for k in fold_ids if (work / f"fold_{k}.done.json").exists()]
     test_folds = [
-        k for k in done if _fold_record(work, k)["test_scored"] and (work / f"fold_{k}.test.parquet").exists()
+        k
+        for k in done
+        if test is not None and _fold_record(work, k)["test_scored"] and (work / f"fold_{k}.test.parquet").exists()
     ]
-    run = EncoderRun(ctx.name, done, len(fold_ids), None, None, seconds, test_folds, plan)
+    run = EncoderRun(ctx.name, done, len(fold_ids), None, None, seconds, test_folds, plan, test is not None)
     plan.update(folds_done=done, test_folds=test_folds, complete=run.complete, actual_s=round(clock() - started, 1))
     if _is_main_process():
         _prune_fold_models(work, config.save_models, keep=done)
@@ -407,7 +437,7 @@ def _run_folds(ctx: FoldContext, fold_ids: list[int], is_done: dict[int, bool], 
         if is_done[k]:
             record = _fold_record(ctx.work, k)
             seconds.append(record["seconds"])
-            timings.append(FoldTiming.from_record(record))
+            timings.append(ctx.timing(record, k))
             plan["folds"].append(
                 {
                     "fold": k,
@@ -419,7 +449,9 @@ def _run_folds(ctx: FoldContext, fold_ids: list[int], is_done: dict[int, bool], 
             log.info("encoder %s fold %d: checkpoint found, skipping", ctx.name, k)
             continue
         folds_left = sum(not is_done[j] for j in fold_ids[i:])
-        start, projection = should_start_fold(ctx.clock(), ctx.deadline, timings, folds_left)
+        start, projection = should_start_fold(
+            ctx.clock(), ctx.deadline, timings, folds_left, test_rows=ctx.test_rows, n_folds=len(fold_ids)
+        )
         if not _agree(start):
             reason = projection.get("reason", "projected finish is past the time budget")
             plan["stopped"] = {"before_fold": k, **projection, "reason": reason}
@@ -432,11 +464,11 @@ def _run_folds(ctx: FoldContext, fold_ids: list[int], is_done: dict[int, bool], 
             break
         result, test_projection = outcome
         seconds.append(result.seconds)
-        timings.append(result.timing())
+        timings.append(ctx.timing(asdict(result), k))
         plan["folds"].append(
             {
                 "fold": k,
-                "decision": "train + OOF + test" if result.test_scored else "train + OOF (test cut)",
+                "decision": _fold_decision(ctx, result),
                 "projected_before": projection,
                 "test_projection": test_projection,
                 "actual_s": {
@@ -446,6 +478,12 @@ def _run_folds(ctx: FoldContext, fold_ids: list[int], is_done: dict[int, bool], 
             }
         )
     return seconds
+
+
+def _fold_decision(ctx: FoldContext, result: FoldResult) -> str:
+    if ctx.test is None:
+        return "train + OOF (test scored after the fit)"
+    return "train + OOF + test" if result.test_scored else "train + OOF (test cut)"
 
 
 def _train_fold(
@@ -471,11 +509,14 @@ def _train_fold(
     t1 = clock()
     oof = model.predict_proba(ctx.train[held_out])
     t2 = clock()
-    score_test, test_projection = should_score_test(t2, ctx.deadline, timings, folds_after, t2 - t0)
-    score_test = bool(_agree(score_test))
-    test_proba = model.predict_proba(ctx.test) if score_test else None
-    if not score_test:
-        log.warning("encoder %s fold %d: test inference cut: %s", ctx.name, k, test_projection.get("reason"))
+    test_proba: np.ndarray | None = None
+    test_projection: dict = {}
+    if ctx.test is not None:
+        score_test, test_projection = should_score_test(t2, ctx.deadline, timings, folds_after, t2 - t0)
+        test_proba = model.predict_proba(ctx.test) if _agree(score_test) else None
+        if test_proba is None:
+            log.warning("encoder %s fold %d: test inference cut: %s", ctx.name, k, test_projection.get("reason"))
+    score_test = test_proba is not None
     t3 = clock()
     result = FoldResult(
         fold=k,
@@ -488,6 +529,8 @@ def _train_fold(
         steps=model.steps_,
         train_rows=len(fit_rows),
         train_loss=model.train_loss_,
+        load_s=float(model.timing_.get("load_s", 0.0)),
+        processes=int(model.timing_.get("num_processes", 1)),
     )
     if _is_main_process():
         _save_fold_model(ctx, model, k)  # before the checkpoint: a done fold has its model
@@ -545,7 +588,7 @@ def _write_fold_checkpoint(
     k = result.fold
     _proba_frame(ctx.train["id"][ctx.folds == k], oof).to_parquet(ctx.work / f"fold_{k}.oof.parquet")
     test_file = ctx.work / f"fold_{k}.test.parquet"
-    if test_proba is not None:
+    if test_proba is not None and ctx.test is not None:
         _proba_frame(ctx.test["id"], test_proba).to_parquet(test_file)
     else:
         test_file.unlink(missing_ok=True)
@@ -554,15 +597,19 @@ def _write_fold_checkpoint(
 
 def _write_run_probabilities(
     ctx: FoldContext, out_dir: Path, fold_ids: list[int], test_folds: list[int]
-) -> tuple[Path, Path]:
-    """``oof_<name>.parquet`` (train rows in order) and ``test_<name>.parquet`` (mean of the test-scoring folds)."""
+) -> tuple[Path, Path | None]:
+    """``oof_<name>.parquet`` (train rows in order) and ``test_<name>.parquet`` (mean of the test-scoring folds;
+    None, and an older file removed, when the test rows are scored after the fit)."""
     work, name = ctx.work, ctx.name
     oof = pd.concat([pd.read_parquet(work / f"fold_{k}.oof.parquet") for k in fold_ids])
     oof = oof.set_index("id").loc[ctx.train["id"].astype(str)].reset_index()
-    tests = [pd.read_parquet(work / f"fold_{k}.test.parquet") for k in test_folds]
-    test_mean = np.mean([t[list(CLASS_COLUMNS)].to_numpy() for t in tests], axis=0)
     oof_path, test_path = out_dir / f"oof_{name}.parquet", out_dir / f"test_{name}.parquet"
     oof.to_parquet(oof_path)
+    if ctx.test is None:
+        test_path.unlink(missing_ok=True)
+        return oof_path, None
+    tests = [pd.read_parquet(work / f"fold_{k}.test.parquet") for k in test_folds]
+    test_mean = np.mean([t[list(CLASS_COLUMNS)].to_numpy() for t in tests], axis=0)
     _proba_frame(ctx.test["id"], test_mean).to_parquet(test_path)
     if len(test_folds) < len(fold_ids):
         log.warning(

@@ -3,8 +3,10 @@
     python -m pipelines.train_encoder --run-dir DIR --train T.csv --test S.csv --config encoder.json
     accelerate launch --multi_gpu --num_processes 2 -m pipelines.train_encoder ...   # data-parallel
 
-Reads ``DIR/folds.csv`` so its folds are the stacker's; writes ``DIR/oof_<name>.parquet`` and
-``DIR/test_<name>.parquet``; finished folds are checkpointed and skipped on a rerun.
+Reads ``DIR/folds.csv`` so its folds are the stacker's; writes ``DIR/oof_<name>.parquet`` and, with
+``--test``, ``DIR/test_<name>.parquet``; finished folds are checkpointed and skipped on a rerun. Without
+``--test`` (as ``full_run`` launches it) the fold models score the test rows after the fit, and
+``--test-rows`` tells the time plan how many.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     p = command_parser("pipelines.train_encoder", __doc__)
     p.add_argument("--run-dir", required=True, help="run directory holding folds.csv")
     p.add_argument("--train", required=True)
-    p.add_argument("--test", required=True)
+    p.add_argument("--test", help="test CSV scored inside the folds (omit: the fold models score it later)")
+    p.add_argument(
+        "--test-rows",
+        type=int,
+        default=0,
+        help="without --test: rows the fold models will score after the fit (--seconds reserves their time)",
+    )
     add_config_arg(
         p,
         "EncoderConfig as JSON (keys as its fields); this command's other options may sit in a 'train_encoder'"
@@ -54,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         config = EncoderConfig(**tree)
     run_dir = Path(args.run_dir)
     train, _ = load_battles(args.train, labelled=True)
-    test, _ = load_battles(args.test, labelled=False)
+    test = load_battles(args.test, labelled=False)[0] if args.test else None
+    if test is not None and args.test_rows:
+        p.error("give --test or --test-rows, not both")
     folds_path = run_dir / "folds.csv"
     if not folds_path.exists():
         p.error(f"{folds_path} not found: run pipelines.full_run first (it writes the shared folds)")
     folds = pd.read_csv(folds_path, dtype={"id": str}).set_index("id").loc[train["id"], "fold"].to_numpy()
-    run = run_in_process(config, train, test, folds, run_dir, args.seconds)
+    run = run_in_process(config, train, test, folds, run_dir, args.seconds, test_rows=args.test_rows)
     log.info("encoder %s: %d/%d folds done", run.name, len(run.folds_done), run.folds_total)
     return 0
 

@@ -309,3 +309,42 @@ def test_failing_encoder_stacker_keeps_the_features_only_submission(
     report = json.loads((out / "report.json").read_text())
     assert "corrupt probability file" in report["plan"]["encoder_stacker_error"]
     assert report["chosen"]["sources"] == [] and (out / "submission.csv").exists()
+
+
+def test_data_parallel_launch_passes_the_test_row_count_and_no_test_file(train_csv, tmp_path, monkeypatch):
+    """The launched command gets ``--test-rows`` (its plan reserves the post-fit test scoring), never a test
+    file; ``pipelines.train_encoder`` without ``--test`` hands the count on and scores no test rows itself."""
+    from pipelines import train_encoder
+    from pipelines.data.folds import make_folds
+    from pipelines.stages import encoder_launch
+
+    launched = []
+
+    class Done:
+        def __init__(self, cmd, **_):
+            launched.append(cmd)
+            self.pid = 0
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(encoder_launch.subprocess, "Popen", Done)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = EncoderConfig(model_path=str(tmp_path / "model"), name="enc")
+    encoder_launch.launch_data_parallel(config, str(train_csv), run_dir, 2, 600.0, test_rows=25000)
+    (cmd,) = launched
+    args = cmd[cmd.index("pipelines.train_encoder") + 1 :]
+    assert "--test" not in args and args[args.index("--test-rows") + 1] == "25000"
+
+    train = load_battles(train_csv)[0]
+    make_folds(train, 2, seed=0).to_csv(run_dir / "folds.csv", index=False)
+    given_to = {}
+
+    def run_in_process(config, train, test, folds, run_dir, seconds, progress=True, *, test_rows=0):
+        given_to.update(test=test, test_rows=test_rows, seconds=seconds)
+        return type("Run", (), {"name": "enc", "folds_done": [0, 1], "folds_total": 2})()
+
+    monkeypatch.setattr(train_encoder, "run_in_process", run_in_process)
+    assert train_encoder.main(args) == 0
+    assert given_to == {"test": None, "test_rows": 25000, "seconds": 600.0}

@@ -406,12 +406,11 @@ def keyword_encoder(monkeypatch):
             models = KeywordFoldModels(
                 KeywordFoldModels.write(run_dir / f"encoder_{name}", sorted({int(k) for k in inputs.folds}))
             )
-            paths = run_dir / f"oof_{name}.parquet", run_dir / f"test_{name}.parquet"
-            for rows, path in zip((inputs.train, inputs.train.iloc[:1]), paths):  # the fit has no test rows
-                frame = pd.DataFrame(models.predict_proba(rows), columns=list(CLASS_COLUMNS))
-                frame.insert(0, "id", rows["id"].astype(str).to_numpy())
-                frame.to_parquet(path, index=False)
-            stage.finished[name] = paths
+            oof = run_dir / f"oof_{name}.parquet"  # the fit has no test rows: OOF only
+            frame = pd.DataFrame(models.predict_proba(inputs.train), columns=list(CLASS_COLUMNS))
+            frame.insert(0, "id", inputs.train["id"].astype(str).to_numpy())
+            frame.to_parquet(oof, index=False)
+            stage.finished[name] = (oof, None)
             if settings["keep_fold_models"]:
                 stage.fold_models[name] = models.directory
             stage.plans[name] = {"finished": True}
@@ -498,6 +497,82 @@ def test_run_with_chosen_encoder_scores_the_test_once(keyword_encoder, tmp_path,
     )
     report = fit_predict(train, test, config)
     assert report["chosen"]["sources"] == ["keyword"] and len(report["plan"]["submission_writes"]) == 2
-    assert scored.count(len(test)) == 1, scored  # the test rows, once (the other calls: OOF and the stand-in)
+    # the test rows, once: under the budget a timed probe of 8 rows, then the rest (the first call: the OOF rows)
+    assert scored == [len(train), 8, len(test) - 8], scored
     loaded = ArenaPreferenceModel.load(tmp_path / "run" / "model")
     np.testing.assert_allclose(loaded.predict_proba(test), _submission(tmp_path / "run" / "submission.csv"), atol=1e-8)
+
+
+def _keyword_run_config(out: Path, budget_hours: float | None):
+    from encoders.settings import EncoderConfig
+    from pipelines.stages.config import FeatureConfig, RunConfig
+
+    return RunConfig(
+        train_path="train.csv",
+        test_path="test.csv",
+        out_dir=str(out),
+        n_folds=3,
+        features=FeatureConfig(groups=("length",), n_jobs=1),
+        stacker=QUICK,
+        encoders=[EncoderConfig(model_path="stub", name="keyword")],
+        progress=False,
+        time_budget_hours=budget_hours,
+    )
+
+
+def test_run_keeps_the_features_only_set_when_encoder_test_scoring_would_not_fit(
+    keyword_encoder, tmp_path, monkeypatch
+):
+    """The safety net under a budget (fake clock): each call of the encoder's fold models on test rows costs
+    10s + 1s per row. The 8- and 256-row probes (18s, 266s) project the other 36 rows at 46s x 1.2 = 55s, with
+    16s of the 300s budget left: the model with the encoder is not published; the features-only submission,
+    bundle and OOF stay, and the report says why."""
+    from types import SimpleNamespace
+
+    import pipelines.model.run as run_module
+
+    clock = SimpleNamespace(t=0.0)
+    monkeypatch.setattr(run_module, "time", SimpleNamespace(monotonic=lambda: clock.t))
+    train, test = _keyword_battles(150, 1, True, 1000), _keyword_battles(300, 2, False, 90000)
+    scored = []
+    real = KeywordFoldModels.predict_proba
+
+    def slow_on_test(self, battles, progress=False):
+        if battles["id"].astype(int).min() >= 90000:  # the test rows (the OOF rows cost nothing here)
+            scored.append(len(battles))
+            clock.t += 10 + len(battles)
+        return real(self, battles, progress)
+
+    monkeypatch.setattr(KeywordFoldModels, "predict_proba", slow_on_test)
+    out = tmp_path / "run"
+    report = run_module.fit_predict(train, test, _keyword_run_config(out, 300 / 3600))
+    assert scored == [8, 256]  # the probes; the rest was never scored
+    skipped = report["plan"]["not_published"]
+    assert skipped["sources"] == ["keyword"] and "36 rows need ~46 s (x1.2), 16 s left" in skipped["reason"]
+    assert report["plan"]["test_scoring"]["keyword"]["projected_rest_s"] == pytest.approx(46)
+    assert report["plan"]["submission_writes"][-1]["written"] is False
+    assert report["chosen"]["sources"] == [] and report["plan"]["encoders_used"] == []
+    assert json.loads((out / "report.json").read_text())["plan"]["not_published"] == skipped
+    # what is on disk is one consistent set: the features-only bundle predicts the submission
+    loaded = ArenaPreferenceModel.load(out / "model")
+    assert loaded.chosen_stacker_ == "features" and loaded.decisions_["submitted"]["stacker"] == "features"
+    np.testing.assert_allclose(loaded.predict_proba(test), _submission(out / "submission.csv"), atol=1e-8)
+
+
+def test_run_without_budget_scores_the_test_rows_in_one_call(keyword_encoder, tmp_path, monkeypatch):
+    """No budget, no safety net: the fold models score all test rows in one call and the model is published."""
+    from pipelines.model.run import fit_predict
+
+    train, test = _keyword_battles(150, 1, True, 1000), _keyword_battles(30, 2, False, 90000)
+    scored = []
+    real = KeywordFoldModels.predict_proba
+
+    def counted(self, battles, progress=False):
+        scored.append(len(battles))
+        return real(self, battles, progress)
+
+    monkeypatch.setattr(KeywordFoldModels, "predict_proba", counted)
+    report = fit_predict(train, test, _keyword_run_config(tmp_path / "run", None))
+    assert scored == [len(train), len(test)]
+    assert report["chosen"]["sources"] == ["keyword"]
+    assert "test_scoring" not in report["plan"] and "not_published" not in report["plan"]

@@ -112,8 +112,8 @@ def test_fit_takes_no_test_argument():
 
 
 def test_data_parallel_encoder_launch_reads_no_test_file(fit_spy, tmp_path, monkeypatch):
-    """Several GPUs: the encoder launch is given the training CSV and, as the test set its command needs, a
-    stand-in of the first training row, never the run's test file."""
+    """Several GPUs: the encoder launch is given the training CSV and the number of test rows (its time plan
+    reserves their scoring after the fit), never a test file."""
     import pipelines.stages.encoder_stage as encoder_stage
     from encoders.settings import EncoderConfig
 
@@ -123,7 +123,7 @@ def test_data_parallel_encoder_launch_reads_no_test_file(fit_spy, tmp_path, monk
     test.to_csv(tmp_path / "test.csv", index=False)
     launched = []
     monkeypatch.setattr(encoder_stage, "gpu_count", lambda: 2)
-    monkeypatch.setattr(encoder_stage, "launch_data_parallel", lambda enc, *paths: launched.append(paths[:2]))
+    monkeypatch.setattr(encoder_stage, "launch_data_parallel", lambda enc, *args: launched.append(args))
     config = RunConfig(
         train_path=str(tmp_path / "train.csv"),
         test_path=str(tmp_path / "test.csv"),
@@ -135,10 +135,9 @@ def test_data_parallel_encoder_launch_reads_no_test_file(fit_spy, tmp_path, monk
         progress=False,
     )
     report = fit_predict(train, test, config)
-    ((train_csv, stand_in),) = launched
-    assert train_csv == config.train_path and stand_in != config.test_path
-    first = pd.read_csv(stand_in)
-    assert first["id"].tolist() == [train["id"].iloc[0]] and not set(CLASS_COLUMNS) & set(first.columns)
+    ((train_csv, run_dir, n_gpus, _seconds, test_rows),) = launched
+    assert train_csv == config.train_path and n_gpus == 2 and test_rows == len(test)
+    assert not [p.name for p in run_dir.rglob("*.csv") if "test" in p.name]  # no test file was made for it
     assert report["plan"]["encoders_finished"] == [] and report["chosen"]["sources"] == []  # the launch wrote nothing
 
 

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,13 @@ import pandas as pd
 import pytest
 
 from encoders import cross_fit
-from encoders.budget import FoldTiming, should_score_test, should_start_fold
+from encoders.budget import (
+    FoldTiming,
+    post_fit_test_s_per_fold,
+    project_probe_total,
+    should_score_test,
+    should_start_fold,
+)
 from encoders.settings import EncoderConfig
 from pipelines import export_kaggle
 from pipelines.export import kaggle_dataset
@@ -294,6 +301,31 @@ def test_max_length_is_planned_once_before_the_first_fold(tmp_path, monkeypatch)
     assert saved["used"] == 256
 
 
+@pytest.mark.parametrize("test_rows, probed", [(0, [512]), (300, [512, 256, 128])])
+def test_max_length_plan_reserves_the_post_fit_test_scoring(tmp_path, monkeypatch, test_rows, probed):
+    """The probe projects the test scoring after the fit too (every fold model scores all test rows): 300 test
+    rows shorten max_length to the floor where the training alone fits at the configured length."""
+    clock, seen = FakeClock(), []
+
+    def fit_s(cfg, n_rows):  # 1s per step at 512 tokens, proportional to the length
+        steps = cfg.max_steps or int(np.ceil(2 * n_rows / cfg.batch_size))
+        return steps * cfg.max_length / 512, steps
+
+    monkeypatch.setattr(cross_fit, "TransformerClassifier", _fake_classifier(clock, fit_s, 0.01, seen))
+    battles, y, folds, _ = _folds_setup()
+    config = EncoderConfig(
+        model_path=str(tmp_path / "fake-model"), seed=0, max_length=512, batch_size=8, probe_steps=4, min_max_length=128
+    )
+    run = cross_fit.cross_fit_encoder(
+        config, battles, y, folds, None, tmp_path, deadline=40, progress=False, clock=clock, test_rows=test_rows
+    )
+    probes = run.plan["max_length"]["probes"]
+    assert [p["max_length"] for p in probes] == probed and probes[-1]["fits"] and run.complete
+    assert run.plan["max_length"]["used"] == probed[-1]
+    # 3 fold models x 2 sequences per row (swap-averaged) at a forward third of 1/8 s per sequence (512 tokens)
+    assert probes[0]["projected_test_scoring_s"] == pytest.approx(round(3 * 2 * test_rows / 8 / 3 * 1.1, 1))
+
+
 def test_budget_arithmetic():
     done = [FoldTiming(fit_s=100, test_s=50)]
     assert should_start_fold(0, None, [], 5)[0]
@@ -305,6 +337,58 @@ def test_budget_arithmetic():
     assert not should_score_test(0, (3 * 100 + 50) * 1.1 - 1, done, 3, 100)[0]
     assert should_score_test(0, 1, [FoldTiming(100, None)], 3, 100)[0]  # no test timing yet: score it
     assert FoldTiming.from_record({"seconds": 12.0}) == FoldTiming(12.0, None)
+
+
+def test_post_fit_test_scoring_is_reserved_in_the_fold_decision():
+    """Test rows scored after the fit (every fold model, in one process): the per-fold seconds come from the
+    OOF prediction rate, plus the model load, times the processes that shared the OOF prediction."""
+    # 100 OOF rows in 20s: 0.2 s/row; 500 test rows: 100s + 5s load per fold model; 3 fold models: 315s
+    done = [FoldTiming(fit_s=100, test_s=None, oof_s=20, oof_rows=100, load_s=5)]
+    assert post_fit_test_s_per_fold(done, 500) == pytest.approx(105)
+    assert post_fit_test_s_per_fold([replace(done[0], processes=2)], 500) == pytest.approx(205)  # 2 GPUs shared
+    assert post_fit_test_s_per_fold([FoldTiming(100, None)], 500) is None  # an old checkpoint: no rate
+    train, test = 2 * 100 * 1.1, 3 * 105 * 1.1
+    assert should_start_fold(0, train + 1, done, 2)[0]  # training the 2 remaining folds alone fits ...
+    start, record = should_start_fold(0, train + 1, done, 2, test_rows=500, n_folds=3)
+    assert not start  # ... but not with the test scoring by all 3 fold models
+    assert record["projected_s_test_scoring_all_folds"] == pytest.approx(round(test, 1))
+    assert "500 test rows with 3 fold models" in record["reason"]
+    assert should_start_fold(0, train + test + 1, done, 2, test_rows=500, n_folds=3)[0]
+    assert FoldTiming.from_record({"train_s": 80, "oof_s": 20, "test_s": None, "load_s": 5}, oof_rows=100) == done[0]
+
+
+def test_probe_plan_reserves_test_scoring_by_every_fold_model():
+    fold = {"fit_s": 100.0, "test_s": 30.0}
+    after = project_probe_total(fold, 5, load_s=10, test_after_fit=True, safety=1.0)
+    assert after == {"test_scoring_s": 200.0, "total_s": 700.0}  # 5 x (10 + 30) after the fit
+    inside = project_probe_total(fold, 5, load_s=10, test_after_fit=False, safety=1.0)
+    assert inside == {"test_scoring_s": 30.0, "total_s": 530.0}  # in the folds: at least one scores test
+
+
+@pytest.mark.parametrize("test_rows, folds_done", [(0, [0, 1, 2]), (20, [0])])
+def test_fold_does_not_start_when_the_post_fit_test_scoring_would_not_fit(tmp_path, monkeypatch, test_rows, folds_done):
+    """No test rows in the fit: each fold trains 10s and predicts its 10 OOF rows in 5s. At the 60s deadline the
+    two remaining folds fit (2 x 15 x 1.1 = 33s of 45s left) unless 20 test rows must also be scored after the
+    fit by all 3 fold models (3 x 20 x 0.5 x 1.1 = 33s more): then the encoder stops."""
+    clock, seen = FakeClock(), []
+    monkeypatch.setattr(
+        cross_fit, "TransformerClassifier", _fake_classifier(clock, lambda cfg, n: (10.0, 5), 0.5, seen)
+    )
+    battles, y, folds, _ = _folds_setup()
+    config = EncoderConfig(model_path=str(tmp_path / "fake-model"), seed=0, probe_steps=0)
+    run = cross_fit.cross_fit_encoder(
+        config, battles, y, folds, None, tmp_path, deadline=60, progress=False, clock=clock, test_rows=test_rows
+    )
+    assert run.folds_done == folds_done and run.complete == (folds_done == [0, 1, 2])
+    assert run.test_path is None and not list(tmp_path.rglob("*test*.parquet"))  # nothing scored test here
+    assert [f["decision"] for f in run.plan["folds"]] == ["train + OOF (test scored after the fit)"] * len(folds_done)
+    if test_rows:
+        stopped = run.plan["stopped"]
+        assert stopped["before_fold"] == 1 and "20 test rows with 3 fold models" in stopped["reason"]
+        assert stopped["projected_s_remaining_folds_without_test"] == 33.0 < stopped["seconds_left"] == 45.0
+        assert stopped["projected_s_remaining_folds_and_test"] == 66.0
+    else:
+        assert run.oof_path is not None and run.plan["stopped"] is None
 
 
 def test_real_probe_measures_the_tiny_model(tmp_path, tiny_distilbert):

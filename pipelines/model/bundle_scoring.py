@@ -50,6 +50,49 @@ def project_seconds(small: tuple[int, float], large: tuple[int, float], rows: in
 Predictor = Callable[[pd.DataFrame], np.ndarray]
 
 
+def score_in_time(
+    predict: Predictor,
+    frame: pd.DataFrame,
+    deadline: float | None,
+    clock: Callable[[], float] = time.monotonic,
+    probe_rows: tuple[int, int] = (8, 256),
+) -> tuple[np.ndarray | None, dict]:
+    """``predict(frame)`` under ``deadline`` (on ``clock``): two timed probes of ``probe_rows`` rows, then the
+    rest only if :func:`project_seconds` (x ``SAFETY``) fits the time left. Returns the (n, 3) rows in
+    ``frame``'s order, or None when skipped, and the record (``probes``, ``projected_rest_s``, ``rest_s``,
+    ``decision``: "used" or why skipped)."""
+    n = len(frame)
+    record: dict[str, Any] = {}
+    parts, timings, start = [], [], 0
+    for size in probe_rows:
+        if start >= n:
+            break
+        left = None if deadline is None else deadline - clock()
+        if left is not None and left <= 0:
+            record["decision"] = "skipped: time budget spent before the encoders started"
+            return None, record
+        rows = frame.iloc[start : start + size]
+        proba, seconds = _timed(clock, partial(predict, rows))
+        parts.append(proba)
+        timings.append((len(rows), seconds))
+        start += len(rows)
+    record["probes"] = [{"rows": r, "seconds": s} for r, s in timings]
+    if start < n:
+        projected = project_seconds(timings[0], timings[-1], n - start)
+        record["projected_rest_s"] = projected
+        left = None if deadline is None else deadline - clock()
+        if left is not None and projected * SAFETY > left:
+            record["decision"] = (
+                f"skipped: the other {n - start} rows need ~{projected:.0f} s (x{SAFETY}), {left:.0f} s left"
+            )
+            return None, record
+        rest, seconds = _timed(clock, lambda: predict(frame.iloc[start:]))
+        parts.append(rest)
+        record["rest_s"] = seconds
+    record["decision"] = "used"
+    return np.concatenate(parts), record
+
+
 def multi_gpu_predictor(model: Any, n_processes: int | None = None, stacker: str | None = None) -> Predictor:
     """``frame -> (n, 3)`` with ``model``'s encoders: each encoder's fold models score the rows in one
     process per visible GPU (``n_processes``: at most that many; without GPUs, that many CPU processes;
@@ -114,36 +157,13 @@ def score_bundle(
         record["encoder_decision"] = "the chosen stacker uses no encoder (the one with encoders was not better)"
         log(record["encoder_decision"] + "; the features-only submission stands")
         return record
-    parts, timings, start = [], [], 0
-    for size in probe_rows:
-        if start >= n:
-            break
-        left = None if deadline is None else deadline - clock()
-        if left is not None and left <= 0:
-            record["encoder_decision"] = "skipped: time budget spent before the encoders started"
-            log(record["encoder_decision"])
-            return record
-        rows = test.iloc[start : start + size]
-        proba, seconds = _timed(clock, partial(with_encoders, rows))
-        parts.append(proba)
-        timings.append((len(rows), seconds))
-        start += len(rows)
-    record["probes"] = [{"rows": r, "seconds": s} for r, s in timings]
-    if start < n:
-        projected = project_seconds(timings[0], timings[-1], n - start)
-        record["projected_rest_s"] = projected
-        left = None if deadline is None else deadline - clock()
-        if left is not None and projected * SAFETY > left:
-            record["encoder_decision"] = (
-                f"skipped: the other {n - start} rows need ~{projected:.0f} s (x{SAFETY}), {left:.0f} s left"
-            )
-            log(record["encoder_decision"] + "; the features-only submission stands")
-            return record
-        rest, seconds = _timed(clock, lambda: with_encoders(test.iloc[start:]))
-        parts.append(rest)
-        record["rest_s"] = seconds
-    write_submission(test["id"], np.concatenate(parts), submission)
-    record["encoder_decision"] = "used"
+    proba, scoring = score_in_time(with_encoders, test, deadline, clock, probe_rows)
+    record["encoder_decision"] = scoring.pop("decision")
+    record.update(scoring)
+    if proba is None:
+        log(record["encoder_decision"] + "; the features-only submission stands")
+        return record
+    write_submission(test["id"], proba, submission)
     record["writes"].append({"sources": record["encoders"]})
     log(f"submission with encoders {record['encoders']} written over the features-only one")
     return record

@@ -190,13 +190,15 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         *,
         deadline: float | None = None,
         train_csv: str | None = None,
+        test_rows: int = 0,
     ) -> ArenaPreferenceModel:
         """Fit on the battles ``X``; labels from ``y`` (see :func:`labels_of`) or, without it, from ``X``
         (winner columns, or ``label`` for parsed battles). No test rows are seen here: score them with
         :meth:`predict_proba` (``pipelines.model.run.fit_predict`` does, and writes a run's files).
         ``deadline`` (``time.monotonic()`` seconds): encoder folds that would overrun it are not started;
-        ``train_csv``: the file behind ``X``, for a data-parallel encoder launch (several GPUs)."""
-        for _ in self.fit_steps(X, y, deadline=deadline, train_csv=train_csv):
+        ``test_rows``: how many rows will be scored after the fit (the encoders' plan reserves their time
+        within ``deadline``); ``train_csv``: the file behind ``X``, for a data-parallel encoder launch."""
+        for _ in self.fit_steps(X, y, deadline=deadline, train_csv=train_csv, test_rows=test_rows):
             pass
         return self
 
@@ -207,6 +209,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         *,
         deadline: float | None = None,
         train_csv: str | None = None,
+        test_rows: int = 0,
     ) -> Iterator[ArenaPreferenceModel]:
         """:meth:`fit`, yielding the model each time it changes (the features-only stacker fitted; a stacker
         with encoders chosen, or kept unchosen). The model is usable at each step, so a run with a time budget
@@ -226,7 +229,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         if encoders:
             assert work_dir is not None
             second, fold_models = self._encoders_then_stacker(
-                inputs, encoders, stacker, work_dir, plan, timer, started, deadline, train_csv
+                inputs, encoders, stacker, work_dir, plan, timer, started, deadline, train_csv, test_rows
             )
             if second is not None:
                 kept[FULL] = second
@@ -334,9 +337,11 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         started: float,
         deadline: float | None,
         train_csv: str | None,
+        test_rows: int,
     ) -> tuple[StackerFit | None, dict]:
-        """Fine-tune the encoders (leaving room for a second stacker fit and the writes), then that stacker;
-        (None, {}) when no encoder finished or the stacker failed: the features-only model stands."""
+        """Fine-tune the encoders (leaving room for a second stacker fit and the writes; each encoder's plan
+        reserves the scoring of ``test_rows`` rows by its fold models), then that stacker; (None, {}) when no
+        encoder finished or the stacker failed: the features-only model stands."""
         from encoders.fold_models import EncoderFoldModels
         from pipelines.stages.encoder_stage import run_encoders
 
@@ -352,8 +357,9 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
                 encoders,
                 work_dir,
                 seed=self.seed,
-                data_paths=lambda: launch_paths(train_csv, work_dir),
+                train_path=lambda: launch_train_csv(train_csv),
                 deadline=encoder_deadline,
+                test_rows=test_rows,
                 progress=self.progress,
             )
         plan.encoder_runs = stage.plans
@@ -713,15 +719,11 @@ def _proba_frame(proba: np.ndarray, battles: pd.DataFrame, name: str) -> pd.Data
     return out
 
 
-def launch_paths(train_csv: str | None, work_dir: Path) -> tuple[str, str]:
-    """The CSVs a data-parallel encoder launch reads: the training file and, as the test set its command
-    asks for, the first training row (as in one process: the fit scores no test set)."""
+def launch_train_csv(train_csv: str | None) -> str:
+    """The CSV a data-parallel encoder launch reads (no test file: the fit scores no test set)."""
     if train_csv is None:
         raise UserError("data-parallel encoders read the training CSV file: pass fit(..., train_csv=PATH)")
-    stand_in = work_dir / "encoder_test_stand_in.csv"
-    first = pd.read_csv(train_csv, nrows=1).drop(columns=list(CLASS_COLUMNS), errors="ignore")
-    first.to_csv(stand_in, index=False)
-    return train_csv, str(stand_in)
+    return train_csv
 
 
 def _encoder_config(stored: dict) -> EncoderConfig:

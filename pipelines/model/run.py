@@ -7,14 +7,20 @@ Every argument and input is checked before the fit (``pipelines.stages.preflight
 labels matched to the test ids), so a run fails before its work or not at all; a failure while writing
 leaves the previous run's set as it was. With a time budget (Kaggle) the set is also published as soon
 as the features-only stacker is fitted (each step of ``ArenaPreferenceModel.fit_steps``) and again whenever
-a better stacker replaces it, so a failing or slow encoder never loses the run.
+a better stacker replaces it, so a failing or slow encoder never loses the run. The fit is told how many
+test rows will be scored (``test_rows``) so that the encoders' plan reserves that time; as a safety net,
+an encoder's fold models score the test rows only if a timed probe projects that they fit the time left
+(``pipelines.model.bundle_scoring.score_in_time``), else the set already published stays: the run
+publishes the last model whose test scoring fit, and its report says why (``plan`` -> ``not_published``).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +30,7 @@ from pipelines.data.battles import ParseReport, load_battles
 from pipelines.data.run_sources import load_run_train, scored_mask
 from pipelines.data.tables import read_labels
 from pipelines.model.bundle_decisions import prior_submission
+from pipelines.model.bundle_scoring import score_in_time
 from pipelines.model.estimator import ArenaPreferenceModel, as_battles, require_base
 from pipelines.reports.holdout import evaluate_test_labels, labels_for
 from pipelines.reports.report import write_report
@@ -63,7 +70,11 @@ class Publisher:
     their targets, then swapped in together (``pipelines.runtime.run_dir.staged_outputs``), so the run directory
     never holds a submission of one model beside the bundle or report of another. The test rows are
     scored here, with the model as it is now; the submission is what the prior guard decided, and the
-    bundle records that decision (``decisions``)."""
+    bundle records that decision (``decisions``).
+
+    With a ``deadline`` (on ``clock``), once a set is published, an encoder's fold models score the test rows
+    only if a timed probe projects that they fit the time left; when they do not, the model is not published:
+    the set already written stays (the last model whose test scoring fit) and its report says why."""
 
     def __init__(
         self,
@@ -73,10 +84,17 @@ class Publisher:
         submission_path: Path,
         report_of: Callable[[ArenaPreferenceModel, np.ndarray, dict], dict],
         timer: StageTimer,
+        *,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        run_plan: dict | None = None,
     ):
         self.config, self.train, self.test, self.submission_path = config, train, test, submission_path
         self.report_of, self.timer = report_of, timer
+        self.deadline, self.clock, self.run_plan = deadline, clock, run_plan if run_plan is not None else {}
         self.encoder_proba: dict[str, np.ndarray] = {}  # one fit's fold models score the test rows once
+        self.test_scoring: dict[str, dict] = {}  # encoder: its probe-and-project record under the deadline
+        self.published: dict | None = None  # the report of the set now in the run directory
 
     def targets(self) -> dict[str, Path]:
         out = self.config.out
@@ -88,19 +106,38 @@ class Publisher:
             "report.md": out / "report.md",
         }
 
-    def test_proba(self, model: ArenaPreferenceModel) -> tuple[np.ndarray, dict]:
+    def test_proba(self, model: ArenaPreferenceModel) -> tuple[np.ndarray, dict] | None:
         """The chosen stacker's probabilities for the test rows, and the calibration they resolved to
-        (recorded in the report and the bundle)."""
+        (recorded in the report and the bundle); None when an encoder's test scoring does not fit the deadline."""
         with self.timer.stage("predict"):
             for name in [n for n in model.encoder_names_ if n not in self.encoder_proba]:
+                if name in self.test_scoring:  # projected not to fit before: not probed again
+                    return None
                 fold_models = model.encoder_models_[name]  # the chosen stacker's encoders always kept theirs
                 require_base(name, fold_models)
-                self.encoder_proba[name] = fold_models.predict_proba(self.test, progress=self.config.progress)
+                if not self._score_encoder(name, partial(fold_models.predict_proba, progress=self.config.progress)):
+                    return None
             proba = model.predict_proba(self.test, sources=test_sources(self.config), encoder_proba=self.encoder_proba)
         return proba, dict(model.last_calibration_)
 
+    def _score_encoder(self, name: str, predict: Callable[[pd.DataFrame], np.ndarray]) -> bool:
+        """One encoder's test probabilities into ``encoder_proba``. Under a deadline, with a set already published
+        to fall back on: probe and project first (``score_in_time``), and False when the rest does not fit."""
+        if self.deadline is None or self.published is None:
+            self.encoder_proba[name] = predict(self.test)
+            return True
+        proba, record = score_in_time(predict, self.test, self.deadline, self.clock)
+        self.test_scoring[name] = record
+        if proba is None:
+            return False
+        self.encoder_proba[name] = proba
+        return True
+
     def publish(self, model: ArenaPreferenceModel) -> dict:
-        test_proba, test_choice = self.test_proba(model)
+        scored = self.test_proba(model)
+        if scored is None:
+            return self._keep_published(model)
+        test_proba, test_choice = scored
         report = self.report_of(model, test_proba, test_choice)
         guard = decide(
             model.oof_log_loss_, report["oof"]["class prior"]["log_loss"], self.config.allow_worse_than_prior
@@ -122,6 +159,39 @@ class Publisher:
             )
             write_report(report, stage.path("report.json").parent, names=stage)
         log.info("wrote %s, model and report (%s)", self.submission_path, submitted["description"])
+        self.published = report
+        return report
+
+    def _keep_published(self, model: ArenaPreferenceModel) -> dict:
+        """``model``'s test scoring does not fit the time left: the published set (submission, bundle, OOF of the
+        last model whose test scoring fit) stays; its report gains the encoder runs and why ``model`` was not
+        published (``plan`` -> ``not_published``, ``test_scoring``), and is rewritten."""
+        assert self.published is not None  # only under a deadline once a set is written (_score_encoder)
+        unscored = [n for n in model.encoder_names_ if n not in self.encoder_proba]
+        reason = "; ".join(f"{n}: {self.test_scoring[n]['decision']}" for n in unscored)
+        fit_plan = copy.deepcopy(model.fit_report_["plan"])
+        for name, enc_plan in (fit_plan.get("encoder_runs") or {}).items():
+            enc_plan["used_in_submission"] = name in self.published["chosen"]["sources"]
+        fit_plan["encoders_used"] = [s for s in self.published["chosen"]["sources"] if s in model.encoder_models_]
+        if self.run_plan.get("submission_writes"):
+            self.run_plan["submission_writes"][-1]["written"] = False  # the entry the run made for ``model``
+        not_published = {
+            "stacker": model.chosen_stacker_,
+            "sources": model.fit_report_["chosen"]["sources"],
+            "oof_log_loss": round(model.oof_log_loss_, 5),
+            "reason": f"scoring the {len(self.test)} test rows would not fit the time left ({reason})",
+        }
+        report = {**self.published, "plan": {**self.published["plan"], **fit_plan, **self.run_plan}}
+        report["plan"]["not_published"] = not_published
+        with self.timer.stage("write"), staged_outputs(self.config.out, self.targets()) as stage:
+            write_report(report, stage.path("report.json").parent, names=stage)
+        log.warning(
+            "model with %s not published: %s; the submission of %s stays",
+            not_published["sources"],
+            not_published["reason"],
+            self.published["submitted"]["description"],
+        )
+        self.published = report
         return report
 
 
@@ -233,9 +303,14 @@ def fit_predict(
             report["holdout"] = holdout_scores(train, test_proba, test_y)
         return report
 
-    publish = Publisher(config, train, test, submission_path, report_of, timer)
+    publish = Publisher(
+        config, train, test, submission_path, report_of, timer, deadline=deadline, clock=time.monotonic, run_plan=plan
+    )
+    if deadline is not None:
+        plan["test_scoring"] = publish.test_scoring  # each encoder's probe-and-project record
     model, chosen = estimator_of(config), None
-    for step in model.fit_steps(train, deadline=deadline, train_csv=str(config.train_path)):
+    steps = model.fit_steps(train, deadline=deadline, train_csv=str(config.train_path), test_rows=len(test))
+    for step in steps:
         if step.chosen_stacker_ != chosen:  # a new submission: when, and how good
             chosen = step.chosen_stacker_
             write = {"sources": step.fit_report_["chosen"]["sources"], "oof_log_loss": round(step.oof_log_loss_, 5)}
@@ -248,8 +323,8 @@ def fit_predict(
     log.info(
         "OOF log loss: prior %.4f, chosen stacker %.4f (%s)",
         report["oof"]["class prior"]["log_loss"],
-        model.oof_log_loss_,
-        model.fit_report_["chosen_description"],
+        report["chosen"]["oof_log_loss"],
+        report["submitted"]["description"],
     )
     return report
 

@@ -28,25 +28,31 @@ LAUNCH_GRACE_S = 60  # past its budget, a launched run is ended (the caller rese
 def run_in_process(
     config: EncoderConfig,
     train: pd.DataFrame,
-    test: pd.DataFrame,
+    test: pd.DataFrame | None,
     folds,
     run_dir: Path,
     seconds_left: float | None,
     progress: bool = True,
+    *,
+    test_rows: int = 0,
 ) -> EncoderRun:
+    """``test`` None: the test rows (``test_rows`` of them) are scored after the fit; the plan reserves their time."""
     import torch
 
     from pipelines.runtime.resources import torch_threads
 
     torch.set_num_threads(torch_threads())  # the cores this process may use, not the host's
     deadline = None if seconds_left is None else time.monotonic() + seconds_left
-    return cross_fit_encoder(config, train, train["label"].to_numpy(), folds, test, run_dir, deadline, progress)
+    return cross_fit_encoder(
+        config, train, train["label"].to_numpy(), folds, test, run_dir, deadline, progress, test_rows=test_rows
+    )
 
 
 def launch_data_parallel(
-    config: EncoderConfig, train_path: str, test_path: str, run_dir: Path, n_gpus: int, seconds_left: float | None
+    config: EncoderConfig, train_path: str, run_dir: Path, n_gpus: int, seconds_left: float | None, test_rows: int = 0
 ) -> None:
-    """Several GPUs: the same CLI under ``accelerate launch`` (accelerate does the process management)."""
+    """Several GPUs: the same CLI under ``accelerate launch`` (accelerate does the process management). No test
+    file: the test rows are scored after the fit; ``--test-rows`` tells the plan how many to reserve time for."""
     config_path = run_dir / f"encoder_{config.resolved_name}.json"
     config_path.write_text(json.dumps(asdict(config), indent=2))
     cmd = [
@@ -62,8 +68,8 @@ def launch_data_parallel(
         str(run_dir),
         "--train",
         train_path,
-        "--test",
-        test_path,
+        "--test-rows",
+        str(test_rows),
         "--config",
         str(config_path),
     ]

@@ -24,11 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EncoderStage:
-    """``finished``: {name: (oof_path, test_path)} of every model whose folds all finished;
+    """``finished``: {name: (oof_path, None)} of every model whose folds all finished (the test rows are scored
+    after the fit, by the fold models);
     ``plans``: {name: the cross-fit's plan (decisions, projected and actual seconds)};
     ``fold_models``: {name: folder for ``EncoderFoldModels.load``} of finished models whose fold models were kept."""
 
-    finished: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    finished: dict[str, tuple[Path, Path | None]] = field(default_factory=dict)
     plans: dict[str, dict] = field(default_factory=dict)
     fold_models: dict[str, Path] = field(default_factory=dict)
 
@@ -53,17 +54,18 @@ def run_encoders(
     run_dir: Path,
     *,
     seed: int,
-    data_paths: Callable[[], tuple[str, str]],
+    train_path: Callable[[], str],
     deadline: float | None = None,
     progress: bool = False,
+    test_rows: int = 0,
 ) -> EncoderStage:
     """Fine-tune every configured model; a model that fails or runs out of time is left out, never the run.
 
-    ``data_paths()`` gives train/test CSV paths, only needed (and only called) for a data-parallel launch.
-    ``inputs.test`` None: the encoders score one train row as their test set (nothing uses it).
+    No test rows are scored here: ``test_rows`` rows will be scored after the fit by every fold model, and each
+    encoder's time plan reserves that time within ``deadline``. ``train_path()`` gives the training CSV, only
+    needed (and only called) for a data-parallel launch.
     """
     stage = EncoderStage()
-    test = inputs.test if inputs.test is not None else inputs.train.iloc[:1].drop(columns=["label"])
     for enc in encoders:
         enc = replace(enc, seed=seed)
         name = enc.resolved_name
@@ -73,10 +75,13 @@ def run_encoders(
         plan: dict = {}
         try:
             if n_gpus > 1:
-                launch_data_parallel(enc, *data_paths(), run_dir, n_gpus, seconds_left)
+                launch_data_parallel(enc, train_path(), run_dir, n_gpus, seconds_left, test_rows)
                 plan = _read_plan(run_dir, name)
             else:
-                plan = run_in_process(enc, inputs.train, test, inputs.folds, run_dir, seconds_left, progress).plan
+                run = run_in_process(
+                    enc, inputs.train, None, inputs.folds, run_dir, seconds_left, progress, test_rows=test_rows
+                )
+                plan = run.plan
         except Exception as exc:  # the features-only submission is already written: keep going without it
             log.exception("encoder %s failed; left out of the stacker", name)
             plan = {**_read_plan(run_dir, name), "error": f"{type(exc).__name__}: {exc}"}
@@ -85,10 +90,10 @@ def run_encoders(
             "seconds_left_given": None if seconds_left is None else round(seconds_left, 1),
             "wall_s": round(time.monotonic() - started, 1),
         }
-        oof, test = run_dir / f"oof_{name}.parquet", run_dir / f"test_{name}.parquet"
+        oof = run_dir / f"oof_{name}.parquet"
         # a file from an earlier complete run counts only if this run's folds were all done
-        if oof.exists() and test.exists() and plan.get("complete", True) and "error" not in plan:
-            stage.finished[name] = (oof, test)
+        if oof.exists() and plan.get("complete", True) and "error" not in plan:
+            stage.finished[name] = (oof, None)
             plan["finished"] = True
             if (run_dir / f"encoder_{name}" / MANIFEST).exists():
                 stage.fold_models[name] = run_dir / f"encoder_{name}"
