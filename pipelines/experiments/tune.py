@@ -296,6 +296,7 @@ def render_report(
         ),
         f"- wall time of this invocation: {wall_s:.1f} s; all trials of the study together: {trials_s:.1f} s",
         f"- best per-fold losses: {', '.join(f'{v:.4f}' for v in choice['per_fold'] or [])}",
+        f"- fold features, fitted in each training fold of every trial: {fold_feature_note(study)}",
         f"- use it: `python -m pipelines.full_run --params {out / 'best_params.json'}`",
         "",
         "## Best parameters",
@@ -316,6 +317,12 @@ def render_report(
         lines.append(f"- {name}: " + ", ".join(f"[{f.name}]({f.name})" for f in files))
         lines.append(f"\n![{name}]({files[0].name})\n")
     return "\n".join(lines) + "\n"
+
+
+def fold_feature_note(study) -> str:
+    """The fold features the study's trials fit (its setup key), by class name; "none" without."""
+    specs = (study.user_attrs.get("setup") or {}).get("fold_features", {}).get("specs", [])
+    return ", ".join(spec["class"].rsplit(".", 1)[-1] for spec in specs) or "none"
 
 
 def write_outputs(study, baseline: dict, out: Path, wall_s: float) -> dict:
