@@ -74,12 +74,7 @@ def feature_groups(columns: list[str]) -> dict[str, list[str]]:
 
 def variant_columns(columns: list[str], groups: dict[str, list[str]]) -> dict[str, list[str]]:
     """``full``, then ``drop:<group>`` and ``only:<group>`` for every group (column order kept)."""
-    variants = {"full": list(columns)}
-    for name, cols in groups.items():
-        members = set(cols)
-        variants[f"drop:{name}"] = [c for c in columns if c not in members]
-        variants[f"only:{name}"] = [c for c in columns if c in members]
-    return {k: v for k, v in variants.items() if v}  # dropping the only group leaves nothing to fit
+    return {name: cols for name, (cols, _) in variant_parts(columns, groups, []).items()}
 
 
 FOLD_GROUP = "fold:"  # a fold feature's group (``fold:tfidf``): fitted inside each training fold, not a column of X
@@ -505,6 +500,8 @@ def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str
     from features.extractor import FeatureExtractor
     from stacking.tie_registry import option_names
 
+    if config.extra_sources:
+        raise UsageError("--source: the leave-one-source-out study stacks no probability files")
     start = time.perf_counter()
     battles = load_training_sources(config.train_path, sources.sources)
     if battles["source"].nunique() < 2:

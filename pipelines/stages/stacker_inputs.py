@@ -129,13 +129,3 @@ def source_fold_frame(battles: pd.DataFrame, n_folds: int, seed: int) -> pd.Data
     the same label checks as single-source folds."""
     check_labels(battles, n_folds)
     return pd.DataFrame({"id": battles["id"].to_numpy(), "fold": make_source_folds(battles, n_folds, seed)})
-
-
-def feature_extractor(config: RunConfig) -> FeatureExtractor:
-    return FeatureExtractor(
-        config.features.groups,
-        n_jobs=config.features.n_jobs,
-        chunk_size=config.features.chunk_size,
-        cache_dir=cache_dir_of(config),
-        progress=config.progress,
-    )
