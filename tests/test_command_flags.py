@@ -9,6 +9,7 @@ a probability source's columns.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,8 @@ def _argv(command: str, files: dict, out: Path) -> list[str]:
             *("--cache-dir", str(out / "cache")),
         ]
     argv = ["--train", str(files["train"]), "--test", str(files["test"]), "--out", str(out), "--folds", "3", *FAST]
+    if command == "ablation":  # fewer groups, fewer refits; the --groups case gives its own (the last one wins)
+        argv += ["--groups", "length,lexical"]
     return [*argv, "--n-trials", "1"] if command == "tune" else argv
 
 
@@ -186,3 +189,16 @@ def test_ablation_by_source_refuses_what_the_study_cannot_use(flag, files, fits,
     argv = [*_argv("ablation", files, tmp_path / "out"), "--by-source", flag, *extra.get(flag, ["vector"])]
     assert run_command(ablation.main, argv) == 2
     assert flag in capsys.readouterr().err and not fits
+
+
+@pytest.mark.slow
+def test_full_run_tune_and_ablation_score_the_same_model(files, tmp_path):
+    """With the same flags (fold features included) the run's OOF log loss is tune's baseline and ablation's
+    full model: one model path, not three."""
+    flags = ["--groups", "length", "--tfidf", "--source", f"lenprior={files['oof']},{files['test_proba']}"]
+    for command in ("full_run", "tune", "ablation"):
+        assert run_command(MAINS[command], [*_argv(command, files, tmp_path / command), *flags]) == 0
+    run = json.loads((tmp_path / "full_run" / "report.json").read_text())["chosen"]["oof_log_loss"]
+    baseline = json.loads((tmp_path / "tune" / "best_params.json").read_text())["baseline_value"]
+    full = json.loads((tmp_path / "ablation" / "ablation" / "ablation.json").read_text())["variants"]["full"]
+    assert run == pytest.approx(baseline, abs=1e-12) and run == pytest.approx(full["log_loss"], abs=1e-12)
