@@ -74,8 +74,9 @@ class ModelInputs:
         return [fold_feature_name(t) for t in self.fold_features]
 
     def fold_feature_columns(self) -> dict[str, list[str]]:
-        """{fold feature name: the columns it adds}, from a fit on a few training rows (only the names are used)."""
-        battles = self.inputs.train.iloc[: min(len(self.inputs.train), 50)]
+        """{fold feature name: the columns it adds}, from a fit on all training rows (e.g. TF-IDF's SVD keeps fewer
+        components on few rows, so a small fit could name fewer columns than a fold's fit)."""
+        battles = self.inputs.train
         return {
             name: list(clone(t).fit(battles).transform(battles.iloc[:1]).columns)
             for name, t in zip(self.fold_feature_names(), self.fold_features)
