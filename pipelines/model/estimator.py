@@ -249,7 +249,12 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         if with_encoders and work_dir is None:
             work_dir = Path(tempfile.mkdtemp(prefix="arena_pref_"))
         folds_path = None if work_dir is None else work_dir / "folds.csv"
-        inputs = self.training_inputs(X, y, folds_path=folds_path, timer=timer)
+        try:
+            inputs = self.training_inputs(X, y, folds_path=folds_path, timer=timer)
+        except BaseException:  # bad input: no temporary encoder folder left behind
+            if work_dir is not None and self.work_dir is None:
+                remove_quietly(work_dir)
+            raise
         self.classes_ = np.array(CLASS_NAMES)
         self.folds_: np.ndarray | None = inputs.folds
         self.stackers_: dict[str, StackerModel] = {}
