@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--top-features {args.top_features}: must be at least 1")
     check_run(config)
     if args.by_source:
+        given = [f for f, v in (("--tie-handling", args.tie_handling), ("--calibration", args.calibration)) if v]
+        if given or args.source:  # the study would not use them: refused, never ignored
+            flag = given[0] if given else "--source"
+            raise UsageError(f"{flag}: --by-source compares every tie handling, uncalibrated, without --source files")
         print(f"wrote {run_by_source(config, sources)['md']}")
         return 0
     run_ablation(config, AblationConfig(top_features=args.top_features), sources)

@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 
 from features.groups import expand_groups
+from pipelines.cli import FOLD_FEATURE_FLAGS, add_dataclass_args
 from pipelines.experiments.loso_study import format_ms, rerender, run_study
 from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, parse_command, setup_logging
 from pipelines.runtime.errors import UsageError
+from pipelines.stages.config import FeatureConfig
 from stacking.config import STUDY_PRESET
 from stacking.tie_registry import option_names
 
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         help="comma-separated feature groups, 'default' for the default ones (e.g. default,sentiment)",
     )
+    add_dataclass_args(p.add_argument_group("fold features"), FeatureConfig, only=FOLD_FEATURE_FLAGS)
     return p
 
 
@@ -88,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         feature_jobs=args.n_jobs,
         cache_dir=Path(args.cache_dir),
         command="python -m pipelines.loso " + " ".join(argv),
+        fold_features=FeatureConfig(
+            groups=groups, **{k: getattr(args, k) for k in FOLD_FEATURE_FLAGS if getattr(args, k) is not None}
+        ),
     )
     for option, macro in summary["macro"].items():
         v = macro["value"]

@@ -12,8 +12,8 @@ from features.groups import DEFAULT_GROUPS
 from pipelines import ablation
 from pipelines.cli import run_config_from_args
 from pipelines.experiments import ablation as ablation_engine
+from pipelines.model.model_inputs import model_inputs
 from pipelines.reports.metrics import multiclass_log_loss
-from pipelines.stages.stacker_inputs import prepare_inputs
 from stacking.calibration import cross_calibrate
 from stacking.config import StackerConfig
 from stacking.cross_fit import cross_fit
@@ -76,7 +76,7 @@ def test_ablation_report_equals_recomputation_and_is_deterministic(args, tmp_pat
 
     # recompute the full model and one drop-one variant with cross_fit + cross_calibrate
     config = run_config_from_args(ablation.build_parser().parse_args([*args, "--out", str(out)]))
-    inputs = prepare_inputs(config)
+    inputs = model_inputs(config).inputs
     y, folds = inputs.y, inputs.folds
     formatting = set(group_columns(inputs.X.columns)["formatting"])
     per_fold = {}

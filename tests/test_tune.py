@@ -9,9 +9,9 @@ import pytest
 from pipelines import full_run, tune
 from pipelines.cli import run_config_from_args
 from pipelines.experiments import tune as tune_engine
+from pipelines.model.model_inputs import model_inputs
 from pipelines.runtime.errors import UsageError
 from pipelines.stages.config import load_params_file
-from pipelines.stages.stacker_inputs import prepare_inputs
 from stacking.calibration import ProbabilityCalibrator
 from stacking.cross_fit import fit_calibrated
 from stacking.metrics import multiclass_log_loss
@@ -67,7 +67,7 @@ def test_tune_writes_best_params_that_full_run_uses_and_resumes(data, tmp_path):
     trial = min(complete, key=lambda t: t.value)
     params, calibration = split_trial_params(trial.params)
     config = _config(data, out)
-    inputs = prepare_inputs(config)
+    inputs = model_inputs(config).inputs
     fit = fit_calibrated(
         inputs.X, inputs.y, inputs.folds, searched_config(config.stacker, params, calibration), 7, groups=inputs.groups
     )
@@ -124,7 +124,7 @@ def test_resuming_on_other_data_is_refused(data, tmp_path):
 def test_running_loss_is_reported_per_fold_and_pruning_stops_a_trial(data, tmp_path):
     out = tmp_path / "tune"
     config = _config(data, out)
-    inputs = prepare_inputs(config)
+    inputs = model_inputs(config).inputs
     seen = []
     result = evaluate_stacker(
         inputs.X,
@@ -145,7 +145,9 @@ def test_running_loss_is_reported_per_fold_and_pruning_stops_a_trial(data, tmp_p
         pruner=optuna.pruners.ThresholdPruner(upper=0.0),
         sampler=optuna.samplers.TPESampler(seed=0),
     )
-    study.optimize(tune_engine.make_objective(tune_engine.Evaluation.of(inputs, config), config), n_trials=1)
+    study.optimize(
+        tune_engine.make_objective(tune_engine.Evaluation.of(model_inputs(config), config), config), n_trials=1
+    )
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert list(trial.intermediate_values) == [0]

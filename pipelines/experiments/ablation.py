@@ -19,10 +19,12 @@ from features.extractor import group_columns
 from features.groups import GROUPS
 from pipelines.data.training_sets import TrainingSourcesConfig, load_training_sources
 from pipelines.experiments import loso_study
+from pipelines.model.model_inputs import ModelInputs, model_inputs
 from pipelines.reports.metrics import nested_prior, reliability, summarize
 from pipelines.reports.report_blocks import render_html, render_markdown
 from pipelines.runtime.errors import UsageError
 from pipelines.stages.config import RunConfig
+from pipelines.stages.fold_feature_setup import fold_feature_name, fold_transformers, prepare_battles
 from pipelines.stages.multi_source import (
     fit_seed,
     paired_seed_deltas,
@@ -30,8 +32,8 @@ from pipelines.stages.multi_source import (
     require_extras_loaded,
     source_fit_kwargs,
 )
-from pipelines.stages.stacker_inputs import StackerInputs, cache_dir_of, prepare_inputs
-from stacking.cross_fit import CalibratedFit, CrossFitResult, fit_calibrated
+from pipelines.stages.stacker_inputs import StackerInputs, cache_dir_of
+from stacking.cross_fit import CalibratedFit, CrossFitResult, with_fold_features
 from stacking.sources import source_name_of
 
 log = logging.getLogger("arena_pref.ablation")
@@ -72,31 +74,50 @@ def feature_groups(columns: list[str]) -> dict[str, list[str]]:
 
 def variant_columns(columns: list[str], groups: dict[str, list[str]]) -> dict[str, list[str]]:
     """``full``, then ``drop:<group>`` and ``only:<group>`` for every group (column order kept)."""
-    variants = {"full": list(columns)}
+    return {name: cols for name, (cols, _) in variant_parts(columns, groups, []).items()}
+
+
+FOLD_GROUP = "fold:"  # a fold feature's group (``fold:tfidf``): fitted inside each training fold, not a column of X
+
+
+def fold_groups(model: ModelInputs) -> dict[str, list[str]]:
+    """``fold:<name>`` per fold feature the run asked for (``--tfidf``, ``--embedder``), with its columns."""
+    return {FOLD_GROUP + name: cols for name, cols in model.fold_feature_columns().items()}
+
+
+def variant_parts(
+    columns: list[str], groups: dict[str, list[str]], fold_names: list[str]
+) -> dict[str, tuple[list[str], list[str]]]:
+    """{variant: (columns of X, fold features)}: ``full``, then ``drop:<group>`` and ``only:<group>`` for every
+    group, fold-feature groups (``fold:<name>``) included; a variant with nothing to fit is left out. Without
+    fold features these are :func:`variant_columns`' variants."""
+    variants = {"full": (list(columns), list(fold_names))}
     for name, cols in groups.items():
-        members = set(cols)
-        variants[f"drop:{name}"] = [c for c in columns if c not in members]
-        variants[f"only:{name}"] = [c for c in columns if c in members]
-    return {k: v for k, v in variants.items() if v}  # dropping the only group leaves nothing to fit
+        if name.startswith(FOLD_GROUP):
+            own = name[len(FOLD_GROUP) :]
+            variants[f"drop:{name}"] = (list(columns), [f for f in fold_names if f != own])
+            variants[f"only:{name}"] = ([], [own])
+        else:
+            members = set(cols)
+            variants[f"drop:{name}"] = ([c for c in columns if c not in members], list(fold_names))
+            variants[f"only:{name}"] = ([c for c in columns if c in members], [])
+    return {k: v for k, v in variants.items() if v[0] or v[1]}
 
 
 def fit_variant(
-    inputs: StackerInputs,
+    model: ModelInputs,
     columns: list[str],
     config: RunConfig,
     folds: np.ndarray | None = None,
     seed: int | None = None,
+    fold_names: list[str] | None = None,
 ) -> CalibratedFit:
-    """Cross-fitted stacker on ``columns`` plus nested calibration, exactly as ``full_run`` fits it
-    (extra training sources included: ``pipelines.stages.multi_source.source_fit_kwargs``)."""
-    return fit_calibrated(
-        inputs.X[columns],
-        inputs.y,
-        inputs.folds if folds is None else folds,
-        config.stacker,
-        config.seed if seed is None else seed,
-        groups=inputs.groups,
-        **source_fit_kwargs(inputs.train),
+    """Cross-fitted stacker on ``columns`` and the fold features ``fold_names`` (default all) plus nested
+    calibration: the run's own fit (``pipelines.model.model_inputs``: sources, weights, tie handling)."""
+    names = model.fold_feature_names()
+    chosen = [t for n, t in zip(names, model.fold_features) if fold_names is None or n in fold_names]
+    return model.fit(
+        config.stacker, config.seed if seed is None else seed, columns=columns, fold_features=chosen, folds=folds
     )
 
 
@@ -158,9 +179,9 @@ def verbosity(y: np.ndarray, proba: np.ndarray, ratio: np.ndarray, n_buckets: in
 def max_swap_gap(result: CrossFitResult, inputs: StackerInputs, columns: list[str]) -> float:
     """max |p(A wins | A, B) − p(B wins | B, A)| over OOF rows: 0 up to float error by construction."""
     gap = 0.0
-    for k, model in zip(result.fold_ids, result.models):
-        held = inputs.folds == k
-        X = inputs.X.loc[held, columns]
+    for k, model, fitted in zip(result.fold_ids, result.models, result.fold_transformers):
+        held = np.flatnonzero(inputs.folds == k)
+        X = with_fold_features(inputs.X.iloc[held][columns], inputs.train, fitted, held)
         direct = model.predict_proba(X)
         swapped = swap_proba(model.predict_proba(swap_feature_frame(X)))
         gap = max(gap, float(np.abs(direct - swapped).max()))
@@ -201,10 +222,11 @@ def run_ablation(
     out.mkdir(parents=True, exist_ok=True)
     sources = sources or TrainingSourcesConfig()
     fold_seeds = sources.fold_seeds
-    inputs = prepare_inputs(config)
+    model = model_inputs(config)
+    inputs = model.inputs
     require_extras_loaded(inputs, sources)
     columns = list(inputs.X.columns)
-    groups = feature_groups(columns)
+    groups = {**feature_groups(columns), **fold_groups(model)}
     scored = source_fit_kwargs(inputs.train).get("scored", np.ones(len(inputs.y), dtype=bool))
     y, folds = inputs.y[scored], inputs.folds[scored]
     prior = score(y, nested_prior(y, folds), folds)
@@ -213,16 +235,16 @@ def run_ablation(
     variants: dict[str, dict] = {}
     per_seed_folds: dict[str, list[list[float]]] = {}
     full = None
-    for name, cols in variant_columns(columns, groups).items():
-        log.info("ablation variant %s: %d column(s), %d fold seed(s)", name, len(cols), fold_seeds)
+    for name, (cols, fold_names) in variant_parts(columns, groups, model.fold_feature_names()).items():
+        log.info("ablation variant %s: %d column(s) %s, %d fold seed(s)", name, len(cols), fold_names, fold_seeds)
         per_seed_folds[name] = []
         for i, f in enumerate(seed_folds):
-            fit = fit_variant(inputs, cols, config, f, fit_seed(config.seed, i))
+            fit = fit_variant(model, cols, config, f, fit_seed(config.seed, i), fold_names)
             scores = score(y, fit.oof_cal[scored], f[scored])
             per_seed_folds[name].append(scores["per_fold"])
             if i == 0:
                 variants[name] = {
-                    "n_columns": len(cols),
+                    "n_columns": len(cols) + sum(len(groups[FOLD_GROUP + n]) for n in fold_names),
                     **scores,
                     "log_loss_uncalibrated": summarize(y, fit.raw.oof[scored], folds)["log_loss"],
                     "seed_log_loss": [],
@@ -249,6 +271,8 @@ def run_ablation(
                 k: v for k, v in asdict(config.stacker).items() if k not in ("params", "calibration", "num_threads")
             },
             "feature_groups": list(config.features.groups),
+            "fold_features": model.fold_feature_names(),  # fitted inside each training fold, as full_run does
+            "tie_handling": result.tie_handling,  # what config.stacker.tie_handling resolved to
             "sources": list(config.extra_sources),
             "settings": asdict(settings),
         },
@@ -476,6 +500,8 @@ def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str
     from features.extractor import FeatureExtractor
     from stacking.tie_registry import option_names
 
+    if config.extra_sources:
+        raise UsageError("--source: the leave-one-source-out study stacks no probability files")
     start = time.perf_counter()
     battles = load_training_sources(config.train_path, sources.sources)
     if battles["source"].nunique() < 2:
@@ -483,13 +509,21 @@ def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str
     X = FeatureExtractor(
         config.features.groups, n_jobs=config.features.n_jobs, cache_dir=cache_dir_of(config), progress=False
     ).transform(battles)
+    transformers = fold_transformers(config.features)  # --tfidf / --embedder: fitted on each fit's training rows
+    battles = prepare_battles(config.features, battles, cache_dir_of(config))
     settings = {
         "params": {**config.stacker.params, "num_threads": config.stacker.num_threads},
         "num_boost_round": config.stacker.num_boost_round,
         "early_stopping_rounds": config.stacker.early_stopping_rounds,
     }
     results = loso_study.run_loso(
-        battles, X, option_names(), sources.fold_seeds, n_folds=config.n_folds, settings=settings
+        battles,
+        X,
+        option_names(),
+        sources.fold_seeds,
+        n_folds=config.n_folds,
+        settings=settings,
+        fold_features=transformers,
     )
     meta = {
         "rows": int(len(battles)),
@@ -498,6 +532,7 @@ def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str
         "fold_seeds": sources.fold_seeds,
         "settings": settings,
         "options": list(option_names()),
+        "fold_features": [fold_feature_name(t) for t in transformers],
         "command": "python -m pipelines.ablation --by-source",
         "wall_s": time.perf_counter() - start,
     }

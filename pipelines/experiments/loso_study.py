@@ -8,6 +8,13 @@ early-stopping split and LightGBM's bagging); results are mean ± std over seeds
 paired per seed against ``drop_tieless``. The commands ``pipelines.loso`` and
 ``pipelines.ablation --by-source`` call :func:`run_loso`, :func:`summarize_results` and
 :func:`write_outputs`.
+
+The study uses the run's feature flags with the run's meaning: ``--groups``, and the fold features
+(``--tfidf``, ``--embedder``) fitted on each fit's training rows only. Its probabilities are
+uncalibrated, on purpose: the held-out source plays the new source, and the run's new-source
+calibrator is itself fitted on leave-one-source-out predictions, so applying it here would score it
+on the rows it was fitted on. Judging it honestly needs a nested study (a calibrator for source h fitted
+on predictions of models that never saw h): ``benchmarks/new_source_calibration.py``.
 """
 
 from __future__ import annotations
@@ -16,12 +23,13 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
 from arena_schema import N_CLASSES
 from features.extractor import FeatureExtractor
@@ -30,7 +38,10 @@ from pipelines.data.training_sets import combined_shared_data, load_training_sou
 from pipelines.reports.metrics import reliability
 from pipelines.reports.report_blocks import render_html, render_markdown
 from pipelines.reports.source_scoring import score_rows
+from pipelines.stages.config import FeatureConfig
+from pipelines.stages.fold_feature_setup import build_fold_features, fold_feature_name
 from stacking.config import STUDY_PRESET
+from stacking.cross_fit import with_fold_features
 from stacking.source_holdout import source_training_rows
 from stacking.tie_handling import TieAwareStacker
 from stacking.tie_registry import option_names
@@ -43,20 +54,24 @@ BASELINE = STUDY_PRESET.baseline
 # --------------------------------------------------------------------------- experiment
 
 
-def _fit_predict(option, X, battles, train, test, groups, seed, settings) -> np.ndarray:
+def _fit_predict(option, X, battles, train, test, groups, seed, settings, fold_features=()) -> np.ndarray:
+    """One stacker on the ``train`` rows, its probabilities for the ``test`` rows; the fold features (``--tfidf``,
+    ``--embedder``) are fitted on the training rows only, as in every fold of a run."""
+    train_idx, test_idx = np.flatnonzero(train), np.flatnonzero(test)
+    fitted = [clone(t).fit(battles.iloc[train_idx]) for t in fold_features]
     model = TieAwareStacker(option, seed=seed, **settings)
     model.fit(
-        X[train],
+        with_fold_features(X.iloc[train_idx], battles, fitted, train_idx),
         battles["label"].to_numpy()[train],
         battles["source"].to_numpy()[train],
         battles["source_has_ties"].to_numpy()[train],
         battles["weight"].to_numpy()[train] if "weight" in battles else None,
         groups[train],
     )
-    return model.predict_proba(X[test])
+    return model.predict_proba(with_fold_features(X.iloc[test_idx], battles, fitted, test_idx))
 
 
-def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, has_ties) -> dict:
+def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, has_ties, fold_features=()) -> dict:
     """One option with one fold seed: every held-out source, then (optionally) grouped OOF."""
     seed = STUDY_PRESET.fold_seed(k)
     y = battles["label"].to_numpy()
@@ -67,7 +82,7 @@ def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, h
         test = sources == held
         train = source_training_rows(sources, groups, [held])
         t0 = time.time()
-        proba = _fit_predict(option, X, battles, train, test, groups, seed, settings)
+        proba = _fit_predict(option, X, battles, train, test, groups, seed, settings, fold_features)
         sc = score_rows(battles[test], y[test], proba)
         out["loso"][held] = sc
         tie = sc["per_class"]["tie"]
@@ -90,7 +105,7 @@ def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, h
         proba = np.zeros((len(y), N_CLASSES))
         for f in range(n_folds):
             held = folds == f
-            proba[held] = _fit_predict(option, X, battles, ~held, held, groups, seed, settings)
+            proba[held] = _fit_predict(option, X, battles, ~held, held, groups, seed, settings, fold_features)
         for s in sorted(set(sources)):
             rows = sources == s
             out["oof"][s] = score_rows(battles[rows], y[rows], proba[rows])
@@ -109,9 +124,11 @@ def run_loso(
     settings: dict | None = None,
     n_jobs: int = 1,
     on_progress=None,
+    fold_features: Sequence[Any] = (),
 ) -> dict:
     """Scores per option, seed and source (LOSO and, for ``oof_options``, within-source OOF), plus
-    pooled predictions of the tie-bearing held-out sources for the reliability diagrams (first seed)."""
+    pooled predictions of the tie-bearing held-out sources for the reliability diagrams (first seed).
+    ``fold_features`` (unfitted; ``battles`` carry the columns they read) are fitted on each fit's training rows."""
     from joblib import Parallel, delayed
 
     settings = settings or {}
@@ -125,7 +142,9 @@ def run_loso(
     has_ties = {str(s): bool(v) for s, v in battles.groupby("source")["source_has_ties"].first().items()}
     tasks = [(o, k) for k in range(fold_seeds) for o in options]  # seed by seed: partial reports stay paired
     done = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_run_task)(o, k, battles, X, groups, holdouts, n_folds, o in oof_options, settings, has_ties)
+        delayed(_run_task)(
+            o, k, battles, X, groups, holdouts, n_folds, o in oof_options, settings, has_ties, fold_features
+        )
         for o, k in tasks
     )
     results: dict[str, Any] = {"loso": {}, "oof": {}, "reliability": {}, "has_ties": has_ties}
@@ -246,7 +265,12 @@ def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tup
             f"{meta['rows']} rows from {len(meta['sources'])} sources; fold seeds {meta['fold_seeds']}; "
             f"LightGBM learning rate {meta['settings'].get('params', {}).get('learning_rate')}, "
             f"≤ {meta['settings'].get('num_boost_round')} rounds; uncalibrated probabilities; "
-            f"wall time {meta['wall_s']:.0f} s. Command: `{meta['command']}`.",
+            + (
+                f"fold features {', '.join(meta['fold_features'])} (fitted on each fit's training rows); "
+                if meta.get("fold_features")
+                else ""
+            )
+            + f"wall time {meta['wall_s']:.0f} s. Command: `{meta['command']}`.",
         ),
         (
             "p",
@@ -357,6 +381,7 @@ def run_study(
     feature_jobs: int = 1,
     cache_dir: Path | None = None,
     command: str = "python -m pipelines.loso",
+    fold_features: FeatureConfig | None = None,
 ) -> tuple[dict, dict[str, Path]]:
     """The whole study over the shared data folder (``data``, combined on the fly) or one train.csv-schema
     file with a source column (``combined``): features, :func:`run_loso`, a report in ``out`` after every
@@ -372,12 +397,16 @@ def run_study(
     if data is not None:
         combined.unlink()
     X = FeatureExtractor(groups, n_jobs=feature_jobs, cache_dir=cache_dir, progress=False).transform(battles)
+    transformers, battles, _ = build_fold_features(
+        fold_features or FeatureConfig(groups=groups), battles, None, cache_dir
+    )
     meta = {
         "rows": int(len(battles)),
         "sources": battles.groupby("source").size().to_dict(),
         "has_ties": {str(k): bool(v) for k, v in battles.groupby("source")["source_has_ties"].first().items()},
         "fold_seeds": fold_seeds,
         "feature_groups": list(groups),
+        "fold_features": [fold_feature_name(t) for t in transformers],
         "settings": settings,
         "options": options,
         "command": command,
@@ -386,7 +415,9 @@ def run_study(
     def progress(partial: dict) -> None:
         write_outputs(partial, summarize_results(partial), {**meta, "wall_s": time.time() - start}, out)
 
-    results = run_loso(battles, X, options, fold_seeds, holdouts, n_folds, oof_options, settings, jobs, progress)
+    results = run_loso(
+        battles, X, options, fold_seeds, holdouts, n_folds, oof_options, settings, jobs, progress, transformers
+    )
     summary = summarize_results(results)
     meta["wall_s"] = time.time() - start
     return summary, write_outputs(results, summary, meta, out)

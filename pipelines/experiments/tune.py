@@ -16,10 +16,11 @@ import optuna
 from optuna.trial import TrialState
 
 from pipelines.data.training_sets import TrainingSourcesConfig
+from pipelines.model.model_inputs import ModelInputs, model_inputs
 from pipelines.runtime.errors import UsageError
 from pipelines.stages.config import RunConfig
-from pipelines.stages.multi_source import fit_seed, repeated_folds, require_extras_loaded, source_fit_kwargs
-from pipelines.stages.stacker_inputs import StackerInputs, prepare_inputs
+from pipelines.stages.multi_source import fit_seed, repeated_folds, require_extras_loaded
+from pipelines.stages.stacker_inputs import StackerInputs
 from stacking.config import StackerConfig
 from stacking.tuning import FoldResult, evaluate_repeated, searched_config, split_trial_params, suggest_stacker
 
@@ -41,23 +42,27 @@ class TuneConfig:
 
 @dataclass
 class Evaluation:
-    """What every trial is scored on: the inputs, the fold sets (one per fold seed), their fit
-    seeds and the multi-source arguments of the fit."""
+    """What every trial is scored on: the run's model inputs (``pipelines.model.model_inputs``: every feature,
+    fold feature, source and weight the flags ask for), the fold sets (one per fold seed) and their fit seeds."""
 
-    inputs: StackerInputs
+    model: ModelInputs
     fold_sets: list[np.ndarray]
     seeds: list[int]
-    fit_kwargs: dict
+
+    @property
+    def inputs(self) -> StackerInputs:
+        return self.model.inputs
 
     @classmethod
-    def of(cls, inputs: StackerInputs, config: RunConfig, fold_seeds: int = 1) -> Evaluation:
-        fold_sets = repeated_folds(inputs.train, inputs.folds, fold_seeds, config.seed)
+    def of(cls, model: ModelInputs, config: RunConfig, fold_seeds: int = 1) -> Evaluation:
+        fold_sets = repeated_folds(model.inputs.train, model.inputs.folds, fold_seeds, config.seed)
         seeds = [fit_seed(config.seed, i) for i in range(fold_seeds)]
-        return cls(inputs, fold_sets, seeds, source_fit_kwargs(inputs.train))
+        return cls(model, fold_sets, seeds)
 
     def __call__(self, stacker: StackerConfig, report=None) -> FoldResult:
-        i = self.inputs
-        return evaluate_repeated(i.X, i.y, self.fold_sets, i.groups, stacker, self.seeds, report, **self.fit_kwargs)
+        i, kwargs = self.inputs, self.model.fit_kwargs()
+        groups = kwargs.pop("groups")
+        return evaluate_repeated(i.X, i.y, self.fold_sets, groups, stacker, self.seeds, report, **kwargs)
 
 
 # --------------------------------------------------------------------------- study
@@ -79,16 +84,20 @@ def setup_key(evaluation: Evaluation, config: RunConfig) -> dict:
     h.update(np.asarray(inputs.y, dtype=np.int64).tobytes())
     for folds in evaluation.fold_sets:
         h.update(np.asarray(folds, dtype=np.int64).tobytes())
-    for name in sorted(evaluation.fit_kwargs):
-        h.update(name.encode() + np.asarray(evaluation.fit_kwargs[name]).astype(str).tobytes())
+    fit_kwargs = evaluation.model.fit_kwargs()
+    for name in sorted(k for k in fit_kwargs if k not in ("groups", "fold_features", "battles")):
+        h.update(name.encode() + np.asarray(fit_kwargs[name]).astype(str).tobytes())
     # searched (calibration) and per-machine (num_threads) settings are not part of the problem
     settings = {k: v for k, v in asdict(config.stacker).items() if k not in ("calibration", "num_threads")}
-    return {
+    key = {
         "data_sha256": h.hexdigest()[:20],
         "rows": len(inputs.y),
         "n_features": int(inputs.X.shape[1]),
         "fit": {"seed": config.seed, **settings},
     }
+    if evaluation.model.fold_features:  # fitted per fold in every trial; absent key: a study from before them
+        key["fold_features"] = {"specs": evaluation.model.describe(), "embedder": config.features.embedder}
+    return key
 
 
 class TrialSeededTPESampler(optuna.samplers.BaseSampler):
@@ -287,6 +296,7 @@ def render_report(
         ),
         f"- wall time of this invocation: {wall_s:.1f} s; all trials of the study together: {trials_s:.1f} s",
         f"- best per-fold losses: {', '.join(f'{v:.4f}' for v in choice['per_fold'] or [])}",
+        f"- fold features, fitted in each training fold of every trial: {fold_feature_note(study)}",
         f"- use it: `python -m pipelines.full_run --params {out / 'best_params.json'}`",
         "",
         "## Best parameters",
@@ -307,6 +317,12 @@ def render_report(
         lines.append(f"- {name}: " + ", ".join(f"[{f.name}]({f.name})" for f in files))
         lines.append(f"\n![{name}]({files[0].name})\n")
     return "\n".join(lines) + "\n"
+
+
+def fold_feature_note(study) -> str:
+    """The fold features the study's trials fit (its setup key), by class name; "none" without."""
+    specs = (study.user_attrs.get("setup") or {}).get("fold_features", {}).get("specs", [])
+    return ", ".join(spec["class"].rsplit(".", 1)[-1] for spec in specs) or "none"
 
 
 def write_outputs(study, baseline: dict, out: Path, wall_s: float) -> dict:
@@ -348,9 +364,9 @@ def tune(config: RunConfig, tune_config: TuneConfig, sources: TrainingSourcesCon
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     sources = sources or TrainingSourcesConfig()
-    inputs = prepare_inputs(config)
-    require_extras_loaded(inputs, sources)
-    evaluation = Evaluation.of(inputs, config, sources.fold_seeds)
+    model = model_inputs(config)
+    require_extras_loaded(model.inputs, sources)
+    evaluation = Evaluation.of(model, config, sources.fold_seeds)
     storage = tune_config.storage or default_storage(out)
     sampler_seed = config.seed if tune_config.sampler_seed is None else tune_config.sampler_seed
     study = open_study(storage, tune_config.study_name, sampler_seed, tune_config)

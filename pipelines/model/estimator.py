@@ -166,7 +166,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
             groups=self._groups, tfidf=self.tfidf, embedder=self.embedder, embedder_max_length=self.embedder_max_length
         )
 
-    def _all_fold_features(self) -> list[Any]:
+    def all_fold_features(self) -> list[Any]:
         """The user's fold transformers plus those ``tfidf`` / ``embedder`` ask for (unfitted)."""
         return [*self.fold_features, *fold_transformers(self._fold_feature_config())]
 
@@ -248,15 +248,37 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         (a temporary one unless ``work_dir`` is set)."""
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a refit starts from nothing
+        work_dir = Path(self.work_dir) if self.work_dir is not None else None
+        if with_encoders and work_dir is None:
+            work_dir = Path(tempfile.mkdtemp(prefix="arena_pref_"))
+        folds_path = None if work_dir is None else work_dir / "folds.csv"
+        try:
+            inputs = self.training_inputs(X, y, folds_path=folds_path, timer=timer)
+        except BaseException:  # bad input: no temporary encoder folder left behind
+            if work_dir is not None and self.work_dir is None:
+                remove_quietly(work_dir)
+            raise
+        self.classes_ = np.array(CLASS_NAMES)
+        self.folds_: np.ndarray | None = inputs.folds
+        self.stackers_: dict[str, StackerModel] = {}
+        self.stacker_oof_log_loss_: dict[str, float] = {}
+        self.encoder_models_: dict = {}
+        return inputs, work_dir
+
+    def training_inputs(
+        self, X: pd.DataFrame, y: Any = None, *, folds_path: Path | None = None, timer: StageTimer | None = None
+    ) -> StackerInputs:
+        """What :meth:`fit` trains its stackers on: parsed battles (with the embedding columns the fold features
+        read), labels, folds (saved to ``folds_path``), handcrafted and extra-source columns, sources and weights.
+        Public so that the experiments (tune, ablation) evaluate exactly the model a run fits; with
+        :meth:`all_fold_features` it is every input ``fit_calibrated`` gets. Fits nothing, changes nothing."""
+        timer = timer or StageTimer()
         with timer.stage("parse"):
             labels = None if y is None else labels_of(y, len(X))  # before any work: a wrong y fails at once
             train_b, train_parse = as_battles(X, "train", labelled=labels is None)
             if labels is not None:
                 train_b["label"] = labels
             train_b = with_source_columns(train_b)  # a frame of several sources: primary rows, weights
-        work_dir = Path(self.work_dir) if self.work_dir is not None else None
-        if with_encoders and work_dir is None:
-            work_dir = Path(tempfile.mkdtemp(prefix="arena_pref_"))
         inputs = build_inputs(
             train_b,
             None,
@@ -265,7 +287,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
             self._extractor(),
             n_folds=self.n_folds,
             seed=self.seed,
-            folds_path=None if work_dir is None else work_dir / "folds.csv",
+            folds_path=folds_path,
             extra_sources=dict(self.extra_sources or {}),
             timer=timer,
         )
@@ -273,12 +295,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
             with timer.stage("embeddings"):
                 inputs.train = self._with_embeddings(inputs.train)
         log.info("train %d rows, %d features", len(inputs.train), inputs.X.shape[1])
-        self.classes_ = np.array(CLASS_NAMES)
-        self.folds_: np.ndarray | None = inputs.folds
-        self.stackers_: dict[str, StackerModel] = {}
-        self.stacker_oof_log_loss_: dict[str, float] = {}
-        self.encoder_models_: dict = {}
-        return inputs, work_dir
+        return inputs
 
     def _second_stacker(
         self,
@@ -317,9 +334,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         compares new rows with (``predict_proba`` decides per frame)."""
         report: dict[str, Any] = {}
         for key in fits:
-            ns = fit_new_source(
-                inputs, self.stackers_[key], stacker, self.seed, fold_features=self._all_fold_features()
-            )
+            ns = fit_new_source(inputs, self.stackers_[key], stacker, self.seed, fold_features=self.all_fold_features())
             self.stackers_[key].new_source = ns.calibrator
             report[key] = {**ns.info, "seconds": round(ns.seconds, 3)}
         fitted = any(self.stackers_[key].new_source is not None for key in fits)  # else "auto" never compares
@@ -390,7 +405,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
             self.seed,
             self._groups,
             [*(self.extra_sources or {}), *encoder_sources],
-            fold_features=self._all_fold_features(),
+            fold_features=self.all_fold_features(),
             progress=self.progress,
         )
 

@@ -40,6 +40,12 @@ def fold_transformers(features: FeatureConfig) -> list[Any]:
     return out
 
 
+def fold_feature_name(transformer: Any) -> str:
+    """A fold transformer's short name in reports and ablation groups: ``tfidf``, ``embedding`` or its class."""
+    names = {"TfidfDiffTransformer": "tfidf", "EmbeddingPairFeatures": "embedding"}
+    return names.get(type(transformer).__name__, type(transformer).__name__)
+
+
 def make_embedder(features: FeatureConfig, cache_dir: str | Path | None = None):
     """The configured :class:`encoders.embedder.TextEmbedder` (torch is imported only here)."""
     from encoders.embedder import TextEmbedder

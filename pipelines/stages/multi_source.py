@@ -81,7 +81,7 @@ def paired_seed_deltas(variant: list[list[float]], base: list[list[float]]) -> d
 
 def require_extras_loaded(inputs: Any, sources: TrainingSourcesConfig) -> None:
     """Stop when ``--extra-train`` was given but the inputs hold only the primary rows (the
-    estimator's ``prepare_inputs`` loads extras with ``load_training_sources``): silently
+    run's ``load_run_train`` loads extras with ``load_training_sources``): silently
     ignoring a training set would report a model that is not the one asked for."""
     if sources.extra_train and "is_primary" not in inputs.train:
         raise UsageError("--extra-train: these inputs were prepared without the extra training sets")

@@ -1,7 +1,7 @@
 """The shared first half of every entry point: fold, featurise, attach extra sources.
 
-``prepare_inputs`` reads the run's files; :func:`build_inputs` does the rest on frames already
-parsed (the estimator's path), so both give the same inputs.
+:func:`build_inputs` works on frames already parsed; the estimator (``ArenaPreferenceModel.training_inputs``)
+is its one caller, and the experiments get their inputs from it (``pipelines.model.model_inputs``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from features.extractor import FeatureExtractor
-from pipelines.data.battles import DataError, ParseReport, load_battles
+from pipelines.data.battles import DataError, ParseReport
 from pipelines.data.folds import ACROSS_SOURCES, check_labels, load_or_make_folds, make_folds, prompt_groups
-from pipelines.data.run_sources import is_multi_source, load_run_train
+from pipelines.data.run_sources import is_multi_source
 from pipelines.data.source_folds import make_source_folds, source_groups
 from pipelines.data.tables import read_proba_file
 from pipelines.runtime.stage_timer import StageTimer
@@ -129,32 +129,3 @@ def source_fold_frame(battles: pd.DataFrame, n_folds: int, seed: int) -> pd.Data
     the same label checks as single-source folds."""
     check_labels(battles, n_folds)
     return pd.DataFrame({"id": battles["id"].to_numpy(), "fold": make_source_folds(battles, n_folds, seed)})
-
-
-def feature_extractor(config: RunConfig) -> FeatureExtractor:
-    return FeatureExtractor(
-        config.features.groups,
-        n_jobs=config.features.n_jobs,
-        chunk_size=config.features.chunk_size,
-        cache_dir=cache_dir_of(config),
-        progress=config.progress,
-    )
-
-
-def prepare_inputs(config: RunConfig, timer: StageTimer | None = None) -> StackerInputs:
-    timer = timer or StageTimer()
-    with timer.stage("load"):
-        train, train_parse = load_run_train(config.train_path, config.sources)
-        test, test_parse = load_battles(config.test_path, labelled=False)
-    return build_inputs(
-        train,
-        test,
-        train_parse,
-        test_parse,
-        feature_extractor(config),
-        n_folds=config.n_folds,
-        seed=config.seed,
-        folds_path=config.out / "folds.csv",
-        extra_sources=config.extra_sources,
-        timer=timer,
-    )
