@@ -108,7 +108,7 @@ def _argv(command: str, files: dict, out: Path) -> list[str]:
     if command == "loso":
         return [
             *("--combined", str(files["combined"]), "--out", str(out), "--options", "plain", "--oof-options", ""),
-            *("--fold-seeds", "1", "--n-folds", "3", "--num-boost-round", "15", "--early-stopping-rounds", "4"),
+            *("--fold-seeds", "1", "--folds", "3", "--num-boost-round", "15", "--early-stopping-rounds", "4"),
             *("--cache-dir", str(out / "cache")),
         ]
     argv = ["--train", str(files["train"]), "--test", str(files["test"]), "--out", str(out), "--folds", "3", *FAST]
