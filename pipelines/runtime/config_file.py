@@ -23,21 +23,26 @@ class ConfigFileError(UserError, ValueError):
     """A ``--config`` file that cannot be read, is not a JSON object, or holds a key no setting has."""
 
 
+def read_json_file(path: str | Path, where: str, error: type[ValueError]) -> Any:
+    """The JSON value in ``path``, or ``error`` with one line saying why not (``where``: the flag and the path)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{where}: a folder, not a JSON file") from None
+    except OSError as exc:
+        raise error(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The JSON object in ``path``; a run's ``report.json`` gives its ``config`` section (the settings it ran with)."""
     where = f"--config {path}"
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigFileError(f"{where}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigFileError(f"{where}: a folder, not a JSON file") from None
-    except OSError as exc:
-        raise ConfigFileError(f"{where}: cannot read it ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigFileError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigFileError(f"{where}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
+    data = read_json_file(path, where, ConfigFileError)
     if not isinstance(data, dict):
         raise ConfigFileError(f"{where}: expected a JSON object, got {type(data).__name__}")
     if isinstance(data.get("config"), dict) and "oof" in data:  # a run's report.json

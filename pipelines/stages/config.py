@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from encoders.settings import EncoderConfig
 from features.groups import DEFAULT_GROUPS
 from pipelines.data.training_sets import TrainingSourcesConfig
+from pipelines.runtime.config_file import read_json_file
 from pipelines.runtime.errors import UserError
 from pipelines.runtime.resources import feature_workers
 from stacking.config import CALIBRATIONS, StackerConfig
@@ -87,18 +87,7 @@ def load_params_file(path: str | Path) -> dict:
     """Best parameters from ``pipelines.tune``: ``{"params": {...}, "calibration": "..."}``, its shape checked
     (the values themselves are tried on a tiny LightGBM fit by ``pipelines.stages.preflight.check_params``)."""
     where = f"--params {path}"
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParamsFileError(f"{where}: no such file") from None
-    except IsADirectoryError:
-        raise ParamsFileError(f"{where}: a folder, not a JSON file") from None
-    except OSError as exc:
-        raise ParamsFileError(f"{where}: cannot read it ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise ParamsFileError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise ParamsFileError(f"{where}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
+    data = read_json_file(path, where, ParamsFileError)
     expected = "expected a JSON object with a 'params' object (best_params.json written by pipelines.tune)"
     if not isinstance(data, dict) or "params" not in data:
         raise ParamsFileError(f"{where}: {expected}; got {type(data).__name__}{_keys(data)}")
