@@ -15,7 +15,8 @@ from pathlib import Path
 
 from features.groups import expand_groups
 from pipelines.cli import FOLD_FEATURE_FLAGS, add_dataclass_args
-from pipelines.experiments.loso_study import format_ms, rerender, run_study
+from pipelines.experiments.loso_study import run_study
+from pipelines.reports.loso_report import format_ms, rerender
 from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, parse_command, setup_logging
 from pipelines.runtime.errors import UsageError
 from pipelines.stages.config import FeatureConfig

@@ -186,8 +186,8 @@ def test_the_study_settings_are_one_preset():
     committed study ran with (so cached pieces keyed on the settings keep their keys)."""
     import json
 
-    from pipelines.experiments import loso_study
     from pipelines.loso import build_parser
+    from pipelines.reports import loso_report
     from stacking.config import STUDY_PRESET
 
     settings = {
@@ -196,7 +196,7 @@ def test_the_study_settings_are_one_preset():
         "early_stopping_rounds": 30,
     }
     assert json.dumps(STUDY_PRESET.stacker_settings()) == json.dumps(settings)
-    assert STUDY_PRESET.fold_seeds(3) == [42, 43, 44] and loso_study.BASELINE == "drop_tieless"
+    assert STUDY_PRESET.fold_seeds(3) == [42, 43, 44] and loso_report.BASELINE == "drop_tieless"
     args = build_parser().parse_args(["--combined", "x.csv", "--out", "o"])
     assert (args.learning_rate, args.num_boost_round, args.early_stopping_rounds, args.num_threads) == (
         0.08,
