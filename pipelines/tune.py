@@ -18,30 +18,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines.cli import add_data_args, parse_run_command, run_config_from_args
+from pipelines.cli import (
+    add_data_args,
+    add_dataclass_args,
+    overrides_from_args,
+    parse_run_command,
+    run_config_from_args,
+)
 from pipelines.experiments.tune import TuneConfig, default_storage, tune
 from pipelines.runtime.command_setup import command_parser, setup_logging
-from pipelines.runtime.errors import UsageError, arguments_checked
+from pipelines.runtime.errors import arguments_checked
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = command_parser("pipelines.tune", __doc__)
     add_data_args(p)
-    p.add_argument(
-        "--n-trials",
-        type=int,
-        default=TuneConfig.n_trials,
-        help="trials to add in this invocation (the study keeps earlier ones)",
-    )
-    p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
-    p.add_argument("--study", default=TuneConfig.study_name, help="study name in the storage")
-    p.add_argument("--storage", help="Optuna RDB URL (default sqlite:///<out>/optuna.db), e.g. postgresql://...")
-    p.add_argument(
-        "--sampler-seed",
-        type=int,
-        help="TPE seed (default --seed); --seed also seeds folds and "
-        "LightGBM, which every worker of one study must share",
-    )
+    add_dataclass_args(p, TuneConfig)
     return p
 
 
@@ -53,22 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         sources = config.sources
     from pipelines.stages.preflight import check_run, check_seed
 
-    if args.n_trials < 1:
-        raise UsageError(f"--n-trials {args.n_trials}: must be at least 1")
-    if args.timeout is not None and not args.timeout > 0:
-        raise UsageError(f"--timeout {args.timeout}: must be positive (seconds)")
-    if not args.study.strip():
-        raise UsageError("--study: give the study a name")
-    if args.sampler_seed is not None:
-        check_seed(args.sampler_seed, "--sampler-seed")
-    check_run(config, storage=args.storage or default_storage(config.out))
-    tune_config = TuneConfig(
-        n_trials=args.n_trials,
-        timeout=args.timeout,
-        study_name=args.study,
-        storage=args.storage,
-        sampler_seed=args.sampler_seed,
-    )
+    with arguments_checked():
+        tune_config = TuneConfig(**overrides_from_args(args, TuneConfig))
+    if tune_config.sampler_seed is not None:
+        check_seed(tune_config.sampler_seed, "--sampler-seed")
+    check_run(config, storage=tune_config.storage or default_storage(config.out))
     return 130 if tune(config, tune_config, sources)["interrupted"] else 0
 
 

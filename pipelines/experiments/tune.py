@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightgbm as lgb
@@ -31,13 +31,32 @@ log = logging.getLogger("arena_pref.tune")
 class TuneConfig:
     """Settings of one ``pipelines.tune`` invocation (the data side is a ``RunConfig``)."""
 
-    n_trials: int | None = 30  # trials to add now; None: until --timeout
-    timeout: float | None = None  # seconds
-    study_name: str = "stacker"
-    storage: str | None = None  # default: sqlite:///<out>/optuna.db
-    sampler_seed: int | None = None  # default: the run's seed; give each worker of a shared study its own
-    pruner_startup_trials: int = 5
-    pruner_warmup_steps: int = 1
+    n_trials: int | None = field(
+        default=30, metadata={"help": "trials to add in this invocation (the study keeps earlier ones)"}
+    )
+    timeout: float | None = field(default=None, metadata={"help": "stop starting new trials after this many seconds"})
+    study: str = field(default="stacker", metadata={"help": "study name in the storage"})
+    storage: str | None = field(
+        default=None,
+        metadata={"help": "Optuna RDB URL (default sqlite:///<out>/optuna.db), e.g. postgresql://..."},
+    )
+    sampler_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "TPE seed (default --seed); --seed also seeds folds and LightGBM, which every worker of one "
+            "study must share; give each worker of a shared study its own"
+        },
+    )
+    pruner_startup_trials: int = field(default=5, metadata={"cli": False})
+    pruner_warmup_steps: int = field(default=1, metadata={"cli": False})
+
+    def __post_init__(self) -> None:
+        if self.n_trials is not None and self.n_trials < 1:
+            raise ValueError(f"--n-trials {self.n_trials}: must be at least 1")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"--timeout {self.timeout}: must be positive (seconds)")
+        if not self.study.strip():
+            raise ValueError("--study: give the study a name")
 
 
 @dataclass
@@ -369,7 +388,7 @@ def tune(config: RunConfig, tune_config: TuneConfig, sources: TrainingSourcesCon
     evaluation = Evaluation.of(model, config, sources.fold_seeds)
     storage = tune_config.storage or default_storage(out)
     sampler_seed = config.seed if tune_config.sampler_seed is None else tune_config.sampler_seed
-    study = open_study(storage, tune_config.study_name, sampler_seed, tune_config)
+    study = open_study(storage, tune_config.study, sampler_seed, tune_config)
     check_setup(study, setup_key(evaluation, config))
     log.info(
         "study %r: %d trial(s) so far; adding up to %s trial(s), timeout %s s",
