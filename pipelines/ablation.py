@@ -22,8 +22,10 @@ import sys
 
 from pipelines.cli import (
     add_data_args,
+    add_dataclass_args,
     add_stacker_choice_args,
     apply_params_file,
+    overrides_from_args,
     parse_run_command,
     run_config_from_args,
 )
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command_parser("pipelines.ablation", __doc__)
     add_data_args(p)
     add_stacker_choice_args(p)
-    p.add_argument("--top-features", type=int, default=AblationConfig.top_features)
+    add_dataclass_args(p, AblationConfig)
     p.add_argument(
         "--by-source",
         action="store_true",
@@ -55,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         sources = config.sources
     from pipelines.stages.preflight import check_run
 
-    if args.top_features < 1:
-        raise UsageError(f"--top-features {args.top_features}: must be at least 1")
+    with arguments_checked():
+        ablation_config = AblationConfig(**overrides_from_args(args, AblationConfig))
     check_run(config)
     if args.by_source:
         given = [f for f, v in (("--tie-handling", args.tie_handling), ("--calibration", args.calibration)) if v]
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"{flag}: --by-source compares every tie handling, uncalibrated, without --source files")
         print(f"wrote {run_by_source(config, sources)['md']}")
         return 0
-    run_ablation(config, AblationConfig(top_features=args.top_features), sources)
+    run_ablation(config, ablation_config, sources)
     return 0
 
 

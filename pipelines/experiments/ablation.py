@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +42,14 @@ log = logging.getLogger("arena_pref.ablation")
 class AblationConfig:
     """Report settings (the stacker's come from ``RunConfig.stacker``)."""
 
-    reliability_bins: int = 10
-    length_buckets: int = 10
-    top_features: int = 30
+    reliability_bins: int = field(default=10, metadata={"help": "bins of the reliability diagram"})
+    length_buckets: int = field(default=10, metadata={"help": "length-ratio buckets of the verbosity table"})
+    top_features: int = field(default=30, metadata={"help": "columns listed in the gain-importance table"})
+
+    def __post_init__(self) -> None:
+        for name in ("reliability_bins", "length_buckets", "top_features"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
 
 
 # --------------------------------------------------------------------------- groups and variants
