@@ -468,15 +468,10 @@ def test_encoder_without_fold_models_is_kept_but_never_chosen(keyword_encoder, t
         model.predict_proba(test, stacker="full")
 
 
-def test_run_with_chosen_encoder_scores_the_test_once(keyword_encoder, tmp_path, monkeypatch):
-    """``pipelines.model.run.fit_predict`` under a time budget publishes at each step and at the end; the encoder's
-    fold models score the test rows once for all of them, and the submission is the bundle's prediction."""
-    from encoders.settings import EncoderConfig
-    from pipelines.model.run import fit_predict
-    from pipelines.stages.config import FeatureConfig, RunConfig
-
-    train, test = _keyword_battles(150, 1, True, 1000), _keyword_battles(30, 2, False, 90000)
-    scored = []
+@pytest.fixture
+def scored_rows(monkeypatch) -> list[int]:
+    """The row count of every call of the keyword encoder's fold models (OOF rows, then test rows), in order."""
+    scored: list[int] = []
     real = KeywordFoldModels.predict_proba
 
     def counted(self, battles, progress=False):
@@ -484,21 +479,19 @@ def test_run_with_chosen_encoder_scores_the_test_once(keyword_encoder, tmp_path,
         return real(self, battles, progress)
 
     monkeypatch.setattr(KeywordFoldModels, "predict_proba", counted)
-    config = RunConfig(
-        train_path="train.csv",
-        test_path="test.csv",
-        out_dir=str(tmp_path / "run"),
-        n_folds=3,
-        features=FeatureConfig(groups=("length",), n_jobs=1),
-        stacker=QUICK,
-        encoders=[EncoderConfig(model_path="stub", name="keyword")],
-        progress=False,
-        time_budget_hours=1.0,
-    )
-    report = fit_predict(train, test, config)
+    return scored
+
+
+def test_run_with_chosen_encoder_scores_the_test_once(keyword_encoder, scored_rows, tmp_path):
+    """``pipelines.model.run.fit_predict`` under a time budget publishes at each step and at the end; the encoder's
+    fold models score the test rows once for all of them, and the submission is the bundle's prediction."""
+    from pipelines.model.run import fit_predict
+
+    train, test = _keyword_battles(150, 1, True, 1000), _keyword_battles(30, 2, False, 90000)
+    report = fit_predict(train, test, _keyword_run_config(tmp_path / "run", 1.0))
     assert report["chosen"]["sources"] == ["keyword"] and len(report["plan"]["submission_writes"]) == 2
     # the test rows, once: under the budget a timed probe of 8 rows, then the rest (the first call: the OOF rows)
-    assert scored == [len(train), 8, len(test) - 8], scored
+    assert scored_rows == [len(train), 8, len(test) - 8], scored_rows
     loaded = ArenaPreferenceModel.load(tmp_path / "run" / "model")
     np.testing.assert_allclose(loaded.predict_proba(test), _submission(tmp_path / "run" / "submission.csv"), atol=1e-8)
 
@@ -559,20 +552,12 @@ def test_run_keeps_the_features_only_set_when_encoder_test_scoring_would_not_fit
     np.testing.assert_allclose(loaded.predict_proba(test), _submission(out / "submission.csv"), atol=1e-8)
 
 
-def test_run_without_budget_scores_the_test_rows_in_one_call(keyword_encoder, tmp_path, monkeypatch):
+def test_run_without_budget_scores_the_test_rows_in_one_call(keyword_encoder, scored_rows, tmp_path):
     """No budget, no safety net: the fold models score all test rows in one call and the model is published."""
     from pipelines.model.run import fit_predict
 
     train, test = _keyword_battles(150, 1, True, 1000), _keyword_battles(30, 2, False, 90000)
-    scored = []
-    real = KeywordFoldModels.predict_proba
-
-    def counted(self, battles, progress=False):
-        scored.append(len(battles))
-        return real(self, battles, progress)
-
-    monkeypatch.setattr(KeywordFoldModels, "predict_proba", counted)
     report = fit_predict(train, test, _keyword_run_config(tmp_path / "run", None))
-    assert scored == [len(train), len(test)]
+    assert scored_rows == [len(train), len(test)]
     assert report["chosen"]["sources"] == ["keyword"]
     assert "test_scoring" not in report["plan"] and "not_published" not in report["plan"]
