@@ -272,19 +272,26 @@ def test_projection_stops_when_training_the_rest_cannot_fit(tmp_path, monkeypatc
     assert len([s for s in seen if s[0] == "fit"]) == 1
 
 
+def _fit_s_by_length(cfg, n_rows):
+    """Fake fold cost: 1s per step at 512 tokens, proportional to the length."""
+    steps = cfg.max_steps or int(np.ceil(2 * n_rows / cfg.batch_size))
+    return steps * cfg.max_length / 512, steps
+
+
+def _length_plan_config(tmp_path):
+    """An encoder at 512 tokens that the max-length plan may halve down to 128 (a 4-step probe)."""
+    return EncoderConfig(
+        model_path=str(tmp_path / "fake-model"), seed=0, max_length=512, batch_size=8, probe_steps=4, min_max_length=128
+    )
+
+
 def test_max_length_is_planned_once_before_the_first_fold(tmp_path, monkeypatch):
     """A probe at the configured length projects an overrun: every fold runs at half the length."""
     clock, seen = FakeClock(), []
 
-    def fit_s(cfg, n_rows):  # 1s per step at 512 tokens, proportional to the length
-        steps = cfg.max_steps or int(np.ceil(2 * n_rows / cfg.batch_size))
-        return steps * cfg.max_length / 512, steps
-
-    monkeypatch.setattr(cross_fit, "TransformerClassifier", _fake_classifier(clock, fit_s, 0.01, seen))
+    monkeypatch.setattr(cross_fit, "TransformerClassifier", _fake_classifier(clock, _fit_s_by_length, 0.01, seen))
     battles, y, folds, test = _folds_setup()
-    config = EncoderConfig(
-        model_path=str(tmp_path / "fake-model"), seed=0, max_length=512, batch_size=8, probe_steps=4, min_max_length=128
-    )
+    config = _length_plan_config(tmp_path)
     run = cross_fit.cross_fit_encoder(
         config, battles, y, folds, test, tmp_path, deadline=24, progress=False, clock=clock
     )
@@ -307,15 +314,9 @@ def test_max_length_plan_reserves_the_post_fit_test_scoring(tmp_path, monkeypatc
     rows shorten max_length to the floor where the training alone fits at the configured length."""
     clock, seen = FakeClock(), []
 
-    def fit_s(cfg, n_rows):  # 1s per step at 512 tokens, proportional to the length
-        steps = cfg.max_steps or int(np.ceil(2 * n_rows / cfg.batch_size))
-        return steps * cfg.max_length / 512, steps
-
-    monkeypatch.setattr(cross_fit, "TransformerClassifier", _fake_classifier(clock, fit_s, 0.01, seen))
+    monkeypatch.setattr(cross_fit, "TransformerClassifier", _fake_classifier(clock, _fit_s_by_length, 0.01, seen))
     battles, y, folds, _ = _folds_setup()
-    config = EncoderConfig(
-        model_path=str(tmp_path / "fake-model"), seed=0, max_length=512, batch_size=8, probe_steps=4, min_max_length=128
-    )
+    config = _length_plan_config(tmp_path)
     run = cross_fit.cross_fit_encoder(
         config, battles, y, folds, None, tmp_path, deadline=40, progress=False, clock=clock, test_rows=test_rows
     )
