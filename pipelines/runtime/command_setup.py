@@ -8,7 +8,14 @@ import logging
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from pipelines.runtime.config_file import ConfigFileError, check_section, check_tree, read_config_file
+from pipelines.runtime.config_file import (
+    ConfigFileError,
+    check_section,
+    check_tree,
+    describe_kind,
+    json_value_fits,
+    read_config_file,
+)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -69,9 +76,6 @@ def parse_command(
     return args
 
 
-_NUMBERS: dict[object, tuple[type, ...]] = {int: (int,), float: (int, float)}
-
-
 def _check_value(action: argparse.Action, value: Any, where: str) -> None:
     """A file value is not parsed by argparse (only string defaults are): its kind and choices are checked here."""
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)):
@@ -80,7 +84,7 @@ def _check_value(action: argparse.Action, value: Any, where: str) -> None:
     elif isinstance(action, argparse._AppendAction):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigFileError(f"{where} must be a list of strings, got {value!r}")
-    elif action.type in (int, float) and (isinstance(value, bool) or not isinstance(value, _NUMBERS[action.type])):
-        raise ConfigFileError(f"{where} must be {'an integer' if action.type is int else 'a number'}, got {value!r}")
+    elif action.type in (int, float) and not json_value_fits(value, action.type):
+        raise ConfigFileError(f"{where} must be {describe_kind(action.type)}, got {value!r}")
     elif action.choices is not None and value not in action.choices:
         raise ConfigFileError(f"{where}: {value!r} is not one of {list(action.choices)}")

@@ -69,24 +69,26 @@ def check_tree(data: dict[str, Any], cls: type, path: str | Path, where: str = "
                 raise ConfigFileError(f"--config {path}: {where}{key} must be a JSON list")
             for i, entry in enumerate(value):
                 check_tree(entry, typing.cast(type, item), path, f"{where}{key}[{i}].")
-        elif not _fits(value, kind):
-            raise ConfigFileError(f"--config {path}: {where}{key} must be {_describe(kind)}, got {value!r}")
+        elif not json_value_fits(value, kind):
+            raise ConfigFileError(f"--config {path}: {where}{key} must be {describe_kind(kind)}, got {value!r}")
 
 
 _JSON_KINDS: dict[Any, tuple[type, ...]] = {int: (int,), float: (int, float), str: (str,), bool: (bool,), dict: (dict,)}
 
 
-def _fits(value: Any, kind: Any) -> bool:
+def json_value_fits(value: Any, kind: Any) -> bool:
     """Whether a JSON value can set a field annotated ``kind`` (unknown annotations are left to the dataclass)."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arg) for arg in args)
+        return any(json_value_fits(value, arg) for arg in args)
     if kind is type(None):
         return value is None
     if origin is typing.Literal:
         return value in args
     if origin in (tuple, list):
-        return isinstance(value, list) and all(_fits(v, args[0]) for v in value if args and args[0] is not Ellipsis)
+        return isinstance(value, list) and all(
+            json_value_fits(v, args[0]) for v in value if args and args[0] is not Ellipsis
+        )
     if origin is dict:
         return isinstance(value, dict)
     if kind in _JSON_KINDS:
@@ -94,10 +96,10 @@ def _fits(value: Any, kind: Any) -> bool:
     return True
 
 
-def _describe(kind: Any) -> str:
+def describe_kind(kind: Any) -> str:
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arg) for arg in args)
+        return " or ".join(describe_kind(arg) for arg in args)
     if origin is typing.Literal:
         return f"one of {list(args)}"
     if origin in (tuple, list):
