@@ -154,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--params", default="{}", help="JSON overrides of stacking.lgbm.DEFAULT_PARAMS for every fit")
     p.add_argument("--baseline-tag", default="features", help="the variant a feature variant is paired against")
+    p.add_argument(
+        "--against",
+        default=None,
+        help="with --analyse: pair every candidate with this candidate of the same variant"
+        " (e.g. temperature/per_source/none); results go to <tag>_vs_<candidate>/",
+    )
     args = p.parse_args(argv)
     setup_logging()
     groups = tuple(g for g in args.groups.split(",") if g)
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from benchmarks.new_source_study import analyse
 
-    analyse(battles, X, args.work, args.tag, seeds, args.out, " ".join(sys.argv), args.baseline_tag)
+    analyse(battles, X, args.work, args.tag, seeds, args.out, " ".join(sys.argv), args.baseline_tag, args.against)
     return 0
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,7 @@ from pipelines.reports.metrics import reliability
 from pipelines.reports.plots import class_reliability
 from stacking.calibration import ProbabilityCalibrator
 from stacking.metrics import multiclass_log_loss
-from stacking.new_source import LABEL_SHIFTS, WEIGHTINGS, NewSourceCalibrator, NewSourceProcedure
+from stacking.new_source import KINDS, LABEL_SHIFTS, WEIGHTINGS, NewSourceCalibrator, NewSourceProcedure
 from stacking.shift_detection import ShiftDetector
 from stacking.source_holdout import eligible_holdouts, source_training_rows
 
@@ -25,7 +24,6 @@ log = logging.getLogger("new_source_calibration")
 
 TODAY = "in-source temperature (today)"
 NONE = "none (uncalibrated)"
-KINDS: tuple[Literal["temperature", "vector"], ...] = ("temperature", "vector")
 PROCEDURES = [NewSourceProcedure(k, w, s) for k in KINDS for w in WEIGHTINGS for s in LABEL_SHIFTS]
 
 
@@ -84,16 +82,17 @@ def evaluate(battles: pd.DataFrame, work: Path, seeds: list[int]) -> tuple[dict,
     return per_seed, first
 
 
-def summarise(per_seed: dict, baseline: dict | None = None) -> list[dict]:
-    """Macro over held-out sources per seed; paired deltas against today's in-source temperature, or
-    (``baseline``: another feature variant's per-seed scores) against the same candidate there."""
+def summarise(per_seed: dict, baseline: dict | None = None, against: str = TODAY) -> list[dict]:
+    """Macro over held-out sources per seed; paired deltas against ``against`` (a candidate of the same
+    variant, today's in-source temperature unless named), or (``baseline``: another feature variant's
+    per-seed scores) against the same candidate there."""
     rows = []
     seeds = sorted(per_seed)
     if baseline is not None:
         seeds = [s for s in seeds if s in baseline]
     ref = baseline if baseline is not None else per_seed
     for cand in per_seed[seeds[0]]:
-        key = cand if baseline is not None else TODAY
+        key = cand if baseline is not None else against
         if key not in ref[seeds[0]]:
             continue
         macro = {
@@ -212,14 +211,18 @@ def analyse(
     out: Path,
     command: str,
     baseline_tag: str = "features",
+    against: str | None = None,
 ) -> None:
     """Score every candidate on the cached predictions of ``tag``; write results.{json,md} and PNGs.
-    A variant without in-source OOF (a feature variant) is paired against ``baseline_tag``."""
+    A variant without in-source OOF (a feature variant) is paired against ``baseline_tag``, unless
+    ``against`` names a candidate of the same variant to pair every other candidate with."""
     per_seed, first = evaluate(battles, work_root / tag, seeds)
+    if against is not None and against not in next(iter(per_seed.values())):
+        raise ValueError(f"--against {against!r} is not a candidate; candidates: {list(first)}")
     baseline = None
-    if tag != baseline_tag:  # a feature variant: each candidate paired against itself in the baseline variant
+    if tag != baseline_tag and against is None:  # each candidate paired against itself in the baseline variant
         baseline = evaluate(battles, work_root / baseline_tag, seeds)[0]
-    rows = summarise(per_seed, baseline)
+    rows = summarise(per_seed, baseline, against or TODAY)
     source = battles["source"].to_numpy().astype(str)
     holdouts = eligible_holdouts(source, battles["source_has_ties"].to_numpy(dtype=bool))
     lengths = battles["a_turns"].map(lambda t: len("\n".join(t))).mean()
@@ -237,17 +240,20 @@ def analyse(
         shift = shift_study(battles, X)
         out.mkdir(parents=True, exist_ok=True)
         shift_path.write_text(json.dumps(shift, indent=2))
-    meta["paired_against"] = "today's in-source temperature" if baseline is None else f"variant {baseline_tag!r}"
-    write(rows, shift, meta, out / tag)
+    meta["paired_against"] = (
+        f"variant {baseline_tag!r}" if baseline is not None else (against or "today's in-source temperature")
+    )
+    out = out / tag if against is None else out / f"{tag}_vs_{against.replace('/', '_')}"
+    write(rows, shift, meta, out)
     y = battles["label"].to_numpy()
-    best = min((r for r in rows if r["candidate"] not in (TODAY, NONE)), key=lambda r: float(np.mean(r["log_loss"])))
-    for name in ([TODAY] if TODAY in first else [NONE]) + [best["candidate"]]:
+    chosen = NewSourceProcedure().name  # the product's procedure, drawn before and after
+    for name in ([TODAY] if TODAY in first else [NONE]) + [chosen]:
         proba = np.vstack([first[name][h] for h in holdouts])
         labels = np.concatenate([y[source == h] for h in holdouts])
-        slug = {TODAY: "today", NONE: "uncalibrated"}.get(name, "best")
+        slug = {TODAY: "today", NONE: "uncalibrated"}.get(name, "chosen")
         class_reliability(
             reliability(labels, proba),
             name.split(" (")[0],
-            out / tag / f"reliability_{slug}.png",
+            out / f"reliability_{slug}.png",
         )
-    print((out / tag / "results.md").read_text())
+    print((out / "results.md").read_text())

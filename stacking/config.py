@@ -7,7 +7,7 @@ from typing import Literal, get_args
 
 from stacking.tie_registry import check_choice, choices
 
-Calibration = Literal["none", "temperature", "vector"]
+Calibration = Literal["none", "temperature", "vector", "smoothing"]
 CALIBRATIONS: tuple[str, ...] = get_args(Calibration)
 
 

@@ -6,7 +6,8 @@ answer styles) the same stacker is overconfident. Its leave-one-source-out predi
 (:mod:`stacking.source_holdout`) are what a new source looks like to it, so a calibrator fitted on
 them transfers. A procedure is:
 
-- ``kind``: ``temperature`` (one T) or ``vector`` (T plus a tie bias);
+- ``kind``: ``temperature`` (one T), ``vector`` (T plus a tie bias) or ``smoothing`` (a share of the
+  votes taken as a coin toss: ``(1 - eps) * p + eps / 3``);
 - ``weighting``: ``pooled`` (every row counts once: the biggest source dominates) or
   ``per_source`` (each held-out source weighs the same in the fit);
 - ``label_shift``: ``none``, ``em`` or ``bbse`` (:mod:`stacking.label_shift`), applied to the batch
@@ -25,8 +26,10 @@ import numpy as np
 from stacking.calibration import ProbabilityCalibrator
 from stacking.label_shift import label_shift_weights, reweight
 
+Kind = Literal["temperature", "vector", "smoothing"]
 Weighting = Literal["pooled", "per_source"]
 LabelShift = Literal["none", "em", "bbse"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
 WEIGHTINGS: tuple[Weighting, ...] = get_args(Weighting)
 LABEL_SHIFTS: tuple[LabelShift, ...] = get_args(LabelShift)
 
@@ -35,13 +38,13 @@ LABEL_SHIFTS: tuple[LabelShift, ...] = get_args(LabelShift)
 class NewSourceProcedure:
     """How the new-source calibrator is fitted and applied (the default won the nested-LOSO study)."""
 
-    kind: Literal["temperature", "vector"] = "temperature"
+    kind: Kind = "smoothing"
     weighting: Weighting = "per_source"
     label_shift: LabelShift = "none"
 
     def __post_init__(self) -> None:
-        if self.kind not in ("temperature", "vector"):
-            raise ValueError(f"new-source calibration kind must be 'temperature' or 'vector', got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"new-source calibration kind must be one of {KINDS}, got {self.kind!r}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"new-source weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
         if self.label_shift not in LABEL_SHIFTS:

@@ -68,11 +68,37 @@ def test_new_source_temperature_learns_overconfidence():
     proba, y = _labelled(4000, 1)
     sharp = _softmax(2.0 * np.log(proba))
     source = np.repeat(["s1", "s2"], 2000)
-    cal = NewSourceCalibrator(NewSourceProcedure()).fit(sharp, y, source)
+    cal = NewSourceCalibrator(NewSourceProcedure("temperature")).fit(sharp, y, source)
     assert cal.calibrator is not None and cal.calibrator.temperature_ == pytest.approx(2.0, rel=0.1)
     before = -np.log(sharp[np.arange(4000), y]).mean()
     after = -np.log(cal.predict_proba(sharp)[np.arange(4000), y]).mean()
     assert after < before - 0.05
+
+
+def test_new_source_smoothing_learns_the_share_of_coin_toss_votes():
+    """A third of the votes drawn at random, the rest from the model's posteriors: the fitted eps is ~1/3,
+    the calibrated loss drops, and A/B symmetry and the sums hold."""
+    proba, _ = _labelled(6000, 5)
+    rng = np.random.default_rng(6)
+    truth = (1 - 1 / 3) * proba + (1 / 3) / 3
+    y = np.array([rng.choice(3, p=p) for p in truth])
+    cal = NewSourceCalibrator(NewSourceProcedure("smoothing")).fit(proba, y, np.repeat(["s1", "s2"], 3000))
+    assert cal.calibrator is not None and cal.calibrator.smoothing_ == pytest.approx(1 / 3, abs=0.05)
+    assert cal.calibrator.temperature_ == 1.0 and cal.calibrator.tie_bias_ == 0.0
+    out = cal.predict_proba(proba)
+    assert np.allclose(out.sum(axis=1), 1.0) and out.min() >= cal.calibrator.smoothing_ / 3 - 1e-12
+    swapped = cal.predict_proba(proba[:, [1, 0, 2]])
+    assert np.allclose(swapped, out[:, [1, 0, 2]])
+    rows = np.arange(len(y))
+    assert -np.log(out[rows, y]).mean() < -np.log(proba[rows, y]).mean() - 0.02
+
+
+def test_calibrator_written_before_smoothing_existed_still_loads():
+    proba, y = _labelled(300, 7)
+    stored = ProbabilityCalibrator("temperature").fit(proba, y).to_dict()
+    del stored["smoothing"]
+    again = ProbabilityCalibrator.from_dict(stored)
+    assert again.smoothing_ == 0.0 and again.temperature_ == pytest.approx(stored["temperature"])
 
 
 def test_em_and_bbse_recover_a_known_prior_shift():
@@ -93,6 +119,10 @@ def test_em_and_bbse_recover_a_known_prior_shift():
     "edit, message",
     [
         (lambda d: d["calibrator"].__setitem__("temperature", 1e6), "temperature"),
+        (lambda d: d["calibrator"].__setitem__("temperature", 1.5), "must be 1"),
+        (lambda d: d["calibrator"].__setitem__("smoothing", 0.95), "smoothing"),
+        (lambda d: d["calibrator"].__setitem__("smoothing", float("nan")), "smoothing"),
+        (lambda d: d["calibrator"].__setitem__("kind", "temperature"), "smoothing"),
         (lambda d: d.__setitem__("train_prior", [0.5, 0.5, 0.5]), "train prior"),
         (lambda d: d["confusion"][0].__setitem__(0, -0.1), "confusion"),
         (lambda d: d["procedure"].__setitem__("label_shift", "magic"), "label shift"),
@@ -255,7 +285,7 @@ def test_bundle_round_trips_both_calibrators_and_the_decision(fitted_multi):
     assert loaded.calibration_choice_ == model.decide_calibration(test)  # the run's decision, recorded
     assert loaded.last_calibration_["calibration"] == loaded.calibration_choice_["calibration"]
     kept = loaded.fit_report_["calibration"]["new_source"]["features"]  # the figures that chose it travel along
-    assert set(kept["held_out_sources"]) == {"s0", "s1", "s2"} and kept["procedure"] == "temperature/per_source/none"
+    assert set(kept["held_out_sources"]) == {"s0", "s1", "s2"} and kept["procedure"] == "smoothing/per_source/none"
     few = loaded.predict_proba(test.head(20), calibration="auto")
     assert few.shape == (20, 3) and "too few" in loaded.last_calibration_["why"]
 
@@ -269,6 +299,11 @@ def test_tampered_new_source_calibrator_refused(fitted_multi, tmp_path):
     path.write_text(json.dumps(stored))
     _rehash(copy, "stacker_features/model.json")
     assert "temperature" in _refused(copy, "model.json")
+    stored["new_source_calibrator"]["calibrator"]["temperature"] = 1.0
+    stored["new_source_calibrator"]["calibrator"]["smoothing"] = 2.0
+    path.write_text(json.dumps(stored))
+    _rehash(copy, "stacker_features/model.json")
+    assert "smoothing" in _refused(copy, "model.json")
 
 
 def test_single_source_uses_in_source_and_says_why(tmp_path):

@@ -230,7 +230,7 @@ def test_stacker_config_is_validated_and_is_the_one_source_of_defaults():
     resolved = model.resolved_config
     assert (resolved.num_boost_round, resolved.early_stopping_rounds, model.lgb_params["num_threads"]) == (7, 3, 3)
     assert LGBMStacker().resolved_config == StackerConfig()
-    assert ProbabilityCalibrator.KINDS == ("none", "temperature", "vector")
+    assert ProbabilityCalibrator.KINDS == ("none", "temperature", "vector", "smoothing")
 
 
 def test_stackers_clone_to_the_same_model(prepared):

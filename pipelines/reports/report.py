@@ -99,7 +99,7 @@ def _calibration_lines(report: dict) -> list[str]:
         fitted = info["calibrator"]["calibrator"]
         lines.append(
             f"- new-source calibrator ({key} stacker): {info['procedure']}, temperature {fitted['temperature']:.3f},"
-            f" tie bias {fitted['tie_bias']:.3f}; {info['seconds']:.1f}s"
+            f" tie bias {fitted['tie_bias']:.3f}, smoothing {fitted.get('smoothing', 0.0):.3f}; {info['seconds']:.1f}s"
         )
         lines += ["", "| held-out source | rows | LOSO log loss, in-source cal. | new-source cal. (in-sample) |"]
         lines.append("|---|---|---|---|")
