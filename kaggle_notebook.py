@@ -235,8 +235,8 @@ if BUNDLE is not None:
 
     import pandas as pd
 
+    from pipelines.bundle.base_weights import BASES_FILE, resolve_bases
     from pipelines.data.battles import load_battles
-    from pipelines.model.base_weights import BASES_FILE, resolve_bases
     from pipelines.model.bundle_scoring import multi_gpu_predictor, score_bundle
     from pipelines.model.estimator import ArenaPreferenceModel
     from pipelines.runtime.paths import require_competition_dir

@@ -16,9 +16,9 @@ import pytest
 from arena_schema import CLASS_COLUMNS
 from features.groups import GROUPS
 from pipelines import full_run, predict
+from pipelines.bundle.identity import base_identity
+from pipelines.bundle.store import KEY_ENV, MANIFEST, BundleError, write_manifest
 from pipelines.model import bundle_scoring
-from pipelines.model.bundle import KEY_ENV, MANIFEST, BundleError, write_manifest
-from pipelines.model.bundle_identity import base_identity
 from pipelines.model.bundle_scoring import score_bundle
 from pipelines.model.estimator import ArenaPreferenceModel
 from pipelines.runtime.errors import USER_ERROR_EXIT, run_command

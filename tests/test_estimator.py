@@ -15,7 +15,7 @@ from sklearn.exceptions import NotFittedError
 
 from arena_schema import CLASS_COLUMNS
 from pipelines import full_run
-from pipelines.model.bundle import MANIFEST, BundleError, manifest_digest
+from pipelines.bundle.store import MANIFEST, BundleError, manifest_digest
 from pipelines.model.estimator import ArenaPreferenceModel
 from pipelines.runtime.errors import UserError
 from stacking import transformer_state

@@ -12,8 +12,8 @@ from encoders.classifier import TransformerClassifier
 from encoders.gguf import GGUFError, converted_folder, resolve_model_path
 from encoders.inputs import BattleEncoder
 from encoders.model import load_tokenizer
+from pipelines.bundle.base_weights import match_base, model_identity
 from pipelines.data.battles import load_battles
-from pipelines.model.base_weights import match_base, model_identity
 from pipelines.stages.config import RunConfig
 from pipelines.stages.preflight import PreflightError, check_encoders
 from tests.conftest import make_battles

@@ -427,7 +427,7 @@ def test_real_probe_measures_the_tiny_model(tmp_path, tiny_distilbert):
 def _fake_bundle(tmp_path: Path, lora: bool = True) -> tuple[Path, Path]:
     """A bundle laid out as ``ArenaPreferenceModel.save`` writes one (``encoders/<name>/`` listed in a
     verified ``manifest.json``), with one encoder's files but no real weights: export only copies and records."""
-    from pipelines.model.bundle import write_manifest
+    from pipelines.bundle.store import write_manifest
 
     base = tmp_path / "hub" / "gemma-2-9b-it"
     base.mkdir(parents=True)
@@ -444,7 +444,7 @@ def _fake_bundle(tmp_path: Path, lora: bool = True) -> tuple[Path, Path]:
 
 
 def test_export_model_references_the_base_weights(tmp_path, monkeypatch):
-    from pipelines.model.base_weights import resolve_bases
+    from pipelines.bundle.base_weights import resolve_bases
 
     monkeypatch.setattr(kaggle_dataset, "build_project_wheel", lambda wheels: wheels / "arena_pref-0-py3.whl")
     bundle, base = _fake_bundle(tmp_path)
@@ -471,7 +471,7 @@ def test_export_model_references_the_base_weights(tmp_path, monkeypatch):
 
 
 def test_export_model_copy_base_and_full_finetunes(tmp_path, monkeypatch):
-    from pipelines.model.base_weights import resolve_bases
+    from pipelines.bundle.base_weights import resolve_bases
 
     monkeypatch.setattr(kaggle_dataset, "build_project_wheel", lambda wheels: wheels / "arena_pref-0-py3.whl")
     bundle, _ = _fake_bundle(tmp_path)

@@ -1,7 +1,7 @@
 """The import layers the README promises, checked on the source (every import, also inside functions).
 
 arena_schema <- features, encoders <- stacking <- pipelines; inside pipelines, one subpackage per role,
-runtime <- data <- reports <- stages <- model <- export <- experiments <- the command modules (and their flag
+runtime <- data <- reports <- stages <- bundle <- model <- export <- experiments <- the command modules (and their flag
 helpers in ``pipelines/cli.py``) at the top. No module imports a command module, and no project module
 imports itself back through others (no cycle).
 """
@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 
 LAYER = {"arena_schema": 0, "features": 1, "encoders": 1, "stacking": 2, "pipelines": 3}
 # the roles inside pipelines, lowest first; a module directly in pipelines/ (a command, cli) sits above them all
-ROLES = ("runtime", "data", "reports", "stages", "model", "export", "experiments")
+ROLES = ("runtime", "data", "reports", "stages", "bundle", "model", "export", "experiments")
 ROLE_MAX_LINES = 2000
 
 
@@ -142,3 +142,16 @@ def test_no_module_imports_a_layer_above_it_or_a_command(module):
             elif target_role is not None and ROLES.index(target_role) > ROLES.index(role):
                 wrong.append(f"{name} (role {target_role} above {role})")
     assert not wrong, f"{module} imports {wrong}"
+
+
+def test_every_package_ships_in_the_wheel():
+    """A new role folder missing from pyproject's package list installs a wheel without it (the offline notebook)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for package in ("features", "encoders", "stacking", "pipelines")
+        for init in (ROOT / package).rglob("__init__.py")
+    }
+    assert on_disk - listed == set(), f"packages missing from pyproject.toml: {sorted(on_disk - listed)}"

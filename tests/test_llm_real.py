@@ -26,8 +26,8 @@ def _smollm2_gguf() -> Path:
 def test_smollm2_gguf_round_trip(tmp_path):
     from encoders.model import load_tokenizer
     from encoders.settings import EncoderConfig
+    from pipelines.bundle.base_weights import resolve_bases
     from pipelines.export import kaggle_dataset
-    from pipelines.model.base_weights import resolve_bases
     from pipelines.model.estimator import ArenaPreferenceModel
     from stacking.config import StackerConfig
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.model.bundle import BundleError
+from pipelines.bundle.store import BundleError
 from pipelines.model.estimator import ArenaPreferenceModel
 from stacking import cross_fit as cross_fit_module
 from stacking import source_holdout

@@ -71,7 +71,7 @@ def bundle(files, tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def trap_work(monkeypatch):
     from features.extractor import FeatureExtractor
-    from pipelines.model.bundle_identity import FINGERPRINT_BATTLES
+    from pipelines.bundle.identity import FINGERPRINT_BATTLES
 
     def trap(*args, **kwargs):
         raise WorkStarted("the work started before this error was found")

@@ -2,7 +2,7 @@
 
 The folder gets the project as a wheel, wheels of the packages Kaggle's image lacks, NLTK's cmudict corpus,
 ``dataset-metadata.json``, a README and, with a trained bundle, ``model/`` plus the record of the base weights a
-LoRA encoder needs (``pipelines.model.base_weights``). The command's docstring says how to upload it.
+LoRA encoder needs (``pipelines.bundle.base_weights``). The command's docstring says how to upload it.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipelines.model.base_weights import BASES_FILE, base_record, bundle_encoders
-from pipelines.model.bundle import KIND as BUNDLE_KIND
-from pipelines.model.bundle import MANIFEST as BUNDLE_MANIFEST_NAME
-from pipelines.model.bundle import read_verified
+from pipelines.bundle.base_weights import BASES_FILE, base_record, bundle_encoders
+from pipelines.bundle.store import KIND as BUNDLE_KIND
+from pipelines.bundle.store import MANIFEST as BUNDLE_MANIFEST_NAME
+from pipelines.bundle.store import read_verified
 from pipelines.runtime.errors import UsageError
 
 log = logging.getLogger("arena_pref.export_kaggle")

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.bundle.decisions import submitted_prior
 from pipelines.data.battles import load_battles
-from pipelines.model.bundle_decisions import submitted_prior
 from pipelines.runtime.errors import UsageError
 from pipelines.runtime.submission import write_submission
 

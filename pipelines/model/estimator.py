@@ -30,12 +30,12 @@ from arena_schema import CLASS_COLUMNS, CLASS_NAMES, N_CLASSES
 from encoders.settings import EncoderConfig
 from features.extractor import FeatureExtractor
 from features.groups import DEFAULT_GROUPS, expand_groups
+from pipelines.bundle.decisions import check_decisions, decisions_record
+from pipelines.bundle.identity import base_difference, base_identity, feature_difference, feature_fingerprint
+from pipelines.bundle.store import BundleError, load_stacker, read_verified, replace_directory, write_manifest
 from pipelines.data.battles import TURN_COLUMNS, DataError, ParseReport, load_battles_frame
 from pipelines.data.run_sources import with_source_columns
 from pipelines.data.tables import read_proba_file
-from pipelines.model.bundle import BundleError, load_stacker, read_verified, replace_directory, write_manifest
-from pipelines.model.bundle_decisions import check_decisions, decisions_record
-from pipelines.model.bundle_identity import base_difference, base_identity, feature_difference, feature_fingerprint
 from pipelines.reports.metrics import nested_prior, summarize
 from pipelines.runtime.errors import UserError
 from pipelines.runtime.run_dir import remove_quietly, temp_path
@@ -118,7 +118,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
     ``chosen_stacker_``, ``stacker_oof_log_loss_`` (per stacker key), ``encoder_models_`` (name:
     ``EncoderFoldModels``), ``fit_report_``, ``shift_reference_``; loaded from a bundle also ``calibration_choice_``
     (the calibration the run's test set resolved to) and ``decisions_`` (what the run submitted:
-    ``pipelines.model.bundle_decisions``). ``last_calibration_``: what the latest ``predict_proba`` resolved to.
+    ``pipelines.bundle.decisions``). ``last_calibration_``: what the latest ``predict_proba`` resolved to.
     """
 
     def __init__(
@@ -569,7 +569,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
     def save(self, directory: str | Path, *, decisions: dict | None = None, test_choice: dict | None = None) -> Path:
         """Write the bundle to ``directory`` (staged next to it, then moved into place). ``decisions``:
         what the run decided and submitted (``pipelines.model.run``: the prior guard's verdict), recorded so
-        that scoring the bundle later repeats it (:func:`pipelines.model.bundle_decisions.submitted_prior`);
+        that scoring the bundle later repeats it (:func:`pipelines.bundle.decisions.submitted_prior`);
         ``test_choice``: the calibration the run's test set resolved to (``last_calibration_``), kept with the
         fit report (a loaded model's ``calibration_choice_``)."""
         check_is_fitted(self, "stackers_")

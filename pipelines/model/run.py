@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.bundle.decisions import prior_submission
 from pipelines.data.battles import ParseReport, load_battles
 from pipelines.data.run_sources import load_run_train, scored_mask
 from pipelines.data.tables import read_labels
-from pipelines.model.bundle_decisions import prior_submission
 from pipelines.model.bundle_scoring import score_in_time
 from pipelines.model.estimator import ArenaPreferenceModel, as_battles, require_base
 from pipelines.reports.holdout import evaluate_test_labels, labels_for

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from encoders.fold_models import MANIFEST as ENCODER_MANIFEST
 from encoders.gguf import gguf_identity, is_gguf
-from pipelines.model.bundle import MANIFEST as BUNDLE_MANIFEST
+from pipelines.bundle.store import MANIFEST as BUNDLE_MANIFEST
 from pipelines.runtime.paths import find_model_inputs
 
 BASES_FILE = "base_models.json"
