@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 SAFETY = 1.1
+# post-fit test scoring under a deadline runs in up to three calls: two timed probes of these many rows, then
+# the rest (``pipelines.model.bundle_scoring.score_in_time``); each call loads every fold model again
+PROBE_ROWS = (8, 256)
 FORWARD_SHARE = 1 / 3  # one forward pass costs about a third of a forward + backward training pass
 
 
@@ -64,12 +67,25 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def scoring_calls(test_rows: int, probe_rows: tuple[int, ...] = PROBE_ROWS) -> int:
+    """How many calls (so model loads) the probed post-fit scoring of ``test_rows`` rows makes: one per
+    probe that has rows left, plus one for the rest."""
+    calls, start = 0, 0
+    for size in probe_rows:
+        if start >= test_rows:
+            return calls
+        calls, start = calls + 1, start + size
+    return calls + (1 if start < test_rows else 0)
+
+
 def post_fit_test_s_per_fold(done: list[FoldTiming], test_rows: int) -> float | None:
-    """Projected seconds for one fold model to score ``test_rows`` rows after the fit: its load plus the rows
-    at the fold's measured OOF prediction rate, times the processes that shared that prediction (the
-    post-fit scoring runs in one). The mean over the finished folds; None when none measured its rate."""
+    """Projected seconds for one fold model to score ``test_rows`` rows after the fit: its load once per
+    scoring call (:func:`scoring_calls`) plus the rows at the fold's measured OOF prediction rate, times the
+    processes that shared that prediction (the post-fit scoring runs in one). The mean over the finished
+    folds; None when none measured its rate."""
+    loads = scoring_calls(test_rows)
     per_fold = [
-        t.load_s + t.oof_s / t.oof_rows * test_rows * t.processes
+        t.load_s * loads + t.oof_s / t.oof_rows * test_rows * t.processes
         for t in done
         if t.oof_s is not None and t.oof_rows > 0
     ]
@@ -184,12 +200,15 @@ def project_fold_seconds(
     return {"fit_s": train + n_oof_sequences * per_predicted, "test_s": n_test_sequences * per_predicted}
 
 
-def project_probe_total(fold: dict, n_folds: int, load_s: float, test_after_fit: bool, safety: float = SAFETY) -> dict:
+def project_probe_total(
+    fold: dict, n_folds: int, load_s: float, test_after_fit: bool, safety: float = SAFETY, loads: int = 1
+) -> dict:
     """The max-length plan's projection from one probe's fold projection (:func:`project_fold_seconds`):
     every fold trained and OOF-predicted, plus the test scoring. Scored after the fit, every fold model
-    loads again and scores all test rows (``n_folds x (load + test)``); scored inside the folds, at least
-    one fold scores them (later ones may be cut). Seconds, ``safety`` included."""
-    test = n_folds * (load_s + fold["test_s"]) if test_after_fit else fold["test_s"]
+    loads again (``loads`` times: :func:`scoring_calls`) and scores all test rows (``n_folds x (loads x load
+    + test)``); scored inside the folds, at least one fold scores them (later ones may be cut). Seconds,
+    ``safety`` included."""
+    test = n_folds * (loads * load_s + fold["test_s"]) if test_after_fit else fold["test_s"]
     return {"test_scoring_s": round(test * safety, 1), "total_s": (n_folds * fold["fit_s"] + test) * safety}
 
 

@@ -47,6 +47,7 @@ from encoders.budget import (
     next_max_length,
     project_fold_seconds,
     project_probe_total,
+    scoring_calls,
     should_score_test,
     should_start_fold,
     total_steps,
@@ -244,7 +245,9 @@ def _probe_until_fits(ctx: FoldContext, fold_ids: list[int], deadline: float) ->
         )
         fold = project_fold_seconds(probe, n_train_seq, steps, n_oof_seq, n_test_seq)
         # all folds trained and OOF-predicted; test scored by every fold model after the fit, or in-fold by one
-        total = project_probe_total(fold, len(fold_ids), probe.load_s, test_after_fit=ctx.test is None)
+        after = ctx.test is None
+        loads = scoring_calls(ctx.n_test) if after else 1
+        total = project_probe_total(fold, len(fold_ids), probe.load_s, test_after_fit=after, loads=loads)
         need = total["total_s"]
         left = deadline - clock()
         fits = bool(_agree(need <= left))

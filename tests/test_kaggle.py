@@ -21,12 +21,14 @@ from encoders.budget import (
     FoldTiming,
     post_fit_test_s_per_fold,
     project_probe_total,
+    scoring_calls,
     should_score_test,
     should_start_fold,
 )
 from encoders.settings import EncoderConfig
 from pipelines import export_kaggle
 from pipelines.export import kaggle_dataset
+from pipelines.model.bundle_scoring import score_in_time
 from pipelines.runtime.errors import UsageError
 from tests.conftest import ROOT, make_battles
 from tests.tiny_models import tiny_encoder_config
@@ -342,13 +344,16 @@ def test_budget_arithmetic():
 
 def test_post_fit_test_scoring_is_reserved_in_the_fold_decision():
     """Test rows scored after the fit (every fold model, in one process): the per-fold seconds come from the
-    OOF prediction rate, plus the model load, times the processes that shared the OOF prediction."""
-    # 100 OOF rows in 20s: 0.2 s/row; 500 test rows: 100s + 5s load per fold model; 3 fold models: 315s
+    OOF prediction rate, plus the model load once per scoring call, times the processes that shared the OOF
+    prediction."""
+    # 100 OOF rows in 20s: 0.2 s/row; 500 test rows: 100s + 3 calls (8, 256, the rest) x 5s load per fold
+    # model; 3 fold models: 345s
     done = [FoldTiming(fit_s=100, test_s=None, oof_s=20, oof_rows=100, load_s=5)]
-    assert post_fit_test_s_per_fold(done, 500) == pytest.approx(105)
-    assert post_fit_test_s_per_fold([replace(done[0], processes=2)], 500) == pytest.approx(205)  # 2 GPUs shared
+    assert post_fit_test_s_per_fold(done, 500) == pytest.approx(115)
+    assert post_fit_test_s_per_fold([replace(done[0], processes=2)], 500) == pytest.approx(215)  # 2 GPUs shared
+    assert post_fit_test_s_per_fold(done, 100) == pytest.approx(20 + 2 * 5)  # 8 rows, then 92: two calls
     assert post_fit_test_s_per_fold([FoldTiming(100, None)], 500) is None  # an old checkpoint: no rate
-    train, test = 2 * 100 * 1.1, 3 * 105 * 1.1
+    train, test = 2 * 100 * 1.1, 3 * 115 * 1.1
     assert should_start_fold(0, train + 1, done, 2)[0]  # training the 2 remaining folds alone fits ...
     start, record = should_start_fold(0, train + 1, done, 2, test_rows=500, n_folds=3)
     assert not start  # ... but not with the test scoring by all 3 fold models
@@ -364,6 +369,26 @@ def test_probe_plan_reserves_test_scoring_by_every_fold_model():
     assert after == {"test_scoring_s": 200.0, "total_s": 700.0}  # 5 x (10 + 30) after the fit
     inside = project_probe_total(fold, 5, load_s=10, test_after_fit=False, safety=1.0)
     assert inside == {"test_scoring_s": 30.0, "total_s": 530.0}  # in the folds: at least one scores test
+    three = project_probe_total(fold, 5, load_s=10, test_after_fit=True, safety=1.0, loads=3)
+    assert three == {"test_scoring_s": 300.0, "total_s": 800.0}  # 5 x (3 x 10 + 30): probes and rest each load
+
+
+@pytest.mark.parametrize("rows, calls", [(1, 1), (8, 1), (9, 2), (264, 2), (265, 3), (25_000, 3)])
+def test_scoring_calls_match_the_probed_scoring(rows, calls):
+    """The reservation counts the loads the scoring really makes: one per call of ``predict``."""
+    seen: list[int] = []
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        seen.append(len(frame))
+        return np.full((len(frame), 3), 1 / 3)
+
+    frame = pd.DataFrame({"id": range(rows)})
+    assert scoring_calls(rows) == calls
+    proba, record = score_in_time(predict, frame, deadline=1e9)
+    assert len(seen) == calls and (proba is None or len(proba) == rows)
+    seen.clear()
+    proba, record = score_in_time(predict, frame, deadline=None)  # no deadline: no probe, one load
+    assert seen == [rows] and record["decision"] == "used" and "probes" not in record
 
 
 @pytest.mark.parametrize("test_rows, folds_done", [(0, [0, 1, 2]), (20, [0])])

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from encoders.budget import PROBE_ROWS
 from pipelines.bundle.decisions import submitted_prior
 from pipelines.data.battles import load_battles
 from pipelines.runtime.errors import UsageError
@@ -55,20 +56,24 @@ def score_in_time(
     frame: pd.DataFrame,
     deadline: float | None,
     clock: Callable[[], float] = time.monotonic,
-    probe_rows: tuple[int, int] = (8, 256),
+    probe_rows: tuple[int, ...] = PROBE_ROWS,
 ) -> tuple[np.ndarray | None, dict]:
     """``predict(frame)`` under ``deadline`` (on ``clock``): two timed probes of ``probe_rows`` rows, then the
     rest only if :func:`project_seconds` (x ``SAFETY``) fits the time left. Returns the (n, 3) rows in
     ``frame``'s order, or None when skipped, and the record (``probes``, ``projected_rest_s``, ``rest_s``,
-    ``decision``: "used" or why skipped)."""
+    ``decision``: "used" or why skipped). Each call loads the fold models again (the budget reserves that:
+    ``encoders.budget.scoring_calls``), so without a deadline there is one call and no probe."""
     n = len(frame)
     record: dict[str, Any] = {}
+    if deadline is None:
+        proba, seconds = _timed(clock, partial(predict, frame))
+        return proba, {"rest_s": seconds, "decision": "used"}
     parts, timings, start = [], [], 0
     for size in probe_rows:
         if start >= n:
             break
-        left = None if deadline is None else deadline - clock()
-        if left is not None and left <= 0:
+        left = deadline - clock()
+        if left <= 0:
             record["decision"] = "skipped: time budget spent before the encoders started"
             return None, record
         rows = frame.iloc[start : start + size]
@@ -80,8 +85,8 @@ def score_in_time(
     if start < n:
         projected = project_seconds(timings[0], timings[-1], n - start)
         record["projected_rest_s"] = projected
-        left = None if deadline is None else deadline - clock()
-        if left is not None and projected * SAFETY > left:
+        left = deadline - clock()
+        if projected * SAFETY > left:
             record["decision"] = (
                 f"skipped: the other {n - start} rows need ~{projected:.0f} s (x{SAFETY}), {left:.0f} s left"
             )
@@ -124,7 +129,7 @@ def score_bundle(
     predict: Predictor | None = None,
     stacker: str | None = None,
     clock: Callable[[], float] = time.monotonic,
-    probe_rows: tuple[int, int] = (8, 256),
+    probe_rows: tuple[int, ...] = PROBE_ROWS,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Write ``submission`` from ``model`` (an ``ArenaPreferenceModel``); ``deadline`` is on ``clock``.
