@@ -64,8 +64,9 @@ def describe_data(train: str) -> dict:
     def mean_chars(column: str) -> float:
         return float(battles[column].map(lambda turns: len("\n\n".join(turns))).mean())
 
+    path = Path(train).resolve()
     return {
-        "train": train,
+        "train": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else train,
         "source": "bundled sample (pipelines/sample_data)" if Path(train).parent == SAMPLE_DIR else "given file",
         "rows": int(len(battles)),
         "mean_chars_prompt": round(mean_chars("prompt_turns"), 1),
