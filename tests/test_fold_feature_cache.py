@@ -26,7 +26,8 @@ FIT_ROWS: list[np.ndarray] = []  # what every SpyFeature.fit saw, in order
 
 
 class SpyFeature(TransformerMixin, BaseEstimator):
-    """Label-free and fitted on rows: the A - B length difference over the fit rows' mean length."""
+    """Label-free and fitted on rows: the A - B length difference over the fit rows' mean length (a scale
+    only, which trees do not see: the equality checks rest on the TF-IDF fitted beside it)."""
 
     def __init__(self, scale: float = 1.0):
         self.scale = scale
@@ -152,3 +153,39 @@ def test_transforms_of_transformers_it_did_not_fit_are_not_kept(model):
     assert cache.fit(SpyFeature(), rows) is fitted and cache.fit(SpyFeature(scale=2.0), rows) is not fitted
     assert cache.fit(SpyFeature(), rows[::-1]) is not fitted  # other rows (or order): another fit
     assert cache.transform(fitted, rows) is cache.transform(fitted, rows)
+
+
+def test_loso_study_shares_fits_across_options_with_the_same_results(model):
+    """The leave-one-source-out study (sequential): every option trains on the same rows per seed, so the fold
+    feature is fitted once per (seed, training rows), never on the rows it scores; scores equal refitting."""
+    from pipelines.data.training_sets import mark_sources_with_ties
+    from pipelines.experiments.loso_study import run_loso
+
+    plain, _ = model
+    battles = plain.inputs.train.assign(source=np.where(np.arange(len(plain.inputs.y)) % 3 == 0, "s1", "s2"))
+    battles = mark_sources_with_ties(battles.assign(label=plain.inputs.y))
+    X = plain.inputs.X
+    settings = {"params": {"num_threads": 1}, "num_boost_round": 15, "early_stopping_rounds": 4}
+    options, results, fits = ["plain", "drop_tieless", "masked_tie"], {}, {}
+    for use in (True, False):
+        FIT_ROWS.clear()
+        results[use] = run_loso(
+            battles,
+            X,
+            options,
+            2,
+            n_folds=3,
+            settings=settings,
+            fold_features=[SMALL_TFIDF, SpyFeature()],
+            fold_cache=use,
+        )
+        fits[use] = [rows.copy() for rows in FIT_ROWS]
+    assert set(results[True]["loso"]) == set(options) and set(results[True]["oof"]) == set(options)
+    assert results[True]["loso"] == results[False]["loso"] and results[True]["oof"] == results[False]["oof"]
+    assert results[True]["reliability"] == results[False]["reliability"]
+    per_seed = 2 + 3  # two held-out sources, three OOF folds
+    assert len(fits[True]) == 2 * per_seed and len(fits[False]) == len(options) * 2 * per_seed
+    sources = battles["source"].to_numpy()
+    for rows in fits[True][:2]:  # the held-out-source fits of the first seed: s1, then s2
+        assert len(set(sources[rows])) == 1  # trained on the other source only
+    assert set(sources[fits[True][0]]) == {"s2"} and set(sources[fits[True][1]]) == {"s1"}
