@@ -7,7 +7,8 @@ ties (``config.tie_handling`` decides how they train, :mod:`stacking.tie_handlin
 ``scored`` marks the primary rows: calibration is fitted on those only, because the extras'
 label mix (tie rate) is not the one the model is judged on. Per-fold feature transformers
 (``fold_features``) are fitted on the fold's training battles only, so their columns never leak
-the held-out rows.
+the held-out rows; a ``fold_cache`` (:mod:`stacking.fold_feature_cache`) lets many fits on the same
+folds share those fits and columns.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sklearn.base import clone
 from arena_schema import N_CLASSES
 from stacking.calibration import ProbabilityCalibrator, cross_calibrate
 from stacking.config import StackerConfig
+from stacking.fold_feature_cache import FoldFeatureCache
 from stacking.lgbm import LGBMStacker
 from stacking.tie_handling import TieAwareStacker, resolve_tie_handling, tie_handling
 
@@ -77,15 +79,24 @@ FoldHook = Callable[[int, np.ndarray, list[int]], None]  # (fold, OOF so far, fo
 
 
 def with_fold_features(
-    X: pd.DataFrame, battles: pd.DataFrame | None, transformers: list[Any], index: np.ndarray | None = None
+    X: pd.DataFrame,
+    battles: pd.DataFrame | None,
+    transformers: list[Any],
+    index: np.ndarray | None = None,
+    cache: FoldFeatureCache | None = None,
 ) -> pd.DataFrame:
+    """``X`` with the fitted ``transformers``' columns of ``battles`` (rows ``index``) joined on; a ``cache``
+    over these battles hands back columns it computed before."""
     if not transformers:
         return X
     if battles is None:
         raise ValueError("fold_features need the battles (battles=, and test_battles= with X_test)")
-    rows = battles if index is None else battles.iloc[index]
-    extra = [t.transform(rows).set_axis(X.index, axis=0) for t in transformers]
-    return pd.concat([X, *extra], axis=1)
+    if cache is not None and index is not None and cache.battles is battles:
+        extra = [cache.transform(t, index) for t in transformers]
+    else:
+        rows = battles if index is None else battles.iloc[index]
+        extra = [t.transform(rows) for t in transformers]
+    return pd.concat([X, *(e.set_axis(X.index, axis=0) for e in extra)], axis=1)
 
 
 def fit_rows(
@@ -102,11 +113,17 @@ def fit_rows(
     overrides: dict[str, Any],
     fold_features: Sequence[FoldFeature] = (),
     battles: pd.DataFrame | None = None,
+    fold_cache: FoldFeatureCache | None = None,
 ) -> tuple[LGBMStacker | TieAwareStacker, list[Any]]:
     """One stacker (and its fitted per-fold features) on the rows ``train_idx``: the unit of
     :func:`cross_fit` and of the leave-one-source-out fits (``stacking.source_holdout``)."""
-    fitted = [clone(t).fit(battles.iloc[train_idx]) for t in fold_features] if battles is not None else []
-    X_train = with_fold_features(X.iloc[train_idx], battles, fitted, train_idx)
+    if battles is None:
+        fitted: list[Any] = []
+    elif fold_cache is not None:
+        fitted = [fold_cache.fit(t, train_idx) for t in fold_features]
+    else:
+        fitted = [clone(t).fit(battles.iloc[train_idx]) for t in fold_features]
+    X_train = with_fold_features(X.iloc[train_idx], battles, fitted, train_idx, fold_cache)
     fold_groups = None if groups is None else np.asarray(groups)[train_idx]
     fold_weights = None if weights is None else weights[train_idx]
     model = tie_handling(option).fit_fold(
@@ -142,6 +159,7 @@ def cross_fit(
     fold_features: Sequence[FoldFeature] = (),
     battles: pd.DataFrame | None = None,
     test_battles: pd.DataFrame | None = None,
+    fold_cache: FoldFeatureCache | None = None,
     on_fold: FoldHook | None = None,
     progress: Any = None,
     **overrides: Any,
@@ -152,9 +170,12 @@ def cross_fit(
     ``on_fold`` may raise (e.g. ``optuna.TrialPruned``) to stop early. ``tieless`` (bool per row:
     its source has no ties) and ``source`` (name per row; ``tie_offset`` needs it) feed the tie
     handling that ``config.tie_handling`` resolves to; without them every fold is a plain stacker.
+    ``fold_cache`` (over ``battles``) fits each fold feature once per fold across the fits sharing it.
     """
     if fold_features and battles is None:
         raise ValueError("fold_features need the training battles (battles=)")
+    if fold_cache is not None and fold_cache.battles is not battles:
+        raise ValueError("fold_cache holds fits over other battles than battles=: build it over these")
     y, folds = np.asarray(y), np.asarray(folds)
     weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     option, has_ties, names = tie_inputs(y, config, tieless, source)
@@ -177,8 +198,10 @@ def cross_fit(
             overrides,
             fold_features,
             battles,
+            fold_cache,
         )
-        oof[held_idx] = model.predict_proba(with_fold_features(X.iloc[held_idx], battles, fitted, held_idx))
+        held = with_fold_features(X.iloc[held_idx], battles, fitted, held_idx, fold_cache)
+        oof[held_idx] = model.predict_proba(held)
         if X_test is not None and test is not None:
             test += model.predict_proba(with_fold_features(X_test, test_battles, fitted))
         result.models.append(model)

@@ -33,6 +33,7 @@ from pipelines.stages.multi_source import (
 )
 from pipelines.stages.stacker_inputs import StackerInputs, cache_dir_of
 from stacking.cross_fit import CalibratedFit, CrossFitResult, with_fold_features
+from stacking.fold_feature_cache import FoldFeatureCache
 from stacking.sources import source_name_of
 
 log = logging.getLogger("arena_pref.ablation")
@@ -180,12 +181,14 @@ def verbosity(y: np.ndarray, proba: np.ndarray, ratio: np.ndarray, n_buckets: in
     return buckets
 
 
-def max_swap_gap(result: CrossFitResult, inputs: StackerInputs, columns: list[str]) -> float:
+def max_swap_gap(
+    result: CrossFitResult, inputs: StackerInputs, columns: list[str], cache: FoldFeatureCache | None = None
+) -> float:
     """max |p(A wins | A, B) − p(B wins | B, A)| over OOF rows: 0 up to float error by construction."""
     gap = 0.0
     for k, model, fitted in zip(result.fold_ids, result.models, result.fold_transformers):
         held = np.flatnonzero(inputs.folds == k)
-        X = with_fold_features(inputs.X.iloc[held][columns], inputs.train, fitted, held)
+        X = with_fold_features(inputs.X.iloc[held][columns], inputs.train, fitted, held, cache)
         direct = model.predict_proba(X)
         swapped = swap_proba(model.predict_proba(swap_feature_frame(X)))
         gap = max(gap, float(np.abs(direct - swapped).max()))
@@ -216,10 +219,16 @@ def position(y: np.ndarray, proba: np.ndarray, swap_gap: float) -> dict:
 
 
 def run_ablation(
-    config: RunConfig, settings: AblationConfig | None = None, sources: TrainingSourcesConfig | None = None
+    config: RunConfig,
+    settings: AblationConfig | None = None,
+    sources: TrainingSourcesConfig | None = None,
+    *,
+    fold_cache: bool = True,
 ) -> dict:
     """Fit every variant (over ``fold_seeds`` repetitions of the grouped CV), compute the
-    diagnostics of the full model on the run's own folds, write JSON, Markdown, HTML and PNGs."""
+    diagnostics of the full model on the run's own folds, write JSON, Markdown, HTML and PNGs.
+    ``fold_cache``: fit each fold feature once per fold for all variants (False refits it in every
+    variant, with the same results; kept for ``benchmarks/fold_feature_cache.py``)."""
     settings = settings or AblationConfig()
     start = time.perf_counter()
     out = config.out / "ablation"
@@ -227,6 +236,8 @@ def run_ablation(
     sources = sources or TrainingSourcesConfig()
     fold_seeds = sources.fold_seeds
     model = model_inputs(config)
+    if fold_cache:
+        model = model.with_fold_cache()
     inputs = model.inputs
     require_extras_loaded(inputs, sources)
     columns = list(inputs.X.columns)
@@ -290,7 +301,7 @@ def run_ablation(
             "after": reliability(y, calibrated, settings.reliability_bins),
         },
         "verbosity": verbosity(y, calibrated, length_log_ratio(inputs.train[scored]), settings.length_buckets),
-        "position": position(y, calibrated, max_swap_gap(result, inputs, columns)),
+        "position": position(y, calibrated, max_swap_gap(result, inputs, columns, model.fold_cache)),
     }
     write_outputs(report, out, time.perf_counter() - start)
     return report

@@ -40,6 +40,7 @@ from pipelines.stages.config import FeatureConfig
 from pipelines.stages.fold_feature_setup import build_fold_features, fold_feature_name
 from stacking.config import STUDY_PRESET
 from stacking.cross_fit import with_fold_features
+from stacking.fold_feature_cache import FoldFeatureCache
 from stacking.source_holdout import source_training_rows
 from stacking.tie_handling import TieAwareStacker
 from stacking.tie_registry import option_names
@@ -50,24 +51,30 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- experiment
 
 
-def _fit_predict(option, X, battles, train, test, groups, seed, settings, fold_features=()) -> np.ndarray:
+def _fit_predict(option, X, battles, train, test, groups, seed, settings, fold_features=(), cache=None) -> np.ndarray:
     """One stacker on the ``train`` rows, its probabilities for the ``test`` rows; the fold features (``--tfidf``,
-    ``--embedder``) are fitted on the training rows only, as in every fold of a run."""
+    ``--embedder``) are fitted on the training rows only, as in every fold of a run (by ``cache``, a
+    :class:`FoldFeatureCache` over ``battles``, once for every option that trains on these rows)."""
     train_idx, test_idx = np.flatnonzero(train), np.flatnonzero(test)
-    fitted = [clone(t).fit(battles.iloc[train_idx]) for t in fold_features]
+    if cache is not None:
+        fitted = [cache.fit(t, train_idx) for t in fold_features]
+    else:
+        fitted = [clone(t).fit(battles.iloc[train_idx]) for t in fold_features]
     model = TieAwareStacker(option, seed=seed, **settings)
     model.fit(
-        with_fold_features(X.iloc[train_idx], battles, fitted, train_idx),
+        with_fold_features(X.iloc[train_idx], battles, fitted, train_idx, cache),
         battles["label"].to_numpy()[train],
         battles["source"].to_numpy()[train],
         battles["source_has_ties"].to_numpy()[train],
         battles["weight"].to_numpy()[train] if "weight" in battles else None,
         groups[train],
     )
-    return model.predict_proba(with_fold_features(X.iloc[test_idx], battles, fitted, test_idx))
+    return model.predict_proba(with_fold_features(X.iloc[test_idx], battles, fitted, test_idx, cache))
 
 
-def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, has_ties, fold_features=()) -> dict:
+def _run_task(
+    option, k, battles, X, groups, holdouts, n_folds, oof, settings, has_ties, fold_features=(), cache=None
+) -> dict:
     """One option with one fold seed: every held-out source, then (optionally) grouped OOF."""
     seed = STUDY_PRESET.fold_seed(k)
     y = battles["label"].to_numpy()
@@ -78,7 +85,7 @@ def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, h
         test = sources == held
         train = source_training_rows(sources, groups, [held])
         t0 = time.time()
-        proba = _fit_predict(option, X, battles, train, test, groups, seed, settings, fold_features)
+        proba = _fit_predict(option, X, battles, train, test, groups, seed, settings, fold_features, cache)
         sc = score_rows(battles[test], y[test], proba)
         out["loso"][held] = sc
         tie = sc["per_class"]["tie"]
@@ -101,7 +108,7 @@ def _run_task(option, k, battles, X, groups, holdouts, n_folds, oof, settings, h
         proba = np.zeros((len(y), N_CLASSES))
         for f in range(n_folds):
             held = folds == f
-            proba[held] = _fit_predict(option, X, battles, ~held, held, groups, seed, settings, fold_features)
+            proba[held] = _fit_predict(option, X, battles, ~held, held, groups, seed, settings, fold_features, cache)
         for s in sorted(set(sources)):
             rows = sources == s
             out["oof"][s] = score_rows(battles[rows], y[rows], proba[rows])
@@ -121,10 +128,13 @@ def run_loso(
     n_jobs: int = 1,
     on_progress=None,
     fold_features: Sequence[Any] = (),
+    fold_cache: bool = True,
 ) -> dict:
     """Scores per option, seed and source (LOSO and, for ``oof_options``, within-source OOF), plus
     pooled predictions of the tie-bearing held-out sources for the reliability diagrams (first seed).
-    ``fold_features`` (unfitted; ``battles`` carry the columns they read) are fitted on each fit's training rows."""
+    ``fold_features`` (unfitted; ``battles`` carry the columns they read) are fitted on each fit's training rows;
+    with ``n_jobs=1`` and ``fold_cache`` once per seed and training rows for all options (a cache per seed, so
+    memory holds one seed's fits; parallel tasks run in other processes and fit their own)."""
     from joblib import Parallel, delayed
 
     settings = settings or {}
@@ -137,9 +147,30 @@ def run_loso(
     holdouts = list(holdouts) if holdouts else sorted(set(sources))
     has_ties = {str(s): bool(v) for s, v in battles.groupby("source")["source_has_ties"].first().items()}
     tasks = [(o, k) for k in range(fold_seeds) for o in options]  # seed by seed: partial reports stay paired
+    caches: dict[int, FoldFeatureCache] = {}
+
+    def cache_of(k: int) -> FoldFeatureCache | None:
+        if not (fold_cache and fold_features and n_jobs == 1):
+            return None
+        if k not in caches:  # the previous seed's cache is dropped here (a task still queued keeps its own)
+            caches.clear()
+            caches[k] = FoldFeatureCache(battles)
+        return caches[k]
+
     done = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(_run_task)(
-            o, k, battles, X, groups, holdouts, n_folds, o in oof_options, settings, has_ties, fold_features
+            o,
+            k,
+            battles,
+            X,
+            groups,
+            holdouts,
+            n_folds,
+            o in oof_options,
+            settings,
+            has_ties,
+            fold_features,
+            cache=cache_of(k),
         )
         for o, k in tasks
     )

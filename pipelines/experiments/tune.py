@@ -104,7 +104,7 @@ def setup_key(evaluation: Evaluation, config: RunConfig) -> dict:
     for folds in evaluation.fold_sets:
         h.update(np.asarray(folds, dtype=np.int64).tobytes())
     fit_kwargs = evaluation.model.fit_kwargs()
-    for name in sorted(k for k in fit_kwargs if k not in ("groups", "fold_features", "battles")):
+    for name in sorted(k for k in fit_kwargs if k not in ("groups", "fold_features", "battles", "fold_cache")):
         h.update(name.encode() + np.asarray(fit_kwargs[name]).astype(str).tobytes())
     # searched (calibration) and per-machine (num_threads) settings are not part of the problem
     settings = {k: v for k, v in asdict(config.stacker).items() if k not in ("calibration", "num_threads")}
@@ -376,14 +376,20 @@ def write_outputs(study, baseline: dict, out: Path, wall_s: float) -> dict:
 # --------------------------------------------------------------------------- entry points
 
 
-def tune(config: RunConfig, tune_config: TuneConfig, sources: TrainingSourcesConfig | None = None) -> dict:
+def tune(
+    config: RunConfig, tune_config: TuneConfig, sources: TrainingSourcesConfig | None = None, *, fold_cache: bool = True
+) -> dict:
     """Prepare the inputs once, run (or resume) the study, write best_params.json, plots and report.
-    ``sources.fold_seeds`` > 1: each trial's loss is the mean over that many grouped CV repetitions."""
+    ``sources.fold_seeds`` > 1: each trial's loss is the mean over that many grouped CV repetitions.
+    ``fold_cache``: fit each fold feature once per fold for all trials (False refits it in every trial,
+    with the same results; kept for ``benchmarks/fold_feature_cache.py``)."""
     start = time.perf_counter()
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     sources = sources or TrainingSourcesConfig()
     model = model_inputs(config)
+    if fold_cache:
+        model = model.with_fold_cache()
     require_extras_loaded(model.inputs, sources)
     evaluation = Evaluation.of(model, config, sources.fold_seeds)
     storage = tune_config.storage or default_storage(out)

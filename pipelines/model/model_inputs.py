@@ -9,6 +9,7 @@ fit's. The stacker fit itself is :func:`stacking.cross_fit.fit_calibrated`, as i
     model = model_inputs(config)
     fit = model.fit(config.stacker, config.seed)                  # the run's features-only stacker, OOF
     fit = model.fit(stacker, seed, columns=[...], fold_features=model.fold_features[:1], folds=other_folds)
+    model = model.with_fold_cache()  # many fits on the same folds: each fold feature fitted once per fold
 
 New-source calibration does not enter these figures: it scores test rows unlike every training source, while
 the experiments score out-of-fold rows of the training sources, which the in-source calibrator is for.
@@ -17,7 +18,7 @@ the experiments score out-of-fold rows of the training sources, which the in-sou
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,15 +33,23 @@ from pipelines.stages.multi_source import source_fit_kwargs
 from pipelines.stages.stacker_inputs import StackerInputs
 from stacking.config import StackerConfig
 from stacking.cross_fit import CalibratedFit, FoldFeature, fit_calibrated
+from stacking.fold_feature_cache import FoldFeatureCache
 from stacking.transformer_state import transformer_spec
 
 
 @dataclass
 class ModelInputs:
-    """A run's training inputs and its unfitted fold features; :meth:`fit` is the run's stacker fit."""
+    """A run's training inputs and its unfitted fold features; :meth:`fit` is the run's stacker fit. With a
+    ``fold_cache`` (:meth:`with_fold_cache`) every fit shares each fold feature's fit and columns per fold."""
 
     inputs: StackerInputs
     fold_features: list[Any]
+    fold_cache: FoldFeatureCache | None = None
+
+    def with_fold_cache(self) -> ModelInputs:
+        """These inputs with a fresh :class:`FoldFeatureCache` over the training battles (for tune's trials and
+        ablation's variants, which fit the same label-free fold features on the same folds again and again)."""
+        return replace(self, fold_cache=FoldFeatureCache(self.inputs.train))
 
     def fit_kwargs(self, fold_features: Sequence[FoldFeature] | None = None) -> dict[str, Any]:
         """What ``fit_calibrated`` gets besides X, y, folds, config and seed: groups, the training sources'
@@ -49,6 +58,8 @@ class ModelInputs:
         kwargs: dict[str, Any] = {"groups": self.inputs.groups, **source_fit_kwargs(self.inputs.train)}
         if features:
             kwargs.update(fold_features=features, battles=self.inputs.train)
+            if self.fold_cache is not None:
+                kwargs["fold_cache"] = self.fold_cache
         return kwargs
 
     def fit(
