@@ -3,7 +3,8 @@ builder from dataclass fields, and the arguments the entry points share (data: f
 ablation; stacker settings).
 
 A flag's help is written once, next to its field (``field(metadata={"help": ...})``); every flag
-defaults to None so that only the flags given override a config (``overrides_from_args``). The
+defaults to None so that only the flags given override a config (``overrides_from_args``), except in the
+commands whose file is only their own section (loso, predict: ``keep_defaults``). The
 settings come, in this order, from the dataclass defaults, ``--config FILE.json`` (a
 :class:`RunConfig` tree, checked key by key by :mod:`pipelines.runtime.config_file`, or a run's
 ``report.json``, whose ``config`` section is the tree it ran with), then the flags given; every command
@@ -300,7 +301,7 @@ def add_stacker_choice_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_test_calibration_arg(p: argparse.ArgumentParser) -> None:
-    """``--test-calibration`` (full_run, predict): which calibrator scores the test rows."""
+    """``--test-calibration`` (full_run; predict has it as a ``PredictConfig`` field): the test rows' calibrator."""
     p.add_argument("--test-calibration", choices=CALIBRATION_CHOICES, help=f"{CALIBRATION_HELP} (default auto)")
 
 
