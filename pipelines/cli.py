@@ -3,7 +3,8 @@ builder from dataclass fields, and the arguments the entry points share (data: f
 ablation; stacker settings).
 
 A flag's help is written once, next to its field (``field(metadata={"help": ...})``); every flag
-defaults to None so that only the flags given override a config (``overrides_from_args``). The
+defaults to None so that only the flags given override a config (``overrides_from_args``), except in the
+commands whose file is only their own section (loso, predict: ``keep_defaults``). The
 settings come, in this order, from the dataclass defaults, ``--config FILE.json`` (a
 :class:`RunConfig` tree, checked key by key by :mod:`pipelines.runtime.config_file`, or a run's
 ``report.json``, whose ``config`` section is the tree it ran with), then the flags given; every command
@@ -30,6 +31,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 from features.groups import expand_groups
@@ -39,35 +41,70 @@ from pipelines.runtime.errors import UsageError
 from pipelines.runtime.paths import DataPaths, resolve_paths
 from pipelines.runtime.resources import feature_workers, lightgbm_threads
 from pipelines.stages.config import FeatureConfig, RunConfig, load_params_file
-from pipelines.stages.new_source_stage import CALIBRATION_CHOICES
+from pipelines.stages.new_source_stage import CALIBRATION_CHOICES, CALIBRATION_HELP
 from stacking.config import StackerConfig
 
 FOLD_FEATURE_FLAGS = ("tfidf", "embedder", "embedder_max_length")  # off by default: benchmarks/transformer_gain.py
 STACKER_FLAGS = ("num_boost_round", "early_stopping_rounds", "num_threads", "tie_handling")  # every command
 
 
+REPEATED = "repeated"  # _flag_type's kind of a ``tuple[str, ...]`` field: a repeatable flag, one item each time
+
+
 def _flag_type(annotation: Any) -> tuple[Any, tuple | None]:
-    """(scalar type, choices) of a field annotation such as ``int | None`` or ``Literal["a", "b"]``."""
+    """(scalar type, choices) of a field annotation such as ``int | None``, ``Path`` or ``Literal["a", "b"]``;
+    ``tuple[str, ...]`` is :data:`REPEATED`."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
         return _flag_type(args[0])
     if typing.get_origin(annotation) is Literal:
         return type(args[0]), tuple(args)
-    if annotation in (int, float, str, bool):
+    if typing.get_origin(annotation) is tuple and typing.get_args(annotation) == (str, Ellipsis):
+        return REPEATED, None
+    if annotation in (int, float, str, bool, Path):
         return annotation, None
     raise TypeError(f"no command-line flag for a field of type {annotation!r}")
 
 
-def _cli_fields(cls: type, only: Iterable[str] | None) -> list[dataclasses.Field]:
+def _cli_fields(cls: type, only: Iterable[str] | None, exclude: Iterable[str] = ()) -> list[dataclasses.Field]:
     wanted = None if only is None else list(only)
     chosen = [
         f
         for f in dataclasses.fields(cls)
-        if f.metadata.get("cli", True) and (wanted is None or f.name in wanted) and not f.name.isupper()
+        if f.metadata.get("cli", True)
+        and (wanted is None or f.name in wanted)
+        and f.name not in exclude
+        and not f.name.isupper()
     ]
     if wanted is not None and len(chosen) != len(wanted):
         raise ValueError(f"{cls.__name__} has no flag field(s) {sorted(set(wanted) - {f.name for f in chosen})}")
     return chosen
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """A field's default (its factory's value, read now: e.g. a registry's names), or MISSING when required."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _shown(default: Any, kind: Any) -> str:
+    """A default as typed on the command line (an empty text as ``''``)."""
+    if kind is REPEATED:
+        return "repeatable" + (f"; default {','.join(default)}" if default else "")
+    return f"default {repr(default) if default == '' else default}"
+
+
+class _ReplaceDefault(argparse._AppendAction):
+    """A repeatable flag whose first use replaces the default list (one from a ``--config`` file) instead of
+    adding to it, as the settings-file rule says: a flag given wins."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is self.default:  # the first use: the default is still there
+            setattr(namespace, self.dest, None)
+        super().__call__(parser, namespace, values, option_string)
 
 
 def add_dataclass_args(
@@ -75,29 +112,49 @@ def add_dataclass_args(
     cls: type,
     prefix: str = "",
     only: Iterable[str] | None = None,
+    *,
+    exclude: Iterable[str] = (),
+    keep_defaults: bool = False,
 ) -> None:
-    """One ``--<prefix><field-name>`` flag per field of dataclass ``cls`` (``only``: these fields)."""
+    """One ``--<prefix><field-name>`` flag per field of dataclass ``cls`` (``only``: these fields; ``exclude``:
+    all but these). A field without a default is a required flag; a ``tuple[str, ...]`` field a repeatable one.
+
+    Flags default to None (only the flags given override a ``--config`` tree); ``keep_defaults``: they carry
+    the field defaults instead (a command without a tree, whose parser is also read for its defaults)."""
     hints = typing.get_type_hints(cls)
-    for f in _cli_fields(cls, only):
+    for f in _cli_fields(cls, only, exclude):
         kind, choices = _flag_type(hints[f.name])
         choices = f.metadata["choices"]() if "choices" in f.metadata else choices  # e.g. a registry's names
         flag = "--" + (prefix + f.name).replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{f.metadata.get('help', '')} (default {default})".strip()
+        default = field_default(f)
+        required = default is dataclasses.MISSING
+        shown = "required" if required else _shown(default, kind)
+        help_text = f"{f.metadata.get('help', '')} ({shown})".strip()
         dest = (prefix + f.name).replace("-", "_")
-        if kind is bool:
-            p.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        kwargs: dict[str, Any] = {"dest": dest, "help": help_text}
+        if required:
+            kwargs["required"] = True
         else:
-            p.add_argument(flag, dest=dest, type=kind, choices=choices, default=None, help=help_text)
+            kwargs["default"] = default if keep_defaults else None
+        if "metavar" in f.metadata:
+            kwargs["metavar"] = f.metadata["metavar"]
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif kind is REPEATED:
+            kwargs["default"] = list(default) if keep_defaults and default else None
+            p.add_argument(flag, action=_ReplaceDefault, **kwargs)
+        else:
+            p.add_argument(flag, type=kind, choices=choices, **kwargs)
 
 
 def overrides_from_args(args: argparse.Namespace, cls: type, prefix: str = "") -> dict[str, Any]:
     """The fields of ``cls`` whose flags (from :func:`add_dataclass_args`) were given."""
-    out = {}
+    out: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
     for f in _cli_fields(cls, None):
         value = getattr(args, (prefix + f.name).replace("-", "_"), None)
         if value is not None:
-            out[f.name] = value
+            out[f.name] = tuple(value) if _flag_type(hints[f.name])[0] is REPEATED else value
     return out
 
 
@@ -244,14 +301,8 @@ def add_stacker_choice_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_test_calibration_arg(p: argparse.ArgumentParser) -> None:
-    """``--test-calibration`` (full_run, predict): which calibrator scores the test rows."""
-    p.add_argument(
-        "--test-calibration",
-        choices=CALIBRATION_CHOICES,
-        help="in-source: the calibrator fitted on the training sources' OOF rows; new-source: the one fitted on"
-        " their leave-one-source-out predictions (several tie-bearing sources only); auto (default): new-source"
-        " when adversarial validation finds the test rows unlike every training source",
-    )
+    """``--test-calibration`` (full_run; predict has it as a ``PredictConfig`` field): the test rows' calibrator."""
+    p.add_argument("--test-calibration", choices=CALIBRATION_CHOICES, help=f"{CALIBRATION_HELP} (default auto)")
 
 
 def add_prior_guard_args(p: argparse.ArgumentParser) -> None:

@@ -26,6 +26,18 @@ from pipelines.stages.encoder_launch import run_in_process
 log = logging.getLogger("arena_pref")
 
 
+def budget_seconds(hours: float | None, seconds: float | None) -> float | None:
+    """The stage's budget in seconds from ``--time-budget-hours`` or the deprecated ``--seconds`` (not both)."""
+    if hours is not None and seconds is not None:
+        raise UsageError("give --time-budget-hours or --seconds (deprecated), not both")
+    if seconds is not None:
+        log.warning("--seconds is deprecated: give --time-budget-hours %g (hours, as full_run's)", seconds / 3600)
+    flag, value = ("--seconds", seconds) if seconds is not None else ("--time-budget-hours", hours)
+    if value is not None and not value >= 0:
+        raise UsageError(f"{flag} {value:g}: must be 0 or more")
+    return seconds if seconds is not None else None if hours is None else hours * 3600
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = command_parser("pipelines.train_encoder", __doc__)
@@ -36,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         "--test-rows",
         type=int,
         default=0,
-        help="without --test: rows the fold models will score after the fit (--seconds reserves their time)",
+        help="without --test: rows the fold models will score after the fit (the time budget reserves their time)",
     )
     add_config_arg(
         p,
@@ -44,7 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         " section; flags override it",
     )
     p.add_argument("--model", help="local model folder (instead of --config)")
-    p.add_argument("--seconds", type=float, help="time budget for this stage")
+    p.add_argument(
+        "--time-budget-hours",
+        type=float,
+        help="budget for this stage, in hours as full_run's (default: none); folds that would overrun are not started",
+    )
+    p.add_argument("--seconds", type=float, help="deprecated: the budget in seconds (use --time-budget-hours)")
     p.add_argument(
         "--save-models",
         choices=EncoderConfig.SAVE_MODELS_CHOICES,
@@ -60,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("give --model or a --config with model_path")
     with arguments_checked("encoder settings: "):
         config = EncoderConfig(**tree)
+    seconds = budget_seconds(args.time_budget_hours, args.seconds)
     run_dir = Path(args.run_dir)
     train, _ = load_battles(args.train, labelled=True)
     test = load_battles(args.test, labelled=False)[0] if args.test else None
@@ -69,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if not folds_path.exists():
         p.error(f"{folds_path} not found: run pipelines.full_run first (it writes the shared folds)")
     folds = pd.read_csv(folds_path, dtype={"id": str}).set_index("id").loc[train["id"], "fold"].to_numpy()
-    run = run_in_process(config, train, test, folds, run_dir, args.seconds, test_rows=args.test_rows)
+    run = run_in_process(config, train, test, folds, run_dir, seconds, test_rows=args.test_rows)
     log.info("encoder %s: %d/%d folds done", run.name, len(run.folds_done), run.folds_total)
     return 0
 

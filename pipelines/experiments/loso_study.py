@@ -19,9 +19,11 @@ on predictions of models that never saw h): ``benchmarks/new_source_calibration.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from sklearn.base import clone
 
 from arena_schema import N_CLASSES
 from features.extractor import FeatureExtractor
+from features.groups import expand_groups
 from pipelines.data.source_folds import make_source_folds, source_groups
 from pipelines.data.training_sets import combined_shared_data, load_training_sources, mark_sources_with_ties
 from pipelines.reports.loso_report import summarize_results, write_outputs
@@ -46,6 +49,90 @@ from stacking.tie_handling import TieAwareStacker
 from stacking.tie_registry import option_names
 
 log = logging.getLogger(__name__)
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+@dataclass(kw_only=True)
+class LosoConfig:
+    """Settings of one study (``pipelines.loso``'s flags are built from these fields). Lists are comma-separated
+    text, as typed on the command line; the methods read them. Defaults: ``stacking.config.STUDY_PRESET``, so
+    the numbers stay comparable with the committed studies."""
+
+    data: Path | None = field(
+        default=None, metadata={"help": "shared data folder (converted with pipelines.build_shared rules)"}
+    )
+    combined: Path | None = field(default=None, metadata={"help": "a train.csv-schema file with a source column"})
+    out: Path = field(metadata={"help": "folder for loso.{json,md,html} and PNGs"})
+    options: str = field(
+        default_factory=lambda: ",".join(option_names()),  # the registered options, read when asked
+        metadata={"help": "comma-separated tie handlings to compare (stacking.tie_registry)"},
+    )
+    fold_seeds: int = field(default=3, metadata={"help": "repeated fold splits: results are mean and std over them"})
+    holdouts: str = field(default="", metadata={"help": "comma-separated sources to hold out ('': all)"})
+    oof_options: str | None = field(
+        default=None, metadata={"help": "options that also get within-source OOF (none given: all; '' none)"}
+    )
+    jobs: int = field(default=1, metadata={"help": "(option, seed) tasks run in parallel"})
+    folds: int = field(default=STUDY_PRESET.n_folds, metadata={"help": "grouped CV folds"})
+    cache_dir: Path = field(default=Path("outputs/feature_cache"), metadata={"help": "feature cache"})
+    learning_rate: float = field(default=STUDY_PRESET.learning_rate, metadata={"help": "LightGBM learning rate"})
+    num_boost_round: int = field(default=STUDY_PRESET.num_boost_round, metadata={"help": "most boosting rounds"})
+    early_stopping_rounds: int = field(
+        default=STUDY_PRESET.early_stopping_rounds, metadata={"help": "stop after this many rounds without gain"}
+    )
+    num_threads: int = field(default=STUDY_PRESET.num_threads, metadata={"help": "LightGBM threads per fit"})
+    tieless_weight: float = field(
+        default=STUDY_PRESET.tieless_weight, metadata={"help": "the weight of a tie-less row (option weighted)"}
+    )
+    n_jobs: int = field(default=1, metadata={"help": "feature extraction processes"})
+    groups: str = field(
+        default="default",
+        metadata={"help": "comma-separated feature groups, 'default' for the default ones (e.g. default,sentiment)"},
+    )
+    fold_features: FeatureConfig = field(default_factory=FeatureConfig, metadata={"cli": False})  # --tfidf, ...
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.combined is None):
+            raise ValueError("give one of --data and --combined")
+        self.data = None if self.data is None else Path(self.data)  # a str from Python code works too
+        self.combined = None if self.combined is None else Path(self.combined)
+        self.out, self.cache_dir = Path(self.out), Path(self.cache_dir)
+        for flag, names in (("--options", self.option_list()), ("--oof-options", self.oof_option_list())):
+            unknown = [o for o in names if o not in option_names()]
+            if unknown:
+                raise ValueError(f"{flag}: unknown option(s) {unknown}; choose from {option_names()}")
+        for name, least in (("fold_seeds", 1), ("folds", 2), ("jobs", 1), ("n_jobs", 1)):
+            if getattr(self, name) < least:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least {least}")
+
+    def option_list(self) -> list[str]:
+        return _names(self.options)
+
+    def oof_option_list(self) -> list[str]:
+        return self.option_list() if self.oof_options is None else _names(self.oof_options)
+
+    def holdout_list(self) -> list[str] | None:
+        """The sources to hold out; None: every source."""
+        return _names(self.holdouts) or None
+
+    def feature_groups(self) -> tuple[str, ...]:
+        return expand_groups(_names(self.groups))
+
+    def feature_config(self) -> FeatureConfig:
+        """The fold features (``--tfidf``, ``--embedder``) over the study's groups."""
+        return dataclasses.replace(self.fold_features, groups=self.feature_groups(), n_jobs=self.n_jobs)
+
+    def stacker_settings(self) -> dict:
+        """Keywords of ``TieAwareStacker`` (and the report's ``settings``)."""
+        return {
+            "params": {"learning_rate": self.learning_rate, "num_threads": self.num_threads},
+            "num_boost_round": self.num_boost_round,
+            "early_stopping_rounds": self.early_stopping_rounds,
+            "tieless_weight": self.tieless_weight,
+        }
 
 
 # --------------------------------------------------------------------------- experiment
@@ -188,46 +275,29 @@ def run_loso(
     return results
 
 
-def run_study(
-    data: Path | None,
-    combined: Path | None,
-    out: Path,
-    options: list[str],
-    groups: tuple[str, ...],
-    settings: dict,
-    *,
-    fold_seeds: int,
-    holdouts: list[str] | None = None,
-    n_folds: int = 5,
-    oof_options: list[str] | None = None,
-    jobs: int = 1,
-    feature_jobs: int = 1,
-    cache_dir: Path | None = None,
-    command: str = "python -m pipelines.loso",
-    fold_features: FeatureConfig | None = None,
-) -> tuple[dict, dict[str, Path]]:
-    """The whole study over the shared data folder (``data``, combined on the fly) or one train.csv-schema
-    file with a source column (``combined``): features, :func:`run_loso`, a report in ``out`` after every
-    finished task (so a cut-short run still has one) and at the end. Returns the summary and the paths."""
+def run_study(config: LosoConfig, command: str = "python -m pipelines.loso") -> tuple[dict, dict[str, Path]]:
+    """The whole study over the shared data folder (``config.data``, combined on the fly) or one train.csv-schema
+    file with a source column (``config.combined``): features, :func:`run_loso`, a report in ``config.out`` after
+    every finished task (so a cut-short run still has one) and at the end. Returns the summary and the paths."""
     start = time.time()
-    if data is not None:
+    out, combined, groups = config.out, config.combined, config.feature_groups()
+    options, settings = config.option_list(), config.stacker_settings()
+    if config.data is not None:
         combined = out / "_combined.csv"
         out.mkdir(parents=True, exist_ok=True)
-        combined_shared_data(data).to_csv(combined, index=False)
+        combined_shared_data(config.data).to_csv(combined, index=False)
     if combined is None:
         raise ValueError("give the shared data folder or a combined train file")
     battles = mark_sources_with_ties(load_training_sources(combined))
-    if data is not None:
+    if config.data is not None:
         combined.unlink()
-    X = FeatureExtractor(groups, n_jobs=feature_jobs, cache_dir=cache_dir, progress=False).transform(battles)
-    transformers, battles, _ = build_fold_features(
-        fold_features or FeatureConfig(groups=groups), battles, None, cache_dir
-    )
+    X = FeatureExtractor(groups, n_jobs=config.n_jobs, cache_dir=config.cache_dir, progress=False).transform(battles)
+    transformers, battles, _ = build_fold_features(config.feature_config(), battles, None, config.cache_dir)
     meta = {
         "rows": int(len(battles)),
         "sources": battles.groupby("source").size().to_dict(),
         "has_ties": {str(k): bool(v) for k, v in battles.groupby("source")["source_has_ties"].first().items()},
-        "fold_seeds": fold_seeds,
+        "fold_seeds": config.fold_seeds,
         "feature_groups": list(groups),
         "fold_features": [fold_feature_name(t) for t in transformers],
         "settings": settings,
@@ -239,7 +309,17 @@ def run_study(
         write_outputs(partial, summarize_results(partial), {**meta, "wall_s": time.time() - start}, out)
 
     results = run_loso(
-        battles, X, options, fold_seeds, holdouts, n_folds, oof_options, settings, jobs, progress, transformers
+        battles,
+        X,
+        options,
+        config.fold_seeds,
+        config.holdout_list(),
+        config.folds,
+        config.oof_option_list(),
+        settings,
+        config.jobs,
+        progress,
+        transformers,
     )
     summary = summarize_results(results)
     meta["wall_s"] = time.time() - start

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import Any
 
 from pipelines.runtime.config_file import (
@@ -88,3 +89,5 @@ def _check_value(action: argparse.Action, value: Any, where: str) -> None:
         raise ConfigFileError(f"{where} must be {describe_kind(action.type)}, got {value!r}")
     elif action.choices is not None and value not in action.choices:
         raise ConfigFileError(f"{where}: {value!r} is not one of {list(action.choices)}")
+    elif isinstance(action, argparse._StoreAction) and action.type in (None, str, Path) and not isinstance(value, str):
+        raise ConfigFileError(f"{where} must be a string, got {value!r}")  # text and paths, as typed on the line

@@ -74,7 +74,7 @@ def launch_data_parallel(
         str(config_path),
     ]
     if seconds_left is not None:
-        cmd += ["--seconds", str(int(seconds_left))]
+        cmd += ["--time-budget-hours", repr(int(seconds_left) / 3600)]
     log.info("launching: %s", " ".join(cmd))
     # its own process group, so a run that hangs past the budget is ended with all its workers
     proc = subprocess.Popen(cmd, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}, start_new_session=True)

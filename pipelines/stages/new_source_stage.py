@@ -34,6 +34,11 @@ log = logging.getLogger("arena_pref")
 
 Calibration = Literal["auto", "in-source", "new-source"]
 CALIBRATION_CHOICES: tuple[str, ...] = get_args(Calibration)
+CALIBRATION_HELP = (  # --test-calibration of full_run and predict
+    "in-source: the calibrator fitted on the training sources' OOF rows; new-source: the one fitted on their"
+    " leave-one-source-out predictions (several tie-bearing sources only); auto: new-source when adversarial"
+    " validation finds the test rows unlike every training source"
+)
 MIN_DETECT_ROWS = 200  # fewer rows to score than this: no shift can be told, the in-source calibrator is used
 
 
