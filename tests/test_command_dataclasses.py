@@ -162,24 +162,3 @@ def test_train_encoder_with_both_budgets_ends_in_one_line_before_reading_data(tm
     code = run_command(train_encoder.main, [*argv, "--seconds", "60", "--time-budget-hours", "1"])
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert code == USER_ERROR_EXIT and err == ["error: give --time-budget-hours or --seconds (deprecated), not both"]
-
-
-def test_the_data_parallel_launch_gives_the_budget_in_hours(tmp_path, monkeypatch):
-    from encoders.settings import EncoderConfig
-    from pipelines.stages import encoder_launch
-
-    launched = []
-
-    class Done:
-        def __init__(self, cmd, **_):
-            launched.append(cmd)
-            self.pid = 0
-
-        def wait(self, timeout=None):
-            return 0
-
-    monkeypatch.setattr(encoder_launch.subprocess, "Popen", Done)
-    config = EncoderConfig(model_path=str(tmp_path / "model"), name="enc")
-    encoder_launch.launch_data_parallel(config, "train.csv", tmp_path, 2, 5400.0)
-    (cmd,) = launched
-    assert "--seconds" not in cmd and float(cmd[cmd.index("--time-budget-hours") + 1]) == 1.5

@@ -336,6 +336,7 @@ def test_data_parallel_launch_passes_the_test_row_count_and_no_test_file(train_c
     (cmd,) = launched
     args = cmd[cmd.index("pipelines.train_encoder") + 1 :]
     assert "--test" not in args and args[args.index("--test-rows") + 1] == "25000"
+    assert "--seconds" not in args and float(args[args.index("--time-budget-hours") + 1]) == 600.0 / 3600  # hours
 
     train = load_battles(train_csv)[0]
     make_folds(train, 2, seed=0).to_csv(run_dir / "folds.csv", index=False)
