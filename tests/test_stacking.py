@@ -105,6 +105,19 @@ def test_vector_calibration_keeps_swap_symmetry():
     np.testing.assert_allclose(cal.predict_proba(swap_proba(p)), swap_proba(cal.predict_proba(p)))
 
 
+def test_smoothing_as_the_in_source_calibration_is_nested_and_round_trips():
+    """``calibration="smoothing"`` is a StackerConfig choice too: nested across folds like the others, and
+    its eps survives to_dict / from_dict."""
+    rng = np.random.default_rng(3)
+    p, y, folds = rng.dirichlet([1, 1, 1], 300), rng.integers(0, 3, 300), np.repeat(np.arange(5), 60)
+    calibrated, final = cross_calibrate(p, y, folds, "smoothing")
+    assert final.kind == "smoothing" and 0.5 < final.smoothing_ <= 0.9  # random labels: close to uniform
+    assert np.allclose(calibrated.sum(1), 1) and multiclass_log_loss(y, calibrated) < multiclass_log_loss(y, p)
+    again = ProbabilityCalibrator.from_dict(final.to_dict())
+    np.testing.assert_allclose(again.predict_proba(p), final.predict_proba(p))
+    assert StackerConfig(calibration="smoothing").calibration == "smoothing"
+
+
 def test_cross_calibrate_is_nested(monkeypatch):
     """The calibrator that scores fold k never saw fold k's rows."""
     rng = np.random.default_rng(2)
