@@ -25,7 +25,7 @@ REAL_SETS = {
 def load_real_battles(data_dir: Path, names: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """Convert each real set to the Kaggle schema and load it as the pipeline does."""
     from pipelines.data.battles import load_battles
-    from pipelines.data.formats import convert
+    from pipelines.formats import convert
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +77,7 @@ def smollm2_gguf() -> Path:
 def read_real_set(data_dir: Path, name: str) -> pd.DataFrame:
     """One shared set in the Kaggle train.csv schema: converted from its raw format, or its ``train.csv.gz``."""
     if name in REAL_SETS:
-        from pipelines.data.formats import convert
+        from pipelines.formats import convert
 
         fmt, files = REAL_SETS[name]
         return convert(fmt, [data_dir / f for f in files])

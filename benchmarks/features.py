@@ -44,7 +44,7 @@ import psutil
 from features.extractor import TURN_COLUMNS, FeatureExtractor, battle_features
 from features.groups import DEFAULT_GROUPS, GROUPS
 from pipelines.data.battles import load_battles
-from pipelines.data.formats import convert
+from pipelines.formats import convert
 from pipelines.runtime.command_setup import setup_logging
 
 log = logging.getLogger("benchmarks.features")

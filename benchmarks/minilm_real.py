@@ -58,7 +58,7 @@ def main() -> None:
 
     torch.set_num_threads(2)
     from pipelines.data.battles import load_battles
-    from pipelines.data.formats import convert
+    from pipelines.formats import convert
     from pipelines.model.run import run
     from pipelines.reports.metrics import multiclass_log_loss
     from pipelines.stages.config import EncoderConfig, RunConfig

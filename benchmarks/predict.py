@@ -57,7 +57,7 @@ def nine_hour_table(throughput_json: Path = RESULTS / "encoder_throughput.json")
 
 def real_rows(data: Path, name: str, n: int, seed: int = 0) -> pd.DataFrame:
     """``2 n`` real battles in the Kaggle schema (half to fit the bundle, half to score)."""
-    from pipelines.data.formats import convert
+    from pipelines.formats import convert
 
     fmt, files = REAL_SETS[name]
     frame = convert(fmt, [data / f for f in files])

@@ -1,4 +1,4 @@
-"""Convert external human-preference data into the Kaggle train.csv schema (formats: ``pipelines.data.formats``).
+"""Convert external human-preference data into the Kaggle train.csv schema (formats: ``pipelines.formats``).
 
 python -m pipelines.convert --format hh-rlhf a.jsonl.gz b.jsonl.gz --out train.csv
 """
@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.data.formats import COLUMNS, CONVERTERS, ConversionError, convert, label_counts
+from pipelines.formats import COLUMNS, CONVERTERS, ConversionError, convert, label_counts
 from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, parse_command, setup_logging
 
 __all__ = ["COLUMNS", "ConversionError", "convert", "main"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS
-from pipelines.data.formats import convert
+from pipelines.formats import convert
 from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, command_parser, parse_command, setup_logging
 from pipelines.runtime.paths import SAMPLE_DIR
 

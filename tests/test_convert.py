@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipelines import convert as cv
-from pipelines.data.formats import COLUMNS, ConversionError, convert
+from pipelines.formats import COLUMNS, ConversionError, convert
 
 SLICES = Path(__file__).resolve().parent / "fixtures" / "shared_slices"
 

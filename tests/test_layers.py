@@ -1,9 +1,9 @@
 """The import layers the README promises, checked on the source (every import, also inside functions).
 
 arena_schema <- features, encoders <- stacking <- pipelines; inside pipelines, one subpackage per role,
-runtime <- data <- reports <- stages <- bundle <- model <- export <- experiments <- the command modules (and their flag
-helpers in ``pipelines/cli.py``) at the top. No module imports a command module, and no project module
-imports itself back through others (no cycle).
+runtime <- formats <- data <- reports <- stages <- bundle <- model <- export <- experiments <- the command
+modules (and their flag helpers in ``pipelines/cli.py``) at the top. No module imports a command module, and
+no project module imports itself back through others (no cycle).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 
 LAYER = {"arena_schema": 0, "features": 1, "encoders": 1, "stacking": 2, "pipelines": 3}
 # the roles inside pipelines, lowest first; a module directly in pipelines/ (a command, cli) sits above them all
-ROLES = ("runtime", "data", "reports", "stages", "bundle", "model", "export", "experiments")
+ROLES = ("runtime", "formats", "data", "reports", "stages", "bundle", "model", "export", "experiments")
 ROLE_MAX_LINES = 2000
 
 

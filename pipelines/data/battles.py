@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from arena_schema import CLASS_COLUMNS, N_CLASSES, TEXT_COLUMNS, swap_labels
+from pipelines.formats.schema import clean_text
 from pipelines.runtime.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -57,16 +58,6 @@ class ParseReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def clean_text(text: str) -> tuple[str, bool]:
-    """Replace each lone UTF-16 surrogate (invalid in UTF-8) with one U+FFFD, rejoining split pairs;
-    say whether any were found."""
-    try:
-        text.encode("utf-8")
-        return text, False
-    except UnicodeEncodeError:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace"), True
 
 
 def parse_turns(raw: object) -> tuple[list[str], str | None]:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS, TIE
 from pipelines.data.battles import DataError, load_battles, read_battle_csv
-from pipelines.data.formats import convert
+from pipelines.formats import convert
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ BUNDLE_MANIFEST = BUNDLE_MANIFEST_NAME  # what marks a trained bundle (ArenaPref
 
 def _project_sources(root: Path) -> list[str]:
     """The top-level packages and modules pyproject.toml ships (``tool.setuptools``), as paths under ``root``
-    (a sub-package such as ``pipelines.data.formats`` travels inside its parent's folder)."""
+    (a sub-package such as ``pipelines.formats`` travels inside its parent's folder)."""
     text = (root / "pyproject.toml").read_text()
     try:
         import tomllib

@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from pipelines.data.formats.arena import convert_arena
-from pipelines.data.formats.autoj import convert_autoj
-from pipelines.data.formats.hh_rlhf import convert_hh_rlhf
-from pipelines.data.formats.llmeval2 import convert_llmeval2
-from pipelines.data.formats.pandalm import convert_pandalm
-from pipelines.data.formats.reading import input_paths
-from pipelines.data.formats.schema import COLUMNS, ConversionError, PathLike, label_counts, validate
+from pipelines.formats.arena import convert_arena
+from pipelines.formats.autoj import convert_autoj
+from pipelines.formats.hh_rlhf import convert_hh_rlhf
+from pipelines.formats.llmeval2 import convert_llmeval2
+from pipelines.formats.pandalm import convert_pandalm
+from pipelines.formats.reading import input_paths
+from pipelines.formats.schema import COLUMNS, ConversionError, PathLike, label_counts, validate
 
 __all__ = ["COLUMNS", "CONVERTERS", "ConversionError", "convert", "label_counts", "validate"]
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from pipelines.data.formats import schema
-from pipelines.data.formats.reading import records_by_file
+from pipelines.formats import schema
+from pipelines.formats.reading import records_by_file
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS
-from pipelines.data.battles import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +37,16 @@ PathLike = str | os.PathLike
 
 class ConversionError(ValueError):
     """Input that cannot be converted; the message names the file, line/row and field."""
+
+
+def clean_text(text: str) -> tuple[str, bool]:
+    """Replace each lone UTF-16 surrogate (invalid in UTF-8) with one U+FFFD, rejoining split pairs;
+    say whether any were found."""
+    try:
+        text.encode("utf-8")
+        return text, False
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace"), True
 
 
 def clean(text: str) -> str:

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from arena_schema import CLASS_NAMES
-from pipelines.data.formats import schema
-from pipelines.data.formats.reading import input_paths, iter_records, require_rows
+from pipelines.formats import schema
+from pipelines.formats.reading import input_paths, iter_records, require_rows
 
 log = logging.getLogger(__name__)
 

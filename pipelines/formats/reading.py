@@ -10,7 +10,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from pipelines.data.formats.schema import ConversionError, PathLike
+from pipelines.formats.schema import ConversionError, PathLike
 
 log = logging.getLogger(__name__)
 
