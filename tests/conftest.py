@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from arena_schema import CLASS_COLUMNS
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers share the cores: one OpenMP thread each (torch,
@@ -77,6 +79,17 @@ def make_battles(n: int, seed: int = 0, labelled: bool = True, start_id: int = 1
             ]
         ]
     return frame
+
+
+def length_proba_file(frame: pd.DataFrame, path: Path) -> str:
+    """A stand-in probability source (an encoder's OOF or test file): probabilities from the response length
+    difference, written in the probability-file layout (id + the three class columns)."""
+    ratio = np.log1p(frame["response_a"].str.len().to_numpy()) - np.log1p(frame["response_b"].str.len().to_numpy())
+    logits = np.stack([ratio, -ratio, np.full(len(ratio), -0.5)], axis=1)
+    out = pd.DataFrame(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), columns=list(CLASS_COLUMNS))
+    out.insert(0, "id", frame["id"].astype(str).to_numpy())
+    out.to_csv(path, index=False)
+    return str(path)
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from arena_schema import CLASS_COLUMNS
 from features.extractor import group_columns
 from features.groups import DEFAULT_GROUPS
 from pipelines import ablation
@@ -17,7 +15,7 @@ from pipelines.reports.metrics import multiclass_log_loss
 from stacking.calibration import cross_calibrate
 from stacking.config import StackerConfig
 from stacking.cross_fit import cross_fit
-from tests.conftest import make_battles
+from tests.conftest import length_proba_file, make_battles
 
 FAST = [
     "--num-boost-round",
@@ -32,24 +30,14 @@ FAST = [
 ]
 
 
-def _length_source(frame: pd.DataFrame, path) -> str:
-    """A stand-in encoder source: probabilities from the response length difference."""
-    ratio = np.log1p(frame["response_a"].str.len().to_numpy()) - np.log1p(frame["response_b"].str.len().to_numpy())
-    logits = np.stack([ratio, -ratio, np.full(len(ratio), -0.5)], axis=1)
-    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    out = pd.DataFrame(proba, columns=list(CLASS_COLUMNS))
-    out.insert(0, "id", frame["id"].astype(str).to_numpy())
-    out.to_csv(path, index=False)
-    return str(path)
-
-
 @pytest.fixture
 def args(tmp_path):
     train_frame, test_frame = make_battles(100, seed=5), make_battles(20, seed=6, labelled=False, start_id=90000)
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
     train_frame.to_csv(train, index=False)
     test_frame.to_csv(test, index=False)
-    oof, test_proba = _length_source(train_frame, tmp_path / "oof.csv"), _length_source(test_frame, tmp_path / "t.csv")
+    oof = length_proba_file(train_frame, tmp_path / "oof.csv")
+    test_proba = length_proba_file(test_frame, tmp_path / "t.csv")
     return ["--train", str(train), "--test", str(test), "--source", f"lenprior={oof},{test_proba}", *FAST]
 
 

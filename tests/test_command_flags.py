@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from arena_schema import CLASS_COLUMNS
 from features.embedding_features import EmbeddingPairFeatures
 from features.extractor import group_columns
 from features.text_vectors import TfidfDiffTransformer
@@ -25,7 +23,7 @@ from pipelines.experiments import loso_study
 from pipelines.runtime.errors import run_command
 from stacking import cross_fit as cross_fit_module
 from stacking.tie_handling import TieAwareStacker
-from tests.conftest import make_battles
+from tests.conftest import length_proba_file, make_battles
 
 FAST = ["--num-boost-round", "15", "--early-stopping-rounds", "4", "--num-threads", "1", "--no-progress"]
 COMMANDS = ("full_run", "tune", "ablation", "loso")
@@ -43,16 +41,6 @@ REFUSED = {
 SLOW = {("full_run", "--encoder"), ("ablation", "--embedder"), ("ablation", "--tfidf")}
 
 
-def _length_proba(frame: pd.DataFrame, path: Path) -> str:
-    """A stand-in probability source: probabilities from the response length difference."""
-    ratio = np.log1p(frame["response_a"].str.len().to_numpy()) - np.log1p(frame["response_b"].str.len().to_numpy())
-    logits = np.stack([ratio, -ratio, np.full(len(ratio), -0.5)], axis=1)
-    out = pd.DataFrame(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), columns=list(CLASS_COLUMNS))
-    out.insert(0, "id", frame["id"].astype(str).to_numpy())
-    out.to_csv(path, index=False)
-    return str(path)
-
-
 @pytest.fixture
 def files(tmp_path):
     train, test = make_battles(90, seed=21), make_battles(20, seed=22, labelled=False, start_id=90000)
@@ -68,8 +56,8 @@ def files(tmp_path):
     paths = {name: tmp_path / f"{name}.csv" for name in ("train", "test", "extra", "combined")}
     for name, frame in (("train", train), ("test", test), ("extra", extra), ("combined", pd.concat(parts))):
         frame.to_csv(paths[name], index=False)
-    paths["oof"] = Path(_length_proba(train, tmp_path / "oof_lp.csv"))
-    paths["test_proba"] = Path(_length_proba(test, tmp_path / "test_lp.csv"))
+    paths["oof"] = Path(length_proba_file(train, tmp_path / "oof_lp.csv"))
+    paths["test_proba"] = Path(length_proba_file(test, tmp_path / "test_lp.csv"))
     return paths
 
 
