@@ -412,6 +412,13 @@ def _labels(frame: pd.DataFrame, where: _Where) -> np.ndarray:
     return values.argmax(axis=1)
 
 
+def winner_columns(frame: pd.DataFrame, name: str, lines: np.ndarray | None = None) -> pd.DataFrame:
+    """The winner columns as 0/1 integers (a file read as text holds them as strings), or a DataError
+    naming the file, line and column of the first cell that is not 0/1 or not one-hot."""
+    labels = _labels(_as_text(frame[list(CLASS_COLUMNS)]), _Where(name, lines))
+    return pd.DataFrame(np.eye(N_CLASSES, dtype=np.int64)[labels], columns=list(CLASS_COLUMNS), index=frame.index)
+
+
 def validate_battles(
     frame: pd.DataFrame, name: str = "<frame>", labelled: bool | None = None, lines: np.ndarray | None = None
 ) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from arena_schema import CLASS_COLUMNS, TEXT_COLUMNS, TIE
-from pipelines.data.battles import DataError, load_battles, read_battle_csv
+from pipelines.data.battles import DataError, load_battles, read_battle_csv, winner_columns
 from pipelines.formats import convert
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,9 @@ def combined_shared_data(data_dir: str | Path) -> pd.DataFrame:
             fmt, files = CONVERTED_SETS[name]
             frame = convert(fmt, [folder / f for f in files])
         elif (folder / "train.csv.gz").exists():
-            frame = read_battle_csv(folder / "train.csv.gz").frame
+            table = read_battle_csv(folder / "train.csv.gz")
+            frame = table.frame.copy()
+            frame[list(CLASS_COLUMNS)] = winner_columns(frame, str(folder / "train.csv.gz"), table.lines)
         else:
             log.info("combined data: %s has no known layout, skipped", folder)
             continue
