@@ -12,6 +12,7 @@ import pytest
 from arena_schema import swap_feature_frame, swap_proba
 from pipelines import loso
 from pipelines.data.battles import load_battles
+from pipelines.data.folds import prompt_groups
 from pipelines.data.source_folds import make_source_folds, source_groups
 from pipelines.data.training_sets import TrainingSource, load_training_sources
 from stacking.tie_handling import TieAwareStacker
@@ -78,6 +79,52 @@ def test_votes_on_one_pair_share_a_fold(tmp_path):
     assert (per_pair == 1).all()
     groups = source_groups(frame)
     assert pd.Series(groups).groupby(pair).nunique().max() == 1
+
+
+def _turn_two_votes(base: pd.DataFrame) -> pd.DataFrame:
+    """Each turn-1 battle followed by a second turn: the same first question and answers plus a new turn."""
+    two = base.copy()
+    two["id"] = base["id"] + 100_000
+    for col, extra in (("prompt", "And now in one sentence, please?"), ("response_a", "Short a."), ("response_b", "b")):
+        two[col] = [json.dumps([*json.loads(t), f"{extra} {k}"]) for k, t in enumerate(base[col])]
+    return two
+
+
+def test_a_turn_two_vote_never_shares_a_fold_with_another_side_than_its_turn_one_vote(tmp_path):
+    turn1 = make_battles(90, seed=4)
+    turn1["source"] = "mtbench"
+    turn2 = _turn_two_votes(turn1)
+    turn2["source"] = "mtbench-turn2"
+    frame = load_training_sources(_write(pd.concat([turn1, turn2], ignore_index=True), tmp_path / "t.csv"))
+    question = [turns[0] for turns in frame["prompt_turns"]]
+    for seed in (0, 1, 2):
+        folds = make_source_folds(frame, n_folds=3, seed=seed)
+        assert (pd.Series(folds).groupby(question).nunique() == 1).all()
+    # the whole prompts differ, so prompt grouping alone would have split them
+    assert len(set(prompt_groups(frame))) > len(set(question))
+
+
+def test_one_answer_against_two_opponents_links_the_rows_and_short_turns_do_not():
+    from pipelines.data.battles import load_battles_frame as parse
+
+    answer = "A long answer of well over twenty characters."
+    rows = [
+        ("First prompt here", answer, "other one, also long enough"),
+        ("Second prompt, unrelated", "third answer, long enough too", answer),
+        ("Third prompt, unrelated", "Yes.", "fourth answer, long enough too"),
+        ("Fourth prompt, unrelated", "fifth answer, long enough too", "Yes."),
+    ]
+    frame = pd.DataFrame(
+        {
+            "id": range(4),
+            "prompt": [json.dumps([p]) for p, _, _ in rows],
+            "response_a": [json.dumps([a]) for _, a, _ in rows],
+            "response_b": [json.dumps([b]) for _, _, b in rows],
+        }
+    )
+    groups = source_groups(parse(frame, "t", labelled=False)[0])
+    assert groups[0] == groups[1]
+    assert len({groups[0], groups[2], groups[3]}) == 3  # "Yes." (under 20 characters) links nothing
 
 
 def _features(n=240, seed=0):

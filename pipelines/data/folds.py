@@ -24,7 +24,8 @@ from pipelines.runtime.run_dir import atomic_to_csv, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-PROMPT, ACROSS_SOURCES = "prompt", "prompt or answer pair, across sources"  # pipelines.data.source_folds
+PROMPT = "prompt"
+ACROSS_SOURCES = "prompt, any prompt turn or answer turn, across sources"  # pipelines.data.source_folds
 FoldMaker = Callable[[pd.DataFrame, int, int], pd.DataFrame]
 MIN_ROWS_PER_FOLD = 3  # fewer leaves a fold's validation split (and its log loss) meaningless
 MIN_CLASSES = 2

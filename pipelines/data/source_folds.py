@@ -1,9 +1,10 @@
-"""Folds over several sources: grouped by prompt *and* by answer pair, across every source.
+"""Folds over several sources: grouped by prompt *and* by any shared turn, across every source.
 
 Why: the shared sets repeat prompts and answers (FairEval's pairs are inside qlora-vicuna80,
-LLMBar re-labels MT-Bench and LLMEval² items), and several votes on one pair must never sit on
-both sides of a fold. Rows are linked when they share a normalised prompt or an unordered pair of
-normalised answers; a group is a connected component of those links.
+LLMBar re-labels MT-Bench and LLMEval² items, MT-Bench turn-2 votes hold the turn-1 question and
+answers), and several votes on one text must never sit on both sides of a fold. Rows are linked
+when they share a normalised prompt, any normalised prompt turn or any normalised answer turn;
+a group is a connected component of those links.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from pipelines.data.folds import prompt_groups
 
-MIN_ANSWER_CHARS = 20  # shorter answers ("", "Yes.") recur by chance and would chain unrelated prompts
+MIN_TURN_CHARS = 20  # shorter turns ("", "Yes.", "Thanks!") recur by chance and would chain unrelated prompts
 
 
 def _norm(turns: list[str]) -> str:
@@ -43,16 +44,23 @@ def pair_orientation(battles: pd.DataFrame) -> np.ndarray:
     return np.array([_norm(a) <= _norm(b) for a, b in zip(battles["a_turns"], battles["b_turns"])])
 
 
-def _answer_pair_keys(battles: pd.DataFrame) -> list[str | None]:
-    keys: list[str | None] = []
-    for a, b in zip(battles["a_turns"], battles["b_turns"]):
-        na, nb = _norm(a), _norm(b)
-        keys.append(_hash("\x1d".join(sorted((na, nb)))) if min(len(na), len(nb)) >= MIN_ANSWER_CHARS else None)
-    return keys
+def _linking_turns(battles: pd.DataFrame) -> list[set[str]]:
+    """Per row, the hashes of its normalised prompt and answer turns long enough to link rows."""
+    out = []
+    for p, a, b in zip(battles["prompt_turns"], battles["a_turns"], battles["b_turns"]):
+        turns = {("p", " ".join(t.lower().split())) for t in p} | {("a", " ".join(t.lower().split())) for t in (*a, *b)}
+        out.append({_hash(kind + text) for kind, text in turns if len(text) >= MIN_TURN_CHARS})
+    return out
 
 
 def source_groups(battles: pd.DataFrame) -> np.ndarray:
-    """Group id per row: rows sharing a prompt or an answer pair end up in one group."""
+    """Group id per row: rows sharing a whole prompt, any prompt turn or any answer turn (each of at least
+    ``MIN_TURN_CHARS`` characters) end up in one group, the connected components of those links.
+
+    Why turns and not whole texts: a turn-2 vote holds its turn-1 question and answers, so it must share
+    a fold with the turn-1 votes of the same question; and one answer judged against two different
+    opponents is one piece of text on both sides of a split otherwise.
+    """
     prompts = prompt_groups(battles)
     parent = list(range(int(prompts.max()) + 1 if len(prompts) else 0))
 
@@ -62,16 +70,15 @@ def source_groups(battles: pd.DataFrame) -> np.ndarray:
             i = parent[i]
         return i
 
-    first_prompt: dict[str, int] = {}
-    for g, key in zip(prompts, _answer_pair_keys(battles)):
-        if key is None:
-            continue
-        if key in first_prompt:
-            ra, rb = find(first_prompt[key]), find(int(g))
+    first_group: dict[str, int] = {}
+    for g, keys in zip(prompts, _linking_turns(battles)):
+        for key in keys:
+            if key not in first_group:
+                first_group[key] = int(g)
+                continue
+            ra, rb = find(first_group[key]), find(int(g))
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
-        else:
-            first_prompt[key] = int(g)
     return pd.factorize(pd.Series([find(int(g)) for g in prompts]))[0]
 
 
