@@ -3,7 +3,8 @@
 - fp16 and bf16 autocast training steps (accelerate mixed precision) of a DistilBERT-shaped and a
   Llama-shaped model (random weights, fixture tokenizers), then scoring;
 - 4-bit and 8-bit loading through bitsandbytes with LoRA: train, save, reload quantised, same scores;
-- data-parallel training with 2 processes (``torch.distributed.run``) when more than one GPU is visible;
+- the encoder stage's multi-worker path (2 ``torchrun`` workers on the stage's rows) when more than one GPU
+  is visible; without CUDA only this check runs, on the CPU (gloo);
 - the bundle's per-device scoring (``encoders.parallel_predict``: one process per visible GPU) against
   scoring in this process;
 - inference tokens/s of a DistilBERT-base-sized model in fp16 with length-sorted dynamic padding, as
@@ -12,15 +13,13 @@
     python benchmarks/gpu_check.py [--out benchmarks/results/gpu_check]
 
 Prints a table and writes ``OUT.json`` / ``OUT.md``; exits 1 when any check fails. Without CUDA it
-says so and exits 0 (nothing is checked, nothing is written).
+says so, runs the multi-worker check on the CPU and writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -203,35 +202,36 @@ def quantised_lora(folder: Path, bits: int, work: Path) -> tuple[str, dict]:
 
 
 def data_parallel(folder: Path, work: Path, gpus: int) -> tuple[str, dict]:
-    """``torch.distributed.run --nproc_per_node 2 -m pipelines.train_encoder``: both ranks train (NCCL)."""
+    """The encoder stage's multi-worker path as ``full_run`` takes it (``launch_data_parallel``: the stage's rows
+    in a parquet file, ``torchrun`` over ``pipelines.train_encoder --rows``): 2 workers on 2 GPUs (NCCL), or on
+    the CPU (gloo) where there is no GPU. The rows are two sources, as with ``--extra-train``: the OOF must
+    cover exactly them."""
     import pandas as pd
 
     from arena_schema import CLASS_COLUMNS
     from pipelines.data.folds import make_folds
+    from pipelines.stages.encoder_launch import launch_data_parallel
 
-    if gpus < 2:
-        raise Skip(f"{gpus} GPU visible: data parallel needs 2")
+    if gpus == 1:
+        raise Skip("1 GPU visible: data parallel needs 2 (or none, for the CPU path)")
+    primary, extra = battles(64, seed=0), battles(32, seed=1)
+    extra["id"] = "hh:" + extra["id"].astype(str)
+    train = pd.concat([primary, extra], ignore_index=True)
+    folds = make_folds(train, 2, seed=0).set_index("id").loc[train["id"], "fold"].to_numpy()
     run_dir = work / "ddp"
     run_dir.mkdir()
-    frame = battles(96)
-    make_folds(frame, 2, seed=0).to_csv(run_dir / "folds.csv", index=False)
-    from tests.conftest import make_battles
-
-    make_battles(96, seed=0).to_csv(work / "train.csv", index=False)
-    make_battles(16, seed=1, labelled=False, start_id=5000).to_csv(work / "test.csv", index=False)
-    (run_dir / "enc.json").write_text(json.dumps({"model_path": str(folder), "max_length": 128, "max_steps": 4}))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "pipelines.train_encoder"]
-    cmd += ["--run-dir", str(run_dir), "--train", str(work / "train.csv"), "--test", str(work / "test.csv")]
-    cmd += ["--config", str(run_dir / "enc.json")]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    if done.returncode != 0 or "process 1 of 2" not in done.stderr:
-        raise RuntimeError(f"exit {done.returncode}: {done.stderr[-400:]}")
-    oof = pd.read_parquet(next(run_dir.glob("oof_*.parquet")))
+    config = encoder_config(folder, name="ddp", max_steps=4, workers=2, precision="auto" if gpus else "fp32")
+    started = time.perf_counter()
+    launch_data_parallel(config, train, folds, run_dir, 2, None)
+    oof = pd.read_parquet(run_dir / "oof_ddp.parquet")
     p = oof[list(CLASS_COLUMNS)].to_numpy()
-    if not (np.isfinite(p).all() and len(p) == 96):
-        raise RuntimeError("OOF probabilities missing or not finite")
-    return "2 ranks trained, 96 OOF rows scored", {}
+    if oof["id"].astype(str).tolist() != train["id"].astype(str).tolist():
+        raise RuntimeError("the workers' OOF rows are not the stage's rows")
+    if not np.isfinite(p).all():
+        raise RuntimeError("OOF probabilities not finite")
+    where = f"{gpus} GPUs" if gpus else "the CPU (gloo)"
+    seconds = time.perf_counter() - started
+    return f"2 workers on {where}: {len(oof)} OOF rows (2 sources) in {seconds:.0f}s", {"seconds": seconds}
 
 
 def per_device_scoring(folder: Path, work: Path, precision: str = "fp16") -> tuple[str, dict]:
@@ -302,8 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("gpu_check: no CUDA device on this machine; nothing was checked (run it on a GPU machine)")
-        return 0
+        print("gpu_check: no CUDA device on this machine: only the CPU path of the multi-worker encoder stage is")
+        print("checked (2 gloo workers); run it on a GPU machine for the rest. Nothing is written.", flush=True)
+        with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
+            work = Path(tmp)
+            distil = random_model("distilbert", work / "distil")
+            results = run_checks([("2-worker data parallel (CPU)", lambda: data_parallel(distil, work, 0))])
+        print("\n" + table(results))
+        return 1 if any(r.status == "FAIL" for r in results) else 0
     gpus = torch.cuda.device_count()
     name = torch.cuda.get_device_name(0)
     print(f"gpu_check on {gpus} x {name}, torch {torch.__version__}", flush=True)

@@ -61,7 +61,8 @@ from encoders.settings import EncoderConfig
 log = logging.getLogger(__name__)
 LENGTH_PLAN = "max_length_plan.json"
 # settings that do not change what a fold computes: changing them keeps the fold checkpoints
-NOT_FINGERPRINTED = (*EncoderConfig.PLANNING_FIELDS, "save_models")
+# a fold finished by one worker count is a finished fold for another: a resume keeps it
+NOT_FINGERPRINTED = (*EncoderConfig.PLANNING_FIELDS, "save_models", "workers")
 
 
 @dataclass

@@ -36,6 +36,13 @@ class EncoderConfig:
         default=None, metadata={"help": "stop each fold's training after this many optimiser steps"}
     )
     seed: int = field(default=42, metadata={"help": "seed of the encoder's training"})
+    workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "processes that fine-tune each fold data-parallel (default: one per GPU with several GPUs, else "
+            "1 in the run's process); more than 1 on a machine without GPUs runs them on the CPU (gloo)"
+        },
+    )
     # time-budget planning (only with a deadline): time this many training steps before fold 0 and
     # halve max_length (not below min_max_length) while all folds would not fit; 0 turns it off
     probe_steps: int = field(
@@ -104,6 +111,8 @@ class EncoderConfig:
             problems.append(f"precision {self.precision!r}: one of {self.PRECISIONS}")
         if self.load_in_bits not in (None, 4, 8):
             problems.append(f"load_in_bits {self.load_in_bits}: 4, 8 or unset")
+        if self.workers is not None and self.workers < 1:
+            problems.append(f"workers {self.workers}: must be at least 1 or unset")
         if self.seed < 0 or self.probe_steps < 0:
             problems.append(f"seed {self.seed}, probe_steps {self.probe_steps}: must be >= 0")
         if problems:

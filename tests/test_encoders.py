@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arena_schema import swap_proba
+from arena_schema import CLASS_COLUMNS, swap_proba
 from encoders.classifier import TransformerClassifier, pad_batch
 from encoders.cross_fit import cross_fit_encoder
 from encoders.inputs import BattleEncoder, allocate_budget, keep_latest_turns, length_sorted_batches
@@ -242,58 +242,55 @@ def test_full_run_with_encoder_source(tiny_distilbert, train_csv, test_csv, tmp_
 
 
 @pytest.mark.slow
-def test_data_parallel_two_processes_on_cpu(tiny_distilbert, train_csv, test_csv, tmp_path):
-    """The multi-GPU route (torchrun/accelerate launch -> DDP), exercised with 2 CPU processes over gloo."""
-    import os
-    import subprocess
-    import sys
-
-    from pipelines.data.folds import make_folds
-    from tests.conftest import ROOT
-
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    train = load_battles(train_csv)[0]
-    make_folds(train, 2, seed=0).to_csv(run_dir / "folds.csv", index=False)
-    config = run_dir / "enc.json"
-    config.write_text(
-        json.dumps(
-            {"model_path": str(tiny_distilbert), "max_length": 64, "max_steps": 2, "batch_size": 8, "precision": "fp32"}
-        )
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "pipelines.train_encoder",
-            "--run-dir",
-            str(run_dir),
-            "--train",
-            str(train_csv),
-            "--test",
-            str(test_csv),
-            "--config",
-            str(config),
-        ],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "process 1 of 2" in done.stderr, [line for line in done.stderr.splitlines() if "fine-tune: process" in line]
-    oof = pd.read_parquet(run_dir / "oof_tiny-distilbert.parquet")
-    assert oof["id"].tolist() == train["id"].tolist()
-    p = oof[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy()
+def test_two_workers_on_cpu_train_on_the_stackers_rows_with_extra_train(tiny_distilbert, train_csv, test_csv, tmp_path):
+    """The multi-GPU route, run for real: ``full_run`` launches 2 worker processes (torchrun -> accelerate DDP over
+    gloo) on exactly the stacker's rows, here the primary file plus an ``--extra-train`` set the workers never
+    read from disk; their OOF covers every training row and the stacker that uses it is fitted."""
+    extra = tmp_path / "extra.csv"
+    frame = make_battles(90, seed=11, start_id=50000)
+    frame[frame["winner_tie"] == 0].to_csv(extra, index=False)
+    out = tmp_path / "run"
+    code = _run_with_encoder(
+        train_csv, test_csv, out, tiny_distilbert, 2, *FAST_STACKER, "--folds", "3",
+        "--encoder-workers", "2", "--encoder-precision", "fp32", "--extra-train", f"hh={extra}:0.5",
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    plan = report["plan"]["encoder_runs"]["tiny-distilbert"]
+    assert plan["workers"] == 2 and plan["finished"], plan
+    assert "encoder_stacker_error" not in report["plan"], report["plan"].get("encoder_stacker_error")
+    folds = pd.read_csv(out / "folds.csv", dtype={"id": str})
+    assert folds["id"].str.startswith("hh:").any()  # the extra rows are the stacker's ...
+    oof = pd.read_parquet(out / "oof_tiny-distilbert.parquet")
+    assert oof["id"].astype(str).tolist() == folds["id"].tolist()  # ... and exactly the encoder's
+    p = oof[list(CLASS_COLUMNS)].to_numpy()
     assert np.isfinite(p).all() and np.allclose(p.sum(1), 1)
-    test = pd.read_parquet(run_dir / "test_tiny-distilbert.parquet")
-    assert len(test) == 60 and np.allclose(test.iloc[:, 1:].sum(axis=1), 1)
+    assert "stacker (calibrated) [features+tiny-distilbert]" in report["oof"]  # the stacker with the encoder was fitted
+
+
+def test_a_run_s_rows_round_trip_through_the_launch_file(train_csv, tmp_path):
+    """What the workers read back is what the stage holds: ids, turns (null turns, surrogates included),
+    labels, weights and folds."""
+    from pipelines.stages.encoder_launch import read_launch_rows, write_launch_rows
+
+    train = load_battles(train_csv)[0]
+    train["weight"] = np.linspace(0.5, 1.0, len(train))
+    folds = np.arange(len(train)) % 3
+    back, back_folds = read_launch_rows(write_launch_rows(train, folds, tmp_path / "rows.parquet"))
+    np.testing.assert_array_equal(back_folds, folds)
+    for col in ("id", "prompt_turns", "a_turns", "b_turns", "label", "weight"):
+        assert back[col].tolist() == train[col].astype(str if col == "id" else object).tolist(), col
+
+
+def test_more_workers_than_gpus_is_refused():
+    from pipelines.stages.encoder_stage import worker_count
+
+    config = EncoderConfig(model_path="m", workers=3)
+    with pytest.raises(ValueError, match="workers 3, but this machine has 2 GPU"):
+        worker_count(config, gpus=2)
+    assert worker_count(config, gpus=0) == 3  # CPU workers (gloo)
+    assert worker_count(EncoderConfig(model_path="m"), gpus=2) == 2
+    assert worker_count(EncoderConfig(model_path="m"), gpus=1) == 1
 
 
 def test_failing_encoder_stacker_keeps_the_features_only_submission(
@@ -311,41 +308,50 @@ def test_failing_encoder_stacker_keeps_the_features_only_submission(
     assert report["chosen"]["sources"] == [] and (out / "submission.csv").exists()
 
 
-def test_data_parallel_launch_passes_the_test_row_count_and_no_test_file(train_csv, tmp_path, monkeypatch):
-    """The launched command gets ``--test-rows`` (its plan reserves the post-fit test scoring), never a test
-    file; ``pipelines.train_encoder`` without ``--test`` hands the count on and scores no test rows itself."""
+def test_data_parallel_launch_passes_the_rows_and_test_row_count_and_no_test_file(train_csv, tmp_path, monkeypatch):
+    """The launched command gets the stage's rows file and ``--test-rows`` (its plan reserves the post-fit test
+    scoring), never a test file; ``pipelines.train_encoder --rows`` trains on exactly those rows and folds."""
     from pipelines import train_encoder
-    from pipelines.data.folds import make_folds
     from pipelines.stages import encoder_launch
 
-    launched = []
-
-    class Done:
-        def __init__(self, cmd, **_):
-            launched.append(cmd)
-            self.pid = 0
-
-        def wait(self, timeout=None):
-            return 0
-
-    monkeypatch.setattr(encoder_launch.subprocess, "Popen", Done)
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    config = EncoderConfig(model_path=str(tmp_path / "model"), name="enc")
-    encoder_launch.launch_data_parallel(config, str(train_csv), run_dir, 2, 600.0, test_rows=25000)
-    (cmd,) = launched
+    train = load_battles(train_csv)[0]
+    folds = np.arange(len(train)) % 2
+    rows = encoder_launch.write_launch_rows(train, folds, run_dir / "encoder_enc" / "launch_rows.parquet")
+    cmd = encoder_launch.launch_command(rows, tmp_path / "enc.json", run_dir, 2, 600.0, test_rows=25000)
+    assert cmd[cmd.index("--nproc_per_node") + 1] == "2"
     args = cmd[cmd.index("pipelines.train_encoder") + 1 :]
     assert "--test" not in args and args[args.index("--test-rows") + 1] == "25000"
+    assert "--train" not in args and args[args.index("--rows") + 1] == str(rows)
     assert "--seconds" not in args and float(args[args.index("--time-budget-hours") + 1]) == 600.0 / 3600  # hours
 
-    train = load_battles(train_csv)[0]
-    make_folds(train, 2, seed=0).to_csv(run_dir / "folds.csv", index=False)
+    (tmp_path / "enc.json").write_text(json.dumps({"model_path": str(tmp_path / "model"), "name": "enc"}))
     given_to = {}
 
     def run_in_process(config, train, test, folds, run_dir, seconds, progress=True, *, test_rows=0):
-        given_to.update(test=test, test_rows=test_rows, seconds=seconds)
+        given_to.update(ids=train["id"].tolist(), folds=list(folds), test=test, test_rows=test_rows, seconds=seconds)
         return type("Run", (), {"name": "enc", "folds_done": [0, 1], "folds_total": 2})()
 
     monkeypatch.setattr(train_encoder, "run_in_process", run_in_process)
     assert train_encoder.main(args) == 0
-    assert given_to == {"test": None, "test_rows": 25000, "seconds": 600.0}
+    assert given_to == {
+        "ids": train["id"].astype(str).tolist(),
+        "folds": folds.tolist(),
+        "test": None,
+        "test_rows": 25000,
+        "seconds": 600.0,
+    }
+
+
+def test_train_encoder_refuses_a_train_file_whose_ids_the_folds_lack(train_csv, tmp_path, capsys):
+    """By hand, ``--train`` must be the run's own training file: an id without a fold is one line, exit 2."""
+    from pipelines import train_encoder
+    from pipelines.runtime.errors import run_command
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    train = load_battles(train_csv)[0]
+    pd.DataFrame({"id": train["id"][1:], "fold": 0}).to_csv(run_dir / "folds.csv", index=False)
+    argv = ["--run-dir", str(run_dir), "--train", str(train_csv), "--model", str(tmp_path / "m")]
+    assert run_command(train_encoder.main, argv) == 2
+    assert "no fold for 1 training id(s)" in capsys.readouterr().err

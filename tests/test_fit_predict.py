@@ -111,19 +111,16 @@ def test_fit_takes_no_test_argument():
         ArenaPreferenceModel().fit(make_battles(5), test=make_battles(5, labelled=False))  # type: ignore[call-arg]
 
 
-def test_data_parallel_encoder_launch_reads_no_test_file(fit_spy, tmp_path, monkeypatch):
-    """Several GPUs: the encoder launch is given the training CSV and the number of test rows (its time plan
-    reserves their scoring after the fit), never a test file."""
-    import pipelines.stages.encoder_stage as encoder_stage
+@pytest.mark.slow
+def test_data_parallel_encoder_launch_reads_no_test_file(fit_spy, tmp_path):
+    """Several workers (a real 2-process launch on the CPU): they are handed the training rows and the number of
+    test rows (their time plan reserves the scoring after the fit), never a test row or a test file."""
     from encoders.settings import EncoderConfig
 
     train, test = make_battles(60, seed=73), make_battles(10, seed=74, labelled=False, start_id=61000)
     fit_spy["test_ids"] = set(test["id"].astype(str))
     train.to_csv(tmp_path / "train.csv", index=False)
     test.to_csv(tmp_path / "test.csv", index=False)
-    launched = []
-    monkeypatch.setattr(encoder_stage, "gpu_count", lambda: 2)
-    monkeypatch.setattr(encoder_stage, "launch_data_parallel", lambda enc, *args: launched.append(args))
     config = RunConfig(
         train_path=str(tmp_path / "train.csv"),
         test_path=str(tmp_path / "test.csv"),
@@ -131,14 +128,18 @@ def test_data_parallel_encoder_launch_reads_no_test_file(fit_spy, tmp_path, monk
         n_folds=3,
         features=FeatureConfig(groups=("length",), n_jobs=1),
         stacker=QUICK,
-        encoders=[EncoderConfig(model_path=str(tmp_path / "no-model"), name="enc")],
+        encoders=[EncoderConfig(model_path=str(tmp_path / "no-model"), name="enc", workers=2)],
         progress=False,
     )
     report = fit_predict(train, test, config)
-    ((train_csv, run_dir, n_gpus, _seconds, test_rows),) = launched
-    assert train_csv == config.train_path and n_gpus == 2 and test_rows == len(test)
-    assert not [p.name for p in run_dir.rglob("*.csv") if "test" in p.name]  # no test file was made for it
-    assert report["plan"]["encoders_finished"] == [] and report["chosen"]["sources"] == []  # the launch wrote nothing
+    work = tmp_path / "run" / "encoder_enc"
+    rows = pd.read_parquet(work / "launch_rows.parquet")
+    assert set(rows["id"]) == set(train["id"].astype(str)) and not set(rows["id"]) & fit_spy["test_ids"]
+    assert json.loads((work / "launch_config.json").read_text())["workers"] == 2
+    assert not [p.name for p in (tmp_path / "run").rglob("*.csv") if "test" in p.name]  # no test file was made
+    plan = report["plan"]["encoder_runs"]["enc"]
+    assert "error" in plan and not plan["finished"]  # the workers found no model: the run went on without it
+    assert report["plan"]["encoders_finished"] == [] and report["chosen"]["sources"] == []
 
 
 def test_the_model_imports_no_report_building_code():

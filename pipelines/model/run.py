@@ -309,7 +309,7 @@ def fit_predict(
     if deadline is not None:
         plan["test_scoring"] = publish.test_scoring  # each encoder's probe-and-project record
     model, chosen = estimator_of(config), None
-    steps = model.fit_steps(train, deadline=deadline, train_csv=str(config.train_path), test_rows=len(test))
+    steps = model.fit_steps(train, deadline=deadline, test_rows=len(test))
     for step in steps:
         if step.chosen_stacker_ != chosen:  # a new submission: when, and how good
             chosen = step.chosen_stacker_

@@ -1,8 +1,9 @@
 """The encoder stage of ``full_run``: fine-tune each configured model in the run's folds.
 
-One GPU or CPU: in this process. Several GPUs (Kaggle's 2x T4): ``accelerate launch`` runs the
-same code data-parallel. A model whose folds did not all finish in the time budget is left
-out of the stacker (a source must cover every train row) and the run goes on without it.
+One GPU or CPU: in this process. Several GPUs (Kaggle's 2x T4), or ``workers`` > 1: ``torchrun`` runs
+the same code data-parallel in that many processes, on the rows and folds this stage hands them. A model
+whose folds did not all finish in the time budget is left out of the stacker (a source must cover every
+train row) and the run goes on without it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -43,6 +44,19 @@ def gpu_count() -> int:
         return 0
 
 
+def worker_count(enc: EncoderConfig, gpus: int | None = None) -> int:
+    """Processes that fine-tune ``enc``: its ``workers``, else one per GPU where there are several, else 1.
+
+    A count that cannot run is refused before any work: more workers than GPUs on a GPU machine (two
+    processes on one GPU would share its memory and gain nothing)."""
+    gpus = gpu_count() if gpus is None else gpus
+    if enc.workers is None:
+        return gpus if gpus > 1 else 1
+    if gpus and enc.workers > gpus:
+        raise ValueError(f"encoder {enc.resolved_name}: workers {enc.workers}, but this machine has {gpus} GPU(s)")
+    return enc.workers
+
+
 def _read_plan(run_dir: Path, name: str) -> dict:
     path = run_dir / f"encoder_{name}" / "plan.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -54,7 +68,6 @@ def run_encoders(
     run_dir: Path,
     *,
     seed: int,
-    train_path: Callable[[], str],
     deadline: float | None = None,
     progress: bool = False,
     test_rows: int = 0,
@@ -62,8 +75,8 @@ def run_encoders(
     """Fine-tune every configured model; a model that fails or runs out of time is left out, never the run.
 
     No test rows are scored here: ``test_rows`` rows will be scored after the fit by every fold model, and each
-    encoder's time plan reserves that time within ``deadline``. ``train_path()`` gives the training CSV, only
-    needed (and only called) for a data-parallel launch.
+    encoder's time plan reserves that time within ``deadline``. Several workers (``worker_count``) are launched
+    on exactly ``inputs``' rows and folds, like the in-process fit.
     """
     stage = EncoderStage()
     for enc in encoders:
@@ -71,17 +84,17 @@ def run_encoders(
         name = enc.resolved_name
         seconds_left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         started = time.monotonic()
-        n_gpus = gpu_count()
         plan: dict = {}
         try:
-            if n_gpus > 1:
-                launch_data_parallel(enc, train_path(), run_dir, n_gpus, seconds_left, test_rows)
-                plan = _read_plan(run_dir, name)
+            workers = worker_count(enc)
+            if workers > 1:
+                launch_data_parallel(enc, inputs.train, inputs.folds, run_dir, workers, seconds_left, test_rows)
+                plan = {**_read_plan(run_dir, name), "workers": workers}
             else:
                 run = run_in_process(
                     enc, inputs.train, None, inputs.folds, run_dir, seconds_left, progress, test_rows=test_rows
                 )
-                plan = run.plan
+                plan = {**run.plan, "workers": 1}
         except Exception as exc:  # the features-only submission is already written: keep going without it
             log.exception("encoder %s failed; left out of the stacker", name)
             plan = {**_read_plan(run_dir, name), "error": f"{type(exc).__name__}: {exc}"}
