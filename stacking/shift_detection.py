@@ -4,21 +4,28 @@ Why: which calibrator fits the test rows depends on whether they come from the t
 (Kaggle's own split: the in-source calibrator) or from somewhere new (the new-source one). If a
 classifier on the stacker's features separates the two sets, the test set is a new source. The
 score is the out-of-fold ROC AUC of that classifier (grouped folds, so a prompt's rows never sit on
-both sides), with a Hanley & McNeil (1982) 95% interval: near 0.5 means "looks like the training
-data". The decision threshold was chosen on the training sources by
+both sides of a split), with a Hanley & McNeil (1982) 95% interval: near 0.5 means "looks like the
+training data". The decision threshold was chosen on the training sources by
 ``benchmarks/new_source_calibration.py`` (each source held out against the rest as positives,
 random same-source splits as negatives).
+
+The same battle (or prompt) on both sides is one group (:func:`linked_groups`): split apart, the
+classifier learns each held-out row from its twin of the other label and scores it the wrong way round,
+so training rows scored against themselves gave an AUC of 0.02-0.1 instead of 0.5.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
@@ -38,6 +45,7 @@ PARAMS = {
     "force_row_wise": True,
 }
 NUM_BOOST_ROUND = 150
+PROMPT_PREFIX = "prompt_"  # the prompt's own feature columns (prompt_chars, ...): equal on every row of a prompt
 
 
 def auc_interval(auc: float, n_pos: int, n_neg: int) -> tuple[float, float]:
@@ -108,10 +116,14 @@ def separability(
     label = np.r_[np.zeros(len(ref_idx), dtype=int), np.ones(len(sco_idx), dtype=int)]
     ref_g = np.arange(len(reference)) if reference_groups is None else np.asarray(reference_groups)
     sco_g = np.arange(len(scored)) if scored_groups is None else np.asarray(scored_groups)
-    groups = np.r_[np.array([f"r{g}" for g in ref_g[ref_idx]]), np.array([f"s{g}" for g in sco_g[sco_idx]])]
+    side_groups = np.r_[np.array([f"r{g}" for g in ref_g[ref_idx]]), np.array([f"s{g}" for g in sco_g[sco_idx]])]
+    groups = linked_groups(X, side_groups)
     n_splits = min(n_splits, len(set(groups[len(ref_idx) :])), len(set(groups[: len(ref_idx)])))
     if n_splits < 2:
-        raise ValueError(f"adversarial validation needs >= 2 rows on each side, got {len(ref_idx)}, {len(sco_idx)}")
+        raise ValueError(
+            f"adversarial validation needs >= 2 unrelated groups of rows on each side, got {len(ref_idx)}"
+            f" and {len(sco_idx)} rows in {len(set(groups))} group(s) of the same prompts"
+        )
     oof = np.zeros(len(label))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     params = {**PARAMS, "seed": seed, "num_threads": num_threads}
@@ -121,6 +133,24 @@ def separability(
     auc = float(roc_auc_score(label, oof))
     low, high = auc_interval(auc, int(label.sum()), int(len(label) - label.sum()))
     return {"auc": round(auc, 4), "interval_95": [round(low, 4), round(high, 4)], "rows": [len(ref_idx), len(sco_idx)]}
+
+
+def linked_groups(X: pd.DataFrame, groups: np.ndarray) -> np.ndarray:
+    """``groups`` merged wherever rows share a prompt (equal ``prompt_*`` columns; without them, equal
+    rows): a group per connected set, so a battle or prompt on both sides is held out as one.
+
+    Why: the reference and the scored rows carry groups of their own numbering; the same prompt in both
+    would otherwise be split across folds, and the classifier would score each held-out row by its twin
+    of the other side. Merging unrelated prompts of equal lengths only makes folds coarser."""
+    keys = [c for c in X.columns if str(c).startswith(PROMPT_PREFIX)] or list(X.columns)
+    key_codes = pd.factorize(pd.util.hash_pandas_object(X[keys], index=False).to_numpy())[0]
+    group_codes, group_names = pd.factorize(pd.Series(groups))
+    n_groups, n_keys = len(group_names), int(key_codes.max()) + 1 if len(key_codes) else 0
+    edges = coo_matrix(
+        (np.ones(len(X)), (group_codes, n_groups + key_codes)), shape=(n_groups + n_keys, n_groups + n_keys)
+    )
+    _, component = connected_components(edges, directed=False)
+    return component[group_codes]
 
 
 def _sample(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -233,10 +263,41 @@ class ShiftReference:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> ShiftReference:
+    def load(cls, path: Path, known_columns: Iterable[str] | None = None) -> ShiftReference:
+        """The saved sample; ``known_columns``: the model's feature columns, which every reference column
+        must be one of. A bad file is refused (ValueError naming it and the column), never detected with:
+        LightGBM takes NaN as "missing" and a column the scored rows lack fails only later."""
         with np.load(path, allow_pickle=False) as npz:
             values, columns = npz["values"], [str(c) for c in npz["columns"]]
             source, groups = npz["source"].astype(str), npz["groups"]
         if values.shape != (len(source), len(columns)) or len(groups) != len(source):
             raise ValueError(f"{path}: shapes disagree ({values.shape}, {len(columns)} columns, {len(source)} rows)")
+        _check_columns(path, columns, known_columns)
+        _check_values(path, values, columns)
         return cls(pd.DataFrame(values, columns=columns), source, groups)
+
+
+def _check_columns(path: Path, columns: list[str], known: Iterable[str] | None) -> None:
+    repeated = [c for c in dict.fromkeys(columns) if columns.count(c) > 1]
+    if repeated:
+        raise ValueError(f"{path}: column {repeated[0]!r} appears {columns.count(repeated[0])} times")
+    if known is not None:
+        allowed = set(known)
+        unknown = [c for c in columns if c not in allowed]
+        if unknown:
+            raise ValueError(
+                f"{path}: column {unknown[0]!r} is not one of the model's feature columns"
+                f" ({len(unknown)} unknown column(s))"
+            )
+
+
+def _check_values(path: Path, values: np.ndarray, columns: list[str]) -> None:
+    if values.dtype.kind not in "fiu":
+        raise ValueError(f"{path}: values of type {values.dtype}, expected numbers")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = (int(i[0]) for i in np.nonzero(bad))
+        raise ValueError(
+            f"{path}: column {columns[col]!r}: {int(bad[:, col].sum())} value(s) NaN or infinite"
+            f" (first in row {row}); the reference holds only finite feature values"
+        )

@@ -17,7 +17,7 @@ from arena_schema import CLASS_COLUMNS
 from features.groups import GROUPS
 from pipelines import full_run, predict
 from pipelines.bundle.identity import base_identity
-from pipelines.bundle.store import KEY_ENV, MANIFEST, BundleError, write_manifest
+from pipelines.bundle.store import BUNDLE_FORMAT, KEY_ENV, MANIFEST, BundleError, write_manifest
 from pipelines.model import bundle_scoring
 from pipelines.model.bundle_scoring import score_bundle
 from pipelines.model.estimator import ArenaPreferenceModel
@@ -73,7 +73,8 @@ def test_kaggle_scoring_path_repeats_the_prior_unless_told(prior_run, tmp_path):
     assert record["encoder_decision"] == "class prior"
     np.testing.assert_allclose(_proba(tmp_path / "sub.csv"), _proba(run / "submission.csv"), atol=1e-7)
     score_bundle(model, test, tmp_path / "chosen.csv", stacker="chosen", log=lambda _: None)
-    np.testing.assert_allclose(_proba(tmp_path / "chosen.csv"), model.predict_proba(test), atol=1e-6)
+    chosen = model.predict_proba(test, stacker="chosen")  # the rejected stacker: None would be the prior
+    np.testing.assert_allclose(_proba(tmp_path / "chosen.csv"), chosen, atol=1e-6)
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ def test_an_older_bundle_format_is_refused_in_one_line(bundle, prior_run, tmp_pa
     manifest = json.loads((bundle / MANIFEST).read_text())
     manifest["format_version"] = 1
     (bundle / MANIFEST).write_text(json.dumps(manifest))
-    _refused(bundle, "bundle format 1, this version reads 2")
+    _refused(bundle, f"bundle format 1, this version reads {BUNDLE_FORMAT}")
     argv = ["--model", str(bundle), "--test", str(prior_run / "test.csv"), "--out", str(tmp_path / "s.csv")]
     assert run_command(predict.main, argv) == USER_ERROR_EXIT
     assert "train again" in capsys.readouterr().err

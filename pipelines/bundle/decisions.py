@@ -57,3 +57,12 @@ def submitted_prior(model: Any) -> np.ndarray | None:
     if submitted.get("kind") != PRIOR:
         return None
     return np.asarray(submitted["proba"], dtype=np.float64)
+
+
+def prior_in_place_of(model: Any, stacker: str | None, use_encoders: bool = True) -> np.ndarray | None:
+    """The class prior to score with instead of a stacker: the run submitted it and the caller named no
+    stacker (``stacker=None``, encoders not turned off). The one rule behind ``predict_proba``, ``predict``
+    and the Kaggle scoring path, so that no way of scoring a bundle gives the stacker its run rejected."""
+    if stacker is not None or not use_encoders:
+        return None
+    return submitted_prior(model)

@@ -9,7 +9,10 @@ models opened. Anything wrong ends in one :class:`BundleError` line naming the f
 The digest is a sha256 over the whole manifest (whatever it holds: the signing is generic), so an edit
 of the chosen stacker, the class labels or a file hash is refused. With ``ARENA_PREF_BUNDLE_KEY`` set,
 it is an HMAC-SHA256 under that key instead: a signature only the key holder can make; a key set at
-load refuses an unsigned bundle, and a signed bundle needs the key.
+load refuses an unsigned bundle, and a signed bundle needs the key. A plain sha256 digest only catches
+accidents: anyone can edit a file and recompute it, so a loader that must trust the bundle requires a
+signature (``read_verified(..., require_signature=True)`` or ``ARENA_PREF_REQUIRE_SIGNATURE=1``). A key
+variable set but empty is refused rather than read as "no key" (a secret that failed to expand).
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from stacking.model import MODEL_FILE, StackerModel, library_versions
 
 log = logging.getLogger(__name__)
 
-BUNDLE_FORMAT = 2  # 2: the manifest carries a digest, the run's decisions and the feature and base identities
+BUNDLE_FORMAT = 3  # 2: digest, decisions, feature and base identities; 3: fingerprint battles of every length
 MANIFEST = "manifest.json"
 KIND = "arena-pref-bundle"
 DIGEST = "digest"
 KEY_ENV = "ARENA_PREF_BUNDLE_KEY"
+REQUIRE_ENV = "ARENA_PREF_REQUIRE_SIGNATURE"  # 1: every load requires a signed bundle
+SIGNED, UNSIGNED = "hmac-sha256", "sha256"
 
 
 class BundleError(UserError, ValueError):
@@ -65,37 +70,57 @@ def write_manifest(directory: Path, content: dict) -> Path:
 # --------------------------------------------------------------------------- the manifest's digest
 
 
-def _bundle_key() -> bytes | None:
-    key = os.environ.get(KEY_ENV, "")
-    return key.encode() if key else None
+def bundle_key() -> bytes | None:
+    """The signing key, None when unset; set but empty is refused (it would silently mean unsigned)."""
+    key = os.environ.get(KEY_ENV)
+    if key is None:
+        return None
+    if not key.strip():
+        raise BundleError(f"{KEY_ENV} is set but empty: give the signing key, or unset it for unsigned bundles")
+    return key.encode()
+
+
+def signature_required(require: bool = False) -> bool:
+    """``require``, or ``ARENA_PREF_REQUIRE_SIGNATURE`` set to a true value (a value it cannot read is refused)."""
+    value = os.environ.get(REQUIRE_ENV, "").strip().lower()
+    if value not in ("", "0", "false", "no", "1", "true", "yes"):
+        raise BundleError(f"{REQUIRE_ENV}={value!r}: use 1 (require a signed bundle) or 0")
+    return require or value in ("1", "true", "yes")
 
 
 def manifest_digest(manifest: dict) -> dict:
     """``{"kind", "value"}`` over the canonical JSON of every manifest field but the digest itself."""
     payload = json.dumps({k: v for k, v in manifest.items() if k != DIGEST}, sort_keys=True, separators=(",", ":"))
-    key = _bundle_key()
+    key = bundle_key()
     if key is None:
-        return {"kind": "sha256", "value": hashlib.sha256(payload.encode()).hexdigest()}
-    return {"kind": "hmac-sha256", "value": hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()}
+        return {"kind": UNSIGNED, "value": hashlib.sha256(payload.encode()).hexdigest()}
+    return {"kind": SIGNED, "value": hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()}
 
 
-def check_digest(path: Path, manifest: dict) -> None:
-    """The manifest is exactly as saved (and, with a key, signed with it); BundleError naming why not."""
+def check_digest(path: Path, manifest: dict, require_signature: bool = False) -> None:
+    """The manifest is exactly as saved (and, with a key, signed with it); BundleError naming why not.
+    ``require_signature``: an unsigned manifest, or no key to check a signature with, is refused too."""
     saved = manifest.get(DIGEST)
-    if not isinstance(saved, dict) or saved.get("kind") not in ("sha256", "hmac-sha256"):
+    if not isinstance(saved, dict) or saved.get("kind") not in (UNSIGNED, SIGNED):
         raise BundleError(f"{path}: no manifest digest")
-    key = _bundle_key()
-    if saved["kind"] == "hmac-sha256" and key is None:
+    key = bundle_key()
+    if signature_required(require_signature):
+        if saved["kind"] != SIGNED:
+            raise BundleError(f"{path}: not signed, and a signed bundle is required (save it with {KEY_ENV} set)")
+        if key is None:
+            raise BundleError(f"{path}: a signed bundle is required, but {KEY_ENV} is not set to check it with")
+    if saved["kind"] == SIGNED and key is None:
         raise BundleError(f"{path}: signed with a key: set {KEY_ENV} to the key it was saved with")
-    if saved["kind"] == "sha256" and key is not None:
+    if saved["kind"] == UNSIGNED and key is not None:
         raise BundleError(f"{path}: not signed, but {KEY_ENV} is set: refusing an unsigned bundle")
     if not hmac.compare_digest(str(saved.get("value")), manifest_digest(manifest)["value"]):
         what = "edited or corrupted" if key is None else "edited, corrupted or signed with another key"
         raise BundleError(f"{path}: the manifest does not match its digest ({what})")
 
 
-def read_verified(directory: str | Path) -> dict:
-    """The manifest, after checking format and every file's hash; BundleError otherwise."""
+def read_verified(directory: str | Path, *, require_signature: bool = False) -> dict:
+    """The manifest, after checking format, digest (signed, with ``require_signature``) and every file's
+    hash; BundleError otherwise."""
     directory = Path(directory)
     path = directory / MANIFEST
     if not path.is_file():
@@ -112,7 +137,7 @@ def read_verified(directory: str | Path) -> dict:
             f"{path}: bundle format {manifest.get('format_version')!r}, this version reads {BUNDLE_FORMAT}:"
             " train again (python -m pipelines.full_run) to make a bundle this version can check"
         )
-    check_digest(path, manifest)
+    check_digest(path, manifest, require_signature)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{path}: no file hashes")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from encoders.budget import PROBE_ROWS
-from pipelines.bundle.decisions import submitted_prior
+from pipelines.bundle.decisions import prior_in_place_of
 from pipelines.data.battles import load_battles
 from pipelines.runtime.errors import UsageError
 from pipelines.runtime.submission import write_submission
@@ -115,7 +115,7 @@ def multi_gpu_predictor(model: Any, n_processes: int | None = None, stacker: str
             computed[name] = predict_proba_multi_gpu(
                 fold_models.directory, battles, base_path=fold_models.config.model_path, n_processes=n_processes
             )
-        return model.predict_proba(frame, encoder_proba=computed, stacker=stacker)
+        return model.predict_proba(frame, encoder_proba=computed, stacker=stacker or "chosen")
 
     return predict
 
@@ -140,13 +140,13 @@ def score_bundle(
 
     Returns what happened (rows, seconds, projections, which predictions were written)."""
     n = len(test)
-    prior = submitted_prior(model) if stacker is None else None
+    prior = prior_in_place_of(model, stacker)
     if prior is not None:  # what the run submitted: its stacker did not beat the class prior out of fold
         write_submission(test["id"], np.tile(prior, (n, 1)), submission)
         log("the run submitted the class prior (prior guard): the same is written; stacker='chosen' to override")
         return {"rows": n, "writes": [{"sources": "class prior"}], "encoders": [], "encoder_decision": "class prior"}
     stacker = None if stacker == "chosen" else stacker
-    with_encoders = predict or partial(model.predict_proba, stacker=stacker)
+    with_encoders = predict or partial(model.predict_proba, stacker=stacker or "chosen")
     kept = list(getattr(model, "encoder_models_", {}) or {})  # the bundle's encoders, whichever stacker was chosen
     encoders = kept if stacker == "full" and kept else list(getattr(model, "encoder_names_", []) or [])
     record: dict[str, Any] = {"rows": n, "writes": [], "encoders": encoders}
@@ -186,15 +186,18 @@ def predict_file(
     use_encoders: bool = True,
     stacker: str | None = None,
     calibration: str | None = None,
+    require_signature: bool = False,
 ) -> pd.DataFrame:
     """Score ``test_path`` with the bundle and write the submission. ``stacker=None`` and ``use_encoders``:
     what the run submitted, as its bundle records it (the class prior when the prior guard rejected the
     stacker); ``"chosen"``, ``"features"`` or ``"full"`` (or ``use_encoders=False``) score with that stacker.
     ``calibration``: None (the bundle's setting), ``auto``, ``in-source`` or ``new-source`` (what ``auto``
-    chose is logged)."""
+    chose is logged); ``require_signature``: refuse a bundle not signed under ``ARENA_PREF_BUNDLE_KEY``."""
     from pipelines.model.estimator import ArenaPreferenceModel
 
-    model = ArenaPreferenceModel.load(model_dir, encoder_base_paths=encoder_base_paths)
+    model = ArenaPreferenceModel.load(
+        model_dir, encoder_base_paths=encoder_base_paths, require_signature=require_signature
+    )
     model.set_params(n_jobs=n_jobs, progress=progress)
     unknown = sorted(set(sources or {}) - set(model.extra_sources or {}))
     if unknown:
@@ -203,16 +206,13 @@ def predict_file(
             f" (its sources: {sorted(model.extra_sources or {})})"
         )
     test, _ = load_battles(test_path, labelled=False)
-    prior = submitted_prior(model) if stacker is None and use_encoders else None
-    if prior is not None:
+    if prior_in_place_of(model, stacker, use_encoders) is not None:  # predict_proba returns that prior
         LOG.warning(
             "the run submitted the class prior (its stacker did not beat the prior out of fold): writing the"
             " prior again; --stacker chosen scores with the rejected stacker"
         )
-        return write_submission(test["id"], np.tile(prior, (len(test), 1)), out_path)
-    key = None if stacker in (None, "chosen") else stacker
     proba = model.predict_proba(
-        test, use_encoders=use_encoders, sources=sources or {}, stacker=key, calibration=calibration
+        test, use_encoders=use_encoders, sources=sources or {}, stacker=stacker, calibration=calibration
     )
     choice = model.last_calibration_
     LOG.info("calibration: %s (%s)", choice["calibration"], choice["why"])

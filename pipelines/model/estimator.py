@@ -7,7 +7,9 @@ probabilities, which is chosen only when its OOF log loss is better. The estimat
 a test set: scoring one, the time budget, the run's files and report are ``pipelines.model.run.fit_predict``'s.
 The bundle always keeps the features-only stacker, and the stacker with encoders plus the encoders' fold
 models whenever they finished (chosen or not; the manifest records which is chosen), so
-``predict_proba(..., stacker=...)`` can use either: ``None`` (default) the chosen one, ``"features"`` or ``"full"``.
+``predict_proba(..., stacker=...)`` can use either: ``"chosen"``, ``"features"`` or ``"full"``; ``None`` (default)
+is what the run submitted (the class prior where its prior guard rejected the stacker, ``decisions_``).
+A pickled fitted model carries and checks the identity its bundle would (:meth:`ArenaPreferenceModel.__setstate__`).
 """
 
 from __future__ import annotations
@@ -30,9 +32,17 @@ from arena_schema import CLASS_COLUMNS, CLASS_NAMES, N_CLASSES
 from encoders.settings import EncoderConfig
 from features.extractor import FeatureExtractor
 from features.groups import DEFAULT_GROUPS, expand_groups
-from pipelines.bundle.decisions import check_decisions, decisions_record
+from pipelines.bundle.decisions import check_decisions, decisions_record, prior_in_place_of
 from pipelines.bundle.identity import base_difference, base_identity, feature_difference, feature_fingerprint
-from pipelines.bundle.store import BundleError, load_stacker, read_verified, replace_directory, write_manifest
+from pipelines.bundle.store import (
+    BUNDLE_FORMAT,
+    BundleError,
+    bundle_key,
+    load_stacker,
+    read_verified,
+    replace_directory,
+    write_manifest,
+)
 from pipelines.data.battles import TURN_COLUMNS, DataError, ParseReport, load_battles_frame
 from pipelines.data.run_sources import with_source_columns
 from pipelines.data.tables import read_proba_file
@@ -48,7 +58,7 @@ from pipelines.stages.run_plan import RunPlan
 from pipelines.stages.stacker_inputs import SOURCE_COLUMNS, StackerInputs, build_inputs
 from pipelines.stages.stacker_stage import StackerFit, fit_stacker
 from stacking.config import StackerConfig
-from stacking.model import StackerModel
+from stacking.model import StackerModel, library_versions
 from stacking.shift_detection import ShiftReference
 from stacking.sources import source_features
 from stacking.transformer_state import new_transformer, transformer_spec
@@ -56,14 +66,34 @@ from stacking.transformer_state import new_transformer, transformer_spec
 log = logging.getLogger("arena_pref")
 
 FEATURES, FULL = "features", "full"  # the two stackers a bundle can hold
+CHOSEN = "chosen"  # predict_proba(stacker=...): the chosen stacker even where the run submitted the class prior
+PICKLED_IDENTITY = "_pickled_identity"  # what a pickled fitted model carries and checks when unpickled
 SHIFT_REFERENCE = "shift_reference.npz"  # the training rows new rows are compared with (calibration="auto")
 LOCAL_PARAMS = ("cache_dir", "work_dir", "progress")  # this machine's settings: never saved in a bundle
 REQUIRED_PARAMS = ("n_folds", "seed", "feature_groups", "stacker", "encoders", "extra_sources")  # in every bundle
 
 
+class BattlesTypeError(UserError, TypeError, ValueError):
+    """Battles given as something other than a DataFrame (an array, a list): a TypeError, as sklearn raises
+    for a wrong input type, and a ValueError, as every user error here."""
+
+
+def check_frame(frame: Any, name: str) -> pd.DataFrame:
+    """``frame`` itself when it is a DataFrame; else a one-line error saying what is expected (an array has
+    no column names, so its columns could only be guessed)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise BattlesTypeError(
+            f"{name}: expected a pandas DataFrame of battles, in the Kaggle schema (id, prompt, response_a,"
+            f" response_b, and the winner columns to fit) or parsed (id, prompt_turns, a_turns, b_turns),"
+            f" got {type(frame).__module__}.{type(frame).__qualname__}"
+        )
+    return frame
+
+
 def as_battles(frame: pd.DataFrame, name: str, labelled: bool) -> tuple[pd.DataFrame, ParseReport]:
     """Kaggle-schema frames (raw JSON-list strings) are validated and parsed; parsed battles
     (``prompt_turns``/``a_turns``/``b_turns``) pass through. Multi-source columns are kept."""
+    check_frame(frame, name)
     turn_columns = list(TURN_COLUMNS.values())
     if all(c in frame.columns for c in turn_columns):
         needed = ["id", *(["label"] if labelled else [])]
@@ -189,7 +219,6 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         y: Any = None,
         *,
         deadline: float | None = None,
-        train_csv: str | None = None,
         test_rows: int = 0,
     ) -> ArenaPreferenceModel:
         """Fit on the battles ``X``; labels from ``y`` (see :func:`labels_of`) or, without it, from ``X``
@@ -197,8 +226,8 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         :meth:`predict_proba` (``pipelines.model.run.fit_predict`` does, and writes a run's files).
         ``deadline`` (``time.monotonic()`` seconds): encoder folds that would overrun it are not started;
         ``test_rows``: how many rows will be scored after the fit (the encoders' plan reserves their time
-        within ``deadline``); ``train_csv``: the file behind ``X``, for a data-parallel encoder launch."""
-        for _ in self.fit_steps(X, y, deadline=deadline, train_csv=train_csv, test_rows=test_rows):
+        within ``deadline``)."""
+        for _ in self.fit_steps(X, y, deadline=deadline, test_rows=test_rows):
             pass
         return self
 
@@ -208,7 +237,6 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         y: Any = None,
         *,
         deadline: float | None = None,
-        train_csv: str | None = None,
         test_rows: int = 0,
     ) -> Iterator[ArenaPreferenceModel]:
         """:meth:`fit`, yielding the model each time it changes (the features-only stacker fitted; a stacker
@@ -217,6 +245,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         started, timer = time.monotonic(), StageTimer()
         stacker = self.stacker or StackerConfig()
         check_savable(stacker.tie_handling)  # before any work: the model must be savable
+        bundle_key()  # an empty signing key would refuse the save after the work
         check_calibration(self.calibration)
         encoders = [replace(e) for e in self.encoders]
         inputs, work_dir = self._start(X, y, bool(encoders), timer)
@@ -229,7 +258,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         if encoders:
             assert work_dir is not None
             second, fold_models = self._encoders_then_stacker(
-                inputs, encoders, stacker, work_dir, plan, timer, started, deadline, train_csv, test_rows
+                inputs, encoders, stacker, work_dir, plan, timer, started, deadline, test_rows
             )
             if second is not None:
                 kept[FULL] = second
@@ -274,6 +303,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         :meth:`all_fold_features` it is every input ``fit_calibrated`` gets. Fits nothing, changes nothing."""
         timer = timer or StageTimer()
         with timer.stage("parse"):
+            check_frame(X, "X")
             labels = None if y is None else labels_of(y, len(X))  # before any work: a wrong y fails at once
             train_b, train_parse = as_battles(X, "train", labelled=labels is None)
             if labels is not None:
@@ -337,6 +367,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
             ns = fit_new_source(inputs, self.stackers_[key], stacker, self.seed, fold_features=self.all_fold_features())
             self.stackers_[key].new_source = ns.calibrator
             report[key] = {**ns.info, "seconds": round(ns.seconds, 3)}
+        self.__dict__.pop("decisions_", None)  # a verdict on the model before this change
         fitted = any(self.stackers_[key].new_source is not None for key in fits)  # else "auto" never compares
         self.shift_reference_: ShiftReference | None = shift_reference(inputs, self.seed) if fitted else None
         self.fit_report_["calibration"]["new_source"] = report
@@ -351,7 +382,6 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         timer: StageTimer,
         started: float,
         deadline: float | None,
-        train_csv: str | None,
         test_rows: int,
     ) -> tuple[StackerFit | None, dict]:
         """Fine-tune the encoders (leaving room for a second stacker fit and the writes; each encoder's plan
@@ -372,7 +402,6 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
                 encoders,
                 work_dir,
                 seed=self.seed,
-                train_path=lambda: launch_train_csv(train_csv),
                 deadline=encoder_deadline,
                 test_rows=test_rows,
                 progress=self.progress,
@@ -429,7 +458,9 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         self.fit_report_ = self._report(inputs, candidates, fit, plan, timer, started)
 
     def _keep(self, key: str, fit: StackerFit, inputs: StackerInputs) -> None:
-        """Hold ``fit`` under ``key`` (predictable with ``stacker=key``, saved) without choosing it."""
+        """Hold ``fit`` under ``key`` (predictable with ``stacker=key``, saved) without choosing it. A prior-guard
+        verdict recorded by an earlier ``save`` judged the model before this change: it is dropped."""
+        self.__dict__.pop("decisions_", None)
         self.stackers_[key] = fit.model
         self.stacker_oof_log_loss_[key] = fit.log_loss(inputs.y)
 
@@ -475,8 +506,10 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
     ) -> np.ndarray:
         """(n, 3) calibrated probabilities (A wins, B wins, tie) for any battles frame.
 
-        ``stacker``: None (default) the chosen one; ``"features"`` or ``"full"`` (with encoders, kept
-        whenever the encoders finished) whichever was chosen. ``use_encoders=False``: the features-only
+        ``stacker``: None (default) what the run submitted: the class prior on every row where its prior guard
+        rejected the stacker (``decisions_``, as ``pipelines.predict`` and the Kaggle scoring path), else the
+        chosen stacker; ``"chosen"`` the chosen stacker whatever the guard said; ``"features"`` or ``"full"``
+        (with encoders, kept whenever the encoders finished) that one. ``use_encoders=False``: the features-only
         stacker. ``sources``: the probabilities of extra sources the model was trained with (frame or
         file: id + 3 columns). ``encoder_proba``: {encoder: (n, 3) array in ``frame``'s row order} computed
         elsewhere (e.g. one process per GPU, ``encoders.parallel_predict``); those encoders' fold models are
@@ -485,7 +518,11 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "stackers_")
         key = self._stacker_key(stacker, use_encoders)
-        battles, _ = as_battles(frame, "frame", labelled=False)
+        battles, _ = as_battles(frame, "X", labelled=False)
+        prior = prior_in_place_of(self, stacker, use_encoders)
+        if prior is not None:  # what the run submitted: its stacker did not beat the class prior out of fold
+            self.last_calibration_ = _prior_choice(check_calibration(calibration or self.calibration))
+            return np.tile(prior, (len(battles), 1))
         model = self.stackers_[key]
         X = self._extractor(cache=False).transform(battles)
         given = dict(sources or {})
@@ -514,6 +551,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame, **kwargs: Any) -> np.ndarray:
         """The most probable class name per battle (``classes_``); ``kwargs`` as for :meth:`predict_proba`."""
+        check_is_fitted(self, "stackers_")
         return np.asarray(self.classes_)[self.predict_proba(X, **kwargs).argmax(axis=1)]
 
     def score(self, X: pd.DataFrame, y: Any = None, sample_weight: Any = None) -> float:
@@ -533,17 +571,19 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         """What ``calibration`` (default: the model's) resolves to for all of ``frame``, and why. Scoring a
         test set in slices (e.g. per GPU) should decide once on the whole set, then pass the result on."""
         check_is_fitted(self, "stackers_")
-        battles, _ = as_battles(frame, "frame", labelled=False)
+        battles, _ = as_battles(frame, "X", labelled=False)
         X = self._extractor(cache=False).transform(battles)
         model = self.stackers_[self._stacker_key(None, use_encoders)]
         reference = getattr(self, "shift_reference_", None)
         return choose_calibration(calibration or self.calibration, model, reference, X, battles, self.seed)
 
     def _stacker_key(self, stacker: str | None, use_encoders: bool) -> str:
-        if stacker is None:
+        if stacker in (None, CHOSEN):
             return self.chosen_stacker_ if use_encoders else FEATURES
         if stacker not in (FEATURES, FULL):
-            raise UserError(f"stacker={stacker!r}: use None (the chosen one), {FEATURES!r} or {FULL!r}")
+            raise UserError(
+                f"stacker={stacker!r}: use None (what the run submitted), {CHOSEN!r}, {FEATURES!r} or {FULL!r}"
+            )
         if stacker == FULL and not use_encoders:
             raise UserError("stacker='full' uses the encoders: it contradicts use_encoders=False")
         if stacker not in self.stackers_:
@@ -569,21 +609,25 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
     def save(self, directory: str | Path, *, decisions: dict | None = None, test_choice: dict | None = None) -> Path:
         """Write the bundle to ``directory`` (staged next to it, then moved into place). ``decisions``:
         what the run decided and submitted (``pipelines.model.run``: the prior guard's verdict), recorded so
-        that scoring the bundle later repeats it (:func:`pipelines.bundle.decisions.submitted_prior`);
-        ``test_choice``: the calibration the run's test set resolved to (``last_calibration_``), kept with the
-        fit report (a loaded model's ``calibration_choice_``)."""
+        that scoring the bundle later repeats it (:func:`pipelines.bundle.decisions.submitted_prior`), as this
+        model does from now on (``decisions_``); None keeps the model's own (a loaded bundle's verdict survives a
+        re-save); ``test_choice``: the calibration the run's test set resolved to (``last_calibration_``), kept
+        with the fit report (a loaded model's ``calibration_choice_``)."""
         check_is_fitted(self, "stackers_")
+        decisions = decisions_record(getattr(self, "decisions_", None) if decisions is None else decisions, self)
         target = Path(directory)
         staged = temp_path(target)  # a killed save leaves a temporary the next run sweeps
         staged.mkdir(parents=True)
         try:
             self._write_bundle(staged, decisions, test_choice)
-            return replace_directory(staged, target)
+            replace_directory(staged, target)
         except BaseException:
             remove_quietly(staged)
             raise
+        self.decisions_ = decisions
+        return target
 
-    def _write_bundle(self, staged: Path, decisions: dict | None, test_choice: dict | None) -> None:
+    def _write_bundle(self, staged: Path, decisions: dict, test_choice: dict | None) -> None:
         for key, model in self.stackers_.items():
             model.save(staged / f"stacker_{key}")
         encoders = {}
@@ -623,17 +667,25 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
                 "encoders": encoders,
                 "params": self._params_json(),
                 "fit_report": report,
-                "decisions": decisions_record(decisions, self),
+                "decisions": decisions,
                 "feature_identity": feature_fingerprint(self._groups),
             },
         )
 
     @classmethod
-    def load(cls, directory: str | Path, *, encoder_base_paths: dict[str, str] | None = None) -> ArenaPreferenceModel:
+    def load(
+        cls,
+        directory: str | Path,
+        *,
+        encoder_base_paths: dict[str, str] | None = None,
+        require_signature: bool = False,
+    ) -> ArenaPreferenceModel:
         """A fitted model from a bundle; every file is verified first (:class:`BundleError` otherwise).
-        ``encoder_base_paths``: {encoder: base model folder} where the recorded paths do not exist (Kaggle)."""
+        ``encoder_base_paths``: {encoder: base model folder} where the recorded paths do not exist (Kaggle);
+        ``require_signature``: refuse a bundle not signed under ``ARENA_PREF_BUNDLE_KEY`` (a plain sha256
+        digest anyone can recompute; ``ARENA_PREF_REQUIRE_SIGNATURE=1`` asks the same of every load)."""
         directory = Path(directory)
-        manifest = read_verified(directory)
+        manifest = read_verified(directory, require_signature=require_signature)
         try:
             params = manifest["params"]
             missing = [k for k in REQUIRED_PARAMS if k not in params]
@@ -669,12 +721,59 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         model.folds_ = None
         model.fit_report_ = dict(manifest.get("fit_report", {}))
         model.calibration_choice_ = model.fit_report_.get("calibration", {}).get("test_choice")
-        model.shift_reference_ = _load_shift_reference(directory)
+        model.shift_reference_ = _load_shift_reference(directory, model.feature_columns_)
         try:
             model.decisions_ = check_decisions(manifest.get("decisions"), stacker_keys)
         except ValueError as exc:
             raise BundleError(f"{directory / 'manifest.json'}: {exc}") from None
         return model
+
+    # ----------------------------------------------------------------- pickle
+    def __getstate__(self) -> dict:
+        """A fitted model's pickle carries what its bundle's checks compare (feature fingerprint, format and
+        library versions), so that unpickling in a checkout whose feature code changed is refused as ``load``
+        refuses the bundle, instead of predicting other numbers silently."""
+        state = dict(super().__getstate__())
+        if "stackers_" in state:
+            state[PICKLED_IDENTITY] = _pickle_identity(self._groups)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        identity = state.pop(PICKLED_IDENTITY, None)
+        super().__setstate__(state)
+        if "stackers_" in state:
+            _check_pickle_identity(identity, self._groups)
+
+
+def _versions() -> dict[str, Any]:
+    return {"bundle format": BUNDLE_FORMAT, **library_versions()}
+
+
+def _pickle_identity(groups: tuple[str, ...]) -> dict:
+    return {"versions": _versions(), "features": feature_fingerprint(groups)}
+
+
+def _check_pickle_identity(identity: Any, groups: tuple[str, ...]) -> None:
+    """The code and libraries unpickling a fitted model are those it was pickled with (BundleError otherwise)."""
+    where = "unpickled ArenaPreferenceModel"
+    advice = "a pickle is for this checkout only: save() the model and load() its bundle, or retrain"
+    if not isinstance(identity, dict) or not isinstance(identity.get("features"), dict):
+        raise BundleError(f"{where}: it carries no feature identity (pickled by an older version); {advice}")
+    saved, now = identity.get("versions") or {}, _versions()
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if changed:
+        name = changed[0]
+        raise BundleError(f"{where}: {name} {saved.get(name)} when pickled, {now.get(name)} now; {advice}")
+    difference = feature_difference(identity["features"], groups)
+    if difference:
+        raise BundleError(f"{where}: {difference}; {advice}")
+
+
+def _prior_choice(requested: str) -> dict[str, Any]:
+    """``last_calibration_`` when the class prior is returned: no calibrator was used."""
+    why = "the run submitted the class prior (its prior guard rejected the stacker); stacker='chosen' scores with it"
+    return {"requested": requested, "calibration": "none (class prior)", "why": why, "shift": None}
 
 
 def _encode_param(name: str, value: Any, model: ArenaPreferenceModel) -> Any:
@@ -713,12 +812,12 @@ def _decode_param(name: str, stored: Any) -> Any:
     return stored
 
 
-def _load_shift_reference(directory: Path) -> ShiftReference | None:
+def _load_shift_reference(directory: Path, feature_columns: list[str]) -> ShiftReference | None:
     path = directory / SHIFT_REFERENCE
     if not path.exists():
         return None
     try:
-        return ShiftReference.load(path)
+        return ShiftReference.load(path, feature_columns)
     except (OSError, ValueError, KeyError) as exc:
         raise BundleError(f"{path}: {exc}") from None
 
@@ -732,13 +831,6 @@ def _proba_frame(proba: np.ndarray, battles: pd.DataFrame, name: str) -> pd.Data
     out = pd.DataFrame(proba, columns=list(CLASS_COLUMNS))
     out.insert(0, "id", battles["id"].astype(str).to_numpy())
     return out
-
-
-def launch_train_csv(train_csv: str | None) -> str:
-    """The CSV a data-parallel encoder launch reads (no test file: the fit scores no test set)."""
-    if train_csv is None:
-        raise UserError("data-parallel encoders read the training CSV file: pass fit(..., train_csv=PATH)")
-    return train_csv
 
 
 def _encoder_config(stored: dict) -> EncoderConfig:

@@ -52,6 +52,13 @@ class PredictConfig:
     stacker: Literal["chosen", "features", "full"] | None = field(default=None, metadata={"help": STACKER_HELP})
     n_jobs: int = field(default=2, metadata={"help": "feature extraction processes"})
     test_calibration: Calibration = field(default="auto", metadata={"help": CALIBRATION_HELP})
+    require_signature: bool = field(
+        default=False,
+        metadata={
+            "help": "refuse a bundle not signed under ARENA_PREF_BUNDLE_KEY (a plain sha256 digest anyone can"
+            " recompute after an edit); ARENA_PREF_REQUIRE_SIGNATURE=1 asks the same"
+        },
+    )
 
     def __post_init__(self) -> None:
         self.source, self.encoder_base = tuple(self.source), tuple(self.encoder_base)
@@ -105,4 +112,5 @@ def predict(config: PredictConfig, progress: bool = True) -> pd.DataFrame:
         use_encoders=not config.features_only,
         stacker=config.stacker,
         calibration=config.test_calibration,
+        require_signature=config.require_signature,
     )
