@@ -176,7 +176,13 @@ def parse_run_command(p: argparse.ArgumentParser, argv: list[str] | None, comman
     add_data_args(probe)
     tree_dests = {a.dest for a in probe._actions} | RUN_TREE_DESTS
     tree_dests |= {a.dest for a in p._actions if a.dest.startswith(ENCODER_FLAG_PREFIX)}
-    return parse_command(p, argv, command, RunConfig, tree_dests)
+    args = parse_command(p, argv, command, RunConfig, tree_dests)
+    if args.config_is_run_report and not args.out:
+        raise UsageError(
+            f"--config {args.config}: a run's report.json: give --out for this run (the report's out folder,"
+            " submission and cache belong to the run that wrote it and are not repeated)"
+        )
+    return args
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -252,8 +258,8 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
         config.features.n_jobs = args.n_jobs
     elif "n_jobs" not in tree.get("features", {}):
         config.features.n_jobs = feature_workers()
-    if args.groups:
-        config.features.groups = expand_groups([g.strip() for g in args.groups.split(",") if g.strip()])
+    if args.groups is not None:
+        config.features.groups = expand_groups(_group_names(args.groups))
     else:  # a file may name 'default' too
         config.features.groups = expand_groups(config.features.groups)
     if args.source:  # a repeatable flag given replaces the file's sources
@@ -276,6 +282,14 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
         config.test_calibration = args.test_calibration
     config.sources = sources_from_args(args, config.sources)
     return config, paths
+
+
+def _group_names(text: str) -> list[str]:
+    """``--groups``' names; an empty value is refused (it named no group, so it must not mean the default)."""
+    names = [g.strip() for g in text.split(",") if g.strip()]
+    if not names:
+        raise UsageError(f"--groups {text!r}: names no feature group (e.g. 'default' or 'default,sentiment')")
+    return names
 
 
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:

@@ -16,9 +16,11 @@ import sys
 from pathlib import Path
 
 from pipelines.cli import add_dataclass_args, overrides_from_args
-from pipelines.reports.data_report import build_report
+from pipelines.reports.data_report import build_report, check_summary_config
 from pipelines.reports.data_summary import SummaryConfig
 from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, command_parser, parse_command, setup_logging
+from pipelines.runtime.errors import arguments_checked
+from pipelines.stages.preflight import check_writable_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     add_config_arg(parser, SECTION_HELP.format("data_report"))
     args = parse_command(parser, argv, "data_report")
     setup_logging()
-    config = SummaryConfig(**overrides_from_args(args, SummaryConfig))
+    with arguments_checked():
+        config = SummaryConfig(**overrides_from_args(args, SummaryConfig))
+        check_summary_config(config, lambda name: "--" + name.replace("_", "-"))
+    check_writable_dir(args.out, "--out")  # an existing file, not a folder, is refused here
     build_report(args.train, args.test, args.out, config)
     print(f"wrote {args.out / 'data_report.md'}")
     return 0

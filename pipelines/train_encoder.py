@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = command_parser("pipelines.train_encoder", __doc__)
     p.add_argument("--run-dir", required=True, help="run directory holding folds.csv")
-    rows = p.add_mutually_exclusive_group(required=True)
+    rows = p.add_mutually_exclusive_group()
     rows.add_argument("--train", help="training CSV; its folds are read from DIR/folds.csv")
     rows.add_argument(
         "--rows",
@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         config = EncoderConfig(**tree)
     seconds = budget_seconds(args.time_budget_hours, args.seconds)
     run_dir = Path(args.run_dir)
+    if not (args.train or args.rows):
+        raise UsageError("give --train (with the run's folds.csv) or --rows")
     if args.test and args.test_rows:
         p.error("give --test or --test-rows, not both")
     test = load_battles(args.test, labelled=False)[0] if args.test else None

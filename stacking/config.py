@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
 from dataclasses import dataclass, field, fields
 from typing import Literal, get_args
 
@@ -11,12 +13,36 @@ Calibration = Literal["none", "temperature", "vector", "smoothing"]
 CALIBRATIONS: tuple[str, ...] = get_args(Calibration)
 
 
+@functools.lru_cache(maxsize=1)
+def lightgbm_param_names() -> frozenset[str]:
+    """Every parameter name and alias the installed LightGBM knows, from its C library's own table
+    (``LGBM_DumpParamAliases``): an unknown name is only a warning there, hidden at ``verbose=-1``."""
+    import lightgbm as lgb  # imported only when there are names to check
+
+    aliases = lgb.basic._ConfigAliases._get_all_param_aliases()
+    return frozenset(aliases) | frozenset(alias for names in aliases.values() for alias in names)
+
+
+def check_param_names(params: dict) -> None:
+    """Refuse a name LightGBM does not know (``learnin_rate``): it would train with the default and the run
+    would record a setting it never used. Names and aliases come from LightGBM itself."""
+    if not params:
+        return
+    known = lightgbm_param_names()
+    for name in params:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else " (see LightGBM's Parameters page)"
+            raise ValueError(f"unknown LightGBM parameter {name!r}{hint}")
+
+
 @dataclass
 class StackerConfig:
     """How one LightGBM stacker is fitted and calibrated (CLI flags are built from these fields)."""
 
     params: dict = field(
-        default_factory=dict, metadata={"help": "overrides of stacking.lgbm.DEFAULT_PARAMS", "cli": False}
+        default_factory=dict,
+        metadata={"help": "overrides of stacking.lgbm.DEFAULT_PARAMS", "cli": False, "check": check_param_names},
     )
     num_boost_round: int = field(default=3000, metadata={"help": "most boosting rounds per fold"})
     early_stopping_rounds: int = field(
@@ -45,6 +71,9 @@ class StackerConfig:
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if not isinstance(self.params, dict):
+            raise ValueError(f"params must be a dict of LightGBM parameters, got {type(self.params).__name__}")
+        check_param_names(self.params)
         check_choice(self.tie_handling)
         if not 0.0 < self.inner_valid_fraction < 1.0:
             raise ValueError(f"inner_valid_fraction must be in (0, 1), got {self.inner_valid_fraction}")

@@ -159,3 +159,35 @@ def test_the_model_imports_no_report_building_code():
     builders = {m for m in loaded if "report" in m or "plot" in m} - scores
     assert "pipelines.reports.metrics" in loaded  # the check sees the reports package at all
     assert not builders and "pipelines.model.run" not in loaded, sorted(builders)
+
+
+def test_fit_takes_data_only_and_a_budget_changes_nothing_without_encoders():
+    """Run control is one object the run hands ``fit_steps``: ``fit(X, y)`` has no run arguments, and a budget
+    (deadline and test rows) does not change a model whose fit has no encoder to plan."""
+    import inspect
+    import time
+
+    from pipelines.runtime.run_budget import RunBudget
+
+    assert list(inspect.signature(ArenaPreferenceModel.fit).parameters) == ["self", "X", "y"]
+    train, test = make_battles(90, seed=81), make_battles(12, seed=82, labelled=False, start_id=71000)
+    params = dict(n_folds=3, feature_groups=("length", "formatting"), stacker=QUICK, n_jobs=1, progress=False)
+    plain = ArenaPreferenceModel(**params).fit(train)
+    budget = RunBudget(deadline=time.monotonic() + 3600, test_rows=len(test))
+    steps = list(ArenaPreferenceModel(**params).fit_steps(train, budget=budget))
+    np.testing.assert_array_equal(steps[-1].predict_proba(test), plain.predict_proba(test))
+    assert steps[-1].oof_log_loss_ == plain.oof_log_loss_
+
+
+def test_the_encoders_deadline_keeps_room_for_the_stacker_fits_and_writes_after_them():
+    from pipelines.runtime.run_budget import WRITES_S, RunBudget
+
+    assert RunBudget().encoder_deadline(30.0, several_sources=False) is None  # no deadline, no limit
+    budget = RunBudget.from_hours(1.0, started=100.0, test_rows=5, clock=lambda: 160.0)
+    assert budget.deadline == 3700.0 and budget.seconds_left() == 3540.0
+    one, several = budget.encoder_deadline(30.0, False), budget.encoder_deadline(30.0, True)
+    assert one is not None and several is not None
+    assert several < one < budget.deadline - WRITES_S  # more fits to leave room for with several sources
+    assert budget.encoder_deadline(0.0, True) == budget.deadline - WRITES_S
+    with pytest.raises(ValueError):
+        RunBudget(test_rows=-1)

@@ -22,7 +22,9 @@ from pipelines.data.training_sets import (
     TrainingSourcesConfig,
     load_training_sources,
     mark_sources_with_ties,
+    pop_own_sources,
 )
+from stacking.source_holdout import eligible_holdouts
 
 
 def is_multi_source(train: pd.DataFrame) -> bool:
@@ -55,7 +57,7 @@ def load_run_train(train_path: str | Path, sources: TrainingSourcesConfig) -> tu
     one plain file; with extras, or a file whose ``source`` column names several sources,
     :func:`pipelines.data.training_sets.load_training_sources` plus the primary rows decided above."""
     battles, parse = load_battles(train_path, labelled=True, keep=("source",))
-    own = battles.pop("source").astype(str) if "source" in battles.columns else None
+    own = pop_own_sources(battles, train_path)
     if not sources.extra_train and (own is None or own.nunique() <= 1):
         return battles, parse  # the single-source path, unchanged
     frame = load_training_sources(
@@ -67,6 +69,14 @@ def load_run_train(train_path: str | Path, sources: TrainingSourcesConfig) -> tu
     if frame.loc[mine, "source"].nunique() > 1:  # a combined primary file: its tie-less sources only train
         frame.loc[mine, "is_primary"] = primary_of_combined(frame[mine])
     return frame, parse
+
+
+def new_source_holdouts(train: pd.DataFrame) -> list[str]:
+    """The sources a new-source calibrator would be fitted on (tie-bearing, >= 200 rows): the fit makes one
+    only when there are two or more (:func:`pipelines.stages.new_source_stage.fit_new_source`, same rule)."""
+    if "source" not in train.columns or "source_has_ties" not in train.columns:
+        return []
+    return eligible_holdouts(train["source"].to_numpy(), train["source_has_ties"].to_numpy())
 
 
 def scored_mask(train: pd.DataFrame) -> np.ndarray:

@@ -10,6 +10,7 @@ at all) is what lets the tie handling in ``stacking.tie_handling`` treat them di
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +67,8 @@ class TrainingSource:
             spec, weight = match.group(1), float(match.group(2))
         if not spec or spec.startswith(":"):
             raise TrainingSourceError("training source: empty file name")
-        if weight < 0:
-            raise TrainingSourceError(f"training source {spec}: negative weight {weight}")
+        if not (math.isfinite(weight) and weight > 0):  # 1e999 reads as inf; 0 would train on nothing
+            raise TrainingSourceError(f"training source {spec}: weight {weight} must be a positive finite number")
         path = Path(spec)
         if name is None:
             name = path.name.split(".")[0] or path.name
@@ -101,8 +102,26 @@ def read_source(source: TrainingSource) -> tuple[pd.DataFrame, pd.Series | None]
     """A training file's battles and its own ``source`` column (a combined file), or None; one read by the
     hardened reader, so a trailing comma, a ``;``/tab delimiter, UTF-16 or gzip tag rows as the clean file does."""
     battles, _ = load_battles(source.path, labelled=True, keep=("source",))
-    own = battles.pop("source").astype(str) if "source" in battles.columns else None
-    return battles, own
+    return battles, pop_own_sources(battles, source.path)
+
+
+def pop_own_sources(battles: pd.DataFrame, path: str | Path) -> pd.Series | None:
+    """The file's own ``source`` column, taken out of ``battles`` (None: no column, or every cell empty).
+    An empty cell beside named ones is refused: it would silently become a source of its own."""
+    if "source" not in battles.columns:
+        return None
+    own = battles.pop("source").astype(str).str.strip()
+    empty = (own == "").to_numpy()
+    if empty.all():
+        return None
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0])
+        line = int(read_battle_csv(path).lines[row])  # the rare error path reads the file's lines again
+        raise TrainingSourceError(
+            f"{path}: line {line}, column 'source': empty, while other rows name their source"
+            f" ({int(empty.sum())} empty cell(s)); name every row's source, or drop the column"
+        )
+    return own
 
 
 def _tag(frame: pd.DataFrame, source: TrainingSource, is_primary: bool, own: pd.Series | None) -> pd.DataFrame:

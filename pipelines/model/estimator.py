@@ -48,6 +48,7 @@ from pipelines.data.run_sources import with_source_columns
 from pipelines.data.tables import read_proba_file
 from pipelines.reports.metrics import nested_prior, summarize
 from pipelines.runtime.errors import UserError
+from pipelines.runtime.run_budget import NO_BUDGET, RunBudget
 from pipelines.runtime.run_dir import remove_quietly, temp_path
 from pipelines.runtime.stage_timer import StageTimer
 from pipelines.stages.config import FeatureConfig
@@ -213,21 +214,12 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         )
 
     # ----------------------------------------------------------------- fit
-    def fit(
-        self,
-        X: pd.DataFrame,
-        y: Any = None,
-        *,
-        deadline: float | None = None,
-        test_rows: int = 0,
-    ) -> ArenaPreferenceModel:
+    def fit(self, X: pd.DataFrame, y: Any = None) -> ArenaPreferenceModel:
         """Fit on the battles ``X``; labels from ``y`` (see :func:`labels_of`) or, without it, from ``X``
         (winner columns, or ``label`` for parsed battles). No test rows are seen here: score them with
         :meth:`predict_proba` (``pipelines.model.run.fit_predict`` does, and writes a run's files).
-        ``deadline`` (``time.monotonic()`` seconds): encoder folds that would overrun it are not started;
-        ``test_rows``: how many rows will be scored after the fit (the encoders' plan reserves their time
-        within ``deadline``)."""
-        for _ in self.fit_steps(X, y, deadline=deadline, test_rows=test_rows):
+        A run with a time budget calls :meth:`fit_steps` with it."""
+        for _ in self.fit_steps(X, y):
             pass
         return self
 
@@ -236,12 +228,13 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         X: pd.DataFrame,
         y: Any = None,
         *,
-        deadline: float | None = None,
-        test_rows: int = 0,
+        budget: RunBudget = NO_BUDGET,
     ) -> Iterator[ArenaPreferenceModel]:
         """:meth:`fit`, yielding the model each time it changes (the features-only stacker fitted; a stacker
         with encoders chosen, or kept unchosen). The model is usable at each step, so a run with a time budget
-        can publish before any encoder starts; after the last step the fit is complete."""
+        can publish before any encoder starts; after the last step the fit is complete. ``budget`` (the run's,
+        :class:`pipelines.runtime.run_budget.RunBudget`): encoder folds that would overrun its deadline, with the
+        scoring of its test rows reserved, are not started; without one the fit is the same as ``fit``'s."""
         started, timer = time.monotonic(), StageTimer()
         stacker = self.stacker or StackerConfig()
         check_savable(stacker.tie_handling)  # before any work: the model must be savable
@@ -258,7 +251,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         if encoders:
             assert work_dir is not None
             second, fold_models = self._encoders_then_stacker(
-                inputs, encoders, stacker, work_dir, plan, timer, started, deadline, test_rows
+                inputs, encoders, stacker, work_dir, plan, timer, started, budget
             )
             if second is not None:
                 kept[FULL] = second
@@ -381,20 +374,15 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         plan: RunPlan,
         timer: StageTimer,
         started: float,
-        deadline: float | None,
-        test_rows: int,
+        budget: RunBudget,
     ) -> tuple[StackerFit | None, dict]:
-        """Fine-tune the encoders (leaving room for a second stacker fit and the writes; each encoder's plan
-        reserves the scoring of ``test_rows`` rows by its fold models), then that stacker; (None, {}) when no
-        encoder finished or the stacker failed: the features-only model stands."""
+        """Fine-tune the encoders (leaving ``budget``'s room for the stacker fits and writes after them; each
+        encoder's plan reserves the scoring of the budget's test rows by its fold models), then that stacker;
+        (None, {}) when no encoder finished or the stacker failed: the features-only model stands."""
         from encoders.fold_models import EncoderFoldModels
         from pipelines.stages.encoder_stage import run_encoders
 
-        # room for the second stacker and the writes, and (several sources) the leave-one-source-out fits of
-        # the new-source calibrators, each about one stacker stage at most (docs/new_source_calibration.md)
-        stacker_fits = 4 if inputs.source is not None else 2
-        reserve = stacker_fits * timer.seconds["stacker"] + 60  # the run's writes: within the 60 s
-        encoder_deadline = None if deadline is None else deadline - reserve
+        encoder_deadline = budget.encoder_deadline(timer.seconds["stacker"], several_sources=inputs.source is not None)
         plan.encoder_deadline_s_from_start = None if encoder_deadline is None else round(encoder_deadline - started, 1)
         with timer.stage("encoders"):
             stage = run_encoders(
@@ -403,7 +391,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
                 work_dir,
                 seed=self.seed,
                 deadline=encoder_deadline,
-                test_rows=test_rows,
+                test_rows=budget.test_rows,
                 progress=self.progress,
             )
         plan.encoder_runs = stage.plans

@@ -34,6 +34,7 @@ from pipelines.model.bundle_scoring import score_in_time
 from pipelines.model.estimator import ArenaPreferenceModel, as_battles, require_base
 from pipelines.reports.holdout import evaluate_test_labels, labels_for
 from pipelines.reports.report import write_report
+from pipelines.runtime.run_budget import NO_BUDGET, RunBudget
 from pipelines.runtime.run_dir import staged_outputs
 from pipelines.runtime.stage_timer import StageTimer
 from pipelines.runtime.submission import save_predictions, write_submission
@@ -72,7 +73,7 @@ class Publisher:
     scored here, with the model as it is now; the submission is what the prior guard decided, and the
     bundle records that decision (``decisions``).
 
-    With a ``deadline`` (on ``clock``), once a set is published, an encoder's fold models score the test rows
+    With a ``budget`` deadline (on its clock), once a set is published, an encoder's fold models score the test rows
     only if a timed probe projects that they fit the time left; when they do not, the model is not published:
     the set already written stays (the last model whose test scoring fit) and its report says why."""
 
@@ -85,13 +86,12 @@ class Publisher:
         report_of: Callable[[ArenaPreferenceModel, np.ndarray, dict], dict],
         timer: StageTimer,
         *,
-        deadline: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        budget: RunBudget = NO_BUDGET,
         run_plan: dict | None = None,
     ):
         self.config, self.train, self.test, self.submission_path = config, train, test, submission_path
-        self.report_of, self.timer = report_of, timer
-        self.deadline, self.clock, self.run_plan = deadline, clock, run_plan if run_plan is not None else {}
+        self.report_of, self.timer, self.budget = report_of, timer, budget
+        self.run_plan = run_plan if run_plan is not None else {}
         self.encoder_proba: dict[str, np.ndarray] = {}  # one fit's fold models score the test rows once
         self.test_scoring: dict[str, dict] = {}  # encoder: its probe-and-project record under the deadline
         self.published: dict | None = None  # the report of the set now in the run directory
@@ -117,16 +117,18 @@ class Publisher:
                 require_base(name, fold_models)
                 if not self._score_encoder(name, partial(fold_models.predict_proba, progress=self.config.progress)):
                     return None
-            proba = model.predict_proba(self.test, sources=test_sources(self.config), encoder_proba=self.encoder_proba)
+            proba = model.predict_proba(  # the guard is decided on these below: "chosen", never an earlier verdict
+                self.test, sources=test_sources(self.config), encoder_proba=self.encoder_proba, stacker="chosen"
+            )
         return proba, dict(model.last_calibration_)
 
     def _score_encoder(self, name: str, predict: Callable[[pd.DataFrame], np.ndarray]) -> bool:
         """One encoder's test probabilities into ``encoder_proba``. Under a deadline, with a set already published
         to fall back on: probe and project first (``score_in_time``), and False when the rest does not fit."""
-        if self.deadline is None or self.published is None:
+        if self.budget.deadline is None or self.published is None:
             self.encoder_proba[name] = predict(self.test)
             return True
-        proba, record = score_in_time(predict, self.test, self.deadline, self.clock)
+        proba, record = score_in_time(predict, self.test, self.budget.deadline, self.budget.clock)
         self.test_scoring[name] = record
         if proba is None:
             return False
@@ -293,9 +295,9 @@ def fit_predict(
     submission_path = submission_path or Path(config.submission_path or config.out / "submission.csv")
     (train, train_parse), (test, test_parse) = as_battles(train, "train", True), as_battles(test, "test", False)
     parses = parses or (train_parse, test_parse)
-    budget = config.time_budget_hours
-    deadline = None if budget is None else started + budget * 3600
-    plan: dict = {"time_budget_hours": budget, "submission_writes": []}
+    hours = config.time_budget_hours
+    budget = RunBudget.from_hours(hours, started, test_rows=len(test))
+    plan: dict = {"time_budget_hours": hours, "submission_writes": []}
 
     def report_of(model: ArenaPreferenceModel, test_proba: np.ndarray, test_choice: dict) -> dict:
         report = build_report(config, model, len(test), parses, submission_path, timer, started, plan, test_choice)
@@ -303,22 +305,20 @@ def fit_predict(
             report["holdout"] = holdout_scores(train, test_proba, test_y)
         return report
 
-    publish = Publisher(
-        config, train, test, submission_path, report_of, timer, deadline=deadline, clock=time.monotonic, run_plan=plan
-    )
-    if deadline is not None:
+    publish = Publisher(config, train, test, submission_path, report_of, timer, budget=budget, run_plan=plan)
+    if budget.deadline is not None:
         plan["test_scoring"] = publish.test_scoring  # each encoder's probe-and-project record
     model, chosen = estimator_of(config), None
-    steps = model.fit_steps(train, deadline=deadline, test_rows=len(test))
+    steps = model.fit_steps(train, budget=budget)
     for step in steps:
         if step.chosen_stacker_ != chosen:  # a new submission: when, and how good
             chosen = step.chosen_stacker_
             write = {"sources": step.fit_report_["chosen"]["sources"], "oof_log_loss": round(step.oof_log_loss_, 5)}
             plan["submission_writes"].append({**write, "at_s": round(time.monotonic() - started, 1)})
-        if budget is not None:
+        if budget.deadline is not None:
             publish.publish(step)
-    if deadline is not None:
-        plan["seconds_left_at_end"] = round(deadline - time.monotonic(), 1)
+    if budget.deadline is not None:
+        plan["seconds_left_at_end"] = round(budget.deadline - budget.clock(), 1)
     report = publish.publish(model)
     log.info(
         "OOF log loss: prior %.4f, chosen stacker %.4f (%s)",

@@ -4,6 +4,7 @@ Markdown + HTML + JSON + PNGs, read with the project's own reader so it counts w
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -127,9 +128,21 @@ def file_blocks(s: dict, images: dict[str, str], label: str) -> list[tuple]:
     return blocks
 
 
+def check_summary_config(config: SummaryConfig, name: Callable[[str], str] = str) -> None:
+    """Refuse limits that would silently show nothing or everything (a negative minimum, no models);
+    ``name``: how a field is named in the error (a command passes its flag)."""
+    for field_name, lowest in (("min_model_battles", 0), ("top_models", 1)):
+        value = getattr(config, field_name)
+        if not value >= lowest:
+            raise ValueError(f"{name(field_name)} {value}: must be at least {lowest}")
+
+
 def build_report(train: Path, test: Path | None, out: Path, config: SummaryConfig | None = None) -> dict:
     """Summarise ``train`` (and ``test``), draw the figures, write ``data_report.{json,md,html}``; return the JSON."""
     config = config or SummaryConfig()
+    check_summary_config(config)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: exists and is not a folder (the report is a folder of files)")
     out.mkdir(parents=True, exist_ok=True)
     files = {"train": train} | ({"test": test} if test is not None else {})
     summaries, lengths, battles = {}, {}, {}

@@ -16,6 +16,7 @@ from pipelines.runtime.config_file import (
     describe_kind,
     json_value_fits,
     read_config_file,
+    without_run_location,
 )
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -53,14 +54,17 @@ def parse_command(
     as ``args.config_tree``; ``tree_dests``: the flags that set a field of it (so not section keys).
     ``command``: the section holding the command's other options (``{"tune": {"n_trials": 50}}``),
     keyed by flag name; they become the parser's defaults, so a flag given still wins.
+    ``args.config_is_run_report``: the file is a run's ``report.json`` (its run-location fields left out).
     """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     path = pre.parse_known_args(argv)[0].config
-    data: dict[str, Any] = read_config_file(path) if path else {}
+    data, is_report = read_config_file(path) if path else ({}, False)
     section = data.pop(command, {})
     if tree is not None:
         check_tree(data, tree, path)
+        if is_report:
+            data = without_run_location(data, tree)
     elif data:
         key = sorted(data)[0]
         raise ConfigFileError(
@@ -74,6 +78,7 @@ def parse_command(
     p.set_defaults(**section)
     args = p.parse_args(argv)
     args.config_tree = data
+    args.config_is_run_report = is_report
     return args
 
 

@@ -5,6 +5,10 @@ is a nested object, a list of dataclasses (``RunConfig.encoders``) a list of obj
 has is refused with one line naming the file and the key's path, so a typo never silently falls back
 to a default. Options a command has beyond its dataclasses sit in a section named after the command
 (``{"tune": {"n_trials": 50}}``), keyed by the flag's name with ``_`` for ``-``.
+
+A field's ``metadata["check"]`` (a callable raising ``ValueError``) checks its value too (LightGBM parameter
+names). A run's ``report.json`` replays the run's settings but not where it wrote: fields marked
+``metadata[RUN_LOCATION]`` (its out folder, submission, cache) are left out of it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.runtime.errors import UserError
+
+RUN_LOCATION = "run_location"  # field metadata: a path of the run's own outputs, never replayed from its report
 
 
 class ConfigFileError(UserError, ValueError):
@@ -39,15 +45,23 @@ def read_json_file(path: str | Path, where: str, error: type[ValueError]) -> Any
         raise error(f"{where}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The JSON object in ``path``; a run's ``report.json`` gives its ``config`` section (the settings it ran with)."""
+def read_config_file(path: str | Path) -> tuple[dict[str, Any], bool]:
+    """The JSON object in ``path`` and whether it is a run's ``report.json`` (then its ``config`` section,
+    the settings the run ran with)."""
     where = f"--config {path}"
     data = read_json_file(path, where, ConfigFileError)
     if not isinstance(data, dict):
         raise ConfigFileError(f"{where}: expected a JSON object, got {type(data).__name__}")
     if isinstance(data.get("config"), dict) and "oof" in data:  # a run's report.json
-        data = data["config"]
-    return data
+        return dict(data["config"]), True
+    return data, False
+
+
+def without_run_location(data: dict[str, Any], cls: type) -> dict[str, Any]:
+    """``data`` less the fields of ``cls`` marked :data:`RUN_LOCATION`: a replayed run writes its own outputs,
+    never over the original run's submission (``report.json`` records where that one went)."""
+    marked = {f.name for f in dataclasses.fields(cls) if f.metadata.get(RUN_LOCATION)}
+    return {key: value for key, value in data.items() if key not in marked}
 
 
 def check_tree(data: dict[str, Any], cls: type, path: str | Path, where: str = "") -> None:
@@ -71,6 +85,18 @@ def check_tree(data: dict[str, Any], cls: type, path: str | Path, where: str = "
                 check_tree(entry, typing.cast(type, item), path, f"{where}{key}[{i}].")
         elif not json_value_fits(value, kind):
             raise ConfigFileError(f"--config {path}: {where}{key} must be {describe_kind(kind)}, got {value!r}")
+        _run_check(known[key], value, f"--config {path}: {where}{key}")
+
+
+def _run_check(f: dataclasses.Field, value: Any, where: str) -> None:
+    """The field's own ``metadata["check"]`` on a file value, its ``ValueError`` as one line naming file and key."""
+    check = f.metadata.get("check")
+    if check is None:
+        return
+    try:
+        check(value)
+    except ValueError as exc:
+        raise ConfigFileError(f"{where}: {exc}") from None
 
 
 _JSON_KINDS: dict[Any, tuple[type, ...]] = {int: (int,), float: (int, float), str: (str,), bool: (bool,), dict: (dict,)}

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Literal, get_args
 
 from encoders.settings import EncoderConfig
 from features.groups import DEFAULT_GROUPS
 from pipelines.data.training_sets import TrainingSourcesConfig
-from pipelines.runtime.config_file import read_json_file
+from pipelines.runtime.config_file import RUN_LOCATION, read_json_file
 from pipelines.runtime.errors import UserError
 from pipelines.runtime.resources import feature_workers
-from stacking.config import CALIBRATIONS, StackerConfig
+from stacking.config import CALIBRATIONS, StackerConfig, check_param_names
+
+# the test rows' calibrator; the same choices as pipelines.stages.new_source_stage.Calibration (which imports
+# this module, so it cannot be imported here; tests/test_config_hardening.py checks they agree)
+ScoringCalibration = Literal["auto", "in-source", "new-source"]
+SCORING_CALIBRATIONS: tuple[str, ...] = get_args(ScoringCalibration)
+_OWN_OUTPUT = {RUN_LOCATION: True}  # where a run writes: a replay of its report.json writes elsewhere
 
 
 @dataclass
@@ -34,11 +41,11 @@ class FeatureConfig:
 class RunConfig:
     train_path: str
     test_path: str
-    out_dir: str
-    submission_path: str | None = None  # default: <out_dir>/submission.csv
+    out_dir: str = field(metadata=_OWN_OUTPUT)
+    submission_path: str | None = field(default=None, metadata=_OWN_OUTPUT)  # default: <out_dir>/submission.csv
     n_folds: int = 5
     seed: int = 42
-    cache_dir: str | None = None  # default: <out_dir>/../.cache
+    cache_dir: str | None = field(default=None, metadata=_OWN_OUTPUT)  # default: <out_dir>/../.cache
     extra_sources: dict[str, str] = field(default_factory=dict)  # name -> "oof.parquet,test.parquet"
     sources: TrainingSourcesConfig = field(default_factory=TrainingSourcesConfig)  # extra training sets
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -47,7 +54,11 @@ class RunConfig:
     progress: bool = True
     time_budget_hours: float | None = None  # whole run; encoder folds that would overrun are not started
     allow_worse_than_prior: bool = False  # submit the stacker even when the class prior scores better
-    test_calibration: str = "auto"  # auto | in-source | new-source (pipelines.stages.new_source_stage)
+    test_calibration: ScoringCalibration = "auto"  # pipelines.stages.new_source_stage
+
+    def __post_init__(self) -> None:
+        if self.test_calibration not in SCORING_CALIBRATIONS:
+            raise ValueError(f"test_calibration must be one of {SCORING_CALIBRATIONS}, got {self.test_calibration!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,6 +104,10 @@ def load_params_file(path: str | Path) -> dict:
         raise ParamsFileError(f"{where}: {expected}; got {type(data).__name__}{_keys(data)}")
     if not isinstance(data["params"], dict):
         raise ParamsFileError(f"{where}: 'params' is a {type(data['params']).__name__}; {expected}")
+    try:
+        check_param_names(data["params"])
+    except ValueError as exc:
+        raise ParamsFileError(f"{where}: params: {exc}") from None
     calibration = data.get("calibration", CALIBRATIONS[0])
     if calibration not in CALIBRATIONS:
         raise ParamsFileError(f"{where}: calibration {calibration!r} is not one of {list(CALIBRATIONS)}")

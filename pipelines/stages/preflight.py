@@ -204,6 +204,27 @@ def check_savable(tie_handling: str) -> None:
         raise PreflightError(f"--tie-handling: {exc}") from None
 
 
+NEW_SOURCE_HINT = "use --test-calibration auto or in-source"
+
+
+def check_test_calibration(config: RunConfig) -> None:
+    """``--test-calibration new-source`` asks for a calibrator the fit makes only from two or more tie-bearing
+    training sources of >= 200 rows: refuse now (the training files are read for it), not after the fit."""
+    if config.test_calibration != "new-source":
+        return
+    from pipelines.data.run_sources import load_run_train, new_source_holdouts
+    from stacking.source_holdout import MIN_SOURCE_ROWS
+
+    train, _ = load_run_train(config.train_path, config.sources)
+    holdouts = new_source_holdouts(train)
+    if len(holdouts) < 2:
+        raise PreflightError(
+            f"--test-calibration new-source: no new-source calibrator can be fitted: it needs two or more training"
+            f" sources with ties and >= {MIN_SOURCE_ROWS} rows each, these files have {len(holdouts)}"
+            f" {holdouts}; {NEW_SOURCE_HINT}"
+        )
+
+
 def check_run(
     config: RunConfig,
     storage: str | None = None,
