@@ -257,3 +257,16 @@ def test_extra_train_infinite_weight_in_config_is_refused(files, tmp_path, capsy
 def test_empty_groups_is_refused_not_the_default(groups, files, tmp_path, capsys, trapped):  # noqa: F811
     code = run_command(full_run.main, [*_run_args(files, tmp_path / "run"), "--groups", groups])
     _one_line(capsys, code, "--groups", "names no feature group")
+
+
+@pytest.mark.parametrize("groups", ["", "lenght"])
+def test_loso_groups_without_a_known_group_is_refused_before_the_study(groups, tmp_path, capsys, monkeypatch):
+    from pipelines import loso
+    from pipelines.experiments import loso_study
+
+    def no_study(*args, **kwargs):
+        raise AssertionError("the study started")
+
+    monkeypatch.setattr(loso_study, "combined_shared_data", no_study)
+    code = run_command(loso.main, ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--groups", groups])
+    _one_line(capsys, code, "--groups", "choose from")

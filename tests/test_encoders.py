@@ -355,3 +355,19 @@ def test_train_encoder_refuses_a_train_file_whose_ids_the_folds_lack(train_csv, 
     argv = ["--run-dir", str(run_dir), "--train", str(train_csv), "--model", str(tmp_path / "m")]
     assert run_command(train_encoder.main, argv) == 2
     assert "no fold for 1 training id(s)" in capsys.readouterr().err
+
+
+def test_full_run_refuses_more_workers_than_gpus_before_the_work(
+    tiny_distilbert, train_csv, test_csv, tmp_path, capsys, monkeypatch
+):
+    from pipelines import full_run
+    from pipelines.runtime.errors import run_command
+    from pipelines.stages import encoder_stage
+
+    monkeypatch.setattr(encoder_stage, "gpu_count", lambda: 2)
+    argv = ["--train", str(train_csv), "--test", str(test_csv), "--out", str(tmp_path / "run")]
+    argv += ["--encoder", str(tiny_distilbert), "--encoder-workers", "3"]
+    assert run_command(full_run.main, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --encoder-workers: encoder tiny-distilbert: workers 3, but this machine has 2")
+    assert not (tmp_path / "run" / "folds.csv").exists()  # refused before the work

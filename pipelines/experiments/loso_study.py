@@ -104,6 +104,14 @@ class LosoConfig:
             unknown = [o for o in names if o not in option_names()]
             if unknown:
                 raise ValueError(f"{flag}: unknown option(s) {unknown}; choose from {option_names()}")
+        from features.groups import GROUPS
+
+        groups = self.feature_groups()
+        unknown = [g for g in groups if g not in GROUPS]
+        if unknown or not groups:
+            raise ValueError(
+                f"--groups {self.groups!r}: unknown or no feature group(s) {unknown}; choose from {sorted(GROUPS)}"
+            )
         for name, least in (("fold_seeds", 1), ("folds", 2), ("jobs", 1), ("n_jobs", 1)):
             if getattr(self, name) < least:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least {least}")

@@ -182,9 +182,16 @@ def check_gguf(path: Path, what: str) -> None:
 
 
 def check_encoders(config: RunConfig) -> None:
+    """Each encoder's model, and a worker count this machine can run (more workers than GPUs cannot)."""
+    from pipelines.stages.encoder_stage import worker_count
+
     for encoder in config.encoders:
         if not encoder.model_path:
             continue
+        try:
+            worker_count(encoder)
+        except ValueError as exc:
+            raise PreflightError(f"--encoder-workers: {exc}") from None
         model = Path(encoder.model_path)
         if is_gguf(model):
             check_gguf(model, "--encoder")
