@@ -11,11 +11,16 @@ trial whose running loss after a fold is worse than the median of earlier trials
 The study lives in ``sqlite:///DIR/optuna.db`` (name ``--study``, default "stacker"): run the
 command again to add trials to it. ``--storage postgresql://user:pass@host/db`` (any Optuna RDB
 URL) lets several machines work on one study at once; give each worker its own ``--sampler-seed``.
+
+``--out`` is held as ``full_run`` holds it (one command at a time). Ctrl-C stops at the end of the
+current fold (twice: at once): the trials finished so far are written up, the study resumes on the
+next run, exit code 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from pipelines.cli import (
@@ -50,7 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     if tune_config.sampler_seed is not None:
         check_seed(tune_config.sampler_seed, "--sampler-seed")
     check_run(config, storage=tune_config.storage or default_storage(config.out))
-    return 130 if tune(config, tune_config, sources)["interrupted"] else 0
+    from pipelines.runtime.run_dir import hold_run_dir
+
+    try:
+        with hold_run_dir(config.out):  # one command at a time in --out, as full_run
+            interrupted = tune(config, tune_config, sources)["interrupted"]
+    except KeyboardInterrupt:  # before the study had a result to write (features, baseline)
+        logging.getLogger("arena_pref.tune").warning("interrupted: nothing written; the study resumes on the next run")
+        return INTERRUPTED_EXIT
+    return INTERRUPTED_EXIT if interrupted else 0
+
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 
 if __name__ == "__main__":

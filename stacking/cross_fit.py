@@ -14,6 +14,7 @@ folds share those fits and columns.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -69,6 +70,7 @@ class CalibratedFit:
     oof_cal: np.ndarray
     calibrator: ProbabilityCalibrator
     scored: np.ndarray
+    calibration_s: float = 0.0  # wall seconds of the nested calibration (the rest of the fit is the cross-fit)
 
     @property
     def test_cal(self) -> np.ndarray | None:
@@ -230,14 +232,15 @@ def fit_calibrated(
     """:func:`cross_fit`, then nested calibration of its OOF probabilities (``config.calibration``),
     fitted on the ``scored`` rows only (default: all rows)."""
     raw = cross_fit(X, y, folds, config=config, seed=seed, **kwargs)
+    started = time.perf_counter()
     y, folds = np.asarray(y), np.asarray(folds)
     if scored is None:
         oof_cal, calibrator = cross_calibrate(raw.oof, y, folds, config.calibration)
-        return CalibratedFit(raw, oof_cal, calibrator, np.ones(len(y), dtype=bool))
+        return CalibratedFit(raw, oof_cal, calibrator, np.ones(len(y), dtype=bool), time.perf_counter() - started)
     scored = np.asarray(scored, dtype=bool)
     if len(scored) != len(y) or not scored.any():
         raise ValueError("scored must be a bool per row with at least one True")
     oof_cal = np.empty_like(raw.oof)
     oof_cal[scored], calibrator = cross_calibrate(raw.oof[scored], y[scored], folds[scored], config.calibration)
     oof_cal[~scored] = calibrator.predict_proba(raw.oof[~scored])  # fitted on other rows only: still honest
-    return CalibratedFit(raw, oof_cal, calibrator, scored)
+    return CalibratedFit(raw, oof_cal, calibrator, scored, time.perf_counter() - started)

@@ -135,7 +135,9 @@ class StackerModel:
         written = []
         for i, booster in enumerate(self.boosters):
             path = directory / booster_name(i)
-            booster.save_model(str(path), num_iteration=booster.best_iteration or None)
+            # the text save_model writes, written by Python: a full disk is an OSError (ENOSPC) that callers
+            # turn into one line, not a LightGBMError that only says "Cannot write"
+            path.write_bytes(booster.model_to_string(num_iteration=booster.best_iteration or None).encode())
             written.append(path)
         transformers: list[list[str]] = []
         for k, fitted in enumerate(self.fold_transformers):

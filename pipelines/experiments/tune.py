@@ -6,7 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +22,8 @@ from optuna.trial import TrialState
 from pipelines.data.training_sets import TrainingSourcesConfig
 from pipelines.model.model_inputs import ModelInputs, model_inputs
 from pipelines.runtime.errors import UsageError
+from pipelines.runtime.run_dir import atomic_write_text
+from pipelines.runtime.storage import known_dead, rdb_storage, storage_errors, worker_identity
 from pipelines.stages.config import RunConfig
 from pipelines.stages.multi_source import fit_seed, repeated_folds, require_extras_loaded
 from pipelines.stages.stacker_inputs import StackerInputs
@@ -165,15 +171,83 @@ def open_study(storage: str, name: str, seed: int, tune: TuneConfig):
     pruner = optuna.pruners.MedianPruner(
         n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_steps
     )
-    from pipelines.runtime.storage import (
-        rdb_storage,  # retries the schema race; heartbeats free a killed worker's trial
-    )
-
+    # rdb_storage connects first (an unreachable server is one line), retries the schema race, and sends
+    # heartbeats that free a killed worker's trial on other machines
     study = optuna.create_study(
         storage=rdb_storage(storage), study_name=name, direction="minimize", pruner=pruner, load_if_exists=True
     )
     study.sampler = TrialSeededTPESampler(seed)
     return study
+
+
+def fail_trials_of_dead_workers(study) -> list[int]:
+    """Mark FAIL the RUNNING trials whose worker is known dead (same machine, process gone: a SIGKILL, a
+    crash), so that a resume at once does not wait for Optuna's heartbeat grace period (2 x the interval)
+    to free them. A trial of a live or unknown worker (another machine) is left to the heartbeat."""
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        if isinstance(worker, dict) and known_dead(worker):
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            failed.append(trial.number)
+    if failed:
+        log.warning("trial(s) %s were left RUNNING by a worker that died: marked FAIL", failed)
+    return failed
+
+
+class StopRequested(KeyboardInterrupt):
+    """Ctrl-C, raised by the study itself at a fold boundary (never inside LightGBM or the storage); a
+    ``KeyboardInterrupt``, so that no ``except Exception`` on the way swallows it."""
+
+
+class Interrupt:
+    """SIGINT while the study runs: the first asks it to stop at the next fold boundary (the running trial
+    is marked FAIL, the finished ones are kept, the study resumes later); the second stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("interrupt: stopping at the end of the current fold (Ctrl-C again to stop at once)")
+
+    def check(self, *_args) -> None:
+        """Called after every fold (a ``report`` callback): stop here when asked."""
+        if self.requested:
+            raise StopRequested("interrupted (Ctrl-C)")
+
+    def stop_study(self, study, _trial) -> None:
+        """An ``optimize`` callback: no new trial after an interrupt that came between trials."""
+        if self.requested:
+            study.stop()
+
+
+@contextmanager
+def interruptible() -> Iterator[Interrupt]:
+    """Install :class:`Interrupt` for SIGINT where Python's own handler is in place (the main thread of a
+    command; not where SIGINT is ignored or an application has its own), and quiet Optuna's log of the
+    trial it stops: one warning, no traceback."""
+    interrupt = Interrupt()
+    own = threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+    previous = signal.signal(signal.SIGINT, interrupt.handle) if own else None
+    optuna_log = logging.getLogger("optuna.study._optimize")  # where Optuna logs a failed trial
+    optuna_log.addFilter(_without_interrupt_traceback)
+    try:
+        yield interrupt
+    finally:
+        optuna_log.removeFilter(_without_interrupt_traceback)
+        if own:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _without_interrupt_traceback(record: logging.LogRecord) -> bool:
+    if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        record.exc_info, record.exc_text = None, None
+    return True
 
 
 def check_setup(study, key: dict) -> None:
@@ -190,14 +264,16 @@ def check_setup(study, key: dict) -> None:
         )
 
 
-def ensure_baseline(study, evaluation: Evaluation, config: RunConfig) -> dict:
+def ensure_baseline(
+    study, evaluation: Evaluation, config: RunConfig, report: Callable[[float, int], None] | None = None
+) -> dict:
     """The default parameters' loss (those ``full_run`` uses without ``--params``), computed once
-    per study and kept in it, as the bar to beat."""
+    per study and kept in it, as the bar to beat. ``report`` is called after each fold (may raise to stop)."""
     defaults = StackerConfig()
     if "baseline" not in study.user_attrs:
         log.info("baseline: default parameters, calibration %s", defaults.calibration)
         stacker = searched_config(config.stacker, dict(defaults.params), defaults.calibration)
-        result = evaluation(stacker)
+        result = evaluation(stacker, report)
         study.set_user_attr(
             "baseline", {**result.as_dict(), "params": dict(defaults.params), "calibration": defaults.calibration}
         )
@@ -205,11 +281,14 @@ def ensure_baseline(study, evaluation: Evaluation, config: RunConfig) -> dict:
     return study.user_attrs["baseline"]
 
 
-def make_objective(evaluation: Evaluation, config: RunConfig):
+def make_objective(evaluation: Evaluation, config: RunConfig, interrupt: Interrupt | None = None):
     def objective(trial) -> float:
+        trial.set_user_attr("worker", worker_identity())  # a resume can tell this trial's worker died
         params, calibration = suggest_stacker(trial)
 
         def report(value: float, step: int) -> None:
+            if interrupt is not None:
+                interrupt.check()
             trial.report(value, step)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"running log loss {value:.5f} after fold {step}")
@@ -281,8 +360,7 @@ def write_best_params(path: Path, choice: dict, study, baseline: dict) -> Path:
         "per_fold": choice["per_fold"],
         "baseline_value": baseline["log_loss"],
     }
-    path.write_text(json.dumps(payload, indent=2))
-    return path
+    return atomic_write_text(path, json.dumps(payload, indent=2))
 
 
 def render_report(
@@ -355,7 +433,7 @@ def write_outputs(study, baseline: dict, out: Path, wall_s: float) -> dict:
         log.info("parameter importances skipped: %s", note)
     plots = save_optuna_plots(study, out, importances, baseline["log_loss"])
     report = render_report(study, choice, baseline, counts, wall_s, importances, note, plots, out)
-    (out / "tuning_report.md").write_text(report)
+    atomic_write_text(out / "tuning_report.md", report)
     log.info(
         "best OOF log loss %.5f (%s) vs baseline %.5f; wrote %s",
         choice["value"],
@@ -387,35 +465,40 @@ def tune(
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     sources = sources or TrainingSourcesConfig()
+    storage = tune_config.storage or default_storage(out)
+    sampler_seed = config.seed if tune_config.sampler_seed is None else tune_config.sampler_seed
+    with storage_errors(storage):
+        study = open_study(storage, tune_config.study, sampler_seed, tune_config)  # connects before any work
     model = model_inputs(config)
     if fold_cache:
         model = model.with_fold_cache()
     require_extras_loaded(model.inputs, sources)
     evaluation = Evaluation.of(model, config, sources.fold_seeds)
-    storage = tune_config.storage or default_storage(out)
-    sampler_seed = config.seed if tune_config.sampler_seed is None else tune_config.sampler_seed
-    study = open_study(storage, tune_config.study, sampler_seed, tune_config)
-    check_setup(study, setup_key(evaluation, config))
-    log.info(
-        "study %r: %d trial(s) so far; adding up to %s trial(s), timeout %s s",
-        study.study_name,
-        len(study.trials),
-        tune_config.n_trials,
-        tune_config.timeout,
-    )
-    baseline = ensure_baseline(study, evaluation, config)
-    interrupted = False
-    try:
-        study.optimize(
-            make_objective(evaluation, config),
-            n_trials=tune_config.n_trials,
-            timeout=tune_config.timeout,
-            show_progress_bar=config.progress,
-            catch=(lgb.basic.LightGBMError,),
+    with storage_errors(storage), interruptible() as interrupt:
+        check_setup(study, setup_key(evaluation, config))
+        fail_trials_of_dead_workers(study)
+        log.info(
+            "study %r: %d trial(s) so far; adding up to %s trial(s), timeout %s s",
+            study.study_name,
+            len(study.trials),
+            tune_config.n_trials,
+            tune_config.timeout,
         )
-    except KeyboardInterrupt:  # the finished trials are in the storage: report them, resume later
-        log.warning("interrupted: writing the results of the trials finished so far")
-        interrupted = True
-    summary = write_outputs(study, baseline, out, time.perf_counter() - start)
-    summary.update(study=study, interrupted=interrupted)
+        baseline = ensure_baseline(study, evaluation, config, interrupt.check)  # interrupted: nothing to write
+        try:
+            study.optimize(
+                make_objective(evaluation, config, interrupt),
+                n_trials=tune_config.n_trials,
+                timeout=tune_config.timeout,
+                show_progress_bar=config.progress,
+                catch=(lgb.basic.LightGBMError,),
+                callbacks=[interrupt.stop_study],
+            )
+        except KeyboardInterrupt:  # the finished trials are in the storage: report them, resume later
+            interrupt.requested = True
+        if interrupt.requested:
+            log.warning("interrupted: writing the results of the trials finished so far")
+    with storage_errors(storage):
+        summary = write_outputs(study, baseline, out, time.perf_counter() - start)
+    summary.update(study=study, interrupted=interrupt.requested)
     return summary

@@ -243,8 +243,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         encoders = [replace(e) for e in self.encoders]
         inputs, work_dir = self._start(X, y, bool(encoders), timer)
         plan = RunPlan(None, [e.resolved_name for e in encoders])  # the run sets its budget
-        with timer.stage("stacker"):
-            first = self._fit_stacker(inputs, stacker, encoder_sources=[])
+        first = self._fit_stacker(inputs, stacker, [], timer, "stacker")
         candidates, kept = {candidate_name(first): first}, {FEATURES: first}  # kept: the stackers the bundle keeps
         self._adopt(FEATURES, first, inputs, candidates, plan, timer, started)
         yield self
@@ -262,6 +261,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         with timer.stage("new-source calibration"):
             self._new_source_stage(inputs, stacker, kept)
         self.fit_report_["timings"] = {**timer.seconds, "total": round(time.monotonic() - started, 3)}
+        self.fit_report_["peak_rss_mib"] = dict(timer.peak_rss_mib)
 
     def _start(
         self, X: pd.DataFrame, y: Any, with_encoders: bool, timer: StageTimer
@@ -382,7 +382,8 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         from encoders.fold_models import EncoderFoldModels
         from pipelines.stages.encoder_stage import run_encoders
 
-        encoder_deadline = budget.encoder_deadline(timer.seconds["stacker"], several_sources=inputs.source is not None)
+        one_fit = timer.seconds["stacker"] + timer.seconds["stacker calibration"]
+        encoder_deadline = budget.encoder_deadline(one_fit, several_sources=inputs.source is not None)
         plan.encoder_deadline_s_from_start = None if encoder_deadline is None else round(encoder_deadline - started, 1)
         with timer.stage("encoders"):
             stage = run_encoders(
@@ -402,8 +403,7 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         try:  # the features-only model is already usable: a failure here must not lose the run
             for name, (oof_path, test_path) in stage.finished.items():
                 inputs.with_source(name, oof_path, test_path)
-            with timer.stage("stacker (with encoders)"):
-                second = self._fit_stacker(inputs, stacker, encoder_sources=list(stage.finished))
+            second = self._fit_stacker(inputs, stacker, list(stage.finished), timer, "stacker (with encoders)")
             fold_models = {name: EncoderFoldModels.load(path) for name, path in stage.fold_models.items()}
         except Exception as exc:  # noqa: BLE001 - reported, and the fallback stands
             log.exception("stacker with encoder sources failed; keeping the features-only stacker")
@@ -414,9 +414,18 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
             log.warning("encoder(s) %s kept no fold models (save_models): new battles need use_encoders=False", missing)
         return second, fold_models
 
-    def _fit_stacker(self, inputs: StackerInputs, stacker: StackerConfig, encoder_sources: list[str]) -> StackerFit:
-        """Cross-fit and calibrate the stacker on the features, the extra sources and ``encoder_sources``."""
-        return fit_stacker(
+    def _fit_stacker(
+        self,
+        inputs: StackerInputs,
+        stacker: StackerConfig,
+        encoder_sources: list[str],
+        timer: StageTimer,
+        stage: str,
+    ) -> StackerFit:
+        """Cross-fit and calibrate the stacker on the features, the extra sources and ``encoder_sources``; timed
+        as ``stage`` (the cross-fit) and ``stage`` + " calibration"."""
+        started = time.perf_counter()
+        fit = fit_stacker(
             inputs,
             stacker,
             self.seed,
@@ -425,6 +434,9 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
             fold_features=self.all_fold_features(),
             progress=self.progress,
         )
+        timer.record(stage, time.perf_counter() - started - fit.calibration_s)
+        timer.record(stage + " calibration", fit.calibration_s)
+        return fit
 
     def _adopt(
         self,

@@ -17,6 +17,7 @@ publishes the last model whose test scoring fit, and its report says why (``plan
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from pipelines.model.estimator import ArenaPreferenceModel, as_battles, require_
 from pipelines.reports.holdout import evaluate_test_labels, labels_for
 from pipelines.reports.report import write_report
 from pipelines.runtime.run_budget import NO_BUDGET, RunBudget
-from pipelines.runtime.run_dir import staged_outputs
+from pipelines.runtime.run_dir import atomic_write_text, staged_outputs
 from pipelines.runtime.stage_timer import StageTimer
 from pipelines.runtime.submission import save_predictions, write_submission
 from pipelines.stages.config import RunConfig
@@ -251,6 +252,8 @@ def build_report(
         "submission": str(submission_path),
         "config": config.to_dict(),
         "timings": {**timer.seconds, **fit["timings"], "total": round(time.monotonic() - started, 3)},
+        # the process's high-water mark at the end of each stage (not the stage's own use); feature workers excluded
+        "peak_rss_mib": {**timer.peak_rss_mib, **fit.get("peak_rss_mib", {})},
         "versions": library_versions(),
         **{k: fit[k] for k in ("training_sources", "oof_per_source") if k in fit},
     }
@@ -296,7 +299,7 @@ def fit_predict(
     (train, train_parse), (test, test_parse) = as_battles(train, "train", True), as_battles(test, "test", False)
     parses = parses or (train_parse, test_parse)
     hours = config.time_budget_hours
-    budget = RunBudget.from_hours(hours, started, test_rows=len(test))
+    budget = RunBudget.from_hours(hours, started, test_rows=len(test), clock=time.monotonic)
     plan: dict = {"time_budget_hours": hours, "submission_writes": []}
 
     def report_of(model: ArenaPreferenceModel, test_proba: np.ndarray, test_choice: dict) -> dict:
@@ -320,6 +323,7 @@ def fit_predict(
     if budget.deadline is not None:
         plan["seconds_left_at_end"] = round(budget.deadline - budget.clock(), 1)
     report = publish.publish(model)
+    write_timings(config.out / "timings.json", report, timer)
     log.info(
         "OOF log loss: prior %.4f, chosen stacker %.4f (%s)",
         report["oof"]["class prior"]["log_loss"],
@@ -327,6 +331,16 @@ def fit_predict(
         report["submitted"]["description"],
     )
     return report
+
+
+def write_timings(path: Path, report: dict, timer: StageTimer) -> None:
+    """Every stage's seconds and peak memory, the last write included (the report is written inside that
+    stage, so it cannot hold its own time): ``DIR/timings.json``."""
+    stages = {**report["timings"], "write": timer.seconds.get("write", 0.0)}
+    stages.pop("total", None)
+    memory = {**report.get("peak_rss_mib", {}), "write": timer.peak_rss_mib.get("write")}
+    body = {"seconds": stages, "peak_rss_mib": memory, "total_s": round(sum(stages.values()), 3)}
+    atomic_write_text(path, json.dumps(body, indent=2) + "\n")
 
 
 def run(config: RunConfig, submission_path: Path | None = None, test_labels: Path | None = None) -> dict:

@@ -19,15 +19,30 @@ import importlib.util
 import logging
 import os
 import random
+import socket
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import optuna
+
+from pipelines.runtime.errors import UserError
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_ENV = "ARENA_PREF_HEARTBEAT_S"
 DEFAULT_HEARTBEAT_S = 60
+CONNECT_TIMEOUT_S = 10  # a server that never answers (dropped packets) fails in this time, not the OS's minutes
+
+
+class StorageError(UserError):
+    """The Optuna storage cannot be reached (server down, wrong port, bad credentials) or was lost."""
+
+
+def shown_url(url: str) -> str:
+    """The URL as it may be printed: no user or password (as ``pipelines.stages.preflight`` shows it)."""
+    return url.split("@")[-1]
 
 
 # SQLAlchemy driver names per database, preferred first, with the module each one imports
@@ -61,11 +76,51 @@ def heartbeat_interval() -> int:
     return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_HEARTBEAT_S
 
 
+def check_connection(url: str) -> None:
+    """Connect once, so that an unreachable database is one line before any work, not a retried traceback."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import DBAPIError
+
+    url = normalise_url(url)
+    timeout = {} if url.startswith("sqlite") else {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    engine = create_engine(url, **timeout)
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        raise StorageError(f"storage {shown_url(url)!r}: cannot connect ({reason(exc)})") from exc
+    finally:
+        engine.dispose()
+
+
+def reason(exc: Exception) -> str:
+    """The driver's own first line (``Connection refused``, ``password authentication failed``)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """A database error while the study runs (server stopped, connection dropped) as one line; the trials
+    finished before it are in the storage, so a rerun resumes."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        yield
+    except OperationalError as exc:
+        raise StorageError(
+            f"storage {shown_url(url)!r}: lost the database ({reason(exc)}); the finished trials are kept in it: "
+            "rerun to resume"
+        ) from exc
+
+
 def rdb_storage(url: str, attempts: int = 6) -> optuna.storages.BaseStorage:
-    """``optuna.storages.RDBStorage(url)``, retried (with jitter) when a concurrent creator wins the race."""
+    """``optuna.storages.RDBStorage(url)``, retried (with jitter) when a concurrent creator wins the race.
+    An unreachable database fails at once (:class:`StorageError`): retrying a refused connection helps nobody."""
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     url = normalise_url(url)
+    check_connection(url)
     for attempt in range(attempts):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, stable since 2.9
@@ -85,3 +140,46 @@ def rdb_storage(url: str, attempts: int = 6) -> optuna.storages.BaseStorage:
             )
             time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------- trials of killed workers
+
+
+def worker_identity() -> dict:
+    """This process as a trial records it: enough for a later worker on the same machine to tell that it died."""
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": os.getpid(), "started": _start_ticks(os.getpid())}
+
+
+def known_dead(worker: dict) -> bool:
+    """True only when ``worker`` ran on this machine since its last boot and its process is gone (or its pid
+    now belongs to a process started at another time); False whenever that cannot be known."""
+    if worker.get("host") != socket.gethostname() or worker.get("boot") != _boot_id():
+        return False
+    pid = worker.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's live process
+        return False
+    started = worker.get("started")
+    return started is not None and _start_ticks(pid) not in (None, started)
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22): a reused pid differs."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None

@@ -37,6 +37,7 @@ class StackerFit:
     per_source: dict[str, dict] | None = None
     tie_handling: str = "plain"
     test_raw: np.ndarray | None = None  # uncalibrated: what a new-source calibrator is applied to
+    calibration_s: float = 0.0  # of the fit's wall time, the nested calibration's
 
     def scored_rows(self, n: int) -> np.ndarray:
         return np.ones(n, dtype=bool) if self.scored is None else self.scored
@@ -97,4 +98,5 @@ def fit_stacker(
         per_source=oof_per_source(inputs.train, fit.raw.oof) if multi else None,
         tie_handling=fit.raw.tie_handling,
         test_raw=fit.raw.test,
+        calibration_s=fit.calibration_s,
     )
