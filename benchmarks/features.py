@@ -157,12 +157,13 @@ class PeakRSS:
     """Largest sum of RSS over this process and all its descendants, sampled in a thread; also
     the CPU seconds the tree spent meanwhile (workers included, even ones that exit)."""
 
-    def __init__(self, interval: float = 0.05):
+    def __init__(self, interval: float = 0.05, pid: int | None = None):
+        """``pid``: watch that process's tree (e.g. a command this benchmark started) instead of this one's."""
         self.interval = interval
         self.peak = 0
         self.cpu_s = 0.0
         self._stop = threading.Event()
-        self._proc = psutil.Process()
+        self._proc = psutil.Process(pid)
         self.peak_by_pid: dict[int, int] = {}
         self._cpu_first: dict[int, float] = {}
         self._cpu_last: dict[int, float] = {}

@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         with hold_run_dir(config.out):  # one command at a time in --out, as full_run
             interrupted = tune(config, tune_config, sources)["interrupted"]
     except KeyboardInterrupt:  # before the study had a result to write (features, baseline)
-        logging.getLogger("arena_pref.tune").warning("interrupted: nothing written; the study resumes on the next run")
+        logging.getLogger("arena_pref.tune").warning(
+            "interrupted: the study keeps the trials finished so far; run again to resume"
+        )
         return INTERRUPTED_EXIT
     return INTERRUPTED_EXIT if interrupted else 0
 

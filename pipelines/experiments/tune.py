@@ -498,7 +498,6 @@ def tune(
             interrupt.requested = True
         if interrupt.requested:
             log.warning("interrupted: writing the results of the trials finished so far")
-    with storage_errors(storage):
         summary = write_outputs(study, baseline, out, time.perf_counter() - start)
     summary.update(study=study, interrupted=interrupt.requested)
     return summary
