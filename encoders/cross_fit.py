@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 LENGTH_PLAN = "max_length_plan.json"
 # settings that do not change what a fold computes: changing them keeps the fold checkpoints
 # a fold finished by one worker count is a finished fold for another: a resume keeps it
+PROBE_SHARE = 0.1  # of the seconds left, the most one max-length probe may train for
 NOT_FINGERPRINTED = (*EncoderConfig.PLANNING_FIELDS, "save_models", "workers")
 
 
@@ -149,14 +150,16 @@ def _probe(
     train: pd.DataFrame,
     y: np.ndarray,
     fit_rows: np.ndarray,
+    seconds: float | None = None,
 ) -> tuple[ProbeTiming, int]:
-    """Train ``probe_steps`` steps at ``max_length`` on a sample of fold 0's rows; the measured timing."""
+    """Train ``probe_steps`` steps at ``max_length`` on a sample of fold 0's rows, or fewer when ``seconds``
+    (wall) run out first (at least one step is always timed); the measured timing."""
     per_step = config.batch_size * config.grad_accum
     n = min(len(fit_rows), config.probe_steps * per_step)
     rows = np.sort(np.random.default_rng(config.seed).choice(fit_rows, n, replace=False))
     probe_config = replace(config, max_length=max_length, max_steps=config.probe_steps, epochs=max(config.epochs, 1.0))
     clf = TransformerClassifier(probe_config, progress=False)
-    clf.fit(train.iloc[rows], y[rows])
+    clf.fit(train.iloc[rows], y[rows], deadline=None if seconds is None else time.monotonic() + seconds)
     timing = clf.timing_
     seconds_per_step = clf.seconds_per_step() or 0.0
     clf.release()
@@ -240,7 +243,9 @@ def _probe_until_fits(ctx: FoldContext, fold_ids: list[int], deadline: float) ->
     probes: list[LengthProbe] = []
     length = config.max_length
     while _agree(clock() < deadline):
-        probe, n_proc = _probe(config, length, train, y, fit_rows)
+        # a probe may spend a share of the time left: with minutes left and slow steps, a full probe would
+        # itself overrun the budget it is planning for
+        probe, n_proc = _probe(config, length, train, y, fit_rows, PROBE_SHARE * max(deadline - clock(), 0.0))
         steps = -(
             -total_steps(n_train_seq, config.batch_size, config.grad_accum, config.epochs, config.max_steps) // n_proc
         )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 import os
 import shutil
 import subprocess
@@ -308,6 +309,31 @@ def test_max_length_is_planned_once_before_the_first_fold(tmp_path, monkeypatch)
     assert run.complete
     saved = json.loads((tmp_path / "encoder_fake-model" / cross_fit.LENGTH_PLAN).read_text())
     assert saved["used"] == 256
+
+
+def test_a_probe_trains_for_at_most_a_share_of_the_time_left(tmp_path, monkeypatch):
+    """With little time left and slow steps, a full ``probe_steps`` probe would itself overrun the budget (seen at
+    arena scale: 20 steps of 14 s with 50 s left): the probe's fit gets a wall deadline of a tenth of the time
+    left, and stops there."""
+    clock, seen, deadlines = FakeClock(), [], []
+    fake = _fake_classifier(clock, _fit_s_by_length, 0.01, seen)
+    real_fit = fake.fit
+
+    def fit(self, battles, y, deadline=None):
+        if self.config.max_steps == 4:  # the probes
+            deadlines.append(None if deadline is None else deadline - time.monotonic())
+        return real_fit(self, battles, y, deadline)
+
+    monkeypatch.setattr(fake, "fit", fit)
+    monkeypatch.setattr(cross_fit, "TransformerClassifier", fake)
+    battles, y, folds, test = _folds_setup()
+    cross_fit.cross_fit_encoder(
+        _length_plan_config(tmp_path), battles, y, folds, test, tmp_path, deadline=24, progress=False, clock=clock
+    )
+    assert len(deadlines) == 2  # 512 and 256
+    assert deadlines[0] is not None and 0 < deadlines[0] <= cross_fit.PROBE_SHARE * 24
+    left_at_second = 24 - 4.0  # the first probe cost 4 s on the fake clock (4 steps of 1 s at 512 tokens)
+    assert deadlines[1] is not None and deadlines[1] <= cross_fit.PROBE_SHARE * left_at_second < deadlines[0]
 
 
 @pytest.mark.parametrize("test_rows, probed", [(0, [512]), (300, [512, 256, 128])])
