@@ -9,7 +9,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -201,21 +201,40 @@ class StopRequested(KeyboardInterrupt):
 
 
 class Interrupt:
-    """SIGINT while the study runs: the first asks it to stop at the next fold boundary (the running trial
-    is marked FAIL, the finished ones are kept, the study resumes later); the second stops at once."""
+    """SIGINT while the study runs. The first asks it to stop at the next fold boundary: the running trial
+    is marked FAIL, the finished ones are kept and written up, the study resumes later. A second one stops
+    the fit at once, but only while a fit runs (:meth:`fitting`): raised inside Optuna's bookkeeping (``tell``,
+    the storage), a ``KeyboardInterrupt`` leaves the trial RUNNING and Optuna failing with an
+    ``UnboundLocalError``, as it did before; elsewhere it only says that the study is stopping."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.in_fit = False
 
     def handle(self, signum, frame) -> None:
-        if self.requested:
+        if not self.requested:
+            self.requested = True
+            log.warning("interrupt: stopping at the end of the current fold (Ctrl-C again to stop at once)")
+        elif self.in_fit:
+            self.in_fit = False
             raise KeyboardInterrupt
-        self.requested = True
-        log.warning("interrupt: stopping at the end of the current fold (Ctrl-C again to stop at once)")
+        else:
+            log.warning("interrupt: already stopping; writing up the finished trials")
+
+    @contextmanager
+    def fitting(self, fitting: bool = True) -> Iterator[None]:
+        """Mark a stretch of pure computation (``fitting=False``: storage I/O inside one), where a second
+        Ctrl-C may raise."""
+        outer, self.in_fit = self.in_fit, fitting
+        try:
+            yield
+        finally:
+            self.in_fit = outer
 
     def check(self, *_args) -> None:
         """Called after every fold (a ``report`` callback): stop here when asked."""
         if self.requested:
+            self.in_fit = False  # unwinding through Optuna from here
             raise StopRequested("interrupted (Ctrl-C)")
 
     def stop_study(self, study, _trial) -> None:
@@ -264,16 +283,16 @@ def check_setup(study, key: dict) -> None:
         )
 
 
-def ensure_baseline(
-    study, evaluation: Evaluation, config: RunConfig, report: Callable[[float, int], None] | None = None
-) -> dict:
+def ensure_baseline(study, evaluation: Evaluation, config: RunConfig, interrupt: Interrupt | None = None) -> dict:
     """The default parameters' loss (those ``full_run`` uses without ``--params``), computed once
-    per study and kept in it, as the bar to beat. ``report`` is called after each fold (may raise to stop)."""
+    per study and kept in it, as the bar to beat. ``interrupt`` may stop it after a fold."""
     defaults = StackerConfig()
+    interrupt = interrupt or Interrupt()
     if "baseline" not in study.user_attrs:
         log.info("baseline: default parameters, calibration %s", defaults.calibration)
         stacker = searched_config(config.stacker, dict(defaults.params), defaults.calibration)
-        result = evaluation(stacker, report)
+        with interrupt.fitting():
+            result = evaluation(stacker, interrupt.check)
         study.set_user_attr(
             "baseline", {**result.as_dict(), "params": dict(defaults.params), "calibration": defaults.calibration}
         )
@@ -282,19 +301,24 @@ def ensure_baseline(
 
 
 def make_objective(evaluation: Evaluation, config: RunConfig, interrupt: Interrupt | None = None):
+    """The trial's loss; ``interrupt`` stops it after a fold (:class:`Interrupt`)."""
+    stop = interrupt or Interrupt()
+
     def objective(trial) -> float:
         trial.set_user_attr("worker", worker_identity())  # a resume can tell this trial's worker died
         params, calibration = suggest_stacker(trial)
 
         def report(value: float, step: int) -> None:
-            if interrupt is not None:
-                interrupt.check()
-            trial.report(value, step)
-            if trial.should_prune():
+            stop.check()
+            with stop.fitting(False):  # the storage: no KeyboardInterrupt in there
+                trial.report(value, step)
+                prune = trial.should_prune()
+            if prune:
                 raise optuna.TrialPruned(f"running log loss {value:.5f} after fold {step}")
 
         stacker = searched_config(config.stacker, params, calibration)
-        result: FoldResult = evaluation(stacker, report)
+        with stop.fitting():
+            result: FoldResult = evaluation(stacker, report)
         for key, value in result.as_dict().items():
             trial.set_user_attr(key, value)
         return result.log_loss
@@ -484,7 +508,7 @@ def tune(
             tune_config.n_trials,
             tune_config.timeout,
         )
-        baseline = ensure_baseline(study, evaluation, config, interrupt.check)  # interrupted: nothing to write
+        baseline = ensure_baseline(study, evaluation, config, interrupt)  # interrupted: nothing to write
         try:
             study.optimize(
                 make_objective(evaluation, config, interrupt),
