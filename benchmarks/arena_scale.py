@@ -178,6 +178,7 @@ def build(data: Path, work: Path, n_train: int, n_test: int, seed: int) -> dict:
         "train": figures(train),
         "test": figures(test.drop(columns=list(CLASS_COLUMNS))),
     }
+    (work / "built.json").write_text(json.dumps(built, indent=2) + "\n")
     print(json.dumps(built, indent=2), flush=True)
     return built
 
@@ -298,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     p.add_argument("--test-rows", type=int, default=ARENA_TEST_ROWS)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--build-only", action="store_true", help="build the data set (and its figures), run nothing")
+    p.add_argument("--reuse", action="store_true", help="use the data set an earlier call built in --work")
     args = p.parse_args(argv)
     setup_logging()
     sizes = sorted(int(s) for s in args.sizes.split(","))
@@ -306,7 +309,15 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     machine = f"{os.cpu_count()} CPUs, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB"
-    data = build(args.data, args.work, max(sizes), args.test_rows, args.seed)
+    built = args.work / "built.json"
+    if args.reuse and built.exists():
+        data = json.loads(built.read_text())
+        if data["train"]["rows"] < max(sizes) or data["test"]["rows"] != args.test_rows:
+            raise SystemExit(f"{built}: built for other sizes; run without --reuse")
+    else:
+        data = build(args.data, args.work, max(sizes), args.test_rows, args.seed)
+    if args.build_only:
+        return 0
     runs = [run_size(args.work, n) for n in sizes]
     res: dict = {"command": "python benchmarks/arena_scale.py " + " ".join(argv or sys.argv[1:]), "machine": machine}
     res.update(data=data, runs=runs, growth_exponent=growth(runs) if len(runs) > 1 else {})

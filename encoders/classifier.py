@@ -304,9 +304,13 @@ class TransformerClassifier:
             steps = steps[2:]
         return float(np.mean(steps)) if steps else None
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _predict_logits(self, sequences: list[list[int]]) -> np.ndarray:
-        """Length-sorted, dynamically padded batches; rows split across processes and gathered."""
+        """Length-sorted, dynamically padded batches; rows split across processes and gathered.
+
+        Runs under ``torch.inference_mode`` (no autograd bookkeeping, no version counters): nothing here needs
+        tracked tensors afterwards, since the logits leave as numpy arrays and a model is never trained again
+        after it has predicted (cross-fit: fit, OOF, test, save; bundles load models for prediction only)."""
         from accelerate.utils import gather_object
 
         accelerator = self._accelerator()
