@@ -6,7 +6,12 @@ loser's retry finds the schema in place and goes on.
 
 Every running trial sends a heartbeat; a trial whose worker died (SIGKILL, lost machine) stops
 beating and is marked FAIL by the next worker's ``optimize`` after ``2 x`` the interval, instead of
-sitting in RUNNING forever. ``ARENA_PREF_HEARTBEAT_S`` sets the interval (default 60 s).
+sitting in RUNNING forever. ``ARENA_PREF_HEARTBEAT_S`` sets the interval (default 60 s). A worker on
+the same machine need not wait for that: each trial records its worker (:func:`worker_identity`), and
+one whose process is gone is :func:`known_dead` at once.
+
+The database is connected to once before anything else (:func:`check_connection`): an unreachable
+server is one line (:class:`StorageError`) before any feature is computed, not a retried traceback after.
 
 A URL without a driver (``postgresql://user@host/db``, as the README writes it) is given the driver that
 is installed (:func:`normalise_url`): SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, while
