@@ -37,7 +37,7 @@ from benchmarks.common import ROOT
 from features.extractor import FeatureExtractor
 from features.groups import DEFAULT_GROUPS
 from pipelines.data.source_folds import make_source_folds, source_groups
-from pipelines.data.training_sets import load_training_sources, mark_sources_with_ties
+from pipelines.data.training_sets import load_training_sources, mark_sources_with_ties, source_families
 from pipelines.runtime.command_setup import setup_logging
 from stacking.config import STUDY_PRESET, StackerConfig
 from stacking.cross_fit import cross_fit
@@ -49,6 +49,9 @@ log = logging.getLogger("new_source_calibration")
 
 def load_data(combined: Path, groups: tuple[str, ...], cache_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     battles = mark_sources_with_ties(load_training_sources(combined)).reset_index(drop=True)
+    # held-out units are source families (mtbench-human with its turn 2, qlora-vicuna80 with FairEval): a source
+    # is never judged "new" while its twin trains
+    battles["source"] = source_families(battles["source"].to_numpy())
     X = FeatureExtractor(groups, n_jobs=1, cache_dir=cache_dir, progress=True).transform(battles)
     return battles, X.reset_index(drop=True)
 

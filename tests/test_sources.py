@@ -271,3 +271,29 @@ def test_fit_calibrated_over_sources_scores_every_source_and_resolves_auto(tmp_p
     assert set(scores) == {"train", "hh"} and scores["hh"]["per_class"]["tie"] is None
     assert pd.Series(folds).groupby(source_groups(battles)).nunique().max() == 1
     assert fit.scored.tolist() == battles["is_primary"].tolist()
+
+
+def test_loso_holds_out_source_families_together(tmp_path):
+    """mtbench-human and its turn-2 votes are one family: held out, trained without and scored together."""
+    from features.extractor import FeatureExtractor
+    from pipelines.data.training_sets import SOURCE_FAMILIES, family_members, mark_sources_with_ties
+    from pipelines.experiments.loso_study import run_loso
+
+    assert SOURCE_FAMILIES["mtbench-human-turn2"] == "mtbench-human"
+    parts = []
+    for k, name in enumerate(["mtbench-human", "mtbench-human-turn2", "other"]):
+        frame = make_battles(120, seed=20 + k, start_id=k * 1000)
+        frame["prompt"] = frame["prompt"].str.replace("Question", f"{name} question")
+        frame["source"] = name
+        parts.append(frame)
+    battles = mark_sources_with_ties(load_training_sources(_write(pd.concat(parts), tmp_path / "c.csv")))
+    X = FeatureExtractor(groups=["length"], n_jobs=1, progress=False).transform(battles)
+    settings = {"params": {"learning_rate": 0.3, "num_threads": 1}, "num_boost_round": 20, "early_stopping_rounds": 5}
+    results = run_loso(battles, X, ["plain"], 1, None, 3, [], settings)
+    assert set(results["loso"]["plain"]) == {"mtbench-human", "other"}  # two held-out units, not three
+    (family_score,) = results["loso"]["plain"]["mtbench-human"]
+    assert family_score["rows"] == 240  # both members scored together
+    assert family_members(battles["source"]) == {
+        "mtbench-human": ["mtbench-human", "mtbench-human-turn2"],
+        "other": ["other"],
+    }

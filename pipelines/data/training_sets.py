@@ -40,6 +40,25 @@ CONVERTED_SETS = {
 }
 SKIPPED_SETS = ("arena-snippets-king398",)  # 100 truncated rows: a smoke fixture, not data
 
+# Sources that share questions, answers or judges with another: held out together and reported as one family
+# (a source not listed is its own family). MT-Bench turn 2 holds the turn-1 questions, answers and judges of
+# mtbench-human; FairEval's ChatGPT/Vicuna-13B answers are a subset of qlora-vicuna80's.
+SOURCE_FAMILIES = {"mtbench-human-turn2": "mtbench-human", "faireval": "qlora-vicuna80"}
+
+
+def source_families(sources: np.ndarray | pd.Series | list[str]) -> np.ndarray:
+    """The family of each row's source (:data:`SOURCE_FAMILIES`; its own name otherwise)."""
+    return np.array([SOURCE_FAMILIES.get(str(s), str(s)) for s in sources], dtype=object)
+
+
+def family_members(sources: np.ndarray | pd.Series | list[str]) -> dict[str, list[str]]:
+    """{family: the sources present in it}, for the reports."""
+    names = sorted({str(s) for s in sources})
+    out: dict[str, list[str]] = {}
+    for name in names:
+        out.setdefault(SOURCE_FAMILIES.get(name, name), []).append(name)
+    return out
+
 
 class TrainingSourceError(DataError):
     """A training source that cannot be used (a bad spec, the same file twice, ids clashing across files)."""

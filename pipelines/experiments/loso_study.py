@@ -35,7 +35,13 @@ from arena_schema import N_CLASSES
 from features.extractor import FeatureExtractor
 from features.groups import expand_groups
 from pipelines.data.source_folds import make_source_folds, source_groups
-from pipelines.data.training_sets import combined_shared_data, load_training_sources, mark_sources_with_ties
+from pipelines.data.training_sets import (
+    combined_shared_data,
+    family_members,
+    load_training_sources,
+    mark_sources_with_ties,
+    source_families,
+)
 from pipelines.reports.loso_report import summarize_results, write_outputs
 from pipelines.reports.metrics import reliability
 from pipelines.reports.source_scoring import score_rows
@@ -170,15 +176,16 @@ def _fit_predict(option, X, battles, train, test, groups, seed, settings, fold_f
 def _run_task(
     option, k, battles, X, groups, holdouts, n_folds, oof, settings, has_ties, fold_features=(), cache=None
 ) -> dict:
-    """One option with one fold seed: every held-out source, then (optionally) grouped OOF."""
+    """One option with one fold seed: every held-out source family, then (optionally) grouped OOF."""
     seed = STUDY_PRESET.fold_seed(k)
     y = battles["label"].to_numpy()
     sources = battles["source"].to_numpy().astype(str)
+    families = source_families(sources)
     out: dict[str, Any] = {"loso": {}, "oof": {}, "pooled": None}
     pooled_y, pooled_p = [], []
     for held in holdouts:
-        test = sources == held
-        train = source_training_rows(sources, groups, [held])
+        test = families == held
+        train = source_training_rows(families, groups, [held])
         t0 = time.time()
         proba = _fit_predict(option, X, battles, train, test, groups, seed, settings, fold_features, cache)
         sc = score_rows(battles[test], y[test], proba)
@@ -237,10 +244,12 @@ def run_loso(
     oof_options = options if oof_options is None else list(oof_options)
     battles = battles.reset_index(drop=True)
     X = X.reset_index(drop=True)
-    sources = battles["source"].to_numpy().astype(str)
+    families = source_families(battles["source"].to_numpy())
     groups = source_groups(battles)
-    holdouts = list(holdouts) if holdouts else sorted(set(sources))
-    has_ties = {str(s): bool(v) for s, v in battles.groupby("source")["source_has_ties"].first().items()}
+    holdouts = sorted({str(f) for f in source_families(holdouts)}) if holdouts else sorted(set(families))
+    # by source (the within-source OOF tables) and by family (the held-out units; a family name is a member's)
+    has_ties = {str(s): bool(v) for s, v in battles.groupby("source")["source_has_ties"].any().items()}
+    has_ties.update({str(f): bool(v) for f, v in battles.groupby(families)["source_has_ties"].any().items()})
     tasks = [(o, k) for k in range(fold_seeds) for o in options]  # seed by seed: partial reports stay paired
     caches: dict[int, FoldFeatureCache] = {}
 
@@ -305,6 +314,7 @@ def run_study(config: LosoConfig, command: str = "python -m pipelines.loso") -> 
         "rows": int(len(battles)),
         "sources": battles.groupby("source").size().to_dict(),
         "has_ties": {str(k): bool(v) for k, v in battles.groupby("source")["source_has_ties"].first().items()},
+        "families": family_members(battles["source"].to_numpy()),  # what each held-out unit holds
         "fold_seeds": config.fold_seeds,
         "feature_groups": list(groups),
         "fold_features": [fold_feature_name(t) for t in transformers],

@@ -111,6 +111,11 @@ def _macro_table(macro_by_option: dict, dkey: str, columns: list[tuple[str, Call
     return ("table", ["option", *(header for header, _ in columns)], rows)
 
 
+def _families(meta: dict) -> dict[str, list[str]]:
+    """The report's families (a report written before families existed: each source its own)."""
+    return meta.get("families") or {s: [s] for s in meta["sources"]}
+
+
 def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tuple]:
     dkey = "delta_vs_" + BASELINE
     blocks: list[tuple] = [
@@ -129,8 +134,16 @@ def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tup
         ),
         (
             "p",
-            "Macro means over the held-out sources that have ties (each trained on all other sources, rows "
-            "sharing a prompt or answer pair with the held-out source removed). mean ± std over fold seeds; "
+            "Held out as families (sources sharing questions, answers or judges are held out together, "
+            "`pipelines.data.training_sets.SOURCE_FAMILIES`): "
+            + "; ".join(f"{family} = {' + '.join(members)}" for family, members in _families(meta).items())
+            + ".",
+        ),
+        (
+            "p",
+            "Macro means over the held-out families that have ties (each trained on all other sources, rows "
+            "sharing a prompt, a prompt turn or an answer turn with the held-out family removed). "
+            "mean ± std over fold seeds; "
             f"Δ = paired per-seed difference to `{BASELINE}` (negative = better). "
             "`pairwise (tie-less held out)` = log loss of P(A)/(P(A)+P(B)) on the held-out sources without ties.",
         ),
