@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import json
-import time
 import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
