@@ -12,6 +12,7 @@ import pytest
 
 from arena_schema import CLASS_COLUMNS
 from pipelines import full_run
+from pipelines.data.folds import ACROSS_SOURCES
 from pipelines.data.run_sources import load_run_train
 from pipelines.data.training_sets import TrainingSourcesConfig
 from pipelines.model.estimator import ArenaPreferenceModel
@@ -71,7 +72,7 @@ def test_report_scores_primary_rows_only(run_dir, files):
     assert multiclass_log_loss(y[primary], p[primary]) == pytest.approx(calibrated, abs=1e-6)
     assert multiclass_log_loss(y, p) != pytest.approx(calibrated, abs=1e-4)
     folds = json.loads((run_dir / "folds.json").read_text())
-    assert folds["grouping"].startswith("prompt or answer pair")
+    assert folds["grouping"] == ACROSS_SOURCES  # the several-source grouping, recorded with the folds
 
 
 def test_prior_fallback_is_the_prior_of_the_primary_rows(files, tmp_path, monkeypatch):
