@@ -114,7 +114,8 @@ def atomic_to_csv(frame: pd.DataFrame, path: str | Path, **to_csv_kwargs) -> Pat
     return atomic_write(path, lambda tmp: frame.to_csv(tmp, **to_csv_kwargs))
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (someone else's counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -132,7 +133,7 @@ def sweep_stale_temps(directory: str | Path) -> list[Path]:
         return removed
     for entry in directory.iterdir():
         match = _TEMP.match(entry.name)
-        if match and not _alive(int(match["pid"])):
+        if match and not process_alive(int(match["pid"])):
             remove_quietly(entry)
             removed.append(entry)
     if removed:

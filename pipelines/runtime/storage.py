@@ -33,6 +33,7 @@ from contextlib import contextmanager
 import optuna
 
 from pipelines.runtime.errors import UserError
+from pipelines.runtime.run_dir import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +164,8 @@ def known_dead(worker: dict) -> bool:
     pid = worker.get("pid")
     if not isinstance(pid, int) or pid == os.getpid():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_alive(pid):
         return True
-    except PermissionError:  # someone else's live process
-        return False
     started = worker.get("started")
     return started is not None and _start_ticks(pid) not in (None, started)
 
