@@ -97,11 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     with arguments_checked():
         config, submission = config_from_args(args)
     from pipelines.runtime.run_dir import hold_run_dir
-    from pipelines.stages.preflight import check_run, check_savable, check_test_calibration
+    from pipelines.stages.preflight import check_run, check_savable
 
     check_run(config, submission=submission, test_labels=args.test_labels)  # before any feature is computed
     check_savable(config.stacker.tie_handling)  # the run saves its model
-    check_test_calibration(config)  # new-source: reads the training files for their sources
     with hold_run_dir(config.out):  # one run at a time in --out; a second one stops with one line
         run(config, submission, Path(args.test_labels) if args.test_labels else None)
     return 0

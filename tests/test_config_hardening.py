@@ -161,12 +161,14 @@ def test_full_run_new_source_on_one_source_is_refused_before_the_fit(files, tmp_
 
 
 def test_new_source_check_passes_with_two_tie_bearing_sources(tmp_path):
+    from pipelines.data.run_sources import load_run_train
     from pipelines.stages.preflight import check_test_calibration
 
     frame = pd.concat([make_battles(200, seed=1).assign(source="s1"), make_battles(200, seed=2, start_id=9000)])
     frame.assign(source=["s1"] * 200 + ["s2"] * 200).to_csv(tmp_path / "train.csv", index=False)
     config = RunConfig(str(tmp_path / "train.csv"), "t.csv", "o", test_calibration="new-source")
-    check_test_calibration(config)  # two sources with ties and 200 rows each: the fit makes the calibrator
+    train, _ = load_run_train(config.train_path, config.sources)
+    check_test_calibration(config, train)  # two sources with ties and 200 rows each: the fit makes the calibrator
 
 
 def test_predict_new_source_with_a_one_source_bundle_is_refused(files, bundle, tmp_path, capsys, trapped):  # noqa: F811

@@ -40,6 +40,7 @@ from pipelines.runtime.run_dir import atomic_write_text, staged_outputs
 from pipelines.runtime.stage_timer import StageTimer
 from pipelines.runtime.submission import save_predictions, write_submission
 from pipelines.stages.config import RunConfig
+from pipelines.stages.preflight import check_test_calibration
 from pipelines.stages.prior_guard import decide, prior_probabilities
 from pipelines.stages.stacker_inputs import cache_dir_of
 from stacking.model import library_versions
@@ -353,6 +354,7 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
         test, test_parse = load_battles(config.test_path, labelled=False)
         # evaluation only, never seen by the fit; read now so that a bad file stops the run before the work
         test_y = None if test_labels is None else labels_for(read_labels(test_labels), test["id"], test_labels)
+    check_test_calibration(config, train)  # on the rows just read, before any feature
     return fit_predict(
         train,
         test,

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from encoders.gguf import GGUFError, gguf_architecture, is_gguf, supported_architectures
 from pipelines.runtime.errors import PreflightError, one_line
@@ -214,15 +215,14 @@ def check_savable(tie_handling: str) -> None:
 NEW_SOURCE_HINT = "use --test-calibration auto or in-source"
 
 
-def check_test_calibration(config: RunConfig) -> None:
+def check_test_calibration(config: RunConfig, train: pd.DataFrame) -> None:
     """``--test-calibration new-source`` asks for a calibrator the fit makes only from two or more tie-bearing
-    training sources of >= 200 rows: refuse now (the training files are read for it), not after the fit."""
+    training sources of >= 200 rows: refuse on the loaded training rows, before the fit."""
     if config.test_calibration != "new-source":
         return
-    from pipelines.data.run_sources import load_run_train, new_source_holdouts
+    from pipelines.data.run_sources import new_source_holdouts
     from stacking.source_holdout import MIN_SOURCE_ROWS
 
-    train, _ = load_run_train(config.train_path, config.sources)
     holdouts = new_source_holdouts(train)
     if len(holdouts) < 2:
         raise PreflightError(
