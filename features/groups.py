@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from features.failure import failure_pair, no_side_values
 from features.readability import readability_scores
 from features.sentiment import sentiment_side
 from features.similarity import similarity_pair, similarity_side
@@ -207,6 +208,7 @@ OPT_IN_GROUPS: dict[str, FeatureGroup] = {
     for g in (
         FeatureGroup("sentiment", sentiment_side),  # cost and evidence: docs/sentiment_spelling.md
         FeatureGroup("spelling", spelling_side),
+        FeatureGroup("failure", no_side_values, pair=failure_pair),  # "both failed": docs/new_source_calibration.md
     )
 }
 GROUPS.update(OPT_IN_GROUPS)
