@@ -237,7 +237,7 @@ if BUNDLE is not None:
 
     from pipelines.bundle.base_weights import BASES_FILE, resolve_bases
     from pipelines.data.battles import load_battles
-    from pipelines.model.bundle_scoring import multi_gpu_predictor, score_bundle
+    from pipelines.model.bundle_scoring import multi_gpu_scoring, score_bundle
     from pipelines.model.estimator import ArenaPreferenceModel
     from pipelines.runtime.paths import require_competition_dir
 
@@ -248,19 +248,18 @@ if BUNDLE is not None:
     model = ArenaPreferenceModel.load(BUNDLE, encoder_base_paths={k: str(v) for k, v in bases.items()})
     test, _ = load_battles(require_competition_dir(INPUT_DIR) / "test.csv", labelled=False)  # the hardened reader
     deadline = time.monotonic() + TIME_BUDGET_HOURS * 3600 - (time.time() - NOTEBOOK_START)
-    # which calibrator scores the test rows: decided once on the whole test set (slices below reuse it)
-    calibration = model.decide_calibration(test, TEST_CALIBRATION)
-    print(f"test calibration: {calibration['calibration']} ({calibration['why']})")
-    model.set_params(calibration=calibration["calibration"])
     # encoders: one process per visible GPU (test rows split in order), then the stacker once here
     PROCESSES = os.environ.get("ARENA_PREF_PREDICT_PROCESSES")
     # default: what the run submitted; "chosen": the chosen stacker even where the prior guard rejected it;
     # "full": the encoders' stacker even if not chosen
     STACKER = os.environ.get("ARENA_PREF_STACKER") or None
-    predict = multi_gpu_predictor(
-        model, int(PROCESSES) if PROCESSES else None, stacker=None if STACKER == "chosen" else STACKER
+    encoders = multi_gpu_scoring(int(PROCESSES) if PROCESSES else None)
+    # the same scoring as full_run and predict (pipelines.model.scoring.score); the test calibration is decided
+    # once on the whole test set
+    scoring = score_bundle(
+        model, test, SUBMISSION, deadline, stacker=STACKER, test_calibration=TEST_CALIBRATION, encoders=encoders
     )
-    scoring = score_bundle(model, test, SUBMISSION, deadline, predict=predict, stacker=STACKER)
+    print(f"test calibration: {scoring['test_choice']['calibration']} ({scoring['test_choice']['why']})")
     (WORKING_DIR / "scoring.json").write_text(json.dumps(scoring, indent=2, default=str))
     print(json.dumps(scoring, indent=1, default=str))
 

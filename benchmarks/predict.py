@@ -102,7 +102,7 @@ def time_encoder_path(model, bundle: Path, work_dir: Path, frame: pd.DataFrame) 
     bundle kept the encoder (stacker with it chosen), that is ``predict_proba``; otherwise the fold
     models cross-fit left in ``work_dir`` are timed and the features-only stacker added (same work)."""
     from encoders.fold_models import EncoderFoldModels
-    from pipelines.model.estimator import as_battles
+    from pipelines.model.battles_input import as_battles
 
     if model.encoder_names_:
         return {"path": "bundle predict_proba (encoder chosen)", **time_predict(model, frame)}

@@ -30,7 +30,7 @@ from typing import Any
 
 SAFETY = 1.1
 # post-fit test scoring under a deadline runs in up to three calls: two timed probes of these many rows, then
-# the rest (``pipelines.model.bundle_scoring.score_in_time``); each call loads every fold model again
+# the rest (``pipelines.model.scoring.score_in_time``); each call loads every fold model again
 PROBE_ROWS = (8, 256)
 FORWARD_SHARE = 1 / 3  # one forward pass costs about a third of a forward + backward training pass
 

@@ -40,11 +40,13 @@ from pipelines.runtime.command_setup import add_config_arg, parse_command
 from pipelines.runtime.errors import UsageError
 from pipelines.runtime.paths import DataPaths, resolve_paths
 from pipelines.runtime.resources import feature_workers, lightgbm_threads
-from pipelines.stages.config import FeatureConfig, RunConfig, load_params_file
-from pipelines.stages.new_source_stage import CALIBRATION_CHOICES, CALIBRATION_HELP
+from pipelines.stages.config import FeatureConfig, RunConfig, SourceFiles, load_params_file
+from pipelines.stages.fold_feature_kinds import setting_names
+from stacking.calibration_choice import TEST_CALIBRATION_HELP, TEST_CALIBRATIONS
 from stacking.config import StackerConfig
 
-FOLD_FEATURE_FLAGS = ("tfidf", "embedder", "embedder_max_length")  # off by default: benchmarks/transformer_gain.py
+# every fold-feature kind's settings (--tfidf, --embedder, ...); off by default: benchmarks/transformer_gain.py
+FOLD_FEATURE_FLAGS = setting_names()
 STACKER_FLAGS = ("num_boost_round", "early_stopping_rounds", "num_threads", "tie_handling")  # every command
 
 
@@ -266,9 +268,12 @@ def run_config_from_data_args(args: argparse.Namespace) -> tuple[RunConfig, Data
         config.extra_sources = {}
     for spec in args.source or ():
         name, _, files = spec.partition("=")
-        if not files or "," not in files:
-            raise UsageError(f"--source expects NAME=OOF,TEST, got {spec!r}")
-        config.extra_sources[name] = files
+        try:
+            if not name:
+                raise ValueError("no name")
+            config.extra_sources[name] = SourceFiles.parse(files)
+        except ValueError:
+            raise UsageError(f"--source expects NAME=OOF,TEST, got {spec!r}") from None
     for name in FOLD_FEATURE_FLAGS:
         if getattr(args, name, None) is not None:
             setattr(config.features, name, getattr(args, name))
@@ -316,7 +321,7 @@ def add_stacker_choice_args(p: argparse.ArgumentParser) -> None:
 
 def add_test_calibration_arg(p: argparse.ArgumentParser) -> None:
     """``--test-calibration`` (full_run; predict has it as a ``PredictConfig`` field): the test rows' calibrator."""
-    p.add_argument("--test-calibration", choices=CALIBRATION_CHOICES, help=f"{CALIBRATION_HELP} (default auto)")
+    p.add_argument("--test-calibration", choices=TEST_CALIBRATIONS, help=f"{TEST_CALIBRATION_HELP} (default auto)")
 
 
 def add_prior_guard_args(p: argparse.ArgumentParser) -> None:

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         train, _ = load_battles(args.train, labelled=True)
         folds = run_folds(run_dir / "folds.csv", train)
-    run = run_in_process(config, train, test, folds, run_dir, seconds, test_rows=args.test_rows)
+    run = run_in_process(config, train, folds, run_dir, seconds, test=test, test_rows=args.test_rows)
     log.info("encoder %s: %d/%d folds done", run.name, len(run.folds_done), run.folds_total)
     return 0
 

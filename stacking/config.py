@@ -9,8 +9,9 @@ from typing import Literal, get_args
 
 from stacking.tie_registry import check_choice, choices
 
-Calibration = Literal["none", "temperature", "vector", "smoothing"]
-CALIBRATIONS: tuple[str, ...] = get_args(Calibration)
+# the in-source calibrator's kind (not the test-time choice between calibrators: stacking.calibration_choice)
+CalibrationKind = Literal["none", "temperature", "vector", "smoothing"]
+CALIBRATIONS: tuple[str, ...] = get_args(CalibrationKind)
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,7 +53,7 @@ class StackerConfig:
         default=0.15, metadata={"help": "share of each fold's training prompts held out for early stopping"}
     )
     swap_augment: bool = field(default=True, metadata={"help": "train on A/B-swapped copies too"})
-    calibration: Calibration = field(
+    calibration: CalibrationKind = field(
         default="temperature", metadata={"help": "calibration fitted on nested OOF predictions"}
     )
     tie_handling: str = field(

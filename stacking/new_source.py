@@ -26,10 +26,10 @@ import numpy as np
 from stacking.calibration import ProbabilityCalibrator
 from stacking.label_shift import label_shift_weights, reweight
 
-Kind = Literal["temperature", "vector", "smoothing"]
+NewSourceKind = Literal["temperature", "vector", "smoothing"]  # a stacking.config.CalibrationKind but "none"
 Weighting = Literal["pooled", "per_source"]
 LabelShift = Literal["none", "em", "bbse"]
-KINDS: tuple[Kind, ...] = get_args(Kind)
+KINDS: tuple[NewSourceKind, ...] = get_args(NewSourceKind)
 WEIGHTINGS: tuple[Weighting, ...] = get_args(Weighting)
 LABEL_SHIFTS: tuple[LabelShift, ...] = get_args(LabelShift)
 
@@ -38,7 +38,7 @@ LABEL_SHIFTS: tuple[LabelShift, ...] = get_args(LabelShift)
 class NewSourceProcedure:
     """How the new-source calibrator is fitted and applied (the default won the nested-LOSO study)."""
 
-    kind: Kind = "smoothing"
+    kind: NewSourceKind = "smoothing"
     weighting: Weighting = "per_source"
     label_shift: LabelShift = "none"
 

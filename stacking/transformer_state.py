@@ -2,24 +2,33 @@
 
 A transformer takes part by implementing ``get_state() -> (meta: dict, arrays: dict[str, ndarray])`` and
 the classmethod ``from_state(meta, arrays)``. Its class is stored as a dotted path, and only the classes in
-:data:`ALLOWED_TRANSFORMERS` (path -> class, plain imports) are ever built on load: a bundle cannot make us
-import arbitrary code.
+:data:`ALLOWED_TRANSFORMERS` (path -> class, added by :func:`allow_transformer` from code, never from a file) are
+ever built on load: a bundle cannot make us import arbitrary code. The pipelines' fold-feature kinds
+(``pipelines.stages.fold_feature_kinds``) allow their classes when they register.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from features.embedding_features import EmbeddingPairFeatures
-from features.text_vectors import TfidfDiffTransformer
+ALLOWED_TRANSFORMERS: dict[str, type[Any]] = {}  # dotted class path -> class
 
-ALLOWED_TRANSFORMERS: dict[str, type[Any]] = {
-    f"{cls.__module__}.{cls.__qualname__}": cls for cls in (TfidfDiffTransformer, EmbeddingPairFeatures)
-}
+T = TypeVar("T", bound=type)
+
+
+def allow_transformer(cls: T) -> T:
+    """Let bundles rebuild ``cls`` (it must have ``get_state`` and the classmethod ``from_state``)."""
+    if not (callable(getattr(cls, "get_state", None)) and callable(getattr(cls, "from_state", None))):
+        raise TypeError(f"{cls.__qualname__} needs get_state() and from_state() to be saved in a model bundle")
+    path = f"{cls.__module__}.{cls.__qualname__}"
+    if ALLOWED_TRANSFORMERS.get(path, cls) is not cls:
+        raise ValueError(f"transformer class path {path!r} is allowed for another class")
+    ALLOWED_TRANSFORMERS[path] = cls
+    return cls
 
 
 def class_path(obj: Any) -> str:

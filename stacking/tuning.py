@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from stacking.calibration import cross_calibrate
-from stacking.config import CALIBRATIONS, Calibration, StackerConfig
+from stacking.config import CALIBRATIONS, CalibrationKind, StackerConfig
 from stacking.cross_fit import fit_calibrated
 from stacking.metrics import multiclass_log_loss
 
@@ -57,7 +57,7 @@ def split_trial_params(trial_params: dict) -> tuple[dict, str]:
     return params, calibration
 
 
-def searched_config(base: StackerConfig, params: dict, calibration: Calibration | str) -> StackerConfig:
+def searched_config(base: StackerConfig, params: dict, calibration: CalibrationKind | str) -> StackerConfig:
     """The fixed settings of ``base`` with searched LightGBM values (which win) and calibration."""
     return replace(base, params={**base.params, **params}, calibration=calibration)  # type: ignore[arg-type]  # checked in __post_init__
 

@@ -1,20 +1,17 @@
-"""pipelines.ablation: files, figures equal to an independent recomputation, determinism."""
+"""pipelines.ablation: files, variants that agree with the runs they stand for, a self-consistent report,
+determinism."""
 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from features.extractor import group_columns
 from features.groups import DEFAULT_GROUPS
-from pipelines import ablation
+from pipelines import ablation, full_run
 from pipelines.cli import run_config_from_args
 from pipelines.experiments import ablation as ablation_engine
 from pipelines.model.model_inputs import model_inputs
-from pipelines.reports.metrics import multiclass_log_loss
-from stacking.calibration import cross_calibrate
-from stacking.config import StackerConfig
-from stacking.cross_fit import cross_fit
 from tests.conftest import length_proba_file, make_battles
 
 FAST = [
@@ -41,7 +38,7 @@ def args(tmp_path):
     return ["--train", str(train), "--test", str(test), "--source", f"lenprior={oof},{test_proba}", *FAST]
 
 
-def test_ablation_report_equals_recomputation_and_is_deterministic(args, tmp_path):
+def test_ablation_variants_are_the_runs_they_stand_for_and_deterministic(args, tmp_path):
     out = tmp_path / "run"
     assert ablation.main([*args, "--out", str(out)]) == 0
     folder = out / "ablation"
@@ -62,37 +59,45 @@ def test_ablation_report_equals_recomputation_and_is_deterministic(args, tmp_pat
     assert set(report["variants"]) == {"full", *(f"{k}:{g}" for g in report["groups"] for k in ("drop", "only"))}
     assert '<img src="ablation.png"' in (folder / "ablation.html").read_text()
 
-    # recompute the full model and one drop-one variant with cross_fit + cross_calibrate
-    config = run_config_from_args(ablation.build_parser().parse_args([*args, "--out", str(out)]))
-    inputs = model_inputs(config).inputs
-    y, folds = inputs.y, inputs.folds
-    formatting = set(group_columns(inputs.X.columns)["formatting"])
-    per_fold = {}
-    for name, cols in (
-        ("full", list(inputs.X.columns)),
-        ("drop:formatting", [c for c in inputs.X.columns if c not in formatting]),
+    # a variant is the run with those inputs: full, without the source, and with the length group alone agree
+    # with full_run's out-of-fold scores (same data, folds and seed), fold by fold
+    variants = report["variants"]
+    data = [a for a in args if a != "--source" and "lenprior=" not in a]
+    for name, run_args in (
+        ("full", args),
+        ("drop:source:lenprior", data),
+        ("only:length", [*data, "--groups", "length"]),
     ):
-        result = cross_fit(
-            inputs.X[cols],
-            y,
-            folds,
-            inputs.groups,
-            config=StackerConfig(num_boost_round=20, early_stopping_rounds=5, num_threads=1),
-            seed=config.seed,
+        run = tmp_path / name.replace(":", "_")
+        assert full_run.main([*run_args, "--out", str(run)]) == 0
+        oof = json.loads((run / "report.json").read_text())["oof"]
+        assert variants[name]["per_fold"] == pytest.approx(
+            list(oof["stacker (calibrated)"]["per_fold"].values()), abs=1e-12
         )
-        calibrated, _ = cross_calibrate(result.oof, y, folds, "temperature")
-        per_fold[name] = [multiclass_log_loss(y[folds == k], calibrated[folds == k]) for k in range(5)]
-        assert report["variants"][name]["per_fold"] == pytest.approx(per_fold[name], abs=1e-12)
-        assert report["variants"][name]["log_loss"] == pytest.approx(multiclass_log_loss(y, calibrated), abs=1e-12)
-    diff = report["variants"]["drop:formatting"]["diff_vs_full"]
-    expected = np.subtract(per_fold["drop:formatting"], per_fold["full"])
-    assert diff["per_fold"] == pytest.approx(expected.tolist(), abs=1e-12)
-    assert diff["mean"] == pytest.approx(expected.mean()) and diff["std"] == pytest.approx(expected.std(ddof=1))
-    assert f"{report['variants']['full']['log_loss']:.4f}" in (folder / "ablation.md").read_text()
+        assert variants[name]["log_loss"] == pytest.approx(oof["stacker (calibrated)"]["log_loss"], abs=1e-12)
+    assert report["prior"]["log_loss"] == pytest.approx(oof["class prior"]["log_loss"], abs=1e-12)
+
+    # the report agrees with itself: a log loss is its folds' row-weighted mean, drop and only split the
+    # columns, a difference is paired fold by fold, and the table shows the JSON's figure
+    sizes = pd.read_csv(out / "folds.csv")["fold"].value_counts().sort_index().to_numpy()
+    for name, v in variants.items():
+        assert v["log_loss"] == pytest.approx(np.dot(v["per_fold"], sizes) / sizes.sum(), abs=1e-12), name
+    for group in report["groups"]:
+        assert (
+            variants[f"drop:{group}"]["n_columns"] + variants[f"only:{group}"]["n_columns"]
+            == variants["full"]["n_columns"]
+        )
+        diff = variants[f"drop:{group}"]["diff_vs_full"]
+        paired = np.subtract(variants[f"drop:{group}"]["per_fold"], variants["full"]["per_fold"])
+        assert diff["per_fold"] == pytest.approx(paired.tolist(), abs=1e-12)
+        assert diff["mean"] == pytest.approx(paired.mean()) and diff["std"] == pytest.approx(paired.std(ddof=1))
+    assert f"{variants['full']['log_loss']:.4f}" in (folder / "ablation.md").read_text()
 
     # verbosity buckets use the length group's logratio_chars; the stacker is exactly swap-symmetric
+    config = run_config_from_args(ablation.build_parser().parse_args([*args, "--out", str(out)]))
+    inputs = model_inputs(config).inputs
     np.testing.assert_allclose(ablation_engine.length_log_ratio(inputs.train), inputs.X["logratio_chars"], atol=1e-5)
-    assert sum(b["n"] for b in report["verbosity"]) == len(y)
+    assert sum(b["n"] for b in report["verbosity"]) == sizes.sum()
     assert report["position"]["max_swap_gap"] < 1e-12
 
     # a second run (fresh run directory, so folds are remade from the seed) writes the same JSON

@@ -18,11 +18,12 @@ from sklearn.exceptions import NotFittedError
 from arena_schema import CLASS_COLUMNS
 from features.groups import GROUPS
 from pipelines import full_run, predict
+from pipelines.bundle import model_bundle
 from pipelines.bundle.decisions import prior_submission
 from pipelines.bundle.store import KEY_ENV, MANIFEST, REQUIRE_ENV, BundleError, manifest_digest
-from pipelines.model import estimator
 from pipelines.model.bundle_scoring import predict_file, score_bundle
 from pipelines.model.estimator import ArenaPreferenceModel
+from pipelines.model.scoring import score
 from pipelines.runtime.errors import USER_ERROR_EXIT, UserError, run_command
 from stacking.config import StackerConfig
 from tests.conftest import make_battles
@@ -81,7 +82,10 @@ def test_a_loaded_bundle_returns_what_its_run_submitted(prior_bundle, fitted, da
     test = data["test"]
     loaded = ArenaPreferenceModel.load(prior_bundle)
     np.testing.assert_allclose(loaded.predict_proba(test), np.tile(PRIOR, (len(test), 1)))
-    assert loaded.last_calibration_["calibration"] == "none (class prior)"
+    proba, decision = score(loaded, test, stacker=None, test_calibration=None)
+    np.testing.assert_allclose(proba, np.tile(PRIOR, (len(test), 1)))
+    assert decision["stacker"] is None and decision["test_choice"]["calibration"] == "none (class prior)"
+    assert not hasattr(loaded, "last_calibration_")  # the decision is returned, never stored on the model
     assert (loaded.predict(test) == "a").all()  # the prior's most probable class on every row
     stacker = fitted.predict_proba(test)
     assert not np.allclose(stacker, PRIOR)  # the premise: the stacker differs from the prior
@@ -164,8 +168,8 @@ def test_a_pickle_from_other_feature_code_is_refused(fitted, monkeypatch):
 
 def test_a_pickle_from_other_library_versions_is_refused(fitted, monkeypatch):
     blob = pickle.dumps(fitted)
-    versions = estimator.library_versions()
-    monkeypatch.setattr(estimator, "library_versions", lambda: {**versions, "lightgbm": "0.1"})
+    versions = model_bundle.library_versions()
+    monkeypatch.setattr(model_bundle, "library_versions", lambda: {**versions, "lightgbm": "0.1"})
     with pytest.raises(BundleError) as info:
         pickle.loads(blob)
     _one_line(info, f"lightgbm {versions['lightgbm']} when pickled, 0.1 now")
@@ -173,7 +177,7 @@ def test_a_pickle_from_other_library_versions_is_refused(fitted, monkeypatch):
 
 def test_a_pickle_without_identity_is_refused(fitted):
     state = fitted.__getstate__()
-    del state[estimator.PICKLED_IDENTITY]
+    del state[model_bundle.PICKLED_IDENTITY]
     with pytest.raises(BundleError, match="carries no feature identity"):
         ArenaPreferenceModel.__new__(ArenaPreferenceModel).__setstate__(state)
 
@@ -205,7 +209,7 @@ def test_an_unfitted_model_raises_not_fitted(data):
         lambda: model.predict(data["test"]),
         lambda: model.predict_proba(data["test"]),
         lambda: model.score(data["train"]),
-        lambda: model.decide_calibration(data["test"]),
+        lambda: score(model, data["test"], stacker=None, test_calibration=None),
     ):
         with pytest.raises(NotFittedError):
             call()

@@ -21,6 +21,7 @@ from pipelines.bundle.store import BUNDLE_FORMAT, KEY_ENV, MANIFEST, BundleError
 from pipelines.model import bundle_scoring
 from pipelines.model.bundle_scoring import score_bundle
 from pipelines.model.estimator import ArenaPreferenceModel
+from pipelines.model.scoring import EncoderScoring
 from pipelines.runtime.errors import USER_ERROR_EXIT, run_command
 from tests.conftest import make_battles
 
@@ -190,4 +191,4 @@ def test_a_lora_encoder_over_another_base_is_refused(bundle, tmp_path):
     shutil.rmtree(base)  # no base at all: loading works (features-only scoring), using the encoder says why not
     loaded = ArenaPreferenceModel.load(bundle)
     with pytest.raises(BundleError, match="base model not found .* --encoder-base fake=DIR"):
-        loaded._encoder_proba("fake", pd.DataFrame({"id": ["1"]}))
+        EncoderScoring().of("fake", loaded.encoder_models_["fake"], pd.DataFrame({"id": ["1"]}), deadline=None)

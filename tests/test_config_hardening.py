@@ -17,7 +17,7 @@ import pytest
 from pipelines import data_report, full_run, predict
 from pipelines.runtime.config_file import without_run_location
 from pipelines.runtime.errors import USER_ERROR_EXIT, run_command
-from pipelines.stages.config import SCORING_CALIBRATIONS, RunConfig
+from pipelines.stages.config import RunConfig
 from stacking.config import StackerConfig
 from tests.conftest import ROOT, make_battles
 from tests.test_user_errors import bundle, files  # noqa: F401  (module fixtures: a train/test set, a bundle)
@@ -188,10 +188,19 @@ def test_unknown_test_calibration_in_config_is_refused(files, tmp_path, capsys, 
         RunConfig("t.csv", "s.csv", "o", test_calibration="bogus")  # type: ignore[arg-type]
 
 
-def test_run_config_calibrations_are_the_stage_choices():
-    from pipelines.stages.new_source_stage import CALIBRATION_CHOICES
+def test_one_name_and_one_list_for_the_test_calibration_choice():
+    """RunConfig, PredictConfig, the flag and the estimator take the same choices from one place."""
+    from typing import get_type_hints
 
-    assert SCORING_CALIBRATIONS == CALIBRATION_CHOICES
+    from pipelines.model.estimator import ArenaPreferenceModel
+    from pipelines.model.prediction import PredictConfig
+    from stacking.calibration_choice import TEST_CALIBRATIONS, TestCalibration
+
+    assert get_type_hints(RunConfig)["test_calibration"] == get_type_hints(PredictConfig)["test_calibration"]
+    assert get_type_hints(RunConfig)["test_calibration"] == TestCalibration
+    assert TEST_CALIBRATIONS == ("auto", "in-source", "new-source")
+    params = ArenaPreferenceModel().get_params(deep=False)
+    assert "test_calibration" in params and "calibration" not in params
 
 
 # ----------------------------------------------------------------------------- case 9 and data_report's limits

@@ -328,7 +328,7 @@ def test_data_parallel_launch_passes_the_rows_and_test_row_count_and_no_test_fil
     (tmp_path / "enc.json").write_text(json.dumps({"model_path": str(tmp_path / "model"), "name": "enc"}))
     given_to = {}
 
-    def run_in_process(config, train, test, folds, run_dir, seconds, progress=True, *, test_rows=0):
+    def run_in_process(config, train, folds, run_dir, seconds, progress=True, *, test=None, test_rows=0):
         given_to.update(ids=train["id"].tolist(), folds=list(folds), test=test, test_rows=test_rows, seconds=seconds)
         return type("Run", (), {"name": "enc", "folds_done": [0, 1], "folds_total": 2})()
 

@@ -410,7 +410,7 @@ def keyword_encoder(monkeypatch):
             frame = pd.DataFrame(models.predict_proba(inputs.train), columns=list(CLASS_COLUMNS))
             frame.insert(0, "id", inputs.train["id"].astype(str).to_numpy())
             frame.to_parquet(oof, index=False)
-            stage.finished[name] = (oof, None)
+            stage.finished[name] = oof
             if settings["keep_fold_models"]:
                 stage.fold_models[name] = models.directory
             stage.plans[name] = {"finished": True}
@@ -561,3 +561,156 @@ def test_run_without_budget_scores_the_test_rows_in_one_call(keyword_encoder, sc
     assert scored_rows == [len(train), len(test)]
     assert report["chosen"]["sources"] == ["keyword"]
     assert "test_scoring" not in report["plan"] and "not_published" not in report["plan"]
+
+
+# --------------------------------------------------------------------------- parameters, scoring roads, work folder
+
+
+def test_every_parameter_get_params_lists_is_settable_and_clonable():
+    """sklearn's own clone/set_params checks pass, and the stacker's settings are nested parameters
+    (``stacker__<field>``, as a Pipeline's steps) that ``set_params`` reaches without changing the given config."""
+    from dataclasses import fields
+
+    from sklearn.utils.estimator_checks import (
+        check_get_params_invariance,
+        check_parameters_default_constructible,
+        check_set_params,
+    )
+
+    for model in (ArenaPreferenceModel(), ArenaPreferenceModel(stacker=QUICK, feature_groups=("length",))):
+        check_get_params_invariance("ArenaPreferenceModel", model)
+        check_set_params("ArenaPreferenceModel", model)
+        check_parameters_default_constructible("ArenaPreferenceModel", model)
+        params = model.get_params(deep=True)
+        assert {f"stacker__{f.name}" for f in fields(StackerConfig)} <= set(params)
+        for name, value in params.items():
+            assert clone(model).set_params(**{name: value}).get_params(deep=True)[name] == value, name
+    model = ArenaPreferenceModel(stacker=QUICK).set_params(stacker__num_boost_round=10, seed=3)
+    assert model.stacker == StackerConfig(num_boost_round=10, early_stopping_rounds=10, num_threads=1)
+    assert QUICK.num_boost_round == 40 and model.seed == 3  # the config given at construction is never changed
+    assert ArenaPreferenceModel().set_params(stacker__num_boost_round=10).stacker == StackerConfig(num_boost_round=10)
+    assert clone(model).get_params()["stacker__num_boost_round"] == 10
+    with pytest.raises(ValueError, match="stacker__nope"):
+        ArenaPreferenceModel().set_params(stacker__nope=1)
+    with pytest.raises(ValueError, match="num_boost_round"):
+        ArenaPreferenceModel().set_params(stacker__num_boost_round=0)
+
+
+def test_a_bundle_with_the_older_calibration_parameter_loads(bundle_copy):
+    """Bundles saved before the estimator's ``calibration=`` was named ``test_calibration`` load with their choice."""
+    manifest = json.loads((bundle_copy / MANIFEST).read_text())
+    manifest["params"].pop("test_calibration")
+    manifest["params"]["calibration"] = "in-source"
+    manifest["digest"] = manifest_digest(manifest)
+    (bundle_copy / MANIFEST).write_text(json.dumps(manifest))
+    assert ArenaPreferenceModel.load(bundle_copy).test_calibration == "in-source"
+
+
+def _three_roads(run: Path, test_path: Path, tmp_path: Path, stacker, calibration) -> tuple[bytes, bytes]:
+    """``predict``'s file (``predict_file``) and the notebook's (``score_bundle``) from the run's bundle."""
+    from pipelines.data.battles import load_battles
+    from pipelines.model import bundle_scoring
+
+    predicted, notebook = tmp_path / "predict.csv", tmp_path / "notebook.csv"
+    settings = {"stacker": stacker, "test_calibration": calibration}
+    bundle_scoring.predict_file(run / "model", test_path, predicted, n_jobs=1, progress=False, **settings)
+    test, _ = load_battles(test_path, labelled=False)
+    model = ArenaPreferenceModel.load(run / "model")
+    bundle_scoring.score_bundle(model, test, notebook, **settings, log=lambda _: None)
+    return predicted.read_bytes(), notebook.read_bytes()
+
+
+@pytest.mark.parametrize("calibration", ["auto", "in-source"])
+@pytest.mark.parametrize("stacker", [None, "chosen", "features"])
+def test_full_run_predict_and_the_notebook_write_the_same_bytes(run_dir, frames, tmp_path, stacker, calibration):
+    """One scoring function (``pipelines.model.scoring.score``) behind the three roads: for the same bundle,
+    stacker and test calibration, the run's submission, ``predict``'s and the notebook's are byte-equal."""
+    predicted, notebook = _three_roads(run_dir, frames[1], tmp_path, stacker, calibration)
+    assert predicted == notebook
+    assert predicted == (run_dir / "submission.csv").read_bytes()  # the run: chosen stacker, auto (in-source here)
+
+
+def test_the_three_roads_agree_with_an_encoder(keyword_encoder, tmp_path):
+    """The same with an encoder the run chose: its fold models score in the run, in ``predict`` and in the notebook."""
+    from pipelines.model.run import fit_predict
+
+    train, test = _keyword_battles(150, 1, True, 1000), _keyword_battles(30, 2, False, 90000)
+    run = tmp_path / "run"
+    assert fit_predict(train, test, _keyword_run_config(run, None))["chosen"]["sources"] == ["keyword"]
+    test.to_csv(tmp_path / "test.csv", index=False)
+    predicted, notebook = _three_roads(run, tmp_path / "test.csv", tmp_path, None, "auto")
+    assert predicted == notebook == (run / "submission.csv").read_bytes()
+
+
+@pytest.mark.parametrize("deadline, used", [(10_000, True), (500, False), (0, False)])
+def test_notebook_scoring_keeps_features_only_when_the_encoder_does_not_fit(
+    keyword_encoder, deadline, used, tmp_path, monkeypatch
+):
+    """``score_bundle`` under a deadline (fake clock): the features-only submission first, then the encoder's,
+    only if its probes (8 and 256 rows, 60 s + 1 s per row each) project the other 736 rows (796 s x 1.2) in time."""
+    from types import SimpleNamespace
+
+    from encoders.settings import EncoderConfig
+    from pipelines.model.bundle_scoring import score_bundle
+    from pipelines.model.scoring import EncoderScoring
+
+    train, test = _keyword_battles(150, 1, True, 1000), _keyword_battles(1000, 2, False, 90000)
+    encoder = EncoderConfig(model_path="stub", name="keyword")
+    model = ArenaPreferenceModel(
+        n_folds=3, stacker=QUICK, feature_groups=("length",), encoders=(encoder,), work_dir=tmp_path / "w", n_jobs=1
+    ).fit(train)
+    assert model.chosen_stacker_ == "full"
+    clock = SimpleNamespace(t=0.0)
+    real = KeywordFoldModels.predict_proba
+
+    def slow(self, battles, progress=False):
+        clock.t += 60 + len(battles)
+        return real(self, battles, progress)
+
+    monkeypatch.setattr(KeywordFoldModels, "predict_proba", slow)
+    sub = tmp_path / "submission.csv"
+    record = score_bundle(
+        model, test, sub, deadline, encoders=EncoderScoring(clock=lambda: clock.t), log=lambda _: None
+    )
+    monkeypatch.setattr(KeywordFoldModels, "predict_proba", real)
+    written = _submission(sub)
+    assert len(written) == 1000 and len(record["writes"]) == (2 if used else 1)
+    expected = model.predict_proba(test) if used else model.predict_proba(test, use_encoders=False)
+    np.testing.assert_allclose(written, expected, atol=1e-6)
+    assert (record["encoder_decision"] == "used") is used
+    if deadline == 500:
+        assert record["encoder_scoring"]["keyword"]["projected_rest_s"] == pytest.approx(60 + 736)
+    if deadline == 0:
+        assert "spent before the encoders started" in record["encoder_decision"]
+
+
+def test_a_fit_without_work_dir_leaves_no_temporary_folder(keyword_encoder, tmp_path, monkeypatch):
+    """The encoders' temporary work folder lives as long as the fold models read from it, then goes."""
+    import gc
+    import tempfile
+
+    from encoders.settings import EncoderConfig
+
+    made: list[Path] = []
+    real = tempfile.mkdtemp
+
+    def mkdtemp(prefix: str = "") -> str:
+        made.append(Path(real(prefix=prefix, dir=tmp_path)))
+        return str(made[-1])
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    train, test = _keyword_battles(150, 1, True, 1000), _keyword_battles(30, 2, False, 90000)
+    encoder = EncoderConfig(model_path="stub", name="keyword")
+    settings = {"n_folds": 3, "stacker": QUICK, "feature_groups": ("length",), "encoders": (encoder,), "n_jobs": 1}
+    model = ArenaPreferenceModel(**settings).fit(train)
+    assert model.chosen_stacker_ == "full" and made[0].is_dir()  # its fold models are read from there
+    assert model.predict_proba(test).shape == (30, 3)
+    del model
+    gc.collect()
+    assert not made[0].exists()
+    keyword_encoder["keep_fold_models"] = False
+    kept = ArenaPreferenceModel(**settings).fit(train)  # no fold models to read: the folder goes with the fit
+    assert kept.encoder_models_ == {} and not made[1].exists()
+    with pytest.raises(ValueError):
+        ArenaPreferenceModel(**settings).fit(train.drop(columns=["winner_tie"]))  # bad input: gone at once
+    assert len(made) == 3 and not made[2].exists()

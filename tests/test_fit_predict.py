@@ -11,7 +11,9 @@ import pytest
 
 from arena_schema import CLASS_COLUMNS
 from features.extractor import FeatureExtractor
-from pipelines.model import estimator as estimator_module
+from pipelines.model import battles_input, fitting
+from pipelines.model import run as run_module
+from pipelines.model import scoring as scoring_module
 from pipelines.model.estimator import ArenaPreferenceModel
 from pipelines.model.run import fit_predict
 from pipelines.stages.config import FeatureConfig, RunConfig
@@ -38,7 +40,7 @@ def fit_spy(monkeypatch) -> dict:
 
     real_steps, real_parse, real_transform = (
         ArenaPreferenceModel.fit_steps,
-        estimator_module.as_battles,
+        battles_input.as_battles,
         FeatureExtractor.transform,
     )
 
@@ -64,7 +66,8 @@ def fit_spy(monkeypatch) -> dict:
         return real_transform(self, battles, *args, **kwargs)
 
     monkeypatch.setattr(ArenaPreferenceModel, "fit_steps", fit_steps)
-    monkeypatch.setattr(estimator_module, "as_battles", as_battles)
+    for module in (battles_input, fitting, scoring_module, run_module):  # every module that parses battles
+        monkeypatch.setattr(module, "as_battles", as_battles)
     monkeypatch.setattr(FeatureExtractor, "transform", transform)
     return seen
 
@@ -101,7 +104,7 @@ def test_fit_predict_writes_the_run_and_the_fit_never_sees_test(fit_spy, tmp_pat
     assert (out / "report.md").exists() and (out / "oof_stacker.csv").exists()
     # the bundle is the model that wrote the submission, and records the test set's calibration
     model = ArenaPreferenceModel.load(out / "model")
-    assert model.calibration_choice_ == written["calibration"]["test_choice"]
+    assert model.test_choice_ == written["calibration"]["test_choice"]
     np.testing.assert_allclose(model.predict_proba(test), submission[list(CLASS_COLUMNS)].to_numpy(), atol=1e-8)
 
 

@@ -10,7 +10,8 @@ from features.embedding_features import EmbeddingPairFeatures
 from features.text_vectors import TfidfDiffTransformer
 from pipelines.data.battles import load_battles
 from pipelines.stages.config import FeatureConfig, RunConfig
-from pipelines.stages.fold_feature_setup import build_fold_features, prepare_battles, restore_fold_feature
+from pipelines.stages.fold_feature_setup import build_fold_features, prepare_battles
+from stacking.transformer_state import load_transformer, save_transformer
 from tests.conftest import make_battles
 
 
@@ -21,11 +22,10 @@ def battles(tmp_path_factory):
     return load_battles(path)[0]
 
 
-def _round_trip(model):
-    """Through JSON and npz bytes, as the bundle stores it."""
-    meta, arrays = model.get_state()
-    meta = json.loads(json.dumps(meta))
-    return restore_fold_feature(meta, {k: np.asarray(v).copy() for k, v in arrays.items()})
+def _round_trip(model, folder):
+    """Through the JSON and npz files the bundle stores it in."""
+    save_transformer(model, folder / "fold_0_0")
+    return load_transformer(folder / "fold_0_0")
 
 
 def test_features_only_by_default(battles):
@@ -33,12 +33,12 @@ def test_features_only_by_default(battles):
     assert transformers == [] and train is battles and test is None
 
 
-def test_tfidf_only(battles):
+def test_tfidf_only(battles, tmp_path):
     transformers, train, test = build_fold_features(FeatureConfig(tfidf=True), battles.iloc[:40], battles.iloc[40:])
     assert [type(t) for t in transformers] == [TfidfDiffTransformer]
     assert not any(c.startswith("emb_") for c in train.columns) and len(test) == 20
     fitted = TfidfDiffTransformer(n_components=4, max_features=2**10).fit(train)
-    restored = _round_trip(fitted)
+    restored = _round_trip(fitted, tmp_path)
     pd.testing.assert_frame_equal(restored.transform(test), fitted.transform(test), check_exact=True)
 
 
@@ -52,13 +52,16 @@ def test_embedder_columns_cache_and_predict_time(battles, tiny_bert, tmp_path):
     # predict time: the embedder path comes back from the recorded config; cached vectors are reused
     recorded = RunConfig.from_dict(json.loads(json.dumps(RunConfig("t", "s", "o", features=features).to_dict())))
     again = prepare_battles(recorded.features, battles.iloc[40:], tmp_path)
-    restored = _round_trip(fitted)
+    restored = _round_trip(fitted, tmp_path / "bundle")
     pd.testing.assert_frame_equal(restored.transform(again), fitted.transform(test), check_exact=True)
 
 
-def test_unknown_state_is_refused():
-    with pytest.raises(ValueError, match="unknown fold feature"):
-        restore_fold_feature({"class": "Pickle"}, {})
+def test_unknown_state_is_refused(tmp_path):
+    """A bundle naming a class no kind registered is refused before anything is imported or built."""
+    (tmp_path / "fold_0_0.json").write_text(json.dumps({"class": "builtins.eval", "meta": {}}))
+    np.savez(tmp_path / "fold_0_0.npz")
+    with pytest.raises(ValueError, match="not in the allow-list"):
+        load_transformer(tmp_path / "fold_0_0")
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ from encoders.budget import (
 from encoders.settings import EncoderConfig
 from pipelines import export_kaggle
 from pipelines.export import kaggle_dataset
-from pipelines.model.bundle_scoring import score_in_time
+from pipelines.model.scoring import score_in_time
 from pipelines.runtime.errors import UsageError
 from tests.conftest import ROOT, make_battles
 from tests.tiny_models import tiny_encoder_config
@@ -541,35 +541,7 @@ def test_export_model_copy_base_and_full_finetunes(tmp_path, monkeypatch):
         kaggle_dataset.export_bundle(tmp_path / "d4", full)
 
 
-class _FakeBundleModel:
-    """Stands in for ArenaPreferenceModel: encoders cost ``fixed + per_row x rows`` on a fake clock."""
-
-    def __init__(self, clock: FakeClock, fixed: float, per_row: float, encoders=("enc",)) -> None:
-        self.clock, self.fixed, self.per_row, self.encoder_names_ = clock, fixed, per_row, list(encoders)
-
-    def predict_proba(self, frame, use_encoders=True, encoder_proba=None, stacker=None):
-        if use_encoders:
-            self.clock.t += self.fixed + self.per_row * len(frame)
-        return np.tile([0.5, 0.3, 0.2] if use_encoders else [0.4, 0.4, 0.2], (len(frame), 1))
-
-
-@pytest.mark.parametrize("deadline, used", [(10_000, True), (500, False), (0, False)])
-def test_bundle_scoring_keeps_features_only_when_encoders_do_not_fit(tmp_path, deadline, used):
-    from pipelines.model.bundle_scoring import score_bundle
-
-    clock = FakeClock()
-    test = make_battles(1000, seed=6, labelled=False).assign(id=lambda f: f["id"].astype(str))
-    # 1000 rows: probes 8 + 256 rows cost 2 x 60 s + 264 s; the rest 60 + 736 s; 736 x 1.2 > 500 - 384
-    model = _FakeBundleModel(clock, fixed=60.0, per_row=1.0)
-    sub = tmp_path / "submission.csv"
-    record = score_bundle(model, test, sub, deadline=deadline, clock=clock, log=lambda s: None)
-    got = pd.read_csv(sub)
-    assert len(got) == 1000 and len(record["writes"]) == (2 if used else 1)
-    np.testing.assert_allclose(got["winner_model_a"], 0.5 if used else 0.4)
-    if used:
-        assert abs(record["projected_rest_s"] - (60 + 736)) < 1e-6 and record["encoder_decision"] == "used"
-    else:
-        assert record["encoder_decision"].startswith("skipped")
+# score_bundle under a deadline (features-only first, encoders if they fit): tests/test_estimator.py
 
 
 def _trained_bundle(tmp_path: Path, *extra: str) -> Path:
@@ -629,13 +601,14 @@ def test_notebook_inference_only_tiny_bert_bundle(tmp_path, offline_dataset, tin
 @pytest.mark.slow
 def test_bundle_scoring_split_over_two_processes_matches_in_process(tmp_path, tiny_bert_bundle):
     """The notebook's scoring path: encoder rows split over 2 (CPU) processes, stacker once, equals in-process."""
-    from pipelines.model.bundle_scoring import multi_gpu_predictor
+    from pipelines.model.bundle_scoring import multi_gpu_scoring
     from pipelines.model.estimator import ArenaPreferenceModel
+    from pipelines.model.scoring import score
 
     model = ArenaPreferenceModel.load(tiny_bert_bundle)
     test = make_battles(21, seed=8, labelled=False, start_id=80000)
     in_process = model.predict_proba(test, stacker="full")
-    split = multi_gpu_predictor(model, n_processes=2, stacker="full")(test)
+    split, _ = score(model, test, stacker="full", test_calibration=None, encoders=multi_gpu_scoring(n_processes=2))
     np.testing.assert_allclose(split, in_process, atol=1e-5)
     features_only = model.predict_proba(test, use_encoders=False)
     assert not np.allclose(features_only, in_process)  # the encoder is really in the path

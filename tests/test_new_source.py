@@ -13,6 +13,7 @@ import pytest
 
 from pipelines.bundle.store import BundleError
 from pipelines.model.estimator import ArenaPreferenceModel
+from pipelines.model.scoring import score
 from stacking import cross_fit as cross_fit_module
 from stacking import source_holdout
 from stacking.calibration import ProbabilityCalibrator
@@ -233,8 +234,8 @@ def fitted_multi(tmp_path_factory):
     train = _multi_source()
     test = _test_frame(250, 60, 900000)
     model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train)
-    model.predict_proba(test)  # as a run scores its test set: the bundle records what it resolved to
-    bundle = model.save(tmp_path_factory.mktemp("ns") / "bundle", test_choice=model.last_calibration_)
+    _, decision = score(model, test, stacker=None, test_calibration=None)  # as a run scores its test set
+    bundle = model.save(tmp_path_factory.mktemp("ns") / "bundle", test_choice=decision["test_choice"])
     return model, train, test, bundle
 
 
@@ -245,16 +246,16 @@ def test_estimator_fits_both_calibrators_and_reports_the_choice(fitted_multi):
     report = model.fit_report_["calibration"]
     assert report["new_source"]["features"]["fitted"] is True
     assert set(report["new_source"]["features"]["held_out_sources"]) == {"s0", "s1", "s2"}
-    auto = model.predict_proba(test)
-    choice = model.last_calibration_
+    auto, decision = score(model, test, stacker=None, test_calibration=None)
+    choice = decision["test_choice"]
     assert choice["requested"] == "auto" and choice["calibration"] in ("in-source", "new-source")
     assert choice["shift"]["auc"] < 0.75  # the test battles are drawn like the training ones
     assert choice["calibration"] == "in-source"
     assert "new-source calibration" in model.fit_report_["timings"]
-    new = model.predict_proba(test, calibration="new-source")
-    old = model.predict_proba(test, calibration="in-source")
+    new = model.predict_proba(test, test_calibration="new-source")
+    old = model.predict_proba(test, test_calibration="in-source")
     assert not np.allclose(new, old)
-    assert np.array_equal(auto, old)  # auto resolved to in-source
+    assert np.array_equal(auto, old) and np.array_equal(model.predict_proba(test), old)  # auto: in-source
 
 
 def test_new_source_calibrator_is_fitted_on_training_rows_only(monkeypatch):
@@ -278,16 +279,17 @@ def test_bundle_round_trips_both_calibrators_and_the_decision(fitted_multi):
     loaded = ArenaPreferenceModel.load(bundle)
     for calibration in ("in-source", "new-source", "auto"):
         assert np.allclose(
-            loaded.predict_proba(test, calibration=calibration),
-            model.predict_proba(test, calibration=calibration),
+            loaded.predict_proba(test, test_calibration=calibration),
+            model.predict_proba(test, test_calibration=calibration),
             atol=1e-6,
         )
-    assert loaded.calibration_choice_ == model.decide_calibration(test)  # the run's decision, recorded
-    assert loaded.last_calibration_["calibration"] == loaded.calibration_choice_["calibration"]
+    decided = score(model, test, stacker=None, test_calibration=None)[1]["test_choice"]
+    assert loaded.test_choice_ == decided  # the run's decision, recorded
+    assert score(loaded, test, stacker=None, test_calibration=None)[1]["test_choice"] == decided
     kept = loaded.fit_report_["calibration"]["new_source"]["features"]  # the figures that chose it travel along
     assert set(kept["held_out_sources"]) == {"s0", "s1", "s2"} and kept["procedure"] == "smoothing/per_source/none"
-    few = loaded.predict_proba(test.head(20), calibration="auto")
-    assert few.shape == (20, 3) and "too few" in loaded.last_calibration_["why"]
+    few, decision = score(loaded, test.head(20), stacker=None, test_calibration="auto")
+    assert few.shape == (20, 3) and "too few" in decision["test_choice"]["why"]
 
 
 def test_tampered_new_source_calibrator_refused(fitted_multi, tmp_path):
@@ -310,13 +312,12 @@ def test_single_source_uses_in_source_and_says_why(tmp_path):
     train, test = make_battles(150, seed=62), make_battles(40, seed=63, labelled=False, start_id=70000)
     model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train)
     assert model.stackers_["features"].new_source is None
-    model.predict_proba(test)
-    assert model.last_calibration_["calibration"] == "in-source"
-    assert "single" in model.last_calibration_["why"]
+    choice = score(model, test, stacker=None, test_calibration=None)[1]["test_choice"]
+    assert choice["calibration"] == "in-source" and "single" in choice["why"]
     with pytest.raises(ValueError, match="no new-source calibrator"):
-        model.predict_proba(test, calibration="new-source")
-    with pytest.raises(ValueError, match="calibration must be one of"):
-        ArenaPreferenceModel(calibration="sometimes").fit(train)
+        model.predict_proba(test, test_calibration="new-source")
+    with pytest.raises(ValueError, match="test_calibration must be one of"):
+        ArenaPreferenceModel(test_calibration="sometimes").fit(train)
     assert isinstance(BundleError("x"), ValueError)
 
 
@@ -330,9 +331,9 @@ def test_predict_command_takes_the_calibration(fitted_multi, tmp_path):
     args = ["--model", str(bundle), "--test", str(test_csv), "--out", str(out), "--n-jobs", "1"]
     assert predict.main([*args, "--test-calibration", "new-source"]) == 0
     written = pd.read_csv(out)[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy()
-    assert np.allclose(written, model.predict_proba(test, calibration="new-source"), atol=1e-6)
-    decided = ArenaPreferenceModel.load(bundle).decide_calibration(test)
-    assert decided["calibration"] == model.decide_calibration(test)["calibration"]
+    assert np.allclose(written, model.predict_proba(test, test_calibration="new-source"), atol=1e-6)
+    decided = score(ArenaPreferenceModel.load(bundle), test, stacker=None, test_calibration=None)[1]
+    assert decided["test_choice"] == score(model, test, stacker=None, test_calibration=None)[1]["test_choice"]
     with pytest.raises(SystemExit) as info:
         predict.main([*args, "--test-calibration", "sometimes"])
     assert info.value.code == 2

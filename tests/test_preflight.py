@@ -11,7 +11,7 @@ import pytest
 from pipelines.data.battles import load_battles
 from pipelines.data.folds import check_labels, make_folds
 from pipelines.runtime.errors import run_command
-from pipelines.stages.config import RunConfig
+from pipelines.stages.config import RunConfig, SourceFiles
 from pipelines.stages.preflight import PreflightError, check_run, check_storage_url
 from tests.conftest import ROOT, make_battles
 
@@ -32,16 +32,27 @@ def test_good_arguments_pass(train_csv, test_csv, tmp_path):
         (lambda c, t: setattr(c, "train_path", str(t / "missing.csv")), "--train .*missing.csv: no such file"),
         (lambda c, t: setattr(c, "test_path", str(t)), "--test .*: not a file"),
         (lambda c, t: (t / "afile").write_text("x") and setattr(c, "out_dir", str(t / "afile")), "not a directory"),
-        (lambda c, t: c.extra_sources.update(enc=f"{t}/oof.parquet,{t}/test.parquet"), "--source enc OOF file"),
-        (lambda c, t: c.extra_sources.update(enc="only_one.parquet"), "expected NAME=OOF,TEST"),
+        (
+            lambda c, t: c.extra_sources.update(enc=SourceFiles(f"{t}/oof.parquet", f"{t}/test.parquet")),
+            "--source enc OOF",
+        ),
     ],
-    ids=["folds", "missing-train", "test-is-dir", "out-is-file", "source-missing", "source-spec"],
+    ids=["folds", "missing-train", "test-is-dir", "out-is-file", "source-missing"],
 )
 def test_bad_arguments_are_refused(train_csv, test_csv, tmp_path, change, message):
     config = _config(train_csv, test_csv, tmp_path / "run")
     change(config, tmp_path)
     with pytest.raises(PreflightError, match=message):
         check_run(config)
+
+
+def test_a_source_spec_is_parsed_once_into_its_two_files(train_csv, test_csv, tmp_path):
+    config = _config(train_csv, test_csv, tmp_path / "run", extra_sources={"enc": "o.parquet,t.parquet"})
+    assert config.extra_sources == {"enc": SourceFiles(oof="o.parquet", test="t.parquet")}
+    assert config.to_dict()["extra_sources"] == {"enc": "o.parquet,t.parquet"}  # report.json keeps the flag's text
+    assert RunConfig.from_dict(config.to_dict()).extra_sources == config.extra_sources
+    with pytest.raises(ValueError, match="extra source enc: expected OOF,TEST"):
+        _config(train_csv, test_csv, tmp_path / "run", extra_sources={"enc": "only_one.parquet"})
 
 
 @pytest.mark.parametrize(

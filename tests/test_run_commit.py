@@ -76,7 +76,7 @@ def _disk_full(*args, **kwargs):
     "where",
     [
         "pipelines.model.run.write_report",
-        "pipelines.model.estimator.write_manifest",
+        "pipelines.bundle.model_bundle.write_manifest",
         "pipelines.model.run.save_predictions",
     ],
     ids=["report", "model", "oof predictions"],

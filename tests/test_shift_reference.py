@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from features.extractor import FeatureExtractor, group_columns
+from pipelines.bundle.model_bundle import SHIFT_REFERENCE, load_shift_reference
 from pipelines.bundle.store import BundleError
 from pipelines.data.battles import load_battles
 from pipelines.data.folds import prompt_groups
-from pipelines.model.estimator import SHIFT_REFERENCE, _load_shift_reference
 from pipelines.runtime.paths import SAMPLE_DIR
 from stacking.shift_detection import ShiftReference, linked_groups
 
@@ -98,7 +98,7 @@ def test_a_bad_reference_file_is_refused_naming_file_and_column(tmp_path, case, 
         ShiftReference.load(path, KNOWN)
     assert message in str(caught.value) and "\n" not in str(caught.value)
     with pytest.raises(BundleError) as bundle_error:  # as a bundle's load reports it: one BundleError line
-        _load_shift_reference(tmp_path, KNOWN)
+        load_shift_reference(tmp_path, KNOWN)
     assert str(bundle_error.value).startswith(str(path)) and message in str(bundle_error.value)
 
 

@@ -9,21 +9,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from arena_schema import N_CLASSES, TIE
+from arena_schema import A_WINS, B_WINS, TIE, swap_feature_frame, swap_proba
 from stacking.config import StackerConfig
 from stacking.cross_fit import cross_fit
 from stacking.lgbm import LGBMStacker
 from stacking.model import StackerModel, check_savable_tie_handling
-from stacking.tie_handling import (
-    HAS_TIES_COLUMN,
-    MASK_LOGIT,
-    DecidedStacker,
-    TieAwareStacker,
-    TieHandling,
-    TieStacker,
-    describe_options,
-    resolve_tie_handling,
-)
+from stacking.tie_handling import TieAwareStacker, TieHandling, describe_options, resolve_tie_handling
 from stacking.tie_registry import REGISTRY, choices, option_names, register
 from tests.conftest import ROOT, make_battles
 
@@ -50,44 +41,32 @@ def data(tmp_path_factory):
     return X, y, source, has_ties, weight, groups
 
 
-def _by_hand(option: str, X, y, source, has_ties, weight, groups) -> np.ndarray:
-    """Each option's documented behaviour, written with the plain boosters."""
+PARTS = ("X", "y", "source", "has_ties", "weight", "groups")
 
-    def booster(rows=None, w=weight, init=None, frame=X) -> LGBMStacker:
-        rows = np.ones(len(y), dtype=bool) if rows is None else rows
-        return LGBMStacker(seed=1, config=CONFIG).fit(
-            frame[rows], y[rows], groups[rows], sample_weight=w[rows], init_score=None if init is None else init[rows]
-        )
 
-    init = np.zeros((len(y), N_CLASSES))
-    init[~has_ties, TIE] = MASK_LOGIT
-    if option == "plain":
-        return booster().predict_proba(X)
-    if option == "drop_tieless":
-        return booster(rows=has_ties).predict_proba(X)
-    if option == "weighted":
-        return booster(w=np.where(has_ties, weight, 0.2 * weight)).predict_proba(X)
-    if option == "has_ties_input":
-        fitted = booster(frame=X.assign(**{HAS_TIES_COLUMN: has_ties.astype(np.float32)}))
-        return fitted.predict_proba(X.assign(**{HAS_TIES_COLUMN: np.float32(1.0)}))
-    if option == "masked_tie":
-        return booster(init=init).predict_proba(X)
-    if option == "tie_offset":
-        logit = lambda p: np.log(p / (1 - p))  # noqa: E731
-        pooled = (y[has_ties] == TIE).mean()
-        for s in ("s1", "s2"):
-            init[source == s, TIE] = logit((y[source == s] == TIE).mean()) - logit(pooled)
-        return booster(init=init).predict_proba(X)
-    assert option == "hierarchical"
-    tie = TieStacker(seed=1, config=CONFIG).fit(
-        X[has_ties], (y[has_ties] == TIE).astype(int), groups[has_ties], sample_weight=weight[has_ties]
-    )
-    decided = y != TIE
-    b = DecidedStacker(seed=1, config=CONFIG).fit(
-        X[decided], y[decided], groups[decided], sample_weight=weight[decided]
-    )
-    p_tie, p_b = tie.predict_proba(X), b.predict_proba(X)
-    return np.column_stack([(1 - p_tie) * (1 - p_b), (1 - p_tie) * p_b, p_tie])
+def _proba(data, option: str, rows=None, tieless_weight: float | None = None, **parts) -> np.ndarray:
+    """``option`` fitted on ``data`` (``parts`` replaced, only ``rows`` kept), predicting every row of ``data``."""
+    given = {**dict(zip(PARTS, data)), **parts}
+    if rows is not None:
+        given = {name: value[rows] for name, value in given.items()}
+    settings = {} if tieless_weight is None else {"tieless_weight": tieless_weight}
+    model = TieAwareStacker(option, seed=1, config=CONFIG, **settings).fit(*(given[name] for name in PARTS))
+    return model.predict_proba(data[0])
+
+
+def _tieless_flipped(data) -> np.ndarray:
+    """The labels with every tie-less row's winner exchanged (A <-> B)."""
+    _, y, _, has_ties, _, _ = data
+    return np.where(has_ties, y, np.where(y == A_WINS, B_WINS, A_WINS))
+
+
+def _b_given_decided(proba: np.ndarray) -> np.ndarray:
+    return proba[:, B_WINS] / (proba[:, A_WINS] + proba[:, B_WINS])
+
+
+def _mean_tie(data, proba: np.ndarray) -> float:
+    """Mean P(tie) over the rows of the tie-bearing sources."""
+    return float(proba[data[3], TIE].mean())
 
 
 def test_the_registry_holds_the_built_in_options_and_feeds_config_cli_and_docs():
@@ -122,11 +101,93 @@ def test_the_registry_holds_the_built_in_options_and_feeds_config_cli_and_docs()
 
 
 @pytest.mark.parametrize("option", BUILT_IN)
-def test_each_option_is_its_documented_behaviour(data, option):
-    """Bit-identical to the same boosters fitted by hand as the module doc describes each option."""
+def test_every_option_predicts_swap_symmetric_distributions(data, option):
+    """Rows sum to one, and p(A | A, B) == p(B | B, A): every booster is swap-augmented and swap-averaged."""
     X, y, source, has_ties, weight, groups = data
     model = TieAwareStacker(option, seed=1, config=CONFIG).fit(X, y, source, has_ties, weight, groups)
-    np.testing.assert_array_equal(model.predict_proba(X), _by_hand(option, X, y, source, has_ties, weight, groups))
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    assert ((proba > 0) & (proba < 1)).all()
+    np.testing.assert_allclose(swap_proba(model.predict_proba(swap_feature_frame(X))), proba, atol=1e-12)
+
+
+@pytest.mark.parametrize("option", [o for o in BUILT_IN if o != "drop_tieless"])
+def test_only_drop_tieless_learns_nothing_from_tieless_rows(data, option):
+    """Tie-less rows teach A versus B to every option but ``drop_tieless``, which leaves them out: it is
+    the same model fitted without them, whatever their labels."""
+    flipped = _tieless_flipped(data)
+    assert not np.array_equal(_b_given_decided(_proba(data, option)), _b_given_decided(_proba(data, option, y=flipped)))
+    dropped = _proba(data, "drop_tieless")
+    np.testing.assert_array_equal(dropped, _proba(data, "drop_tieless", y=flipped))
+    np.testing.assert_array_equal(dropped, _proba(data, "drop_tieless", rows=data[3]))
+
+
+def test_plain_is_the_single_source_stacker_whichever_sources_have_ties(data):
+    X, y, source, has_ties, weight, groups = data
+    plain = _proba(data, "plain")
+    np.testing.assert_array_equal(
+        plain, _proba(data, "plain", has_ties=np.ones_like(has_ties), source=np.full(len(y), "x"))
+    )
+    single = LGBMStacker(seed=1, config=CONFIG).fit(X, y, groups, sample_weight=weight).predict_proba(X)
+    np.testing.assert_array_equal(plain, single)
+
+
+def test_weighted_scales_the_tieless_rows_and_less_weight_leaves_more_ties(data):
+    _, _, _, has_ties, weight, _ = data
+    np.testing.assert_array_equal(_proba(data, "weighted", tieless_weight=1.0), _proba(data, "plain"))
+    scaled = np.where(has_ties, weight, 0.2 * weight)
+    np.testing.assert_array_equal(_proba(data, "weighted", tieless_weight=0.2), _proba(data, "plain", weight=scaled))
+    ties = [_mean_tie(data, _proba(data, "weighted", tieless_weight=w)) for w in (1.0, 0.5, 0.2, 0.05)]
+    assert ties == sorted(ties) and len(set(ties)) == 4, ties  # tie-less rows (never ties) pull P(tie) down less
+
+
+def test_has_ties_input_is_plain_without_tieless_rows_and_predicts_as_tie_bearing(data):
+    """The input is constant without tie-less rows (so the model is plain's); with them it explains their
+    missing ties, and prediction (the input set to 1) leaves more P(tie) than plain does."""
+    every = np.ones_like(data[3])
+    np.testing.assert_array_equal(_proba(data, "has_ties_input", has_ties=every), _proba(data, "plain", has_ties=every))
+    assert _mean_tie(data, _proba(data, "has_ties_input")) > _mean_tie(data, _proba(data, "plain")) + 0.01
+
+
+def test_masked_tie_keeps_the_tie_rate_of_the_tie_bearing_sources(data):
+    """Tie-less rows do not count as 'not a tie': P(tie) on the tie-bearing rows stays near their own tie rate,
+    where plain's is pulled towards the pooled rate of all rows."""
+    _, y, _, has_ties, _, _ = data
+    rate = (y[has_ties] == TIE).mean()
+    masked, plain = _mean_tie(data, _proba(data, "masked_tie")), _mean_tie(data, _proba(data, "plain"))
+    assert abs(masked - rate) < 0.02 < 0.05 < abs(plain - rate), (masked, plain, rate)
+
+
+def test_tie_offset_is_the_log_odds_of_each_source_against_the_pooled_tie_rate(data):
+    """A known case on paper: ties in 1 of 4 rows of s1 and 1 of 2 of s2 (40 rows each) pool to 3/8, so the
+    offsets are logit(1/4) - logit(3/8) = log(5/9) and logit(1/2) - logit(3/8) = log(5/3). With one tie-bearing
+    source every offset is 0 and the model is masked_tie's."""
+    X, y, source, has_ties, weight, groups = data
+    y = np.where(y == TIE, A_WINS, y)
+    s1, s2 = np.flatnonzero(source == "s1"), np.flatnonzero(source == "s2")
+    assert len(s1) == len(s2) == 40
+    y[s1[::4]], y[s2[::2]] = TIE, TIE
+    handling = (
+        TieAwareStacker("tie_offset", seed=1, config=CONFIG).fit(X, y, source, has_ties, weight, groups).handling_
+    )
+    assert handling.pooled_tie_rate_ == pytest.approx(3 / 8, abs=1e-15)
+    assert handling.source_offsets_ == pytest.approx({"s1": np.log(5 / 9), "s2": np.log(5 / 3)}, abs=1e-12)
+
+    one_source = np.where(has_ties, "s1", "none")
+    np.testing.assert_array_equal(_proba(data, "tie_offset", source=one_source), _proba(data, "masked_tie"))
+
+
+def test_hierarchical_ties_come_from_tie_bearing_rows_and_a_versus_b_from_decided_rows(data):
+    """Tie-less rows provably cannot change P(tie) (it is the same without them); tie rows cannot change
+    P(B | decided) (their features may be anything)."""
+    X, y, _, has_ties, _, _ = data
+    full = _proba(data, "hierarchical")
+    np.testing.assert_array_equal(full[:, TIE], _proba(data, "hierarchical", rows=has_ties)[:, TIE])
+    ties = y == TIE
+    moved = X.copy()
+    moved.loc[ties] = X.loc[ties] * 3.0 + 1.0
+    b_given_decided = _b_given_decided(_proba(data, "hierarchical", X=moved))
+    np.testing.assert_allclose(b_given_decided, _b_given_decided(full), rtol=0, atol=1e-12)  # P(tie) moved: float error
 
 
 def test_savable_and_source_needs_come_from_the_option_classes(data):

@@ -1,4 +1,5 @@
-"""What a run decided, carried by its bundle: the prior guard's verdict and what was submitted.
+"""What a run decided, carried by its bundle: the prior guard's verdict and what was submitted; and the one
+reading of ``stacker=`` every way of scoring a model shares (:func:`stacker_to_score`).
 
 Why: the run may submit the class prior instead of a stacker that scores worse (``pipelines.stages.prior_guard``);
 a bundle that only held the stackers would let ``predict`` and the Kaggle scoring path submit the
@@ -11,7 +12,23 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.runtime.errors import UserError
+
 PRIOR, STACKER = "class prior", "stacker"
+FEATURES, FULL = "features", "full"  # the two stackers a bundle can hold
+CHOSEN = "chosen"  # stacker=: the chosen stacker even where the run submitted the class prior
+STACKERS = (CHOSEN, FEATURES, FULL)  # what stacker= may name (None: what the run submitted)
+
+
+class StackerChoiceError(UserError, ValueError):
+    """A ``stacker=`` this model cannot score with (unknown, missing, or contradicting ``use_encoders``)."""
+
+
+def submitted_stacker(model: Any) -> dict:
+    """The record of submitting ``model``'s chosen stacker (the bundle's and the report's ``submitted``)."""
+    described = (getattr(model, "fit_report_", None) or {}).get("chosen_description")
+    description = f"stacker over {described}" if described else "the chosen stacker"
+    return {"kind": STACKER, "stacker": model.chosen_stacker_, "description": description}
 
 
 def decisions_record(decisions: dict | None, model: Any) -> dict:
@@ -19,9 +36,7 @@ def decisions_record(decisions: dict | None, model: Any) -> dict:
     stacker as what is submitted, with no prior-guard verdict."""
     record = dict(decisions or {})
     record.setdefault("prior_guard", None)
-    record.setdefault(
-        "submitted", {"kind": STACKER, "stacker": model.chosen_stacker_, "description": "the chosen stacker"}
-    )
+    record.setdefault("submitted", submitted_stacker(model))
     return record
 
 
@@ -59,10 +74,23 @@ def submitted_prior(model: Any) -> np.ndarray | None:
     return np.asarray(submitted["proba"], dtype=np.float64)
 
 
-def prior_in_place_of(model: Any, stacker: str | None, use_encoders: bool = True) -> np.ndarray | None:
-    """The class prior to score with instead of a stacker: the run submitted it and the caller named no
-    stacker (``stacker=None``, encoders not turned off). The one rule behind ``predict_proba``, ``predict``
+def stacker_to_score(model: Any, stacker: str | None, use_encoders: bool = True) -> str | None:
+    """The key of the stacker that scores, or None where the class prior the run submitted does
+    (:func:`submitted_prior`). ``stacker``: None what the run submitted (its prior guard's class prior, else the
+    chosen stacker); ``"chosen"`` the chosen stacker whatever the guard said; ``"features"`` or ``"full"`` that
+    one. ``use_encoders=False``: the features-only stacker. The one reading behind ``predict_proba``, ``predict``
     and the Kaggle scoring path, so that no way of scoring a bundle gives the stacker its run rejected."""
-    if stacker is not None or not use_encoders:
+    if stacker is not None and stacker not in STACKERS:
+        raise StackerChoiceError(
+            f"stacker={stacker!r}: use None (what the run submitted), {CHOSEN!r}, {FEATURES!r} or {FULL!r}"
+        )
+    if stacker == FULL and not use_encoders:
+        raise StackerChoiceError("stacker='full' uses the encoders: it contradicts use_encoders=False")
+    if stacker is None and use_encoders and submitted_prior(model) is not None:
         return None
-    return submitted_prior(model)
+    key = (model.chosen_stacker_ if use_encoders else FEATURES) if stacker in (None, CHOSEN) else stacker
+    if key not in model.stackers_:
+        raise StackerChoiceError(
+            f"stacker={stacker!r}: this model has only {sorted(model.stackers_)} (no encoder finished?)"
+        )
+    return key

@@ -29,7 +29,6 @@ from pipelines.stages.multi_source import (
     paired_seed_deltas,
     repeated_folds,
     require_extras_loaded,
-    source_fit_kwargs,
 )
 from pipelines.stages.stacker_inputs import StackerInputs, cache_dir_of
 from stacking.cross_fit import CalibratedFit, CrossFitResult, with_fold_features
@@ -242,7 +241,7 @@ def run_ablation(
     require_extras_loaded(inputs, sources)
     columns = list(inputs.X.columns)
     groups = {**feature_groups(columns), **fold_groups(model)}
-    scored = source_fit_kwargs(inputs.train).get("scored", np.ones(len(inputs.y), dtype=bool))
+    scored = inputs.fit_kwargs().get("scored", np.ones(len(inputs.y), dtype=bool))  # the run's fit's scored rows
     y, folds = inputs.y[scored], inputs.folds[scored]
     prior = score(y, nested_prior(y, folds), folds)
     seed_folds = repeated_folds(inputs.train, inputs.folds, fold_seeds, config.seed)

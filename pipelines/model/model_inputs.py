@@ -4,7 +4,8 @@ Why: an experiment that builds its own inputs drifts from ``full_run``: it may d
 ``--embedder``) or a source's weight without a word. Here the run's estimator (``estimator_of``) builds
 them (:meth:`ArenaPreferenceModel.training_inputs`), so handcrafted groups, probability sources, training
 sources and weights, tie handling and the fold features (fitted inside each training fold) are exactly the
-fit's. The stacker fit itself is :func:`stacking.cross_fit.fit_calibrated`, as in the run.
+fit's. The stacker fit itself is :func:`stacking.cross_fit.fit_calibrated` with the arguments the run's own
+builder makes (:meth:`pipelines.stages.stacker_inputs.StackerInputs.fit_kwargs`).
 
     model = model_inputs(config)
     fit = model.fit(config.stacker, config.seed)                  # the run's features-only stacker, OOF
@@ -29,7 +30,6 @@ from pipelines.model.run import estimator_of
 from pipelines.runtime.stage_timer import StageTimer
 from pipelines.stages.config import RunConfig
 from pipelines.stages.fold_feature_setup import fold_feature_name
-from pipelines.stages.multi_source import source_fit_kwargs
 from pipelines.stages.stacker_inputs import StackerInputs
 from stacking.config import StackerConfig
 from stacking.cross_fit import CalibratedFit, FoldFeature, fit_calibrated
@@ -54,13 +54,8 @@ class ModelInputs:
     def fit_kwargs(self, fold_features: Sequence[FoldFeature] | None = None) -> dict[str, Any]:
         """What ``fit_calibrated`` gets besides X, y, folds, config and seed: groups, the training sources'
         weights and tie flags, and the fold features with the battles they read (default: all of them)."""
-        features = list(self.fold_features if fold_features is None else fold_features)
-        kwargs: dict[str, Any] = {"groups": self.inputs.groups, **source_fit_kwargs(self.inputs.train)}
-        if features:
-            kwargs.update(fold_features=features, battles=self.inputs.train)
-            if self.fold_cache is not None:
-                kwargs["fold_cache"] = self.fold_cache
-        return kwargs
+        features = self.fold_features if fold_features is None else fold_features
+        return self.inputs.fit_kwargs(features, self.fold_cache)  # the run's own builder: nothing drifts
 
     def fit(
         self,

@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipelines.model.bundle_scoring import predict_file
 from pipelines.runtime.errors import UsageError
-from pipelines.stages.new_source_stage import CALIBRATION_HELP, Calibration, check_calibration
+from stacking.calibration_choice import TEST_CALIBRATION_HELP, TestCalibration, validate_test_calibration
 
 STACKER_HELP = (
     "score with this stacker; none given: what the run submitted (the class prior when its prior guard rejected"
@@ -51,7 +51,7 @@ class PredictConfig:
     features_only: bool = field(default=False, metadata={"help": "use the features-only stacker"})
     stacker: Literal["chosen", "features", "full"] | None = field(default=None, metadata={"help": STACKER_HELP})
     n_jobs: int = field(default=2, metadata={"help": "feature extraction processes"})
-    test_calibration: Calibration = field(default="auto", metadata={"help": CALIBRATION_HELP})
+    test_calibration: TestCalibration = field(default="auto", metadata={"help": TEST_CALIBRATION_HELP})
     require_signature: bool = field(
         default=False,
         metadata={
@@ -68,7 +68,7 @@ class PredictConfig:
             raise ValueError(f"--n-jobs {self.n_jobs}: must be at least 1")
         if self.stacker not in (None, "chosen", "features", "full"):
             raise ValueError(f"--stacker {self.stacker!r}: must be chosen, features or full")
-        check_calibration(self.test_calibration)
+        validate_test_calibration(self.test_calibration)
 
     @property
     def sources(self) -> dict[str, str]:
@@ -111,6 +111,6 @@ def predict(config: PredictConfig, progress: bool = True) -> pd.DataFrame:
         encoder_base_paths=config.encoder_base_paths,
         use_encoders=not config.features_only,
         stacker=config.stacker,
-        calibration=config.test_calibration,
+        test_calibration=config.test_calibration,
         require_signature=config.require_signature,
     )

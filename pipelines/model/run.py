@@ -10,8 +10,9 @@ as the features-only stacker is fitted (each step of ``ArenaPreferenceModel.fit_
 a better stacker replaces it, so a failing or slow encoder never loses the run. The fit is told how many
 test rows will be scored (``test_rows``) so that the encoders' plan reserves that time; as a safety net,
 an encoder's fold models score the test rows only if a timed probe projects that they fit the time left
-(``pipelines.model.bundle_scoring.score_in_time``), else the set already published stays: the run
-publishes the last model whose test scoring fit, and its report says why (``plan`` -> ``not_published``).
+(``pipelines.model.scoring.score``, as ``predict`` and the notebook score a bundle), else the set already
+published stays: the run publishes the last model whose test scoring fit, and its report says why (``plan`` ->
+``not_published``).
 """
 
 from __future__ import annotations
@@ -21,18 +22,18 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipelines.bundle.decisions import prior_submission
+from pipelines.bundle.decisions import CHOSEN, prior_submission, submitted_stacker
 from pipelines.data.battles import ParseReport, load_battles
 from pipelines.data.run_sources import load_run_train, scored_mask
 from pipelines.data.tables import read_labels
-from pipelines.model.bundle_scoring import score_in_time
-from pipelines.model.estimator import ArenaPreferenceModel, as_battles, require_base
+from pipelines.model.battles_input import as_battles
+from pipelines.model.estimator import ArenaPreferenceModel
+from pipelines.model.scoring import EncoderScoring, score
 from pipelines.reports.holdout import evaluate_test_labels, labels_for
 from pipelines.reports.report import write_report
 from pipelines.runtime.run_budget import NO_BUDGET, RunBudget
@@ -64,7 +65,7 @@ def estimator_of(config: RunConfig) -> ArenaPreferenceModel:
         cache_dir=cache_dir_of(config),
         work_dir=config.out,
         progress=config.progress,
-        calibration=config.test_calibration,
+        test_calibration=config.test_calibration,
     )
 
 
@@ -94,8 +95,9 @@ class Publisher:
         self.config, self.train, self.test, self.submission_path = config, train, test, submission_path
         self.report_of, self.timer, self.budget = report_of, timer, budget
         self.run_plan = run_plan if run_plan is not None else {}
-        self.encoder_proba: dict[str, np.ndarray] = {}  # one fit's fold models score the test rows once
-        self.test_scoring: dict[str, dict] = {}  # encoder: its probe-and-project record under the deadline
+        # one fit's fold models score the test rows once; under the deadline each encoder's probe-and-project record
+        self.encoders = EncoderScoring(clock=budget.clock, progress=config.progress)
+        self.test_scoring: dict[str, dict] = self.encoders.records
         self.published: dict | None = None  # the report of the set now in the run directory
 
     def targets(self) -> dict[str, Path]:
@@ -109,33 +111,22 @@ class Publisher:
         }
 
     def test_proba(self, model: ArenaPreferenceModel) -> tuple[np.ndarray, dict] | None:
-        """The chosen stacker's probabilities for the test rows, and the calibration they resolved to
-        (recorded in the report and the bundle); None when an encoder's test scoring does not fit the deadline."""
+        """The chosen stacker's probabilities for the test rows, and the test calibration they resolved to
+        (recorded in the report and the bundle); None when an encoder's test scoring does not fit the deadline.
+        The prior guard is decided on these afterwards: "chosen", never an earlier verdict. Under a deadline, once
+        a set is published to fall back on, each encoder is probed and projected first."""
+        deadline = self.budget.deadline if self.published is not None else None
         with self.timer.stage("predict"):
-            for name in [n for n in model.encoder_names_ if n not in self.encoder_proba]:
-                if name in self.test_scoring:  # projected not to fit before: not probed again
-                    return None
-                fold_models = model.encoder_models_[name]  # the chosen stacker's encoders always kept theirs
-                require_base(name, fold_models)
-                if not self._score_encoder(name, partial(fold_models.predict_proba, progress=self.config.progress)):
-                    return None
-            proba = model.predict_proba(  # the guard is decided on these below: "chosen", never an earlier verdict
-                self.test, sources=test_sources(self.config), encoder_proba=self.encoder_proba, stacker="chosen"
+            proba, decision = score(
+                model,
+                self.test,
+                stacker=CHOSEN,
+                test_calibration=self.config.test_calibration,
+                deadline=deadline,
+                sources=test_sources(self.config),
+                encoders=self.encoders,
             )
-        return proba, dict(model.last_calibration_)
-
-    def _score_encoder(self, name: str, predict: Callable[[pd.DataFrame], np.ndarray]) -> bool:
-        """One encoder's test probabilities into ``encoder_proba``. Under a deadline, with a set already published
-        to fall back on: probe and project first (``score_in_time``), and False when the rest does not fit."""
-        if self.budget.deadline is None or self.published is None:
-            self.encoder_proba[name] = predict(self.test)
-            return True
-        proba, record = score_in_time(predict, self.test, self.budget.deadline, self.budget.clock)
-        self.test_scoring[name] = record
-        if proba is None:
-            return False
-        self.encoder_proba[name] = proba
-        return True
+        return None if proba is None else (proba, dict(decision["test_choice"]))
 
     def publish(self, model: ArenaPreferenceModel) -> dict:
         scored = self.test_proba(model)
@@ -149,7 +140,7 @@ class Publisher:
         report["prior_guard"] = guard.as_dict()
         # a stacker worse than knowing nothing must not reach the leaderboard
         proba = scored_prior(self.train, len(self.test)) if guard.use_prior else None
-        submitted = submitted_record(None if proba is None else proba[0], model)
+        submitted = submitted_stacker(model) if proba is None else prior_submission(proba[0])
         report["submitted"] = submitted
         with self.timer.stage("write"), staged_outputs(self.config.out, self.targets()) as stage:
             write_submission(self.test["id"], test_proba if proba is None else proba, stage.path("submission"))
@@ -170,8 +161,8 @@ class Publisher:
         """``model``'s test scoring does not fit the time left: the published set (submission, bundle, OOF of the
         last model whose test scoring fit) stays; its report gains the encoder runs and why ``model`` was not
         published (``plan`` -> ``not_published``, ``test_scoring``), and is rewritten."""
-        assert self.published is not None  # only under a deadline once a set is written (_score_encoder)
-        unscored = [n for n in model.encoder_names_ if n not in self.encoder_proba]
+        assert self.published is not None  # only under a deadline once a set is written (test_proba)
+        unscored = [n for n in model.encoder_names_ if n not in self.encoders.proba]
         reason = "; ".join(f"{n}: {self.test_scoring[n]['decision']}" for n in unscored)
         fit_plan = copy.deepcopy(model.fit_report_["plan"])
         for name, enc_plan in (fit_plan.get("encoder_runs") or {}).items():
@@ -202,18 +193,7 @@ class Publisher:
 def test_sources(config: RunConfig) -> dict[str, str]:
     """{extra source: its test probabilities file} (``--source NAME=OOF,TEST``): the model reads them to
     score the test rows, as it read the OOF files to fit."""
-    return {name: spec.split(",")[1] for name, spec in config.extra_sources.items()}
-
-
-def submitted_record(prior: np.ndarray | None, model: ArenaPreferenceModel) -> dict:
-    """What the run submitted, as the bundle and the report record it: ``predict`` repeats it."""
-    if prior is not None:
-        return prior_submission(prior)
-    return {
-        "kind": "stacker",
-        "stacker": model.chosen_stacker_,
-        "description": f"stacker over {model.fit_report_['chosen_description']}",
-    }
+    return {name: files.test for name, files in config.extra_sources.items()}
 
 
 def build_report(

@@ -71,6 +71,8 @@ def check_tree(data: dict[str, Any], cls: type, path: str | Path, where: str = "
     known = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     for key, value in data.items():
+        if key in getattr(cls, "RETIRED", ()):  # a setting older files hold and nothing reads any more
+            continue
         if key not in known:
             raise ConfigFileError(
                 f"--config {path}: unknown key '{where}{key}' (known: {', '.join(sorted(known)) or 'none'})"

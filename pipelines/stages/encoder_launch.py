@@ -30,15 +30,16 @@ LAUNCH_GRACE_S = 60  # past its budget, a launched run is ended (the caller rese
 def run_in_process(
     config: EncoderConfig,
     train: pd.DataFrame,
-    test: pd.DataFrame | None,
     folds,
     run_dir: Path,
     seconds_left: float | None,
     progress: bool = True,
     *,
+    test: pd.DataFrame | None = None,
     test_rows: int = 0,
 ) -> EncoderRun:
-    """``test`` None: the test rows (``test_rows`` of them) are scored after the fit; the plan reserves their time."""
+    """``test`` (``pipelines.train_encoder --test`` only) is scored inside the folds; without it (a run) the test
+    rows, ``test_rows`` of them, are scored after the fit and the plan reserves their time."""
     import torch
 
     from pipelines.runtime.resources import torch_threads

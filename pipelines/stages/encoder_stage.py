@@ -25,12 +25,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EncoderStage:
-    """``finished``: {name: (oof_path, None)} of every model whose folds all finished (the test rows are scored
-    after the fit, by the fold models);
+    """``finished``: {name: oof_path} of every model whose folds all finished (the test rows are scored after the
+    fit, by the fold models);
     ``plans``: {name: the cross-fit's plan (decisions, projected and actual seconds)};
     ``fold_models``: {name: folder for ``EncoderFoldModels.load``} of finished models whose fold models were kept."""
 
-    finished: dict[str, tuple[Path, Path | None]] = field(default_factory=dict)
+    finished: dict[str, Path] = field(default_factory=dict)
     plans: dict[str, dict] = field(default_factory=dict)
     fold_models: dict[str, Path] = field(default_factory=dict)
 
@@ -92,7 +92,7 @@ def run_encoders(
                 plan = {**_read_plan(run_dir, name), "workers": workers}
             else:
                 run = run_in_process(
-                    enc, inputs.train, None, inputs.folds, run_dir, seconds_left, progress, test_rows=test_rows
+                    enc, inputs.train, inputs.folds, run_dir, seconds_left, progress, test_rows=test_rows
                 )
                 plan = {**run.plan, "workers": 1}
         except Exception as exc:  # the features-only submission is already written: keep going without it
@@ -106,7 +106,7 @@ def run_encoders(
         oof = run_dir / f"oof_{name}.parquet"
         # a file from an earlier complete run counts only if this run's folds were all done
         if oof.exists() and plan.get("complete", True) and "error" not in plan:
-            stage.finished[name] = (oof, None)
+            stage.finished[name] = oof
             plan["finished"] = True
             if (run_dir / f"encoder_{name}" / MANIFEST).exists():
                 stage.fold_models[name] = run_dir / f"encoder_{name}"

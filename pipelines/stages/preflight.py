@@ -16,7 +16,7 @@ import pandas as pd
 
 from encoders.gguf import GGUFError, gguf_architecture, is_gguf, supported_architectures
 from pipelines.runtime.errors import PreflightError, one_line
-from pipelines.stages.config import RunConfig
+from pipelines.stages.config import RunConfig, SourceFiles
 
 DRIVER_HINTS = {"postgresql": "psycopg2-binary or psycopg[binary]", "mysql": "PyMySQL or mysqlclient"}
 
@@ -102,16 +102,13 @@ def _check_sqlite_file(url: str, database: Path) -> None:
         raise PreflightError(f"--storage {url!r}: {database} exists and is not an SQLite database (a CSV file?)")
 
 
-def check_sources(sources: dict[str, str]) -> None:
+def check_sources(sources: dict[str, SourceFiles]) -> None:
     """Each ``--source`` names two files that read as id + 3 probabilities (the whole file is checked:
     it is small next to the features, and a bad row found after them costs the run)."""
     from pipelines.data.tables import read_proba_file
 
-    for name, spec in sources.items():
-        files = spec.split(",")
-        if not name or len(files) != 2 or not all(files):
-            raise PreflightError(f"--source {name}={spec}: expected NAME=OOF,TEST")
-        for file, side in zip(files, ("OOF", "TEST")):
+    for name, files in sources.items():
+        for file, side in zip((files.oof, files.test), ("OOF", "TEST")):
             check_readable_file(file, f"--source {name} {side} file")
             read_proba_file(file)
 

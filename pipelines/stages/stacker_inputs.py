@@ -1,26 +1,32 @@
-"""The shared first half of every entry point: fold, featurise, attach extra sources.
+"""The shared first half of every entry point: fold, featurise, attach extra sources; training rows only.
 
-:func:`build_inputs` works on frames already parsed; the estimator (``ArenaPreferenceModel.training_inputs``)
+:func:`build_inputs` works on frames already parsed; the estimator's fit (``pipelines.model.fitting.training_inputs``)
 is its one caller, and the experiments get their inputs from it (``pipelines.model.model_inputs``).
+:meth:`StackerInputs.fit_kwargs` is the one builder of ``fit_calibrated``'s arguments besides the data.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features.extractor import FeatureExtractor
-from pipelines.data.battles import DataError, ParseReport
+from pipelines.data.battles import DataError
 from pipelines.data.folds import ACROSS_SOURCES, check_labels, load_or_make_folds, make_folds, prompt_groups
 from pipelines.data.run_sources import is_multi_source
 from pipelines.data.source_folds import make_source_folds, source_groups
 from pipelines.data.tables import read_proba_file
 from pipelines.runtime.stage_timer import StageTimer
-from pipelines.stages.config import RunConfig
+from pipelines.stages.config import RunConfig, SourceFiles
+from pipelines.stages.multi_source import source_fit_kwargs
+from stacking.cross_fit import FoldFeature
+from stacking.fold_feature_cache import FoldFeatureCache
 from stacking.sources import source_features
 
 log = logging.getLogger(__name__)
@@ -30,52 +36,51 @@ SOURCE_COLUMNS = ("source", "is_primary", "weight", "source_has_ties")  # pipeli
 
 @dataclass
 class StackerInputs:
-    """Train (and optional test) battles, labels, folds and stacker feature frames.
+    """Training battles, labels, folds, fold groups and the stacker's feature frame. No test rows: the fit never
+    sees them (they are scored after it, ``pipelines.model.scoring``).
 
     ``source``, ``is_primary``, ``weight`` and ``source_has_ties`` are per train row when the train
     frame came from several training sources (``pipelines.data.training_sets``), else None.
     """
 
     train: pd.DataFrame
-    test: pd.DataFrame | None
-    train_parse: ParseReport
-    test_parse: ParseReport | None
     y: np.ndarray
     folds: np.ndarray
     groups: np.ndarray
     X: pd.DataFrame
-    X_test: pd.DataFrame | None
     source: np.ndarray | None = None
     is_primary: np.ndarray | None = None
     weight: np.ndarray | None = None
     source_has_ties: np.ndarray | None = None
 
-    def with_source(self, name: str, oof_path: str | Path, test_path: str | Path | None) -> None:
-        """Add an extra probability source's columns (OOF for train, fold-mean for test)."""
-        test = self.test if self.X_test is not None and test_path is not None else None
-        self.add_source_columns(*source_columns(name, oof_path, test_path, self.train, test))
+    def with_source(self, name: str, oof_path: str | Path) -> None:
+        """Add a probability source's columns: its out-of-fold probabilities of the train rows."""
+        self.X = pd.concat([self.X, source_columns(name, oof_path, self.train)], axis=1)
 
-    def add_source_columns(self, train_columns: pd.DataFrame, test_columns: pd.DataFrame | None) -> None:
-        self.X = pd.concat([self.X, train_columns], axis=1)
-        if self.X_test is not None and test_columns is not None:
-            self.X_test = pd.concat([self.X_test, test_columns], axis=1)
+    def fit_kwargs(
+        self, fold_features: Sequence[FoldFeature] = (), fold_cache: FoldFeatureCache | None = None
+    ) -> dict[str, Any]:
+        """What :func:`stacking.cross_fit.fit_calibrated` gets besides X, y, folds, config and seed: the fold
+        groups, the training sources' weights, tie flags, scored rows and names (none for one source), and the
+        fold features with the battles they read (and ``fold_cache``). The one builder of these arguments: the
+        run's stackers, the new-source calibrator and the experiments all fit through it."""
+        kwargs: dict[str, Any] = {"groups": self.groups, **source_fit_kwargs(self.train)}
+        if fold_features:
+            kwargs.update(fold_features=list(fold_features), battles=self.train)
+            if fold_cache is not None:
+                kwargs["fold_cache"] = fold_cache
+        return kwargs
 
 
-def source_columns(
-    name: str, oof_path: str | Path, test_path: str | Path | None, train: pd.DataFrame, test: pd.DataFrame | None
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """A probability source's stacker columns for the train rows (OOF file) and the test rows; a file that
+def source_columns(name: str, path: str | Path, battles: pd.DataFrame) -> pd.DataFrame:
+    """A probability source's stacker columns for ``battles`` (in their order) from its file; a file that
     lacks some of the ids is a :class:`DataError` naming the file and the ids."""
-
-    def aligned(path: str | Path, ids: pd.Series) -> pd.DataFrame:
-        try:
-            return source_features(read_proba_file(path), ids, name, str(path))
-        except DataError:
-            raise
-        except ValueError as exc:  # stacking.sources: ids without probabilities
-            raise DataError(str(exc)) from None
-
-    return aligned(oof_path, train["id"]), None if test is None or test_path is None else aligned(test_path, test["id"])
+    try:
+        return source_features(read_proba_file(path), battles["id"], name, str(path))
+    except DataError:
+        raise
+    except ValueError as exc:  # stacking.sources: ids without probabilities
+        raise DataError(str(exc)) from None
 
 
 def cache_dir_of(config: RunConfig) -> Path:
@@ -84,25 +89,20 @@ def cache_dir_of(config: RunConfig) -> Path:
 
 def build_inputs(
     train: pd.DataFrame,
-    test: pd.DataFrame | None,
-    train_parse: ParseReport,
-    test_parse: ParseReport | None,
     extractor: FeatureExtractor,
     *,
     n_folds: int,
     seed: int,
     folds_path: Path | None = None,
-    extra_sources: dict[str, str] | None = None,
+    extra_sources: Mapping[str, SourceFiles] | None = None,
     timer: StageTimer | None = None,
 ) -> StackerInputs:
-    """Folds (saved to ``folds_path`` so other stages share them), features and extra sources of parsed
-    battles. A train frame of several sources (``pipelines.data.run_sources``) gets folds grouped by prompt
-    or answer pair across all of them, so no pair is trained on through another source."""
+    """Folds (saved to ``folds_path`` so other stages share them), features and extra sources' OOF columns of
+    parsed training battles. A train frame of several sources (``pipelines.data.run_sources``) gets folds grouped
+    by prompt or answer pair across all of them, so no pair is trained on through another source."""
     timer = timer or StageTimer()
-    sources = {}  # read and matched to the ids before folds and features: a file missing ids costs no work
-    for name, spec in (extra_sources or {}).items():
-        oof_path, test_path = spec.split(",")
-        sources[name] = source_columns(name, oof_path, test_path, train, test)
+    # read and matched to the ids before folds and features: a file missing ids costs no work
+    sources = [source_columns(name, files.oof, train) for name, files in (extra_sources or {}).items()]
     with timer.stage("folds"):
         several = is_multi_source(train)
         maker = source_fold_frame if several else make_folds
@@ -114,14 +114,8 @@ def build_inputs(
         groups = source_groups(train) if several else prompt_groups(train)
     with timer.stage("features"):
         X = extractor.transform(train)
-        X_test = extractor.transform(test) if test is not None else None
     meta = {c: train[c].to_numpy() for c in SOURCE_COLUMNS if c in train.columns}
-    inputs = StackerInputs(
-        train, test, train_parse, test_parse, train["label"].to_numpy(), folds, groups, X, X_test, **meta
-    )
-    for train_columns, test_columns in sources.values():
-        inputs.add_source_columns(train_columns, test_columns)
-    return inputs
+    return StackerInputs(train, train["label"].to_numpy(), folds, groups, pd.concat([X, *sources], axis=1), **meta)
 
 
 def source_fold_frame(battles: pd.DataFrame, n_folds: int, seed: int) -> pd.DataFrame:

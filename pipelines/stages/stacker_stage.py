@@ -11,7 +11,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pipelines.reports.source_scoring import oof_per_source
-from pipelines.stages.multi_source import source_fit_kwargs
 from pipelines.stages.stacker_inputs import StackerInputs
 from stacking.config import StackerConfig
 from stacking.cross_fit import FoldFeature, fit_calibrated
@@ -23,20 +22,18 @@ log = logging.getLogger("arena_pref")
 
 @dataclass
 class StackerFit:
-    """One fitted stacker: uncalibrated and calibrated OOF, calibrated test probabilities (None without
-    a test frame), the model. With several training sources, ``scored`` marks the primary rows (its
-    log loss is theirs alone) and ``per_source`` holds each source's scores of the uncalibrated OOF."""
+    """One fitted stacker: uncalibrated and calibrated OOF, the model. With several training sources, ``scored``
+    marks the primary rows (its log loss is theirs alone) and ``per_source`` holds each source's scores of the
+    uncalibrated OOF."""
 
     oof_raw: np.ndarray
     oof_cal: np.ndarray
-    test: np.ndarray | None
     model: StackerModel
     sources: list[str]
     fold_transformers: list[list[Any]] = field(default_factory=list)  # per fold, fitted on its training rows
     scored: np.ndarray | None = None  # None: every row
     per_source: dict[str, dict] | None = None
     tie_handling: str = "plain"
-    test_raw: np.ndarray | None = None  # uncalibrated: what a new-source calibrator is applied to
     calibration_s: float = 0.0  # of the fit's wall time, the nested calibration's
 
     def scored_rows(self, n: int) -> np.ndarray:
@@ -63,22 +60,10 @@ def fit_stacker(
 ) -> StackerFit:
     """Cross-fitted stacker followed by nested calibration, over every column of ``inputs``; with
     several training sources every row trains, the primary rows alone calibrate and are scored."""
-    multi = source_fit_kwargs(inputs.train)  # {} for one source: today's path exactly
+    kwargs = inputs.fit_kwargs(fold_features)
+    several = "scored" in kwargs  # none for one source: today's path exactly
     bar = tqdm(total=len(np.unique(inputs.folds)), desc="stacker folds", disable=not progress)
-    fit = fit_calibrated(
-        inputs.X,
-        inputs.y,
-        inputs.folds,
-        stacker,
-        seed,
-        groups=inputs.groups,
-        X_test=inputs.X_test,
-        fold_features=fold_features,
-        battles=inputs.train if fold_features else None,
-        test_battles=inputs.test if fold_features else None,
-        progress=bar,
-        **multi,
-    )
+    fit = fit_calibrated(inputs.X, inputs.y, inputs.folds, stacker, seed, progress=bar, **kwargs)
     bar.close()
     model = StackerModel.from_fold_models(
         fit.raw.models,
@@ -90,13 +75,11 @@ def fit_stacker(
     return StackerFit(
         fit.raw.oof,
         fit.oof_cal,
-        fit.test_cal,
         model,
         list(sources),
         fit.raw.fold_transformers,
-        scored=fit.scored if multi else None,
-        per_source=oof_per_source(inputs.train, fit.raw.oof) if multi else None,
+        scored=fit.scored if several else None,
+        per_source=oof_per_source(inputs.train, fit.raw.oof) if several else None,
         tie_handling=fit.raw.tie_handling,
-        test_raw=fit.raw.test,
         calibration_s=fit.calibration_s,
     )
