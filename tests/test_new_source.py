@@ -348,3 +348,24 @@ def test_source_balance_weights_give_each_source_rows_to_the_power():
         assert w[source == "big"].sum() / w[source == "small"].sum() == pytest.approx(ratio)
     with pytest.raises(ValueError, match="power"):
         source_balance_weights(source, 1.5)
+
+
+def test_new_source_calibrator_holds_out_families(monkeypatch):
+    """A source's twin (SOURCE_FAMILIES: mtbench-human and its turn 2) is held out with it: the calibrator sees
+    one held-out unit for the two, and the shift reference samples the family, not each source."""
+    names = {"s0": "mtbench-human", "s1": "mtbench-human-turn2", "s2": "s2"}
+    train = _multi_source(210)
+    train["source"] = train["source"].map(names)
+    calls = []
+    real = NewSourceCalibrator.fit
+
+    def spy(self, proba, y, source):
+        calls.append((len(y), sorted(set(source))))
+        return real(self, proba, y, source)
+
+    monkeypatch.setattr(NewSourceCalibrator, "fit", spy)
+    model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train)
+    assert calls == [(len(train), ["mtbench-human", "s2"])]
+    held = model.fit_report_["calibration"]["new_source"]["features"]["held_out_sources"]
+    assert held["mtbench-human"]["rows"] == 420 and set(held) == {"mtbench-human", "s2"}
+    assert sorted(set(model.shift_reference_.source)) == ["mtbench-human", "s2"]

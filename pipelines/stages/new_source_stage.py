@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.extractor import group_columns
+from pipelines.data.training_sets import source_families
 from pipelines.stages.stacker_inputs import StackerInputs
 from stacking.config import StackerConfig
 from stacking.cross_fit import FoldFeature
@@ -52,7 +53,9 @@ def fit_new_source(
     started = time.monotonic()
     if inputs.source is None or inputs.source_has_ties is None:
         return NewSourceFit(None, {"fitted": False, "why": "a single training source: no leave-one-source-out"}, 0.0)
-    holdouts = eligible_holdouts(inputs.source, inputs.source_has_ties)
+    # held out by family: a source is never "new" while its twin (same questions, answers or judges) trains
+    family = source_families(inputs.source)
+    holdouts = eligible_holdouts(family, inputs.source_has_ties)
     if len(holdouts) < 2:
         why = f"{len(holdouts)} tie-bearing source(s) with >= 200 rows: leave-one-source-out needs 2"
         return NewSourceFit(None, {"fitted": False, "why": why}, 0.0)
@@ -61,7 +64,7 @@ def fit_new_source(
     proba = held_out_source_proba(
         inputs.X[columns],
         inputs.y,
-        kwargs["source"],
+        family,
         ~kwargs["tieless"],
         kwargs["groups"],
         holdouts,
@@ -71,7 +74,7 @@ def fit_new_source(
         fold_features=kwargs.get("fold_features", ()),
         battles=kwargs.get("battles"),
     )
-    source = np.asarray(inputs.source).astype(str)
+    source = family.astype(str)
     y = np.concatenate([inputs.y[source == h] for h in holdouts])
     stacked = np.vstack([proba[h] for h in holdouts])
     names = np.concatenate([np.full(len(proba[h]), h) for h in holdouts])
@@ -95,6 +98,7 @@ def fit_new_source(
 
 
 def shift_reference(inputs: StackerInputs, seed: int) -> ShiftReference:
-    """A per-source sample of the handcrafted feature columns of the training rows."""
+    """A per-family sample of the handcrafted feature columns of the training rows (a source's twin is
+    not "unlike" it)."""
     columns = [c for cols in group_columns(inputs.X.columns).values() for c in cols]
-    return ShiftReference.sample(inputs.X[columns], inputs.source, inputs.groups, seed)
+    return ShiftReference.sample(inputs.X[columns], source_families(inputs.source), inputs.groups, seed)
