@@ -292,16 +292,7 @@ def plot(res: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--work", type=Path, default=ROOT / "outputs" / "arena_scale")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "arena_scale")
-    p.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
-    p.add_argument("--test-rows", type=int, default=ARENA_TEST_ROWS)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--build-only", action="store_true", help="build the data set (and its figures), run nothing")
-    p.add_argument("--reuse", action="store_true", help="use the data set an earlier call built in --work")
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     setup_logging()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     if "holdout" in args.data.resolve().parts:
@@ -321,15 +312,43 @@ def main(argv: list[str] | None = None) -> int:
     runs = [run_size(args.work, n) for n in sizes]
     res: dict = {"command": "python benchmarks/arena_scale.py " + " ".join(argv or sys.argv[1:]), "machine": machine}
     res.update(data=data, runs=runs, growth_exponent=growth(runs) if len(runs) > 1 else {})
-    biggest = runs[-1]
-    model = args.work / f"run_{biggest['rows']}" / "model"
-    cmd = [sys.executable, "-m", "pipelines.predict", "--model", str(model), "--test", str(args.work / "test.csv")]
-    cmd += ["--out", str(args.work / "predict_submission.csv")]
-    res["predict"] = {**timed_command(cmd, args.work / "predict.log"), "rows": args.test_rows}
-    res["predict"]["model_rows"] = biggest["rows"]
-    cpu_part = biggest["wall_s"] / 60
+    res["predict"] = time_predict(args.work, runs[-1]["rows"], args.test_rows)
     res["targets"] = TARGETS
-    res["verdicts"] = {
+    res["verdicts"] = verdicts(res, runs[-1])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(res))
+    plot(res, args.out.with_suffix(".png"))
+    print(markdown(res))
+    print(f"wrote {args.out}.json/.md/.png")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--work", type=Path, default=ROOT / "outputs" / "arena_scale")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "arena_scale")
+    p.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
+    p.add_argument("--test-rows", type=int, default=ARENA_TEST_ROWS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--build-only", action="store_true", help="build the data set (and its figures), run nothing")
+    p.add_argument("--reuse", action="store_true", help="use the data set an earlier call built in --work")
+    return p
+
+
+def time_predict(work: Path, model_rows: int, test_rows: int) -> dict:
+    """``pipelines.predict`` with the biggest run's model on the test rows: time and peak memory."""
+    model = work / f"run_{model_rows}" / "model"
+    cmd = [sys.executable, "-m", "pipelines.predict", "--model", str(model), "--test", str(work / "test.csv")]
+    cmd += ["--out", str(work / "predict_submission.csv")]
+    return {**timed_command(cmd, work / "predict.log"), "rows": test_rows, "model_rows": model_rows}
+
+
+def verdicts(res: dict, biggest: dict) -> dict:
+    """Each target met or not, judged on the biggest run and the growth between sizes."""
+    cpu_part = biggest["wall_s"] / 60
+    return {
         "cpu_minutes": round(cpu_part, 2),
         "cpu_minutes_ok": cpu_part <= TARGETS["cpu_minutes"],
         "peak_gib": round(biggest["peak_tree_mib"] / 1024, 2),
@@ -342,13 +361,6 @@ def main(argv: list[str] | None = None) -> int:
         "predict_minutes": round(res["predict"]["wall_s"] / 60, 2),
         "predict_ok": res["predict"]["wall_s"] / 60 <= TARGETS["predict_minutes"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(res))
-    plot(res, args.out.with_suffix(".png"))
-    print(markdown(res))
-    print(f"wrote {args.out}.json/.md/.png")
-    return 0
 
 
 if __name__ == "__main__":

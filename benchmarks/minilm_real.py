@@ -44,63 +44,25 @@ def time_training_steps(model_path: Path, battles: pd.DataFrame, precision: str,
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(DEFAULT_DATA))
-    p.add_argument("--sets", default="llmeval2,pandalm,hh-rlhf")
-    p.add_argument("--rows", type=int, default=800)
-    p.add_argument("--max-length", type=int, default=256)
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--timing-steps", type=int, default=8)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm_real.json"))
-    args = p.parse_args()
+    args = build_parser().parse_args()
     setup_logging()
     import torch
 
     torch.set_num_threads(2)
     from pipelines.data.battles import load_battles
-    from pipelines.formats import convert
-    from pipelines.model.run import run
     from pipelines.reports.metrics import multiclass_log_loss
-    from pipelines.stages.config import EncoderConfig, RunConfig
 
     model = minilm_path()
-    data = Path(args.data)
-    frames = []
-    for name in args.sets.split(","):
-        fmt, files = REAL_SETS[name]
-        frames.append(convert(fmt, [data / f for f in files]))
-    full = pd.concat(frames, ignore_index=True)
-    sample = full.sample(n=min(args.rows, len(full)), random_state=0)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        train_path = tmp / "train.csv"
-        sample.drop(columns=[c for c in ("source", "source_id") if c in sample]).to_csv(train_path, index=False)
-        test_path = tmp / "test.csv"  # the real arena rows as a stand-in test set (unlabelled here)
-        arena = convert("arena", [data / f for f in REAL_SETS["arena-king398"][1]])
-        arena[["id", "prompt", "response_a", "response_b"]].to_csv(test_path, index=False)
-
+        sample, train_path, test_path = write_inputs(Path(args.data), args.sets, args.rows, tmp)
         battles = load_battles(train_path)[0]
         timing = {
             prec: time_training_steps(model, battles, prec, args.timing_steps, args.max_length)
             for prec in ("fp32", "bf16")
         }
-
-        config = RunConfig(
-            train_path=str(train_path), test_path=str(test_path), out_dir=str(tmp / "run"), seed=42, progress=False
-        )
-        config.encoders.append(
-            EncoderConfig(
-                model_path=str(model),
-                name="minilm",
-                max_length=args.max_length,
-                epochs=args.epochs,
-                batch_size=16,
-                learning_rate=5e-5,
-                precision="bf16",
-            )
-        )
         start = time.perf_counter()
-        report = run(config)
+        report = run_with_minilm(model, train_path, test_path, tmp / "run", args)
         seconds = time.perf_counter() - start
         oof = pd.read_parquet(tmp / "run" / "oof_minilm.parquet")
         y = battles.set_index("id").loc[oof["id"], "label"].to_numpy()
@@ -122,6 +84,60 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--sets", default="llmeval2,pandalm,hh-rlhf")
+    p.add_argument("--rows", type=int, default=800)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--timing-steps", type=int, default=8)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm_real.json"))
+    return p
+
+
+def write_inputs(data: Path, sets: str, rows: int, tmp: Path) -> tuple[pd.DataFrame, Path, Path]:
+    """A seeded sample of the real sets as ``tmp/train.csv`` (source columns dropped, as in Kaggle's) and the
+    real arena rows as an unlabelled stand-in ``tmp/test.csv``; returns the sample and both paths."""
+    from pipelines.formats import convert
+
+    frames = []
+    for name in sets.split(","):
+        fmt, files = REAL_SETS[name]
+        frames.append(convert(fmt, [data / f for f in files]))
+    full = pd.concat(frames, ignore_index=True)
+    sample = full.sample(n=min(rows, len(full)), random_state=0)
+    train_path = tmp / "train.csv"
+    sample.drop(columns=[c for c in ("source", "source_id") if c in sample]).to_csv(train_path, index=False)
+    test_path = tmp / "test.csv"
+    arena = convert("arena", [data / f for f in REAL_SETS["arena-king398"][1]])
+    arena[["id", "prompt", "response_a", "response_b"]].to_csv(test_path, index=False)
+    return sample, train_path, test_path
+
+
+def run_with_minilm(model: Path, train_path: Path, test_path: Path, out_dir: Path, args: argparse.Namespace) -> dict:
+    """``full_run`` with MiniLM fine-tuned in its folds (bf16); its report."""
+    from encoders.settings import EncoderConfig
+    from pipelines.config.run_config import RunConfig
+    from pipelines.model.run import run
+
+    config = RunConfig(
+        train_path=str(train_path), test_path=str(test_path), out_dir=str(out_dir), seed=42, progress=False
+    )
+    config.encoders.append(
+        EncoderConfig(
+            model_path=str(model),
+            name="minilm",
+            max_length=args.max_length,
+            epochs=args.epochs,
+            batch_size=16,
+            learning_rate=5e-5,
+            precision="bf16",
+        )
+    )
+    return run(config)
 
 
 if __name__ == "__main__":

@@ -150,9 +150,18 @@ def shift_study(battles: pd.DataFrame, X: pd.DataFrame, seed: int = 0) -> dict:
 
 
 def write(rows: list[dict], shift: dict | None, meta: dict, out: Path) -> Path:
+    """results.json as measured, results.md with the candidates best first."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"meta": meta, "candidates": rows, "shift": shift}, indent=2))
     rows = sorted(rows, key=lambda r: float(np.mean(r["log_loss"])))
+    lines = _candidate_lines(rows, meta) + _per_source_lines(rows) + _shift_lines(shift)
+    path = out / "results.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _candidate_lines(rows: list[dict], meta: dict) -> list[str]:
+    """The title, how the study was run, and one row per candidate: macro log loss and its paired deltas."""
     lines = [
         "# New-source calibration: nested leave-one-source-out",
         "",
@@ -174,32 +183,41 @@ def write(rows: list[dict], shift: dict | None, meta: dict, out: Path) -> Path:
             f" {np.mean(r['tie_loss']):.3f} | {', '.join(f'{v:+.3f}' for v in r['tie_delta'])} |"
             f" {np.mean(r['mean_p_tie']):.3f} |"
         )
+    return lines
+
+
+def _per_source_lines(rows: list[dict]) -> list[str]:
+    """Each candidate's log loss per held-out source (mean over seeds)."""
     sources = list(rows[0]["per_source"])
-    lines += ["", "Per held-out source (mean over seeds):", "", "| candidate | " + " | ".join(sources) + " |"]
+    lines = ["", "Per held-out source (mean over seeds):", "", "| candidate | " + " | ".join(sources) + " |"]
     lines.append("|---|" + "---|" * len(sources))
     for r in rows:
         lines.append(f"| {r['candidate']} | " + " | ".join(f"{r['per_source'][s]:.4f}" for s in sources) + " |")
-    if shift:
-        lines += [
-            "",
-            "## Shift detector (adversarial validation)",
-            "",
-            "AUC of a classifier telling the scored rows from each training source (the closest source shown),",
-            "with a 95% interval. Positives: each source held out against the others. Negatives: a random half",
-            "of a source's prompt groups against the rest (the Kaggle situation).",
-            "",
-            "| case | source | closest training source | AUC | 95% interval | new source? |",
-            "|---|---|---|---|---|---|",
-        ]
-        for case, per in shift.items():
-            for s, r in per.items():
-                lines.append(
-                    f"| {case} | {s} | {r['closest_source']} | {r['auc']:.3f} |"
-                    f" {r['interval_95'][0]:.3f}–{r['interval_95'][1]:.3f} | {'yes' if r['new_source'] else 'no'} |"
-                )
-    path = out / "results.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return lines
+
+
+def _shift_lines(shift: dict | None) -> list[str]:
+    """The shift detector's AUC per case and source (nothing when there is no shift study)."""
+    if not shift:
+        return []
+    lines = [
+        "",
+        "## Shift detector (adversarial validation)",
+        "",
+        "AUC of a classifier telling the scored rows from each training source (the closest source shown),",
+        "with a 95% interval. Positives: each source held out against the others. Negatives: a random half",
+        "of a source's prompt groups against the rest (the Kaggle situation).",
+        "",
+        "| case | source | closest training source | AUC | 95% interval | new source? |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case, per in shift.items():
+        for s, r in per.items():
+            lines.append(
+                f"| {case} | {s} | {r['closest_source']} | {r['auc']:.3f} |"
+                f" {r['interval_95'][0]:.3f}–{r['interval_95'][1]:.3f} | {'yes' if r['new_source'] else 'no'} |"
+            )
+    return lines
 
 
 def analyse(
@@ -234,18 +252,31 @@ def analyse(
         "tag": tag,
         "command": command,
     }
+    shift = _shift_of(battles, X, out, tag)
+    meta["paired_against"] = (
+        f"variant {baseline_tag!r}" if baseline is not None else (against or "today's in-source temperature")
+    )
+    out = out / tag if against is None else out / f"{tag}_vs_{against.replace('/', '_')}"
+    write(rows, shift, meta, out)
+    _draw_reliability(battles, first, holdouts, out)
+    print((out / "results.md").read_text())
+
+
+def _shift_of(battles: pd.DataFrame, X: pd.DataFrame, out: Path, tag: str) -> dict | None:
+    """The shift study saved in ``out/shift.json``; run (and saved) by the features variant when missing."""
     shift_path = out / "shift.json"
     shift = json.loads(shift_path.read_text()) if shift_path.exists() else None
     if shift is None and tag == "features":
         shift = shift_study(battles, X)
         out.mkdir(parents=True, exist_ok=True)
         shift_path.write_text(json.dumps(shift, indent=2))
-    meta["paired_against"] = (
-        f"variant {baseline_tag!r}" if baseline is not None else (against or "today's in-source temperature")
-    )
-    out = out / tag if against is None else out / f"{tag}_vs_{against.replace('/', '_')}"
-    write(rows, shift, meta, out)
+    return shift
+
+
+def _draw_reliability(battles: pd.DataFrame, first: dict, holdouts: list[str], out: Path) -> None:
+    """Reliability of the pooled held-out sources (first seed) before and after the product's procedure."""
     y = battles["label"].to_numpy()
+    source = battles["source"].to_numpy().astype(str)
     chosen = NewSourceProcedure().name  # the product's procedure, drawn before and after
     for name in ([TODAY] if TODAY in first else [NONE]) + [chosen]:
         proba = np.vstack([first[name][h] for h in holdouts])
@@ -256,4 +287,3 @@ def analyse(
             name.split(" (")[0],
             out / f"reliability_{slug}.png",
         )
-    print((out / "results.md").read_text())

@@ -120,7 +120,20 @@ def _f(x: float, digits: int = 4) -> str:
 
 def markdown(result: dict) -> str:
     """The evidence as tables (every number from the JSON beside it)."""
-    abl, loso, cfg = result["ablation"], result["loso"], result["config"]
+    lines = _ablation_lines(result) + _loso_lines(result) + _cost_lines(result.get("cost"))
+    lines += ["", "Verdict: " + "; ".join(
+        f"{g}: {'default' if v['default'] else 'opt-in'} (helps on every seed: {v['helps_every_seed']}, "
+        f"LOSO not worse on average: {v['loso_not_worse']}, feature time within the bar: {v['cheap_enough']})"
+        for g, v in result["verdict"].items()
+    ) + ".", ""]  # fmt: skip
+    if result["loso"]:
+        lines += ["![per-seed deltas](evidence.png)", ""]
+    return "\n".join(lines)
+
+
+def _ablation_lines(result: dict) -> list[str]:
+    """The title, the ablation's settings and its drop-one / only-this table per group."""
+    abl, cfg = result["ablation"], result["config"]
     full = result["full_log_loss_per_seed"]
     lines = [
         "# Opt-in groups: the evidence",
@@ -141,49 +154,53 @@ def markdown(result: dict) -> str:
             f"| {g} | {r['n_columns']} | {', '.join(_f(d) for d in r['drop_delta_per_seed'])} | "
             f"{r['drop_folds_worse']} of {r['n_folds']} | {only} | {'yes' if r['helps_every_seed'] else 'no'} |"
         )
-    if loso:
-        sources = list(loso["default"]["per_source_mean"])
-        lines += [
-            "",
-            "Leave-one-source-out (held out: " + ", ".join(sources) + "; macro mean over them per seed; "
-            f"option {result['loso_option']}; each feature set its own run, same seeds and settings):",
-            "",
-            "| features | LOSO log loss per seed | Δ vs default per seed | mean Δ | " + " | ".join(sources) + " |",
-            "|---|---|---|---|" + "---|" * len(sources),
-        ]
-        for name, r in loso.items():
-            per_seed = ", ".join(f"{x:.4f}" for x in r["macro_per_seed"])
-            if name == "default":
-                cells = [f"{r['per_source_mean'][s]:.4f}" for s in sources]
-                lines.append(f"| default | {per_seed} | – | – | " + " | ".join(cells) + " |")
-            else:
-                cells = [f"{r['per_source_mean'][s]:.4f} ({_f(r['per_source_delta'][s])})" for s in sources]
-                deltas = ", ".join(_f(d) for d in r["delta_per_seed"])
-                lines.append(
-                    f"| default + {name} | {per_seed} | {deltas} | {_f(r['delta_mean'])} | " + " | ".join(cells) + " |"
-                )
-    cost = result.get("cost")
-    if cost:
-        lines += [
-            "",
-            f"Cost (CPU time, one process, best of {cost['repeat']}, {cost['arena_like']['rows']:,} arena-length rows, "
-            f"mean answer {cost['arena_like']['mean_response_chars']:,.0f} chars): default groups "
-            f"{cost['default_ms_per_row']:.2f} ms/row; "
-            + "; ".join(
-                f"+ {g}: {c['ms_per_row_with_default']:.2f} ms/row ({100 * c['slowdown_vs_default']:+.0f}%)"
-                for g, c in cost["opt_in"].items()
+    return lines
+
+
+def _loso_lines(result: dict) -> list[str]:
+    """Leave-one-source-out per feature set: macro per seed, deltas against the default groups, per source."""
+    loso = result["loso"]
+    if not loso:
+        return []
+    sources = list(loso["default"]["per_source_mean"])
+    lines = [
+        "",
+        "Leave-one-source-out (held out: " + ", ".join(sources) + "; macro mean over them per seed; "
+        f"option {result['loso_option']}; each feature set its own run, same seeds and settings):",
+        "",
+        "| features | LOSO log loss per seed | Δ vs default per seed | mean Δ | " + " | ".join(sources) + " |",
+        "|---|---|---|---|" + "---|" * len(sources),
+    ]
+    for name, r in loso.items():
+        per_seed = ", ".join(f"{x:.4f}" for x in r["macro_per_seed"])
+        if name == "default":
+            cells = [f"{r['per_source_mean'][s]:.4f}" for s in sources]
+            lines.append(f"| default | {per_seed} | – | – | " + " | ".join(cells) + " |")
+        else:
+            cells = [f"{r['per_source_mean'][s]:.4f} ({_f(r['per_source_delta'][s])})" for s in sources]
+            deltas = ", ".join(_f(d) for d in r["delta_per_seed"])
+            lines.append(
+                f"| default + {name} | {per_seed} | {deltas} | {_f(r['delta_mean'])} | " + " | ".join(cells) + " |"
             )
-            + f"; + both: {cost['all_opt_in']['ms_per_row_with_default']:.2f} ms/row "
-            f"({100 * cost['all_opt_in']['slowdown_vs_default']:+.0f}%).",
-        ]
-    lines += ["", "Verdict: " + "; ".join(
-        f"{g}: {'default' if v['default'] else 'opt-in'} (helps on every seed: {v['helps_every_seed']}, "
-        f"LOSO not worse on average: {v['loso_not_worse']}, feature time within the bar: {v['cheap_enough']})"
-        for g, v in result["verdict"].items()
-    ) + ".", ""]  # fmt: skip
-    if loso:
-        lines += ["![per-seed deltas](evidence.png)", ""]
-    return "\n".join(lines)
+    return lines
+
+
+def _cost_lines(cost: dict | None) -> list[str]:
+    """What each opt-in group costs per arena-length row (``benchmarks/features.py --opt-in-cost``)."""
+    if not cost:
+        return []
+    return [
+        "",
+        f"Cost (CPU time, one process, best of {cost['repeat']}, {cost['arena_like']['rows']:,} arena-length rows, "
+        f"mean answer {cost['arena_like']['mean_response_chars']:,.0f} chars): default groups "
+        f"{cost['default_ms_per_row']:.2f} ms/row; "
+        + "; ".join(
+            f"+ {g}: {c['ms_per_row_with_default']:.2f} ms/row ({100 * c['slowdown_vs_default']:+.0f}%)"
+            for g, c in cost["opt_in"].items()
+        )
+        + f"; + both: {cost['all_opt_in']['ms_per_row_with_default']:.2f} ms/row "
+        f"({100 * cost['all_opt_in']['slowdown_vs_default']:+.0f}%).",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

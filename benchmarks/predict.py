@@ -167,7 +167,17 @@ def main() -> None:
     per_row_s = 1 / result["features_only"]["rows_per_s"]
     result["features_only"]["projected_25k_rows_s_this_cpu"] = round(KAGGLE_TEST * per_row_s, 1)
     Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"{len(score_rows)} real rows from {args.set}, mean {result['mean_chars_per_row']:.0f} chars/row (CPU)")
+    print_summary(result)
+    print(f"wrote {args.out}")
+
+
+def print_summary(result: dict) -> None:
+    """Rows/s of both bundles on this CPU and the 2x T4 projection, as a table on stdout."""
+    data = result["data"]
+    print(
+        f"{data['rows_scored']} real rows from {data['source']}, "
+        f"mean {result['mean_chars_per_row']:.0f} chars/row (CPU)"
+    )
     print(f"with_minilm: {result['with_minilm']['path']}")
     print(f"{'predict_proba':<16}{'seconds':>9}{'rows/s':>9}")
     for key in ("features_only", "with_minilm"):
@@ -177,7 +187,6 @@ def main() -> None:
         print(
             f"{r['model']:<26}{r['fold_models']:>3} model(s){r['hours_25k_test_2xT4']:>8.2f} h fits 9h: {r['fits_9h']}"
         )
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

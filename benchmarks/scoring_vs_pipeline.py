@@ -202,6 +202,34 @@ def sizes(text: str) -> list[int]:
 
 
 def main() -> None:
+    args = build_parser().parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()[0]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        rows, source = scored_rows(args, work)
+        results = compare_models(args, rows, work)
+    meta = {
+        "rows_source": source,
+        "mean_chars_per_row": round(mean_chars(rows)),
+        "threads": args.threads,
+        "machine": f"{os.cpu_count()} CPU cores (shared), 1-minute load average {load_start:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end (one timing per path and batch size: expect noise), fp32",
+        "wall_s": round(time.perf_counter() - started, 1),
+        "target_ratio": TARGET_RATIO,
+        "command": "nice -n 10 python benchmarks/scoring_vs_pipeline.py " + " ".join(sys.argv[1:]),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(meta, results))
+    print(markdown(meta, results))
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument(
@@ -220,66 +248,39 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-llm", action="store_true")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scoring_vs_pipeline"))
-    args = p.parse_args()
-    import torch
+    return p
 
-    torch.set_num_threads(args.threads)
+
+def compare_models(args: argparse.Namespace, rows: pd.DataFrame, work: Path) -> list[dict]:
+    """MiniLM, then SmolLM2 unless ``--skip-llm``: a one-step fold model of each on 16 rows of ``--train-set``,
+    both scoring paths compared on the first rows of ``rows``."""
     from pipelines.data.battles import load_battles
 
-    load_start = os.getloadavg()[0]
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        rows, source = scored_rows(args, work)
-        read_real_set(Path(args.data), args.train_set).sample(n=16, random_state=0).to_csv(
-            work / "train.csv", index=False
-        )
-        train = load_battles(work / "train.csv")[0]
-        results = []
-        minilm = fold_model(minilm_path(), train, args.max_length, work / "minilm")
-        minilm_rows = rows.head(args.rows)
-        results.append(
-            {
-                **compare(
-                    "all-MiniLM-L6-v2 (full fine-tune)",
-                    minilm,
-                    minilm_rows,
-                    args.max_length,
-                    sizes(args.batch_sizes),
-                ),
-                "mean_chars_per_row": round(mean_chars(minilm_rows)),
-            }
-        )
-        if not args.skip_llm:
-            llm = fold_model(smollm2_gguf(), train, args.llm_max_length, work / "smollm2")
-            llm_rows = rows.head(args.llm_rows)
-            results.append(
-                {
-                    **compare(
-                        "SmolLM2-135M-Instruct (LoRA)",
-                        llm,
-                        llm_rows,
-                        args.llm_max_length,
-                        sizes(args.llm_batch_sizes or args.batch_sizes),
-                    ),
-                    "mean_chars_per_row": round(mean_chars(llm_rows)),
-                }
+    read_real_set(Path(args.data), args.train_set).sample(n=16, random_state=0).to_csv(work / "train.csv", index=False)
+    train = load_battles(work / "train.csv")[0]
+    models = [
+        ("all-MiniLM-L6-v2 (full fine-tune)", minilm_path, "minilm", args.rows, args.max_length, args.batch_sizes)
+    ]
+    if not args.skip_llm:
+        llm_batch_sizes = args.llm_batch_sizes or args.batch_sizes
+        models.append(
+            (
+                "SmolLM2-135M-Instruct (LoRA)",
+                smollm2_gguf,
+                "smollm2",
+                args.llm_rows,
+                args.llm_max_length,
+                llm_batch_sizes,
             )
-    meta = {
-        "rows_source": source,
-        "mean_chars_per_row": round(mean_chars(rows)),
-        "threads": args.threads,
-        "machine": f"{os.cpu_count()} CPU cores (shared), 1-minute load average {load_start:.1f} at the start and "
-        f"{os.getloadavg()[0]:.1f} at the end (one timing per path and batch size: expect noise), fp32",
-        "wall_s": round(time.perf_counter() - started, 1),
-        "target_ratio": TARGET_RATIO,
-        "command": "nice -n 10 python benchmarks/scoring_vs_pipeline.py " + " ".join(sys.argv[1:]),
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(meta, results))
-    print(markdown(meta, results))
+        )
+    results = []
+    for name, weights, folder, n, max_length, batch_sizes in models:
+        clf = fold_model(weights(), train, max_length, work / folder)
+        head = rows.head(n)
+        results.append(
+            {**compare(name, clf, head, max_length, sizes(batch_sizes)), "mean_chars_per_row": round(mean_chars(head))}
+        )
+    return results
 
 
 def explain(r: dict, b: dict) -> str:

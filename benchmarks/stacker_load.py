@@ -72,37 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for condition in ("quiet", "busy"):
-        ctx = mp.get_context("fork")
-        stop = ctx.Event()
-        procs = [
-            ctx.Process(target=_burn, args=(stop,), daemon=True) for _ in range(burners if condition == "busy" else 0)
-        ]
-        for proc in procs:
-            proc.start()
-        time.sleep(1.0 if procs else 0.0)
-        try:
-            busy, chosen = busy_cpus(0.5), lightgbm_threads(0.5)
-            for label, threads in (("2 threads (old default)", 2), (f"chosen ({chosen})", chosen)):
-                seconds = timed_fit(X, y, threads, args.rounds, args.timeout)
-                shown = f"{seconds:7.2f} s" if seconds is not None else f">{args.timeout:.0f} s (stopped)"
-                print(f"{condition:5s} (busy cores {busy:.1f}, {len(procs)} burners)  {label:24s} {shown}")
-                results.append(
-                    {
-                        "condition": condition,
-                        "burners": len(procs),
-                        "busy_cpus_measured": round(busy, 2),
-                        "threads": threads,
-                        "choice": label,
-                        "seconds": seconds,
-                        "timeout": args.timeout,
-                    }
-                )
-        finally:
-            stop.set()
-            for proc in procs:
-                proc.join(5)
-                if proc.is_alive():
-                    proc.kill()
+        results += time_condition(condition, burners if condition == "busy" else 0, X, y, args)
     payload = {
         "data": args.train,
         "rows": int(len(y)),
@@ -115,6 +85,41 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(payload, indent=2))
     print(f"wrote {args.out}")
     return 0
+
+
+def time_condition(condition: str, n_burners: int, X, y, args: argparse.Namespace) -> list[dict]:
+    """The old default (2 threads) and the load-aware choice, timed while ``n_burners`` processes burn CPU."""
+    ctx = mp.get_context("fork")
+    stop = ctx.Event()
+    procs = [ctx.Process(target=_burn, args=(stop,), daemon=True) for _ in range(n_burners)]
+    for proc in procs:
+        proc.start()
+    time.sleep(1.0 if procs else 0.0)
+    results = []
+    try:
+        busy, chosen = busy_cpus(0.5), lightgbm_threads(0.5)
+        for label, threads in (("2 threads (old default)", 2), (f"chosen ({chosen})", chosen)):
+            seconds = timed_fit(X, y, threads, args.rounds, args.timeout)
+            shown = f"{seconds:7.2f} s" if seconds is not None else f">{args.timeout:.0f} s (stopped)"
+            print(f"{condition:5s} (busy cores {busy:.1f}, {len(procs)} burners)  {label:24s} {shown}")
+            results.append(
+                {
+                    "condition": condition,
+                    "burners": len(procs),
+                    "busy_cpus_measured": round(busy, 2),
+                    "threads": threads,
+                    "choice": label,
+                    "seconds": seconds,
+                    "timeout": args.timeout,
+                }
+            )
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+    return results
 
 
 if __name__ == "__main__":

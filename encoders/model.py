@@ -168,25 +168,31 @@ def load_classifier(
     if gradient_checkpointing:
         _enable_checkpointing(model)
     if use_lora:
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        if qconfig is not None:
-            from peft import prepare_model_for_kbit_training
-
-            with _quiet_peft_probe():
-                model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-        lora_config = LoraConfig(
-            task_type=TaskType.SEQ_CLS,
-            r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_dropout=lora_dropout,
-            target_modules=_lora_targets(model),
-            modules_to_save=_head_modules(model),
-        )
-        with _quiet_peft_probe():
-            model = get_peft_model(model, lora_config)
+        model = _with_lora(model, lora_r, lora_alpha, lora_dropout, qconfig is not None, gradient_checkpointing)
     log.info("loaded %s (%s%s)", path.name, config.model_type, ", LoRA" if use_lora else "")
     return model
+
+
+def _with_lora(model, r: int, alpha: int, dropout: float, quantized: bool, gradient_checkpointing: bool):
+    """``model`` with LoRA adapters on its attention / MLP projections and a fully trained head; a quantized
+    model is first made trainable (k-bit preparation)."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    if quantized:
+        from peft import prepare_model_for_kbit_training
+
+        with _quiet_peft_probe():
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    lora_config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=_lora_targets(model),
+        modules_to_save=_head_modules(model),
+    )
+    with _quiet_peft_probe():
+        return get_peft_model(model, lora_config)
 
 
 def is_lora(model) -> bool:

@@ -1,4 +1,4 @@
-"""Settings of one transformer fine-tuning run (part of pipelines.stages.config.RunConfig)."""
+"""Settings of one transformer fine-tuning run (part of pipelines.config.run_config.RunConfig)."""
 
 from __future__ import annotations
 

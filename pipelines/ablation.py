@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         config = run_config_from_args(args)
         apply_params_file(config, args)
         sources = config.sources
-    from pipelines.stages.preflight import check_run
+    from pipelines.preflight import check_run
 
     with arguments_checked():
         ablation_config = AblationConfig(**overrides_from_args(args, AblationConfig))

@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from features.groups import expand_groups
+from pipelines.config.params_file import load_params_file
+from pipelines.config.run_config import FeatureConfig, RunConfig, SourceFiles
 from pipelines.data.training_sets import TrainingSource, TrainingSourcesConfig
 from pipelines.runtime.command_setup import add_config_arg, parse_command
 from pipelines.runtime.errors import UsageError
 from pipelines.runtime.paths import DataPaths, resolve_paths
 from pipelines.runtime.resources import feature_workers, lightgbm_threads
-from pipelines.stages.config import FeatureConfig, RunConfig, SourceFiles, load_params_file
 from pipelines.stages.fold_feature_kinds import setting_names
 from stacking.calibration_choice import TEST_CALIBRATION_HELP, TEST_CALIBRATIONS
 from stacking.config import StackerConfig
@@ -325,7 +326,7 @@ def add_test_calibration_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_prior_guard_args(p: argparse.ArgumentParser) -> None:
-    """``--allow-worse-than-prior`` (full_run): see pipelines.stages.prior_guard."""
+    """``--allow-worse-than-prior`` (full_run): see pipelines.model.prior_guard."""
     p.add_argument(
         "--allow-worse-than-prior",
         action="store_true",

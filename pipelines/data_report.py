@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 from pipelines.cli import add_dataclass_args, overrides_from_args
+from pipelines.preflight import check_writable_dir
 from pipelines.reports.data_report import build_report, check_summary_config
 from pipelines.reports.data_summary import SummaryConfig
 from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, command_parser, parse_command, setup_logging
 from pipelines.runtime.errors import arguments_checked
-from pipelines.stages.preflight import check_writable_dir
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,10 +25,10 @@ from pipelines.cli import (
     parse_run_command,
     run_config_from_data_args,
 )
-from pipelines.model.run import run
+from pipelines.config.run_config import RunConfig
+from pipelines.model.run import NewSourceCalibrationError, run
 from pipelines.runtime.command_setup import command_parser, setup_logging
-from pipelines.runtime.errors import arguments_checked
-from pipelines.stages.config import RunConfig
+from pipelines.runtime.errors import PreflightError, arguments_checked
 
 __all__ = ["build_parser", "config_from_args", "main", "run"]
 
@@ -96,13 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_run_command(build_parser(), argv, "full_run")
     with arguments_checked():
         config, submission = config_from_args(args)
+    from pipelines.preflight import check_run, check_savable
     from pipelines.runtime.run_dir import hold_run_dir
-    from pipelines.stages.preflight import check_run, check_savable
 
     check_run(config, submission=submission, test_labels=args.test_labels)  # before any feature is computed
     check_savable(config.stacker.tie_handling)  # the run saves its model
     with hold_run_dir(config.out):  # one run at a time in --out; a second one stops with one line
-        run(config, submission, Path(args.test_labels) if args.test_labels else None)
+        try:
+            run(config, submission, Path(args.test_labels) if args.test_labels else None)
+        except NewSourceCalibrationError as exc:  # checked on the training rows, before the fit
+            raise PreflightError(f"--test-calibration new-source: {exc.reason}") from None
     return 0
 
 

@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 from pipelines.cli import FOLD_FEATURE_FLAGS, add_dataclass_args, overrides_from_args
+from pipelines.config.run_config import FeatureConfig
 from pipelines.experiments.loso_study import LosoConfig, run_study
 from pipelines.reports.loso_report import format_ms, rerender
 from pipelines.runtime.command_setup import SECTION_HELP, add_config_arg, parse_command, setup_logging
 from pipelines.runtime.errors import arguments_checked
-from pipelines.stages.config import FeatureConfig
 
 DATA_FIELDS = ("data", "combined")  # one of the two, from the flags or the file (checked by LosoConfig)
 

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     with arguments_checked():
         config = run_config_from_args(args)
         sources = config.sources
-    from pipelines.stages.preflight import check_run, check_seed
+    from pipelines.preflight import check_run, check_seed
 
     with arguments_checked():
         tune_config = TuneConfig(**overrides_from_args(args, TuneConfig))

@@ -1,14 +1,13 @@
 """The one way a stacker is cross-fitted and calibrated (full_run, ablation and tuning all use it).
 
-Each fold's stacker is fitted on the other folds, predicts its own fold (out-of-fold) and the
-test rows; then :func:`stacking.calibration.cross_calibrate` calibrates the OOF probabilities
-nested across folds. With several training sources, ``tieless`` marks rows of sources without
-ties (``config.tie_handling`` decides how they train, :mod:`stacking.tie_handling`) and
-``scored`` marks the primary rows: calibration is fitted on those only, because the extras'
-label mix (tie rate) is not the one the model is judged on. Per-fold feature transformers
-(``fold_features``) are fitted on the fold's training battles only, so their columns never leak
-the held-out rows; a ``fold_cache`` (:mod:`stacking.fold_feature_cache`) lets many fits on the same
-folds share those fits and columns.
+Each fold's stacker is fitted on the other folds and predicts its own fold (out-of-fold; test rows are scored
+later by the saved fold models, never here); then :func:`stacking.calibration.cross_calibrate` calibrates the
+OOF probabilities nested across folds. With several training sources, ``tieless`` marks rows of sources without
+ties (``config.tie_handling`` decides how they train, :mod:`stacking.tie_handling`) and ``scored`` marks the
+primary rows: calibration is fitted on those only, because the extras' label mix (tie rate) is not the one the
+model is judged on. Per-fold feature transformers (``fold_features``) are fitted on the fold's training battles
+only, so their columns never leak the held-out rows; a ``fold_cache`` (:mod:`stacking.fold_feature_cache`) lets
+many fits on the same folds share those fits and columns.
 """
 
 from __future__ import annotations
@@ -43,11 +42,10 @@ class FoldFeature(Protocol):
 
 @dataclass
 class CrossFitResult:
-    """Out-of-fold probabilities for train, fold-mean probabilities for test, the fold models and
-    each fold's fitted feature transformers (in ``fold_ids`` order)."""
+    """Out-of-fold probabilities for train, the fold models and each fold's fitted feature transformers (in
+    ``fold_ids`` order)."""
 
     oof: np.ndarray
-    test: np.ndarray | None
     models: list[Any]  # LGBMStacker, or TieAwareStacker when sources without ties train (same interface)
     fold_ids: list[int]
     fold_transformers: list[list[Any]] = field(default_factory=list)
@@ -72,10 +70,6 @@ class CalibratedFit:
     scored: np.ndarray
     calibration_s: float = 0.0  # wall seconds of the nested calibration (the rest of the fit is the cross-fit)
 
-    @property
-    def test_cal(self) -> np.ndarray | None:
-        return None if self.raw.test is None else self.calibrator.predict_proba(self.raw.test)
-
 
 FoldHook = Callable[[int, np.ndarray, list[int]], None]  # (fold, OOF so far, folds done) after each fold
 
@@ -92,7 +86,7 @@ def with_fold_features(
     if not transformers:
         return X
     if battles is None:
-        raise ValueError("fold_features need the battles (battles=, and test_battles= with X_test)")
+        raise ValueError("fold_features need the battles (battles=)")
     if cache is not None and index is not None and cache.battles is battles:
         extra = [cache.transform(t, index) for t in transformers]
     else:
@@ -151,7 +145,6 @@ def cross_fit(
     y: np.ndarray,
     folds: np.ndarray,
     groups: np.ndarray | None = None,
-    X_test: pd.DataFrame | None = None,
     config: StackerConfig | None = None,
     seed: int = 0,
     *,
@@ -160,13 +153,12 @@ def cross_fit(
     source: np.ndarray | None = None,
     fold_features: Sequence[FoldFeature] = (),
     battles: pd.DataFrame | None = None,
-    test_battles: pd.DataFrame | None = None,
     fold_cache: FoldFeatureCache | None = None,
     on_fold: FoldHook | None = None,
     progress: Any = None,
     **overrides: Any,
 ) -> CrossFitResult:
-    """Fit one stacker per fold on the other folds; predict its fold (OOF) and the test rows.
+    """Fit one stacker per fold on the other folds; predict its fold (OOF).
 
     ``overrides`` (``params=``, ``num_boost_round=``, ...) replace fields of ``config``.
     ``on_fold`` may raise (e.g. ``optuna.TrialPruned``) to stop early. ``tieless`` (bool per row:
@@ -182,8 +174,7 @@ def cross_fit(
     weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     option, has_ties, names = tie_inputs(y, config, tieless, source)
     oof = np.full((len(y), N_CLASSES), np.nan)
-    test = np.zeros((len(X_test), N_CLASSES)) if X_test is not None else None
-    result = CrossFitResult(oof, test, [], [], tie_handling=option)
+    result = CrossFitResult(oof, [], [], tie_handling=option)
     for k in sorted(np.unique(folds)):
         train_idx, held_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         model, fitted = fit_rows(
@@ -204,8 +195,6 @@ def cross_fit(
         )
         held = with_fold_features(X.iloc[held_idx], battles, fitted, held_idx, fold_cache)
         oof[held_idx] = model.predict_proba(held)
-        if X_test is not None and test is not None:
-            test += model.predict_proba(with_fold_features(X_test, test_battles, fitted))
         result.models.append(model)
         result.fold_ids.append(int(k))
         result.fold_transformers.append(fitted)
@@ -214,8 +203,6 @@ def cross_fit(
             progress.update(1)
         if on_fold is not None:
             on_fold(int(k), oof, list(result.fold_ids))
-    if test is not None:
-        test /= len(result.models)
     return result
 
 

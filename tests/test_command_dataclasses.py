@@ -132,7 +132,7 @@ def test_predict_config_reads_its_named_paths():
 
 def test_predict_flags_override_the_section_and_a_repeatable_flag_replaces_its_list(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(predict, "check_inputs", lambda config: None)
+    monkeypatch.setattr(predict, "check_predict_inputs", lambda config: None)
     monkeypatch.setattr(predict, "predict", lambda config: seen.append(config) or [])
     section = {**PREDICT_REQUIRED, "source": ["a=file.csv"], "n_jobs": 1, "test_calibration": "in-source"}
     path = _write(tmp_path, {"predict": section})

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from pipelines import data_report, full_run, predict
+from pipelines.config.run_config import RunConfig
 from pipelines.runtime.config_file import without_run_location
 from pipelines.runtime.errors import USER_ERROR_EXIT, run_command
-from pipelines.stages.config import RunConfig
 from stacking.config import StackerConfig
 from tests.conftest import ROOT, make_battles
 from tests.test_user_errors import bundle, files  # noqa: F401  (module fixtures: a train/test set, a bundle)
@@ -162,13 +162,16 @@ def test_full_run_new_source_on_one_source_is_refused_before_the_fit(files, tmp_
 
 def test_new_source_check_passes_with_two_tie_bearing_sources(tmp_path):
     from pipelines.data.run_sources import load_run_train
-    from pipelines.stages.preflight import check_test_calibration
+    from pipelines.model.run import NewSourceCalibrationError, check_new_source_possible
 
     frame = pd.concat([make_battles(200, seed=1).assign(source="s1"), make_battles(200, seed=2, start_id=9000)])
     frame.assign(source=["s1"] * 200 + ["s2"] * 200).to_csv(tmp_path / "train.csv", index=False)
     config = RunConfig(str(tmp_path / "train.csv"), "t.csv", "o", test_calibration="new-source")
     train, _ = load_run_train(config.train_path, config.sources)
-    check_test_calibration(config, train)  # two sources with ties and 200 rows each: the fit makes the calibrator
+    check_new_source_possible(config.test_calibration, train)  # two tie-bearing sources of 200 rows: it is made
+    with pytest.raises(NewSourceCalibrationError, match="two or more") as info:  # the library names no flag
+        check_new_source_possible("new-source", train[train["source"] == "s1"])
+    assert isinstance(info.value, ValueError) and "--" not in str(info.value)
 
 
 def test_predict_new_source_with_a_one_source_bundle_is_refused(files, bundle, tmp_path, capsys, trapped):  # noqa: F811

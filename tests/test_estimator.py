@@ -288,7 +288,7 @@ def _encoder_round_trip(model_path: Path, tmp_path: Path, rows: int, folds: int,
         step.save(bundle)
     name = config.resolved_name
     run_full, run_features = model.predict_proba(test, stacker="full"), model.predict_proba(test, stacker="features")
-    assert sorted(model.stackers_) == ["features", "full"], model.fit_report_["plan"]  # kept even when not chosen
+    assert sorted(model.stackers_) == ["features", "full"], model.fit_report_.plan  # kept even when not chosen
     assert list(model.encoder_models_) == [name]
 
     manifest = json.loads((bundle / MANIFEST).read_text())
@@ -431,7 +431,7 @@ def test_bundle_with_chosen_encoder_reproduces_the_model(keyword_encoder, tmp_pa
     model = ArenaPreferenceModel(
         n_folds=3, stacker=QUICK, feature_groups=("length",), encoders=(encoder,), work_dir=tmp_path / "w", n_jobs=1
     ).fit(train)
-    assert model.chosen_stacker_ == "full" and model.encoder_names_ == ["keyword"], model.fit_report_["oof"]
+    assert model.chosen_stacker_ == "full" and model.encoder_names_ == ["keyword"], model.fit_report_.oof
     assert model.stackers_["full"].feature_config["sources"] == ["keyword"]
     assert "diff_enc_keyword" in model.feature_columns_
     assert model.stacker_oof_log_loss_["full"] < model.stacker_oof_log_loss_["features"]
@@ -498,7 +498,7 @@ def test_run_with_chosen_encoder_scores_the_test_once(keyword_encoder, scored_ro
 
 def _keyword_run_config(out: Path, budget_hours: float | None):
     from encoders.settings import EncoderConfig
-    from pipelines.stages.config import FeatureConfig, RunConfig
+    from pipelines.config.run_config import FeatureConfig, RunConfig
 
     return RunConfig(
         train_path="train.csv",
@@ -594,6 +594,63 @@ def test_every_parameter_get_params_lists_is_settable_and_clonable():
         ArenaPreferenceModel().set_params(stacker__nope=1)
     with pytest.raises(ValueError, match="num_boost_round"):
         ArenaPreferenceModel().set_params(stacker__num_boost_round=0)
+
+
+def test_fold_feature_parameters_are_the_registered_kinds_settings(bundle_copy):
+    """Each registered fold-feature kind's settings are estimator parameters with their ``FeatureConfig`` defaults;
+    the estimator's fold features, a run's estimator and a bundle's parameters are read from the registry by name."""
+    from dataclasses import replace
+
+    from pipelines.config.run_config import FeatureConfig, RunConfig
+    from pipelines.model.model_features import fold_feature_config
+    from pipelines.model.run import estimator_of
+    from pipelines.stages.fold_feature_kinds import setting_names
+
+    defaults = FeatureConfig()
+    params = ArenaPreferenceModel().get_params(deep=False)
+    assert {name: params[name] for name in setting_names()} == {n: getattr(defaults, n) for n in setting_names()}
+    features = replace(defaults, groups=("length",), tfidf=True, embedder="m", embedder_max_length=64)
+    model = estimator_of(RunConfig("t.csv", "s.csv", "o", features=features))
+    assert replace(fold_feature_config(model), n_jobs=features.n_jobs) == features
+    manifest = json.loads((bundle_copy / MANIFEST).read_text())
+    manifest["params"].update(tfidf=1, embedder_max_length=64.0)  # JSON numbers: the setting's type comes back
+    manifest["digest"] = manifest_digest(manifest)
+    (bundle_copy / MANIFEST).write_text(json.dumps(manifest))
+    loaded = ArenaPreferenceModel.load(bundle_copy).get_params()
+    assert loaded["tfidf"] is True and loaded["embedder_max_length"] == 64
+    assert type(loaded["embedder_max_length"]) is int
+
+
+def test_the_fit_record_is_what_the_report_and_the_bundle_show(run_dir):
+    """The fit's record is an object whose JSON is the report's own entries; a bundle keeps its
+    ``FitRecord.KEPT`` part with the run's test calibration, and a loaded model reads it back."""
+    from pipelines.bundle.fit_record import FitRecord
+
+    report = json.loads((run_dir / "report.json").read_text())
+    loaded = ArenaPreferenceModel.load(run_dir / "model")
+    record = loaded.fit_report_
+    assert isinstance(record, FitRecord) and record.test_choice == report["calibration"]["test_choice"]
+    for key in ("folds", "oof", "chosen"):
+        assert getattr(record, key) == report[key], key
+    assert record.rows == {"train": report["data"]["train"]["rows"]}
+    assert record.calibration["fitted"] == report["calibration"]["fitted"]
+    saved = json.loads((run_dir / "model" / MANIFEST).read_text())["fit_report"]
+    assert record.kept(record.test_choice) == saved and list(saved) == list(FitRecord.KEPT)
+
+
+def test_the_library_names_no_flag(bundle_copy, frames, tmp_path):
+    """A library call fails with a ``ValueError``-family error in its own terms; the commands put the flag before it
+    (``predict --source``, ``full_run --tie-handling``: tests/test_user_errors.py, tests/test_multi_source_run.py)."""
+    from pipelines.model.bundle_scoring import predict_file
+
+    _, test_path = frames
+    with pytest.raises(ValueError, match="'nope': the model was trained without that source") as info:
+        predict_file(bundle_copy, test_path, tmp_path / "s.csv", {"nope": str(test_path)}, n_jobs=1, progress=False)
+    assert isinstance(info.value, UserError) and "--" not in str(info.value)
+    unsavable = ArenaPreferenceModel(n_folds=3, stacker=StackerConfig(tie_handling="hierarchical"))
+    with pytest.raises(ValueError, match="'hierarchical' cannot be saved") as info:
+        unsavable.fit(make_battles(30, seed=1))  # refused before any work
+    assert "--" not in str(info.value)
 
 
 def test_a_bundle_with_the_older_calibration_parameter_loads(bundle_copy):

@@ -11,12 +11,12 @@ import pytest
 
 from arena_schema import CLASS_COLUMNS
 from features.extractor import FeatureExtractor
+from pipelines.config.run_config import FeatureConfig, RunConfig
 from pipelines.model import battles_input, fitting
 from pipelines.model import run as run_module
 from pipelines.model import scoring as scoring_module
 from pipelines.model.estimator import ArenaPreferenceModel
 from pipelines.model.run import fit_predict
-from pipelines.stages.config import FeatureConfig, RunConfig
 from stacking.config import StackerConfig
 from tests.conftest import make_battles
 

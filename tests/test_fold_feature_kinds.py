@@ -12,8 +12,8 @@ import pytest
 
 from features.embedding_features import EmbeddingPairFeatures
 from features.text_vectors import TfidfDiffTransformer
+from pipelines.config.run_config import FeatureConfig
 from pipelines.stages import fold_feature_kinds
-from pipelines.stages.config import FeatureConfig
 from pipelines.stages.fold_feature_kinds import FoldFeatureKind, kinds, register, setting_names
 from pipelines.stages.fold_feature_setup import fold_feature_name, fold_transformers, prepare_battles
 from stacking import transformer_state

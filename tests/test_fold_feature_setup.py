@@ -8,8 +8,8 @@ import pytest
 
 from features.embedding_features import EmbeddingPairFeatures
 from features.text_vectors import TfidfDiffTransformer
+from pipelines.config.run_config import FeatureConfig, RunConfig
 from pipelines.data.battles import load_battles
-from pipelines.stages.config import FeatureConfig, RunConfig
 from pipelines.stages.fold_feature_setup import build_fold_features, prepare_battles
 from stacking.transformer_state import load_transformer, save_transformer
 from tests.conftest import make_battles
@@ -29,12 +29,14 @@ def _round_trip(model, folder):
 
 
 def test_features_only_by_default(battles):
-    transformers, train, test = build_fold_features(FeatureConfig(), battles, None)
-    assert transformers == [] and train is battles and test is None
+    transformers, train = build_fold_features(FeatureConfig(), battles)
+    assert transformers == [] and train is battles
 
 
 def test_tfidf_only(battles, tmp_path):
-    transformers, train, test = build_fold_features(FeatureConfig(tfidf=True), battles.iloc[:40], battles.iloc[40:])
+    config = FeatureConfig(tfidf=True)
+    transformers, train = build_fold_features(config, battles.iloc[:40])
+    test = prepare_battles(config, battles.iloc[40:])
     assert [type(t) for t in transformers] == [TfidfDiffTransformer]
     assert not any(c.startswith("emb_") for c in train.columns) and len(test) == 20
     fitted = TfidfDiffTransformer(n_components=4, max_features=2**10).fit(train)
@@ -44,7 +46,8 @@ def test_tfidf_only(battles, tmp_path):
 
 def test_embedder_columns_cache_and_predict_time(battles, tiny_bert, tmp_path):
     features = FeatureConfig(embedder=str(tiny_bert), embedder_max_length=32)
-    transformers, train, test = build_fold_features(features, battles.iloc[:40], battles.iloc[40:], tmp_path)
+    transformers, train = build_fold_features(features, battles.iloc[:40], tmp_path)
+    test = prepare_battles(features, battles.iloc[40:], tmp_path)
     assert [type(t) for t in transformers] == [EmbeddingPairFeatures]
     assert {"emb_prompt", "emb_a", "emb_b"} <= set(train.columns) <= set(test.columns) | set(train.columns)
     assert list((tmp_path / "embeddings").glob("emb-*.npz"))  # cached under the run cache dir

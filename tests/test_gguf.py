@@ -13,9 +13,9 @@ from encoders.gguf import GGUFError, converted_folder, resolve_model_path
 from encoders.inputs import BattleEncoder
 from encoders.model import load_tokenizer
 from pipelines.bundle.base_weights import match_base, model_identity
+from pipelines.config.run_config import RunConfig
 from pipelines.data.battles import load_battles
-from pipelines.stages.config import RunConfig
-from pipelines.stages.preflight import PreflightError, check_encoders
+from pipelines.preflight import PreflightError, check_encoders
 from tests.conftest import make_battles
 from tests.tiny_models import tiny_encoder_config
 

@@ -1,9 +1,10 @@
 """The import layers the README promises, checked on the source (every import, also inside functions).
 
 arena_schema <- features, encoders <- stacking <- pipelines; inside pipelines, one subpackage per role,
-runtime <- formats <- data <- reports <- stages <- bundle <- model <- export <- experiments <- the command
-modules (and their flag helpers in ``pipelines/cli.py``) at the top. No module imports a command module, and
-no project module imports itself back through others (no cycle).
+runtime <- formats <- data <- config <- reports <- stages <- bundle <- model <- export <- experiments <- the command
+modules (and their flag helpers in ``pipelines/cli.py`` and checks in ``pipelines/preflight.py``) at the top. No module
+imports a command module, and no project module imports itself back through others (no cycle). ``stages/`` holds the
+fit's stages only (:data:`FIT_STAGES`), so it cannot grow back into a grab-bag.
 """
 
 from __future__ import annotations
@@ -18,7 +19,19 @@ from tests.conftest import ROOT
 
 LAYER = {"arena_schema": 0, "features": 1, "encoders": 1, "stacking": 2, "pipelines": 3}
 # the roles inside pipelines, lowest first; a module directly in pipelines/ (a command, cli) sits above them all
-ROLES = ("runtime", "formats", "data", "reports", "stages", "bundle", "model", "export", "experiments")
+ROLES = ("runtime", "formats", "data", "config", "reports", "stages", "bundle", "model", "export", "experiments")
+COMMAND_HELPERS = {"pipelines.cli", "pipelines.preflight"}  # beside the commands: their flags and their checks
+# each module of stages/ is one stage of the fit (or the fit stages' own registry); a run setting, a command check,
+# a run decision or an experiment statistic belongs to config/, preflight.py, model/ or experiments/
+FIT_STAGES = {
+    "fold_feature_kinds": "the fold-feature kinds the cross-fit fits per fold",
+    "fold_feature_setup": "the fold transformers a config asks for, and the columns they read",
+    "stacker_inputs": "folds, features and sources: the stacker's inputs and fit arguments",
+    "stacker_stage": "the stacker's cross-fit and calibration",
+    "encoder_stage": "the encoders' fine-tuning in the same folds",
+    "encoder_launch": "the encoders' data-parallel launch",
+    "new_source_stage": "the new-source calibrator and the shift reference",
+}
 ROLE_MAX_LINES = 2000
 
 
@@ -80,17 +93,24 @@ def test_the_layers_are_found():
 
 
 def test_pipelines_holds_only_roles_commands_and_their_flag_helpers():
-    """Library code lives in a role subpackage; directly in pipelines/ only the commands and cli.py."""
+    """Library code lives in a role subpackage; directly in pipelines/ only the commands, cli.py and preflight.py."""
     loose = {
         name
         for name in MODULES
         if name.count(".") == 1
         and name.startswith("pipelines.")
-        and name not in COMMANDS | {"pipelines.cli"} | {f"pipelines.{role}" for role in ROLES}
+        and name not in COMMANDS | COMMAND_HELPERS | {f"pipelines.{role}" for role in ROLES}
     }
     assert not loose, f"modules in pipelines/ outside a role subpackage: {sorted(loose)}"
     subpackages = {p.name for p in (ROOT / "pipelines").iterdir() if (p / "__init__.py").is_file()}
     assert subpackages == set(ROLES), f"pipelines/ subpackages {sorted(subpackages)} != roles {ROLES}"
+
+
+def test_stages_holds_only_the_fits_stages():
+    """A module added to stages/ must be a stage of the fit, named in :data:`FIT_STAGES` with what it does."""
+    on_disk = {p.stem for p in (ROOT / "pipelines" / "stages").glob("*.py") if p.stem != "__init__"}
+    assert on_disk == set(FIT_STAGES), f"stages/ modules {sorted(on_disk)} != the fit's stages {sorted(FIT_STAGES)}"
+    assert not [p for p in (ROOT / "pipelines" / "stages").iterdir() if p.is_dir() and p.name != "__pycache__"]
 
 
 def test_no_role_is_larger_than_the_limit():
@@ -121,6 +141,39 @@ def test_no_system_exit_below_the_commands(module):
         if isinstance(node, ast.Raise) and node.exc is not None and "SystemExit" in ast.unparse(node.exc)
     ]
     assert not raises, f"{module} raises SystemExit at line(s) {raises}"
+
+
+def _user_error_classes() -> dict[str, list[str]]:
+    """{module: the classes it defines with ``UserError`` among their bases}, found in the source."""
+    out: dict[str, list[str]] = {}
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(ast.unparse(b).endswith("UserError") for b in node.bases):
+                out.setdefault(name, []).append(node.name)
+    return out
+
+
+def test_every_user_error_is_a_value_error_and_none_is_raised_bare():
+    """The library raises ``ValueError``-family errors: each ``UserError`` kind is also a ``ValueError``, and no
+    module raises the bare base (a caller would need a second ``except`` for it)."""
+    import importlib
+
+    found = _user_error_classes()
+    assert "pipelines.runtime.errors" in found and len(found) >= 8, found
+    not_value = [
+        f"{module}.{cls}"
+        for module, classes in found.items()
+        for cls in classes
+        if not issubclass(getattr(importlib.import_module(module), cls), ValueError)
+    ]
+    assert not not_value, f"UserErrors that are not ValueErrors: {not_value}"
+    bare = [
+        f"{name}:{node.lineno}"
+        for name, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Raise) and node.exc is not None and ast.unparse(node.exc).startswith("UserError(")
+    ]
+    assert not bare, f"bare UserError raised at {bare}"
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

@@ -12,13 +12,13 @@ import pytest
 
 from arena_schema import CLASS_COLUMNS
 from pipelines import full_run
+from pipelines.config.run_config import RunConfig
 from pipelines.data.folds import ACROSS_SOURCES
 from pipelines.data.run_sources import load_run_train
 from pipelines.data.training_sets import TrainingSourcesConfig
 from pipelines.model.estimator import ArenaPreferenceModel
 from pipelines.reports.metrics import multiclass_log_loss
-from pipelines.stages.config import RunConfig
-from pipelines.stages.preflight import PreflightError
+from pipelines.runtime.errors import PreflightError
 from stacking.model import StackerModel
 from stacking.tie_handling import TieAwareStacker
 from tests.conftest import make_battles
@@ -79,7 +79,7 @@ def test_prior_fallback_is_the_prior_of_the_primary_rows(files, tmp_path, monkey
     """The guard compares with the primary rows' prior, so a fallback submits that prior, not one with
     the tie-less extra rows in it (which would pull P(tie) down)."""
     from pipelines.model import run
-    from pipelines.stages.prior_guard import prior_probabilities
+    from pipelines.model.prior_guard import prior_probabilities
 
     real_decide = run.decide
     monkeypatch.setattr(run, "decide", lambda stacker, prior, allow: real_decide(prior + 0.5, prior, allow))

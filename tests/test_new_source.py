@@ -243,7 +243,7 @@ def test_estimator_fits_both_calibrators_and_reports_the_choice(fitted_multi):
     model, train, test, _ = fitted_multi
     stacker = model.stackers_["features"]
     assert stacker.new_source is not None and stacker.new_source.sources == ["s0", "s1", "s2"]
-    report = model.fit_report_["calibration"]
+    report = model.fit_report_.calibration
     assert report["new_source"]["features"]["fitted"] is True
     assert set(report["new_source"]["features"]["held_out_sources"]) == {"s0", "s1", "s2"}
     auto, decision = score(model, test, stacker=None, test_calibration=None)
@@ -251,7 +251,7 @@ def test_estimator_fits_both_calibrators_and_reports_the_choice(fitted_multi):
     assert choice["requested"] == "auto" and choice["calibration"] in ("in-source", "new-source")
     assert choice["shift"]["auc"] < 0.75  # the test battles are drawn like the training ones
     assert choice["calibration"] == "in-source"
-    assert "new-source calibration" in model.fit_report_["timings"]
+    assert "new-source calibration" in model.fit_report_.timings
     new = model.predict_proba(test, test_calibration="new-source")
     old = model.predict_proba(test, test_calibration="in-source")
     assert not np.allclose(new, old)
@@ -286,7 +286,7 @@ def test_bundle_round_trips_both_calibrators_and_the_decision(fitted_multi):
     decided = score(model, test, stacker=None, test_calibration=None)[1]["test_choice"]
     assert loaded.test_choice_ == decided  # the run's decision, recorded
     assert score(loaded, test, stacker=None, test_calibration=None)[1]["test_choice"] == decided
-    kept = loaded.fit_report_["calibration"]["new_source"]["features"]  # the figures that chose it travel along
+    kept = loaded.fit_report_.calibration["new_source"]["features"]  # the figures that chose it travel along
     assert set(kept["held_out_sources"]) == {"s0", "s1", "s2"} and kept["procedure"] == "smoothing/per_source/none"
     few, decision = score(loaded, test.head(20), stacker=None, test_calibration="auto")
     assert few.shape == (20, 3) and "too few" in decision["test_choice"]["why"]
@@ -366,6 +366,6 @@ def test_new_source_calibrator_holds_out_families(monkeypatch):
     monkeypatch.setattr(NewSourceCalibrator, "fit", spy)
     model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train)
     assert calls == [(len(train), ["mtbench-human", "s2"])]
-    held = model.fit_report_["calibration"]["new_source"]["features"]["held_out_sources"]
+    held = model.fit_report_.calibration["new_source"]["features"]["held_out_sources"]
     assert held["mtbench-human"]["rows"] == 420 and set(held) == {"mtbench-human", "s2"}
     assert sorted(set(model.shift_reference_.source)) == ["mtbench-human", "s2"]

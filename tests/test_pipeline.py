@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 
 from pipelines import full_run
+from pipelines.config.run_config import RunConfig
 from pipelines.model import bundle_scoring
 from pipelines.model.run import run
 from pipelines.runtime.paths import SAMPLE_DIR
 from pipelines.runtime.submission import SubmissionError, write_submission
-from pipelines.stages.config import RunConfig
 
 # fixture-sized data: short boosters, one LightGBM thread (results do not depend on threads)
 FAST = ["--num-boost-round", "60", "--early-stopping-rounds", "10", "--num-threads", "1", "--no-progress"]

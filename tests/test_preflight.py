@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
+from pipelines.config.run_config import RunConfig, SourceFiles
 from pipelines.data.battles import load_battles
 from pipelines.data.folds import check_labels, make_folds
+from pipelines.preflight import PreflightError, check_run, check_storage_url
 from pipelines.runtime.errors import run_command
-from pipelines.stages.config import RunConfig, SourceFiles
-from pipelines.stages.preflight import PreflightError, check_run, check_storage_url
 from tests.conftest import ROOT, make_battles
 
 

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from pipelines.stages.prior_guard import decide, prior_probabilities
+from pipelines.model.prior_guard import decide, prior_probabilities
 
 
 def test_stacker_better_than_prior_is_kept(caplog):

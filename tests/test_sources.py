@@ -254,7 +254,7 @@ def _length_formatting(battles):
 
 def test_fit_calibrated_over_sources_scores_every_source_and_resolves_auto(tmp_path):
     from pipelines.reports.source_scoring import oof_per_source
-    from pipelines.stages.multi_source import source_fit_kwargs
+    from pipelines.stages.stacker_inputs import source_fit_kwargs
     from stacking.config import StackerConfig
     from stacking.cross_fit import fit_calibrated
 
@@ -262,9 +262,7 @@ def test_fit_calibrated_over_sources_scores_every_source_and_resolves_auto(tmp_p
     X = _length_formatting(battles)
     folds = make_source_folds(battles, n_folds=3, seed=0)
     config = StackerConfig(num_boost_round=40, early_stopping_rounds=10, num_threads=1, params={"learning_rate": 0.2})
-    fit = fit_calibrated(
-        X, battles["label"].to_numpy(), folds, config, 0, X_test=X.iloc[:5], **source_fit_kwargs(battles)
-    )
+    fit = fit_calibrated(X, battles["label"].to_numpy(), folds, config, 0, **source_fit_kwargs(battles))
     assert fit.raw.tie_handling == "masked_tie"  # auto, with a source without ties
     np.testing.assert_allclose(fit.oof_cal.sum(axis=1), 1.0, atol=1e-9)
     scores = oof_per_source(battles, fit.raw.oof)

@@ -54,9 +54,9 @@ def test_swap_augmentation_doubles_training_rows(prepared):
 
 def test_cross_fit_oof_covers_every_row_once_and_beats_prior(prepared):
     _, X, y, folds, groups = prepared
-    result = cross_fit(X, y, folds, groups, X_test=X.iloc[:20], seed=0, **FAST)
+    result = cross_fit(X, y, folds, groups, seed=0, **FAST)
     assert not np.isnan(result.oof).any()
-    assert result.oof.shape == (len(y), 3) and result.test.shape == (20, 3)
+    assert result.oof.shape == (len(y), 3)
     assert len(result.models) == 5
     # each row's OOF prediction equals the prediction of the one model that did not train on its fold
     for k, model in zip(result.fold_ids, result.models):
@@ -205,19 +205,7 @@ class _FoldMean(BaseEstimator):
 def test_fold_features_are_fitted_on_training_folds_only(prepared):
     battles, X, y, folds, groups = prepared
     prototype = _FoldMean()
-    test_battles = battles.iloc[:10]
-    result = cross_fit(
-        X,
-        y,
-        folds,
-        groups,
-        X_test=X.iloc[:10],
-        seed=0,
-        fold_features=[prototype],
-        battles=battles,
-        test_battles=test_battles,
-        **FAST,
-    )
+    result = cross_fit(X, y, folds, groups, seed=0, fold_features=[prototype], battles=battles, **FAST)
     assert not hasattr(prototype, "mean_")  # cloned per fold, never fitted itself
     ids = battles["id"].astype(str).to_numpy()
     assert len(result.fold_transformers) == 5
@@ -229,7 +217,7 @@ def test_fold_features_are_fitted_on_training_folds_only(prepared):
         assert model.columns_[-1] == "prompt_fold_mean"
         means.add(fitted.mean_)
     assert len(means) == 5  # one value per fold: each learned from its own rows
-    assert result.test is not None and not np.isnan(result.oof).any()
+    assert not np.isnan(result.oof).any()
     with pytest.raises(ValueError, match="battles"):
         cross_fit(X, y, folds, groups, seed=0, fold_features=[prototype], **FAST)
 
@@ -270,9 +258,9 @@ def test_stackers_clone_to_the_same_model(prepared):
 def test_fit_calibrated_is_cross_fit_then_nested_calibration(prepared):
     _, X, y, folds, groups = prepared
     config = StackerConfig(num_boost_round=60, early_stopping_rounds=10, calibration="vector", num_threads=1)
-    fit = fit_calibrated(X, y, folds, config, seed=0, groups=groups, X_test=X.iloc[:5])
-    raw = cross_fit(X, y, folds, groups, X_test=X.iloc[:5], config=config, seed=0)
+    fit = fit_calibrated(X, y, folds, config, seed=0, groups=groups)
+    raw = cross_fit(X, y, folds, groups, config=config, seed=0)
     np.testing.assert_array_equal(fit.raw.oof, raw.oof)
     calibrated, calibrator = cross_calibrate(raw.oof, y, folds, "vector")
     np.testing.assert_allclose(fit.oof_cal, calibrated)
-    np.testing.assert_allclose(fit.test_cal, calibrator.predict_proba(raw.test))
+    np.testing.assert_allclose(fit.calibrator.predict_proba(raw.oof), calibrator.predict_proba(raw.oof))

@@ -8,10 +8,10 @@ import pytest
 
 from pipelines import full_run, tune
 from pipelines.cli import run_config_from_args
+from pipelines.config.params_file import load_params_file
 from pipelines.experiments import tune as tune_engine
 from pipelines.model.model_inputs import model_inputs
 from pipelines.runtime.errors import UsageError
-from pipelines.stages.config import load_params_file
 from stacking.calibration import ProbabilityCalibrator
 from stacking.cross_fit import fit_calibrated
 from stacking.metrics import multiclass_log_loss

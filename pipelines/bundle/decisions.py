@@ -1,7 +1,7 @@
 """What a run decided, carried by its bundle: the prior guard's verdict and what was submitted; and the one
 reading of ``stacker=`` every way of scoring a model shares (:func:`stacker_to_score`).
 
-Why: the run may submit the class prior instead of a stacker that scores worse (``pipelines.stages.prior_guard``);
+Why: the run may submit the class prior instead of a stacker that scores worse (``pipelines.model.prior_guard``);
 a bundle that only held the stackers would let ``predict`` and the Kaggle scoring path submit the
 rejected stacker, silently. The bundle records the decision and scoring repeats it unless told otherwise.
 """
@@ -26,7 +26,7 @@ class StackerChoiceError(UserError, ValueError):
 
 def submitted_stacker(model: Any) -> dict:
     """The record of submitting ``model``'s chosen stacker (the bundle's and the report's ``submitted``)."""
-    described = (getattr(model, "fit_report_", None) or {}).get("chosen_description")
+    described = getattr(getattr(model, "fit_report_", None), "chosen_description", None)
     description = f"stacker over {described}" if described else "the chosen stacker"
     return {"kind": STACKER, "stacker": model.chosen_stacker_, "description": description}
 

@@ -18,6 +18,7 @@ import numpy as np
 from encoders.settings import EncoderConfig
 from features.groups import DEFAULT_GROUPS, expand_groups
 from pipelines.bundle.decisions import FEATURES, FULL, check_decisions, decisions_record
+from pipelines.bundle.fit_record import FitRecord
 from pipelines.bundle.identity import base_difference, base_identity, feature_difference, feature_fingerprint
 from pipelines.bundle.store import (
     BUNDLE_FORMAT,
@@ -27,8 +28,9 @@ from pipelines.bundle.store import (
     replace_directory,
     write_manifest,
 )
+from pipelines.config.run_config import FeatureConfig, SourceFiles
 from pipelines.runtime.run_dir import remove_quietly, temp_path
-from pipelines.stages.config import SourceFiles
+from pipelines.stages.fold_feature_kinds import setting_names
 from stacking.calibration_choice import validate_test_calibration
 from stacking.config import StackerConfig
 from stacking.model import library_versions
@@ -40,7 +42,6 @@ SHIFT_REFERENCE = "shift_reference.npz"  # the training rows new rows are compar
 LOCAL_PARAMS = ("cache_dir", "work_dir", "progress")  # this machine's settings: never saved in a bundle
 REQUIRED_PARAMS = ("n_folds", "seed", "feature_groups", "stacker", "encoders", "extra_sources")  # in every bundle
 RENAMED_PARAMS = {"calibration": "test_calibration"}  # older bundles' parameter names -> today's
-FIT_RECORD_KEYS = ("rows", "label_counts", "folds", "oof", "chosen", "calibration")  # of fit_report_, kept
 
 
 def feature_groups_of(model: Any) -> tuple[str, ...]:
@@ -78,8 +79,6 @@ def write_bundle(model: Any, staged: Path, decisions: dict | None, test_choice: 
     reference = getattr(model, "shift_reference_", None)
     if reference is not None:
         reference.save(staged / SHIFT_REFERENCE)
-    record = {k: v for k, v in model.fit_report_.items() if k in FIT_RECORD_KEYS}
-    record["calibration"] = {**record["calibration"], "test_choice": test_choice}
     groups = feature_groups_of(model)
     write_manifest(
         staged,
@@ -95,7 +94,7 @@ def write_bundle(model: Any, staged: Path, decisions: dict | None, test_choice: 
             "oof_log_loss": model.oof_log_loss_,
             "encoders": encoders,
             "params": params_json(model),
-            "fit_report": record,
+            "fit_report": model.fit_report_.kept(test_choice),
             "decisions": decisions,
             "feature_identity": feature_fingerprint(groups),
         },
@@ -143,10 +142,11 @@ def _encode_param(name: str, value: Any, model: Any) -> Any:
 
 def _decode_param(name: str, stored: Any) -> Any:
     """The inverse of :func:`_encode_param`; a malformed value raises ``KeyError``/``TypeError``/``ValueError``."""
-    if name in ("n_folds", "seed", "embedder_max_length"):
+    if name in ("n_folds", "seed"):
         return int(stored)
-    if name == "tfidf":
-        return bool(stored)
+    if name in setting_names():  # a fold-feature kind's setting: the type of its FeatureConfig default
+        default: Any = FeatureConfig.__dataclass_fields__[name].default
+        return stored if stored is None or default is None else type(default)(stored)
     if name == "feature_groups":
         return tuple(stored)
     if name == "stacker":
@@ -222,8 +222,8 @@ def _set_fitted(model: Any, directory: Path, manifest: dict) -> None:
     model.oof_log_loss_ = float(manifest["oof_log_loss"])
     model.stacker_oof_log_loss_ = {k: float(v) for k, v in manifest.get("stacker_oof_log_loss", {}).items()}
     model.folds_ = None
-    model.fit_report_ = dict(manifest.get("fit_report", {}))
-    model.test_choice_ = model.fit_report_.get("calibration", {}).get("test_choice")
+    model.fit_report_ = FitRecord.from_bundle(manifest.get("fit_report") or {})
+    model.test_choice_ = model.fit_report_.test_choice
     model.shift_reference_ = load_shift_reference(directory, model.feature_columns_)
 
 

@@ -16,20 +16,15 @@ from scipy.stats import binomtest
 from arena_schema import A_WINS, B_WINS, CLASS_NAMES, TIE, swap_feature_frame, swap_proba
 from features.extractor import group_columns
 from features.groups import GROUPS
+from pipelines.config.run_config import RunConfig
 from pipelines.data.training_sets import TrainingSourcesConfig, load_training_sources
 from pipelines.experiments import loso_study
-from pipelines.model.model_inputs import ModelInputs, model_inputs
+from pipelines.experiments.fold_seeds import fit_seed, paired_seed_deltas, repeated_folds
+from pipelines.model.model_inputs import ModelInputs, model_inputs, require_extras_loaded
 from pipelines.reports.ablation_report import write_outputs
 from pipelines.reports.metrics import nested_prior, reliability, summarize
 from pipelines.runtime.errors import UsageError
-from pipelines.stages.config import RunConfig
 from pipelines.stages.fold_feature_setup import fold_feature_name, fold_transformers, prepare_battles
-from pipelines.stages.multi_source import (
-    fit_seed,
-    paired_seed_deltas,
-    repeated_folds,
-    require_extras_loaded,
-)
 from pipelines.stages.stacker_inputs import StackerInputs, cache_dir_of
 from stacking.cross_fit import CalibratedFit, CrossFitResult, with_fold_features
 from stacking.fold_feature_cache import FoldFeatureCache
@@ -233,24 +228,47 @@ def run_ablation(
     out = config.out / "ablation"
     out.mkdir(parents=True, exist_ok=True)
     sources = sources or TrainingSourcesConfig()
-    fold_seeds = sources.fold_seeds
     model = model_inputs(config)
     if fold_cache:
         model = model.with_fold_cache()
     inputs = model.inputs
     require_extras_loaded(inputs, sources)
-    columns = list(inputs.X.columns)
-    groups = {**feature_groups(columns), **fold_groups(model)}
+    groups = {**feature_groups(list(inputs.X.columns)), **fold_groups(model)}
     scored = inputs.fit_kwargs().get("scored", np.ones(len(inputs.y), dtype=bool))  # the run's fit's scored rows
     y, folds = inputs.y[scored], inputs.folds[scored]
     prior = score(y, nested_prior(y, folds), folds)
-    seed_folds = repeated_folds(inputs.train, inputs.folds, fold_seeds, config.seed)
+    seed_folds = repeated_folds(inputs.train, inputs.folds, sources.fold_seeds, config.seed)
+    variants, full = fit_variants(model, config, groups, seed_folds, scored)
+    report = {
+        "config": report_config(config, settings, model, full[0], folds, scored, sources.fold_seeds),
+        "folds": sorted(int(k) for k in np.unique(folds)),
+        "groups": groups,
+        "prior": prior,
+        "variants": variants,
+        **full_model_diagnostics(model, full, scored, groups, settings),
+    }
+    write_outputs(report, out, time.perf_counter() - start)
+    return report
 
+
+def fit_variants(
+    model: ModelInputs,
+    config: RunConfig,
+    groups: dict[str, list[str]],
+    seed_folds: list[np.ndarray],
+    scored: np.ndarray,
+) -> tuple[dict[str, dict], tuple[CrossFitResult, np.ndarray]]:
+    """Every variant on every fold seed, scored on the ``scored`` rows, with its deltas paired against the
+    full model; also the full model's fit on the run's own folds (raw result, calibrated scored OOF),
+    which the diagnostics describe."""
+    inputs = model.inputs
+    columns = list(inputs.X.columns)
+    y, folds = inputs.y[scored], inputs.folds[scored]
     variants: dict[str, dict] = {}
     per_seed_folds: dict[str, list[list[float]]] = {}
     full = None
     for name, (cols, fold_names) in variant_parts(columns, groups, model.fold_feature_names()).items():
-        log.info("ablation variant %s: %d column(s) %s, %d fold seed(s)", name, len(cols), fold_names, fold_seeds)
+        log.info("ablation variant %s: %d column(s) %s, %d fold seed(s)", name, len(cols), fold_names, len(seed_folds))
         per_seed_folds[name] = []
         for i, f in enumerate(seed_folds):
             fit = fit_variant(model, cols, config, f, fit_seed(config.seed, i), fold_names)
@@ -268,42 +286,62 @@ def run_ablation(
             variants[name]["seed_log_loss"].append(scores["log_loss"])
     for name, v in variants.items():
         v["diff_vs_full"] = paired_seed_deltas(per_seed_folds[name], per_seed_folds["full"])
-
     assert full is not None  # variant_columns always has 'full'
-    result, calibrated = full
-    report = {
-        "config": {
-            "train": str(config.train_path),
-            "rows": len(y),
-            "n_folds": len(np.unique(folds)),
-            "fold_seeds": fold_seeds,
-            "scored_rows": int(scored.sum()),
-            "seed": config.seed,
-            "calibration": config.stacker.calibration,
-            "params": config.stacker.params,
-            "stacker": {  # num_threads changes speed, never results: left out so the JSON is machine-independent
-                k: v for k, v in asdict(config.stacker).items() if k not in ("params", "calibration", "num_threads")
-            },
-            "feature_groups": list(config.features.groups),
-            "fold_features": model.fold_feature_names(),  # fitted inside each training fold, as full_run does
-            "tie_handling": result.tie_handling,  # what config.stacker.tie_handling resolved to
-            "sources": list(config.extra_sources),
-            "settings": asdict(settings),
+    return variants, full
+
+
+def report_config(
+    config: RunConfig,
+    settings: AblationConfig,
+    model: ModelInputs,
+    result: CrossFitResult,
+    folds: np.ndarray,
+    scored: np.ndarray,
+    fold_seeds: int,
+) -> dict:
+    """What the report was measured on and with: enough to rerun it (the JSON is a pure function of these)."""
+    return {
+        "train": str(config.train_path),
+        "rows": len(folds),
+        "n_folds": len(np.unique(folds)),
+        "fold_seeds": fold_seeds,
+        "scored_rows": int(scored.sum()),
+        "seed": config.seed,
+        "calibration": config.stacker.calibration,
+        "params": config.stacker.params,
+        "stacker": {  # num_threads changes speed, never results: left out so the JSON is machine-independent
+            k: v for k, v in asdict(config.stacker).items() if k not in ("params", "calibration", "num_threads")
         },
-        "folds": sorted(int(k) for k in np.unique(folds)),
-        "groups": groups,
-        "prior": prior,
-        "variants": variants,
+        "feature_groups": list(config.features.groups),
+        "fold_features": model.fold_feature_names(),  # fitted inside each training fold, as full_run does
+        "tie_handling": result.tie_handling,  # what config.stacker.tie_handling resolved to
+        "sources": list(config.extra_sources),
+        "settings": asdict(settings),
+    }
+
+
+def full_model_diagnostics(
+    model: ModelInputs,
+    full: tuple[CrossFitResult, np.ndarray],
+    scored: np.ndarray,
+    groups: dict[str, list[str]],
+    settings: AblationConfig,
+) -> dict:
+    """Gain importance, reliability before / after calibration, the verbosity and position biases of the
+    full model on the run's own folds."""
+    result, calibrated = full
+    inputs = model.inputs
+    y = inputs.y[scored]
+    swap_gap = max_swap_gap(result, inputs, list(inputs.X.columns), model.fold_cache)
+    return {
         "importance": gain_importance(result, groups, settings.top_features),
         "reliability": {
             "before": reliability(y, result.oof[scored], settings.reliability_bins),
             "after": reliability(y, calibrated, settings.reliability_bins),
         },
         "verbosity": verbosity(y, calibrated, length_log_ratio(inputs.train[scored]), settings.length_buckets),
-        "position": position(y, calibrated, max_swap_gap(result, inputs, columns, model.fold_cache)),
+        "position": position(y, calibrated, swap_gap),
     }
-    write_outputs(report, out, time.perf_counter() - start)
-    return report
 
 
 def run_by_source(config: RunConfig, sources: TrainingSourcesConfig) -> dict[str, Path]:

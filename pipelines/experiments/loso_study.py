@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from sklearn.base import clone
 from arena_schema import N_CLASSES
 from features.extractor import FeatureExtractor
 from features.groups import expand_groups
+from pipelines.config.run_config import FeatureConfig
 from pipelines.data.source_folds import make_source_folds, source_groups
 from pipelines.data.training_sets import (
     combined_shared_data,
@@ -45,7 +46,6 @@ from pipelines.data.training_sets import (
 from pipelines.reports.loso_report import summarize_results, write_outputs
 from pipelines.reports.metrics import reliability
 from pipelines.reports.source_scoring import score_rows
-from pipelines.stages.config import FeatureConfig
 from pipelines.stages.fold_feature_setup import build_fold_features, fold_feature_name
 from stacking.config import STUDY_PRESET
 from stacking.cross_fit import with_fold_features
@@ -247,37 +247,46 @@ def run_loso(
     families = source_families(battles["source"].to_numpy())
     groups = source_groups(battles)
     holdouts = sorted({str(f) for f in source_families(holdouts)}) if holdouts else sorted(set(families))
-    # by source (the within-source OOF tables) and by family (the held-out units; a family name is a member's)
+    has_ties = _tie_bearing(battles, families)
+    tasks = [(o, k) for k in range(fold_seeds) for o in options]  # seed by seed: partial reports stay paired
+    cache_of = _seed_cache(battles, fold_cache and bool(fold_features) and n_jobs == 1)
+    done = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_run_task)(
+            o, k, battles, X, groups, holdouts, n_folds, o in oof_options, settings, has_ties, fold_features,
+            cache=cache_of(k),
+        )
+        for o, k in tasks
+    )  # fmt: skip
+    return _gather(tasks, done, has_ties, on_progress)
+
+
+def _tie_bearing(battles: pd.DataFrame, families: np.ndarray) -> dict[str, bool]:
+    """Whether each source and each family has ties: by source for the within-source OOF tables, by
+    family for the held-out units (a family name is a member's)."""
     has_ties = {str(s): bool(v) for s, v in battles.groupby("source")["source_has_ties"].any().items()}
     has_ties.update({str(f): bool(v) for f, v in battles.groupby(families)["source_has_ties"].any().items()})
-    tasks = [(o, k) for k in range(fold_seeds) for o in options]  # seed by seed: partial reports stay paired
+    return has_ties
+
+
+def _seed_cache(battles: pd.DataFrame, enabled: bool) -> Callable[[int], FoldFeatureCache | None]:
+    """Fold seed -> the fold-feature cache its tasks share (None when disabled); only one seed's cache is
+    held: asking for the next seed drops the previous one (a task still queued keeps its own)."""
     caches: dict[int, FoldFeatureCache] = {}
 
     def cache_of(k: int) -> FoldFeatureCache | None:
-        if not (fold_cache and fold_features and n_jobs == 1):
+        if not enabled:
             return None
-        if k not in caches:  # the previous seed's cache is dropped here (a task still queued keeps its own)
+        if k not in caches:
             caches.clear()
             caches[k] = FoldFeatureCache(battles)
         return caches[k]
 
-    done = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_run_task)(
-            o,
-            k,
-            battles,
-            X,
-            groups,
-            holdouts,
-            n_folds,
-            o in oof_options,
-            settings,
-            has_ties,
-            fold_features,
-            cache=cache_of(k),
-        )
-        for o, k in tasks
-    )
+    return cache_of
+
+
+def _gather(tasks: list[tuple[str, int]], done, has_ties: dict[str, bool], on_progress) -> dict:
+    """The tasks' scores as option -> source -> one score per seed, and the first seed's reliability;
+    ``on_progress`` sees the results after each task (a partial report)."""
     results: dict[str, Any] = {"loso": {}, "oof": {}, "reliability": {}, "has_ties": has_ties}
     for (option, k), out in zip(tasks, done):
         for part in ("loso", "oof"):
@@ -309,7 +318,7 @@ def run_study(config: LosoConfig, command: str = "python -m pipelines.loso") -> 
     if config.data is not None:
         combined.unlink()
     X = FeatureExtractor(groups, n_jobs=config.n_jobs, cache_dir=config.cache_dir, progress=False).transform(battles)
-    transformers, battles, _ = build_fold_features(config.feature_config(), battles, None, config.cache_dir)
+    transformers, battles = build_fold_features(config.feature_config(), battles, config.cache_dir)
     meta = {
         "rows": int(len(battles)),
         "sources": battles.groupby("source").size().to_dict(),

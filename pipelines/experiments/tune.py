@@ -19,13 +19,13 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from pipelines.config.run_config import RunConfig
 from pipelines.data.training_sets import TrainingSourcesConfig
-from pipelines.model.model_inputs import ModelInputs, model_inputs
+from pipelines.experiments.fold_seeds import fit_seed, repeated_folds
+from pipelines.model.model_inputs import ModelInputs, model_inputs, require_extras_loaded
 from pipelines.runtime.errors import UsageError
 from pipelines.runtime.run_dir import atomic_write_text
 from pipelines.runtime.storage import known_dead, rdb_storage, storage_errors, worker_identity
-from pipelines.stages.config import RunConfig
-from pipelines.stages.multi_source import fit_seed, repeated_folds, require_extras_loaded
 from pipelines.stages.stacker_inputs import StackerInputs
 from stacking.config import StackerConfig
 from stacking.tuning import FoldResult, evaluate_repeated, searched_config, split_trial_params, suggest_stacker
@@ -373,7 +373,7 @@ def param_importances(study) -> tuple[dict[str, float] | None, str | None]:
 
 
 def write_best_params(path: Path, choice: dict, study, baseline: dict) -> Path:
-    """In the format ``pipelines.stages.config.load_params_file`` (and so ``full_run --params``) reads."""
+    """In the format ``pipelines.config.params_file.load_params_file`` (and so ``full_run --params``) reads."""
     payload = {
         "params": choice["params"],
         "calibration": choice["calibration"],
@@ -398,6 +398,7 @@ def render_report(
     plots: dict[str, list[Path]],
     out: Path,
 ) -> str:
+    """The study's Markdown: the gain over the defaults, its trials and time, the best parameters."""
     trials_s = sum((t.duration.total_seconds() for t in study.trials if t.duration is not None), 0.0)
     gain = baseline["log_loss"] - choice["value"]
     lines = [
@@ -425,19 +426,29 @@ def render_report(
         "| parameter | value |",
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in choice["params"].items()],
-        "",
-        "## Parameter importances",
-        "",
     ]
+    return "\n".join(lines + _importance_lines(importances, importance_note) + _plot_lines(plots)) + "\n"
+
+
+def _importance_lines(importances: dict | None, note: str | None) -> list[str]:
+    """The parameter-importance table, or why it was not computed."""
+    lines = ["", "## Parameter importances", ""]
     if importances:
-        lines += ["| parameter | importance |", "|---|---|", *[f"| {k} | {v:.3f} |" for k, v in importances.items()]]
-    else:
-        lines.append(f"Not computed: {importance_note}.")
-    lines += ["", "## Plots", ""]
+        return lines + [
+            "| parameter | importance |",
+            "|---|---|",
+            *[f"| {k} | {v:.3f} |" for k, v in importances.items()],
+        ]
+    return lines + [f"Not computed: {note}."]
+
+
+def _plot_lines(plots: dict[str, list[Path]]) -> list[str]:
+    """A link to each plot's files and its first image inline."""
+    lines = ["", "## Plots", ""]
     for name, files in plots.items():
         lines.append(f"- {name}: " + ", ".join(f"[{f.name}]({f.name})" for f in files))
         lines.append(f"\n![{name}]({files[0].name})\n")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def fold_feature_note(study) -> str:

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -219,43 +220,10 @@ def convert_arena(paths: schema.PathLike | Sequence[schema.PathLike], seed: int 
     for path in input_paths(paths):
         before = len(rows)
         if path.suffix == ".csv" or path.name.endswith(".csv.gz"):
-            try:
-                df = pd.read_csv(path, dtype=str, keep_default_na=False)
-            except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-                raise schema.ConversionError(f"{path}: cannot read CSV ({exc})") from None
-            missing = [c for c in schema.COLUMNS if c not in df.columns]
-            if missing:
-                raise schema.ConversionError(f"{path}: not the Kaggle train.csv layout, column(s) {missing} missing")
-            for i, rec in enumerate(df.to_dict("records"), 1):
-                rows.append(_arena_kaggle_row(rec, f"{path} row {i}", "arena/kaggle-55k", odd))
+            rows += _kaggle_csv_rows(path, odd)
         else:
-            if path.suffix == ".parquet":
-                try:
-                    records = pd.read_parquet(path).to_dict("records")
-                except Exception as exc:  # pyarrow missing or unreadable file
-                    raise schema.ConversionError(f"{path}: cannot read parquet ({exc})") from None
-                items: Iterator[tuple[str, dict]] = ((f"{path} row {i}", r) for i, r in enumerate(records, 1))
-            else:
-                items = iter_records(path)
-            layout = None
-            for where, rec in items:
-                if layout is None:
-                    layout = _arena_layout(rec)
-                    if layout is None:
-                        raise schema.ConversionError(
-                            f"{where}: unknown arena layout (fields {sorted(map(str, rec))[:8]}); expected "
-                            "conversation_a/conversation_b, body.messages, or the train.csv columns"
-                        )
-                    log.info("arena: %s: layout %s", path, layout)
-                if layout == "kaggle":
-                    rows.append(_arena_kaggle_row(rec, where, "arena/kaggle-55k", odd))
-                    continue
-                id_ = schema.ID_OFFSETS["arena"] + running
-                running += 1
-                if layout == "conversations":
-                    rows.append(_arena_conversation_row(rec, where, id_))
-                else:
-                    rows.append(_arena_batch_row(rec, where, id_))
+            new, running = _record_rows(path, running, odd)
+            rows += new
         require_rows(path, before, len(rows))
         for row in rows[before:]:
             odd["identical responses"] += row["response_a"] == row["response_b"]
@@ -265,3 +233,52 @@ def convert_arena(paths: schema.PathLike | Sequence[schema.PathLike], seed: int 
         log.info("arena: %s: %d rows", path, len(rows) - before)
     schema.log_odd("arena", odd)
     return schema.make_frame(rows)
+
+
+def _kaggle_csv_rows(path: Path, odd: collections.Counter[str]) -> list[dict]:
+    """Layout (a): a CSV in Kaggle's train.csv columns, validated row by row, its ids kept."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise schema.ConversionError(f"{path}: cannot read CSV ({exc})") from None
+    missing = [c for c in schema.COLUMNS if c not in df.columns]
+    if missing:
+        raise schema.ConversionError(f"{path}: not the Kaggle train.csv layout, column(s) {missing} missing")
+    return [
+        _arena_kaggle_row(rec, f"{path} row {i}", "arena/kaggle-55k", odd)
+        for i, rec in enumerate(df.to_dict("records"), 1)
+    ]
+
+
+def _record_rows(path: Path, running: int, odd: collections.Counter[str]) -> tuple[list[dict], int]:
+    """A JSON / JSONL / parquet file, its layout told by its first record; the rows and the next running
+    number (layouts (b) and (c) number their rows from ``running``, across files)."""
+    if path.suffix == ".parquet":
+        try:
+            records = pd.read_parquet(path).to_dict("records")
+        except Exception as exc:  # pyarrow missing or unreadable file
+            raise schema.ConversionError(f"{path}: cannot read parquet ({exc})") from None
+        items: Iterator[tuple[str, dict]] = ((f"{path} row {i}", r) for i, r in enumerate(records, 1))
+    else:
+        items = iter_records(path)
+    rows: list[dict] = []
+    layout = None
+    for where, rec in items:
+        if layout is None:
+            layout = _arena_layout(rec)
+            if layout is None:
+                raise schema.ConversionError(
+                    f"{where}: unknown arena layout (fields {sorted(map(str, rec))[:8]}); expected "
+                    "conversation_a/conversation_b, body.messages, or the train.csv columns"
+                )
+            log.info("arena: %s: layout %s", path, layout)
+        if layout == "kaggle":
+            rows.append(_arena_kaggle_row(rec, where, "arena/kaggle-55k", odd))
+            continue
+        id_ = schema.ID_OFFSETS["arena"] + running
+        running += 1
+        if layout == "conversations":
+            rows.append(_arena_conversation_row(rec, where, id_))
+        else:
+            rows.append(_arena_batch_row(rec, where, id_))
+    return rows, running

@@ -24,8 +24,7 @@ import pandas as pd
 
 from pipelines.bundle.decisions import FEATURES, stacker_to_score
 from pipelines.data.battles import load_battles
-from pipelines.model.scoring import EncoderScoring, score
-from pipelines.runtime.errors import UsageError
+from pipelines.model.scoring import EncoderScoring, ScoringError, score
 from pipelines.runtime.submission import write_submission
 
 LOG = logging.getLogger("arena_pref")
@@ -129,8 +128,8 @@ def predict_file(
     model.set_params(n_jobs=n_jobs, progress=progress)
     unknown = sorted(set(sources or {}) - set(model.extra_sources or {}))
     if unknown:
-        raise UsageError(
-            f"--source {unknown[0]}: the model was trained without that source"
+        raise ScoringError(
+            f"source {unknown[0]!r}: the model was trained without that source"
             f" (its sources: {sorted(model.extra_sources or {})})"
         )
     test, _ = load_battles(test_path, labelled=False)

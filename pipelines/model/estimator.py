@@ -29,12 +29,12 @@ from sklearn.utils.validation import check_is_fitted
 from arena_schema import CLASS_NAMES
 from encoders.settings import EncoderConfig
 from pipelines.bundle import model_bundle
+from pipelines.config.run_config import SourceFiles
 from pipelines.model import fitting, scoring
 from pipelines.model.battles_input import as_battles, labels_of
 from pipelines.model.model_features import fold_features_of
 from pipelines.runtime.run_budget import NO_BUDGET, RunBudget
 from pipelines.runtime.stage_timer import StageTimer
-from pipelines.stages.config import SourceFiles
 from pipelines.stages.stacker_inputs import StackerInputs
 from stacking.config import StackerConfig
 
@@ -52,7 +52,8 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
     ``encoder_names_`` (encoders the chosen stacker uses), ``folds_``, ``oof_proba_``, ``oof_log_loss_``,
     ``stackers_`` ({"features", "full"}: StackerModel; "full" whenever encoders finished, chosen or not),
     ``chosen_stacker_``, ``stacker_oof_log_loss_`` (per stacker key), ``encoder_models_`` (name:
-    ``EncoderFoldModels``), ``fit_report_``, ``shift_reference_``; loaded from a bundle also ``test_choice_``
+    ``EncoderFoldModels``), ``fit_report_`` (the fit's record: ``pipelines.bundle.fit_record.FitRecord``),
+    ``shift_reference_``; loaded from a bundle also ``test_choice_``
     (the test calibration the run's test set resolved to) and ``decisions_`` (what the run submitted:
     ``pipelines.bundle.decisions``).
     """
@@ -66,6 +67,8 @@ class ArenaPreferenceModel(ClassifierMixin, BaseEstimator):
         stacker: StackerConfig | None = None,
         encoders: Sequence[EncoderConfig] = (),
         fold_features: Sequence[Any] = (),
+        # every fold-feature kind's settings (pipelines.stages.fold_feature_kinds.setting_names()), with the
+        # defaults of their FeatureConfig fields; read by name, so only sklearn needs them spelled out here
         tfidf: bool = False,
         embedder: str | None = None,
         embedder_max_length: int = 256,

@@ -24,22 +24,23 @@ import numpy as np
 from arena_schema import CLASS_NAMES
 from encoders.settings import EncoderConfig
 from pipelines.bundle.decisions import FEATURES, FULL
+from pipelines.bundle.fit_record import FitRecord
 from pipelines.bundle.model_bundle import feature_groups_of
 from pipelines.bundle.store import bundle_key
 from pipelines.data.run_sources import with_source_columns
 from pipelines.model.battles_input import as_battles, check_frame, labels_of
 from pipelines.model.model_features import extractor_of, fold_features_of, with_fold_feature_columns
+from pipelines.model.run_plan import RunPlan
 from pipelines.reports.metrics import nested_prior, summarize
 from pipelines.runtime.run_budget import RunBudget
 from pipelines.runtime.run_dir import remove_quietly
 from pipelines.runtime.stage_timer import StageTimer
 from pipelines.stages.new_source_stage import fit_new_source, shift_reference
-from pipelines.stages.preflight import check_savable
-from pipelines.stages.run_plan import RunPlan
 from pipelines.stages.stacker_inputs import StackerInputs, build_inputs
 from pipelines.stages.stacker_stage import StackerFit, fit_stacker
 from stacking.calibration_choice import validate_test_calibration
 from stacking.config import StackerConfig
+from stacking.model import check_savable_tie_handling
 
 log = logging.getLogger("arena_pref")
 
@@ -77,7 +78,7 @@ def fit_steps(model: Any, X: Any, y: Any, budget: RunBudget) -> Iterator[Any]:
     """``model.fit_steps``: the fitted attributes written onto ``model``, which is yielded each time it changes."""
     started, timer = time.monotonic(), StageTimer()
     stacker = model.stacker or StackerConfig()
-    check_savable(stacker.tie_handling)  # before any work: the model must be savable
+    check_savable_tie_handling(stacker.tie_handling)  # before any work: the model must be savable
     bundle_key()  # an empty signing key would refuse the save after the work
     validate_test_calibration(model.test_calibration)
     encoders = [replace(e) for e in model.encoders]
@@ -159,8 +160,8 @@ class _Fit:
         self.adopt(model.chosen_stacker_, self.kept[model.chosen_stacker_])
         with self.timer.stage("new-source calibration"):
             self.new_source()
-        model.fit_report_["timings"] = {**self.timer.seconds, "total": round(time.monotonic() - self.started, 3)}
-        model.fit_report_["peak_rss_mib"] = dict(self.timer.peak_rss_mib)
+        model.fit_report_.timings = {**self.timer.seconds, "total": round(time.monotonic() - self.started, 3)}
+        model.fit_report_.peak_rss_mib = dict(self.timer.peak_rss_mib)
 
     def stacker_fit(self, encoder_sources: list[str], stage: str) -> StackerFit:
         """Cross-fit and calibrate the stacker on the features, the extra sources and ``encoder_sources``; timed
@@ -274,30 +275,31 @@ class _Fit:
         model.__dict__.pop("decisions_", None)  # a verdict on the model before this change
         fitted = any(model.stackers_[key].new_source is not None for key in self.kept)  # else "auto" never compares
         model.shift_reference_ = shift_reference(self.inputs, model.seed) if fitted else None
-        model.fit_report_["calibration"]["new_source"] = report
+        model.fit_report_.calibration["new_source"] = report
 
-    def record(self, chosen: StackerFit) -> dict:
+    def record(self, chosen: StackerFit) -> FitRecord:
         """The fit's own record (the bundle keeps part of it): rows, folds, OOF scores, the chosen stacker and
-        the encoder decisions; the run report (``pipelines.model.run``) adds data, test, config and versions."""
+        the encoder decisions; the run report (``pipelines.model.run.build_report``) puts data, test, config and
+        versions around it. Built here because only the fit holds every candidate's OOF and its plan."""
         inputs, model = self.inputs, self.model
-        return {
-            "rows": {"train": len(inputs.train)},
-            "label_counts": {c: int((inputs.y == i).sum()) for i, c in enumerate(CLASS_NAMES)},
-            "folds": {"n_folds": model.n_folds, "rows_per_fold": np.bincount(inputs.folds).tolist()},
-            "features": {
+        return FitRecord(
+            rows={"train": len(inputs.train)},
+            label_counts={c: int((inputs.y == i).sum()) for i, c in enumerate(CLASS_NAMES)},
+            folds={"n_folds": model.n_folds, "rows_per_fold": np.bincount(inputs.folds).tolist()},
+            features={
                 "groups": list(feature_groups_of(model)),
                 "sources": chosen.sources,
                 "n_columns": inputs.X.shape[1],
             },
-            "oof": oof_metrics(inputs, self.candidates),
-            "chosen": {"sources": chosen.sources, "oof_log_loss": chosen.log_loss(inputs.y)},
-            "chosen_description": chosen.description,
-            "calibration": {"kind": chosen.model.calibrator.kind, "fitted": chosen.model.calibrator.to_dict()},
-            "stacker": {"best_iterations": chosen.model.metadata["best_iterations"], "params": self.stacker.params},
-            "plan": self.plan.to_dict(),
-            "timings": {**self.timer.seconds, "total": round(time.monotonic() - self.started, 3)},
+            oof=oof_metrics(inputs, self.candidates),
+            chosen={"sources": chosen.sources, "oof_log_loss": chosen.log_loss(inputs.y)},
+            chosen_description=chosen.description,
+            calibration={"kind": chosen.model.calibrator.kind, "fitted": chosen.model.calibrator.to_dict()},
+            stacker={"best_iterations": chosen.model.metadata["best_iterations"], "params": self.stacker.params},
+            plan=self.plan.to_dict(),
+            timings={**self.timer.seconds, "total": round(time.monotonic() - self.started, 3)},
             **training_sources_report(inputs, chosen),
-        }
+        )
 
 
 def candidate_name(fit: StackerFit) -> str:

@@ -10,18 +10,15 @@ import pandas as pd
 
 from features.extractor import FeatureExtractor
 from pipelines.bundle.model_bundle import feature_groups_of
-from pipelines.stages.config import FeatureConfig
+from pipelines.config.run_config import FeatureConfig
+from pipelines.stages.fold_feature_kinds import setting_names
 from pipelines.stages.fold_feature_setup import fold_transformers, prepare_battles
 
 
 def fold_feature_config(model: Any) -> FeatureConfig:
-    """The fold-feature settings among ``model``'s parameters, as a run's config holds them."""
-    return FeatureConfig(
-        groups=feature_groups_of(model),
-        tfidf=model.tfidf,
-        embedder=model.embedder,
-        embedder_max_length=model.embedder_max_length,
-    )
+    """The fold-feature settings among ``model``'s parameters (every registered kind's, by name), as a run's
+    config holds them."""
+    return FeatureConfig(groups=feature_groups_of(model), **{name: getattr(model, name) for name in setting_names()})
 
 
 def fold_features_of(model: Any) -> list[Any]:

@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
+from pipelines.config.run_config import RunConfig
 from pipelines.data.run_sources import load_run_train
+from pipelines.data.training_sets import TrainingSourcesConfig
 from pipelines.model.run import estimator_of
+from pipelines.runtime.errors import UsageError
 from pipelines.runtime.stage_timer import StageTimer
-from pipelines.stages.config import RunConfig
 from pipelines.stages.fold_feature_setup import fold_feature_name
 from pipelines.stages.stacker_inputs import StackerInputs
 from stacking.config import StackerConfig
@@ -102,3 +104,12 @@ def model_inputs(config: RunConfig, timer: StageTimer | None = None) -> ModelInp
         train, _ = load_run_train(config.train_path, config.sources)
     inputs = model.training_inputs(train, folds_path=config.out / "folds.csv", timer=timer)
     return ModelInputs(inputs, model.all_fold_features())
+
+
+def require_extras_loaded(inputs: Any, sources: TrainingSourcesConfig) -> None:
+    """Stop when extra training sets were asked for (``sources.extra_train``) but the inputs hold only the
+    primary rows (the run's ``load_run_train`` loads extras with ``load_training_sources``): silently
+    ignoring a training set would report a model that is not the one asked for. Called by the experiments (tune,
+    ablation), where those inputs come from."""
+    if sources.extra_train and "is_primary" not in inputs.train:
+        raise UsageError("extra_train: these inputs were prepared without the extra training sets")

@@ -1,17 +1,15 @@
 """The engine of ``python -m pipelines.predict``: its settings (:class:`PredictConfig`; the command's flags are
-built from its fields), the checks of every path before any work, and :func:`predict`, which scores the test
-file with the saved bundle (:func:`pipelines.model.bundle_scoring.predict_file`)."""
+built from its fields, and ``pipelines.preflight`` checks every path before any work) and :func:`predict`, which
+scores the test file with the saved bundle (:func:`pipelines.model.bundle_scoring.predict_file`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
 from pipelines.model.bundle_scoring import predict_file
-from pipelines.runtime.errors import UsageError
 from stacking.calibration_choice import TEST_CALIBRATION_HELP, TestCalibration, validate_test_calibration
 
 STACKER_HELP = (
@@ -79,24 +77,6 @@ class PredictConfig:
     def encoder_base_paths(self) -> dict[str, str]:
         """Encoder name -> the folder holding its base weights now."""
         return named_paths(self.encoder_base, "--encoder-base")
-
-
-def check_inputs(config: PredictConfig) -> None:
-    """Every path checked before the bundle and the test are read (one line each, a ``UsageError``)."""
-    from pipelines.data.tables import read_proba_file
-    from pipelines.stages.preflight import check_readable_file, check_submission_path, check_writable_dir
-
-    if not Path(config.model).is_dir():
-        raise UsageError(f"--model {config.model}: no such folder (the <run>/model bundle full_run writes)")
-    check_readable_file(config.test, "--test")
-    check_writable_dir(Path(config.out).parent, "--out folder")
-    check_submission_path(config.out)
-    for name, path in config.sources.items():
-        check_readable_file(path, f"--source {name}")
-        read_proba_file(path)
-    for name, path in config.encoder_base_paths.items():
-        if not (Path(path) / "config.json").is_file():
-            raise UsageError(f"--encoder-base {name}={path}: not a Hugging Face model folder (no config.json)")
 
 
 def predict(config: PredictConfig, progress: bool = True) -> pd.DataFrame:

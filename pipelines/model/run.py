@@ -3,15 +3,15 @@ training battles, score the test battles, write submission, model bundle and rep
 at the end (:class:`Publisher`). The estimator only fits; the test set, the time budget, the run
 directory and the report are this module's.
 
-Every argument and input is checked before the fit (``pipelines.stages.preflight``, the loaders, the test
-labels matched to the test ids), so a run fails before its work or not at all; a failure while writing
-leaves the previous run's set as it was. With a time budget (Kaggle) the set is also published as soon
-as the features-only stacker is fitted (each step of ``ArenaPreferenceModel.fit_steps``) and again whenever
-a better stacker replaces it, so a failing or slow encoder never loses the run. The fit is told how many
-test rows will be scored (``test_rows``) so that the encoders' plan reserves that time; as a safety net,
-an encoder's fold models score the test rows only if a timed probe projects that they fit the time left
-(``pipelines.model.scoring.score``, as ``predict`` and the notebook score a bundle), else the set already
-published stays: the run publishes the last model whose test scoring fit, and its report says why (``plan`` ->
+Every argument and input is checked before the fit (the command's ``pipelines.preflight``, the loaders, the test
+labels matched to the test ids, :func:`check_new_source_possible`), so a run fails before its work or not at all; a
+failure while writing leaves the previous run's set as it was. With a time budget (Kaggle) the set is also published
+as soon as the features-only stacker is fitted (each step of ``ArenaPreferenceModel.fit_steps``) and again whenever
+a better stacker replaces it, so a failing or slow encoder never loses the run. The fit is told how many test rows
+will be scored (``test_rows``) so that the encoders' plan reserves that time; as a safety net, an encoder's fold
+models score the test rows only if a timed probe projects that they fit the time left
+(``pipelines.model.scoring.score``, as ``predict`` and the notebook score a bundle), else the set already published
+stays: the run publishes the last model whose test scoring fit, and its report says why (``plan`` ->
 ``not_published``).
 """
 
@@ -28,23 +28,25 @@ import numpy as np
 import pandas as pd
 
 from pipelines.bundle.decisions import CHOSEN, prior_submission, submitted_stacker
+from pipelines.config.run_config import RunConfig
 from pipelines.data.battles import ParseReport, load_battles
-from pipelines.data.run_sources import load_run_train, scored_mask
+from pipelines.data.run_sources import load_run_train, new_source_holdouts, scored_mask
 from pipelines.data.tables import read_labels
 from pipelines.model.battles_input import as_battles
 from pipelines.model.estimator import ArenaPreferenceModel
+from pipelines.model.prior_guard import decide, prior_probabilities
 from pipelines.model.scoring import EncoderScoring, score
 from pipelines.reports.holdout import evaluate_test_labels, labels_for
 from pipelines.reports.report import write_report
+from pipelines.runtime.errors import UserError
 from pipelines.runtime.run_budget import NO_BUDGET, RunBudget
 from pipelines.runtime.run_dir import atomic_write_text, staged_outputs
 from pipelines.runtime.stage_timer import StageTimer
 from pipelines.runtime.submission import save_predictions, write_submission
-from pipelines.stages.config import RunConfig
-from pipelines.stages.preflight import check_test_calibration
-from pipelines.stages.prior_guard import decide, prior_probabilities
+from pipelines.stages.fold_feature_kinds import setting_names
 from pipelines.stages.stacker_inputs import cache_dir_of
 from stacking.model import library_versions
+from stacking.source_holdout import MIN_SOURCE_ROWS
 
 log = logging.getLogger("arena_pref")
 
@@ -55,9 +57,7 @@ def estimator_of(config: RunConfig) -> ArenaPreferenceModel:
         n_folds=config.n_folds,
         seed=config.seed,
         feature_groups=tuple(config.features.groups),
-        tfidf=config.features.tfidf,
-        embedder=config.features.embedder,
-        embedder_max_length=config.features.embedder_max_length,
+        **{name: getattr(config.features, name) for name in setting_names()},  # every fold-feature kind's settings
         stacker=config.stacker,
         encoders=tuple(config.encoders),
         extra_sources=dict(config.extra_sources),
@@ -164,7 +164,7 @@ class Publisher:
         assert self.published is not None  # only under a deadline once a set is written (test_proba)
         unscored = [n for n in model.encoder_names_ if n not in self.encoders.proba]
         reason = "; ".join(f"{n}: {self.test_scoring[n]['decision']}" for n in unscored)
-        fit_plan = copy.deepcopy(model.fit_report_["plan"])
+        fit_plan = copy.deepcopy(model.fit_report_.plan)
         for name, enc_plan in (fit_plan.get("encoder_runs") or {}).items():
             enc_plan["used_in_submission"] = name in self.published["chosen"]["sources"]
         fit_plan["encoders_used"] = [s for s in self.published["chosen"]["sources"] if s in model.encoder_models_]
@@ -172,7 +172,7 @@ class Publisher:
             self.run_plan["submission_writes"][-1]["written"] = False  # the entry the run made for ``model``
         not_published = {
             "stacker": model.chosen_stacker_,
-            "sources": model.fit_report_["chosen"]["sources"],
+            "sources": model.fit_report_.chosen["sources"],
             "oof_log_loss": round(model.oof_log_loss_, 5),
             "reason": f"scoring the {len(self.test)} test rows would not fit the time left ({reason})",
         }
@@ -207,36 +207,39 @@ def build_report(
     plan: dict,
     test_choice: dict,
 ) -> dict:
+    """``report.json``: the fit's record (:class:`pipelines.bundle.fit_record.FitRecord`) with the run's data,
+    test calibration, plan, config, timings and versions around it."""
     fit = model.fit_report_
+    several = {"training_sources": fit.training_sources, "oof_per_source": fit.oof_per_source}
     return {
         "data": {
             "train": {
                 "path": str(config.train_path),
-                "rows": fit["rows"]["train"],
+                "rows": fit.rows["train"],
                 "parse": parses[0].as_dict(),
-                "label_counts": fit["label_counts"],
+                "label_counts": fit.label_counts,
             },
             "test": {"path": str(config.test_path), "rows": test_rows, "parse": parses[1].as_dict()},
         },
-        "folds": fit["folds"],
-        "features": fit["features"],
-        "oof": fit["oof"],
-        "chosen": fit["chosen"],
+        "folds": fit.folds,
+        "features": fit.features,
+        "oof": fit.oof,
+        "chosen": fit.chosen,
         "calibration": {
             "kind": config.stacker.calibration,
-            "fitted": fit["calibration"]["fitted"],
-            "new_source": fit["calibration"].get("new_source"),
+            "fitted": fit.calibration["fitted"],
+            "new_source": fit.calibration.get("new_source"),
             "test_choice": test_choice,
         },
-        "stacker": fit["stacker"],
-        "plan": {**fit["plan"], **plan},
+        "stacker": fit.stacker,
+        "plan": {**fit.plan, **plan},
         "submission": str(submission_path),
         "config": config.to_dict(),
-        "timings": {**timer.seconds, **fit["timings"], "total": round(time.monotonic() - started, 3)},
+        "timings": {**timer.seconds, **fit.timings, "total": round(time.monotonic() - started, 3)},
         # the process's high-water mark at the end of each stage (not the stage's own use); feature workers excluded
-        "peak_rss_mib": {**timer.peak_rss_mib, **fit.get("peak_rss_mib", {})},
+        "peak_rss_mib": {**timer.peak_rss_mib, **(fit.peak_rss_mib or {})},
         "versions": library_versions(),
-        **{k: fit[k] for k in ("training_sources", "oof_per_source") if k in fit},
+        **{k: v for k, v in several.items() if v is not None},  # several training sources only
     }
 
 
@@ -297,7 +300,7 @@ def fit_predict(
     for step in steps:
         if step.chosen_stacker_ != chosen:  # a new submission: when, and how good
             chosen = step.chosen_stacker_
-            write = {"sources": step.fit_report_["chosen"]["sources"], "oof_log_loss": round(step.oof_log_loss_, 5)}
+            write = {"sources": step.fit_report_.chosen["sources"], "oof_log_loss": round(step.oof_log_loss_, 5)}
             plan["submission_writes"].append({**write, "at_s": round(time.monotonic() - started, 1)})
         if budget.deadline is not None:
             publish.publish(step)
@@ -324,6 +327,28 @@ def write_timings(path: Path, report: dict, timer: StageTimer) -> None:
     atomic_write_text(path, json.dumps(body, indent=2) + "\n")
 
 
+class NewSourceCalibrationError(UserError, ValueError):
+    """``test_calibration="new-source"`` on training rows no new-source calibrator can be fitted from; ``reason``
+    says why (the command puts its flag before it)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"test_calibration='new-source': {reason}")
+        self.reason = reason
+
+
+def check_new_source_possible(test_calibration: str, train: pd.DataFrame) -> None:
+    """``new-source`` asks for a calibrator the fit makes only from two or more tie-bearing training sources of
+    >= ``MIN_SOURCE_ROWS`` rows: refused on the loaded training rows, before the fit."""
+    if test_calibration != "new-source":
+        return
+    holdouts = new_source_holdouts(train)
+    if len(holdouts) < 2:
+        raise NewSourceCalibrationError(
+            f"no new-source calibrator can be fitted: it needs two or more training sources with ties and"
+            f" >= {MIN_SOURCE_ROWS} rows each, these files have {len(holdouts)} {holdouts}; use auto or in-source"
+        )
+
+
 def run(config: RunConfig, submission_path: Path | None = None, test_labels: Path | None = None) -> dict:
     """Train on ``config.train_path``, predict ``config.test_path`` (:func:`fit_predict`); the report.
 
@@ -334,7 +359,7 @@ def run(config: RunConfig, submission_path: Path | None = None, test_labels: Pat
         test, test_parse = load_battles(config.test_path, labelled=False)
         # evaluation only, never seen by the fit; read now so that a bad file stops the run before the work
         test_y = None if test_labels is None else labels_for(read_labels(test_labels), test["id"], test_labels)
-    check_test_calibration(config, train)  # on the rows just read, before any feature
+    check_new_source_possible(config.test_calibration, train)  # on the rows just read, before any feature
     return fit_predict(
         train,
         test,

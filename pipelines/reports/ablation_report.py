@@ -63,10 +63,21 @@ def delta_note(fold_seeds: int) -> str:
 def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[tuple]:
     """The report as blocks — ("h1"|"h2"|"p", text), ("table", header, rows), ("img", file, alt) —
     so the Markdown and the HTML show the same tables."""
+    return [
+        *_summary_blocks(report, wall_s),
+        *_group_blocks(report, images),
+        *_importance_blocks(report, images),
+        *_calibration_blocks(report, images),
+        *_verbosity_blocks(report, images),
+        *_position_blocks(report, images),
+    ]
+
+
+def _summary_blocks(report: dict, wall_s: float) -> list[tuple]:
+    """Title, the run's settings and the full model's log loss: what every table below is measured against."""
     full = report["variants"]["full"]
     cfg = report["config"]
-    rows = group_rows(report)
-    blocks: list[tuple] = [
+    return [
         ("h1", "arena-pref ablation report"),
         (
             "p",
@@ -84,8 +95,14 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
                 "Every number is out-of-fold, each variant on the same folds with the same seed."
             ),
         ),
+    ]
+
+
+def _group_blocks(report: dict, images: dict[str, str]) -> list[tuple]:
+    """The drop-one / only-this table with paired deltas, then every variant's per-fold log loss."""
+    return [
         ("h2", "Feature groups"),
-        ("p", delta_note(cfg.get("fold_seeds", 1))),
+        ("p", delta_note(report["config"].get("fold_seeds", 1))),
         (
             "table",
             [
@@ -109,7 +126,7 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
                     f"{r['only']['log_loss']:.4f}",
                     f"{r['only']['diff_mean']:+.4f} ± {r['only']['diff_std']:.4f}",
                 ]
-                for r in rows
+                for r in group_rows(report)
             ],
         ),
         (
@@ -121,25 +138,38 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
             ],
         ),
         ("img", images["ablation"], "ablation: paired differences"),
+    ]
+
+
+def _importance_blocks(report: dict, images: dict[str, str]) -> list[tuple]:
+    """Gain importance by group and for the top columns (the full model's fold boosters summed)."""
+    importance = report["importance"]
+    return [
         ("h2", "LightGBM gain importance (full model, summed over fold boosters)"),
-        ("table", ["group", "share of gain"], [[g, f"{s:.3f}"] for g, s in report["importance"]["by_group"].items()]),
+        ("table", ["group", "share of gain"], [[g, f"{s:.3f}"] for g, s in importance["by_group"].items()]),
         ("img", images["importance_groups"], "gain by group"),
-        ("table", ["feature", "gain"], [[t["feature"], f"{t['gain']:.1f}"] for t in report["importance"]["top"]]),
+        ("table", ["feature", "gain"], [[t["feature"], f"{t['gain']:.1f}"] for t in importance["top"]]),
         ("img", images["importance_top"], "top features by gain"),
+    ]
+
+
+def _calibration_blocks(report: dict, images: dict[str, str]) -> list[tuple]:
+    """Expected calibration error per class before and after the calibrator."""
+    before, after = report["reliability"]["before"], report["reliability"]["after"]
+    return [
         ("h2", "Calibration (reliability, OOF)"),
         (
             "table",
             ["class", "ECE before", "ECE after"],
-            [
-                [
-                    c,
-                    f"{report['reliability']['before'][c]['ece']:.4f}",
-                    f"{report['reliability']['after'][c]['ece']:.4f}",
-                ]
-                for c in CLASS_NAMES
-            ],
+            [[c, f"{before[c]['ece']:.4f}", f"{after[c]['ece']:.4f}"] for c in CLASS_NAMES],
         ),
         ("img", images["reliability"], "reliability diagram"),
+    ]
+
+
+def _verbosity_blocks(report: dict, images: dict[str, str]) -> list[tuple]:
+    """Predicted against observed outcome per length-ratio bucket: does the model follow the verbosity bias."""
+    return [
         ("h2", "Verbosity bias: outcome by length difference"),
         ("p", "Buckets are quantiles of log(1+chars A) − log(1+chars B); predicted = calibrated OOF mean."),
         (
@@ -155,11 +185,15 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
             ],
         ),
         ("img", images["verbosity"], "verbosity"),
-        ("h2", "Position bias and swap consistency"),
     ]
+
+
+def _position_blocks(report: dict, images: dict[str, str]) -> list[tuple]:
+    """The stacker's swap gap and the data's A-share: a position bias would show in either."""
     pos = report["position"]
     share = pos["a_share_of_decided"]
-    blocks += [
+    return [
+        ("h2", "Position bias and swap consistency"),
         (
             "p",
             f"The stacker is swap-symmetric: max |p(A|A,B) − p(B|B,A)| over OOF rows = {pos['max_swap_gap']:.2e}. "
@@ -186,7 +220,6 @@ def report_blocks(report: dict, images: dict[str, str], wall_s: float) -> list[t
         ),
         ("img", images["position"], "position"),
     ]
-    return blocks
 
 
 def write_outputs(report: dict, out: Path, wall_s: float) -> dict[str, Path]:

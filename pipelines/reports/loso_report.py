@@ -117,8 +117,19 @@ def _families(meta: dict) -> dict[str, list[str]]:
 
 
 def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tuple]:
+    """The report as blocks (see ``report_blocks.render_markdown``), one function per section."""
     dkey = "delta_vs_" + BASELINE
-    blocks: list[tuple] = [
+    return [
+        *_intro_blocks(meta),
+        *_summary_blocks(summary, dkey),
+        *_per_source_blocks(summary, meta),
+        *_reliability_blocks(images),
+    ]
+
+
+def _intro_blocks(meta: dict) -> list[tuple]:
+    """Title, the study's data and settings, the held-out families and how the tables read."""
+    return [
         ("h1", "Leave-one-source-out: tie handling"),
         (
             "p",
@@ -147,8 +158,11 @@ def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tup
             f"Δ = paired per-seed difference to `{BASELINE}` (negative = better). "
             "`pairwise (tie-less held out)` = log loss of P(A)/(P(A)+P(B)) on the held-out sources without ties.",
         ),
-        ("h2", "Summary (held-out sources with ties)"),
     ]
+
+
+def _summary_blocks(summary: dict, dkey: str) -> list[tuple]:
+    """The macro tables: LOSO always, within-source OOF when some option was scored that way."""
     loso_columns = [
         ("LOSO log loss", lambda v, d: format_ms(v["log_loss"])),
         (f"Δ vs {BASELINE}", lambda v, d: format_ms(d.get("log_loss"), sign=True)),
@@ -159,7 +173,10 @@ def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tup
         ("mean P(tie)", lambda v, d: format_ms(v["mean_p_tie"], 3)),
         ("pairwise (tie-less held out)", lambda v, d: format_ms(v["pairwise_tieless"])),
     ]
-    blocks.append(_macro_table(summary["macro"], dkey, loso_columns))
+    blocks: list[tuple] = [
+        ("h2", "Summary (held-out sources with ties)"),
+        _macro_table(summary["macro"], dkey, loso_columns),
+    ]
     oof_table = _macro_table(
         summary["oof_macro"] or {},
         dkey,
@@ -174,28 +191,16 @@ def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tup
     if oof_table[2]:
         blocks.append(("h2", "Within-source OOF (grouped folds over all sources; macro over sources with ties)"))
         blocks.append(oof_table)
+    return blocks
+
+
+def _per_source_blocks(summary: dict, meta: dict) -> list[tuple]:
+    """One table per scoring (LOSO, within-source OOF): a row per source, a column per option."""
+    blocks: list[tuple] = []
     for part, title in (("per_source", "LOSO per held-out source"), ("oof_per_source", "Within-source OOF per source")):
         table = {o: t for o, t in summary[part].items() if t}
-        if not table:
-            continue
-        blocks.append(("h2", title))
-        options = list(table)
-        sources = list(next(iter(table.values())))
-        rows = []
-        for s in sources:
-            row = [f"{s} ({table[options[0]][s]['rows']}{'' if meta['has_ties'].get(s) else ', no ties'})"]
-            for o in options:
-                cell = table[o][s]
-                text = format_ms(cell["log_loss"], 3)
-                if cell["tie_loss"]["mean"] is not None:
-                    text += f"; tie {cell['tie_loss']['mean']:.2f}"
-                if cell["votes_ce"]["mean"] is not None:
-                    text += f"; votes {cell['votes_ce']['mean']:.3f} (floor {cell['votes_floor']['mean']:.3f})"
-                if not meta["has_ties"].get(s):
-                    text += f"; pairwise {cell['pairwise']['mean']:.3f}"
-                row.append(text)
-            rows.append(row)
-        blocks.append(("table", ["source", *options], rows))
+        if table:
+            blocks += [("h2", title), _per_source_table(table, meta["has_ties"])]
     blocks.append(
         (
             "p",
@@ -204,7 +209,33 @@ def report_blocks(summary: dict, meta: dict, images: dict[str, str]) -> list[tup
             "pairwise = log loss of P(A)/(P(A)+P(B)) on sources without ties.",
         )
     )
-    blocks.append(("h2", "Reliability (pooled held-out sources with ties, first seed)"))
+    return blocks
+
+
+def _per_source_table(table: dict, has_ties: dict) -> tuple:
+    """A ("table", header, rows) block; a cell adds the tie-row, vote and pairwise losses where they exist."""
+    options = list(table)
+    sources = list(next(iter(table.values())))
+    rows = []
+    for s in sources:
+        row = [f"{s} ({table[options[0]][s]['rows']}{'' if has_ties.get(s) else ', no ties'})"]
+        for o in options:
+            cell = table[o][s]
+            text = format_ms(cell["log_loss"], 3)
+            if cell["tie_loss"]["mean"] is not None:
+                text += f"; tie {cell['tie_loss']['mean']:.2f}"
+            if cell["votes_ce"]["mean"] is not None:
+                text += f"; votes {cell['votes_ce']['mean']:.3f} (floor {cell['votes_floor']['mean']:.3f})"
+            if not has_ties.get(s):
+                text += f"; pairwise {cell['pairwise']['mean']:.3f}"
+            row.append(text)
+        rows.append(row)
+    return ("table", ["source", *options], rows)
+
+
+def _reliability_blocks(images: dict[str, str]) -> list[tuple]:
+    """One reliability plot per option."""
+    blocks: list[tuple] = [("h2", "Reliability (pooled held-out sources with ties, first seed)")]
     for option, path in images.items():
         blocks.append(("img", path, f"reliability {option}"))
     return blocks

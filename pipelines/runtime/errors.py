@@ -23,7 +23,9 @@ DEBUG_ENV = "ARENA_PREF_DEBUG"
 
 
 class UserError(Exception):
-    """Base of every error the user can fix; ``str(error)`` is the one line that is printed."""
+    """Base of every error the user can fix; ``str(error)`` is the one line that is printed. Never raised bare:
+    each subclass is also a ``ValueError`` (the library's family; ``tests/test_layers.py`` checks it), so a caller
+    of the library catches one family whichever module raised."""
 
 
 class UsageError(UserError, ValueError):

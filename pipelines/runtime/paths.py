@@ -29,7 +29,7 @@ def kaggle_root() -> Path:
     return Path(os.environ.get("ARENA_PREF_KAGGLE_ROOT", "/kaggle"))
 
 
-class KaggleInputError(UserError):
+class KaggleInputError(UserError, ValueError):
     """On Kaggle (``/kaggle/input`` exists) but the competition data is not attached."""
 
 

@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from pipelines.runtime.errors import UserError
+from pipelines.runtime.errors import UsageError
 
 ENV = "ARENA_PREF_THREADS"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -32,7 +32,7 @@ def threads_override() -> int | None:
     except ValueError:
         value = 0
     if value < 1:
-        raise UserError(f"{ENV}={raw!r}: expected a whole number of threads, 1 or more")
+        raise UsageError(f"{ENV}={raw!r}: expected a whole number of threads, 1 or more")
     return value
 
 

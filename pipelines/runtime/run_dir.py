@@ -41,7 +41,7 @@ LOCK_NAME = ".lock"
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{32}\.tmp$")
 
 
-class RunDirError(UserError):
+class RunDirError(UserError, ValueError):
     """The run directory cannot be written (disk full, read-only, another run holds it)."""
 
 

@@ -42,12 +42,12 @@ DEFAULT_HEARTBEAT_S = 60
 CONNECT_TIMEOUT_S = 10  # a server that never answers (dropped packets) fails in this time, not the OS's minutes
 
 
-class StorageError(UserError):
+class StorageError(UserError, ValueError):
     """The Optuna storage cannot be reached (server down, wrong port, bad credentials) or was lost."""
 
 
 def shown_url(url: str) -> str:
-    """The URL as it may be printed: no user or password (as ``pipelines.stages.preflight`` shows it)."""
+    """The URL as it may be printed: no user or password (as ``pipelines.preflight`` shows it)."""
     return url.split("@")[-1]
 
 
@@ -67,7 +67,7 @@ def normalise_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        return url  # pipelines.stages.preflight.check_storage_url says what is wrong with it
+        return url  # pipelines.preflight.check_storage_url says what is wrong with it
     backend = parsed.get_backend_name()
     if "+" in parsed.drivername or backend not in DRIVERS:
         return url

@@ -21,7 +21,7 @@ from features.text_vectors import TfidfDiffTransformer
 from stacking.transformer_state import allow_transformer
 
 if TYPE_CHECKING:
-    from pipelines.stages.config import FeatureConfig
+    from pipelines.config.run_config import FeatureConfig
 
 EMBED_CACHE = "embeddings"  # subfolder of the run's cache dir
 # fp32 everywhere: the vectors a model was trained on and those it predicts from must match, on any device

@@ -6,9 +6,8 @@ read (``emb_*`` columns when an embedder is configured); prediction needs the sa
 battles, from the settings recorded in the run's config. What each kind needs is its registered
 class (:mod:`pipelines.stages.fold_feature_kinds`); this module only walks the kinds a config asks for.
 
-    transformers, battles, test_battles = build_fold_features(config.features, train, test, cache_dir)
-    fit_calibrated(X, y, folds, stacker, seed, fold_features=transformers,
-                   battles=battles, test_battles=test_battles)
+    transformers, battles = build_fold_features(config.features, train, cache_dir)
+    fit_calibrated(X, y, folds, stacker, seed, fold_features=transformers, battles=battles)
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.stages.config import FeatureConfig
+from pipelines.config.run_config import FeatureConfig
 from pipelines.stages.fold_feature_kinds import FoldFeatureKind, Preparer, kind_of, kinds
 
 
@@ -58,13 +57,8 @@ def prepare_battles(
 
 
 def build_fold_features(
-    features: FeatureConfig,
-    train: pd.DataFrame,
-    test: pd.DataFrame | None,
-    cache_dir: str | Path | None = None,
-) -> tuple[list[Any], pd.DataFrame, pd.DataFrame | None]:
-    """(unfitted transformers, train battles, test battles) for ``fit_calibrated``'s
-    ``fold_features=``, ``battles=`` and ``test_battles=``; one embedder serves both frames."""
-    preparers = _preparers(features, cache_dir)  # one embedder serves both frames
-    train = _prepared(preparers, train)
-    return fold_transformers(features), train, None if test is None else _prepared(preparers, test)
+    features: FeatureConfig, train: pd.DataFrame, cache_dir: str | Path | None = None
+) -> tuple[list[Any], pd.DataFrame]:
+    """(unfitted transformers, train battles): ``fit_calibrated``'s ``fold_features=`` and ``battles=``.
+    Rows to score later are prepared the same way by :func:`prepare_battles`."""
+    return fold_transformers(features), prepare_battles(features, train, cache_dir)

@@ -101,4 +101,5 @@ def shift_reference(inputs: StackerInputs, seed: int) -> ShiftReference:
     """A per-family sample of the handcrafted feature columns of the training rows (a source's twin is
     not "unlike" it)."""
     columns = [c for cols in group_columns(inputs.X.columns).values() for c in cols]
-    return ShiftReference.sample(inputs.X[columns], source_families(inputs.source), inputs.groups, seed)
+    family = None if inputs.source is None else source_families(inputs.source)
+    return ShiftReference.sample(inputs.X[columns], family, inputs.groups, seed)

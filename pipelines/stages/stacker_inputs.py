@@ -17,14 +17,13 @@ import numpy as np
 import pandas as pd
 
 from features.extractor import FeatureExtractor
+from pipelines.config.run_config import RunConfig, SourceFiles
 from pipelines.data.battles import DataError
 from pipelines.data.folds import ACROSS_SOURCES, check_labels, load_or_make_folds, make_folds, prompt_groups
 from pipelines.data.run_sources import is_multi_source
 from pipelines.data.source_folds import make_source_folds, source_groups
 from pipelines.data.tables import read_proba_file
 from pipelines.runtime.stage_timer import StageTimer
-from pipelines.stages.config import RunConfig, SourceFiles
-from pipelines.stages.multi_source import source_fit_kwargs
 from stacking.cross_fit import FoldFeature
 from stacking.fold_feature_cache import FoldFeatureCache
 from stacking.sources import source_features
@@ -70,6 +69,24 @@ class StackerInputs:
             if fold_cache is not None:
                 kwargs["fold_cache"] = fold_cache
         return kwargs
+
+
+def source_fit_kwargs(battles: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``sample_weight``, ``tieless``, ``scored`` and ``source`` for :func:`stacking.cross_fit.fit_calibrated`
+    from a :func:`pipelines.data.training_sets.load_training_sources` frame; ``{}`` for a plain train set,
+    so a single-source run keeps today's path exactly.
+
+    Why: extra sources only train. Folds are made over *all* rows (``pipelines.data.source_folds``), so a prompt
+    in the primary's fold k is never trained on through an extra set; calibration and OOF metrics use the primary
+    rows only (``scored``)."""
+    if "source" not in battles or "is_primary" not in battles:
+        return {}
+    return {
+        "sample_weight": battles["weight"].to_numpy(dtype=np.float64),
+        "tieless": ~battles["source_has_ties"].to_numpy(dtype=bool),
+        "scored": battles["is_primary"].to_numpy(dtype=bool),
+        "source": battles["source"].to_numpy().astype(str),
+    }
 
 
 def source_columns(name: str, path: str | Path, battles: pd.DataFrame) -> pd.DataFrame:

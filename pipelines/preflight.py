@@ -1,22 +1,24 @@
-"""Check what a run needs before it spends minutes on features: a mistake found at the end of an
-hour-long run costs the hour.
+"""The commands' checks: what a run needs, checked before it spends minutes on features (a mistake found at the
+end of an hour-long run costs the hour).
 
-Each failure is a :class:`PreflightError` (a ``UserError``): one line naming the argument and what
-is wrong, exit code 2.
+Each failure is a :class:`PreflightError` (a ``UserError``): one line naming the flag and what is wrong, exit
+code 2. The flags are the commands' words, so these checks sit beside the commands, not in the library: the
+library raises ``ValueError``-family errors in its own terms, and a check here puts the flag before them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from encoders.gguf import GGUFError, gguf_architecture, is_gguf, supported_architectures
-from pipelines.runtime.errors import PreflightError, one_line
-from pipelines.stages.config import RunConfig, SourceFiles
+from pipelines.config.run_config import RunConfig, SourceFiles
+from pipelines.model.prediction import PredictConfig
+from pipelines.runtime.errors import PreflightError, UsageError, one_line
 
 DRIVER_HINTS = {"postgresql": "psycopg2-binary or psycopg[binary]", "mysql": "PyMySQL or mysqlclient"}
 
@@ -209,26 +211,6 @@ def check_savable(tie_handling: str) -> None:
         raise PreflightError(f"--tie-handling: {exc}") from None
 
 
-NEW_SOURCE_HINT = "use --test-calibration auto or in-source"
-
-
-def check_test_calibration(config: RunConfig, train: pd.DataFrame) -> None:
-    """``--test-calibration new-source`` asks for a calibrator the fit makes only from two or more tie-bearing
-    training sources of >= 200 rows: refuse on the loaded training rows, before the fit."""
-    if config.test_calibration != "new-source":
-        return
-    from pipelines.data.run_sources import new_source_holdouts
-    from stacking.source_holdout import MIN_SOURCE_ROWS
-
-    holdouts = new_source_holdouts(train)
-    if len(holdouts) < 2:
-        raise PreflightError(
-            f"--test-calibration new-source: no new-source calibrator can be fitted: it needs two or more training"
-            f" sources with ties and >= {MIN_SOURCE_ROWS} rows each, these files have {len(holdouts)}"
-            f" {holdouts}; {NEW_SOURCE_HINT}"
-        )
-
-
 def check_run(
     config: RunConfig,
     storage: str | None = None,
@@ -262,3 +244,46 @@ def check_run(
         check_gguf(Path(str(config.features.embedder)), "--embedder")
     if storage is not None:
         check_storage_url(storage)
+
+
+def check_predict_inputs(config: PredictConfig) -> None:
+    """``predict``: every path checked before the bundle and the test are read (one line each, a ``UsageError``)."""
+    from pipelines.data.tables import read_proba_file
+
+    if not Path(config.model).is_dir():
+        raise UsageError(f"--model {config.model}: no such folder (the <run>/model bundle full_run writes)")
+    check_readable_file(config.test, "--test")
+    check_writable_dir(Path(config.out).parent, "--out folder")
+    check_submission_path(config.out)
+    for name, path in config.sources.items():
+        check_readable_file(path, f"--source {name}")
+        read_proba_file(path)
+    for name, path in config.encoder_base_paths.items():
+        if not (Path(path) / "config.json").is_file():
+            raise UsageError(f"--encoder-base {name}={path}: not a Hugging Face model folder (no config.json)")
+
+
+def check_predict_bundle(config: PredictConfig) -> None:
+    """``predict``: what the bundle's manifest says it cannot do, refused before the test's features: a
+    ``--source`` the model was not trained with, ``--test-calibration new-source`` without a new-source
+    calibrator (one tie-bearing training source). The load verifies the bundle itself."""
+    from pipelines.bundle.store import MANIFEST
+
+    try:
+        manifest = json.loads((Path(config.model) / MANIFEST).read_text())
+        trained_with = [str(s) for s in manifest.get("sources", [])]
+        calibration = (manifest.get("fit_report") or {}).get("calibration") or {}
+        fits = calibration.get("new_source") if config.test_calibration == "new-source" else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # not a readable bundle: its load says why
+    unknown = sorted(set(config.sources) - set(trained_with))
+    if unknown:
+        raise UsageError(
+            f"--source {unknown[0]}: the model was trained without that source (its sources: {sorted(trained_with)})"
+        )
+    entries = [f for f in fits.values() if isinstance(f, dict)] if isinstance(fits, dict) else []
+    if entries and not any(f.get("fitted") for f in entries):
+        raise UsageError(
+            f"--test-calibration new-source: the model {config.model} has no new-source calibrator"
+            f" ({entries[0].get('why', 'none was fitted')}); use auto or in-source"
+        )

@@ -1,40 +1,20 @@
-"""Several training sources and repeated grouped CV: the arguments one fit needs, and its folds.
+"""Repeated grouped CV for the experiments (ablation, tuning): the same comparison over several fold seeds.
 
-Why: extra sources only train. Folds are made over *all* rows (grouped by prompt and answer pair,
-``pipelines.data.source_folds``), so a prompt in the primary's fold k is never trained on through an
-extra set; calibration and OOF metrics use the primary rows only (``scored``), the report gives
-OOF per source (``pipelines.reports.source_scoring.oof_per_source``). One split of a few thousand rows
-moves OOF log loss by about as much as a feature group does, so comparisons (ablation, tuning)
-can repeat the grouped CV over several fold seeds.
+Why: one split of a few thousand rows moves OOF log loss by about as much as a feature group does, so a
+comparison repeats the grouped CV over fold seeds (folds remade the way the run makes them, over all sources
+when there are several, ``pipelines.data.source_folds``) and reports paired deltas: variant and base on the
+same rows with the same fit seed.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipelines.data.folds import make_folds
 from pipelines.data.source_folds import make_source_folds
-from pipelines.data.training_sets import TrainingSourcesConfig
-from pipelines.runtime.errors import UsageError
 
 SEED_STRIDE = 100  # fold seed i fits with seed + 100 i: cross_fit already uses seed + fold for fold k
-
-
-def source_fit_kwargs(battles: pd.DataFrame) -> dict[str, np.ndarray]:
-    """``sample_weight``, ``tieless``, ``scored`` and ``source`` for :func:`stacking.cross_fit.fit_calibrated`
-    from a :func:`pipelines.data.training_sets.load_training_sources` frame; ``{}`` for a plain train set,
-    so a single-source run keeps today's path exactly."""
-    if "source" not in battles or "is_primary" not in battles:
-        return {}
-    return {
-        "sample_weight": battles["weight"].to_numpy(dtype=np.float64),
-        "tieless": ~battles["source_has_ties"].to_numpy(dtype=bool),
-        "scored": battles["is_primary"].to_numpy(dtype=bool),
-        "source": battles["source"].to_numpy().astype(str),
-    }
 
 
 def fit_seed(seed: int, fold_seed: int) -> int:
@@ -77,11 +57,3 @@ def paired_seed_deltas(variant: list[list[float]], base: list[list[float]]) -> d
         "n_folds": int(len(flat)),
         "seeds": len(diffs),
     }
-
-
-def require_extras_loaded(inputs: Any, sources: TrainingSourcesConfig) -> None:
-    """Stop when ``--extra-train`` was given but the inputs hold only the primary rows (the
-    run's ``load_run_train`` loads extras with ``load_training_sources``): silently
-    ignoring a training set would report a model that is not the one asked for."""
-    if sources.extra_train and "is_primary" not in inputs.train:
-        raise UsageError("--extra-train: these inputs were prepared without the extra training sets")

@@ -1,4 +1,5 @@
-"""Every setting of a run, in one typed place. Paths come from arguments or discovery, never literals."""
+"""Every setting of a run, in one typed place (``report.json`` -> ``config``, ``--config run.json``). Paths come from
+arguments or discovery, never literals."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ from typing import ClassVar
 from encoders.settings import EncoderConfig
 from features.groups import DEFAULT_GROUPS
 from pipelines.data.training_sets import TrainingSourcesConfig
-from pipelines.runtime.config_file import RUN_LOCATION, read_json_file
-from pipelines.runtime.errors import UserError
+from pipelines.runtime.config_file import RUN_LOCATION
 from pipelines.runtime.resources import feature_workers
 from stacking.calibration_choice import TestCalibration, validate_test_calibration
-from stacking.config import CALIBRATIONS, StackerConfig, check_param_names
+from stacking.config import StackerConfig
 
 _OWN_OUTPUT = {RUN_LOCATION: True}  # where a run writes: a replay of its report.json writes elsewhere
 
@@ -115,31 +115,3 @@ class RunConfig:
     @property
     def out(self) -> Path:
         return Path(self.out_dir)
-
-
-class ParamsFileError(UserError, ValueError):
-    """A ``--params`` file that is missing, not JSON, or not in the shape ``pipelines.tune`` writes."""
-
-
-def load_params_file(path: str | Path) -> dict:
-    """Best parameters from ``pipelines.tune``: ``{"params": {...}, "calibration": "..."}``, its shape checked
-    (the values themselves are tried on a tiny LightGBM fit by ``pipelines.stages.preflight.check_params``)."""
-    where = f"--params {path}"
-    data = read_json_file(path, where, ParamsFileError)
-    expected = "expected a JSON object with a 'params' object (best_params.json written by pipelines.tune)"
-    if not isinstance(data, dict) or "params" not in data:
-        raise ParamsFileError(f"{where}: {expected}; got {type(data).__name__}{_keys(data)}")
-    if not isinstance(data["params"], dict):
-        raise ParamsFileError(f"{where}: 'params' is a {type(data['params']).__name__}; {expected}")
-    try:
-        check_param_names(data["params"])
-    except ValueError as exc:
-        raise ParamsFileError(f"{where}: params: {exc}") from None
-    calibration = data.get("calibration", CALIBRATIONS[0])
-    if calibration not in CALIBRATIONS:
-        raise ParamsFileError(f"{where}: calibration {calibration!r} is not one of {list(CALIBRATIONS)}")
-    return data
-
-
-def _keys(data: object) -> str:
-    return f" with keys {sorted(data)[:8]}" if isinstance(data, dict) else ""
