@@ -258,10 +258,8 @@ def test_estimator_fits_both_calibrators_and_reports_the_choice(fitted_multi):
     assert np.array_equal(auto, old) and np.array_equal(model.predict_proba(test), old)  # auto: in-source
 
 
-def test_new_source_calibrator_is_fitted_on_training_rows_only(monkeypatch):
-    """Spy: the calibrator's fit sees exactly the labels of the training sources' rows, never a test row."""
-    train = _multi_source(210)
-    test = _test_frame(50, 61, 800000)
+def _spy_on_calibrator_fit(monkeypatch) -> list:
+    """(rows, held-out names) of every NewSourceCalibrator.fit call, appended as they happen."""
     calls = []
     real = NewSourceCalibrator.fit
 
@@ -270,6 +268,14 @@ def test_new_source_calibrator_is_fitted_on_training_rows_only(monkeypatch):
         return real(self, proba, y, source)
 
     monkeypatch.setattr(NewSourceCalibrator, "fit", spy)
+    return calls
+
+
+def test_new_source_calibrator_is_fitted_on_training_rows_only(monkeypatch):
+    """Spy: the calibrator's fit sees exactly the labels of the training sources' rows, never a test row."""
+    train = _multi_source(210)
+    test = _test_frame(50, 61, 800000)
+    calls = _spy_on_calibrator_fit(monkeypatch)
     ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train).predict_proba(test)
     assert calls == [(len(train), ["s0", "s1", "s2"])]
 
@@ -356,14 +362,7 @@ def test_new_source_calibrator_holds_out_families(monkeypatch):
     names = {"s0": "mtbench-human", "s1": "mtbench-human-turn2", "s2": "s2"}
     train = _multi_source(210)
     train["source"] = train["source"].map(names)
-    calls = []
-    real = NewSourceCalibrator.fit
-
-    def spy(self, proba, y, source):
-        calls.append((len(y), sorted(set(source))))
-        return real(self, proba, y, source)
-
-    monkeypatch.setattr(NewSourceCalibrator, "fit", spy)
+    calls = _spy_on_calibrator_fit(monkeypatch)
     model = ArenaPreferenceModel(n_folds=3, stacker=QUICK, n_jobs=1).fit(train)
     assert calls == [(len(train), ["mtbench-human", "s2"])]
     held = model.fit_report_.calibration["new_source"]["features"]["held_out_sources"]
