@@ -30,6 +30,7 @@ from features.groups import DEFAULT_GROUPS, GROUPS, TextView
 log = logging.getLogger(__name__)
 
 FEATURE_VERSION = "1"  # bump when any group's output changes: invalidates caches
+FEATURE_SOURCES = Path(__file__).resolve().parent  # the code that defines every group's values
 TURN_COLUMNS = ("prompt_turns", "a_turns", "b_turns")
 
 
@@ -79,9 +80,28 @@ def _features_matrix(
     return tuple(columns), np.array(values, dtype=np.float64).astype(np.float32)
 
 
+def definition_hash(sources: Path | None = None) -> str:
+    """Hash of the feature code (every ``*.py`` under ``features/``) and the readability library's version.
+
+    Why: a cache keyed on the group names alone hands back stale values after a group's code changes and
+    nobody bumped :data:`FEATURE_VERSION`; the bundle's fingerprint would refuse the model at load, but a
+    run would already have trained on the stale values. Reading ~15 small files costs about a millisecond."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    folder = FEATURE_SOURCES if sources is None else sources
+    h = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        h.update(path.name.encode() + b"\x1f" + path.read_bytes() + b"\x1e")
+    try:
+        h.update(version("textstat").encode())
+    except PackageNotFoundError:  # pragma: no cover - a requirement
+        h.update(b"no textstat")
+    return h.hexdigest()[:16]
+
+
 def content_hash(battles: pd.DataFrame, groups: Iterable[str]) -> str:
-    """Hash of the texts, their order and the feature definition: the cache key."""
-    h = hashlib.sha256(f"v{FEATURE_VERSION}|{','.join(sorted(groups))}|".encode())
+    """Hash of the texts, their order and the feature definition (version, groups, code): the cache key."""
+    h = hashlib.sha256(f"v{FEATURE_VERSION}|{definition_hash()}|{','.join(sorted(groups))}|".encode())
     for row in battles[list(TURN_COLUMNS)].itertuples(index=False):
         for turns in row:
             for turn in turns:

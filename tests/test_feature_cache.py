@@ -149,3 +149,19 @@ def test_two_processes_writing_one_cache_do_not_collide(tmp_path, monkeypatch):
     battles = _battles(n=200)
     key = ext.content_hash(battles, ("length", "formatting"))
     assert FeatureCache(path, key, ext.row_ids(battles)).read() is not None
+
+
+def test_cache_key_follows_the_feature_code(tmp_path, monkeypatch):
+    """Editing any group's code changes the key, so a stale cache is never read back (no version bump needed)."""
+    import shutil
+
+    copy = tmp_path / "features"
+    shutil.copytree(ext.FEATURE_SOURCES, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(ext, "FEATURE_SOURCES", copy)
+    battles = _battles(n=20)
+    before = ext.content_hash(battles, ("length",))
+    assert ext.content_hash(battles, ("length",)) == before  # the same code: the same key
+    assert ext.definition_hash(copy) == ext.definition_hash(ext.FEATURE_SOURCES)
+    groups = copy / "groups.py"
+    groups.write_text(groups.read_text().replace("MATTR_WINDOW = 50", "MATTR_WINDOW = 40"))
+    assert ext.content_hash(battles, ("length",)) != before
