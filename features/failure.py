@@ -11,7 +11,7 @@ where neither answer is usable. Work per row is bounded (texts are cut at ``MAX_
 
 from __future__ import annotations
 
-from features.text_view import FORMAT_PATTERNS, TextView
+from features.text_view import FORMAT_PATTERNS, TextView, prompt_recall
 
 MAX_CHARS = 8000  # flags are computed on an answer's first (repetition, refusal) or last (ending) 8,000 characters
 MAX_WORDS = 2000  # repetition is measured on the first 2,000 words
@@ -45,47 +45,41 @@ def repeated_trigram_share(words: tuple[str, ...]) -> float:
     return 1.0 - len(set(zip(head, head[1:], head[2:], strict=False))) / total
 
 
-def _prompt_recall(view: TextView, prompt: TextView) -> float:
-    return len(view.vocabulary & prompt.vocabulary) / len(prompt.vocabulary) if prompt.vocabulary else 0.0
-
-
 def no_side_values(view: TextView, prompt: TextView) -> dict[str, float]:
     """The group gives pair values only: A-against-B comparisons are the other groups' work."""
     return {}
 
 
-def failure_side(view: TextView, prompt: TextView) -> dict[str, float]:
-    """One answer's failure flags, its repetition share and the count of flags."""
-    cached = view.__dict__.get("_failure")  # the pair values reuse each side's flags (one battle's views)
-    if cached is not None and cached[0] is prompt:
-        return dict(cached[1])
+def _assess(view: TextView, prompt: TextView) -> tuple[dict[str, bool], float, float]:
+    """(failure flags, repetition share, prompt recall) of one answer."""
     head = view.text[:MAX_CHARS]
-    stripped = view.text.strip()
     repetition = repeated_trigram_share(view.words)
+    recall = prompt_recall(view, prompt)
     flags = {
         "fail_truncated": _truncated(view.text),
         "fail_repetitive": repetition > REPETITIVE_SHARE,
         "fail_refuses": bool(FORMAT_PATTERNS["refusal"].search(head) or FORMAT_PATTERNS["apology"].search(head)),
-        "fail_near_empty": len(stripped) < NEAR_EMPTY_CHARS,
-        "fail_off_prompt": len(prompt.vocabulary) >= MIN_PROMPT_WORDS
-        and _prompt_recall(view, prompt) < OFF_PROMPT_RECALL,
+        "fail_near_empty": len(view.text.strip()) < NEAR_EMPTY_CHARS,
+        "fail_off_prompt": len(prompt.vocabulary) >= MIN_PROMPT_WORDS and recall < OFF_PROMPT_RECALL,
     }
+    return flags, repetition, recall
+
+
+def failure_side(view: TextView, prompt: TextView) -> dict[str, float]:
+    """One answer's failure flags, its repetition share and the count of flags."""
+    flags, repetition, _ = _assess(view, prompt)
     out = {k: float(v) for k, v in flags.items()}
-    out["fail_repetition"] = repetition
-    out["fail_count"] = float(sum(flags.values()))
-    view.__dict__["_failure"] = (prompt, out)
-    return dict(out)
+    return {**out, "fail_repetition": repetition, "fail_count": float(sum(flags.values()))}
 
 
 def failure_pair(a: TextView, b: TextView, prompt: TextView) -> dict[str, float]:
-    sa, sb = failure_side(a, prompt), failure_side(b, prompt)
-    flags = [k for k in sa if k not in ("fail_count", "fail_repetition")]
-    both = {f"pair_both_{k[len('fail_') :]}": float(sa[k] and sb[k]) for k in flags}
-    ra, rb = _prompt_recall(a, prompt), _prompt_recall(b, prompt)
+    (fa, ra, pa), (fb, rb, pb) = _assess(a, prompt), _assess(b, prompt)
+    both = {f"pair_both_{k[len('fail_') :]}": float(fa[k] and fb[k]) for k in fa}
+    ca, cb = float(sum(fa.values())), float(sum(fb.values()))
     return {
         **both,
-        "pair_min_fail_count": min(sa["fail_count"], sb["fail_count"]),
-        "pair_max_fail_count": max(sa["fail_count"], sb["fail_count"]),
-        "pair_min_repetition": min(sa["fail_repetition"], sb["fail_repetition"]),
-        "pair_max_prompt_recall": max(ra, rb),
+        "pair_min_fail_count": min(ca, cb),
+        "pair_max_fail_count": max(ca, cb),
+        "pair_min_repetition": min(ra, rb),
+        "pair_max_prompt_recall": max(pa, pb),
     }

@@ -18,7 +18,7 @@ from features.readability import readability_scores
 from features.sentiment import sentiment_side
 from features.similarity import similarity_pair, similarity_side
 from features.spelling import spelling_side
-from features.text_view import FORMAT_PATTERNS, TextView
+from features.text_view import FORMAT_PATTERNS, TextView, prompt_recall
 
 SENTENCE_END_RE = re.compile(r"[.!?]+(?:\s|$)")
 MATTR_WINDOW = 50
@@ -111,7 +111,7 @@ def _jaccard(x: frozenset[str], y: frozenset[str]) -> float:
 def _overlap_side(view: TextView, prompt: TextView) -> dict[str, float]:
     vocab, pvocab = view.vocabulary, prompt.vocabulary
     return {
-        "prompt_recall": len(vocab & pvocab) / len(pvocab) if pvocab else 0.0,
+        "prompt_recall": prompt_recall(view, prompt),
         "prompt_jaccard": _jaccard(vocab, pvocab),
     }
 

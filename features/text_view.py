@@ -38,6 +38,11 @@ class TextView:
         return frozenset(self.words)
 
 
+def prompt_recall(view: TextView, prompt: TextView) -> float:
+    """Share of the prompt's distinct words the answer uses (0 for an empty prompt)."""
+    return len(view.vocabulary & prompt.vocabulary) / len(prompt.vocabulary) if prompt.vocabulary else 0.0
+
+
 FORMAT_PATTERNS = {
     "headers": re.compile(r"^\s{0,3}#{1,6}\s+\S", re.M),
     "bullets": re.compile(r"^\s*[-*+\u2022]\s+\S", re.M),

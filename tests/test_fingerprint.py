@@ -148,27 +148,24 @@ SIDE_CASES = [(g, r) for g in GROUPS for r in SIDE_REGIMES]
 PAIR_CASES = [(g, r) for g in GROUPS if GROUPS[g].pair is not None for r in PAIR_REGIMES]
 
 
-@pytest.mark.parametrize(("name", "regime"), SIDE_CASES, ids=[f"{g}-{r}" for g, r in SIDE_CASES])
-def test_a_change_of_any_feature_in_one_regime_changes_the_fingerprint(monkeypatch, name, regime):
+def _unseen_changes(monkeypatch, name: str, pair_only: bool, **when) -> list[str]:
+    """The feature keys of group ``name`` whose change (on the rows ``when`` picks) leaves the fingerprint as it was."""
     memo = _memo_group(name)
     baseline = _fingerprint_with(monkeypatch, name, memo)
     side_keys, pair_keys = _keys(memo)
-    when = SIDE_REGIMES[regime]
-    missed = [
-        k for k in side_keys + pair_keys if _fingerprint_with(monkeypatch, name, _changed(memo, k, when)) == baseline
-    ]
+    keys = pair_keys if pair_only else side_keys + pair_keys
+    return [k for k in keys if _fingerprint_with(monkeypatch, name, _changed(memo, k, **when)) == baseline]
+
+
+@pytest.mark.parametrize(("name", "regime"), SIDE_CASES, ids=[f"{g}-{r}" for g, r in SIDE_CASES])
+def test_a_change_of_any_feature_in_one_regime_changes_the_fingerprint(monkeypatch, name, regime):
+    missed = _unseen_changes(monkeypatch, name, False, side_when=SIDE_REGIMES[regime])
     assert not missed, f"group {name!r}: a change of {missed} only on {regime} leaves the fingerprint as it was"
 
 
 @pytest.mark.parametrize(("name", "regime"), PAIR_CASES, ids=[f"{g}-{r}" for g, r in PAIR_CASES])
 def test_a_change_of_any_pair_feature_in_a_pair_regime_changes_the_fingerprint(monkeypatch, name, regime):
-    memo = _memo_group(name)
-    baseline = _fingerprint_with(monkeypatch, name, memo)
-    _, pair_keys = _keys(memo)
-    when = PAIR_REGIMES[regime]
-    missed = [
-        k for k in pair_keys if _fingerprint_with(monkeypatch, name, _changed(memo, k, pair_when=when)) == baseline
-    ]
+    missed = _unseen_changes(monkeypatch, name, True, pair_when=PAIR_REGIMES[regime])
     assert not missed, f"group {name!r}: a change of {missed} only on {regime} leaves the fingerprint as it was"
 
 
