@@ -8,8 +8,11 @@ them transfers. A procedure is:
 
 - ``kind``: ``temperature`` (one T), ``vector`` (T plus a tie bias) or ``smoothing`` (a share of the
   votes taken as a coin toss: ``(1 - eps) * p + eps / 3``);
-- ``weighting``: ``pooled`` (every row counts once: the biggest source dominates) or
-  ``per_source`` (each held-out source weighs the same in the fit);
+- ``weighting``: ``pooled`` (every row counts once: the biggest source dominates),
+  ``per_source`` (each held-out source weighs the same in one joint fit) or ``median`` (each held-out
+  source fitted alone, the calibrator takes the median of their parameters: one source whose votes are
+  mostly a coin toss to the model, such as a crowd set where a tie means "both failed", does not set the
+  strength for every other new source);
 - ``label_shift``: ``none``, ``em`` or ``bbse`` (:mod:`stacking.label_shift`), applied to the batch
   being scored after calibration.
 
@@ -27,7 +30,7 @@ from stacking.calibration import ProbabilityCalibrator
 from stacking.label_shift import label_shift_weights, reweight
 
 NewSourceKind = Literal["temperature", "vector", "smoothing"]  # a stacking.config.CalibrationKind but "none"
-Weighting = Literal["pooled", "per_source"]
+Weighting = Literal["pooled", "per_source", "median"]
 LabelShift = Literal["none", "em", "bbse"]
 KINDS: tuple[NewSourceKind, ...] = get_args(NewSourceKind)
 WEIGHTINGS: tuple[Weighting, ...] = get_args(Weighting)
@@ -39,7 +42,7 @@ class NewSourceProcedure:
     """How the new-source calibrator is fitted and applied (the default won the nested-LOSO study)."""
 
     kind: NewSourceKind = "smoothing"
-    weighting: Weighting = "per_source"
+    weighting: Weighting = "median"
     label_shift: LabelShift = "none"
 
     def __post_init__(self) -> None:
@@ -56,12 +59,23 @@ class NewSourceProcedure:
 
 
 def source_weights(source: np.ndarray, weighting: str) -> np.ndarray:
-    """Per-row weights: 1 (``pooled``) or 1 / rows of the row's source (``per_source``)."""
+    """Per-row weights: 1 (``pooled``) or 1 / rows of the row's source (``per_source``, ``median``)."""
     source = np.asarray(source).astype(str)
     if weighting == "pooled":
         return np.ones(len(source))
     _, inverse, counts = np.unique(source, return_inverse=True, return_counts=True)
     return 1.0 / counts[inverse]
+
+
+def median_calibrator(kind: str, proba: np.ndarray, y: np.ndarray, source: np.ndarray) -> ProbabilityCalibrator:
+    """One calibrator per source, then the median of each parameter (the temperature's on the log scale,
+    where the fit searches it): the strength the middle source wants, whatever the most extreme one asks."""
+    fits = [ProbabilityCalibrator(kind).fit(proba[source == s], y[source == s]) for s in np.unique(source)]
+    out = ProbabilityCalibrator(kind)
+    out.temperature_ = float(np.exp(np.median([np.log(f.temperature_) for f in fits])))
+    out.tie_bias_ = float(np.median([f.tie_bias_ for f in fits]))
+    out.smoothing_ = float(np.median([f.smoothing_ for f in fits]))
+    return out
 
 
 @dataclass
@@ -78,7 +92,10 @@ class NewSourceCalibrator:
         """``proba``: uncalibrated LOSO predictions of the held-out sources' rows, ``y`` their labels."""
         proba, y = np.asarray(proba, dtype=np.float64), np.asarray(y, dtype=int)
         weights = source_weights(source, self.procedure.weighting)
-        self.calibrator = ProbabilityCalibrator(self.procedure.kind).fit(proba, y, sample_weight=weights)
+        if self.procedure.weighting == "median":
+            self.calibrator = median_calibrator(self.procedure.kind, proba, y, np.asarray(source).astype(str))
+        else:
+            self.calibrator = ProbabilityCalibrator(self.procedure.kind).fit(proba, y, sample_weight=weights)
         calibrated = self.calibrator.predict_proba(proba)
         w = weights / weights.sum()
         self.train_prior = np.bincount(y, weights=w, minlength=3)

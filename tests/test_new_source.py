@@ -94,6 +94,39 @@ def test_new_source_smoothing_learns_the_share_of_coin_toss_votes():
     assert -np.log(out[rows, y]).mean() < -np.log(proba[rows, y]).mean() - 0.02
 
 
+def test_median_weighting_takes_the_middle_source_not_the_noisiest():
+    """Three sources: coin-toss shares 0.1, 0.2 and 0.85 (a crowd set whose votes the model cannot
+    foresee). ``median`` fits each source alone and takes the middle eps (~0.2); ``per_source`` fits one
+    eps on all three and is pulled far above it. The median also round-trips through to_dict."""
+    proba, _ = _labelled(9000, 11)
+    rng = np.random.default_rng(12)
+    shares = np.repeat([0.1, 0.2, 0.85], 3000)
+    truth = (1 - shares[:, None]) * proba + shares[:, None] / 3
+    y = np.array([rng.choice(3, p=p) for p in truth])
+    source = np.repeat(["s1", "s2", "crowd"], 3000)
+    median = NewSourceCalibrator(NewSourceProcedure("smoothing", "median")).fit(proba, y, source)
+    joint = NewSourceCalibrator(NewSourceProcedure("smoothing", "per_source")).fit(proba, y, source)
+    assert median.calibrator is not None and joint.calibrator is not None
+    alone = ProbabilityCalibrator("smoothing").fit(proba[source == "s2"], y[source == "s2"]).smoothing_
+    assert median.calibrator.smoothing_ == pytest.approx(alone) and alone == pytest.approx(0.2, abs=0.06)
+    assert joint.calibrator.smoothing_ > median.calibrator.smoothing_ + 0.1
+    assert median.sources == ["crowd", "s1", "s2"]
+    again = NewSourceCalibrator.from_dict(median.to_dict())
+    assert np.array_equal(again.predict_proba(proba), median.predict_proba(proba))
+
+
+def test_median_weighting_takes_the_temperature_median_on_the_log_scale():
+    """Two sources, temperatures ~2 and ~0.5: the median of the logs is ~1 (the arithmetic mean would be 1.25)."""
+    proba, y = _labelled(4000, 13)
+    sharp, flat = _softmax(2.0 * np.log(proba[:2000])), _softmax(0.5 * np.log(proba[2000:]))
+    source = np.repeat(["sharp", "flat"], 2000)
+    cal = NewSourceCalibrator(NewSourceProcedure("temperature", "median")).fit(np.vstack([sharp, flat]), y, source)
+    fits = [ProbabilityCalibrator("temperature").fit(p, t) for p, t in ((sharp, y[:2000]), (flat, y[2000:]))]
+    assert cal.calibrator is not None
+    assert cal.calibrator.temperature_ == pytest.approx(np.sqrt(fits[0].temperature_ * fits[1].temperature_))
+    assert cal.calibrator.temperature_ == pytest.approx(1.0, abs=0.15)
+
+
 def test_calibrator_written_before_smoothing_existed_still_loads():
     proba, y = _labelled(300, 7)
     stored = ProbabilityCalibrator("temperature").fit(proba, y).to_dict()
@@ -245,7 +278,12 @@ def test_estimator_fits_both_calibrators_and_reports_the_choice(fitted_multi):
     assert stacker.new_source is not None and stacker.new_source.sources == ["s0", "s1", "s2"]
     report = model.fit_report_.calibration
     assert report["new_source"]["features"]["fitted"] is True
-    assert set(report["new_source"]["features"]["held_out_sources"]) == {"s0", "s1", "s2"}
+    held = report["new_source"]["features"]["held_out_sources"]
+    assert set(held) == {"s0", "s1", "s2"}
+    # the default procedure takes the middle of what each held-out source asks for alone, as the report shows
+    assert stacker.new_source.calibrator is not None
+    alone = [h["fitted_alone"]["smoothing"] for h in held.values()]
+    assert stacker.new_source.calibrator.smoothing_ == pytest.approx(float(np.median(alone)))
     auto, decision = score(model, test, stacker=None, test_calibration=None)
     choice = decision["test_choice"]
     assert choice["requested"] == "auto" and choice["calibration"] in ("in-source", "new-source")
@@ -293,7 +331,7 @@ def test_bundle_round_trips_both_calibrators_and_the_decision(fitted_multi):
     assert loaded.test_choice_ == decided  # the run's decision, recorded
     assert score(loaded, test, stacker=None, test_calibration=None)[1]["test_choice"] == decided
     kept = loaded.fit_report_.calibration["new_source"]["features"]  # the figures that chose it travel along
-    assert set(kept["held_out_sources"]) == {"s0", "s1", "s2"} and kept["procedure"] == "smoothing/per_source/none"
+    assert set(kept["held_out_sources"]) == {"s0", "s1", "s2"} and kept["procedure"] == "smoothing/median/none"
     few, decision = score(loaded, test.head(20), stacker=None, test_calibration="auto")
     assert few.shape == (20, 3) and "too few" in decision["test_choice"]["why"]
 

@@ -101,11 +101,15 @@ def _calibration_lines(report: dict) -> list[str]:
             f"- new-source calibrator ({key} stacker): {info['procedure']}, temperature {fitted['temperature']:.3f},"
             f" tie bias {fitted['tie_bias']:.3f}, smoothing {fitted.get('smoothing', 0.0):.3f}; {info['seconds']:.1f}s"
         )
-        lines += ["", "| held-out source | rows | LOSO log loss, in-source cal. | new-source cal. (in-sample) |"]
-        lines.append("|---|---|---|---|")
+        lines += [
+            "",
+            "| held-out source | rows | LOSO log loss, in-source cal. | new-source cal. (in-sample) | fitted alone |",
+            "|---|---|---|---|---|",
+        ]
         for name, s in info["held_out_sources"].items():
             lines.append(
                 f"| {name} | {s['rows']} | {s['loso_log_loss_in_source']:.4f} | {s['loso_log_loss_new_source']:.4f} |"
+                f" {_calibrator_parameters(s.get('fitted_alone'))} |"
             )
         lines.append("")
     return [*lines, ""]
@@ -171,3 +175,13 @@ def write_report(report: dict, out_dir: Path, names: Any = None) -> tuple[Path, 
     atomic_write_text(json_path, json.dumps(report, indent=2, default=str))
     atomic_write_text(md_path, render_markdown(report))
     return json_path, md_path
+
+
+def _calibrator_parameters(fitted: dict | None) -> str:
+    """A calibrator's fitted parameters in a few characters ("–" for reports written before they were kept)."""
+    if not fitted:
+        return "–"
+    if fitted["kind"] == "smoothing":
+        return f"eps {fitted['smoothing']:.3f}"
+    bias = f", tie bias {fitted['tie_bias']:.3f}" if fitted["kind"] == "vector" else ""
+    return f"T {fitted['temperature']:.3f}{bias}"

@@ -19,6 +19,7 @@ import numpy as np
 from features.extractor import group_columns
 from pipelines.data.training_sets import source_families
 from pipelines.stages.stacker_inputs import StackerInputs
+from stacking.calibration import ProbabilityCalibrator
 from stacking.config import StackerConfig
 from stacking.cross_fit import FoldFeature
 from stacking.metrics import multiclass_log_loss
@@ -86,6 +87,8 @@ def fit_new_source(
             "rows": int(rows.sum()),
             "loso_log_loss_in_source": round(multiclass_log_loss(inputs.y[rows], model.calibrate(p)), 4),
             "loso_log_loss_new_source": round(multiclass_log_loss(inputs.y[rows], calibrator.predict_proba(p)), 4),
+            # what this source alone asks for (the median procedure takes the middle of these)
+            "fitted_alone": ProbabilityCalibrator(calibrator.procedure.kind).fit(p, inputs.y[rows]).to_dict(),
         }
     info = {
         "fitted": True,
