@@ -80,24 +80,25 @@ def fit_new_source(
     stacked = np.vstack([proba[h] for h in holdouts])
     names = np.concatenate([np.full(len(proba[h]), h) for h in holdouts])
     calibrator = NewSourceCalibrator(procedure or NewSourceProcedure()).fit(stacked, y, names)
-    per_source = {}
-    for h in holdouts:
-        rows, p = source == h, proba[h]
-        per_source[h] = {
-            "rows": int(rows.sum()),
-            "loso_log_loss_in_source": round(multiclass_log_loss(inputs.y[rows], model.calibrate(p)), 4),
-            "loso_log_loss_new_source": round(multiclass_log_loss(inputs.y[rows], calibrator.predict_proba(p)), 4),
-            # what this source alone asks for (the median procedure takes the middle of these)
-            "fitted_alone": ProbabilityCalibrator(calibrator.procedure.kind).fit(p, inputs.y[rows]).to_dict(),
-        }
     info = {
         "fitted": True,
         "procedure": calibrator.procedure.name,
         "calibrator": calibrator.to_dict(),
-        "held_out_sources": per_source,
+        "held_out_sources": {h: _held_out_scores(inputs.y[source == h], proba[h], model, calibrator) for h in holdouts},
         "note": "figures are on the predictions the calibrator was fitted on (in-sample for it)",
     }
     return NewSourceFit(calibrator, info, time.monotonic() - started)
+
+
+def _held_out_scores(y: np.ndarray, proba: np.ndarray, model: StackerModel, calibrator: NewSourceCalibrator) -> dict:
+    """One held-out source's LOSO log loss under each calibrator, and what it asks for alone (the median procedure
+    takes the middle of these)."""
+    return {
+        "rows": len(y),
+        "loso_log_loss_in_source": round(multiclass_log_loss(y, model.calibrate(proba)), 4),
+        "loso_log_loss_new_source": round(multiclass_log_loss(y, calibrator.predict_proba(proba)), 4),
+        "fitted_alone": ProbabilityCalibrator(calibrator.procedure.kind).fit(proba, y).to_dict(),
+    }
 
 
 def shift_reference(inputs: StackerInputs, seed: int) -> ShiftReference:
