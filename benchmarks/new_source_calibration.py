@@ -156,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         "--source-balance", type=float, default=0.0, help="train with source-balanced weights of this power (0: off)"
     )
     p.add_argument("--params", default="{}", help="JSON overrides of stacking.lgbm.DEFAULT_PARAMS for every fit")
+    p.add_argument(
+        "--keep-columns",
+        default=None,
+        help="regular expression: only the feature columns it matches train (e.g. '^(diff|logratio|pair)_')",
+    )
     p.add_argument("--baseline-tag", default="features", help="the variant a feature variant is paired against")
     p.add_argument(
         "--against",
@@ -167,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     groups = tuple(g for g in args.groups.split(",") if g)
     battles, X = load_data(args.combined, groups, args.cache_dir)
+    if args.keep_columns:
+        X = X.filter(regex=args.keep_columns)
+        if X.shape[1] == 0:
+            raise SystemExit(f"--keep-columns {args.keep_columns!r} matches no feature column")
+        log.info("kept %d feature columns matching %r", X.shape[1], args.keep_columns)
     seeds = STUDY_PRESET.fold_seeds(args.fold_seeds)
     work = args.work / args.tag
     if not args.analyse:
