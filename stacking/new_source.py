@@ -67,10 +67,16 @@ def source_weights(source: np.ndarray, weighting: str) -> np.ndarray:
     return 1.0 / counts[inverse]
 
 
-def median_calibrator(kind: str, proba: np.ndarray, y: np.ndarray, source: np.ndarray) -> ProbabilityCalibrator:
-    """One calibrator per source, then the median of each parameter (the temperature's on the log scale,
-    where the fit searches it): the strength the middle source wants, whatever the most extreme one asks."""
-    fits = [ProbabilityCalibrator(kind).fit(proba[source == s], y[source == s]) for s in np.unique(source)]
+def fit_each_source(
+    kind: str, proba: np.ndarray, y: np.ndarray, source: np.ndarray
+) -> dict[str, ProbabilityCalibrator]:
+    """What each held-out source asks for alone: one calibrator of ``kind`` per source, on its rows only."""
+    return {str(s): ProbabilityCalibrator(kind).fit(proba[source == s], y[source == s]) for s in np.unique(source)}
+
+
+def median_calibrator(kind: str, fits: list[ProbabilityCalibrator]) -> ProbabilityCalibrator:
+    """The median of each parameter over per-source fits (the temperature's on the log scale, where the fit
+    searches it): the strength the middle source wants, whatever the most extreme one asks."""
     out = ProbabilityCalibrator(kind)
     out.temperature_ = float(np.exp(np.median([np.log(f.temperature_) for f in fits])))
     out.tie_bias_ = float(np.median([f.tie_bias_ for f in fits]))
@@ -87,13 +93,16 @@ class NewSourceCalibrator:
     train_prior: np.ndarray | None = None
     confusion: np.ndarray | None = None
     sources: list[str] = field(default_factory=list)
+    # fit-time only (the fit report keeps them, a bundle does not): each source's own calibrator
+    source_fits_: dict[str, ProbabilityCalibrator] = field(default_factory=dict, repr=False)
 
     def fit(self, proba: np.ndarray, y: np.ndarray, source: np.ndarray) -> NewSourceCalibrator:
         """``proba``: uncalibrated LOSO predictions of the held-out sources' rows, ``y`` their labels."""
         proba, y = np.asarray(proba, dtype=np.float64), np.asarray(y, dtype=int)
         weights = source_weights(source, self.procedure.weighting)
+        self.source_fits_ = fit_each_source(self.procedure.kind, proba, y, np.asarray(source).astype(str))
         if self.procedure.weighting == "median":
-            self.calibrator = median_calibrator(self.procedure.kind, proba, y, np.asarray(source).astype(str))
+            self.calibrator = median_calibrator(self.procedure.kind, list(self.source_fits_.values()))
         else:
             self.calibrator = ProbabilityCalibrator(self.procedure.kind).fit(proba, y, sample_weight=weights)
         calibrated = self.calibrator.predict_proba(proba)

@@ -19,7 +19,6 @@ import numpy as np
 from features.extractor import group_columns
 from pipelines.data.training_sets import source_families
 from pipelines.stages.stacker_inputs import StackerInputs
-from stacking.calibration import ProbabilityCalibrator
 from stacking.config import StackerConfig
 from stacking.cross_fit import FoldFeature
 from stacking.metrics import multiclass_log_loss
@@ -84,20 +83,24 @@ def fit_new_source(
         "fitted": True,
         "procedure": calibrator.procedure.name,
         "calibrator": calibrator.to_dict(),
-        "held_out_sources": {h: _held_out_scores(inputs.y[source == h], proba[h], model, calibrator) for h in holdouts},
+        "held_out_sources": {
+            h: _held_out_scores(inputs.y[source == h], proba[h], model, calibrator, h) for h in holdouts
+        },
         "note": "figures are on the predictions the calibrator was fitted on (in-sample for it)",
     }
     return NewSourceFit(calibrator, info, time.monotonic() - started)
 
 
-def _held_out_scores(y: np.ndarray, proba: np.ndarray, model: StackerModel, calibrator: NewSourceCalibrator) -> dict:
+def _held_out_scores(
+    y: np.ndarray, proba: np.ndarray, model: StackerModel, calibrator: NewSourceCalibrator, name: str
+) -> dict:
     """One held-out source's LOSO log loss under each calibrator, and what it asks for alone (the median procedure
     takes the middle of these)."""
     return {
         "rows": len(y),
         "loso_log_loss_in_source": round(multiclass_log_loss(y, model.calibrate(proba)), 4),
         "loso_log_loss_new_source": round(multiclass_log_loss(y, calibrator.predict_proba(proba)), 4),
-        "fitted_alone": ProbabilityCalibrator(calibrator.procedure.kind).fit(proba, y).to_dict(),
+        "fitted_alone": calibrator.source_fits_[name].to_dict(),
     }
 
 
